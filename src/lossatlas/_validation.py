@@ -1,0 +1,182 @@
+"""Argument checks shared by every loss, in the style of scikit-learn's messages.
+
+Checks that need the values of a tensor (finiteness, target range) synchronise a CUDA
+device with the host; they run only when ``validate=True`` (the default) and never while
+``torch.compile`` traces. Shape, dtype and device checks are free and always run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def compiling() -> bool:
+    return bool(torch.compiler.is_compiling())
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def check_tensor(x: Any, name: str) -> Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_float(x: Any, name: str) -> Tensor:
+    check_tensor(x, name)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; cast it with .float()")
+    return x
+
+
+def check_finite(x: Tensor, name: str, validate: bool) -> None:
+    if validate and not compiling() and x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values; check the model output or the data")
+
+
+def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; move them to the same device")
+
+
+def check_logits(logits: Any, validate: bool = True, name: str = "logits") -> Tensor:
+    """A float [N, C] tensor with C >= 1."""
+    check_float(logits, name)
+    if logits.dim() != 2:
+        raise ValueError(f"{name} must have shape [N, C], got {tuple(logits.shape)}")
+    if logits.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one class column, got shape {tuple(logits.shape)}")
+    check_finite(logits, name, validate)
+    return logits
+
+
+def check_class_target(
+    target: Any,
+    logits: Tensor,
+    validate: bool = True,
+    ignore_index: int | None = None,
+    name: str = "target",
+) -> Tensor:
+    """An int64 [N] tensor of class indices in [0, C) (or ``ignore_index``)."""
+    check_tensor(target, name)
+    if target.dtype.is_floating_point or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(
+            f"{name} must hold integer class indices (torch.long), got dtype {target.dtype}; "
+            "this loss does not accept probability targets"
+        )
+    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{name} must have shape [N] = [{logits.shape[0]}] to match logits {tuple(logits.shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    check_same_device("logits", logits, name, target)
+    if validate and not compiling() and target.numel():
+        num_classes = logits.shape[1]
+        valid = (target >= 0) & (target < num_classes)
+        if ignore_index is not None:
+            valid |= target == ignore_index
+        if not bool(valid.all()):
+            bad = target[~valid][:5].tolist()
+            raise ValueError(
+                f"{name} values must be in [0, {num_classes}) for logits with {num_classes} classes"
+                + (f" (or ignore_index={ignore_index})" if ignore_index is not None else "")
+                + f"; found {bad}"
+            )
+    return target
+
+
+def check_multilabel_target(target: Any, logits: Tensor, validate: bool = True, name: str = "target") -> Tensor:
+    """A float [N, C] tensor of values in [0, 1], same shape as logits."""
+    check_tensor(target, name)
+    if target.shape != logits.shape:
+        raise ValueError(f"{name} must have the shape of logits {tuple(logits.shape)}, got {tuple(target.shape)}")
+    check_same_device("logits", logits, name, target)
+    if validate and not compiling() and target.numel():
+        t = target.to(torch.float32) if not target.is_floating_point() else target
+        if not bool(((t >= 0) & (t <= 1)).all()):
+            raise ValueError(f"{name} values must lie in [0, 1] (multi-hot or probabilities)")
+    return target
+
+
+def as_class_counts(class_counts: Any, name: str = "class_counts") -> Tensor:
+    """Validate class counts and return them as a float64 CPU tensor [C].
+
+    Accepts a list, tuple, numpy array or tensor of positive, finite numbers.
+    """
+    if class_counts is None:
+        raise ValueError(
+            f"{name} is required: pass the number of training samples per class, "
+            "e.g. lossatlas.data.class_counts(train_labels)"
+        )
+    if isinstance(class_counts, torch.Tensor):
+        counts = class_counts.detach().to("cpu", torch.float64)
+    elif isinstance(class_counts, (Sequence, np.ndarray)) and not isinstance(class_counts, (str, bytes)):
+        try:
+            counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a sequence of numbers, got {class_counts!r}") from exc
+    else:
+        raise TypeError(f"{name} must be a list, numpy array or tensor of per-class counts, got {type(class_counts).__name__}")
+    if counts.dim() != 1 or counts.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence (one count per class), got shape {tuple(counts.shape)}")
+    if not bool(torch.isfinite(counts).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    bad = (counts <= 0).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"{name} must be positive for every class; classes {bad[:10]} have count <= 0. "
+            "Remove classes that have no training samples, or add one pseudo-count"
+        )
+    return counts
+
+
+def check_num_classes(values: Tensor, logits: Tensor, name: str) -> None:
+    if values.shape[0] != logits.shape[1]:
+        raise ValueError(
+            f"{name} has {values.shape[0]} entries but logits have {logits.shape[1]} classes; "
+            "they must match"
+        )
+
+
+def as_class_weight(weight: Any, name: str = "weight") -> Tensor | None:
+    """Optional per-class weights [C], non-negative and finite, as a tensor."""
+    if weight is None:
+        return None
+    w = weight if isinstance(weight, torch.Tensor) else torch.as_tensor(np.asarray(weight, dtype=np.float64))
+    if not w.is_floating_point():
+        w = w.to(torch.float64)
+    if w.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D tensor of per-class weights, got shape {tuple(w.shape)}")
+    if not compiling() and (not bool(torch.isfinite(w).all()) or bool((w < 0).any())):
+        raise ValueError(f"{name} must be finite and non-negative")
+    return w
+
+
+def check_number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """A real number inside the given interval (closed unless ``*_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = float(value)
+        else:
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value

@@ -1,0 +1,32 @@
+"""Data utilities: class counts, long-tail and label-noise protocols, datasets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["class_counts"]
+
+
+def class_counts(labels: Any, num_classes: int | None = None) -> torch.Tensor:
+    """Number of samples per class, as an int64 tensor [C].
+
+    ``labels`` is a 1-D int tensor / array / list; ``num_classes`` defaults to ``max + 1``.
+
+    Example:
+        >>> import lossatlas as la
+        >>> la.data.class_counts([0, 0, 2], num_classes=3).tolist()
+        [2, 0, 1]
+    """
+    y = labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+    if y.dtype.is_floating_point or y.dim() != 1:
+        raise ValueError(f"labels must be a 1-D sequence of integer class ids, got dtype {y.dtype}, shape {tuple(y.shape)}")
+    if y.numel() and int(y.min()) < 0:
+        raise ValueError("labels must be non-negative class ids")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.numel() else 0
+    if y.numel() and int(y.max()) >= num_classes:
+        raise ValueError(f"labels contain class {int(y.max())} but num_classes={num_classes}")
+    return torch.bincount(y.long(), minlength=num_classes)

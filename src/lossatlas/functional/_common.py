@@ -1,0 +1,102 @@
+"""Pieces every classification loss shares: reduction, dtype handling, target masks."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._validation import (
+    as_class_weight,
+    check_class_target,
+    check_logits,
+    check_num_classes,
+    check_reduction,
+)
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """float16/bfloat16 inputs are computed in float32 (the loss is returned in the input dtype)."""
+    return torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+
+
+def reduce_loss(
+    losses: Tensor,
+    reduction: str,
+    weights: Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Reduce per-sample ``losses`` [N] with torch semantics.
+
+    ``weights`` [N] (per-sample, e.g. class weight of the target, 0 for ignored samples)
+    turn ``"mean"`` into the weighted mean ``Σ w_i l_i / Σ w_i`` (as ``F.cross_entropy``
+    does with ``weight=``) and ``"none"``/``"sum"`` into ``w_i l_i``. A mean over an empty
+    batch (or one where every weight is zero) is 0, connected to the graph, rather than NaN.
+    """
+    if weights is not None:
+        losses = losses * weights
+    if reduction == "none":
+        out = losses
+    elif reduction == "sum":
+        out = losses.sum()
+    elif weights is not None:
+        out = losses.sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
+    else:
+        out = losses.mean() if losses.numel() else losses.sum()
+    return out if out_dtype is None else out.to(out_dtype)
+
+
+def prepare_classification(
+    logits: Tensor,
+    target: Tensor,
+    reduction: str,
+    validate: bool,
+    weight: Tensor | None = None,
+    ignore_index: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
+    """Validate and normalise (logits, integer target) for a per-sample classification loss.
+
+    Returns ``(z, safe_target, sample_weights, out_dtype)`` where ``z`` is the logits in the
+    compute dtype, ``safe_target`` has ignored entries replaced by 0, and ``sample_weights``
+    is ``weight[target]`` times the not-ignored mask (``None`` when neither applies).
+    """
+    check_reduction(reduction)
+    check_logits(logits, validate)
+    check_class_target(target, logits, validate, ignore_index)
+    out_dtype = logits.dtype
+    z = logits.to(compute_dtype(logits))
+    sample_weights = None
+    safe_target = target
+    if ignore_index is not None and ignore_index >= 0 and ignore_index < logits.shape[1]:
+        raise ValueError(f"ignore_index={ignore_index} is a valid class index for {logits.shape[1]} classes; use a negative value such as -100")
+    mask = None
+    if ignore_index is not None:
+        mask = target != ignore_index
+        safe_target = torch.where(mask, target, torch.zeros_like(target))
+    if weight is not None:
+        w = as_class_weight(weight)
+        check_num_classes(w, logits, "weight")
+        w = w.to(device=logits.device, dtype=z.dtype)
+        sample_weights = w[safe_target]
+    if mask is not None:
+        m = mask.to(z.dtype)
+        sample_weights = m if sample_weights is None else sample_weights * m
+    return z, safe_target, sample_weights, out_dtype
+
+
+def target_logit(z: Tensor, target: Tensor) -> Tensor:
+    """z[i, target_i] as a [N] tensor."""
+    return z.gather(1, target.unsqueeze(1)).squeeze(1)
+
+
+def add_to_target(z: Tensor, target: Tensor, delta: Tensor) -> Tensor:
+    """Return a copy of ``z`` with ``delta`` [N] added to each row's target logit (no one-hot)."""
+    idx = target.unsqueeze(1)
+    return z.scatter_add(1, idx, delta.unsqueeze(1).to(z.dtype))
+
+
+def log_softmax_target(z: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(log p [N, C], log p_target [N])."""
+    logp = torch.log_softmax(z, dim=1)
+    return logp, target_logit(logp, target)

@@ -1,0 +1,333 @@
+"""Long-tailed classification losses (catalogue rows A1–A8), as pure functions.
+
+Every function takes ``logits`` [N, C] and integer ``target`` [N] (class indices),
+returns a scalar for ``reduction="mean"|"sum"`` and per-sample losses [N] for ``"none"``.
+Optional per-class ``weight`` [C] follows ``F.cross_entropy``: ``"mean"`` becomes the
+weighted mean ``Σ_i w_{y_i} l_i / Σ_i w_{y_i}``. The module twins live in
+:mod:`lossatlas.losses.imbalance` and carry the full documentation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._validation import (
+    as_class_counts,
+    as_class_weight,
+    check_finite,
+    check_logits,
+    check_multilabel_target,
+    check_num_classes,
+    check_number,
+    check_reduction,
+    check_same_device,
+)
+from ._common import compute_dtype, prepare_classification, reduce_loss
+
+__all__ = [
+    "cross_entropy",
+    "focal",
+    "sigmoid_focal",
+    "effective_number_weights",
+    "drw_weights",
+    "ldam_margins",
+    "ldam",
+    "log_prior",
+    "logit_adjusted",
+    "posthoc_logit_adjustment",
+    "balanced_softmax",
+    "vs_parameters",
+    "vs",
+]
+
+ClassCounts = Any  # list / tuple / numpy array / tensor of positive counts
+
+
+def _counts_on(class_counts: ClassCounts, logits: Tensor) -> Tensor:
+    counts = as_class_counts(class_counts)
+    check_num_classes(counts, logits, "class_counts")
+    return counts
+
+
+def cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Cross-entropy with optional class weights and label smoothing (torch semantics).
+
+    ``target`` is int64 [N] or class probabilities [N, C]. See
+    :class:`lossatlas.losses.CrossEntropyLoss`.
+    """
+    check_reduction(reduction)
+    check_logits(logits, validate)
+    check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    soft = isinstance(target, Tensor) and target.is_floating_point()
+    if soft:
+        check_multilabel_target(target, logits, validate)
+        if validate and target.numel():
+            rows = target.sum(1)
+            if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
+                raise ValueError("probability targets must sum to 1 over the classes of each row")
+        z, y, sample_w = logits.to(compute_dtype(logits)), target.to(compute_dtype(logits)), None
+    else:
+        z, y, sample_w, _ = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+    w = None if weight is None else as_class_weight(weight).to(device=z.device, dtype=z.dtype)
+    if soft or reduction != "mean":
+        out = F.cross_entropy(z, y, weight=w, label_smoothing=label_smoothing, reduction=reduction,
+                              **({} if soft else {"ignore_index": ignore_index}))
+        if soft and reduction == "mean" and z.shape[0] == 0:
+            out = z.sum() * 0.0
+        return out.to(logits.dtype)
+    # "mean" with class indices: torch's weighted mean Σ l_i / Σ w_{y_i} over non-ignored
+    # samples, but 0 (not NaN) when the batch is empty or entirely ignored.
+    losses = F.cross_entropy(z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
+    denom = sample_w.sum() if sample_w is not None else torch.tensor(float(z.shape[0]), dtype=z.dtype, device=z.device)
+    return (losses.sum() / denom.clamp_min(torch.finfo(z.dtype).tiny)).to(logits.dtype)
+
+
+def focal(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | Tensor | None = None,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Softmax focal loss ``α_t (1 − p_t)^γ · (−log p_t)``; see :class:`lossatlas.losses.FocalLoss`."""
+    gamma = check_number(gamma, "gamma", low=0.0)
+    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+    logp = torch.log_softmax(z, dim=1).gather(1, y.unsqueeze(1)).squeeze(1)
+    ce = -logp
+    if gamma != 0.0:
+        one_minus_p = -torch.expm1(logp)  # 1 - p_t, accurate when p_t is close to 1
+        if gamma < 1.0:  # d/dx x^γ is infinite at 0 for γ < 1
+            one_minus_p = one_minus_p.clamp_min(torch.finfo(z.dtype).tiny)
+        losses = one_minus_p.pow(gamma) * ce
+    else:
+        losses = ce
+    if alpha is not None:
+        if isinstance(alpha, (int, float)):
+            losses = losses * check_number(alpha, "alpha", low=0.0)
+        else:
+            a = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
+            if a.dim() != 1:
+                raise ValueError("alpha must be a float or a 1-D sequence with one value per class")
+            check_num_classes(a, logits, "alpha")
+            losses = losses * a[y]
+    return reduce_loss(losses, reduction, sample_w, out_dtype)
+
+
+def sigmoid_focal(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Sigmoid (binary / multi-label) focal loss; see :class:`lossatlas.losses.SigmoidFocalLoss`.
+
+    ``reduction="none"`` returns the elementwise losses [N, C]; ``"mean"`` averages all N·C.
+    """
+    check_reduction(reduction)
+    check_logits(logits, validate)
+    check_multilabel_target(target, logits, validate)
+    gamma = check_number(gamma, "gamma", low=0.0)
+    out_dtype = logits.dtype
+    z = logits.to(compute_dtype(logits))
+    y = target.to(z.dtype)
+    ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    if gamma != 0.0:
+        # 1 - p_t = p (1 - y) + (1 - p) y, with p = σ(z) computed stably on both sides.
+        p = torch.sigmoid(z)
+        one_minus_pt = p + y - 2.0 * p * y
+        if gamma < 1.0:
+            one_minus_pt = one_minus_pt.clamp_min(torch.finfo(z.dtype).tiny)
+        losses = ce * one_minus_pt.pow(gamma)
+    else:
+        losses = ce
+    if alpha is not None and alpha >= 0:
+        alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
+        losses = losses * (alpha * y + (1.0 - alpha) * (1.0 - y))
+    if reduction == "none":
+        return losses.to(out_dtype)
+    out = losses.sum() if reduction == "sum" else (losses.mean() if losses.numel() else losses.sum())
+    return out.to(out_dtype)
+
+
+def effective_number_weights(class_counts: ClassCounts, beta: float = 0.9999) -> Tensor:
+    """Class-balanced weights ``w_j = (1 − β) / (1 − β^{n_j})``, normalised to sum to C.
+
+    Cui et al. (2019). β = 0 gives uniform weights; β → 1 gives inverse class frequency.
+    Returns a float64 tensor [C] on the CPU.
+    """
+    counts = as_class_counts(class_counts)
+    beta = check_number(beta, "beta", low=0.0, high=1.0)
+    if beta == 1.0:
+        w = 1.0 / counts  # the β → 1 limit of (1-β)/(1-β^n)
+    else:
+        # 1 - β^n computed as -expm1(n log β) keeps precision for β close to 1.
+        w = (1.0 - beta) / (-torch.expm1(counts * math.log(beta))) if beta > 0 else torch.ones_like(counts)
+    return w / w.sum() * counts.numel()
+
+
+def drw_weights(
+    class_counts: ClassCounts, epoch: int, *, start_epoch: int = 160, beta: float = 0.9999
+) -> Tensor:
+    """Deferred re-weighting: uniform weights before ``start_epoch``, then effective-number weights."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+    return effective_number_weights(class_counts, beta if epoch >= start_epoch else 0.0)
+
+
+def ldam_margins(class_counts: ClassCounts, max_margin: float = 0.5) -> Tensor:
+    """LDAM margins ``m_j = max_margin · n_j^{-1/4} / max_k n_k^{-1/4}`` (float64 [C])."""
+    counts = as_class_counts(class_counts)
+    check_number(max_margin, "max_margin", low=0.0)
+    m = counts.pow(-0.25)
+    return m * (max_margin / m.max())
+
+
+def _margin_ce(
+    z: Tensor, y: Tensor, shift: Tensor, scale: float, reduction: str, sample_w: Tensor | None, out_dtype: torch.dtype
+) -> Tensor:
+    """CE(scale · (z − shift_y · onehot(y)), y) without building the one-hot matrix."""
+    zs = z.scatter_add(1, y.unsqueeze(1), -shift.unsqueeze(1))
+    if scale != 1.0:
+        zs = zs * scale
+    return reduce_loss(F.cross_entropy(zs, y, reduction="none"), reduction, sample_w, out_dtype)
+
+
+def ldam(
+    logits: Tensor,
+    target: Tensor,
+    class_counts: ClassCounts,
+    *,
+    max_margin: float = 0.5,
+    scale: float = 30.0,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+    margins: Tensor | None = None,
+) -> Tensor:
+    """LDAM loss ``CE(s · (z − m_y e_y), y)``; see :class:`lossatlas.losses.LDAMLoss`.
+
+    ``margins`` [C] may be passed pre-computed (the module does) instead of being derived
+    from ``class_counts``.
+    """
+    check_number(scale, "scale", low=0.0, low_open=True)
+    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+    if margins is None:
+        margins = ldam_margins(_counts_on(class_counts, logits), max_margin)
+    else:
+        check_num_classes(margins, logits, "margins")
+    m = margins.to(device=z.device, dtype=z.dtype)
+    return _margin_ce(z, y, m[y], scale, reduction, sample_w, out_dtype)
+
+
+def log_prior(class_counts: ClassCounts) -> Tensor:
+    """``log π_j = log(n_j / Σ n)`` as float64 [C]."""
+    counts = as_class_counts(class_counts)
+    return torch.log(counts / counts.sum())
+
+
+def _biased_ce(
+    logits: Tensor,
+    target: Tensor,
+    bias: Tensor,
+    reduction: str,
+    validate: bool,
+    weight: Any,
+    ignore_index: int,
+    divisor: Tensor | None = None,
+) -> Tensor:
+    """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS."""
+    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+    check_num_classes(bias, logits, "class_counts")
+    if divisor is not None:
+        z = z / divisor.to(device=z.device, dtype=z.dtype)
+    z = z + bias.to(device=z.device, dtype=z.dtype)
+    return reduce_loss(F.cross_entropy(z, y, reduction="none"), reduction, sample_w, out_dtype)
+
+
+def logit_adjusted(
+    logits: Tensor,
+    target: Tensor,
+    class_counts: ClassCounts,
+    *,
+    tau: float = 1.0,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Logit-adjusted loss ``CE(z + τ log π, y)``; see :class:`lossatlas.losses.LogitAdjustedLoss`."""
+    tau = check_number(tau, "tau")
+    return _biased_ce(logits, target, tau * log_prior(class_counts), reduction, validate, weight, ignore_index)
+
+
+def posthoc_logit_adjustment(logits: Tensor, class_counts: ClassCounts, *, tau: float = 1.0) -> Tensor:
+    """Post-hoc logit adjustment (Menon et al. 2021): ``z − τ log π``; predict with its argmax."""
+    check_logits(logits, validate=False)
+    tau = check_number(tau, "tau")
+    lp = log_prior(class_counts)
+    check_num_classes(lp, logits, "class_counts")
+    return logits - (tau * lp).to(device=logits.device, dtype=logits.dtype)
+
+
+def balanced_softmax(
+    logits: Tensor,
+    target: Tensor,
+    class_counts: ClassCounts,
+    *,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Balanced softmax ``CE(z + log n, y)``; see :class:`lossatlas.losses.BalancedSoftmaxLoss`."""
+    bias = torch.log(as_class_counts(class_counts))
+    return _biased_ce(logits, target, bias, reduction, validate, weight, ignore_index)
+
+
+def vs_parameters(class_counts: ClassCounts, gamma: float = 0.3, tau: float = 1.0) -> tuple[Tensor, Tensor]:
+    """VS loss constants: multiplicative ``Δ_j = (n_max / n_j)^γ`` (divides z) and additive ``ι_j = τ log π_j``."""
+    counts = as_class_counts(class_counts)
+    gamma = check_number(gamma, "gamma", low=0.0)
+    tau = check_number(tau, "tau")
+    delta = (counts.max() / counts).pow(gamma)
+    iota = tau * torch.log(counts / counts.sum())
+    return delta, iota
+
+
+def vs(
+    logits: Tensor,
+    target: Tensor,
+    class_counts: ClassCounts,
+    *,
+    gamma: float = 0.3,
+    tau: float = 1.0,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Vector-scaling loss ``CE(z / Δ + ι, y)``; see :class:`lossatlas.losses.VSLoss`."""
+    delta, iota = vs_parameters(class_counts, gamma, tau)
+    return _biased_ce(logits, target, iota, reduction, validate, weight, ignore_index, divisor=delta)

@@ -1,0 +1,247 @@
+"""The registry: one entry per catalogue method, with the metadata users and docs read.
+
+Every public loss / weighting class is registered with :func:`register`. The entry's
+required arguments and defaults are read from the class's ``__init__`` signature, so the
+documentation can never drift from the code; where each default comes from is stated
+explicitly in ``defaults_source``.
+
+>>> import lossatlas as la
+>>> crit = la.create("focal", gamma=2.0)
+>>> la.info("focal").paper.year
+2017
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+__all__ = ["Paper", "Entry", "register", "create", "info", "list_entries", "families", "KINDS"]
+
+#: Input kinds, one call convention each (see DESIGN.md, "Signatures by input kind").
+KINDS = {
+    "classification": "(logits[N, C], target int64[N] or probabilities[N, C])",
+    "multilabel": "(logits[N, C], target multi-hot float[N, C])",
+    "embedding": "(embeddings[N, D], labels int64[N])",
+    "pair": "(a[N, D], b[N, D]) with optional labels",
+    "weighting": "called as documented per entry; returns weights",
+    "regulariser": "(logits[N, C]) -> scalar penalty",
+}
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Bibliographic record of the paper that defines a method."""
+
+    authors: str
+    title: str
+    venue: str
+    year: int
+    arxiv: str | None = None
+
+    def __str__(self) -> str:
+        arxiv = f", arXiv:{self.arxiv}" if self.arxiv else ""
+        return f"{self.authors} ({self.year}). {self.title}. {self.venue}{arxiv}."
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Registry metadata of one method."""
+
+    id: str
+    cls: type
+    family: str
+    kind: str
+    formula: str
+    paper: Paper | None
+    code: str | None
+    catalogue: str
+    aliases: tuple[str, ...] = ()
+    function: Callable[..., Any] | None = None
+    defaults_source: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def parameters(self) -> dict[str, inspect.Parameter]:
+        sig = inspect.signature(self.cls.__init__)
+        return {
+            n: p
+            for n, p in sig.parameters.items()
+            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(n for n, p in self.parameters.items() if p.default is inspect.Parameter.empty)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {n: p.default for n, p in self.parameters.items() if p.default is not inspect.Parameter.empty}
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain, JSON-friendly view of the entry."""
+        return {
+            "id": self.id,
+            "aliases": list(self.aliases),
+            "family": self.family,
+            "kind": self.kind,
+            "catalogue": self.catalogue,
+            "class": f"{self.cls.__module__}.{self.cls.__qualname__}",
+            "function": None if self.function is None else f"{self.function.__module__}.{self.function.__name__}",
+            "required": list(self.required),
+            "defaults": {k: repr(v) for k, v in self.defaults.items()},
+            "defaults_source": dict(self.defaults_source),
+            "paper": None if self.paper is None else str(self.paper),
+            "code": self.code,
+            "formula": self.formula,
+            "notes": self.notes,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"{self.id}  [{self.family} / {self.kind}, catalogue {self.catalogue}]"]
+        if self.aliases:
+            lines.append(f"  aliases:   {', '.join(self.aliases)}")
+        lines.append(f"  formula:   {self.formula}")
+        lines.append(f"  inputs:    {KINDS.get(self.kind, self.kind)}")
+        lines.append(f"  class:     {self.cls.__module__}.{self.cls.__qualname__}")
+        if self.function is not None:
+            lines.append(f"  function:  {self.function.__module__}.{self.function.__name__}")
+        lines.append(f"  required:  {', '.join(self.required) or '(none)'}")
+        for name, value in self.defaults.items():
+            src = self.defaults_source.get(name)
+            lines.append(f"  default    {name}={value!r}" + (f"  ({src})" if src else ""))
+        if self.paper is not None:
+            lines.append(f"  paper:     {self.paper}")
+        if self.code:
+            lines.append(f"  code:      {self.code}")
+        if self.notes:
+            lines.append(f"  notes:     {self.notes}")
+        return "\n".join(lines)
+
+
+_ENTRIES: dict[str, Entry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _canonical(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def register(
+    id: str,
+    *,
+    family: str,
+    kind: str,
+    formula: str,
+    catalogue: str,
+    paper: Paper | None = None,
+    code: str | None = None,
+    aliases: Iterable[str] = (),
+    function: Callable[..., Any] | None = None,
+    defaults_source: dict[str, str] | None = None,
+    notes: str = "",
+) -> Callable[[type], type]:
+    """Class decorator that adds a method to the registry."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+
+    def decorator(cls: type) -> type:
+        key = _canonical(id)
+        if key in _ENTRIES or key in _ALIASES:
+            raise ValueError(f"registry id {id!r} is already taken")
+        entry = Entry(
+            id=key,
+            cls=cls,
+            family=family,
+            kind=kind,
+            formula=formula,
+            paper=paper,
+            code=code,
+            catalogue=catalogue,
+            aliases=tuple(_canonical(a) for a in aliases),
+            function=function,
+            defaults_source=dict(defaults_source or {}),
+            notes=notes,
+        )
+        unknown = set(entry.defaults_source) - set(entry.parameters)
+        if unknown:
+            raise ValueError(f"{id}: defaults_source names unknown parameters {sorted(unknown)}")
+        for alias in entry.aliases:
+            if alias in _ENTRIES or alias in _ALIASES:
+                raise ValueError(f"alias {alias!r} of {id!r} is already taken")
+        _ENTRIES[key] = entry
+        for alias in entry.aliases:
+            _ALIASES[alias] = key
+        cls.registry_id = key  # type: ignore[attr-defined]
+        return cls
+
+    return decorator
+
+
+def _load_all() -> None:
+    # Importing the package imports every family module, which registers its entries.
+    import lossatlas  # noqa: F401
+
+
+def info(id: str) -> Entry:
+    """Return the registry entry for ``id`` (or one of its aliases)."""
+    _load_all()
+    if not isinstance(id, str):
+        raise TypeError(f"id must be a str, got {type(id).__name__}")
+    key = _canonical(id)
+    key = _ALIASES.get(key, key)
+    if key not in _ENTRIES:
+        names = sorted(_ENTRIES) + sorted(_ALIASES)
+        close = difflib.get_close_matches(key, names, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown lossatlas id {id!r}.{hint} See lossatlas.list() for all ids.")
+    return _ENTRIES[key]
+
+
+def create(id: str, **kwargs: Any) -> Any:
+    """Instantiate the registered method ``id`` with keyword arguments.
+
+    Raises ``TypeError`` naming the missing or unexpected arguments.
+    """
+    entry = info(id)
+    params = entry.parameters
+    missing = [n for n in entry.required if n not in kwargs]
+    if missing:
+        raise TypeError(
+            f"{entry.id} requires the argument(s) {', '.join(missing)}; "
+            f"see lossatlas.info({entry.id!r}) for their meaning"
+        )
+    accepts_var_kw = any(
+        p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.cls.__init__).parameters.values()
+    )
+    unexpected = [k for k in kwargs if k not in params]
+    if unexpected and not accepts_var_kw:
+        raise TypeError(
+            f"{entry.id} got unexpected argument(s) {', '.join(unexpected)}; "
+            f"it accepts {', '.join(params) or 'no arguments'}"
+        )
+    return entry.cls(**kwargs)
+
+
+def list_entries(family: str | None = None, kind: str | None = None) -> list[Entry]:
+    """All registry entries, sorted by family then id, optionally filtered."""
+    _load_all()
+    entries = sorted(_ENTRIES.values(), key=lambda e: (e.family, e.id))
+    if family is not None:
+        known = families()
+        if family not in known:
+            raise ValueError(f"unknown family {family!r}; known families: {', '.join(known)}")
+        entries = [e for e in entries if e.family == family]
+    if kind is not None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}")
+        entries = [e for e in entries if e.kind == kind]
+    return entries
+
+
+def families() -> list[str]:
+    """The families present in the registry."""
+    _load_all()
+    return sorted({e.family for e in _ENTRIES.values()})
