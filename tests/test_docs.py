@@ -1,0 +1,49 @@
+"""Every registered method documents itself: formula, paper, defaults, and a runnable example."""
+
+from __future__ import annotations
+
+import doctest
+import inspect
+
+import pytest
+
+import lossatlas as la
+
+ENTRIES = la.list()
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
+def test_docstring_has_formula_paper_example(entry):
+    doc = inspect.getdoc(entry.cls) or ""
+    assert len(doc) > 200, f"{entry.id}: docstring too short"
+    assert ">>>" in doc, f"{entry.id}: docstring needs a runnable example"
+    if entry.paper is not None:
+        assert str(entry.paper.year) in doc, f"{entry.id}: docstring should cite the paper's year"
+    assert entry.formula and entry.catalogue
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.id)
+def test_docstring_example_runs(entry):
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    tests = finder.find(entry.cls, entry.cls.__name__, globs={})
+    assert tests and tests[0].examples, f"{entry.id}: no doctest example"
+    for t in tests:
+        runner.run(t)
+    assert runner.failures == 0, f"{entry.id}: its docstring example fails"
+
+
+@pytest.mark.parametrize("module", ["lossatlas", "lossatlas.registry", "lossatlas.data"])
+def test_module_doctests(module):
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_registry_metadata_complete():
+    for e in ENTRIES:
+        d = e.as_dict()
+        assert d["family"] and d["kind"] and d["formula"] and d["catalogue"]
+        for name in e.defaults_source:
+            assert name in e.defaults
