@@ -28,6 +28,7 @@ KINDS = {
     "pair": "(a[N, D], b[N, D]) with optional labels",
     "weighting": "called as documented per entry; returns weights",
     "regulariser": "(logits[N, C]) -> scalar penalty",
+    "sampler": "torch.utils.data.Sampler over a dataset's labels",
 }
 
 

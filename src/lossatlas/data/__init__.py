@@ -1,4 +1,9 @@
-"""Data utilities: class counts, long-tail and label-noise protocols, datasets."""
+"""Data utilities: class counts, long-tail and label-noise protocols, datasets.
+
+Submodules are discovered and their ``__all__`` re-exported here; they import optional
+dependencies (mnist1d, scikit-learn, imbalanced-learn) lazily, inside functions, so that
+``import lossatlas`` needs only torch and numpy.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .._discovery import export_family_modules
 
 __all__ = ["class_counts"]
 
@@ -30,3 +37,6 @@ def class_counts(labels: Any, num_classes: int | None = None) -> torch.Tensor:
     if y.numel() and int(y.max()) >= num_classes:
         raise ValueError(f"labels contain class {int(y.max())} but num_classes={num_classes}")
     return torch.bincount(y.long(), minlength=num_classes)
+
+
+__all__ += export_family_modules(__name__, __path__, globals())
