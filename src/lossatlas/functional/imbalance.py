@@ -81,7 +81,8 @@ def cross_entropy(
                 raise ValueError("probability targets must sum to 1 over the classes of each row")
         z, y, sample_w = logits.to(compute_dtype(logits)), target.to(compute_dtype(logits)), None
     else:
-        z, y, sample_w, _ = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+        z, _, sample_w, _ = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+        y = target  # F.cross_entropy handles ignore_index itself
     w = None if weight is None else as_class_weight(weight).to(device=z.device, dtype=z.dtype)
     if soft or reduction != "mean":
         out = F.cross_entropy(z, y, weight=w, label_smoothing=label_smoothing, reduction=reduction,

@@ -1,0 +1,355 @@
+"""Long-tail losses A1–A8: identities, gradients, edge cases, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+import lossatlas.functional as LF
+
+from helpers import assert_finite_extremes, gradcheck_loss
+
+COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+C = len(COUNTS)
+
+
+def batch(n=16, c=C, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, generator=g, dtype=dtype) * 3, torch.randint(0, c, (n,), generator=g)
+
+
+PRIOR_IDS = ["ldam", "logit_adjusted", "balanced_softmax", "vs"]
+ALL_IDS = ["cross_entropy", "focal"] + PRIOR_IDS
+
+
+def make(id, **kw):
+    if id in PRIOR_IDS:
+        kw.setdefault("class_counts", COUNTS)
+    return la.create(id, **kw)
+
+
+# ---------------------------------------------------------------- identities with CE
+@pytest.mark.parametrize(
+    "id,kwargs",
+    [
+        ("focal", {"gamma": 0.0}),
+        ("ldam", {"max_margin": 0.0, "scale": 1.0}),
+        ("logit_adjusted", {"tau": 0.0}),
+        ("balanced_softmax", {"class_counts": [7] * C}),
+        ("vs", {"gamma": 0.0, "tau": 0.0}),
+        ("cross_entropy", {}),
+    ],
+)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_reduces_to_cross_entropy(id, kwargs, reduction):
+    z, y = batch()
+    got = make(id, reduction=reduction, **kwargs)(z, y)
+    torch.testing.assert_close(got, F.cross_entropy(z, y, reduction=reduction), rtol=1e-12, atol=1e-12)
+
+
+def test_logit_adjustment_tau1_equals_balanced_softmax():
+    z, y = batch()
+    la_loss = la.create("logit_adjusted", class_counts=COUNTS, tau=1.0, reduction="none")(z, y)
+    bs_loss = la.create("balanced_softmax", class_counts=COUNTS, reduction="none")(z, y)
+    torch.testing.assert_close(la_loss, bs_loss, rtol=1e-12, atol=1e-12)
+
+
+def test_balanced_softmax_is_ce_of_shifted_logits():
+    z, y = batch()
+    expected = F.cross_entropy(z + torch.log(torch.tensor(COUNTS, dtype=z.dtype)), y)
+    torch.testing.assert_close(la.create("balanced_softmax", class_counts=COUNTS)(z, y), expected)
+
+
+def test_focal_matches_definition_and_downweights_easy_examples():
+    z, y = batch()
+    p = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+    expected = ((1 - p) ** 2 * -torch.log(p)).mean()
+    torch.testing.assert_close(LF.focal(z, y, gamma=2.0), expected, rtol=1e-10, atol=1e-12)
+    assert LF.focal(z, y, gamma=2.0) < F.cross_entropy(z, y)
+    # per-class alpha multiplies each sample's loss by alpha[y]
+    alpha = torch.linspace(0.1, 1.0, C, dtype=z.dtype)
+    torch.testing.assert_close(
+        LF.focal(z, y, gamma=1.0, alpha=alpha, reduction="none"), alpha[y] * LF.focal(z, y, gamma=1.0, reduction="none")
+    )
+
+
+def test_focal_fractional_gamma_has_finite_gradient_at_certainty():
+    z = torch.tensor([[50.0, -50.0], [0.3, 0.1]], dtype=torch.float64, requires_grad=True)
+    loss = LF.focal(z, torch.tensor([0, 1]), gamma=0.5)
+    loss.backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_ldam_margins_and_formula():
+    m = LF.ldam_margins(COUNTS, max_margin=0.5)
+    assert m.argmax() == C - 1 and math.isclose(float(m.max()), 0.5)
+    ratio = m / torch.tensor(COUNTS, dtype=torch.float64).pow(-0.25)
+    torch.testing.assert_close(ratio, ratio[0].expand_as(ratio))
+    z, y = batch()
+    onehot = F.one_hot(y, C).to(z.dtype)
+    expected = F.cross_entropy(30.0 * (z - m[y][:, None] * onehot), y)
+    torch.testing.assert_close(la.create("ldam", class_counts=COUNTS)(z, y), expected)
+
+
+def test_vs_parameters_and_formula():
+    delta, iota = LF.vs_parameters(COUNTS, gamma=0.3, tau=1.0)
+    assert float(delta[0]) == 1.0 and bool((delta[1:] > 1).all())
+    z, y = batch()
+    expected = F.cross_entropy(z / delta + iota, y)
+    torch.testing.assert_close(la.create("vs", class_counts=COUNTS)(z, y), expected)
+
+
+def test_posthoc_logit_adjustment():
+    z, _ = batch()
+    adjusted = LF.posthoc_logit_adjustment(z, COUNTS, tau=1.0)
+    prior = torch.tensor(COUNTS, dtype=z.dtype) / sum(COUNTS)
+    torch.testing.assert_close(adjusted, z - torch.log(prior))
+    # equal logits: the adjustment predicts the rarest class
+    assert int(LF.posthoc_logit_adjustment(torch.zeros(1, C), COUNTS).argmax()) == C - 1
+    crit = la.create("logit_adjusted", class_counts=COUNTS, tau=1.0)
+    torch.testing.assert_close(crit.adjust(z), adjusted)
+
+
+def test_cross_entropy_matches_torch_with_weight_smoothing_ignore_and_soft_targets():
+    z, y = batch()
+    y = y.clone()
+    y[:3] = -100
+    w = torch.rand(C, dtype=z.dtype) + 0.1
+    for reduction in ("mean", "sum", "none"):
+        got = LF.cross_entropy(z, y, weight=w, label_smoothing=0.1, reduction=reduction)
+        torch.testing.assert_close(got, F.cross_entropy(z, y, weight=w, label_smoothing=0.1, reduction=reduction))
+    soft = torch.softmax(torch.randn(16, C, dtype=z.dtype), 1)
+    torch.testing.assert_close(LF.cross_entropy(z, soft), F.cross_entropy(z, soft))
+
+
+@pytest.mark.parametrize("id", ["focal"] + PRIOR_IDS)
+def test_class_weight_is_torch_weighted_mean(id):
+    z, y = batch()
+    w = torch.rand(C, dtype=z.dtype) + 0.1
+    per = make(id, reduction="none")(z, y)
+    got = make(id, weight=w)(z, y)
+    torch.testing.assert_close(got, (w[y] * per).sum() / w[y].sum())
+    torch.testing.assert_close(make(id, weight=w, reduction="sum")(z, y), (w[y] * per).sum())
+
+
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_ignore_index_skips_samples(id):
+    z, y = batch()
+    y2 = y.clone()
+    y2[:5] = -100
+    full = make(id, reduction="none")(z[5:], y[5:])
+    torch.testing.assert_close(make(id)(z, y2), full.mean())
+    none = make(id, reduction="none")(z, y2)
+    assert bool((none[:5] == 0).all())
+
+
+# ---------------------------------------------------------------- function == module, gradients
+@pytest.mark.parametrize(
+    "id,fn,fkw",
+    [
+        ("focal", LF.focal, {"gamma": 2.0}),
+        ("ldam", LF.ldam, {"class_counts": COUNTS}),
+        ("logit_adjusted", LF.logit_adjusted, {"class_counts": COUNTS}),
+        ("balanced_softmax", LF.balanced_softmax, {"class_counts": COUNTS}),
+        ("vs", LF.vs, {"class_counts": COUNTS}),
+        ("cross_entropy", LF.cross_entropy, {"label_smoothing": 0.2}),
+    ],
+)
+def test_functional_equals_module_and_gradcheck(id, fn, fkw):
+    z, y = batch(n=6)
+    mod_kw = {k: v for k, v in fkw.items()}
+    torch.testing.assert_close(fn(z, y, **fkw), make(id, **mod_kw)(z, y))
+    gradcheck_loss(lambda logits: fn(logits, y, **fkw), z)
+    gradcheck_loss(lambda logits: make(id, **mod_kw, reduction="none")(logits, y).sum(), z)
+
+
+def test_sigmoid_focal_gradcheck_and_definition():
+    z = torch.randn(5, 4, dtype=torch.float64)
+    t = (torch.rand(5, 4) < 0.4).double()
+    gradcheck_loss(lambda logits: LF.sigmoid_focal(logits, t), z)
+    p = torch.sigmoid(z)
+    pt = p * t + (1 - p) * (1 - t)
+    expected = (0.25 * t + 0.75 * (1 - t)) * (1 - pt) ** 2 * F.binary_cross_entropy_with_logits(z, t, reduction="none")
+    torch.testing.assert_close(LF.sigmoid_focal(z, t, reduction="none"), expected)
+    # gamma = 0, no alpha: plain BCE with logits
+    torch.testing.assert_close(LF.sigmoid_focal(z, t, alpha=None, gamma=0.0), F.binary_cross_entropy_with_logits(z, t))
+
+
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_extreme_logits_are_finite(id):
+    crit = make(id)
+    assert_finite_extremes(crit, num_classes=C)
+
+
+def test_sigmoid_focal_extreme_logits_are_finite():
+    for dtype in (torch.float32, torch.bfloat16):
+        z = (torch.sign(torch.randn(4, 3)) * 1e4).to(dtype).requires_grad_()
+        t = (torch.rand(4, 3) < 0.5).to(dtype)
+        loss = LF.sigmoid_focal(z, t)
+        loss.float().backward()
+        assert torch.isfinite(loss.float()) and torch.isfinite(z.grad.float()).all()
+
+
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_low_precision_returns_input_dtype(id):
+    z, y = batch(dtype=torch.float32)
+    out = make(id)(z.bfloat16(), y)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), make(id)(z, y), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_empty_batch_mean_is_zero_with_gradient(id):
+    z = torch.zeros(0, C, requires_grad=True)
+    out = make(id)(z, torch.zeros(0, dtype=torch.long))
+    assert out.item() == 0.0
+    out.backward()
+    assert z.grad.shape == (0, C)
+
+
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_single_class_batch(id):
+    z, _ = batch()
+    y = torch.full((16,), 3)
+    out = make(id)(z, y)
+    assert torch.isfinite(out) and out > 0
+
+
+# ---------------------------------------------------------------- errors
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_bad_inputs_raise_clear_errors(id):
+    crit = make(id)
+    z, y = batch()
+    with pytest.raises(ValueError, match=r"logits must have shape \[N, C\]"):
+        crit(z[0], y)
+    with pytest.raises(ValueError, match="target must have shape"):
+        crit(z, y[:-1])
+    with pytest.raises(ValueError, match=r"target values must be in \[0, 10\)"):
+        crit(z, torch.full_like(y, C))
+    bad = z.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="logits contains NaN or Inf"):
+        crit(bad, y)
+    bad[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        crit(bad, y)
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor"):
+        crit(z.numpy(), y)
+    with pytest.raises(TypeError, match="floating-point"):
+        crit(y[:, None].expand(-1, C), y)
+    with pytest.raises(ValueError, match="same device"):
+        crit(z, y.to("meta"))
+    if id != "cross_entropy":
+        with pytest.raises(TypeError, match="integer class indices"):
+            crit(z, torch.softmax(z, 1))
+
+
+@pytest.mark.parametrize("id", PRIOR_IDS)
+def test_bad_class_counts(id):
+    with pytest.raises(TypeError, match="requires the argument"):
+        la.create(id)
+    with pytest.raises(ValueError, match="must be positive"):
+        la.create(id, class_counts=[10, 0, 5])
+    with pytest.raises(ValueError, match="must be positive"):
+        la.create(id, class_counts=[10, -1, 5])
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        la.create(id, class_counts=[])
+    with pytest.raises(TypeError, match="per-class counts"):
+        la.create(id, class_counts="10,20")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        la.create(id, class_counts=[1.0, float("nan")])
+    crit = la.create(id, class_counts=[10, 20, 30])
+    z, y = batch(c=4)
+    with pytest.raises(ValueError, match="class"):
+        crit(z, y)
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        la.create("focal", gamma=-1)
+    with pytest.raises(TypeError, match="gamma must be a real number"):
+        la.create("focal", gamma="2")
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        la.create("ldam", class_counts=COUNTS, scale=0)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        la.create("focal", reduction="avg")
+    with pytest.raises(ValueError, match="label_smoothing must be <= 1"):
+        la.create("ce", label_smoothing=1.5)
+    with pytest.raises(ValueError, match="weight has 3 entries"):
+        la.create("ldam", class_counts=COUNTS, weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        la.create("ce", weight=[1.0, -2.0])
+
+
+def test_validate_false_skips_value_checks():
+    z, y = batch()
+    bad = z.clone()
+    bad[0, 0] = float("nan")
+    out = la.create("focal", validate=False)(bad, y)
+    assert torch.isnan(out)
+
+
+# ---------------------------------------------------------------- module state
+def test_buffers_in_state_dict_and_moved_by_to():
+    crit = la.create("ldam", class_counts=COUNTS)
+    sd = crit.state_dict()
+    assert {"class_counts", "margins"} <= set(sd)
+    crit2 = la.create("ldam", class_counts=[1] * C)
+    crit2.load_state_dict(sd)
+    z, y = batch()
+    torch.testing.assert_close(crit2(z, y), crit(z, y))
+    assert crit.to(torch.float32).margins.dtype == torch.float32
+    assert "max_margin=0.5" in repr(crit)
+
+
+# ---------------------------------------------------------------- weighting: effective number and DRW
+def test_effective_number_weights():
+    w = LF.effective_number_weights(COUNTS, beta=0.9999)
+    assert math.isclose(float(w.sum()), C) and bool((w[1:] > w[:-1]).all())
+    n = np.array(COUNTS, dtype=np.float64)
+    ref = (1 - 0.9999) / (1 - 0.9999**n)
+    np.testing.assert_allclose(w.numpy(), ref / ref.sum() * C, rtol=1e-12)
+    torch.testing.assert_close(LF.effective_number_weights(COUNTS, beta=0.0), torch.ones(C, dtype=torch.float64))
+    inv = 1.0 / n
+    np.testing.assert_allclose(LF.effective_number_weights(COUNTS, beta=1.0).numpy(), inv / inv.sum() * C)
+    # continuity of the β → 1 limit
+    np.testing.assert_allclose(LF.effective_number_weights(COUNTS, beta=1 - 1e-12).numpy(), inv / inv.sum() * C, rtol=1e-3)
+    with pytest.raises(ValueError, match="beta must be <= 1"):
+        la.create("effective_number", class_counts=COUNTS, beta=1.5)
+
+
+def test_drw_schedule_and_state():
+    drw = la.create("drw", class_counts=COUNTS, start_epoch=3)
+    torch.testing.assert_close(drw(), torch.ones(C, dtype=torch.float64))
+    drw.set_epoch(3)
+    torch.testing.assert_close(drw(), LF.effective_number_weights(COUNTS, 0.9999))
+    torch.testing.assert_close(LF.drw_weights(COUNTS, 3, start_epoch=3), drw())
+    other = la.create("drw", class_counts=COUNTS, start_epoch=3)
+    other.load_state_dict(drw.state_dict())
+    torch.testing.assert_close(other(), drw())
+    with pytest.raises(ValueError, match="epoch must be a non-negative int"):
+        drw.set_epoch(-1)
+
+
+def test_ldam_drw_by_composition_equals_weight_argument():
+    z, y = batch()
+    drw = la.create("drw", class_counts=COUNTS, start_epoch=0)
+    per_sample = la.create("ldam", class_counts=COUNTS, reduction="none")(z, y)
+    composed = la.weighting.apply(per_sample, drw, y)
+    direct = la.create("ldam", class_counts=COUNTS, weight=drw())(z, y)
+    torch.testing.assert_close(composed, direct)
+    # CB-focal = focal + effective number
+    cb = la.create("effective_number", class_counts=COUNTS)
+    torch.testing.assert_close(
+        la.weighting.apply(la.create("focal", reduction="none")(z, y), cb, y),
+        la.create("focal", weight=cb())(z, y),
+    )
+    with pytest.raises(ValueError, match="per-sample"):
+        la.weighting.apply(per_sample.sum(), drw, y)
+    with pytest.raises(ValueError, match="target"):
+        la.weighting.apply(per_sample, drw, None)
