@@ -16,7 +16,6 @@ REGISTERED = {e.id for e in la.list()}
 PENDING: set[str] = {
     "gce", "sce", "nce", "rce", "nce_rce", "nfl", "ngce", "nce_mae", "mae", "logitclip", "ldr", "aldr",
     "asymmetric", "asymmetric_single_label", "dice", "encouraging", "squentropy",
-    "absgd", "class_difficulty",
     "contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "arcface", "cosface", "normalized_softmax",
     "infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive", "barlow_twins",
 }
