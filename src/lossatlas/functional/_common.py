@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import (
@@ -83,6 +84,44 @@ def prepare_classification(
         m = mask.to(z.dtype)
         sample_weights = m if sample_weights is None else sample_weights * m
     return z, safe_target, sample_weights, out_dtype
+
+
+def check_classification(
+    logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None = None
+) -> tuple[Tensor, torch.dtype]:
+    """Validate (logits, integer target) and return ``(logits in the compute dtype, output dtype)``."""
+    check_reduction(reduction)
+    check_logits(logits, validate)
+    check_class_target(target, logits, validate, ignore_index)
+    return logits.to(compute_dtype(logits)), logits.dtype
+
+
+def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -> Tensor | None:
+    """Per-class weights [C] checked against ``z`` [N, C] and cast to its device and dtype."""
+    if weight is None:
+        return None
+    w = as_class_weight(weight) if validate or not isinstance(weight, Tensor) else weight
+    check_num_classes(w, z, "weight")
+    return w.to(device=z.device, dtype=z.dtype)
+
+
+def torch_cross_entropy(
+    z: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    out_dtype: torch.dtype,
+) -> Tensor:
+    """``F.cross_entropy`` with torch's semantics, except that a mean over an empty batch is 0."""
+    if reduction == "mean" and z.shape[0] == 0:
+        return (z.sum() * 0.0).to(out_dtype)
+    return F.cross_entropy(z, target, weight=weight, ignore_index=ignore_index, reduction=reduction).to(out_dtype)
+
+
+def safe_index(target: Tensor, ignore_index: int) -> Tensor:
+    """``target`` with ``ignore_index`` entries replaced by class 0, safe for gather / scatter."""
+    return torch.where(target == ignore_index, torch.zeros_like(target), target)
 
 
 def target_logit(z: Tensor, target: Tensor) -> Tensor:

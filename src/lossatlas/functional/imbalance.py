@@ -27,7 +27,15 @@ from .._validation import (
     check_reduction,
     check_same_device,
 )
-from ._common import compute_dtype, prepare_classification, reduce_loss
+from ._common import (
+    check_classification,
+    class_weight_like,
+    compute_dtype,
+    prepare_classification,
+    reduce_loss,
+    safe_index,
+    torch_cross_entropy,
+)
 
 __all__ = [
     "cross_entropy",
@@ -69,32 +77,31 @@ def cross_entropy(
     ``target`` is int64 [N] or class probabilities [N, C]. See
     :class:`lossatlas.losses.CrossEntropyLoss`.
     """
+    soft = isinstance(target, Tensor) and target.is_floating_point()
+    if not soft:
+        z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
+        if label_smoothing:
+            check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        w = class_weight_like(weight, z, validate)
+        if reduction == "mean" and z.shape[0] == 0:
+            return (z.sum() * 0.0).to(out_dtype)
+        return F.cross_entropy(
+            z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
+        ).to(out_dtype)
     check_reduction(reduction)
     check_logits(logits, validate)
     check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    soft = isinstance(target, Tensor) and target.is_floating_point()
-    if soft:
-        check_multilabel_target(target, logits, validate)
-        if validate and target.numel():
-            rows = target.sum(1)
-            if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
-                raise ValueError("probability targets must sum to 1 over the classes of each row")
-        z, y, sample_w = logits.to(compute_dtype(logits)), target.to(compute_dtype(logits)), None
-    else:
-        z, _, sample_w, _ = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
-        y = target  # F.cross_entropy handles ignore_index itself
-    w = None if weight is None else as_class_weight(weight).to(device=z.device, dtype=z.dtype)
-    if soft or reduction != "mean":
-        out = F.cross_entropy(z, y, weight=w, label_smoothing=label_smoothing, reduction=reduction,
-                              **({} if soft else {"ignore_index": ignore_index}))
-        if soft and reduction == "mean" and z.shape[0] == 0:
-            out = z.sum() * 0.0
-        return out.to(logits.dtype)
-    # "mean" with class indices: torch's weighted mean Σ l_i / Σ w_{y_i} over non-ignored
-    # samples, but 0 (not NaN) when the batch is empty or entirely ignored.
-    losses = F.cross_entropy(z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction="none")
-    denom = sample_w.sum() if sample_w is not None else torch.tensor(float(z.shape[0]), dtype=z.dtype, device=z.device)
-    return (losses.sum() / denom.clamp_min(torch.finfo(z.dtype).tiny)).to(logits.dtype)
+    check_multilabel_target(target, logits, validate)
+    if validate and target.numel():
+        rows = target.sum(1)
+        if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
+            raise ValueError("probability targets must sum to 1 over the classes of each row")
+    z = logits.to(compute_dtype(logits))
+    w = class_weight_like(weight, z, validate)
+    if reduction == "mean" and z.shape[0] == 0:
+        return (z.sum() * 0.0).to(logits.dtype)
+    out = F.cross_entropy(z, target.to(z.dtype), weight=w, label_smoothing=label_smoothing, reduction=reduction)
+    return out.to(logits.dtype)
 
 
 def focal(
@@ -204,16 +211,6 @@ def ldam_margins(class_counts: ClassCounts, max_margin: float = 0.5) -> Tensor:
     return m * (max_margin / m.max())
 
 
-def _margin_ce(
-    z: Tensor, y: Tensor, shift: Tensor, scale: float, reduction: str, sample_w: Tensor | None, out_dtype: torch.dtype
-) -> Tensor:
-    """CE(scale · (z − shift_y · onehot(y)), y) without building the one-hot matrix."""
-    zs = z.scatter_add(1, y.unsqueeze(1), -shift.unsqueeze(1))
-    if scale != 1.0:
-        zs = zs * scale
-    return reduce_loss(F.cross_entropy(zs, y, reduction="none"), reduction, sample_w, out_dtype)
-
-
 def ldam(
     logits: Tensor,
     target: Tensor,
@@ -232,14 +229,17 @@ def ldam(
     ``margins`` [C] may be passed pre-computed (the module does) instead of being derived
     from ``class_counts``.
     """
-    check_number(scale, "scale", low=0.0, low_open=True)
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
     if margins is None:
         margins = ldam_margins(_counts_on(class_counts, logits), max_margin)
     else:
         check_num_classes(margins, logits, "margins")
-    m = margins.to(device=z.device, dtype=z.dtype)
-    return _margin_ce(z, y, m[y], scale, reduction, sample_w, out_dtype)
+    # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target.
+    neg_scaled_margin = margins.to(device=z.device, dtype=z.dtype) * -scale
+    idx = safe_index(target, ignore_index).unsqueeze(1)
+    zs = (z * scale).scatter_add_(1, idx, neg_scaled_margin[idx])
+    return torch_cross_entropy(zs, target, class_weight_like(weight, z, validate), ignore_index, reduction, out_dtype)
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:
@@ -259,12 +259,14 @@ def _biased_ce(
     divisor: Tensor | None = None,
 ) -> Tensor:
     """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS."""
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
+    z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
     check_num_classes(bias, logits, "class_counts")
+    bias = bias.to(device=z.device, dtype=z.dtype)
     if divisor is not None:
-        z = z / divisor.to(device=z.device, dtype=z.dtype)
-    z = z + bias.to(device=z.device, dtype=z.dtype)
-    return reduce_loss(F.cross_entropy(z, y, reduction="none"), reduction, sample_w, out_dtype)
+        z = torch.addcdiv(bias, z, divisor.to(device=z.device, dtype=z.dtype))
+    else:
+        z = z + bias
+    return torch_cross_entropy(z, target, class_weight_like(weight, z, validate), ignore_index, reduction, out_dtype)
 
 
 def logit_adjusted(

@@ -60,7 +60,7 @@ class CrossEntropyLoss(Loss):
 
     The baseline every other classification loss is compared with. Label smoothing is from
     Szegedy et al. (2016), "Rethinking the Inception Architecture for Computer Vision".
-    Differences from torch: a ``"mean"`` over an empty or fully ignored batch is 0, not NaN.
+    Difference from torch: a ``"mean"`` over an empty batch is 0 (with a gradient), not NaN.
 
     Args:
         weight: optional per-class weights [C]; ``"mean"`` is then ``Σ w_{y_i} l_i / Σ w_{y_i}``.
