@@ -1,0 +1,285 @@
+"""Multi-label losses (catalogue rows D1–D3), as pure functions.
+
+Multi-label functions take ``logits`` [N, C] and a multi-hot (or soft) ``target`` [N, C]
+in [0, 1]. ``reduction="none"`` returns the elementwise losses [N, C] (as
+``F.binary_cross_entropy_with_logits`` and ``torchvision.ops.sigmoid_focal_loss`` do);
+``"mean"`` averages over the counted elements, ``"sum"`` sums them.
+
+Masked targets: every multi-label function accepts ``mask`` (bool or float, broadcastable
+to [N, C]; 0 = not annotated, the element is left out) and ``ignore_index`` (a target value,
+e.g. ``-1``, that marks an element as not annotated, as in partially labelled data such as
+OpenImages). Masked elements contribute 0 to ``"none"``/``"sum"``, and ``"mean"`` is
+``Σ m·l / Σ m`` (0 when nothing is counted).
+
+The single-label ASL and the self-adjusting Dice loss take integer targets [N] (Dice also
+accepts [N, C] targets). The module twins in :mod:`lossatlas.losses.multilabel` carry the
+full documentation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._validation import (
+    as_class_weight,
+    check_logits,
+    check_multilabel_target,
+    check_num_classes,
+    check_number,
+    check_reduction,
+    check_same_device,
+    check_tensor,
+)
+from ._common import compute_dtype, prepare_classification, reduce_loss
+
+__all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
+
+
+def _prepare_multilabel(
+    logits: Tensor,
+    target: Tensor,
+    reduction: str,
+    validate: bool,
+    mask: Tensor | None = None,
+    ignore_index: float | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
+    """Validate (logits, multi-hot target, mask) and return ``(z, y, m, out_dtype)``.
+
+    ``z`` and ``y`` are in the compute dtype; ``m`` is the [N, C] element mask (float, in the
+    compute dtype) or ``None`` when every element counts.
+    """
+    check_reduction(reduction)
+    check_logits(logits, validate)
+    check_tensor(target, "target")
+    if target.shape != logits.shape:
+        raise ValueError(f"target must have the shape of logits {tuple(logits.shape)}, got {tuple(target.shape)}")
+    z = logits.to(compute_dtype(logits))
+    m = None
+    if ignore_index is not None:
+        ignored = target == ignore_index
+        target = torch.where(ignored, torch.zeros_like(target), target)
+        m = (~ignored).to(z.dtype)
+    check_multilabel_target(target, logits, validate)
+    if mask is not None:
+        check_tensor(mask, "mask")
+        check_same_device("logits", logits, "mask", mask)
+        if mask.is_complex():
+            raise TypeError("mask must be a bool or real tensor (1 = count the element, 0 = leave it out)")
+        try:
+            mm = torch.broadcast_to(mask, logits.shape)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"mask must be broadcastable to logits {tuple(logits.shape)} (e.g. [N, C], [N, 1] or [C]), "
+                f"got {tuple(mask.shape)}"
+            ) from exc
+        mm = mm.to(z.dtype)
+        if validate and mm.numel() and not bool(((mm >= 0) & torch.isfinite(mm)).all()):
+            raise ValueError("mask values must be finite and non-negative (1 = count, 0 = leave out)")
+        m = mm if m is None else m * mm
+    return z, target.to(z.dtype), m, logits.dtype
+
+
+def _reduce_elementwise(losses: Tensor, reduction: str, mask: Tensor | None, out_dtype: torch.dtype) -> Tensor:
+    """Reduce elementwise losses [N, C]: ``"none"`` keeps them, ``"mean"`` is the masked mean."""
+    if mask is not None:
+        losses = losses * mask
+    if reduction == "none":
+        out = losses
+    elif reduction == "sum":
+        out = losses.sum()
+    elif mask is not None:
+        out = losses.sum() / mask.sum().clamp_min(torch.finfo(losses.dtype).tiny)
+    else:
+        out = losses.mean() if losses.numel() else losses.sum()
+    return out.to(out_dtype)
+
+
+def bce(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    pos_weight: Tensor | Sequence[float] | None = None,
+    mask: Tensor | None = None,
+    ignore_index: float | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Sigmoid binary cross-entropy per label; see :class:`lossatlas.losses.BCELoss`.
+
+    ``l_ic = −[w_c y log σ(z) + (1 − y) log(1 − σ(z))]`` with ``w = pos_weight`` (torch semantics).
+    """
+    z, y, m, out_dtype = _prepare_multilabel(logits, target, reduction, validate, mask, ignore_index)
+    pw = None
+    if pos_weight is not None:
+        pw = as_class_weight(pos_weight, "pos_weight")
+        check_num_classes(pw, logits, "pos_weight")
+        pw = pw.to(device=z.device, dtype=z.dtype)
+    losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
+    return _reduce_elementwise(losses, reduction, m, out_dtype)
+
+
+def asymmetric(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 1.0,
+    clip: float | None = 0.05,
+    eps: float = 1e-8,
+    detach_weight: bool = True,
+    mask: Tensor | None = None,
+    ignore_index: float | None = None,
+    reduction: str = "sum",
+    validate: bool = True,
+) -> Tensor:
+    """Asymmetric loss (ASL) for multi-label targets; see :class:`lossatlas.losses.AsymmetricLoss`.
+
+    The default ``reduction="sum"`` is the reference's (it returns ``−Σ`` over all N·C elements).
+    """
+    gamma_neg = check_number(gamma_neg, "gamma_neg", low=0.0)
+    gamma_pos = check_number(gamma_pos, "gamma_pos", low=0.0)
+    clip = 0.0 if clip is None else check_number(clip, "clip", low=0.0, high=1.0)
+    eps = check_number(eps, "eps", low=0.0, high=1.0, low_open=True)
+    z, y, m, out_dtype = _prepare_multilabel(logits, target, reduction, validate, mask, ignore_index)
+    log_eps = math.log(eps)
+    # Positive part: log(max(σ(z), eps)), computed as max(log σ(z), log eps) (no underflow).
+    log_pos = F.logsigmoid(z).clamp_min(log_eps)
+    # Negative part with the probability shift: x_neg = min(σ(−z) + clip, 1).
+    if clip > 0:
+        p_neg = (torch.sigmoid(-z) + clip).clamp_max(1.0)
+        log_neg = torch.log(p_neg.clamp_min(eps))
+        # 1 − x_neg = max(σ(z) − clip, 0): the shifted probability of a negative.
+        one_minus_neg = (torch.sigmoid(z) - clip).clamp_min(0.0)
+    else:
+        log_neg = F.logsigmoid(-z).clamp_min(log_eps)
+        one_minus_neg = torch.sigmoid(z)
+    losses = -(y * log_pos + (1.0 - y) * log_neg)
+    if gamma_neg > 0 or gamma_pos > 0:
+        # 1 − p_t with p_t = x_pos·y + x_neg·(1 − y), written without cancellation.
+        base = y * torch.sigmoid(-z) + (1.0 - y) * one_minus_neg
+        exponent = gamma_pos * y + gamma_neg * (1.0 - y)
+        if detach_weight:
+            with torch.no_grad():
+                w = torch.pow(base, exponent)
+        else:
+            if min(gamma_pos, gamma_neg) < 1.0:  # d/dx x^γ is infinite at 0 for 0 < γ < 1
+                base = base.clamp_min(torch.finfo(z.dtype).tiny)
+            w = torch.pow(base, exponent)
+        losses = losses * w
+    return _reduce_elementwise(losses, reduction, m, out_dtype)
+
+
+def asymmetric_single_label(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma_pos: float = 0.0,
+    gamma_neg: float = 4.0,
+    eps: float = 0.1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Single-label ASL (softmax, label smoothing ε); see :class:`lossatlas.losses.AsymmetricSingleLabelLoss`.
+
+    ``l_i = −Σ_j t_j w_j log p_j`` with ``w_y = (1 − p_y)^γ+``, ``w_j = p_j^γ−`` (j ≠ y) and
+    ``t = (1 − ε) e_y + ε / C``; per-sample losses [N] for ``"none"``.
+    """
+    gamma_pos = check_number(gamma_pos, "gamma_pos", low=0.0)
+    gamma_neg = check_number(gamma_neg, "gamma_neg", low=0.0)
+    eps = check_number(eps, "eps", low=0.0, high=1.0)
+    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    num_classes = z.shape[1]
+    logp = torch.log_softmax(z, dim=1)
+    idx = y.unsqueeze(1)
+    logp_y = logp.gather(1, idx)
+    # Non-target weights p_j^γ− = exp(γ− log p_j); target weight (1 − p_y)^γ+.
+    w = torch.exp(gamma_neg * logp) if gamma_neg != 0 else torch.ones_like(logp)
+    if gamma_pos != 0:
+        one_minus = -torch.expm1(logp_y)
+        if gamma_pos < 1.0:
+            one_minus = one_minus.clamp_min(torch.finfo(z.dtype).tiny)
+        w_y = one_minus.pow(gamma_pos)
+    else:
+        w_y = torch.ones_like(logp_y)
+    w = w.scatter(1, idx, w_y)
+    weighted = w * logp
+    wl_y = weighted.gather(1, idx).squeeze(1)
+    losses = -((eps / num_classes) * weighted.sum(1) + (1.0 - eps) * wl_y)
+    return reduce_loss(losses, reduction, sample_w, out_dtype)
+
+
+_DENOMINATORS = ("reference", "element", "batch")
+
+
+def dice(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 0.01,
+    smooth: float = 1e-4,
+    square_denominator: bool = False,
+    denominator: str = "reference",
+    activation: str = "softmax",
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Self-adjusting Dice loss (Li et al. 2020); see :class:`lossatlas.losses.DiceLoss`.
+
+    Per-sample losses ``l_i = Σ_c [1 − (2 q_ic y_ic + s) / D_ic]`` with ``q = (1 − p)^α p``.
+    ``denominator="element"``: ``D_ic = q_ic^k + y_ic^k + s``; ``"batch"``:
+    ``D_ic = Σ_n q_nc^k + Σ_n y_nc^k + s`` (k = 2 if ``square_denominator`` else 1);
+    ``"reference"`` (default) reproduces ShannonAI's code: element-wise when
+    ``square_denominator`` else batch-wide.
+    """
+    check_reduction(reduction)
+    alpha = check_number(alpha, "alpha", low=0.0)
+    smooth = check_number(smooth, "smooth", low=0.0)
+    if denominator not in _DENOMINATORS:
+        raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+    check_logits(logits, validate)
+    check_tensor(target, "target")
+    sample_w = None
+    if target.dim() == 1:
+        z, yi, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+        y = F.one_hot(yi, z.shape[1]).to(z.dtype)
+    else:
+        check_multilabel_target(target, logits, validate)
+        out_dtype = logits.dtype
+        z = logits.to(compute_dtype(logits))
+        y = target.to(z.dtype)
+    if activation == "softmax":
+        logp = torch.log_softmax(z, dim=1)
+        p = logp.exp()
+        one_minus_p = -torch.expm1(logp)
+    else:
+        p = torch.sigmoid(z)
+        one_minus_p = torch.sigmoid(-z)
+    if alpha != 0.0:
+        if alpha < 1.0:  # d/dx x^α is infinite at 0 for α < 1
+            one_minus_p = one_minus_p.clamp_min(torch.finfo(z.dtype).tiny)
+        q = one_minus_p.pow(alpha) * p
+    else:
+        q = p
+    if sample_w is not None:  # ignored rows: no prediction, no target, no loss
+        keep = sample_w.unsqueeze(1)
+        q = q * keep
+        y = y * keep
+    power = 2 if square_denominator else 1
+    qk, yk = (q * q, y * y) if power == 2 else (q, y)
+    per_element = denominator == "element" or (denominator == "reference" and square_denominator)
+    if per_element:
+        den = qk + yk + smooth
+    else:
+        den = (qk.sum(0) + yk.sum(0) + smooth).unsqueeze(0)
+    ratio = (2.0 * q * y + smooth) / den.clamp_min(torch.finfo(z.dtype).tiny)
+    losses = (1.0 - ratio).sum(1)
+    return reduce_loss(losses, reduction, sample_w, out_dtype)

@@ -1,0 +1,398 @@
+"""Calibration-minded classification losses (catalogue rows C1–C5).
+
+Poly-1, the encouraging loss, squentropy, the two different "Z-losses" (de Brébisson &
+Vincent's spherical Z-loss and the PaLM / T5X log-Z² penalty, kept apart on purpose), and
+AnyLoss (confusion-matrix metrics as losses).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import Tensor
+
+from .. import functional as LF
+from .._validation import as_class_weight, check_number
+from ..functional.calibration import ANYLOSS_METRICS
+from ..registry import Paper, register
+from ._base import Loss
+
+__all__ = ["Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss"]
+
+POLY_PAPER = Paper(
+    "Z. Leng, M. Tan, C. Liu, E. D. Cubuk, X. Shi, S. Cheng, D. Anguelov",
+    "PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions", "ICLR", 2022, "2204.12511",
+)
+ENCOURAGING_PAPER = Paper(
+    "G. Zhao, W. Yang, X. Ren, L. Li, Y. Wu, X. Sun",
+    "Well-classified Examples are Underestimated in Classification with Deep Neural Networks", "AAAI", 2022, "2110.06537",
+)
+SQUENTROPY_PAPER = Paper(
+    "L. Hui, M. Belkin, S. Wright", "Cut your Losses with Squentropy", "ICML", 2023, "2302.03952",
+)
+ZLOSS_PAPER = Paper(
+    "A. de Brébisson, P. Vincent",
+    "The Z-loss: a shift and scale invariant classification loss belonging to the Spherical Family", "arXiv", 2016, "1604.08859",
+)
+PALM_PAPER = Paper(
+    "A. Chowdhery et al.", "PaLM: Scaling Language Modeling with Pathways", "JMLR", 2023, "2204.02311",
+)
+ANYLOSS_PAPER = Paper(
+    "D. Han, N. Moniz, N. V. Chawla",
+    "AnyLoss: Transforming Classification Metrics into Loss Functions", "KDD", 2024, "2405.14745",
+)
+
+
+@register(
+    "poly1",
+    aliases=("poly_1", "polyloss", "poly1_loss"),
+    family="calibration",
+    kind="classification",
+    catalogue="C1",
+    formula="l_i = CE(z_i, y_i) + ε (1 - p_{i,y_i})",
+    paper=POLY_PAPER,
+    code="paper's listing (TensorFlow); no official PyTorch code",
+    function=LF.poly1,
+    defaults_source={"epsilon": "Leng et al. 2022 (ε = 1 for Poly-1 in the paper's main ImageNet results)",
+                     "label_smoothing": "0 (the paper also combines Poly-1 with smoothing 0.1)"},
+)
+class Poly1Loss(Loss):
+    r"""Poly-1 loss (Leng et al., 2022, "PolyLoss: A Polynomial Expansion Perspective of
+    Classification Loss Functions").
+
+    .. math:: \ell_i = -\log p_{i,y_i} + \varepsilon\,(1 - p_{i,y_i})
+
+    Cross-entropy is ``Σ_k (1 − p_t)^k / k``; Poly-1 perturbs the leading polynomial
+    coefficient by ε. ε = 0 is exactly cross-entropy; ε = −1 removes the first term. With
+    ``label_smoothing`` the CE is smoothed and ``p_t = Σ_j t_j p_j`` (the paper's listing).
+    Default ε = 1 is the paper's. ``weight`` follows ``F.cross_entropy`` (weighted mean).
+
+    Args:
+        epsilon: ε ≥ −1.
+        label_smoothing: in [0, 1].
+        weight: optional per-class weights [C].
+        ignore_index: target value whose samples are skipped (default -100).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("poly1", epsilon=1.0)
+        >>> round(crit(torch.zeros(2, 2), torch.tensor([0, 1])).item(), 4)  # log 2 + 0.5
+        1.1931
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        label_smoothing: float = 0.0,
+        weight: Tensor | Sequence[float] | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(reduction, validate)
+        self.epsilon = check_number(epsilon, "epsilon", low=-1.0)
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        w = as_class_weight(weight)
+        self.register_buffer("weight", None if w is None else self._buffer(w))
+        self.ignore_index = int(ignore_index)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "label_smoothing": self.label_smoothing}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.poly1(
+            logits, target, epsilon=self.epsilon, label_smoothing=self.label_smoothing, weight=self.weight,
+            ignore_index=self.ignore_index, reduction=self.reduction, validate=self.validate,
+        )
+
+
+@register(
+    "encouraging",
+    aliases=("encouraging_loss", "el"),
+    family="calibration",
+    kind="classification",
+    catalogue="C2",
+    formula="l_i = -log p_y + b(p_y),  b(p) = log max(1 - p, 1e-5) for p ≤ log_end, else (p - log_end)/(log_end - 1) + log(1 - log_end)",
+    paper=ENCOURAGING_PAPER,
+    code="lancopku/well-classified-examples-are-underestimated EncouragingLoss.py::EncouragingLoss",
+    function=LF.encouraging,
+    defaults_source={"log_end": "lancopku EncouragingLoss (0.75)"},
+)
+class EncouragingLoss(Loss):
+    r"""Encouraging loss (Zhao et al., 2022, "Well-classified Examples are Underestimated in
+    Classification with Deep Neural Networks").
+
+    .. math:: \ell_i = -\log p_{y} + b(p_{y}),\qquad
+              b(p) = \begin{cases}\log\max(1-p,\,10^{-5}) & p \le \text{log\_end}\\
+              \frac{p - \text{log\_end}}{\text{log\_end} - 1} + \log(1-\text{log\_end}) & p > \text{log\_end}\end{cases}
+
+    CE plus a bonus ``log(1 − p)`` that rewards (keeps the gradient of) well-classified
+    examples; above ``log_end`` the bonus continues linearly (its tangent) to stay bounded
+    ("conservative bonus"). ``log_end=1`` is the pure log bonus. The 1e-5 clamp and default
+    ``log_end=0.75`` are the official code's (parity case ``cls_encouraging``).
+
+    Args:
+        log_end: in (0, 1]; where the log bonus turns linear.
+        ignore_index: target value whose samples are skipped (default -100).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("encouraging", log_end=0.75)
+        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 0])).ndim
+        0
+    """
+
+    def __init__(self, log_end: float = 0.75, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
+        super().__init__(reduction, validate)
+        self.log_end = check_number(log_end, "log_end", low=0.0, high=1.0, low_open=True)
+        self.ignore_index = int(ignore_index)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"log_end": self.log_end}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.encouraging(logits, target, log_end=self.log_end, ignore_index=self.ignore_index,
+                              reduction=self.reduction, validate=self.validate)
+
+
+@register(
+    "squentropy",
+    aliases=("squentropy_loss", "sqen"),
+    family="calibration",
+    kind="classification",
+    catalogue="C3",
+    formula="l_i = CE(z_i, y_i) + (1/(C-1)) Σ_{j≠y_i} z_ij²",
+    paper=SQUENTROPY_PAPER,
+    code="Like-Hui/Squentropy_vision svhn.py (loss_type 'sqen'); Like-Hui/Squentropy-for-classification",
+    function=LF.squentropy,
+)
+class SquentropyLoss(Loss):
+    r"""Squentropy (Hui, Belkin & Wright, 2023, "Cut your Losses with Squentropy").
+
+    .. math:: \ell_i = -\log p_{i,y_i} + \frac{1}{C-1}\sum_{j\ne y_i} z_{ij}^2
+
+    Cross-entropy plus the average square loss of the *wrong-class* logits (pulls them to
+    zero), which the paper reports improves calibration. No hyper-parameter: the published
+    script multiplies the square term by an undefined ``args.resquare``; the paper's weight
+    is 1 (parity case ``cls_squentropy``). Needs C ≥ 2.
+
+    Args:
+        ignore_index: target value whose samples are skipped (default -100).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("squentropy")
+        >>> round(crit(torch.zeros(2, 4), torch.tensor([0, 3])).item(), 4)  # log 4
+        1.3863
+    """
+
+    def __init__(self, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
+        super().__init__(reduction, validate)
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.squentropy(logits, target, ignore_index=self.ignore_index, reduction=self.reduction, validate=self.validate)
+
+
+@register(
+    "spherical_z_loss",
+    aliases=("z_loss_spherical", "brebisson_z_loss"),
+    family="calibration",
+    kind="classification",
+    catalogue="C4",
+    formula="l_i = (1/a) softplus(a (b - (z_iy - μ_i)/σ_i)),  μ, σ = mean, population std of z_i over classes",
+    paper=ZLOSS_PAPER,
+    code="pascal20100/factored_output_layer example/timing_example.py (z_loss)",
+    function=LF.spherical_z_loss,
+    defaults_source={
+        "a": "authors' example code (a = 1); the paper tunes a per task",
+        "b": "authors' example code (b = 0); the paper tunes b per task",
+        "eps": "authors' example code (1e-12 added to σ)",
+    },
+    notes="Not the PaLM/T5X 'z_loss' (c·log(Z)² added to CE): that one is 'log_z_squared'.",
+)
+class SphericalZLoss(Loss):
+    r"""Z-loss of the spherical family (de Brébisson & Vincent, 2016, "The Z-loss: a shift and
+    scale invariant classification loss belonging to the Spherical Family").
+
+    .. math:: \ell_i = \frac{1}{a}\operatorname{softplus}\!\Big(a\big(b - \tfrac{z_{iy} - \mu_i}{\sigma_i + \epsilon}\big)\Big),
+              \quad \mu_i = \tfrac1C\sum_j z_{ij},\ \sigma_i^2 = \tfrac1C\sum_j (z_{ij}-\mu_i)^2
+
+    The target output is standardised over the classes, so the loss is invariant to adding
+    a constant to, or multiplying by a positive constant, all logits of a row (rank-like),
+    and it only needs Σz, Σz² and z_y (the spherical family: training cost independent of
+    C with the authors' factored output layer). **This is not the LLM "z-loss"**: PaLM's
+    ``1e-4·log(Z)²`` penalty is :class:`LogZSquaredLoss` (id ``log_z_squared``).
+    The paper tunes (a, b) per task; the defaults a = 1, b = 0, ε = 1e-12 are the authors'
+    example code. Needs C ≥ 2.
+
+    Args:
+        a: sharpness a > 0.
+        b: location b (the standardised score beyond which the loss flattens).
+        eps: added to σ (all-equal logits give σ = 0).
+        ignore_index, reduction: as for cross-entropy.
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("spherical_z_loss", a=1.0, b=0.0)
+        >>> crit(torch.randn(4, 6), torch.tensor([0, 1, 2, 5])).ndim
+        0
+    """
+
+    def __init__(
+        self, a: float = 1.0, b: float = 0.0, eps: float = 1e-12, ignore_index: int = -100,
+        reduction: str = "mean", validate: bool = True,
+    ) -> None:
+        super().__init__(reduction, validate)
+        self.a = check_number(a, "a", low=0.0, low_open=True)
+        self.b = check_number(b, "b")
+        self.eps = check_number(eps, "eps", low=0.0)
+        self.ignore_index = int(ignore_index)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "eps": self.eps}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.spherical_z_loss(logits, target, a=self.a, b=self.b, eps=self.eps, ignore_index=self.ignore_index,
+                                   reduction=self.reduction, validate=self.validate)
+
+
+@register(
+    "log_z_squared",
+    aliases=("palm_z_loss", "ce_log_z_squared", "t5x_z_loss"),
+    family="calibration",
+    kind="classification",
+    catalogue="C4",
+    formula="l_i = CE(z_i, y_i) + c · (log Σ_j exp z_ij)²",
+    paper=PALM_PAPER,
+    code="google-research/t5x t5x/losses.py::cross_entropy_with_logits (z_loss)",
+    function=LF.log_z_squared,
+    defaults_source={"coefficient": "PaLM (Chowdhery et al.) and T5X: z_loss = 1e-4"},
+    notes="The bare penalty (log Z)² is lossatlas.functional.log_z_regulariser. Not de Brébisson's Z-loss ('spherical_z_loss').",
+)
+class LogZSquaredLoss(Loss):
+    r"""Cross-entropy plus the log-Z² auxiliary loss of large language models (PaLM, Chowdhery
+    et al., 2022/2023; T5X's ``z_loss``; ST-MoE's router z-loss has the same form).
+
+    .. math:: \ell_i = -\log p_{i,y_i} + c\,\big(\log Z_i\big)^2,\qquad Z_i = \sum_j e^{z_{ij}}
+
+    The penalty pulls the softmax normaliser towards 1 (log Z → 0), which keeps logits from
+    drifting and stabilises low-precision training. It is registered as a *loss* (CE +
+    penalty) because that is how PaLM and T5X use it (``loss = CE + 1e-4·log(Z)²`` per token);
+    the penalty alone, to add to any other loss, is
+    ``lossatlas.functional.log_z_regulariser(logits)`` (no coefficient). **It is not** de
+    Brébisson & Vincent's Z-loss, a different, spherical-family loss (``spherical_z_loss``).
+    Default ``coefficient=1e-4`` is PaLM's and T5X's. ``coefficient=0`` is cross-entropy.
+
+    Args:
+        coefficient: c ≥ 0.
+        ignore_index: target value whose rows are skipped (e.g. padding; default -100).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Shapes: ``logits`` [N, C] (flatten tokens into N); ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("log_z_squared", coefficient=1e-4)
+        >>> crit(torch.randn(4, 10), torch.tensor([0, 1, 2, 9])).ndim
+        0
+    """
+
+    def __init__(self, coefficient: float = 1e-4, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
+        super().__init__(reduction, validate)
+        self.coefficient = check_number(coefficient, "coefficient", low=0.0)
+        self.ignore_index = int(ignore_index)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"coefficient": self.coefficient}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.log_z_squared(logits, target, coefficient=self.coefficient, ignore_index=self.ignore_index,
+                                reduction=self.reduction, validate=self.validate)
+
+
+@register(
+    "anyloss",
+    aliases=("any_loss",),
+    family="calibration",
+    kind="classification",
+    catalogue="C5",
+    formula="l = 1 - metric(TN, FP, FN, TP),  TP = Σ y ŷ, ...,  ŷ = 1/(1 + exp(-L (p - 0.5))),  L = 73",
+    paper=ANYLOSS_PAPER,
+    code="doheonhan/anyloss 'AnyLoss - Code.ipynb'",
+    function=LF.anyloss,
+    defaults_source={
+        "metric": "lossatlas choice (F1); the paper covers accuracy, F_β, G-mean, balanced accuracy",
+        "beta": "F_1 (β = 1)",
+        "amplifier": "doheonhan/anyloss (L = 73)",
+    },
+    notes="Batch-level: the loss of a batch is not a mean of per-sample losses; 'none' returns per-class losses [K].",
+)
+class AnyLoss(Loss):
+    r"""AnyLoss: confusion-matrix metrics as losses (Han, Moniz & Chawla, 2024, "AnyLoss:
+    Transforming Classification Metrics into Loss Functions").
+
+    .. math:: \hat y = A(p) = \frac{1}{1 + e^{-L(p - 0.5)}},\quad
+              TP = \textstyle\sum y\hat y,\ FN = \sum y(1-\hat y),\ FP = \sum (1-y)\hat y,\
+              TN = \sum (1-y)(1-\hat y),\qquad \ell = 1 - \mathrm{metric}(TP, FN, FP, TN)
+
+    The amplifier A (L = 73, the official code's) pushes probabilities towards 0/1 so the
+    soft confusion matrix approaches the hard one while staying differentiable; any metric
+    of the four cells becomes a loss. ``metric``: ``"accuracy"`` (TP+TN)/N, ``"f_beta"``
+    (1+β²)TP / ((1+β²)TP + β²FN + FP), ``"gmean"`` √(TPR·TNR), ``"balanced_accuracy"``
+    (TPR+TNR)/2 — the four the paper and its code define.
+
+    **Binary** (as in the paper): ``logits`` [N] or [N, 1], p = σ(z), 0/1 ``target`` [N].
+    The official SLP code applies A to σ(z) as here (its Keras MLP applies A to a linear
+    output; use a sigmoid output to match the paper). **Multi-class** (lossatlas extension):
+    ``logits`` [N, C], p = softmax(z), one-vs-rest confusion matrix per class; ``"mean"`` is
+    the macro average over classes, ``"none"`` the per-class losses [C], ``"sum"`` their sum.
+    The loss is a batch statistic: use batches large enough to contain both outcomes.
+    Undefined ratios (e.g. TPR of a class absent from the batch) are taken as 0, not NaN.
+    :func:`lossatlas.functional.soft_confusion_matrix` returns the soft matrices.
+
+    Args:
+        metric: one of ``"accuracy"``, ``"f_beta"``, ``"gmean"``, ``"balanced_accuracy"``.
+        beta: β ≥ 0 for F_β.
+        amplifier: L > 0.
+        reduction: ``"mean"`` (macro) | ``"sum"`` | ``"none"`` (per class).
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("anyloss", metric="f_beta", beta=1.0)
+        >>> crit(torch.tensor([4.0, -4.0, 3.0, -2.0]), torch.tensor([1, 0, 1, 0])).item() < 0.01
+        True
+    """
+
+    def __init__(
+        self,
+        metric: str = "f_beta",
+        beta: float = 1.0,
+        amplifier: float = 73.0,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(reduction, validate)
+        if metric not in ANYLOSS_METRICS:
+            raise ValueError(f"metric must be one of {ANYLOSS_METRICS}, got {metric!r}")
+        self.metric = metric
+        self.beta = check_number(beta, "beta", low=0.0)
+        self.amplifier = check_number(amplifier, "amplifier", low=0.0, low_open=True)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"metric": self.metric, "beta": self.beta, "amplifier": self.amplifier}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.anyloss(logits, target, metric=self.metric, beta=self.beta, amplifier=self.amplifier,
+                          reduction=self.reduction, validate=self.validate)
