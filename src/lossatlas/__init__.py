@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from . import data, functional, losses, weighting
+from . import data, functional, losses, samplers, weighting
 from .registry import Entry, Paper, create, families, info, list_entries
 
 __version__ = "0.1.0"
