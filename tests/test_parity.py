@@ -14,7 +14,6 @@ REGISTERED = {e.id for e in la.list()}
 # Manifest ids whose method has not landed yet. Kept explicit so that a missing method is
 # visible here, and test_no_stale_pending fails once it is registered but still listed.
 PENDING: set[str] = {
-    "contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "arcface", "cosface", "normalized_softmax",
     "infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive", "barlow_twins",
 }
 

@@ -1,0 +1,634 @@
+"""Metric-learning losses (catalogue rows F1–F7, plus SupCon G2 and NT-Xent G1), as pure functions.
+
+Inputs follow the ``embedding`` kind: ``embeddings`` [N, D] (raw: every loss L2-normalises
+the rows inside, so gradients flow through the normalisation) and integer ``labels`` [N].
+Classifier-style losses (ArcFace, CosFace, NormFace, SFace, UNPG, Partial FC) also take the
+class-weight matrix ``weight`` [C, D] in ``nn.Linear`` layout (its rows are normalised too).
+
+Pair and triplet losses accept ``indices=`` from a miner (:mod:`lossatlas.miners`): a
+triplet tuple ``(anchors, positives, negatives)`` or a pair tuple
+``(anchors_pos, positives, anchors_neg, negatives)``, int64 tensors indexing the batch. A
+triplet tuple given to a pair loss becomes the pairs ``(a, p)`` and ``(a, n)``; a pair tuple
+given to the triplet loss becomes every triplet whose two pairs share the anchor
+(pytorch-metric-learning's conventions). ``indices=None`` uses every pair / triplet.
+
+Reductions of the pair / triplet losses: ``"none"`` returns per-anchor losses [N] (the
+sum of the terms anchored at each sample, or the anchor's loss for the per-anchor losses
+MS / SupCon), ``"sum"`` their sum, and ``"mean"`` the reference's average, documented
+per loss (e.g. the mean over non-zero terms for contrastive and triplet losses).
+The modules in :mod:`lossatlas.losses.metric` carry the full documentation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._validation import (
+    check_class_target,
+    check_finite,
+    check_float,
+    check_number,
+    check_reduction,
+    check_same_device,
+    check_tensor,
+    compiling,
+)
+from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
+
+__all__ = [
+    "pair_contrastive",
+    "triplet_margin",
+    "multi_similarity",
+    "multi_similarity_mine",
+    "supcon",
+    "ntxent",
+    "threshold_consistent_margin",
+    "normalized_softmax",
+    "cosface",
+    "arcface",
+    "margin_logits",
+    "sface",
+    "unpg",
+    "box_and_whisker_filter",
+    "partial_fc",
+    "sample_class_centres",
+]
+
+Indices = Sequence[Tensor]
+MARGIN_TYPES = ("arcface", "cosface", "normface")
+
+
+# --------------------------------------------------------------------------------------
+# shared pieces
+# --------------------------------------------------------------------------------------
+def _check_embeddings(embeddings: Tensor, labels: Tensor, validate: bool) -> None:
+    check_float(embeddings, "embeddings")
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must have shape [N, D], got {tuple(embeddings.shape)}")
+    if embeddings.shape[1] < 1:
+        raise ValueError(f"embeddings must have at least one feature column, got shape {tuple(embeddings.shape)}")
+    check_tensor(labels, "labels")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+        raise TypeError(f"labels must hold integer class ids (torch.long), got dtype {labels.dtype}")
+    if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+        raise ValueError(
+            f"labels must have shape [N] = [{embeddings.shape[0]}] to match embeddings "
+            f"{tuple(embeddings.shape)}, got {tuple(labels.shape)}"
+        )
+    check_same_device("embeddings", embeddings, "labels", labels)
+    check_finite(embeddings, "embeddings", validate)
+
+
+def _unit(embeddings: Tensor, labels: Tensor, validate: bool) -> tuple[Tensor, torch.dtype]:
+    """Validate, cast to the compute dtype and L2-normalise the rows."""
+    _check_embeddings(embeddings, labels, validate)
+    u = F.normalize(embeddings.to(compute_dtype(embeddings)), p=2.0, dim=1)
+    return u, embeddings.dtype
+
+
+def _safe_sqrt(x: Tensor) -> Tensor:
+    """sqrt with a zero (not infinite) gradient at 0."""
+    pos = x > 0
+    return torch.where(pos, x.clamp_min(torch.finfo(x.dtype).tiny).sqrt(), torch.zeros_like(x))
+
+
+def _unit_distances(u: Tensor) -> Tensor:
+    """Euclidean distances between unit rows, ``sqrt(2 - 2 u_i·u_j)`` [N, N]."""
+    return _safe_sqrt((2.0 - 2.0 * (u @ u.T)).clamp_min(0.0))
+
+
+def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
+    """logsumexp over the entries where ``mask``; ``-inf`` (with zero gradient) for empty rows."""
+    neg_inf = torch.finfo(x.dtype).min
+    xm = x.masked_fill(~mask, neg_inf)
+    m = xm.amax(dim=dim, keepdim=True).detach()
+    s = (torch.exp(xm - m) * mask).sum(dim=dim)
+    any_ = mask.any(dim=dim)
+    lse = torch.log(s.clamp_min(torch.finfo(x.dtype).tiny)) + m.squeeze(dim)
+    return torch.where(any_, lse, torch.full_like(lse, -math.inf))
+
+
+def _check_indices(indices: Indices, n: int, device: torch.device) -> tuple[Tensor, ...]:
+    if not isinstance(indices, (tuple, list)) or len(indices) not in (3, 4):
+        raise TypeError(
+            "indices must be a miner's tuple: (anchors, positives, negatives) or "
+            "(anchors_pos, positives, anchors_neg, negatives) of int64 tensors"
+        )
+    out = []
+    for k, t in enumerate(indices):
+        check_tensor(t, f"indices[{k}]")
+        if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() != 1:
+            raise TypeError(f"indices[{k}] must be a 1-D integer tensor, got dtype {t.dtype} shape {tuple(t.shape)}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+            raise ValueError(f"indices[{k}] must index the batch of {n} embeddings, found values outside [0, {n})")
+        out.append(t.to(device=device, dtype=torch.long))
+    if len(out) == 3 and not (out[0].numel() == out[1].numel() == out[2].numel()):
+        raise ValueError("the three tensors of a triplet tuple (anchors, positives, negatives) must have equal length")
+    if len(out) == 4 and (out[0].numel() != out[1].numel() or out[2].numel() != out[3].numel()):
+        raise ValueError("a pair tuple needs len(anchors_pos) == len(positives) and len(anchors_neg) == len(negatives)")
+    return tuple(out)
+
+
+def _pair_masks(labels: Tensor, indices: Indices | None) -> tuple[Tensor, Tensor]:
+    """Boolean [N, N] masks of the positive and negative pairs (ordered, i != j)."""
+    n = labels.shape[0]
+    if indices is None:
+        same = labels.unsqueeze(0) == labels.unsqueeze(1)
+        pos = same & ~torch.eye(n, dtype=torch.bool, device=labels.device)
+        return pos, ~same
+    idx = _check_indices(indices, n, labels.device)
+    a1, p, a2, nn_ = (idx[0], idx[1], idx[0], idx[2]) if len(idx) == 3 else idx
+    pos = torch.zeros(n, n, dtype=torch.bool, device=labels.device)
+    neg = torch.zeros_like(pos)
+    pos[a1, p] = True
+    neg[a2, nn_] = True
+    return pos, neg
+
+
+def _triplets_from(indices: Indices, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    idx = _check_indices(indices, n, device)
+    if len(idx) == 3:
+        return idx  # type: ignore[return-value]
+    a1, p, a2, nn_ = idx
+    i, j = torch.nonzero(a1.unsqueeze(1) == a2.unsqueeze(0), as_tuple=True)
+    return a1[i], p[i], nn_[j]
+
+
+def _zero(x: Tensor) -> Tensor:
+    """A zero scalar connected to the graph (zero gradient)."""
+    return x.sum() * 0.0
+
+
+def _pairwise_reduce(per_anchor: Tensor, total_mean: Tensor, reduction: str, out_dtype: torch.dtype) -> Tensor:
+    if reduction == "none":
+        return per_anchor.to(out_dtype)
+    if reduction == "sum":
+        return per_anchor.sum().to(out_dtype)
+    return total_mean.to(out_dtype)
+
+
+def _avg(values: Tensor, active: Tensor) -> Tensor:
+    """Σ values / #active (0 when nothing is active)."""
+    count = active.sum()
+    return values.sum() / count.clamp_min(1).to(values.dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F1: contrastive and triplet margin losses
+# --------------------------------------------------------------------------------------
+def pair_contrastive(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    pos_margin: float = 0.0,
+    neg_margin: float = 1.0,
+    average_nonzero: bool = True,
+    indices: Indices | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Contrastive (pair) loss on L2-normalised rows; see :class:`lossatlas.losses.ContrastiveLoss`.
+
+    ``"mean"``: mean of the positive-pair terms > 0 plus mean of the negative-pair terms > 0
+    (``average_nonzero=False``: plain means over all positive / negative pairs).
+    """
+    check_reduction(reduction)
+    pos_margin = check_number(pos_margin, "pos_margin")
+    neg_margin = check_number(neg_margin, "neg_margin")
+    u, out_dtype = _unit(embeddings, labels, validate)
+    pos, neg = _pair_masks(labels, indices)
+    d = _unit_distances(u)
+    lp = torch.where(pos, F.relu(d - pos_margin), torch.zeros_like(d))
+    ln = torch.where(neg, F.relu(neg_margin - d), torch.zeros_like(d))
+    per_anchor = lp.sum(1) + ln.sum(1)
+    if reduction == "mean":
+        if average_nonzero:
+            mean = _avg(lp, lp > 0) + _avg(ln, ln > 0)
+        else:
+            mean = _avg(lp, pos) + _avg(ln, neg)
+        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    return _pairwise_reduce(per_anchor, per_anchor.sum(), reduction, out_dtype)
+
+
+def triplet_margin(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    margin: float = 0.2,
+    average_nonzero: bool = True,
+    indices: Indices | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Triplet margin loss ``relu(d_ap − d_an + margin)``; see :class:`lossatlas.losses.TripletMarginLoss`.
+
+    ``"mean"``: mean over the triplets whose loss is > 0 (``average_nonzero=False``: over
+    all triplets). Without ``indices`` every valid triplet is used.
+    """
+    check_reduction(reduction)
+    margin = check_number(margin, "margin")
+    u, out_dtype = _unit(embeddings, labels, validate)
+    n = u.shape[0]
+    d = _unit_distances(u)
+    if indices is None:
+        pos, neg = _pair_masks(labels, None)
+        valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # [a, p, n]
+        t = d.unsqueeze(2) - d.unsqueeze(1) + margin
+        losses = torch.where(valid, F.relu(t), torch.zeros_like(t))
+        per_anchor = losses.sum((1, 2))
+    else:
+        a, p, ng = _triplets_from(indices, n, u.device)
+        losses = F.relu(d[a, p] - d[a, ng] + margin)
+        valid = torch.ones_like(losses, dtype=torch.bool)
+        per_anchor = torch.zeros(n, dtype=d.dtype, device=d.device).index_add(0, a, losses)
+    mean = _avg(losses, losses > 0) if average_nonzero else _avg(losses, valid)
+    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F2: multi-similarity loss and its miner
+# --------------------------------------------------------------------------------------
+@torch.no_grad()
+def multi_similarity_mine(
+    similarities: Tensor, labels: Tensor, epsilon: float = 0.1
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The multi-similarity miner (Wang et al., 2019) on a cosine-similarity matrix [N, N].
+
+    Keeps, for anchor i, the positives with ``s_ip − ε < max_{n∈N_i} s_in`` and the negatives
+    with ``s_in + ε > min_{p∈P_i} s_ip``. Returns the pair tuple
+    ``(anchors_pos, positives, anchors_neg, negatives)``; all four are empty when the batch
+    has no positive or no negative pair.
+    """
+    epsilon = check_number(epsilon, "epsilon")
+    pos, neg = _pair_masks(labels, None)
+    empty = torch.empty(0, dtype=torch.long, device=labels.device)
+    if not bool(pos.any()) or not bool(neg.any()):
+        return empty, empty.clone(), empty.clone(), empty.clone()
+    s = similarities
+    hardest_neg = s.masked_fill(~neg, -math.inf).amax(1, keepdim=True)
+    easiest_pos = s.masked_fill(~pos, math.inf).amin(1, keepdim=True)
+    keep_pos = pos & (s - epsilon < hardest_neg)
+    keep_neg = neg & (s + epsilon > easiest_pos)
+    a1, p = torch.nonzero(keep_pos, as_tuple=True)
+    a2, n = torch.nonzero(keep_neg, as_tuple=True)
+    return a1, p, a2, n
+
+
+def multi_similarity(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    alpha: float = 2.0,
+    beta: float = 50.0,
+    base: float = 0.5,
+    miner_epsilon: float | None = None,
+    indices: Indices | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Multi-similarity loss; see :class:`lossatlas.losses.MultiSimilarityLoss`.
+
+    Per anchor ``(1/α) log(1 + Σ_P e^{−α(s−λ)}) + (1/β) log(1 + Σ_N e^{β(s−λ)})``;
+    ``"mean"`` averages over all N anchors. ``miner_epsilon`` applies the MS miner first.
+    """
+    check_reduction(reduction)
+    alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
+    beta = check_number(beta, "beta", low=0.0, low_open=True)
+    base = check_number(base, "base")
+    u, out_dtype = _unit(embeddings, labels, validate)
+    s = u @ u.T
+    if miner_epsilon is not None:
+        if indices is not None:
+            raise ValueError("pass either indices= (from a miner) or miner_epsilon, not both")
+        indices = multi_similarity_mine(s.detach(), labels, check_number(miner_epsilon, "miner_epsilon", low=0.0))
+    pos, neg = _pair_masks(labels, indices)
+    zero = torch.zeros((), dtype=s.dtype, device=s.device)
+    lp = torch.logaddexp(_masked_lse(-alpha * (s - base), pos), zero) / alpha
+    ln = torch.logaddexp(_masked_lse(beta * (s - base), neg), zero) / beta
+    per_anchor = lp + ln
+    return reduce_loss(per_anchor, reduction, None, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# G2 / G1: supervised contrastive and NT-Xent
+# --------------------------------------------------------------------------------------
+AVERAGE_OVER = ("anchors_with_positives", "all_anchors")
+
+
+def supcon(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float = 0.07,
+    base_temperature: float = 0.07,
+    average_over: str = "anchors_with_positives",
+    indices: Indices | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Supervised contrastive loss; see :class:`lossatlas.losses.SupConLoss`.
+
+    Per anchor ``−(τ/τ_b) · mean_{p∈P_i} [s_ip/τ − log Σ_{k≠i} e^{s_ik/τ}]`` (0 without
+    positives). ``average_over="anchors_with_positives"`` (pytorch-metric-learning): mean
+    over anchors with a positive, 0 for a batch without a positive or a negative pair;
+    ``"all_anchors"`` (HobbitLong/SupContrast): mean over all N anchors.
+    """
+    check_reduction(reduction)
+    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+    base_temperature = check_number(base_temperature, "base_temperature", low=0.0, low_open=True)
+    if average_over not in AVERAGE_OVER:
+        raise ValueError(f"average_over must be one of {AVERAGE_OVER}, got {average_over!r}")
+    u, out_dtype = _unit(embeddings, labels, validate)
+    pos, neg = _pair_masks(labels, indices)
+    z = (u @ u.T) / temperature
+    denom = _masked_lse(z, pos | neg)
+    log_prob = torch.where(pos, z - denom.unsqueeze(1), torch.zeros_like(z))
+    npos = pos.sum(1)
+    mean_log_prob_pos = log_prob.sum(1) / npos.clamp_min(1).to(z.dtype)
+    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
+    if average_over == "anchors_with_positives":
+        if not bool(pos.any()) or not bool(neg.any()):
+            per_anchor = per_anchor * 0.0
+        mean = _avg(per_anchor, npos > 0)
+    else:
+        mean = per_anchor.mean() if per_anchor.numel() else _zero(per_anchor)
+    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+
+
+def ntxent(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    temperature: float = 0.07,
+    indices: Indices | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """NT-Xent with labels (pytorch-metric-learning's form); see :class:`lossatlas.losses.NTXentLoss`.
+
+    Per ordered positive pair ``l_ap = −log e^{s_ap/τ} / (e^{s_ap/τ} + Σ_{n∈N_a} e^{s_an/τ})``;
+    ``"mean"`` averages over the positive pairs, 0 when the batch lacks positives or negatives.
+    """
+    check_reduction(reduction)
+    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+    u, out_dtype = _unit(embeddings, labels, validate)
+    pos, neg = _pair_masks(labels, indices)
+    z = (u @ u.T) / temperature
+    lse_neg = _masked_lse(z, neg).unsqueeze(1)
+    pair = torch.where(pos, torch.logaddexp(z, lse_neg) - z, torch.zeros_like(z))
+    if not bool(pos.any()) or not bool(neg.any()):
+        pair = pair * 0.0
+    per_anchor = pair.sum(1)
+    mean = _avg(pair, pos)
+    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F6: threshold-consistent margin (a regulariser added to a base metric loss)
+# --------------------------------------------------------------------------------------
+def threshold_consistent_margin(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    lambda_plus: float = 1.0,
+    lambda_minus: float = 1.0,
+    margin_plus: float = 0.9,
+    margin_minus: float = 0.5,
+    indices: Indices | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """TCM regulariser; see :class:`lossatlas.losses.ThresholdConsistentMarginLoss`.
+
+    ``"mean"``: ``λ+ · mean_{pos: s ≤ m+}(m+ − s) + λ− · mean_{neg: s ≥ m−}(s − m−)``.
+    """
+    check_reduction(reduction)
+    lambda_plus = check_number(lambda_plus, "lambda_plus", low=0.0)
+    lambda_minus = check_number(lambda_minus, "lambda_minus", low=0.0)
+    margin_plus = check_number(margin_plus, "margin_plus", low=-1.0, high=1.0)
+    margin_minus = check_number(margin_minus, "margin_minus", low=-1.0, high=1.0)
+    u, out_dtype = _unit(embeddings, labels, validate)
+    pos, neg = _pair_masks(labels, indices)
+    s = u @ u.T
+    act_p = pos & (s <= margin_plus)
+    act_n = neg & (s >= margin_minus)
+    tp = torch.where(act_p, margin_plus - s, torch.zeros_like(s))
+    tn = torch.where(act_n, s - margin_minus, torch.zeros_like(s))
+    per_anchor = lambda_plus * tp.sum(1) + lambda_minus * tn.sum(1)
+    mean = lambda_plus * _avg(tp, act_p) + lambda_minus * _avg(tn, act_n)
+    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F3: normalised-softmax classifiers (NormFace, CosFace, ArcFace) and their pieces
+# --------------------------------------------------------------------------------------
+def _cosines(embeddings: Tensor, labels: Tensor, weight: Tensor, validate: bool) -> tuple[Tensor, torch.dtype]:
+    """cos(θ_ij) [N, C] between normalised embeddings and normalised class vectors."""
+    _check_embeddings(embeddings, labels, validate)
+    check_float(weight, "weight")
+    if weight.dim() != 2 or weight.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"weight must have shape [num_classes, embedding_size] = [C, {embeddings.shape[1]}] "
+            f"(nn.Linear layout), got {tuple(weight.shape)}"
+        )
+    check_same_device("embeddings", embeddings, "weight", weight)
+    dt = torch.promote_types(compute_dtype(embeddings), compute_dtype(weight))
+    u = F.normalize(embeddings.to(dt), dim=1)
+    w = F.normalize(weight.to(dt), dim=1)
+    cos = u @ w.T
+    check_class_target(labels, cos, validate, name="labels")
+    return cos, embeddings.dtype
+
+
+def margin_logits(cos: Tensor, labels: Tensor, margin_type: str = "arcface", margin: float = 0.5) -> Tensor:
+    """Apply an additive angular (ArcFace), additive cosine (CosFace) or no (NormFace)
+    margin to each row's target cosine. ``cos`` [N, C]; returns unscaled logits [N, C].
+
+    ArcFace (margin in radians): ``cos(θ + m)`` while ``θ ≤ π − m``, else ``cos θ − m sin m``
+    (keeps the target logit monotone in θ, as pytorch-metric-learning / insightface do).
+    """
+    if margin_type not in MARGIN_TYPES:
+        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
+    margin = check_number(margin, "margin")
+    if margin_type == "normface" or cos.shape[0] == 0:
+        return cos
+    ct = target_logit(cos, labels)
+    if margin_type == "cosface":
+        new = ct - margin
+    else:
+        cm, sm = math.cos(margin), math.sin(margin)
+        # sin θ with a finite gradient at |cos θ| = 1 (where d acos / d cos is infinite)
+        sin_t = (1.0 - ct * ct).clamp_min(1e-12).sqrt()
+        new = torch.where(ct >= -cm, ct * cm - sin_t * sm, ct - margin * sm)
+    return add_to_target(cos, labels, new - ct)
+
+
+def _ce(logits: Tensor, labels: Tensor, reduction: str, out_dtype: torch.dtype) -> Tensor:
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    return reduce_loss(losses, reduction, None, out_dtype)
+
+
+def normalized_softmax(
+    embeddings: Tensor, labels: Tensor, weight: Tensor, *, temperature: float = 0.05,
+    reduction: str = "mean", validate: bool = True,
+) -> Tensor:
+    """NormFace / normalised softmax: ``CE(cos(θ) / T, y)``; see :class:`lossatlas.losses.NormalizedSoftmaxLoss`."""
+    check_reduction(reduction)
+    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    return _ce(cos / temperature, labels, reduction, out_dtype)
+
+
+def cosface(
+    embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.35, scale: float = 64.0,
+    reduction: str = "mean", validate: bool = True,
+) -> Tensor:
+    """CosFace: ``CE(s·(cos θ − m·e_y), y)``; see :class:`lossatlas.losses.CosFaceLoss`."""
+    check_reduction(reduction)
+    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    return _ce(scale * margin_logits(cos, labels, "cosface", margin), labels, reduction, out_dtype)
+
+
+def arcface(
+    embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
+    reduction: str = "mean", validate: bool = True,
+) -> Tensor:
+    """ArcFace: ``CE(s·cos(θ + m·e_y), y)``, margin in RADIANS; see :class:`lossatlas.losses.ArcFaceLoss`."""
+    check_reduction(reduction)
+    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    margin = check_number(margin, "margin", low=0.0, high=math.pi)
+    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    return _ce(scale * margin_logits(cos, labels, "arcface", margin), labels, reduction, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F5: SFace
+# --------------------------------------------------------------------------------------
+def sface(
+    embeddings: Tensor, labels: Tensor, weight: Tensor, *, scale: float = 64.0, k: float = 80.0,
+    a: float = 0.8, b: float = 1.23, reduction: str = "mean", validate: bool = True,
+) -> Tensor:
+    """SFace: sigmoid-re-weighted intra- and inter-class cosines; see :class:`lossatlas.losses.SFaceLoss`.
+
+    ``l_i = −w_y · s cos θ_y + Σ_{j≠y} w_j · s cos θ_j`` with the weights
+    ``w_y = σ(k(θ_y − a))``, ``w_j = σ(−k(θ_j − b))`` held constant (no gradient).
+    """
+    check_reduction(reduction)
+    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    k = check_number(k, "k", low=0.0)
+    a = check_number(a, "a")
+    b = check_number(b, "b")
+    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    ct = target_logit(cos, labels)
+    with torch.no_grad():
+        theta = torch.acos(cos.clamp(-1.0, 1.0))
+        w_intra = torch.sigmoid(k * (target_logit(theta, labels) - a))
+        w_inter = torch.sigmoid(-k * (theta - b)).scatter(1, labels.unsqueeze(1), 0.0)
+    losses = -w_intra * scale * ct + (w_inter * scale * cos).sum(1)
+    return reduce_loss(losses, reduction, None, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F4: UNPG
+# --------------------------------------------------------------------------------------
+def box_and_whisker_filter(values: Tensor, whisker: float = 1.5) -> Tensor:
+    """Keep the values inside ``[Q1 − w·IQR, Q3 + w·IQR]`` (UNPG's noisy-negative filter).
+
+    Quartiles are order statistics of the sorted values at positions ``int(0.25 L)`` and
+    ``int(0.75 L)``, as in Jung-Jun-Uk/UNPG. Returns the kept values, sorted ascending.
+    """
+    whisker = check_number(whisker, "whisker", low=0.0)
+    if values.numel() == 0:
+        return values
+    x = values.sort().values
+    length = x.shape[0]
+    with torch.no_grad():
+        q1, q3 = x[int(0.25 * length)], x[int(0.75 * length)]
+        iqr = q3 - q1
+        keep = (x >= q1 - whisker * iqr) & (x <= q3 + whisker * iqr)
+    return x[keep]
+
+
+def unpg(
+    embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
+    margin_type: str = "arcface", whisker: float = 1.5, reduction: str = "mean", validate: bool = True,
+) -> Tensor:
+    """UNPG: margin softmax whose negatives are the other classes AND the batch's filtered
+    negative-pair cosines; see :class:`lossatlas.losses.UNPGLoss`.
+
+    ``l_i = log(Σ_j e^{s·ℓ_ij} + Σ_{k∈S'_n} e^{s·s_k}) − s·ℓ_{i,y_i}`` where ``ℓ`` are the
+    margin logits and ``S'_n`` the box-and-whisker-filtered cosines of the unordered
+    different-label pairs of the batch (shared by every row).
+    """
+    check_reduction(reduction)
+    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    logits = scale * margin_logits(cos, labels, margin_type, margin)
+    u = F.normalize(embeddings.to(cos.dtype), dim=1)
+    n = u.shape[0]
+    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=u.device), diagonal=1)
+    neg_pairs = upper & (labels.unsqueeze(0) != labels.unsqueeze(1))
+    sn = box_and_whisker_filter((u @ u.T)[neg_pairs], whisker)
+    lse = torch.logsumexp(logits, dim=1)
+    if sn.numel():
+        lse = torch.logaddexp(lse, torch.logsumexp(scale * sn, dim=0))
+    losses = lse - target_logit(logits, labels)
+    return reduce_loss(losses, reduction, None, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# F7: Partial FC
+# --------------------------------------------------------------------------------------
+def sample_class_centres(
+    labels: Tensor, num_classes: int, num_sample: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Partial FC's sampling: every class present in ``labels`` plus random others,
+    ``max(num_sample, #present)`` centres in all.
+
+    Returns ``(index, local_labels)``: the sorted sampled class ids [S] and ``labels``
+    re-indexed into them (``index[local_labels] == labels``).
+    """
+    if num_sample >= num_classes:
+        index = torch.arange(num_classes, device=labels.device)
+        return index, labels
+    positive = torch.unique(labels)
+    if num_sample <= positive.numel():
+        index = positive
+    else:
+        score = torch.rand(num_classes, generator=generator, device=generator.device if generator is not None else "cpu")
+        score = score.to(labels.device)
+        score[positive] = 2.0  # present classes always win the top-k
+        index = torch.topk(score, num_sample).indices.sort().values
+    return index, torch.searchsorted(index, labels)
+
+
+def partial_fc(
+    embeddings: Tensor, labels: Tensor, weight: Tensor, *, sample_rate: float = 0.1, margin: float = 0.5,
+    scale: float = 64.0, margin_type: str = "arcface", generator: torch.Generator | None = None,
+    reduction: str = "mean", validate: bool = True,
+) -> Tensor:
+    """Margin softmax over a sampled subset of class centres; see :class:`lossatlas.losses.PartialFCLoss`.
+
+    ``sample_rate=1.0`` is exactly the full margin loss (``arcface`` / ``cosface`` /
+    ``normalized_softmax`` with temperature ``1/scale``).
+    """
+    check_reduction(reduction)
+    sample_rate = check_number(sample_rate, "sample_rate", low=0.0, high=1.0, low_open=True)
+    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    check_float(weight, "weight")
+    if weight.dim() != 2:
+        raise ValueError(f"weight must have shape [num_classes, embedding_size], got {tuple(weight.shape)}")
+    _check_embeddings(embeddings, labels, validate)
+    num_classes = weight.shape[0]
+    # validate the global labels before sampling (the local ones are in range by construction)
+    if validate and not compiling() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels values must be in [0, {num_classes}) for a weight with {num_classes} classes")
+    index, local = sample_class_centres(labels, num_classes, int(sample_rate * num_classes), generator)
+    cos, out_dtype = _cosines(embeddings, local, weight[index], validate=False)
+    return _ce(scale * margin_logits(cos, local, margin_type, margin), local, reduction, out_dtype)
