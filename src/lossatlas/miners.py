@@ -1,0 +1,198 @@
+"""Miners: choose which pairs / triplets of a batch a metric loss sees (catalogue F1, F2).
+
+A miner is called like a loss, ``miner(embeddings [N, D], labels [N])``, runs under
+``torch.no_grad`` and returns index tuples of int64 tensors into the batch:
+
+- a triplet tuple ``(anchors, positives, negatives)``, or
+- a pair tuple ``(anchors_pos, positives, anchors_neg, negatives)``.
+
+Every pair / triplet loss of :mod:`lossatlas.losses.metric` accepts either through its
+``indices=`` call argument (a triplet tuple becomes the pairs (a, p), (a, n); a pair tuple
+becomes the triplets whose pairs share an anchor):
+
+>>> import torch, lossatlas as la
+>>> from lossatlas.miners import BatchHardMiner
+>>> e, y = torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+>>> la.create("triplet_margin")(e, y, indices=BatchHardMiner()(e, y)).ndim
+0
+
+Distances are computed on L2-normalised rows, as the losses do: ``"euclidean"``
+(‖u_i − u_j‖, pytorch-metric-learning's default ``LpDistance``) or ``"cosine"``
+(similarity; larger is closer). Miners hold no state; mining is vectorised (no loop over
+anchors). Use them with a P×K batch (:class:`lossatlas.samplers.PKBatchSampler`) so every
+anchor has positives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._validation import check_number
+from .functional.metric import _check_embeddings, _pair_masks, _unit_distances, multi_similarity_mine
+
+__all__ = ["Miner", "BatchHardMiner", "BatchSemiHardMiner", "TripletMarginMiner", "MultiSimilarityMiner"]
+
+DISTANCES = ("euclidean", "cosine")
+TRIPLET_TYPES = ("all", "hard", "semihard", "easy")
+
+
+class Miner:
+    """Base class: validates the inputs, normalises, and mines without gradient."""
+
+    distance = "euclidean"
+
+    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
+        _check_embeddings(embeddings, labels, validate=True)
+        with torch.no_grad():
+            u = F.normalize(embeddings.detach().float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings.detach(), dim=1)
+            return self.mine(u, labels)
+
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def _dist(self, u: Tensor) -> Tensor:
+        """A dissimilarity [N, N] (smaller is closer) under this miner's distance."""
+        return _unit_distances(u) if self.distance == "euclidean" else -(u @ u.T)
+
+    @staticmethod
+    def _check_distance(distance: str) -> str:
+        if distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        return distance
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+def _empty3(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    e = torch.empty(0, dtype=torch.long, device=device)
+    return e, e.clone(), e.clone()
+
+
+class BatchHardMiner(Miner):
+    """Batch-hard mining (Hermans, Beyer & Leibe, 2017, "In Defense of the Triplet Loss for
+    Person Re-Identification"): for each anchor, its farthest positive and its closest
+    negative. Anchors without a positive or a negative are skipped.
+
+    Returns a triplet tuple ``(anchors, positives, negatives)`` with one triplet per anchor.
+
+    >>> import torch
+    >>> a, p, n = BatchHardMiner()(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]))
+    >>> a.tolist()
+    [0, 1, 2, 3, 4, 5]
+    """
+
+    def __init__(self, distance: str = "euclidean") -> None:
+        self.distance = self._check_distance(distance)
+
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = self._dist(u)
+        pos, neg = _pair_masks(labels, None)
+        ok = pos.any(1) & neg.any(1)
+        if not bool(ok.any()):
+            return _empty3(u.device)
+        hardest_p = d.masked_fill(~pos, -math.inf).argmax(1)
+        hardest_n = d.masked_fill(~neg, math.inf).argmin(1)
+        a = torch.nonzero(ok).flatten()
+        return a, hardest_p[a], hardest_n[a]
+
+
+class BatchSemiHardMiner(Miner):
+    """Semi-hard negative mining (Schroff, Kalenichenko & Philbin, 2015, "FaceNet"): for every
+    positive pair (a, p), the closest negative that is still farther than the positive,
+    ``argmin_{n: d_an > d_ap} d_an``; when no negative is farther, the farthest negative
+    (TensorFlow Addons' ``triplet_semihard_loss`` rule). With ``margin`` set, only negatives
+    inside the margin band ``d_ap < d_an < d_ap + margin`` count as semi-hard.
+
+    Returns a triplet tuple, one triplet per positive pair.
+
+    >>> import torch
+    >>> a, p, n = BatchSemiHardMiner()(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]))
+    >>> len(a)
+    6
+    """
+
+    def __init__(self, margin: float | None = None, distance: str = "euclidean") -> None:
+        self.margin = None if margin is None else check_number(margin, "margin", low=0.0, low_open=True)
+        self.distance = self._check_distance(distance)
+
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = self._dist(u)
+        pos, neg = _pair_masks(labels, None)
+        a, p = torch.nonzero(pos & neg.any(1, keepdim=True), as_tuple=True)
+        if a.numel() == 0:
+            return _empty3(u.device)
+        d_ap = d[a, p].unsqueeze(1)  # [P, 1]
+        d_an = d[a]  # [P, N]
+        negs = neg[a]
+        outside = negs & (d_an > d_ap)
+        if self.margin is not None:
+            outside &= d_an < d_ap + self.margin
+        semi = d_an.masked_fill(~outside, math.inf).argmin(1)
+        fallback = d_an.masked_fill(~negs, -math.inf).argmax(1)
+        n = torch.where(outside.any(1), semi, fallback)
+        return a, p, n
+
+
+class TripletMarginMiner(Miner):
+    """Triplets selected by their margin (pytorch-metric-learning's ``TripletMarginMiner``).
+
+    With ``m_t = d_an − d_ap``: ``"all"`` keeps ``m_t ≤ margin`` (the triplets with a
+    non-zero triplet loss), ``"hard"`` those with also ``m_t ≤ 0``, ``"semihard"`` those
+    with ``0 < m_t ≤ margin``, ``"easy"`` those with ``m_t > margin``. Forms the [N, N, N]
+    triplet cube: meant for P×K batches of moderate size.
+
+    >>> import torch
+    >>> m = TripletMarginMiner(margin=0.2, type_of_triplets="semihard")
+    >>> len(m(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])))
+    3
+    """
+
+    def __init__(self, margin: float = 0.2, type_of_triplets: str = "all", distance: str = "euclidean") -> None:
+        self.margin = check_number(margin, "margin")
+        if type_of_triplets not in TRIPLET_TYPES:
+            raise ValueError(f"type_of_triplets must be one of {TRIPLET_TYPES}, got {type_of_triplets!r}")
+        self.type_of_triplets = type_of_triplets
+        self.distance = self._check_distance(distance)
+
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = self._dist(u)
+        pos, neg = _pair_masks(labels, None)
+        valid = pos.unsqueeze(2) & neg.unsqueeze(1)
+        m = d.unsqueeze(1) - d.unsqueeze(2)  # [a, p, n] = d_an - d_ap
+        if self.type_of_triplets == "easy":
+            keep = m > self.margin
+        else:
+            keep = m <= self.margin
+            if self.type_of_triplets == "hard":
+                keep &= m <= 0
+            elif self.type_of_triplets == "semihard":
+                keep &= m > 0
+        a, p, n = torch.nonzero(valid & keep, as_tuple=True)
+        return a, p, n
+
+
+class MultiSimilarityMiner(Miner):
+    """The multi-similarity miner (Wang et al., 2019, "Multi-Similarity Loss with General Pair
+    Weighting for Deep Metric Learning"), on cosine similarities: positives with
+    ``s_ap − ε < max_n s_an`` and negatives with ``s_an + ε > min_p s_ap`` (ε = 0.1 in the
+    paper and pytorch-metric-learning). Returns a pair tuple
+    ``(anchors_pos, positives, anchors_neg, negatives)``.
+
+    >>> import torch
+    >>> len(MultiSimilarityMiner(epsilon=0.1)(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])))
+    4
+    """
+
+    distance = "cosine"
+
+    def __init__(self, epsilon: float = 0.1) -> None:
+        self.epsilon = check_number(epsilon, "epsilon", low=0.0)
+
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return multi_similarity_mine(u @ u.T, labels, self.epsilon)
