@@ -1,8 +1,8 @@
 """SMOTE and its variants on feature vectors (catalogue row A13), wrapped from imbalanced-learn.
 
-Nothing is re-implemented: :func:`smote` calls ``imblearn.over_sampling`` and converts
+Nothing is re-implemented: :func:`smote_resample` calls ``imblearn.over_sampling`` and converts
 tensors / arrays in and out. imbalanced-learn is an optional extra
-(``pip install lossatlas[smote]``), imported only when :func:`smote` runs.
+(``pip install lossatlas[smote]``), imported only when :func:`smote_resample` runs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["smote", "SMOTE_METHODS"]
+__all__ = ["smote_resample", "SMOTE_METHODS"]
 
 #: method name -> imblearn.over_sampling class name.
 SMOTE_METHODS: dict[str, str] = {
@@ -35,7 +35,7 @@ def _imblearn_over_sampling() -> Any:
         ) from exc
 
 
-def smote(
+def smote_resample(
     features: Any,
     labels: Any,
     method: str = "smote",
@@ -63,8 +63,8 @@ def smote(
     (same dtype and device), else numpy arrays.
 
     Example:
-        >>> import numpy as np; from lossatlas.data import smote
-        >>> X, y = smote(np.random.default_rng(0).normal(size=(26, 2)), [0] * 20 + [1] * 6, seed=0)
+        >>> import numpy as np; from lossatlas.data import smote_resample
+        >>> X, y = smote_resample(np.random.default_rng(0).normal(size=(26, 2)), [0] * 20 + [1] * 6, seed=0)
         >>> np.bincount(y).tolist()
         [20, 20]
     """
