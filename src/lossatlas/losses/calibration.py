@@ -65,7 +65,9 @@ class Poly1Loss(Loss):
     Cross-entropy is ``Σ_k (1 − p_t)^k / k``; Poly-1 perturbs the leading polynomial
     coefficient by ε. ε = 0 is exactly cross-entropy; ε = −1 removes the first term. With
     ``label_smoothing`` the CE is smoothed and ``p_t = Σ_j t_j p_j`` (the paper's listing).
-    Default ε = 1 is the paper's. ``weight`` follows ``F.cross_entropy`` (weighted mean).
+    Default ε = 1 is the paper's. ``weight`` multiplies each sample's loss by ``w_{y_i}`` and
+    ``"mean"`` is ``Σ w_{y_i} l_i / Σ w_{y_i}`` (``F.cross_entropy``'s weighted mean; with label
+    smoothing torch instead weights each smoothing term by its own class, which is not done here).
 
     Args:
         epsilon: ε ≥ −1.

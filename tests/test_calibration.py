@@ -1,0 +1,340 @@
+"""Calibration-minded losses C1–C5: identities, gradients, edge cases, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+import lossatlas.functional as LF
+
+from helpers import assert_finite_extremes, gradcheck_loss
+
+C = 6
+
+
+def batch(n=12, c=C, seed=0, dtype=torch.float64, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, generator=g, dtype=dtype) * scale, torch.randint(0, c, (n,), generator=g)
+
+
+PER_SAMPLE_IDS = ["poly1", "encouraging", "squentropy", "spherical_z_loss", "log_z_squared"]
+
+
+# ---------------------------------------------------------------- identities
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_poly1_epsilon0_is_cross_entropy(reduction):
+    z, y = batch()
+    got = la.create("poly1", epsilon=0.0, reduction=reduction)(z, y)
+    torch.testing.assert_close(got, F.cross_entropy(z, y, reduction=reduction), rtol=1e-12, atol=1e-12)
+    # with label smoothing, and with class weights
+    got = LF.poly1(z, y, epsilon=0.0, label_smoothing=0.1, reduction=reduction)
+    torch.testing.assert_close(got, F.cross_entropy(z, y, label_smoothing=0.1, reduction=reduction))
+    w = torch.linspace(0.5, 2.0, C, dtype=z.dtype)
+    got = LF.poly1(z, y, epsilon=0.0, weight=w, reduction=reduction)
+    torch.testing.assert_close(got, F.cross_entropy(z, y, weight=w, reduction=reduction))
+
+
+def test_poly1_definition():
+    z, y = batch()
+    p = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+    expected = -torch.log(p) + 2.5 * (1 - p)
+    torch.testing.assert_close(LF.poly1(z, y, epsilon=2.5, reduction="none"), expected, rtol=1e-10, atol=1e-12)
+    # with smoothing: p_t = Σ t_j p_j
+    t = F.one_hot(y, C).double() * 0.9 + 0.1 / C
+    pt = (t * torch.softmax(z, 1)).sum(1)
+    expected = F.cross_entropy(z, y, label_smoothing=0.1, reduction="none") + (1 - pt)
+    torch.testing.assert_close(LF.poly1(z, y, label_smoothing=0.1, reduction="none"), expected)
+
+
+def _encouraging_by_definition(z, y, log_end):
+    p = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+    out = []
+    for pi in p.tolist():
+        if log_end != 1.0 and pi > log_end:
+            bonus = (pi - log_end) / (log_end - 1) + math.log(1 - log_end)
+        else:
+            bonus = math.log(max(1 - pi, 1e-5))
+        out.append(-math.log(pi) + bonus)
+    return torch.tensor(out, dtype=z.dtype)
+
+
+@pytest.mark.parametrize("log_end", [0.5, 0.75, 1.0])
+def test_encouraging_definition_and_bonus_sign(log_end):
+    z, y = batch(n=40)
+    got = LF.encouraging(z, y, log_end=log_end, reduction="none")
+    torch.testing.assert_close(got, _encouraging_by_definition(z, y, log_end), rtol=1e-9, atol=1e-12)
+    # the bonus log(1 - p) <= 0 rewards confidence: never above CE
+    assert bool((got <= F.cross_entropy(z, y, reduction="none") + 1e-12).all())
+
+
+def test_encouraging_bonus_is_continuous_at_log_end():
+    # two-class rows with p_y just below / above log_end give (almost) the same bonus
+    log_end = 0.75
+    logit = math.log(log_end / (1 - log_end))
+    z = torch.tensor([[logit - 1e-7, 0.0], [logit + 1e-7, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0])
+    lo, hi = LF.encouraging(z, y, log_end=log_end, reduction="none")
+    assert abs(float(lo - hi)) < 1e-6
+
+
+def test_squentropy_definition_and_ce_when_wrong_logits_vanish():
+    z, y = batch()
+    wrong = z.clone().scatter_(1, y[:, None], 0.0)
+    expected = F.cross_entropy(z, y, reduction="none") + wrong.pow(2).sum(1) / (C - 1)
+    torch.testing.assert_close(LF.squentropy(z, y, reduction="none"), expected, rtol=1e-12, atol=1e-12)
+    only_target = torch.zeros_like(z).scatter_(1, y[:, None], z.gather(1, y[:, None]))
+    torch.testing.assert_close(LF.squentropy(only_target, y), F.cross_entropy(only_target, y))
+
+
+def test_spherical_z_loss_definition_and_invariances():
+    z, y = batch()
+    mu = z.mean(1)
+    sigma = ((z ** 2).mean(1) - mu ** 2).sqrt()  # the authors' formula
+    zc = (z.gather(1, y[:, None]).squeeze(1) - mu) / (sigma + 1e-12)
+    for a, b in [(1.0, 0.0), (0.5, 2.0)]:
+        expected = F.softplus(a * (b - zc)) / a
+        torch.testing.assert_close(LF.spherical_z_loss(z, y, a=a, b=b, reduction="none"), expected)
+    base = LF.spherical_z_loss(z, y, a=0.5, b=2.0, reduction="none")
+    torch.testing.assert_close(LF.spherical_z_loss(z + 7.0, y, a=0.5, b=2.0, reduction="none"), base)
+    torch.testing.assert_close(LF.spherical_z_loss(z * 13.0, y, a=0.5, b=2.0, reduction="none"), base)
+    # cross-entropy is shift- but not scale-invariant: the two losses really differ
+    assert not torch.allclose(F.cross_entropy(z * 13.0, y), F.cross_entropy(z, y))
+
+
+def test_log_z_squared_is_ce_plus_palm_penalty_and_differs_from_spherical():
+    z, y = batch()
+    lse = torch.logsumexp(z, 1)
+    expected = F.cross_entropy(z, y, reduction="none") + 1e-4 * lse ** 2
+    torch.testing.assert_close(LF.log_z_squared(z, y, reduction="none"), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(la.create("log_z_squared", coefficient=0.0)(z, y), F.cross_entropy(z, y))
+    torch.testing.assert_close(LF.log_z_regulariser(z), (lse ** 2).mean())
+    mask = torch.arange(z.shape[0]) % 2 == 0
+    torch.testing.assert_close(LF.log_z_regulariser(z, mask=mask), (lse[mask] ** 2).mean())
+    # the penalty pulls log Z to 0: its gradient is 2 log Z · softmax(z)
+    zz = z.clone().requires_grad_()
+    LF.log_z_regulariser(zz, reduction="sum").backward()
+    torch.testing.assert_close(zz.grad, 2 * lse[:, None] * torch.softmax(z, 1))
+    # two different "Z-losses"
+    assert la.info("log_z_squared").cls is not la.info("spherical_z_loss").cls
+    with pytest.raises(ValueError, match="unknown lossatlas id"):
+        la.info("z_loss")
+
+
+# ---------------------------------------------------------------- AnyLoss
+def test_soft_confusion_matrix_approaches_hard_one_as_amplifier_grows():
+    from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix
+
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(200, 4, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 4, (200,), generator=g)
+    p = torch.softmax(z, 1)
+    hard = multilabel_confusion_matrix(F.one_hot(y, 4).numpy(), (p > 0.5).int().numpy())
+    errors = []
+    for amp in [1.0, 10.0, 73.0, 1e3, 1e5]:
+        soft = LF.soft_confusion_matrix(z, y, amplifier=amp)
+        assert soft.shape == (4, 2, 2)
+        torch.testing.assert_close(soft.sum((1, 2)), torch.full((4,), 200.0, dtype=z.dtype))
+        errors.append(float((soft - torch.from_numpy(hard).double()).abs().max()))
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-2
+
+    # binary input [N] with sigmoid probabilities
+    zb = torch.randn(100, generator=g, dtype=torch.float64) * 3
+    yb = (torch.rand(100, generator=g) < 0.3).long()
+    hard_b = confusion_matrix(yb.numpy(), (zb > 0).int().numpy(), labels=[0, 1])[None]
+    soft_b = LF.soft_confusion_matrix(zb, yb, amplifier=1e6)
+    np.testing.assert_allclose(soft_b.numpy(), hard_b, atol=1e-2)
+
+
+def _notebook_scores(z, y, L=73.0, beta=1.0):
+    """The official notebook's closed forms (sy, syh, syhy, yl), written out independently."""
+    yh = torch.sigmoid(L * (torch.sigmoid(z) - 0.5))
+    y = y.double()
+    sy, syh, syhy, yl = y.sum(), yh.sum(), (yh * y).sum(), float(len(y))
+    return {
+        "accuracy": (yl - sy - syh + 2 * syhy) / yl,
+        "f_beta": (1 + beta ** 2) * syhy / (beta ** 2 * sy + syh),
+        "gmean": torch.sqrt(syhy * (yl - syh - sy + syhy) / (sy * (yl - sy))),
+        "balanced_accuracy": (yl * (syhy + sy) - sy * (syh + sy)) / (2 * sy * (yl - sy)),
+    }
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f_beta", "gmean", "balanced_accuracy"])
+def test_anyloss_binary_matches_official_closed_forms(metric):
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(64, generator=g, dtype=torch.float64)
+    y = (torch.rand(64, generator=g) < 0.4).long()
+    beta = 2.0
+    expected = 1 - _notebook_scores(z, y, beta=beta)[metric]
+    torch.testing.assert_close(la.create("anyloss", metric=metric, beta=beta)(z, y), expected)
+    torch.testing.assert_close(LF.anyloss(z[:, None], y.double(), metric=metric, beta=beta), expected)
+
+
+@pytest.mark.parametrize(
+    "metric,sk",
+    [("accuracy", "accuracy"), ("f_beta", "f1"), ("balanced_accuracy", "balanced"), ("gmean", "gmean")],
+)
+def test_anyloss_macro_matches_hard_metrics_at_large_amplifier(metric, sk):
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(300, 3, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, 3, (300,), generator=g)
+    pred = (torch.softmax(z, 1) > 0.5).int().numpy()
+    onehot = F.one_hot(y, 3).numpy()
+    per_class = []
+    for c in range(3):
+        t, p = onehot[:, c], pred[:, c]
+        if sk == "accuracy":
+            per_class.append(accuracy_score(t, p))
+        elif sk == "f1":
+            per_class.append(f1_score(t, p))
+        elif sk == "balanced":
+            per_class.append(balanced_accuracy_score(t, p))
+        else:
+            per_class.append(math.sqrt(recall_score(t, p) * recall_score(1 - t, 1 - p)))
+    got = LF.anyloss(z, y, metric=metric, amplifier=1e6, reduction="none")
+    np.testing.assert_allclose(got.numpy(), 1 - np.array(per_class), atol=5e-3)
+    torch.testing.assert_close(LF.anyloss(z, y, metric=metric, amplifier=1e6), got.mean())
+
+
+def test_anyloss_trains_towards_the_metric():
+    # a few gradient steps on a separable 1-D problem raise the hard F1
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(200, 1, generator=g)
+    y = (x[:, 0] + 0.1 * torch.randn(200, generator=g) > 0.8).long()
+    w = torch.zeros(1, requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    crit = la.create("anyloss", metric="f_beta")
+    first = None
+    for _ in range(150):
+        opt.zero_grad()
+        loss = crit((x * w + b)[:, 0], y)
+        first = float(loss.detach()) if first is None else first
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < first - 0.2
+
+
+# ---------------------------------------------------------------- gradients and extremes
+@pytest.mark.parametrize(
+    "id,kwargs",
+    [
+        ("poly1", {}),
+        ("poly1", {"label_smoothing": 0.1, "epsilon": -0.5}),
+        ("encouraging", {"log_end": 0.75}),
+        ("encouraging", {"log_end": 1.0}),
+        ("squentropy", {}),
+        ("spherical_z_loss", {"a": 0.7, "b": 1.0}),
+        ("log_z_squared", {"coefficient": 0.1}),
+        ("anyloss", {"metric": "accuracy", "amplifier": 5.0}),
+        ("anyloss", {"metric": "f_beta", "beta": 0.5, "amplifier": 5.0}),
+        ("anyloss", {"metric": "gmean", "amplifier": 5.0}),
+        ("anyloss", {"metric": "balanced_accuracy"}),
+    ],
+)
+def test_gradcheck(id, kwargs):
+    z, y = batch(n=8, c=4, scale=1.0)
+    gradcheck_loss(la.create(id, **kwargs), z, y)
+
+
+@pytest.mark.parametrize("id", PER_SAMPLE_IDS + ["anyloss"])
+def test_extreme_logits_finite(id):
+    assert_finite_extremes(la.create(id))
+    assert_finite_extremes(la.create(id, reduction="none"))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f_beta", "gmean", "balanced_accuracy"])
+def test_anyloss_extreme_and_binary_finite(metric):
+    assert_finite_extremes(la.create("anyloss", metric=metric))
+    for dtype in (torch.float32, torch.bfloat16):
+        z = torch.tensor([1e4, -1e4, 1e4, -1e4], dtype=dtype, requires_grad=True)
+        loss = LF.anyloss(z, torch.tensor([1, 0, 0, 1]), metric=metric)
+        loss.float().backward()
+        assert torch.isfinite(loss.float()) and torch.isfinite(z.grad.float()).all()
+
+
+@pytest.mark.parametrize("id", PER_SAMPLE_IDS + ["anyloss"])
+def test_low_precision_computed_in_float32(id):
+    z, y = batch(dtype=torch.float32)
+    crit = la.create(id)
+    out = crit(z.to(torch.bfloat16), y)
+    assert out.dtype == torch.bfloat16
+    ref = crit(z.to(torch.bfloat16).float(), y)
+    torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+# ---------------------------------------------------------------- edge cases
+@pytest.mark.parametrize("id", PER_SAMPLE_IDS)
+def test_empty_batch_and_ignore_index(id):
+    crit = la.create(id)
+    z = torch.zeros(0, C, requires_grad=True)
+    out = crit(z, torch.zeros(0, dtype=torch.long))
+    assert out.item() == 0.0
+    out.backward()
+    z, y = batch()
+    y_ign = y.clone()
+    y_ign[::2] = -100
+    torch.testing.assert_close(crit(z, y_ign), crit(z[1::2], y[1::2]))
+    assert la.create(id, reduction="none")(z, y_ign)[::2].abs().sum() == 0
+    assert crit(z, torch.full_like(y, -100)).item() == 0.0
+
+
+def test_anyloss_one_class_present_is_finite():
+    # no positive in the batch: TPR is undefined, taken as 0; no NaN in value or gradient
+    z = torch.randn(10, dtype=torch.float64, requires_grad=True)
+    for metric in ["accuracy", "f_beta", "gmean", "balanced_accuracy"]:
+        loss = LF.anyloss(z, torch.zeros(10, dtype=torch.long), metric=metric)
+        (g,) = torch.autograd.grad(loss, z)
+        assert torch.isfinite(loss) and torch.isfinite(g).all()
+    # multi-class batch where only class 0 occurs
+    zc = torch.randn(10, 3, dtype=torch.float64, requires_grad=True)
+    loss = LF.anyloss(zc, torch.zeros(10, dtype=torch.long), metric="balanced_accuracy", reduction="none")
+    assert loss.shape == (3,) and torch.isfinite(loss).all()
+
+
+# ---------------------------------------------------------------- errors
+def test_bad_inputs():
+    z, y = batch()
+    with pytest.raises(ValueError, match="epsilon"):
+        la.create("poly1", epsilon=-2.0)
+    with pytest.raises(ValueError, match="log_end"):
+        la.create("encouraging", log_end=0.0)
+    with pytest.raises(ValueError, match="log_end"):
+        la.create("encouraging", log_end=1.5)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        la.create("squentropy")(torch.randn(3, 1), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        la.create("spherical_z_loss")(torch.randn(3, 1), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="a must be >"):
+        la.create("spherical_z_loss", a=0.0)
+    with pytest.raises(ValueError, match="coefficient"):
+        la.create("log_z_squared", coefficient=-1.0)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        la.create("anyloss", metric="auc")
+    with pytest.raises(ValueError, match="amplifier"):
+        la.create("anyloss", amplifier=0.0)
+    with pytest.raises(ValueError, match="0 or 1"):
+        la.create("anyloss")(torch.randn(4), torch.tensor([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match="shape"):
+        la.create("anyloss")(torch.randn(4), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        LF.log_z_regulariser(z, mask=torch.ones(3))
+    for id in PER_SAMPLE_IDS + ["anyloss"]:
+        crit = la.create(id)
+        with pytest.raises(TypeError, match="target"):
+            crit(z, y.double())
+        with pytest.raises(ValueError, match=r"\[0, 6\)"):
+            crit(z, torch.full_like(y, 9))
+        with pytest.raises(ValueError, match="NaN"):
+            crit(torch.full_like(z, float("nan")), y)
+        with pytest.raises(TypeError, match="logits"):
+            crit(z.long(), y)
+        with pytest.raises(ValueError, match="reduction"):
+            la.create(id, reduction="avg")
