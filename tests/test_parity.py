@@ -13,9 +13,7 @@ REGISTERED = {e.id for e in la.list()}
 
 # Manifest ids whose method has not landed yet. Kept explicit so that a missing method is
 # visible here, and test_no_stale_pending fails once it is registered but still listed.
-PENDING: set[str] = {
-    "infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive", "barlow_twins",
-}
+PENDING: set[str] = set()
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c["id"] in REGISTERED], ids=lambda c: c["case"])

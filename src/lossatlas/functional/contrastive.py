@@ -1,0 +1,534 @@
+"""Contrastive losses on paired views (catalogue rows G1, G3–G10), as pure functions.
+
+Every function takes two views ``a`` [N, D] and ``b`` [N, D] (row i of ``a`` and row i of
+``b`` are a positive pair), L2-normalises them inside (``normalize=False`` when they are
+already unit rows; Barlow Twins standardises instead) and returns a scalar for
+``reduction="mean"|"sum"`` and per-pair losses [N] for ``"none"``.
+
+Shared options of the similarity-matrix losses (InfoNCE, SigLIP, decoupled, debiased,
+hard-negative):
+
+* ``tiled``: ``True`` computes the loss in blocks of query rows with a custom backward
+  (:mod:`lossatlas.distributed.tiled`): same values and gradients as the dense form, memory
+  linear in N, and faster at large N; ``False`` builds the N x N matrix; ``"auto"`` (default)
+  tiles when the matrix has more than ``DEFAULT_BLOCK_ELEMENTS`` entries.
+* ``block_size``: query rows per block (default: about 4M entries per block).
+* ``distributed``: with an initialised ``torch.distributed`` group, negatives come from the
+  views of every process (all-gather with gradients). Every process returns the loss of the
+  concatenated batch and receives the exact gradient of that loss
+  (see :mod:`lossatlas.distributed.gather`).
+
+The module twins in :mod:`lossatlas.losses.contrastive` carry the full documentation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._validation import check_finite, check_float, check_number, check_reduction, check_same_device
+from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
+from ..distributed.tiled import DEFAULT_BLOCK_ELEMENTS, pairwise_logsumexp, pairwise_softplus_sum
+from ._common import compute_dtype
+
+__all__ = [
+    "infonce",
+    "siglip",
+    "decoupled_contrastive",
+    "debiased_contrastive",
+    "hard_negative_contrastive",
+    "mochi",
+    "barlow_twins",
+    "wmse",
+]
+
+Scalar = Any  # float or 0-dim tensor (learnable)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _prepare_pair(a: Tensor, b: Tensor, reduction: str, validate: bool, normalize: bool) -> tuple[Tensor, Tensor, torch.dtype]:
+    check_reduction(reduction)
+    check_float(a, "a")
+    check_float(b, "b")
+    if a.dim() != 2:
+        raise ValueError(f"a must have shape [N, D] (one embedding per row), got {tuple(a.shape)}")
+    if b.shape != a.shape:
+        raise ValueError(f"b must have the shape of a {tuple(a.shape)} (row i of a and b is a positive pair), got {tuple(b.shape)}")
+    check_same_device("a", a, "b", b)
+    check_finite(a, "a", validate)
+    check_finite(b, "b", validate)
+    out_dtype = torch.promote_types(a.dtype, b.dtype)
+    ct = compute_dtype(torch.empty((), dtype=out_dtype))
+    a, b = a.to(ct), b.to(ct)
+    if normalize:
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    return a, b, out_dtype
+
+
+def _check_tiled(tiled: Any) -> None:
+    if tiled not in (True, False, "auto"):
+        raise ValueError(f"tiled must be True, False or 'auto', got {tiled!r}")
+
+
+def _use_tiles(tiled: bool | str, nq: int, nk: int) -> bool:
+    _check_tiled(tiled)
+    if tiled == "auto":
+        return nq * nk > DEFAULT_BLOCK_ELEMENTS
+    return bool(tiled)
+
+
+def _check_block(block_size: int | None) -> None:
+    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"block_size must be a positive int (query rows per block) or None, got {block_size!r}")
+
+
+def _positive(x: Scalar, name: str, like: Tensor) -> Scalar:
+    """A positive float, or a tensor (e.g. a learnable parameter) cast to the compute dtype."""
+    if isinstance(x, Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
+        return x.reshape(()).to(like.dtype)
+    return check_number(x, name, low=0.0, low_open=True)
+
+
+def _real(x: Scalar, name: str, like: Tensor) -> Scalar:
+    if isinstance(x, Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
+        return x.reshape(()).to(like.dtype)
+    return check_number(x, name)
+
+
+def _gather(x: Tensor, on: bool, group: Any) -> tuple[Tensor, int]:
+    return all_gather_with_grad(x, group) if on else (x, 0)
+
+
+def _zero_loss(a: Tensor, b: Tensor, n: int, reduction: str, out_dtype: torch.dtype) -> Tensor:
+    """Zero losses connected to the graph (empty batch, no negatives)."""
+    zero = (a.sum() + b.sum()) * 0.0
+    out = zero.expand(n).clone() if reduction == "none" else zero
+    return out.to(out_dtype)
+
+
+def _finish(per: Tensor, reduction: str, total: int, on: bool, group: Any, out_dtype: torch.dtype) -> Tensor:
+    return global_reduce(per, reduction, total, group, on).to(out_dtype)
+
+
+def _two_view_exclusion(n: int, offset: int, n_global: int, device: torch.device, drop_positive: bool) -> Tensor:
+    """Columns to exclude for queries cat(a, b) against keys cat(a_global, b_global)."""
+    idx = torch.arange(n, device=device) + offset
+    self_col = torch.cat([idx, idx + n_global])
+    if not drop_positive:
+        return self_col[:, None]
+    pos_col = torch.cat([idx + n_global, idx])
+    return torch.stack([self_col, pos_col], dim=1)
+
+
+# ----------------------------------------------------------------------------- G1
+def infonce(
+    a: Tensor,
+    b: Tensor,
+    *,
+    temperature: Scalar = 0.07,
+    symmetric: bool = True,
+    intra_view_negatives: bool = False,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """InfoNCE / NT-Xent with in-batch negatives; symmetric (CLIP) or one-way (a -> b).
+
+    ``l_i = -log softmax_j(a_i·b_j / T)_i`` (one-way); symmetric adds the b -> a term and
+    halves. ``intra_view_negatives=True`` is SimCLR's 2N form (the other rows of the same
+    view are negatives too, the anchor itself is excluded). ``temperature`` may be a tensor
+    (learnable). See :class:`lossatlas.losses.InfoNCELoss`.
+    """
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    _check_block(block_size)
+    _check_tiled(tiled)
+    t = _positive(temperature, "temperature", a)
+    scale = 1.0 / t
+    n = a.shape[0]
+    on = bool(distributed) and is_distributed(group)
+    if n == 0:
+        return _zero_loss(a, b, 0, reduction, out_dtype)
+    pos = scale * (a * b).sum(1)
+    ag, off = _gather(a, on, group)
+    bg, _ = _gather(b, on, group)
+    n_global = ag.shape[0]
+    if not intra_view_negatives:
+        use = _use_tiles(tiled, n, n_global)
+        if on:
+            lr, _ = pairwise_logsumexp(a, bg, scale, tiled=use, block_size=block_size)
+            lc = pairwise_logsumexp(b, ag, scale, tiled=use, block_size=block_size)[0] if symmetric else None
+        else:
+            lr, lc = pairwise_logsumexp(a, b, scale, rows=True, cols=bool(symmetric), tiled=use, block_size=block_size)
+        per = lr - pos
+        if symmetric:
+            per = 0.5 * (per + (lc - pos))
+    else:
+        q = torch.cat([a, b]) if symmetric else a
+        keys = torch.cat([ag, bg])
+        excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=False)[: q.shape[0]]
+        lse, _ = pairwise_logsumexp(q, keys, scale, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
+        per = lse[:n] - pos
+        if symmetric:
+            per = 0.5 * (per + (lse[n:] - pos))
+    return _finish(per, reduction, n_global, on, group, out_dtype)
+
+
+# ----------------------------------------------------------------------------- G3
+def siglip(
+    a: Tensor,
+    b: Tensor,
+    *,
+    scale: Scalar = 10.0,
+    bias: Scalar = -10.0,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """SigLIP pairwise sigmoid loss, ``l_i = -Σ_j log σ(z_ij (t a_i·b_j + bias))``.
+
+    ``z_ij = +1`` for j = i and -1 otherwise; ``"mean"`` is ``Σ_i l_i / N`` (open_clip's
+    sum over N² pairs divided by N). ``scale`` (t, already exponentiated) and ``bias`` may be
+    tensors (learnable). See :class:`lossatlas.losses.SigLIPLoss`.
+    """
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    _check_block(block_size)
+    _check_tiled(tiled)
+    t = _real(scale, "scale", a)
+    bi = _real(bias, "bias", a)
+    n = a.shape[0]
+    on = bool(distributed) and is_distributed(group)
+    if n == 0:
+        return _zero_loss(a, b, 0, reduction, out_dtype)
+    bg, _ = _gather(b, on, group)
+    rows = pairwise_softplus_sum(a, bg, t, bi, tiled=_use_tiles(tiled, n, bg.shape[0]), block_size=block_size)
+    # -log σ(L) = softplus(L) - L: the positive's term replaces its negative-pair term.
+    per = rows - (t * (a * b).sum(1) + bi)
+    return _finish(per, reduction, bg.shape[0], on, group, out_dtype)
+
+
+# ----------------------------------------------------------------------------- G4
+def decoupled_contrastive(
+    a: Tensor,
+    b: Tensor,
+    *,
+    temperature: Scalar = 0.1,
+    symmetric: bool = True,
+    weighted: bool = False,
+    sigma: float = 0.5,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Decoupled contrastive loss (DCL): InfoNCE with the positive dropped from the denominator.
+
+    ``L(a,b)_i = -w_i a_i·b_i/T + log Σ_{j≠i} [exp(a_i·a_j/T) + exp(a_i·b_j/T)]``, symmetric
+    ``(L(a,b) + L(b,a)) / 2``; ``w_i = 1`` (DCL) or, with ``weighted=True`` (DCLW),
+    ``w_i = 2 - N softmax_i(a·b / σ)`` on detached similarities. See
+    :class:`lossatlas.losses.DecoupledContrastiveLoss`.
+    """
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    _check_block(block_size)
+    _check_tiled(tiled)
+    t = _positive(temperature, "temperature", a)
+    check_number(sigma, "sigma", low=0.0, low_open=True)
+    n = a.shape[0]
+    on = bool(distributed) and is_distributed(group)
+    if n == 0:
+        return _zero_loss(a, b, 0, reduction, out_dtype)
+    ag, off = _gather(a, on, group)
+    bg, _ = _gather(b, on, group)
+    n_global = ag.shape[0]
+    sim = (a * b).sum(1)
+    pos = sim / t
+    if weighted:
+        sim_g, _ = _gather(sim.detach(), on, group)
+        w = 2.0 - n_global * torch.softmax(sim_g / sigma, dim=0)[off : off + n]
+        pos = w * pos
+    q = torch.cat([a, b]) if symmetric else a
+    keys = torch.cat([ag, bg])
+    excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=True)[: q.shape[0]]
+    lse, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
+    if n_global == 1:  # no negative at all: the log-sum-exp over an empty set is -inf
+        lse = torch.zeros_like(lse)
+    per = lse[:n] - pos
+    if symmetric:
+        per = 0.5 * (per + (lse[n:] - pos))
+    return _finish(per, reduction, n_global, on, group, out_dtype)
+
+
+# ----------------------------------------------------------------------------- G5, G6
+def _debiased_core(
+    a: Tensor, b: Tensor, temperature: Scalar, tau_plus: float, beta: float, normalize: bool,
+    tiled: bool | str, block_size: int | None, distributed: bool, group: Any, reduction: str, validate: bool,
+) -> Tensor:
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    _check_block(block_size)
+    _check_tiled(tiled)
+    t = _positive(temperature, "temperature", a)
+    tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
+    beta = check_number(beta, "beta", low=0.0)
+    n = a.shape[0]
+    on = bool(distributed) and is_distributed(group)
+    if n == 0:
+        return _zero_loss(a, b, 0, reduction, out_dtype)
+    ag, off = _gather(a, on, group)
+    bg, _ = _gather(b, on, group)
+    n_global = ag.shape[0]
+    m = 2 * n_global - 2  # negatives per anchor
+    if m == 0:  # a single pair: no negative, the loss is 0
+        return _finish((a * b).sum(1) * 0.0, reduction, n_global, on, group, out_dtype)
+    pos_logit = (a * b).sum(1) / t
+    pos_logit = torch.cat([pos_logit, pos_logit])
+    q = torch.cat([a, b])
+    keys = torch.cat([ag, bg])
+    excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=True)
+    use = _use_tiles(tiled, q.shape[0], keys.shape[0])
+    if beta == 0.0:
+        log_reweight, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=use, block_size=block_size)
+    else:
+        # Σ imp·neg / mean(imp) with imp = neg^β, neg = exp(s/T): two log-sum-exps.
+        l1, _ = pairwise_logsumexp(q, keys, (beta + 1.0) / t, exclude=excl, tiled=use, block_size=block_size)
+        l0, _ = pairwise_logsumexp(q, keys, beta / t, exclude=excl, tiled=use, block_size=block_size)
+        log_reweight = math.log(m) + l1 - l0
+    pos = torch.exp(pos_logit)
+    ng = (torch.exp(log_reweight) - tau_plus * m * pos) / (1.0 - tau_plus)
+    t_value = float(t.detach()) if isinstance(t, Tensor) else t
+    ng = torch.clamp(ng, min=m * math.exp(-1.0 / t_value))
+    loss2 = torch.log(pos + ng) - pos_logit
+    per = 0.5 * (loss2[:n] + loss2[n:])
+    return _finish(per, reduction, n_global, on, group, out_dtype)
+
+
+def debiased_contrastive(
+    a: Tensor,
+    b: Tensor,
+    *,
+    temperature: Scalar = 0.5,
+    tau_plus: float = 0.1,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Debiased contrastive loss (Chuang et al. 2020), chingyaoc/DCL's estimator.
+
+    2N anchors, M = 2N - 2 negatives each; ``Ng = max((Σ_neg e^{s/T} - τ⁺ M e^{s⁺/T}) /
+    (1 - τ⁺), M e^{-1/T})``, ``l = -log(e^{s⁺/T} / (e^{s⁺/T} + Ng))``; per pair the mean of
+    its two anchors. See :class:`lossatlas.losses.DebiasedContrastiveLoss`.
+    """
+    return _debiased_core(a, b, temperature, tau_plus, 0.0, normalize, tiled, block_size, distributed, group, reduction, validate)
+
+
+def hard_negative_contrastive(
+    a: Tensor,
+    b: Tensor,
+    *,
+    temperature: Scalar = 0.5,
+    tau_plus: float = 0.1,
+    beta: float = 1.0,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Hard negative sampling (HCL, Robinson et al. 2021): the debiased estimator with the
+    negatives importance-weighted by ``neg^β``. β = 0 is :func:`debiased_contrastive`.
+    See :class:`lossatlas.losses.HardNegativeContrastiveLoss`.
+    """
+    return _debiased_core(a, b, temperature, tau_plus, beta, normalize, tiled, block_size, distributed, group, reduction, validate)
+
+
+# ----------------------------------------------------------------------------- G7
+def mochi(
+    a: Tensor,
+    b: Tensor,
+    *,
+    temperature: float = 0.2,
+    num_hard: int = 1024,
+    num_mix: int = 1024,
+    num_query_mix: int = 256,
+    queue: Tensor | None = None,
+    normalize: bool = True,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """MoCHi: InfoNCE (query ``a_i``, key ``b_i``) with synthetic hard negatives.
+
+    Negatives are ``b_j`` (j ≠ i) and the rows of ``queue``; for each query the ``num_hard``
+    most similar negatives are mixed pairwise (``num_mix``, α ~ U(0,1)) and with the query
+    (``num_query_mix``, β ~ U(0, 0.5)), L2-normalised and added, without gradient, to the
+    denominator. See :class:`lossatlas.losses.MoCHiLoss`.
+    """
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    t = check_number(temperature, "temperature", low=0.0, low_open=True)
+    for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    n, d = a.shape
+    if n == 0:
+        return _zero_loss(a, b, 0, reduction, out_dtype)
+    if queue is not None:
+        check_float(queue, "queue")
+        if queue.dim() != 2 or queue.shape[1] != d:
+            raise ValueError(f"queue must have shape [K, D] = [K, {d}], got {tuple(queue.shape)}")
+        check_same_device("a", a, "queue", queue)
+        queue = queue.detach().to(a.dtype)
+        if normalize:
+            queue = F.normalize(queue, dim=1)
+    else:
+        queue = a.new_zeros((0, d))
+    pos = (a * b).sum(1) / t
+    eye = torch.eye(n, dtype=torch.bool, device=a.device)
+    batch_logits = (a @ b.T / t).masked_fill(eye, float("-inf"))
+    queue_logits = a @ queue.T / t
+    parts = [pos[:, None], batch_logits, queue_logits]
+    cand = torch.cat([b.detach(), queue])  # [n + K, D]
+    n_neg = n - 1 + queue.shape[0]
+    h = min(num_hard, n_neg)
+    if h > 0 and (num_mix > 0 or num_query_mix > 0):
+        with torch.no_grad():
+            qd = a.detach()
+            sim = torch.cat([batch_logits.detach(), queue_logits.detach()], 1)
+            hard = sim.topk(h, dim=1).indices  # [n, h] rows of cand
+            synth = []
+            if num_mix > 0:
+                i1 = torch.randint(h, (n, num_mix), generator=generator, device=a.device)
+                i2 = torch.randint(h, (n, num_mix), generator=generator, device=a.device)
+                alpha = torch.rand((n, num_mix, 1), generator=generator, device=a.device, dtype=a.dtype)
+                mix = alpha * cand[hard.gather(1, i1)] + (1 - alpha) * cand[hard.gather(1, i2)]
+                synth.append(F.normalize(mix, dim=2))
+            if num_query_mix > 0:
+                j = torch.randint(h, (n, num_query_mix), generator=generator, device=a.device)
+                beta = 0.5 * torch.rand((n, num_query_mix, 1), generator=generator, device=a.device, dtype=a.dtype)
+                mix = beta * qd[:, None, :] + (1 - beta) * cand[hard.gather(1, j)]
+                synth.append(F.normalize(mix, dim=2))
+            synth_t = torch.cat(synth, 1)
+        parts.append(torch.einsum("nd,nsd->ns", a, synth_t) / t)
+    logits = torch.cat(parts, 1)
+    per = torch.logsumexp(logits, 1) - pos
+    return _finish(per, reduction, n, False, None, out_dtype)
+
+
+# ----------------------------------------------------------------------------- G8
+def barlow_twins(
+    a: Tensor,
+    b: Tensor,
+    *,
+    lambd: float = 0.0051,
+    eps: float = 1e-5,
+    distributed: bool = False,
+    group: Any = None,
+    reduction: str = "sum",
+    validate: bool = True,
+) -> Tensor:
+    """Barlow Twins: ``Σ_i (1 - C_ii)² + λ Σ_{i≠j} C_ij²``, ``C = bn(a)ᵀ bn(b) / N``.
+
+    ``bn`` standardises each feature over the batch (biased variance, ``eps`` inside the
+    square root, as ``BatchNorm1d(affine=False)`` in training mode). ``"none"`` returns the
+    D per-feature rows ``(1 - C_ii)² + λ Σ_{j≠i} C_ij²``, ``"sum"`` (default) their sum,
+    ``"mean"`` their mean. See :class:`lossatlas.losses.BarlowTwinsLoss`.
+    """
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize=False)
+    lambd = check_number(lambd, "lambd", low=0.0)
+    eps = check_number(eps, "eps", low=0.0)
+    on = bool(distributed) and is_distributed(group)
+    ag, _ = _gather(a, on, group)
+    bg, _ = _gather(b, on, group)
+    n = ag.shape[0]
+    if n < 2:
+        raise ValueError(f"barlow_twins needs at least 2 samples to standardise each feature over the batch, got N={n}")
+
+    def bn(x: Tensor) -> Tensor:
+        mu = x.mean(0)
+        var = (x - mu).pow(2).mean(0)
+        return (x - mu) / torch.sqrt(var + eps)
+
+    c = bn(ag).T @ bn(bg) / n
+    diag = torch.diagonal(c)
+    per = (1.0 - diag).pow(2) + lambd * (c.pow(2).sum(1) - diag.pow(2))
+    out = per if reduction == "none" else (per.sum() if reduction == "sum" else per.mean())
+    if on and reduction != "none":
+        out = replicated_loss(out, group)
+    return out.to(out_dtype)
+
+
+def wmse(
+    a: Tensor,
+    b: Tensor,
+    *,
+    w_size: int = 128,
+    w_iter: int = 1,
+    eps: float = 0.0,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """W-MSE: whiten each view over sub-batches, then ``2 - 2 cos(z_a, z_b)`` per pair.
+
+    Each view is whitened separately within random sub-batches of ``w_size`` rows
+    (Cholesky whitening of the unbiased covariance, shrunk by ``eps``), ``w_iter`` times
+    with fresh permutations; the per-pair losses are averaged over iterations. See
+    :class:`lossatlas.losses.WMSELoss`.
+    """
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize=False)
+    n, d = a.shape
+    for name, v in (("w_size", w_size), ("w_iter", w_iter)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    eps = check_number(eps, "eps", low=0.0, high=1.0)
+    if n == 0:
+        return _zero_loss(a, b, 0, reduction, out_dtype)
+    ws = min(w_size, n)
+    if n % ws:
+        raise ValueError(f"the batch size N={n} must be a multiple of w_size={w_size}; change the batch size or w_size")
+    if ws <= d and eps == 0.0:
+        raise ValueError(
+            f"whitening needs more samples per sub-batch than dimensions (w_size={ws} <= D={d}): "
+            "the covariance is singular; raise w_size / the batch size, or set eps > 0"
+        )
+    eye = torch.eye(d, dtype=a.dtype, device=a.device)
+
+    def whiten(x: Tensor) -> Tensor:
+        xn = x - x.mean(0)
+        cov = xn.T @ xn / (x.shape[0] - 1)
+        cov = (1.0 - eps) * cov + eps * eye
+        w = torch.linalg.solve_triangular(torch.linalg.cholesky(cov), eye, upper=False)
+        return xn @ w.T
+
+    per = a.new_zeros(n)
+    for _ in range(w_iter):
+        perm = torch.randperm(n, generator=generator).to(a.device)
+        za, zb = torch.empty_like(a), torch.empty_like(b)
+        for idx in perm.view(-1, ws):
+            za = za.index_put((idx,), whiten(a[idx]))
+            zb = zb.index_put((idx,), whiten(b[idx]))
+        per = per + (2.0 - 2.0 * (F.normalize(za, dim=1) * F.normalize(zb, dim=1)).sum(1))
+    per = per / w_iter
+    return _finish(per, reduction, n, False, None, out_dtype)

@@ -1,0 +1,676 @@
+"""Contrastive losses on paired views (catalogue rows G1, G3–G8; G9 tiling and G10
+distributed negatives are options of every similarity-matrix loss here).
+
+Input kind ``pair``: ``(a[N, D], b[N, D])`` raw embeddings of two views (row i of each is a
+positive pair), L2-normalised inside unless ``normalize=False``. SupCon and NT-Xent with
+class labels (kind ``embedding``) live in :mod:`lossatlas.losses.metric`.
+
+Scaling options shared by InfoNCE, SigLIP, decoupled, debiased and hard-negative losses:
+``tiled`` (True / False / "auto") computes the loss in blocks with a custom backward, with
+the dense form's values and gradients and memory linear in N; ``distributed=True`` takes
+negatives from every process (all-gather with gradients). For the encoder side of a large
+batch see :func:`lossatlas.distributed.cached_backward` (GradCache).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import functional as LF
+from .._validation import check_number
+from ..functional.contrastive import _check_block, _check_tiled
+from ..registry import Paper, register
+from ._base import Loss
+
+__all__ = [
+    "InfoNCELoss",
+    "SigLIPLoss",
+    "DecoupledContrastiveLoss",
+    "DebiasedContrastiveLoss",
+    "HardNegativeContrastiveLoss",
+    "MoCHiLoss",
+    "BarlowTwinsLoss",
+    "WMSELoss",
+]
+
+CPC_PAPER = Paper("A. van den Oord, Y. Li, O. Vinyals", "Representation Learning with Contrastive Predictive Coding", "arXiv", 2018, "1807.03748")
+SIGLIP_PAPER = Paper("X. Zhai, B. Mustafa, A. Kolesnikov, L. Beyer", "Sigmoid Loss for Language Image Pre-Training", "ICCV", 2023, "2303.15343")
+DCL_PAPER = Paper("C.-H. Yeh, C.-Y. Hong, Y.-C. Hsu, T.-L. Liu, Y. Chen, Y. LeCun", "Decoupled Contrastive Learning", "ECCV", 2022, "2110.06848")
+DEBIASED_PAPER = Paper("C.-Y. Chuang, J. Robinson, L. Yen-Chen, A. Torralba, S. Jegelka", "Debiased Contrastive Learning", "NeurIPS", 2020, "2007.00224")
+HCL_PAPER = Paper("J. Robinson, C.-Y. Chuang, S. Sra, S. Jegelka", "Contrastive Learning with Hard Negative Samples", "ICLR", 2021, "2010.04592")
+MOCHI_PAPER = Paper("Y. Kalantidis, M. B. Sariyildiz, N. Pion, P. Weinzaepfel, D. Larlus", "Hard Negative Mixing for Contrastive Learning", "NeurIPS", 2020, "2010.01028")
+BARLOW_PAPER = Paper("J. Zbontar, L. Jing, I. Misra, Y. LeCun, S. Deny", "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", "ICML", 2021, "2103.03230")
+WMSE_PAPER = Paper("A. Ermolov, A. Siarohin, E. Sangineto, N. Sebe", "Whitening for Self-Supervised Representation Learning", "ICML", 2021, "2007.06346")
+
+
+
+class _PairLoss(Loss):
+    """Common options of the similarity-matrix losses."""
+
+    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, distributed: bool,
+                 reduction: str, validate: bool) -> None:
+        super().__init__(reduction, validate)
+        _check_tiled(tiled)
+        _check_block(block_size)
+        self.normalize = bool(normalize)
+        self.tiled = tiled
+        self.block_size = block_size
+        self.distributed = bool(distributed)
+        self.group: Any = None
+
+    def _opts(self) -> dict[str, Any]:
+        return {
+            "normalize": self.normalize, "tiled": self.tiled, "block_size": self.block_size,
+            "distributed": self.distributed, "group": self.group,
+            "reduction": self.reduction, "validate": self.validate,
+        }
+
+
+@register(
+    "infonce",
+    aliases=("info_nce", "clip", "clip_loss"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G1",
+    formula="l_i = -log softmax_j(â_i·b̂_j / T)_i ; symmetric: (l_i(a→b) + l_i(b→a)) / 2",
+    paper=CPC_PAPER,
+    code="mlfoundations/open_clip src/open_clip/loss.py::ClipLoss; KevinMusgrave/pytorch-metric-learning NTXentLoss",
+    function=LF.infonce,
+    defaults_source={
+        "temperature": "CLIP's initial logit scale 1/0.07 (Radford et al. 2021; open_clip init log(1/0.07))",
+        "symmetric": "CLIP / open_clip ClipLoss (image→text and text→image, averaged)",
+        "max_scale": "CLIP clamps the learnable logit scale at 100",
+    },
+)
+class InfoNCELoss(_PairLoss):
+    r"""InfoNCE / NT-Xent with in-batch negatives; one-way or symmetric (CLIP) form.
+
+    .. math:: \ell_i^{a\to b} = -\log \frac{\exp(\hat a_i\cdot\hat b_i/T)}{\sum_j \exp(\hat a_i\cdot\hat b_j/T)},
+              \qquad \ell_i = \tfrac12(\ell_i^{a\to b} + \ell_i^{b\to a})\ \text{(symmetric)}
+
+    van den Oord, Li & Vinyals (2018), "Representation Learning with Contrastive Predictive
+    Coding"; the symmetric form is CLIP's (Radford et al. 2021) as in open_clip's
+    ``ClipLoss`` (parity case ``pair_infonce``); ``symmetric=False`` is the one-way a→b loss
+    (pytorch-metric-learning ``NTXentLoss`` with ``ref_emb``, case ``pair_infonce_oneway``).
+    ``intra_view_negatives=True`` gives SimCLR's NT-Xent (Chen et al. 2020): the other rows
+    of the anchor's own view are negatives too (2N - 2 negatives per anchor).
+
+    Args:
+        temperature: T > 0 (default 0.07, CLIP's initial value).
+        symmetric: average the a→b and b→a losses (default True).
+        intra_view_negatives: SimCLR's 2N form (default False: CLIP's cross-view negatives).
+        learnable: make the temperature an ``nn.Parameter`` ``logit_scale = log(1/T)``, as
+            CLIP; the scale ``exp(logit_scale)`` is clamped at ``max_scale`` (default 100).
+        normalize: L2-normalise a and b inside (default True).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
+    Scaling (catalogue G9, G10):
+        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+            dense form, memory linear in N and the work in matrix multiplies; ``False``
+            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+        block_size: query rows per block (default ~4M entries per block).
+        distributed: with an initialised ``torch.distributed`` group, every process's rows
+            are negatives (all-gather with gradients); each process returns the loss of
+            the concatenated batch and gets its exact gradient.
+    Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("infonce", temperature=0.1)
+        >>> float(crit(torch.randn(8, 4), torch.randn(8, 4))) > 0
+        True
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        symmetric: bool = True,
+        intra_view_negatives: bool = False,
+        learnable: bool = False,
+        max_scale: float = 100.0,
+        normalize: bool = True,
+        tiled: bool | str = "auto",
+        block_size: int | None = None,
+        distributed: bool = False,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
+        t = check_number(temperature, "temperature", low=0.0, low_open=True)
+        self.max_scale = check_number(max_scale, "max_scale", low=0.0, low_open=True)
+        self.symmetric = bool(symmetric)
+        self.intra_view_negatives = bool(intra_view_negatives)
+        self.learnable = bool(learnable)
+        self._temperature = t
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / t))) if self.learnable else None
+
+    @property
+    def temperature(self) -> float | Tensor:
+        if self.logit_scale is None:
+            return self._temperature
+        return 1.0 / self.logit_scale.exp().clamp(max=self.max_scale)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"temperature": self._temperature, "symmetric": self.symmetric, "learnable": self.learnable, "tiled": self.tiled}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.infonce(a, b, temperature=self.temperature, symmetric=self.symmetric,
+                          intra_view_negatives=self.intra_view_negatives, **self._opts())
+
+
+@register(
+    "siglip",
+    aliases=("sigmoid_contrastive", "siglip_loss"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G3",
+    formula="l_i = -Σ_j log σ(z_ij (t·â_i·b̂_j + b)), z_ii = 1, z_ij = -1 (i≠j); mean = Σ_i l_i / N",
+    paper=SIGLIP_PAPER,
+    code="mlfoundations/open_clip src/open_clip/loss.py::SigLipLoss; google-research/big_vision",
+    function=LF.siglip,
+    defaults_source={"scale": "Zhai et al. 2023: t = exp(t'), t' = log 10 at init", "bias": "Zhai et al. 2023: b = -10 at init"},
+)
+class SigLIPLoss(_PairLoss):
+    r"""SigLIP pairwise sigmoid loss (Zhai, Mustafa, Kolesnikov & Beyer, 2023, "Sigmoid Loss
+    for Language Image Pre-Training").
+
+    .. math:: \ell_i = -\sum_j \log \sigma\big(z_{ij}\,(t\,\hat a_i\cdot\hat b_j + b)\big),\qquad
+              z_{ii} = 1,\ z_{ij} = -1\ (i \ne j)
+
+    Every pair is an independent binary problem, so no softmax normaliser couples the
+    batch. ``reduction="mean"`` is ``Σ_i ℓ_i / N``: open_clip's sum over the N² pairs
+    divided by N (parity case ``pair_siglip``), not a mean over pairs.
+
+    Args:
+        scale: t > 0, the already-exponentiated logit scale (default 10, the paper's init).
+        bias: b (default -10, the paper's init, so that the many negatives start near 0 loss).
+        learnable: make ``logit_scale = log t`` and ``logit_bias = b`` ``nn.Parameter``\ s.
+        normalize: L2-normalise a and b inside (default True).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per anchor a_i, [N]).
+    Scaling (catalogue G9, G10):
+        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+            dense form, memory linear in N and the work in matrix multiplies; ``False``
+            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+        block_size: query rows per block (default ~4M entries per block).
+        distributed: with an initialised ``torch.distributed`` group, every process's rows
+            are negatives (all-gather with gradients); each process returns the loss of
+            the concatenated batch and gets its exact gradient.
+    Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("siglip", learnable=True)
+        >>> crit(torch.randn(8, 4), torch.randn(8, 4)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        scale: float = 10.0,
+        bias: float = -10.0,
+        learnable: bool = False,
+        normalize: bool = True,
+        tiled: bool | str = "auto",
+        block_size: int | None = None,
+        distributed: bool = False,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
+        self._scale = check_number(scale, "scale", low=0.0, low_open=True)
+        self._bias = check_number(bias, "bias")
+        self.learnable = bool(learnable)
+        if self.learnable:
+            self.logit_scale = nn.Parameter(torch.tensor(math.log(self._scale)))
+            self.logit_bias = nn.Parameter(torch.tensor(self._bias))
+        else:
+            self.logit_scale = None
+            self.logit_bias = None
+
+    @property
+    def scale(self) -> float | Tensor:
+        return self._scale if self.logit_scale is None else self.logit_scale.exp()
+
+    @property
+    def bias(self) -> float | Tensor:
+        return self._bias if self.logit_bias is None else self.logit_bias
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"scale": self._scale, "bias": self._bias, "learnable": self.learnable, "tiled": self.tiled}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.siglip(a, b, scale=self.scale, bias=self.bias, **self._opts())
+
+
+@register(
+    "decoupled_contrastive",
+    aliases=("decoupled_cl", "dcl_loss"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G4",
+    formula="L(a,b)_i = -w_i â_i·b̂_i/T + log Σ_{j≠i}[exp(â_i·â_j/T) + exp(â_i·b̂_j/T)]; l_i = (L(a,b)_i + L(b,a)_i)/2",
+    paper=DCL_PAPER,
+    code="lightly-ai/lightly lightly/loss/dcl_loss.py::DCLLoss (no official code)",
+    function=LF.decoupled_contrastive,
+    defaults_source={"temperature": "Yeh et al. 2022 and lightly DCLLoss: 0.1", "sigma": "Yeh et al. 2022 DCLW: σ = 0.5"},
+)
+class DecoupledContrastiveLoss(_PairLoss):
+    r"""Decoupled contrastive learning, DCL (Yeh et al., 2022, "Decoupled Contrastive Learning").
+
+    .. math:: L(a,b)_i = -w_i\,\hat a_i\cdot\hat b_i/T + \log\sum_{j\ne i}\big[e^{\hat a_i\cdot\hat a_j/T} + e^{\hat a_i\cdot\hat b_j/T}\big]
+
+    InfoNCE with the positive removed from the denominator (2N - 2 negatives), which
+    removes the negative-positive coupling that makes InfoNCE need large batches. The value
+    can be negative. Symmetric ``(L(a,b) + L(b,a))/2`` by default, as lightly's ``DCLLoss``
+    (the reference, parity case ``pair_decoupled_contrastive``; no official code exists).
+    ``weighted=True`` is DCLW: ``w_i = 2 - N softmax_i(â·b̂ / σ)`` on detached similarities.
+
+    Args:
+        temperature: T > 0 (default 0.1).
+        symmetric: average both directions (default True).
+        weighted: DCLW von Mises-Fisher weighting of the positive (default False).
+        sigma: σ of DCLW (default 0.5).
+        normalize: L2-normalise a and b inside (default True).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
+    Scaling (catalogue G9, G10):
+        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+            dense form, memory linear in N and the work in matrix multiplies; ``False``
+            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+        block_size: query rows per block (default ~4M entries per block).
+        distributed: with an initialised ``torch.distributed`` group, every process's rows
+            are negatives (all-gather with gradients); each process returns the loss of
+            the concatenated batch and gets its exact gradient.
+    Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("decoupled_contrastive")
+        >>> crit(torch.randn(8, 4), torch.randn(8, 4)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        symmetric: bool = True,
+        weighted: bool = False,
+        sigma: float = 0.5,
+        normalize: bool = True,
+        tiled: bool | str = "auto",
+        block_size: int | None = None,
+        distributed: bool = False,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
+        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+        self.symmetric = bool(symmetric)
+        self.weighted = bool(weighted)
+        self.sigma = check_number(sigma, "sigma", low=0.0, low_open=True)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "symmetric": self.symmetric, "weighted": self.weighted, "tiled": self.tiled}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.decoupled_contrastive(a, b, temperature=self.temperature, symmetric=self.symmetric,
+                                        weighted=self.weighted, sigma=self.sigma, **self._opts())
+
+
+@register(
+    "debiased_contrastive",
+    aliases=("debiased_cl",),
+    family="contrastive",
+    kind="pair",
+    catalogue="G5",
+    formula="Ng = max((Σ_neg e^{s/T} - τ⁺ M e^{s⁺/T})/(1-τ⁺), M e^{-1/T}), l = -log(e^{s⁺/T}/(e^{s⁺/T}+Ng)), M = 2N-2",
+    paper=DEBIASED_PAPER,
+    code="chingyaoc/DCL main.py::train (debiased=True)",
+    function=LF.debiased_contrastive,
+    defaults_source={"temperature": "chingyaoc/DCL main.py default 0.5", "tau_plus": "chingyaoc/DCL main.py default 0.1"},
+)
+class DebiasedContrastiveLoss(_PairLoss):
+    r"""Debiased contrastive loss (Chuang, Robinson, Yen-Chen, Torralba & Jegelka, 2020,
+    "Debiased Contrastive Learning").
+
+    .. math:: N_g = \max\Big(\frac{\sum_{k\in\text{neg}} e^{s_k/T} - \tau^+ M e^{s^+/T}}{1-\tau^+},\ M e^{-1/T}\Big),\qquad
+              \ell = -\log\frac{e^{s^+/T}}{e^{s^+/T} + N_g}
+
+    In-batch "negatives" include same-class samples with probability τ⁺ (the class prior);
+    the estimator subtracts their expected contribution. 2N anchors (both views), each
+    with the M = 2N - 2 other samples as negatives, as chingyaoc/DCL's ``main.py`` (parity
+    case ``pair_debiased_contrastive``); the clamp (zero gradient where active) is part of
+    the reference. τ⁺ = 0 is SimCLR's NT-Xent without the positive in the denominator.
+    ``"none"`` returns per pair [N] the mean of its two anchors' losses.
+
+    Args:
+        temperature: T > 0 (default 0.5).
+        tau_plus: class prior τ⁺ in [0, 1) (default 0.1).
+        normalize: L2-normalise a and b inside (default True).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+    Scaling (catalogue G9, G10):
+        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+            dense form, memory linear in N and the work in matrix multiplies; ``False``
+            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+        block_size: query rows per block (default ~4M entries per block).
+        distributed: with an initialised ``torch.distributed`` group, every process's rows
+            are negatives (all-gather with gradients); each process returns the loss of
+            the concatenated batch and gets its exact gradient.
+    Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("debiased_contrastive", tau_plus=0.1)
+        >>> crit(torch.randn(8, 4), torch.randn(8, 4)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        tau_plus: float = 0.1,
+        normalize: bool = True,
+        tiled: bool | str = "auto",
+        block_size: int | None = None,
+        distributed: bool = False,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
+        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+        self.tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "tau_plus": self.tau_plus, "tiled": self.tiled}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.debiased_contrastive(a, b, temperature=self.temperature, tau_plus=self.tau_plus, **self._opts())
+
+
+@register(
+    "hard_negative_contrastive",
+    aliases=("hcl", "hard_negative_cl"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G6",
+    formula="reweight = Σ_neg e^{(β+1)s/T} / mean_neg e^{βs/T}; Ng = max((reweight - τ⁺ M e^{s⁺/T})/(1-τ⁺), M e^{-1/T}); l = -log(e^{s⁺/T}/(e^{s⁺/T}+Ng))",
+    paper=HCL_PAPER,
+    code="joshr17/HCL image/main.py::criterion (estimator='hard')",
+    function=LF.hard_negative_contrastive,
+    defaults_source={"temperature": "joshr17/HCL image/main.py: 0.5", "tau_plus": "joshr17/HCL: 0.1", "beta": "joshr17/HCL: 1.0"},
+)
+class HardNegativeContrastiveLoss(_PairLoss):
+    r"""Hard negative sampling, HCL (Robinson, Chuang, Sra & Jegelka, 2021, "Contrastive
+    Learning with Hard Negative Samples").
+
+    .. math:: \text{reweight} = \frac{\sum_k w_k e^{s_k/T}}{\tfrac1M\sum_k w_k},\ w_k = e^{\beta s_k/T},\qquad
+              N_g = \max\Big(\frac{\text{reweight} - \tau^+ M e^{s^+/T}}{1-\tau^+}, M e^{-1/T}\Big)
+
+    The debiased estimator with negatives importance-weighted towards the hard ones
+    (concentration β). β = 0 is :class:`DebiasedContrastiveLoss`; β = 0 and τ⁺ = 0 is
+    NT-Xent without the positive in the denominator. Matches joshr17/HCL's ``criterion``
+    with ``estimator='hard'`` (parity case ``pair_hard_negative_contrastive``), including
+    the gradient through the weights (they are not detached there). The weighted sum is
+    computed as ``M·exp(lse_{(β+1)/T} - lse_{β/T})``, so the tiled form needs no N×N matrix.
+
+    Args:
+        temperature: T > 0 (default 0.5).
+        tau_plus: class prior τ⁺ in [0, 1) (default 0.1).
+        beta: concentration β >= 0 (default 1.0).
+        normalize: L2-normalise a and b inside (default True).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N], mean of both anchors).
+    Scaling (catalogue G9, G10):
+        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+            dense form, memory linear in N and the work in matrix multiplies; ``False``
+            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+        block_size: query rows per block (default ~4M entries per block).
+        distributed: with an initialised ``torch.distributed`` group, every process's rows
+            are negatives (all-gather with gradients); each process returns the loss of
+            the concatenated batch and gets its exact gradient.
+    Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("hcl", beta=1.0)
+        >>> crit(torch.randn(8, 4), torch.randn(8, 4)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        tau_plus: float = 0.1,
+        beta: float = 1.0,
+        normalize: bool = True,
+        tiled: bool | str = "auto",
+        block_size: int | None = None,
+        distributed: bool = False,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
+        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+        self.tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
+        self.beta = check_number(beta, "beta", low=0.0)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "tau_plus": self.tau_plus, "beta": self.beta, "tiled": self.tiled}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.hard_negative_contrastive(a, b, temperature=self.temperature, tau_plus=self.tau_plus,
+                                            beta=self.beta, **self._opts())
+
+
+@register(
+    "mochi",
+    aliases=("hard_negative_mixing",),
+    family="contrastive",
+    kind="pair",
+    catalogue="G7",
+    formula="l_i = -log e^{q·k⁺/T} / (e^{q·k⁺/T} + Σ_neg e^{q·n/T} + Σ_h e^{q·h/T}), h = ‖αn_i+(1-α)n_j‖⁻¹(αn_i+(1-α)n_j), h' = ‖βq+(1-β)n_j‖⁻¹(...)",
+    paper=MOCHI_PAPER,
+    code="(paper; no official code released)",
+    function=LF.mochi,
+    defaults_source={
+        "temperature": "MoCo v2 / MoCHi: 0.2",
+        "num_hard": "Kalantidis et al. 2020: N = 1024 hardest negatives",
+        "num_mix": "Kalantidis et al. 2020: s = 1024",
+        "num_query_mix": "Kalantidis et al. 2020: s' = 256",
+    },
+)
+class MoCHiLoss(Loss):
+    r"""MoCHi, hard negative mixing (Kalantidis, Sariyildiz, Pion, Weinzaepfel & Larlus, 2020,
+    "Hard Negative Mixing for Contrastive Learning").
+
+    .. math:: \ell_i = -\log\frac{e^{q_i\cdot k_i/T}}{e^{q_i\cdot k_i/T} + \sum_{n} e^{q_i\cdot n/T} + \sum_{h\in H_i} e^{q_i\cdot h/T}}
+
+    InfoNCE of query ``a_i`` against key ``b_i``, with negatives ``b_j`` (j ≠ i) and the rows
+    of an optional ``queue`` [K, D] (MoCo's memory bank, passed to ``forward``). For each
+    query the ``num_hard`` most similar negatives are ranked; ``num_mix`` synthetic
+    negatives ``h = normalize(α n_i + (1-α) n_j)`` (α ~ U(0, 1), n_i, n_j among the hardest)
+    and ``num_query_mix`` harder ones ``h' = normalize(β q + (1-β) n_j)`` (β ~ U(0, 0.5)) are
+    appended to the denominator. As in the paper, no gradient flows through the synthetic
+    points (the query receives gradient through q·h). Counts are capped by the number of
+    negatives available. Randomness: torch's global RNG or ``generator``.
+
+    Args:
+        temperature: T > 0 (default 0.2, MoCo v2).
+        num_hard: N, hardest negatives to mix (default 1024).
+        num_mix: s, mixtures of two hard negatives (default 1024).
+        num_query_mix: s', mixtures of the query with a hard negative (default 256).
+        normalize: L2-normalise a, b and the queue inside (default True).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per query [N]).
+
+    Shapes: ``a``, ``b`` [N, D], ``queue`` [K, D]; output scalar or [N]. Memory
+    ``N (s + s') D`` for the synthetic points.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("mochi", num_hard=4, num_mix=8, num_query_mix=2)
+        >>> crit(torch.randn(8, 4), torch.randn(8, 4), queue=torch.randn(16, 4)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.2,
+        num_hard: int = 1024,
+        num_mix: int = 1024,
+        num_query_mix: int = 256,
+        normalize: bool = True,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(reduction, validate)
+        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+        for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        self.num_hard, self.num_mix, self.num_query_mix = num_hard, num_mix, num_query_mix
+        self.normalize = bool(normalize)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "num_hard": self.num_hard, "num_mix": self.num_mix, "num_query_mix": self.num_query_mix}
+
+    def forward(self, a: Tensor, b: Tensor, queue: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        return LF.mochi(a, b, temperature=self.temperature, num_hard=self.num_hard, num_mix=self.num_mix,
+                        num_query_mix=self.num_query_mix, queue=queue, normalize=self.normalize,
+                        generator=generator, reduction=self.reduction, validate=self.validate)
+
+
+@register(
+    "barlow_twins",
+    aliases=("barlowtwins",),
+    family="contrastive",
+    kind="pair",
+    catalogue="G8",
+    formula="C = bn(a)ᵀ bn(b) / N; L = Σ_i (1 - C_ii)² + λ Σ_{i≠j} C_ij²",
+    paper=BARLOW_PAPER,
+    code="facebookresearch/barlowtwins main.py::BarlowTwins.forward",
+    function=LF.barlow_twins,
+    defaults_source={
+        "lambd": "facebookresearch/barlowtwins main.py --lambd 0.0051",
+        "eps": "nn.BatchNorm1d default eps (the reference's standardisation)",
+        "reduction": "the reference sums over the D x D terms",
+    },
+)
+class BarlowTwinsLoss(Loss):
+    r"""Barlow Twins redundancy reduction (Zbontar, Jing, Misra, LeCun & Deny, 2021,
+    "Barlow Twins: Self-Supervised Learning via Redundancy Reduction").
+
+    .. math:: C = \tfrac1N\,\mathrm{bn}(a)^\top \mathrm{bn}(b),\qquad
+              \mathcal L = \sum_i (1 - C_{ii})^2 + \lambda \sum_{i\ne j} C_{ij}^2
+
+    ``bn`` standardises each feature over the batch with the biased variance and
+    ``eps = 1e-5`` inside the square root (``BatchNorm1d(affine=False)`` in training mode, as
+    facebookresearch/barlowtwins; parity case ``pair_barlow_twins``). No L2 normalisation.
+    The loss lives on the D × D cross-correlation, so its memory is O(N·D + D²) at any N.
+    With ``distributed=True`` the batch statistics and C are those of the concatenated batch.
+
+    Args:
+        lambd: λ, off-diagonal weight (default 0.0051, the reference's).
+        eps: variance epsilon of the standardisation (default 1e-5).
+        distributed: compute C over every process's rows (all-gather with gradients).
+        reduction: ``"sum"`` (default, the reference) | ``"mean"`` (over the D feature rows) |
+            ``"none"`` (per feature row i: ``(1 - C_ii)² + λ Σ_{j≠i} C_ij²``, [D]).
+
+    Shapes: ``a``, ``b`` [N, D] with N >= 2; output scalar or [D].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("barlow_twins")
+        >>> float(crit(torch.randn(16, 4), torch.randn(16, 4))) > 0
+        True
+    """
+
+    def __init__(
+        self,
+        lambd: float = 0.0051,
+        eps: float = 1e-5,
+        distributed: bool = False,
+        reduction: str = "sum",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(reduction, validate)
+        self.lambd = check_number(lambd, "lambd", low=0.0)
+        self.eps = check_number(eps, "eps", low=0.0)
+        self.distributed = bool(distributed)
+        self.group: Any = None
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"lambd": self.lambd, "eps": self.eps}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.barlow_twins(a, b, lambd=self.lambd, eps=self.eps, distributed=self.distributed, group=self.group,
+                               reduction=self.reduction, validate=self.validate)
+
+
+@register(
+    "wmse",
+    aliases=("w_mse", "whitening_mse"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G8",
+    formula="z = normalize(W(x - μ)) per view and sub-batch, WΣWᵀ = I (Cholesky); l_i = 2 - 2 z_a,i·z_b,i",
+    paper=WMSE_PAPER,
+    code="htdt/self-supervised methods/w_mse.py + methods/whitening.py::Whitening2d",
+    function=LF.wmse,
+    defaults_source={"w_size": "htdt/self-supervised cfg --w_size 128", "w_iter": "htdt/self-supervised cfg --w_iter 1", "eps": "Whitening2d eps=0 (--w_eps 0)"},
+)
+class WMSELoss(Loss):
+    r"""W-MSE, whitening MSE (Ermolov, Siarohin, Sangineto & Sebe, 2021, "Whitening for
+    Self-Supervised Representation Learning").
+
+    .. math:: z = \mathrm{normalize}\big(L^{-1}(x - \mu)\big),\ LL^\top = \Sigma,\qquad
+              \ell_i = \lVert z^a_i - z^b_i\rVert^2 = 2 - 2\,z^a_i\cdot z^b_i
+
+    Each view is whitened separately (Cholesky whitening of its unbiased covariance) inside
+    random sub-batches of ``w_size`` rows, repeated ``w_iter`` times with fresh
+    permutations, then the normalised MSE of the positive pairs is taken, as
+    htdt/self-supervised ``WMSE`` with ``Whitening2d``. Whitening scatters the batch on the
+    unit sphere, so no negatives are needed. Needs ``w_size > D`` (or ``eps > 0``).
+    Randomness of the permutation: torch's global RNG.
+
+    Args:
+        w_size: sub-batch size for whitening (default 128; capped at N).
+        w_iter: number of whitening iterations (default 1).
+        eps: covariance shrinkage, ``(1-eps)Σ + eps·I`` (default 0).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
+
+    Shapes: ``a``, ``b`` [N, D], N a multiple of ``min(w_size, N)``; output scalar or [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("wmse", w_size=16)
+        >>> float(crit(torch.randn(32, 4), torch.randn(32, 4))) >= 0
+        True
+    """
+
+    def __init__(
+        self,
+        w_size: int = 128,
+        w_iter: int = 1,
+        eps: float = 0.0,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        super().__init__(reduction, validate)
+        for name, v in (("w_size", w_size), ("w_iter", w_iter)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.w_size, self.w_iter = w_size, w_iter
+        self.eps = check_number(eps, "eps", low=0.0, high=1.0)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"w_size": self.w_size, "w_iter": self.w_iter, "eps": self.eps}
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return LF.wmse(a, b, w_size=self.w_size, w_iter=self.w_iter, eps=self.eps,
+                       reduction=self.reduction, validate=self.validate)
