@@ -20,10 +20,10 @@ def as_labels(labels: Any, name: str = "labels") -> torch.Tensor:
             y = torch.as_tensor(np.asarray(labels))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be a 1-D sequence of integer class ids, got {type(labels).__name__}") from exc
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex() or y.dim() != 1:
-        raise TypeError(f"{name} must be a 1-D sequence of integer class ids, got dtype {y.dtype}, shape {tuple(y.shape)}")
     if y.numel() == 0:
         raise ValueError(f"{name} is empty: a sampler needs at least one sample")
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex() or y.dim() != 1:
+        raise TypeError(f"{name} must be a 1-D sequence of integer class ids, got dtype {y.dtype}, shape {tuple(y.shape)}")
     if int(y.min()) < 0:
         raise ValueError(f"{name} must be non-negative class ids; found {int(y.min())}")
     return y.long()
