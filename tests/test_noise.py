@@ -1,0 +1,355 @@
+"""Noise-robust losses B1-B7: identities, gradients, extremes, edge cases, errors, state."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+import lossatlas.functional as LF
+from helpers import PARITY_DIR, assert_finite_extremes, gradcheck_loss
+
+N, C = 7, 5
+IDS = ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "active_passive", "nce_rce", "nce_mae",
+       "logitclip", "ldr", "taylor_ce", "alpha_loss"]
+
+
+def _data(n=N, c=C, scale=2.0, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return scale * torch.randn(n, c, generator=g, dtype=dtype), torch.randint(0, c, (n,), generator=g)
+
+
+def _ce_none(z, y):
+    return F.cross_entropy(z, y, reduction="none")
+
+
+# ------------------------------------------------------------------------- identities
+def test_gce_limits():
+    z, y = _data()
+    ce = _ce_none(z, y)
+    # q -> 0: CE (error O(q log^2 p))
+    torch.testing.assert_close(LF.gce(z, y, q=1e-7, reduction="none"), ce, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(LF.gce(z, y, q=0.0, reduction="none"), ce)
+    # q = 1: 1 - p_y = MAE, and MAE·const for any scale
+    torch.testing.assert_close(LF.gce(z, y, q=1.0, reduction="none"), LF.mae(z, y, reduction="none"))
+    torch.testing.assert_close(LF.gce(z, y, q=1.0, reduction="none") * 3.0, LF.mae(z, y, scale=3.0, reduction="none"))
+
+
+def test_mae_is_half_l1():
+    z, y = _data()
+    p = torch.softmax(z, 1)
+    half_l1 = 0.5 * (p - F.one_hot(y, C).double()).abs().sum(1)
+    torch.testing.assert_close(LF.mae(z, y, reduction="none"), half_l1)
+
+
+def test_alpha_loss_special_cases():
+    z, y = _data()
+    ce = _ce_none(z, y)
+    torch.testing.assert_close(LF.alpha_loss(z, y, alpha=1.0, reduction="none"), ce)
+    torch.testing.assert_close(LF.alpha_loss(z, y, alpha=1.0 + 1e-9, reduction="none"), ce, rtol=1e-6, atol=1e-8)
+    py = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(LF.alpha_loss(z, y, alpha=math.inf, reduction="none"), 1 - py)
+    torch.testing.assert_close(LF.alpha_loss(z, y, alpha=0.5, reduction="none"), 1 / py - 1)
+    # α-loss with α = 1/(1-q) is GCE with that q (Box-Cox family), away from the 1e-7 clamp
+    torch.testing.assert_close(LF.alpha_loss(z, y, alpha=1 / 0.3, reduction="none"), LF.gce(z, y, q=0.7, reduction="none"))
+
+
+def test_taylor_ce_converges_to_ce():
+    z, y = _data(scale=1.0)
+    ce = _ce_none(z, y)
+    errs = [float((LF.taylor_ce(z, y, order=t, reduction="none") - ce).abs().max()) for t in (1, 2, 5, 20, 200, 2000)]
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < 1e-6
+    torch.testing.assert_close(LF.taylor_ce(z, y, order=1, reduction="none"), LF.mae(z, y, reduction="none"))
+
+
+@pytest.mark.parametrize("name,const", [
+    ("mae", lambda c: c - 1.0),
+    ("rce", lambda c: -math.log(1e-4) * (c - 1.0)),
+    ("nce", lambda c: 1.0),
+    ("ngce", lambda c: 1.0),
+    ("nfl", lambda c: 1.0),
+])
+def test_symmetric_losses_sum_over_labels_is_constant(name, const):
+    fn = getattr(LF, name)
+    for seed in range(5):
+        z, _ = _data(n=6, c=C, scale=1.5, seed=seed)  # moderate logits: no 1e-7 clamping
+        total = sum(fn(z, torch.full((6,), j), reduction="none") for j in range(C))
+        torch.testing.assert_close(total, torch.full((6,), const(C), dtype=torch.float64))
+
+
+def test_ce_is_not_symmetric():  # the property above can fail
+    z, _ = _data(n=6, scale=1.5)
+    total = sum(_ce_none(z, torch.full((6,), j)) for j in range(C))
+    assert float(total.std()) > 1e-3
+
+
+def test_sce_and_active_passive_compose():
+    z, y = _data()
+    ce = _ce_none(z, y)
+    rce = LF.rce(z, y, reduction="none")
+    torch.testing.assert_close(LF.sce(z, y, alpha=0.3, beta=2.0, reduction="none"), 0.3 * ce + 2.0 * rce)
+    nce = LF.nce(z, y, reduction="none")
+    torch.testing.assert_close(la.create("nce_rce", alpha=10, beta=0.1, reduction="none")(z, y), 10 * nce + 0.1 * rce)
+    torch.testing.assert_close(la.create("nce_mae", alpha=2, beta=3, reduction="none")(z, y), 2 * nce + 3 * LF.mae(z, y, reduction="none"))
+    # any pair composes: NFL + RCE by id, NGCE + MAE by module, and the functional twin agrees
+    m = la.create("active_passive", active="nfl", passive="rce", active_kwargs={"gamma": 0.5}, alpha=1.0, beta=1.0)
+    torch.testing.assert_close(m(z, y), (LF.nfl(z, y, gamma=0.5, reduction="none") + rce).mean())
+    torch.testing.assert_close(m(z, y), LF.active_passive(z, y, active="nfl", passive="rce", active_kwargs={"gamma": 0.5}))
+    m2 = la.create("active_passive", active=la.create("ngce", q=0.1, reduction="none"), passive=la.create("mae", reduction="none"))
+    torch.testing.assert_close(m2(z, y), (LF.ngce(z, y, q=0.1, reduction="none") + LF.mae(z, y, reduction="none")).mean())
+
+
+def test_nfl_gamma0_is_nce_and_detach_changes_only_gradient():
+    z, y = _data()
+    torch.testing.assert_close(LF.nfl(z, y, gamma=0.0), LF.nce(z, y))
+    a = z.clone().requires_grad_()
+    b = z.clone().requires_grad_()
+    la_ = LF.nfl(a, y, gamma=0.5, detach=True)
+    lb = LF.nfl(b, y, gamma=0.5, detach=False)
+    torch.testing.assert_close(la_, lb)
+    la_.backward()
+    lb.backward()
+    assert float((a.grad - b.grad).abs().max()) > 1e-6
+
+
+def test_ldr_temperature_limits():
+    z, y = _data(scale=1.0)
+    zn = LF.ldr_normalise(z)
+    m = 0.1
+    d = zn - zn.gather(1, y[:, None]) + m
+    d = d.scatter(1, y[:, None], 0.0)
+    max_margin = d.max(1).values  # = max(0, max_{j≠y} m + z'_j - z'_y)
+    average = d.mean(1)
+    torch.testing.assert_close(LF.ldr(z, y, margin=m, temperature=1e-4, reduction="none"), max_margin, atol=1e-3, rtol=0)
+    torch.testing.assert_close(LF.ldr(z, y, margin=m, temperature=1e6, reduction="none"), average, atol=1e-5, rtol=0)
+    # monotone in between: λ log mean exp(d/λ) decreases as λ grows
+    vals = [float(LF.ldr(z, y, temperature=t)) for t in (0.01, 0.1, 1.0, 10.0, 100.0)]
+    assert all(a >= b for a, b in zip(vals, vals[1:]))
+
+
+def test_ldr_normalisation_matches_definition():
+    z, y = _data()
+    sp = F.softplus(z)
+    torch.testing.assert_close(LF.ldr_normalise(z), sp / sp.mean(1, keepdim=True))
+    torch.testing.assert_close(LF.ldr_normalise(z, softplus=False), z / z.abs().mean(1, keepdim=True))
+
+
+def test_logitclip_rule_and_composition():
+    z, y = _data(scale=5.0)
+    z[:3] *= 0.05  # some rows inside the ball, some outside
+    tau = 0.5
+    clipped = LF.clip_logits(z, tau=tau, p=2.0, eps=0.0)
+    norms = z.norm(dim=1)
+    big = norms > 1 / tau
+    assert big.any() and (~big).any()
+    torch.testing.assert_close(clipped.norm(dim=1)[big], torch.full((int(big.sum()),), 1 / tau, dtype=torch.float64))
+    torch.testing.assert_close(clipped[~big], z[~big])
+    # the wrapper is composition: LogitClip(base) == base(clip(z))
+    for base, kw in (("focal", {"gamma": 2.0}), ("gce", {"q": 0.7}), ("nce_rce", {})):
+        crit = la.create("logitclip", tau=tau, base=base, base_kwargs=kw)
+        ref = la.create(base, **kw)(LF.clip_logits(z, tau=tau), y)
+        torch.testing.assert_close(crit(z, y), ref)
+    # a module base, and a reduction mismatch is an error
+    crit = la.create("logitclip", tau=tau, base=la.create("mae", reduction="none"), reduction="none")
+    assert crit(z, y).shape == (N,)
+    with pytest.raises(ValueError, match="reduction"):
+        la.create("logitclip", base=la.create("mae", reduction="none"))
+    # large τ·norm: CE of clipped logits is bounded by log C + 2/τ
+    huge = 1e3 * z
+    assert float(la.create("logitclip", tau=tau)(huge, y)) <= math.log(C) + 2 / tau + 1e-9
+
+
+def test_logitclip_wraps_stateful_aldr():
+    z, y = _data()
+    crit = la.create("logitclip", tau=1.0, base="aldr", base_kwargs={"num_samples": 20})
+    out = crit(z, y, index=torch.arange(N))
+    assert out.ndim == 0
+    assert "base.sample_temperature" in crit.state_dict()
+
+
+# ------------------------------------------------------------------------- ALDR state
+def _aldr_case():
+    import json
+
+    for path in sorted(PARITY_DIR.glob("manifest*.json")):
+        for case in json.loads(path.read_text()):
+            if case["case"] == "seq_aldr":
+                return case
+    pytest.skip("seq_aldr fixture not available")
+
+
+def test_aldr_state_matches_reference_sequence():
+    case = _aldr_case()
+    arrays = np.load(PARITY_DIR / "seq_aldr.npz")
+    crit = la.create("aldr", **case["kwargs"]).double()
+    for s in range(case["sequence"]):
+        crit(torch.from_numpy(arrays[f"logits_{s}"]), torch.from_numpy(arrays[f"target_{s}"]),
+             index=torch.from_numpy(arrays[f"index_{s}"]))
+        np.testing.assert_allclose(crit.sample_temperature.numpy(), arrays[f"lambda_state_{s}"], rtol=1e-6, atol=1e-9)
+
+
+def test_aldr_state_is_a_buffer_and_updates_before_use():
+    z, y = _data()
+    crit = la.create("aldr", num_samples=30, softplus=False)
+    assert "sample_temperature" in crit.state_dict()
+    assert crit.state_dict()["sample_temperature"].shape == (30,)
+    idx = torch.arange(3, 3 + N)
+    loss = crit(z, y, index=idx, )
+    lam = crit.sample_temperature[idx].double()
+    assert bool((lam < 10.0).all()) and bool((lam >= 5.0).all())  # α = 2: λ ∈ [Λ/2, Λ]
+    untouched = torch.cat([crit.sample_temperature[:3], crit.sample_temperature[3 + N:]])
+    assert bool((untouched == 10.0).all())
+    # loss used the *new* λ: equals LDR with per-sample λ minus the penalty
+    expected = LF.ldr(z, y, temperature=lam, softplus=False, reduction="none") - 2 * math.log(C) / 20 * (lam - 10) ** 2
+    torch.testing.assert_close(loss, expected.mean(), rtol=1e-6, atol=1e-7)  # λ stored in float32
+    crit2 = la.create("aldr", num_samples=30, softplus=False)
+    crit2.load_state_dict(crit.state_dict())
+    torch.testing.assert_close(crit2.sample_temperature, crit.sample_temperature)
+    assert crit.double().sample_temperature.dtype == torch.float64
+    crit.reset()
+    assert bool((crit.sample_temperature == 10.0).all())
+
+
+def test_aldr_index_errors():
+    z, y = _data()
+    crit = la.create("aldr", num_samples=10)
+    with pytest.raises(ValueError, match="index="):
+        crit(z, y)
+    with pytest.raises(ValueError, match="num_samples"):
+        crit(z, y, index=torch.arange(N) + 5)
+    with pytest.raises(ValueError, match="repeated"):
+        crit(z, y, index=torch.zeros(N, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer"):
+        crit(z, y, index=torch.arange(N).double())
+    with pytest.raises(ValueError, match="shape"):
+        crit(z, y, index=torch.arange(N - 1))
+    with pytest.raises(ValueError, match="2 classes"):
+        la.create("aldr", num_samples=10)(torch.randn(3, 1), torch.zeros(3, dtype=torch.long), index=torch.arange(3))
+    with pytest.raises(ValueError, match="num_samples"):
+        la.create("aldr", num_samples=0)
+
+
+# ------------------------------------------------------------------------- gradients
+GRAD_KW = {
+    "mae": {}, "gce": {"q": 0.7}, "rce": {}, "sce": {}, "nce": {}, "ngce": {"q": 0.3},
+    "nfl": {"detach": False, "gamma": 0.5}, "nce_rce": {}, "nce_mae": {}, "logitclip": {"tau": 0.5},
+    "ldr": {}, "taylor_ce": {"order": 3}, "alpha_loss": {"alpha": 3.0}, "active_passive": {"active": "ngce", "passive": "mae"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAD_KW))
+def test_gradcheck(name):
+    z, y = _data(n=4, c=4, scale=1.0)
+    crit = la.create(name, **GRAD_KW[name])
+    gradcheck_loss(crit, z, y)
+
+
+def test_gradcheck_ldr_per_sample_temperature():
+    z, y = _data(n=4, c=4, scale=1.0)
+    lam = torch.tensor([0.5, 1.0, 3.0, 10.0], dtype=torch.float64)
+    gradcheck_loss(lambda a, b: LF.ldr(a, b, temperature=lam, softplus=False), z, y)
+
+
+@pytest.mark.parametrize("name", IDS + ["nfl_nodetach", "alpha_inf"])
+def test_extreme_logits_finite(name):
+    kw = {"nfl_nodetach": ("nfl", {"detach": False}), "alpha_inf": ("alpha_loss", {"alpha": math.inf})}
+    ident, kwargs = kw.get(name, (name, {}))
+    assert_finite_extremes(la.create(ident, **kwargs))
+
+
+def test_extreme_logits_finite_aldr():
+    crit = la.create("aldr", num_samples=6)
+    assert_finite_extremes(lambda z, y: crit(z, y, index=torch.arange(6)), num_classes=5, n=6)
+    assert torch.isfinite(crit.sample_temperature).all()
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_low_precision_returns_input_dtype(name):
+    z, y = _data(dtype=torch.float32)
+    out = la.create(name)(z.bfloat16(), y)
+    ref = la.create(name)(z.bfloat16().float(), y)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+# ------------------------------------------------------------------------- edge cases
+@pytest.mark.parametrize("name", IDS)
+def test_empty_batch_and_reductions(name):
+    crit = la.create(name)
+    z = torch.zeros(0, C, requires_grad=True)
+    y = torch.zeros(0, dtype=torch.long)
+    out = crit(z, y)
+    assert out.shape == () and float(out.detach()) == 0.0
+    out.backward()
+    z2, y2 = _data()
+    per = la.create(name, reduction="none")(z2, y2)
+    assert per.shape == (N,)
+    torch.testing.assert_close(la.create(name, reduction="sum")(z2, y2), per.sum())
+    torch.testing.assert_close(crit(z2, y2), per.mean())
+
+
+@pytest.mark.parametrize("name", ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "nce_rce", "ldr", "taylor_ce", "alpha_loss"])
+def test_ignore_index_and_one_class_present(name):
+    z, y = _data()
+    y_ign = y.clone()
+    y_ign[:3] = -100
+    per = la.create(name, reduction="none")(z, y)
+    got = la.create(name)(z, y_ign)
+    torch.testing.assert_close(got, per[3:].mean())
+    same = torch.full((N,), 2)
+    out = la.create(name, reduction="none")(z, same)
+    assert torch.isfinite(out).all() and out.shape == (N,)
+
+
+def test_perfect_prediction_gives_zero_for_bounded_losses():
+    y = torch.tensor([0, 1, 2])
+    z = 50.0 * F.one_hot(y, 3).double()
+    for name in ("mae", "gce", "nce", "ngce", "nfl", "taylor_ce", "alpha_loss"):
+        assert float(la.create(name)(z, y)) < 1e-9, name
+
+
+# ------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("name", IDS)
+def test_bad_inputs(name):
+    crit = la.create(name)
+    z, y = _data()
+    # CE (LogitClip's default base) also takes probability targets [N, C], so a float [N] is a shape error there
+    with pytest.raises(ValueError if name == "logitclip" else TypeError, match="target"):
+        crit(z, y.double())
+    with pytest.raises(ValueError, match="target"):
+        crit(z, y + C)
+    with pytest.raises(ValueError, match="logits"):
+        crit(z[0], y)
+    with pytest.raises(ValueError, match="NaN"):
+        crit(torch.full_like(z, float("nan")), y)
+    with pytest.raises(TypeError, match="logits"):
+        crit(z.long(), y)
+
+
+@pytest.mark.parametrize("name,kwargs,exc", [
+    ("gce", {"q": 1.5}, ValueError), ("gce", {"q": -0.1}, ValueError), ("ngce", {"q": 2.0}, ValueError),
+    ("sce", {"alpha": -1.0}, ValueError), ("rce", {"log_zero": 1.0}, ValueError), ("nfl", {"gamma": -1.0}, ValueError),
+    ("logitclip", {"tau": 0.0}, ValueError), ("logitclip", {"p": 0.5}, ValueError), ("logitclip", {"base": 3}, TypeError),
+    ("logitclip", {"base": "nope"}, ValueError), ("ldr", {"temperature": 0.0}, ValueError),
+    ("taylor_ce", {"order": 0}, ValueError), ("taylor_ce", {"order": 2.5}, ValueError), ("alpha_loss", {"alpha": 0.0}, ValueError),
+    ("alpha_loss", {"alpha": "2"}, TypeError), ("active_passive", {"active": "focal_nope"}, ValueError),
+    ("active_passive", {"passive": la.create("mae")}, ValueError), ("active_passive", {"active": 1}, TypeError),
+    ("aldr", {"num_samples": 5, "alpha": 0.0}, ValueError), ("gce", {"reduction": "avg"}, ValueError),
+])
+def test_bad_hyperparameters(name, kwargs, exc):
+    with pytest.raises(exc):
+        la.create(name, **kwargs)
+
+
+def test_registry_metadata():
+    ids = {e.id for e in la.list(family="noise")}
+    assert {"gce", "sce", "nce", "rce", "nce_rce", "nfl", "ngce", "nce_mae", "mae", "logitclip", "ldr", "aldr",
+            "taylor_ce", "alpha_loss", "active_passive"} <= ids
+    assert la.info("aldr").required == ("num_samples",)
+    assert la.info("nce+rce").id == "nce_rce"
+    assert la.info("logitclip").defaults["tau"] == 1.0
