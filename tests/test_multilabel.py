@@ -1,0 +1,326 @@
+"""Multi-label losses D1–D3 (BCE, ASL, self-adjusting Dice): identities, gradients, masks, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+import lossatlas.functional as LF
+
+from helpers import assert_finite_extremes, gradcheck_loss
+
+C = 5
+
+
+def ml_batch(n=10, c=C, seed=0, dtype=torch.float64, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=dtype) * scale
+    y = (torch.rand(n, c, generator=g) < 0.35).to(dtype)
+    return z, y
+
+
+def cls_batch(n=10, c=C, seed=0, dtype=torch.float64, scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, generator=g, dtype=dtype) * scale, torch.randint(0, c, (n,), generator=g)
+
+
+ML_IDS = ["bce", "asymmetric"]
+CLS_IDS = ["asymmetric_single_label", "dice"]
+
+
+# ---------------------------------------------------------------- BCE (D1)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_matches_torch(reduction):
+    z, y = ml_batch()
+    torch.testing.assert_close(la.create("bce", reduction=reduction)(z, y),
+                               F.binary_cross_entropy_with_logits(z, y, reduction=reduction))
+    pw = torch.linspace(0.5, 3.0, C, dtype=z.dtype)
+    torch.testing.assert_close(LF.bce(z, y, pos_weight=pw, reduction=reduction),
+                               F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction=reduction))
+
+
+@pytest.mark.parametrize("id", ML_IDS)
+def test_mask_and_ignore_index_leave_elements_out(id):
+    z, y = ml_batch()
+    g = torch.Generator().manual_seed(5)
+    keep = torch.rand(z.shape, generator=g) < 0.6
+    y_ign = torch.where(keep, y, torch.full_like(y, -1.0))
+    elem = la.create(id, reduction="none")(z, y)
+    expected_mean = elem[keep].sum() / keep.sum()
+    # mask at call time
+    torch.testing.assert_close(la.create(id, reduction="mean")(z, y, mask=keep), expected_mean)
+    torch.testing.assert_close(la.create(id, reduction="sum")(z, y, mask=keep), elem[keep].sum())
+    # ignore_index in the target, with any value written in the ignored slots
+    crit = la.create(id, ignore_index=-1, reduction="mean")
+    torch.testing.assert_close(crit(z, y_ign), expected_mean)
+    none = la.create(id, ignore_index=-1, reduction="none")(z, y_ign)
+    assert bool((none[~keep] == 0).all())
+    torch.testing.assert_close(none[keep], elem[keep])
+    # gradient of ignored elements is exactly zero
+    zz = z.clone().requires_grad_()
+    crit(zz, y_ign).backward()
+    assert bool((zz.grad[~keep] == 0).all()) and bool((zz.grad[keep] != 0).any())
+    # nothing annotated: the mean is 0, not NaN
+    assert crit(z, torch.full_like(y, -1.0)).item() == 0.0
+    # a row mask [N, 1] broadcasts
+    rows = torch.arange(z.shape[0])[:, None] % 2 == 0
+    torch.testing.assert_close(la.create(id, reduction="sum")(z, y, mask=rows), elem[::2].sum())
+
+
+# ---------------------------------------------------------------- ASL (D2)
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_asl_without_focusing_or_clipping_is_bce(reduction):
+    z, y = ml_batch(scale=2.0)  # |z| < 18 so the 1e-8 log clamp is inactive
+    crit = la.create("asymmetric", gamma_neg=0, gamma_pos=0, clip=0.0, reduction=reduction)
+    torch.testing.assert_close(crit(z, y), F.binary_cross_entropy_with_logits(z, y, reduction=reduction))
+    torch.testing.assert_close(LF.asymmetric(z, y, gamma_neg=0, gamma_pos=0, clip=None, reduction=reduction),
+                               F.binary_cross_entropy_with_logits(z, y, reduction=reduction))
+
+
+def test_asl_default_reduction_is_the_reference_sum():
+    z, y = ml_batch()
+    crit = la.create("asymmetric")
+    assert crit.reduction == "sum"
+    torch.testing.assert_close(crit(z, y), la.create("asymmetric", reduction="none")(z, y).sum())
+    torch.testing.assert_close(la.create("asymmetric", reduction="mean")(z, y), crit(z, y) / z.numel())
+
+
+def test_asl_symmetric_gammas_are_sigmoid_focal_without_alpha():
+    z, y = ml_batch(scale=2.0)
+    for gamma in (1.0, 2.0):
+        asl = LF.asymmetric(z, y, gamma_neg=gamma, gamma_pos=gamma, clip=0.0, detach_weight=False, reduction="none")
+        focal = LF.sigmoid_focal(z, y, alpha=None, gamma=gamma, reduction="none")
+        torch.testing.assert_close(asl, focal)
+
+
+def test_asl_definition_and_clipping():
+    z, y = ml_batch()
+    p = torch.sigmoid(z)
+    pm = (p - 0.05).clamp_min(0)
+    expected = -(y * (1 - p) ** 1 * torch.log(p.clamp_min(1e-8))
+                 + (1 - y) * pm ** 4 * torch.log((1 - pm).clamp_min(1e-8)))
+    torch.testing.assert_close(LF.asymmetric(z, y, reduction="none"), expected)
+    # negatives below the margin cost nothing and get no gradient
+    zz = torch.full((1, 3), -4.0, dtype=torch.float64, requires_grad=True)  # p = 0.018 < 0.05
+    loss = LF.asymmetric(zz, torch.zeros(1, 3, dtype=torch.float64))
+    loss.backward()
+    assert loss.item() == 0.0 and bool((zz.grad == 0).all())
+
+
+def test_asl_detach_weight_changes_only_the_gradient():
+    z, y = ml_batch()
+    a = z.clone().requires_grad_()
+    b = z.clone().requires_grad_()
+    la_ = LF.asymmetric(a, y, detach_weight=True)
+    lb = LF.asymmetric(b, y, detach_weight=False)
+    torch.testing.assert_close(la_, lb)
+    la_.backward()
+    lb.backward()
+    assert not torch.allclose(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_single_label_asl_identities(reduction):
+    z, y = cls_batch()
+    plain = la.create("asymmetric_single_label", gamma_pos=0, gamma_neg=0, eps=0.0, reduction=reduction)
+    torch.testing.assert_close(plain(z, y), F.cross_entropy(z, y, reduction=reduction))
+    smooth = la.create("asymmetric_single_label", gamma_pos=0, gamma_neg=0, eps=0.2, reduction=reduction)
+    torch.testing.assert_close(smooth(z, y), F.cross_entropy(z, y, label_smoothing=0.2, reduction=reduction))
+
+
+def test_single_label_asl_definition():
+    z, y = cls_batch()
+    logp = torch.log_softmax(z, 1)
+    p = logp.exp()
+    onehot = F.one_hot(y, C).double()
+    w = torch.where(onehot.bool(), (1 - p) ** 1.5, p ** 3)
+    t = onehot * 0.9 + 0.1 / C
+    expected = -(t * w * logp).sum(1)
+    got = LF.asymmetric_single_label(z, y, gamma_pos=1.5, gamma_neg=3, eps=0.1, reduction="none")
+    torch.testing.assert_close(got, expected)
+
+
+# ---------------------------------------------------------------- Dice (D3)
+def _dice_closed_form(z, y, smooth, square, per_element, alpha=0.0):
+    p = torch.softmax(z, 1)
+    q = (1 - p) ** alpha * p
+    t = F.one_hot(y, z.shape[1]).double()
+    k = 2 if square else 1
+    if per_element:
+        den = q ** k + t ** k + smooth
+    else:
+        den = (q ** k).sum(0) + (t ** k).sum(0) + smooth
+    return (1 - (2 * q * t + smooth) / den).sum(1)
+
+
+@pytest.mark.parametrize("square", [False, True])
+@pytest.mark.parametrize("denominator", ["element", "batch", "reference"])
+def test_dice_alpha0_matches_closed_form(square, denominator):
+    z, y = cls_batch()
+    per_element = denominator == "element" or (denominator == "reference" and square)
+    for smooth in (1e-4, 1.0):
+        expected = _dice_closed_form(z, y, smooth, square, per_element)
+        crit = la.create("dice", alpha=0.0, smooth=smooth, square_denominator=square, denominator=denominator, reduction="none")
+        torch.testing.assert_close(crit(z, y), expected, rtol=1e-12, atol=1e-12)
+    expected = _dice_closed_form(z, y, 1.0, square, per_element, alpha=0.3)
+    got = LF.dice(z, y, alpha=0.3, smooth=1.0, square_denominator=square, denominator=denominator, reduction="none")
+    torch.testing.assert_close(got, expected)
+
+
+def test_dice_perfect_prediction_is_zero():
+    y = torch.tensor([0, 1, 2, 1])
+    z = F.one_hot(y, 3).double() * 60.0  # p ≈ one-hot
+    for denominator in ("element", "reference"):
+        assert LF.dice(z, y, alpha=0.0, smooth=1e-4, square_denominator=True, denominator=denominator).item() < 1e-6
+    # the self-adjusting factor (1 - p)^α moves q away from 1 for confident predictions
+    assert LF.dice(z, y, alpha=0.5, smooth=1e-4, denominator="element").item() > 0.5
+
+
+def test_dice_multilabel_sigmoid_and_ignore_index():
+    z, y = ml_batch()
+    p = torch.sigmoid(z)
+    expected = (1 - (2 * p * y + 1.0) / (p + y + 1.0)).sum(1)
+    got = LF.dice(z, y, alpha=0.0, smooth=1.0, denominator="element", activation="sigmoid", reduction="none")
+    torch.testing.assert_close(got, expected)
+    zc, yc = cls_batch()
+    y_ign = yc.clone()
+    y_ign[::3] = -100
+    keep = y_ign != -100
+    for denom in ("element", "batch"):
+        crit = la.create("dice", denominator=denom)
+        torch.testing.assert_close(crit(zc, y_ign), crit(zc[keep], yc[keep]))
+        assert (la.create("dice", denominator=denom, reduction="none")(zc, y_ign)[~keep] == 0).all()
+
+
+# ---------------------------------------------------------------- gradients, extremes, edge cases
+@pytest.mark.parametrize(
+    "id,kwargs",
+    [
+        ("bce", {"pos_weight": [1.0, 2.0, 0.5, 1.0, 3.0]}),
+        ("asymmetric", {"detach_weight": False}),
+        ("asymmetric", {"detach_weight": False, "gamma_pos": 0.5, "clip": 0.0}),
+    ],
+)
+def test_gradcheck_multilabel(id, kwargs):
+    z, y = ml_batch(n=6, scale=1.0)
+    crit = la.create(id, **kwargs)
+    gradcheck_loss(lambda logits: crit(logits, y), z)  # w.r.t. the logits (targets are data)
+
+
+def test_asl_detached_gradient_is_weight_times_clipped_ce_gradient():
+    # with the default detach_weight=True the gradient is w · ∂CE_clipped/∂z (w constant), as the reference
+    z, y = ml_batch(n=6, scale=1.0)
+    p = torch.sigmoid(z)
+    pm = (p - 0.05).clamp_min(0)
+    w = y * (1 - p) + (1 - y) * pm ** 4
+
+    def weighted_ce(logits):
+        pp = torch.sigmoid(logits)
+        neg = (1 - pp + 0.05).clamp_max(1)
+        return -(w * (y * torch.log(pp) + (1 - y) * torch.log(neg))).sum()
+
+    gradcheck_loss(weighted_ce, z)  # the comparison function is itself right
+    a = z.clone().requires_grad_()
+    b = z.clone().requires_grad_()
+    LF.asymmetric(a, y).backward()
+    weighted_ce(b).backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize(
+    "id,kwargs",
+    [
+        ("asymmetric_single_label", {}),
+        ("asymmetric_single_label", {"gamma_pos": 1.0, "gamma_neg": 2.0}),
+        ("dice", {"alpha": 0.01, "smooth": 1.0, "square_denominator": True}),
+        ("dice", {"alpha": 0.3, "smooth": 1e-4}),
+        ("dice", {"alpha": 0.3, "smooth": 1e-2, "denominator": "element"}),
+    ],
+)
+def test_gradcheck_single_label(id, kwargs):
+    z, y = cls_batch(n=6, scale=1.0)
+    gradcheck_loss(la.create(id, **kwargs), z, y)
+
+
+def _as_multihot(crit):
+    return lambda z, t: crit(z, F.one_hot(t, z.shape[1]).to(z.dtype))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"reduction": "none"}, {"detach_weight": False, "gamma_pos": 0.5}])
+def test_extreme_logits_finite_multilabel(kwargs):
+    assert_finite_extremes(_as_multihot(la.create("asymmetric", **kwargs)))
+    assert_finite_extremes(_as_multihot(la.create("bce", reduction=kwargs.get("reduction", "mean"))))
+
+
+@pytest.mark.parametrize(
+    "id,kwargs",
+    [("asymmetric_single_label", {}), ("asymmetric_single_label", {"gamma_pos": 0.5}),
+     ("dice", {}), ("dice", {"square_denominator": True, "smooth": 1.0}), ("dice", {"activation": "sigmoid"})],
+)
+def test_extreme_logits_finite_single_label(id, kwargs):
+    assert_finite_extremes(la.create(id, **kwargs))
+    assert_finite_extremes(la.create(id, reduction="none", **kwargs))
+
+
+@pytest.mark.parametrize("id", ML_IDS + CLS_IDS)
+def test_low_precision_and_empty_batch(id):
+    crit = la.create(id)
+    if id in ML_IDS:
+        z, y = ml_batch(dtype=torch.float32)
+        empty_t = torch.zeros(0, C)
+    else:
+        z, y = cls_batch(dtype=torch.float32)
+        empty_t = torch.zeros(0, dtype=torch.long)
+    out = crit(z.to(torch.bfloat16), y)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), crit(z.to(torch.bfloat16).float(), y), rtol=1e-2, atol=1e-2)
+    ze = torch.zeros(0, C, requires_grad=True)
+    out = crit(ze, empty_t)
+    assert out.item() == 0.0
+    out.backward()
+
+
+# ---------------------------------------------------------------- errors
+def test_bad_inputs():
+    z, y = ml_batch()
+    zc, yc = cls_batch()
+    for id in ML_IDS:
+        crit = la.create(id)
+        with pytest.raises(ValueError, match="shape of logits"):
+            crit(z, y[:, :3])
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            crit(z, y * 2)
+        with pytest.raises(ValueError, match="broadcastable"):
+            crit(z, y, mask=torch.ones(3, 2))
+        with pytest.raises(ValueError, match="mask values"):
+            crit(z, y, mask=-torch.ones_like(y))
+        with pytest.raises(ValueError, match="NaN"):
+            crit(torch.full_like(z, float("nan")), y)
+        with pytest.raises(ValueError, match="ignore_index"):
+            la.create(id, ignore_index=1)
+    with pytest.raises(ValueError, match="pos_weight"):
+        la.create("bce", pos_weight=[1.0, 2.0])(z, y)
+    with pytest.raises(ValueError, match="gamma_neg"):
+        la.create("asymmetric", gamma_neg=-1)
+    with pytest.raises(ValueError, match="clip"):
+        la.create("asymmetric", clip=1.5)
+    with pytest.raises(ValueError, match="eps"):
+        la.create("asymmetric", eps=0.0)
+    with pytest.raises(ValueError, match="eps"):
+        la.create("asymmetric_single_label", eps=1.5)
+    with pytest.raises(ValueError, match="denominator"):
+        la.create("dice", denominator="global")
+    with pytest.raises(ValueError, match="activation"):
+        la.create("dice", activation="relu")
+    with pytest.raises(ValueError, match="alpha"):
+        la.create("dice", alpha=-0.1)
+    for id in CLS_IDS:
+        crit = la.create(id)
+        with pytest.raises(TypeError, match="target"):
+            crit(zc, yc.double())
+        with pytest.raises(ValueError, match=r"\[0, 5\)"):
+            crit(zc, torch.full_like(yc, 7))
+        with pytest.raises(ValueError, match="reduction"):
+            la.create(id, reduction="avg")
