@@ -104,6 +104,8 @@ def _unit_distances(u: Tensor) -> Tensor:
 
 def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     """logsumexp over the entries where ``mask``; ``-inf`` (with zero gradient) for empty rows."""
+    if x.shape[dim] == 0:
+        return x.sum(dim=dim) - math.inf
     neg_inf = torch.finfo(x.dtype).min
     xm = x.masked_fill(~mask, neg_inf)
     m = xm.amax(dim=dim, keepdim=True).detach()
@@ -150,6 +152,25 @@ def _pair_masks(labels: Tensor, indices: Indices | None) -> tuple[Tensor, Tensor
     return pos, neg
 
 
+def _pair_weights(labels: Tensor, indices: Indices | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Multiplicities [N, N] of the positive and negative pairs.
+
+    0/1 for all pairs; with ``indices`` a pair listed k times counts k times, as in the
+    pair-based losses of pytorch-metric-learning (a triplet miner repeats (a, p) pairs).
+    """
+    if indices is None:
+        pos, neg = _pair_masks(labels, None)
+        return pos.to(dtype), neg.to(dtype)
+    n = labels.shape[0]
+    idx = _check_indices(indices, n, labels.device)
+    a1, p, a2, nn_ = (idx[0], idx[1], idx[0], idx[2]) if len(idx) == 3 else idx
+    pos = torch.zeros(n, n, dtype=dtype, device=labels.device)
+    neg = torch.zeros_like(pos)
+    pos.index_put_((a1, p), torch.ones_like(a1, dtype=dtype), accumulate=True)
+    neg.index_put_((a2, nn_), torch.ones_like(a2, dtype=dtype), accumulate=True)
+    return pos, neg
+
+
 def _triplets_from(indices: Indices, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     idx = _check_indices(indices, n, device)
     if len(idx) == 3:
@@ -170,6 +191,11 @@ def _pairwise_reduce(per_anchor: Tensor, total_mean: Tensor, reduction: str, out
     if reduction == "sum":
         return per_anchor.sum().to(out_dtype)
     return total_mean.to(out_dtype)
+
+
+def _wavg(values: Tensor, weights: Tensor) -> Tensor:
+    """Σ w·values / Σ w (0 when Σ w = 0)."""
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 def _avg(values: Tensor, active: Tensor) -> Tensor:
@@ -201,16 +227,16 @@ def pair_contrastive(
     pos_margin = check_number(pos_margin, "pos_margin")
     neg_margin = check_number(neg_margin, "neg_margin")
     u, out_dtype = _unit(embeddings, labels, validate)
-    pos, neg = _pair_masks(labels, indices)
     d = _unit_distances(u)
-    lp = torch.where(pos, F.relu(d - pos_margin), torch.zeros_like(d))
-    ln = torch.where(neg, F.relu(neg_margin - d), torch.zeros_like(d))
-    per_anchor = lp.sum(1) + ln.sum(1)
+    wp, wn = _pair_weights(labels, indices, d.dtype)
+    lp = torch.where(wp > 0, F.relu(d - pos_margin), torch.zeros_like(d))
+    ln = torch.where(wn > 0, F.relu(neg_margin - d), torch.zeros_like(d))
+    per_anchor = (lp * wp).sum(1) + (ln * wn).sum(1)
     if reduction == "mean":
         if average_nonzero:
-            mean = _avg(lp, lp > 0) + _avg(ln, ln > 0)
+            mean = _wavg(lp, wp * (lp > 0)) + _wavg(ln, wn * (ln > 0))
         else:
-            mean = _avg(lp, pos) + _avg(ln, neg)
+            mean = _wavg(lp, wp) + _wavg(ln, wn)
         return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
     return _pairwise_reduce(per_anchor, per_anchor.sum(), reduction, out_dtype)
 
@@ -377,14 +403,16 @@ def ntxent(
     check_reduction(reduction)
     temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
     u, out_dtype = _unit(embeddings, labels, validate)
-    pos, neg = _pair_masks(labels, indices)
     z = (u @ u.T) / temperature
-    lse_neg = _masked_lse(z, neg).unsqueeze(1)
+    wp, wn = _pair_weights(labels, indices, z.dtype)
+    pos, neg = wp > 0, wn > 0
+    # Σ_n w_an e^{z_an}: a negative listed k times by a miner counts k times (PML)
+    lse_neg = _masked_lse(z + torch.log(wn.clamp_min(1.0)), neg).unsqueeze(1)
     pair = torch.where(pos, torch.logaddexp(z, lse_neg) - z, torch.zeros_like(z))
     if not bool(pos.any()) or not bool(neg.any()):
         pair = pair * 0.0
-    per_anchor = pair.sum(1)
-    mean = _avg(pair, pos)
+    per_anchor = (pair * wp).sum(1)
+    mean = _wavg(pair, wp)
     return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
 
 
@@ -413,14 +441,14 @@ def threshold_consistent_margin(
     margin_plus = check_number(margin_plus, "margin_plus", low=-1.0, high=1.0)
     margin_minus = check_number(margin_minus, "margin_minus", low=-1.0, high=1.0)
     u, out_dtype = _unit(embeddings, labels, validate)
-    pos, neg = _pair_masks(labels, indices)
     s = u @ u.T
-    act_p = pos & (s <= margin_plus)
-    act_n = neg & (s >= margin_minus)
-    tp = torch.where(act_p, margin_plus - s, torch.zeros_like(s))
-    tn = torch.where(act_n, s - margin_minus, torch.zeros_like(s))
-    per_anchor = lambda_plus * tp.sum(1) + lambda_minus * tn.sum(1)
-    mean = lambda_plus * _avg(tp, act_p) + lambda_minus * _avg(tn, act_n)
+    wp, wn = _pair_weights(labels, indices, s.dtype)
+    act_p = wp * (s <= margin_plus)
+    act_n = wn * (s >= margin_minus)
+    tp = torch.where(act_p > 0, margin_plus - s, torch.zeros_like(s))
+    tn = torch.where(act_n > 0, s - margin_minus, torch.zeros_like(s))
+    per_anchor = lambda_plus * (tp * act_p).sum(1) + lambda_minus * (tn * act_n).sum(1)
+    mean = lambda_plus * _wavg(tp, act_p) + lambda_minus * _wavg(tn, act_n)
     return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
 
 

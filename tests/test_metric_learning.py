@@ -1,0 +1,454 @@
+"""Metric-learning losses (F1–F7, SupCon G2, NT-Xent G1): identities, oracles, gradients, edges, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+import lossatlas.functional as LF
+from lossatlas.miners import BatchHardMiner
+
+from helpers import assert_finite_extremes, gradcheck_loss
+
+PAIR_IDS = ["contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "threshold_consistent_margin"]
+CLS_IDS = ["normalized_softmax", "cosface", "arcface", "sface", "unpg", "partial_fc"]
+
+
+def _batch(n=24, d=8, c=5, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randint(0, c, (n,), generator=g)
+
+
+def _cls(id_, c=5, d=8, **kw):
+    crit = la.create(id_, num_classes=c, embedding_size=d, **kw).double()
+    return crit
+
+
+def _value_and_grad(fn, e, *extra):
+    e = e.clone().requires_grad_()
+    params = [p for p in extra if isinstance(p, torch.Tensor) and p.requires_grad]
+    out = fn(e)
+    grads = torch.autograd.grad(out, [e, *params], allow_unused=True)
+    return out.detach(), [torch.zeros_like(x) if g is None else g for x, g in zip([e, *params], grads)]
+
+
+# ------------------------------------------------------------------ oracle: pytorch-metric-learning
+@pytest.fixture(scope="module")
+def pml():
+    pytest.importorskip("pytorch_metric_learning")
+    import pytorch_metric_learning.losses
+    import pytorch_metric_learning.miners
+
+    return pytorch_metric_learning
+
+
+def _pml_pair(pml, id_):
+    L = pml.losses
+    return {
+        "contrastive": (lambda: L.ContrastiveLoss(pos_margin=0.1, neg_margin=0.8), {"pos_margin": 0.1, "neg_margin": 0.8}),
+        "triplet_margin": (lambda: L.TripletMarginLoss(margin=0.3), {"margin": 0.3}),
+        "multi_similarity": (lambda: L.MultiSimilarityLoss(alpha=3.0, beta=40.0, base=0.4), {"alpha": 3.0, "beta": 40.0, "base": 0.4}),
+        "supcon": (lambda: L.SupConLoss(temperature=0.2), {"temperature": 0.2, "base_temperature": 0.2}),
+        "ntxent": (lambda: L.NTXentLoss(temperature=0.3), {"temperature": 0.3}),
+        "threshold_consistent_margin": (lambda: L.ThresholdConsistentMarginLoss(), {}),
+    }[id_]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("id_", PAIR_IDS)
+def test_pair_losses_match_pml_on_random_batches(pml, id_, seed):
+    e, y = _batch(n=20, c=4 + seed, seed=seed)
+    make_ref, kw = _pml_pair(pml, id_)
+    ours, g_ours = _value_and_grad(lambda x: la.create(id_, **kw)(x, y), e)
+    ref, g_ref = _value_and_grad(lambda x: make_ref()(x, y), e)
+    torch.testing.assert_close(ours, ref, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(g_ours[0], g_ref[0], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("id_", ["contrastive", "triplet_margin", "multi_similarity", "ntxent", "threshold_consistent_margin"])
+def test_pair_losses_match_pml_with_mined_indices(pml, id_):
+    e, y = _batch(n=20, c=4, seed=3)
+    make_ref, kw = _pml_pair(pml, id_)
+    for miner in (pml.miners.TripletMarginMiner(margin=0.3, type_of_triplets="semihard"), pml.miners.MultiSimilarityMiner(0.1)):
+        idx = miner(e, y)
+        ours, g_ours = _value_and_grad(lambda x: la.create(id_, **kw)(x, y, indices=idx), e)
+        ref, g_ref = _value_and_grad(lambda x: make_ref()(x, y, idx), e)
+        torch.testing.assert_close(ours, ref, rtol=1e-7, atol=1e-10)
+        torch.testing.assert_close(g_ours[0], g_ref[0], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("id_,pml_cls,kw,pml_kw", [
+    ("arcface", "ArcFaceLoss", {"margin": math.radians(20.0), "scale": 30.0}, {"margin": 20.0, "scale": 30.0}),
+    ("arcface", "ArcFaceLoss", {"margin": math.radians(80.0), "scale": 10.0}, {"margin": 80.0, "scale": 10.0}),
+    ("cosface", "CosFaceLoss", {"margin": 0.2, "scale": 16.0}, {"margin": 0.2, "scale": 16.0}),
+    ("normalized_softmax", "NormalizedSoftmaxLoss", {"temperature": 0.1}, {"temperature": 0.1}),
+])
+def test_classifier_losses_match_pml(pml, id_, pml_cls, kw, pml_kw):
+    e, y = _batch(n=16, d=6, c=7, seed=4)
+    ours = _cls(id_, c=7, d=6, **kw)
+    ref = getattr(pml.losses, pml_cls)(num_classes=7, embedding_size=6, **pml_kw).double()
+    with torch.no_grad():
+        ref.W.copy_(ours.weight.T)
+    v1, g1 = _value_and_grad(lambda x: ours(x, y), e, ours.weight)
+    v2, g2 = _value_and_grad(lambda x: ref(x, y), e, ref.W)
+    torch.testing.assert_close(v1, v2, rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(g1[0], g2[0], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(g1[1], g2[1].T, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------ identities
+def test_margin_zero_reduces_to_normalised_softmax():
+    e, y = _batch(c=5)
+    arc = _cls("arcface", margin=0.0, scale=20.0)
+    cos = _cls("cosface", margin=0.0, scale=20.0)
+    norm = _cls("normalized_softmax", temperature=1 / 20.0)
+    for m in (cos, norm):
+        m.weight.data.copy_(arc.weight.data)
+    ref = F.cross_entropy(20.0 * F.normalize(e) @ F.normalize(arc.weight).T, y)
+    for m in (arc, cos, norm):
+        torch.testing.assert_close(m(e, y), ref)
+
+
+def test_arcface_target_logit_is_cos_theta_plus_m():
+    cos = torch.tensor([[0.3, -0.2], [-0.99, 0.5]], dtype=torch.float64)
+    y = torch.tensor([0, 0])
+    out = LF.margin_logits(cos, y, "arcface", 0.5)
+    assert out[0, 0].item() == pytest.approx(math.cos(math.acos(0.3) + 0.5))
+    # θ > π − m: the monotone extension cos θ − m sin m
+    assert out[1, 0].item() == pytest.approx(-0.99 - 0.5 * math.sin(0.5))
+    assert out[:, 1].tolist() == cos[:, 1].tolist()
+
+
+def test_arcface_and_cosface_penalise_the_target():
+    e, y = _batch()
+    base = _cls("normalized_softmax", temperature=1 / 64.0)
+    for id_ in ("arcface", "cosface"):
+        m = _cls(id_)
+        m.weight.data.copy_(base.weight.data)
+        assert m(e, y).item() > base(e, y).item()
+
+
+@pytest.mark.parametrize("margin_type,ref_id,ref_kw", [
+    ("arcface", "arcface", {"margin": 0.5, "scale": 64.0}),
+    ("cosface", "cosface", {"margin": 0.5, "scale": 64.0}),
+    ("normface", "normalized_softmax", {"temperature": 1 / 64.0}),
+])
+def test_partial_fc_with_rate_one_is_the_full_margin_loss(margin_type, ref_id, ref_kw):
+    e, y = _batch(c=9)
+    pfc = _cls("partial_fc", c=9, sample_rate=1.0, margin=0.5, scale=64.0, margin_type=margin_type)
+    full = _cls(ref_id, c=9, **ref_kw)
+    full.weight.data.copy_(pfc.weight.data)
+    v1, g1 = _value_and_grad(lambda x: pfc(x, y), e, pfc.weight)
+    v2, g2 = _value_and_grad(lambda x: full(x, y), e, full.weight)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(g1[0], g2[0])
+    torch.testing.assert_close(g1[1], g2[1])
+
+
+def test_partial_fc_sampling_always_keeps_the_positive_centres():
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        labels = torch.randint(0, 1000, (int(torch.randint(1, 64, (1,), generator=g)),), generator=g)
+        index, local = LF.sample_class_centres(labels, 1000, 100, g)
+        assert set(labels.tolist()) <= set(index.tolist())
+        assert index.numel() == 100 and bool((index[1:] > index[:-1]).all())
+        assert torch.equal(index[local], labels)
+    # more positives than the budget: exactly the positives
+    labels = torch.arange(0, 500, 3)
+    index, local = LF.sample_class_centres(labels, 1000, 10)
+    assert torch.equal(index, labels) and torch.equal(local, torch.arange(labels.numel()))
+
+
+def test_partial_fc_gradient_reaches_only_sampled_centres_and_varies_per_call():
+    e, y = _batch(n=8, c=3)
+    crit = _cls("partial_fc", c=200, sample_rate=0.05, seed=0)
+    crit(e, y).backward()
+    touched = (crit.weight.grad.abs().sum(1) > 0).nonzero().flatten()
+    assert set(y.tolist()) <= set(touched.tolist()) and touched.numel() <= 10
+    # the sampled negatives change between calls; the same seed reproduces them
+    a = LF.sample_class_centres(y, 200, 10, torch.Generator().manual_seed(1))[0]
+    b = LF.sample_class_centres(y, 200, 10, torch.Generator().manual_seed(2))[0]
+    c = LF.sample_class_centres(y, 200, 10, torch.Generator().manual_seed(1))[0]
+    assert torch.equal(a, c) and not torch.equal(a, b)
+
+
+def test_unpg_equals_ce_over_classes_and_filtered_negative_pairs():
+    e, y = _batch(n=16, c=4)
+    crit = _cls("unpg", c=4, margin=0.5, scale=16.0, whisker=1.5)
+    w = crit.weight
+    u = F.normalize(e)
+    logits = LF.margin_logits(u @ F.normalize(w).T, y, "arcface", 0.5)
+    iu = torch.triu_indices(16, 16, 1)
+    sims = (u @ u.T)[iu[0], iu[1]][(y[iu[0]] != y[iu[1]])]
+    x = np.sort(sims.detach().numpy())
+    q1, q3 = x[int(0.25 * len(x))], x[int(0.75 * len(x))]
+    kept = [v for v in x if q1 - 1.5 * (q3 - q1) <= v <= q3 + 1.5 * (q3 - q1)]
+    full = torch.cat([logits, torch.tensor(kept, dtype=logits.dtype).expand(16, -1)], dim=1)
+    torch.testing.assert_close(crit(e, y), F.cross_entropy(16.0 * full, y))
+    # extra negatives only make the loss larger than the plain margin loss
+    arc = _cls("arcface", c=4, margin=0.5, scale=16.0)
+    arc.weight.data.copy_(w.data)
+    assert float(crit(e, y)) > float(arc(e, y))
+
+
+def test_unpg_without_negative_pairs_is_arcface():
+    e, _ = _batch(n=6)
+    y = torch.full((6,), 2)
+    crit = _cls("unpg", margin=0.4, scale=30.0)
+    arc = _cls("arcface", margin=0.4, scale=30.0)
+    arc.weight.data.copy_(crit.weight.data)
+    torch.testing.assert_close(crit(e, y), arc(e, y))
+
+
+def test_box_and_whisker_drops_outliers():
+    v = torch.tensor([0.0, 0.1, 0.12, 0.11, 0.09, 0.1, 0.95, -0.9], dtype=torch.float64)
+    kept = LF.box_and_whisker_filter(v, 1.5)
+    # sorted: -0.9, 0, .09, .1, .1, .11, .12, .95; Q1 = x[2] = .09, Q3 = x[6] = .12, band [.045, .165]
+    assert kept.tolist() == [0.09, 0.1, 0.1, 0.11, 0.12]
+    assert LF.box_and_whisker_filter(v, 100.0).numel() == 8
+
+
+def test_sface_matches_official_formula_and_stops_gradient_through_weights():
+    e, y = _batch(n=10, c=4)
+    crit = _cls("sface", c=4, scale=64.0, k=80.0, a=0.8, b=1.23)
+    cos = F.normalize(e) @ F.normalize(crit.weight).T
+    onehot = F.one_hot(y, 4).double()
+    with torch.no_grad():
+        th = torch.acos(cos.clamp(-1, 1))
+        wy = torch.sigmoid(80.0 * ((th * onehot).sum(1) - 0.8))
+        wj = torch.sigmoid(-80.0 * (th - 1.23)) * (1 - onehot)
+    intra = -wy * 64.0 * (cos * onehot).sum(1)
+    inter = (wj * 64.0 * cos).sum(1)
+    ref = intra.mean() + inter.mean()
+    e1 = e.clone().requires_grad_()
+    out = crit(e1, y)
+    torch.testing.assert_close(out, ref)
+    (g_ref,) = torch.autograd.grad(ref, crit.weight, retain_graph=True)
+    (g_out,) = torch.autograd.grad(out, crit.weight)
+    torch.testing.assert_close(g_out, g_ref)
+
+
+def test_supcon_two_views_equals_ntxent_and_simclr_cross_entropy():
+    g = torch.Generator().manual_seed(5)
+    b, t = 6, 0.5
+    e = torch.randn(2 * b, 5, generator=g, dtype=torch.float64)
+    y = torch.arange(b).repeat(2)
+    sup = la.create("supcon", temperature=t, base_temperature=t)(e, y)
+    nt = la.create("ntxent", temperature=t)(e, y)
+    u = F.normalize(e)
+    z = (u @ u.T / t).masked_fill(torch.eye(2 * b, dtype=torch.bool), -math.inf)
+    simclr = F.cross_entropy(z, torch.cat([torch.arange(b, 2 * b), torch.arange(b)]))
+    torch.testing.assert_close(sup, simclr)
+    torch.testing.assert_close(nt, simclr)
+
+
+def test_supcon_base_temperature_scales_and_averaging_conventions():
+    e, y = _batch(n=12, c=6, seed=7)
+    y[0] = 9  # an anchor without positives
+    a = la.create("supcon", temperature=0.1, base_temperature=0.1, reduction="none")(e, y)
+    b = la.create("supcon", temperature=0.1, base_temperature=0.2, reduction="none")(e, y)
+    torch.testing.assert_close(b, a / 2)
+    assert a[0] == 0
+    has_pos = torch.tensor([(y == y[i]).sum() > 1 for i in range(12)])
+    torch.testing.assert_close(la.create("supcon", temperature=0.1, base_temperature=0.1)(e, y), a[has_pos].mean())
+    torch.testing.assert_close(la.create("supcon", temperature=0.1, base_temperature=0.1, average_over="all_anchors")(e, y), a.mean())
+
+
+def test_multi_similarity_none_matches_per_anchor_formula():
+    e, y = _batch(n=10, c=3, seed=8)
+    out = la.create("multi_similarity", alpha=2.0, beta=10.0, base=0.5, reduction="none")(e, y)
+    u = F.normalize(e)
+    s = u @ u.T
+    for i in range(10):
+        p = [j for j in range(10) if j != i and y[j] == y[i]]
+        n = [j for j in range(10) if y[j] != y[i]]
+        ref = (math.log1p(sum(math.exp(-2.0 * (s[i, j] - 0.5)) for j in p)) / 2.0
+               + math.log1p(sum(math.exp(10.0 * (s[i, j] - 0.5)) for j in n)) / 10.0)
+        assert out[i].item() == pytest.approx(ref, rel=1e-10)
+
+
+def test_triplet_with_batch_hard_miner_equals_manual_batch_hard():
+    e, y = _batch(n=16, c=4, seed=9)
+    out = la.create("triplet_margin", margin=0.3, average_nonzero=False)(e, y, indices=BatchHardMiner()(e, y))
+    d = torch.cdist(F.normalize(e), F.normalize(e))
+    same = y[:, None] == y[None]
+    hp = d.masked_fill(~same, -1).max(1).values
+    hn = d.masked_fill(same, 9).min(1).values
+    torch.testing.assert_close(out, F.relu(hp - hn + 0.3).mean())
+
+
+@pytest.mark.parametrize("id_", PAIR_IDS)
+def test_pair_losses_are_scale_and_permutation_invariant(id_):
+    e, y = _batch(n=12, c=3, seed=10)
+    crit = la.create(id_)
+    perm = torch.randperm(12)
+    base = crit(e, y)
+    torch.testing.assert_close(crit(3.7 * e, y), base)
+    torch.testing.assert_close(crit(e[perm], y[perm]), base)
+    none = la.create(id_, reduction="none")(e, y)
+    assert none.shape == (12,)
+    torch.testing.assert_close(la.create(id_, reduction="sum")(e, y), none.sum())
+
+
+def test_pair_reductions_are_the_documented_averages():
+    e, y = _batch(n=12, c=3, seed=11)
+    d = torch.cdist(F.normalize(e), F.normalize(e))
+    same = (y[:, None] == y[None]) & ~torch.eye(12, dtype=torch.bool)
+    diff = y[:, None] != y[None]
+    lp, ln = F.relu(d - 0.1)[same], F.relu(0.9 - d)[diff]
+    c = la.create("contrastive", pos_margin=0.1, neg_margin=0.9, average_nonzero=False)(e, y)
+    torch.testing.assert_close(c, lp.mean() + ln.mean())
+    cnz = la.create("contrastive", pos_margin=0.1, neg_margin=0.9)(e, y)
+    torch.testing.assert_close(cnz, lp[lp > 0].mean() + ln[ln > 0].mean())
+    nt = la.create("ntxent", temperature=0.5, reduction="sum")(e, y) / same.sum()
+    torch.testing.assert_close(la.create("ntxent", temperature=0.5)(e, y), nt)
+
+
+# ------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("id_", PAIR_IDS + ["supcon_all"])
+def test_gradcheck_pair_losses(id_):
+    e, y = _batch(n=8, d=4, c=3, seed=12)
+    kw = {"average_over": "all_anchors"} if id_ == "supcon_all" else {}
+    crit = la.create("supcon" if id_ == "supcon_all" else id_, **kw)
+    gradcheck_loss(lambda x: crit(x, y), e)
+
+
+@pytest.mark.parametrize("id_", CLS_IDS)
+def test_gradcheck_classifier_losses(id_):
+    e, y = _batch(n=6, d=4, c=5, seed=13)
+    kw = {"scale": 8.0} if id_ not in ("normalized_softmax",) else {}
+    if id_ == "sface":
+        kw["k"] = 0.0  # the sigmoid weights carry no gradient (by design); k = 0 makes them constant
+    if id_ == "partial_fc":
+        kw["sample_rate"] = 1.0
+    crit = _cls(id_, c=5, d=4, **kw)
+    w = crit.weight.detach().clone()
+    fn = {
+        "normalized_softmax": LF.normalized_softmax, "cosface": LF.cosface, "arcface": LF.arcface,
+        "sface": LF.sface, "unpg": LF.unpg, "partial_fc": LF.partial_fc,
+    }[id_]
+    gradcheck_loss(lambda x, ww: fn(x, y, ww, **kw), e, w)
+
+
+# ------------------------------------------------------------------ extremes, dtypes
+@pytest.mark.parametrize("id_", PAIR_IDS + CLS_IDS)
+def test_extreme_embeddings_stay_finite(id_):
+    if id_ in CLS_IDS:
+        crit = la.create(id_, num_classes=5, embedding_size=5)
+    else:
+        crit = la.create(id_)
+    assert_finite_extremes(lambda e, y: crit(e, y), num_classes=5, n=8)
+
+
+@pytest.mark.parametrize("id_", PAIR_IDS + CLS_IDS)
+def test_low_precision_computed_in_float32(id_):
+    e, y = _batch(n=12, d=5, c=5, dtype=torch.float32)
+    crit = la.create(id_, num_classes=5, embedding_size=5) if id_ in CLS_IDS else la.create(id_)
+    if id_ == "partial_fc":
+        crit.sample_rate = 1.0
+    ref = crit(e, y)
+    out = crit(e.bfloat16(), y)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=0.1, atol=0.05 * (1 + abs(float(ref))))
+
+
+# ------------------------------------------------------------------ edge cases
+@pytest.mark.parametrize("id_", PAIR_IDS + CLS_IDS)
+def test_empty_batch_gives_zero(id_):
+    crit = la.create(id_, num_classes=5, embedding_size=4) if id_ in CLS_IDS else la.create(id_)
+    e = torch.zeros(0, 4, requires_grad=True)
+    out = crit(e, torch.zeros(0, dtype=torch.long))
+    assert out.item() == 0.0
+    out.backward()
+
+
+def test_one_class_batch():
+    e, _ = _batch(n=6)
+    y = torch.zeros(6, dtype=torch.long)
+    er = e.clone().requires_grad_()
+    # no negatives: PML-convention SupCon and NT-Xent give 0 (zero grad); SupContrast does not
+    for id_ in ("supcon", "ntxent"):
+        out = la.create(id_)(er, y)
+        assert out.item() == 0.0
+        (g,) = torch.autograd.grad(out, er)
+        assert torch.count_nonzero(g) == 0
+    assert la.create("supcon", average_over="all_anchors")(e, y).item() > 0
+    assert la.create("triplet_margin")(e, y).item() == 0.0
+    c = la.create("contrastive", pos_margin=0.0)(e, y)
+    d = torch.cdist(F.normalize(e), F.normalize(e))
+    torch.testing.assert_close(c, d[~torch.eye(6, dtype=torch.bool)].mean())
+    ms = la.create("multi_similarity", reduction="none")(e, y)
+    assert bool((ms > 0).all())
+
+
+def test_no_positive_pair_batch():
+    e, _ = _batch(n=5)
+    y = torch.arange(5)
+    assert la.create("triplet_margin")(e, y).item() == 0.0
+    assert la.create("supcon")(e, y).item() == 0.0
+    assert la.create("supcon", average_over="all_anchors")(e, y).item() == 0.0
+    assert la.create("ntxent")(e, y).item() == 0.0
+    c = la.create("contrastive", neg_margin=2.0)(e, y)
+    assert c.item() > 0 and math.isfinite(c.item())
+    ms = la.create("multi_similarity", miner_epsilon=0.1)(e, y)
+    assert ms.item() == 0.0
+
+
+def test_single_sample_and_duplicate_embeddings():
+    e = torch.randn(1, 4, requires_grad=True)
+    for id_ in PAIR_IDS:
+        out = la.create(id_)(e, torch.tensor([0]))
+        assert out.item() == 0.0
+    # identical positives: distance 0, finite gradients
+    e = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 1.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 1])
+    for id_ in PAIR_IDS:
+        out = la.create(id_)(e, y)
+        (g,) = torch.autograd.grad(out, e)
+        assert torch.isfinite(g).all(), id_
+
+
+# ------------------------------------------------------------------ bad input
+def test_bad_inputs_raise_clear_errors():
+    e, y = _batch(n=6, c=3)
+    crit = la.create("triplet_margin")
+    with pytest.raises(ValueError, match="embeddings must have shape"):
+        crit(e[0], y)
+    with pytest.raises(TypeError, match="labels must hold integer"):
+        crit(e, y.double())
+    with pytest.raises(ValueError, match="labels must have shape"):
+        crit(e, y[:3])
+    with pytest.raises(TypeError, match="floating-point"):
+        crit(e.long(), y)
+    with pytest.raises(ValueError, match="NaN"):
+        crit(e * float("nan"), y)
+    with pytest.raises(ValueError, match="reduction"):
+        la.create("contrastive", reduction="avg")
+    with pytest.raises(ValueError, match="average_over"):
+        la.create("supcon", average_over="anchors")
+    with pytest.raises(ValueError, match="temperature"):
+        la.create("ntxent", temperature=0.0)
+    with pytest.raises(ValueError, match="margin_type"):
+        la.create("unpg", num_classes=3, embedding_size=8, margin_type="sphereface")
+    with pytest.raises(ValueError, match="num_classes"):
+        la.create("arcface", num_classes=0, embedding_size=8)
+    with pytest.raises(TypeError, match="requires the argument"):
+        la.create("cosface", num_classes=3)
+    with pytest.raises(ValueError, match="sample_rate"):
+        la.create("partial_fc", num_classes=3, embedding_size=8, sample_rate=0.0)
+    arc = la.create("arcface", num_classes=3, embedding_size=8).double()
+    with pytest.raises(ValueError, match=r"labels values must be in \[0, 3\)"):
+        arc(e, y + 5)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        LF.arcface(e, y, torch.randn(3, 7, dtype=torch.float64))
+    with pytest.raises(TypeError, match="indices must be"):
+        crit(e, y, indices=(torch.tensor([0]),))
+    with pytest.raises(ValueError, match="index the batch"):
+        crit(e, y, indices=(torch.tensor([0]), torch.tensor([9]), torch.tensor([1])))
+    with pytest.raises(ValueError, match="not both"):
+        la.create("multi_similarity", miner_epsilon=0.1)(e, y, indices=BatchHardMiner()(e, y))
