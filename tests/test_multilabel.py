@@ -325,3 +325,16 @@ def test_bad_inputs():
             crit(zc, torch.full_like(yc, 7))
         with pytest.raises(ValueError, match="reduction"):
             la.create(id, reduction="avg")
+
+
+def test_sigmoid_focal_mask_is_backward_compatible():
+    z, y = ml_batch()
+    crit = la.create("sigmoid_focal")
+    elem = la.create("sigmoid_focal", reduction="none")(z, y)
+    torch.testing.assert_close(crit(z, y, mask=torch.ones_like(y)), crit(z, y))
+    keep = torch.rand(z.shape, generator=torch.Generator().manual_seed(7)) < 0.5
+    torch.testing.assert_close(crit(z, y, mask=keep), elem[keep].sum() / keep.sum())
+    torch.testing.assert_close(LF.sigmoid_focal(z, y, mask=keep, reduction="sum"), elem[keep].sum())
+    assert bool((LF.sigmoid_focal(z, y, mask=keep, reduction="none")[~keep] == 0).all())
+    with pytest.raises(ValueError, match="broadcastable"):
+        crit(z, y, mask=torch.ones(2, 2))

@@ -190,3 +190,25 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
     if high is not None and (value > high or (high_open and value == high)):
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
     return value
+
+
+def check_mask(mask: Any, logits: Tensor, validate: bool = True, name: str = "mask") -> Tensor:
+    """An element mask (bool or real, 1 = count, 0 = leave out) broadcast to the shape of ``logits``.
+
+    Returns the broadcast view (not yet cast); values must be finite and non-negative.
+    """
+    check_tensor(mask, name)
+    check_same_device("logits", logits, name, mask)
+    if mask.is_complex():
+        raise TypeError(f"{name} must be a bool or real tensor (1 = count the element, 0 = leave it out)")
+    try:
+        out = torch.broadcast_to(mask, logits.shape)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{name} must be broadcastable to logits {tuple(logits.shape)} (e.g. [N, C], [N, 1] or [C]), "
+            f"got {tuple(mask.shape)}"
+        ) from exc
+    if validate and not compiling() and out.numel() and mask.dtype != torch.bool:
+        if not bool(((mask >= 0) & torch.isfinite(mask)).all()):
+            raise ValueError(f"{name} values must be finite and non-negative (1 = count, 0 = leave out)")
+    return out

@@ -21,6 +21,7 @@ from .._validation import (
     as_class_weight,
     check_finite,
     check_logits,
+    check_mask,
     check_multilabel_target,
     check_num_classes,
     check_number,
@@ -147,10 +148,13 @@ def sigmoid_focal(
     gamma: float = 2.0,
     reduction: str = "mean",
     validate: bool = True,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Sigmoid (binary / multi-label) focal loss; see :class:`lossatlas.losses.SigmoidFocalLoss`.
 
     ``reduction="none"`` returns the elementwise losses [N, C]; ``"mean"`` averages all N·C.
+    Optional ``mask`` (broadcastable to [N, C], 1 = count, 0 = unannotated) zeroes left-out
+    elements and makes ``"mean"`` the masked mean ``Σ m·l / Σ m``.
     """
     check_reduction(reduction)
     check_logits(logits, validate)
@@ -172,8 +176,13 @@ def sigmoid_focal(
     if alpha is not None and alpha >= 0:
         alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
         losses = losses * (alpha * y + (1.0 - alpha) * (1.0 - y))
+    m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
+    if m is not None:
+        losses = losses * m
     if reduction == "none":
         return losses.to(out_dtype)
+    if m is not None and reduction == "mean":
+        return (losses.sum() / m.sum().clamp_min(torch.finfo(z.dtype).tiny)).to(out_dtype)
     out = losses.sum() if reduction == "sum" else (losses.mean() if losses.numel() else losses.sum())
     return out.to(out_dtype)
 

@@ -28,11 +28,11 @@ from torch import Tensor
 from .._validation import (
     as_class_weight,
     check_logits,
+    check_mask,
     check_multilabel_target,
     check_num_classes,
     check_number,
     check_reduction,
-    check_same_device,
     check_tensor,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
@@ -66,20 +66,7 @@ def _prepare_multilabel(
         m = (~ignored).to(z.dtype)
     check_multilabel_target(target, logits, validate)
     if mask is not None:
-        check_tensor(mask, "mask")
-        check_same_device("logits", logits, "mask", mask)
-        if mask.is_complex():
-            raise TypeError("mask must be a bool or real tensor (1 = count the element, 0 = leave it out)")
-        try:
-            mm = torch.broadcast_to(mask, logits.shape)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"mask must be broadcastable to logits {tuple(logits.shape)} (e.g. [N, C], [N, 1] or [C]), "
-                f"got {tuple(mask.shape)}"
-            ) from exc
-        mm = mm.to(z.dtype)
-        if validate and mm.numel() and not bool(((mm >= 0) & torch.isfinite(mm)).all()):
-            raise ValueError("mask values must be finite and non-negative (1 = count, 0 = leave out)")
+        mm = check_mask(mask, logits, validate).to(z.dtype)
         m = mm if m is None else m * mm
     return z, target.to(z.dtype), m, logits.dtype
 

@@ -189,6 +189,8 @@ class SigmoidFocalLoss(Loss):
     Same values and gradients as ``torchvision.ops.sigmoid_focal_loss`` (parity case
     ``ml_sigmoid_focal``). ``alpha=None`` (or negative) disables the α balance.
     ``reduction="mean"`` averages over all N·C elements; ``"none"`` returns [N, C].
+    An optional call argument ``mask`` (broadcastable to [N, C], 1 = annotated) leaves
+    unannotated labels out; ``"mean"`` is then over the counted elements.
 
     Shapes: ``logits`` [N, C]; ``target`` float multi-hot (or soft) [N, C] in [0, 1].
 
@@ -207,8 +209,9 @@ class SigmoidFocalLoss(Loss):
     def _hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "gamma": self.gamma}
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.sigmoid_focal(logits, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction, validate=self.validate)
+    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        return LF.sigmoid_focal(logits, target, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction,
+                                validate=self.validate, mask=mask)
 
 
 class _PriorLoss(Loss):
