@@ -1,0 +1,251 @@
+"""Reports from the results store: Markdown, one self-contained HTML file, ``leaderboard.csv``.
+
+For each suite: the leaderboard (mean ± std over seeds, ranked by balanced accuracy, with
+accuracy, many/medium/few-shot accuracy, ECE and macro-F1), per-class accuracy against
+training class size, and reliability diagrams. Figures are drawn with matplotlib's Agg
+backend; the HTML embeds them as base64 PNG (no external files), the Markdown links the
+PNG files written next to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .store import ResultsStore
+
+__all__ = ["leaderboard", "write_report", "LEADERBOARD_METRICS"]
+
+#: Metrics shown in the leaderboard (key in the task's output, column title).
+LEADERBOARD_METRICS = (
+    ("balanced_accuracy", "bal. acc"),
+    ("accuracy", "acc"),
+    ("many_shot_accuracy", "many"),
+    ("medium_shot_accuracy", "medium"),
+    ("few_shot_accuracy", "few"),
+    ("ece", "ECE"),
+    ("macro_f1", "macro-F1"),
+)
+_CSV_EXTRA = ("worst_class_accuracy", "train_time_s")
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def _describe(recipe: dict[str, Any]) -> dict[str, str]:
+    def entry(spec: Any) -> str:
+        if not spec:
+            return ""
+        opts = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "id")
+        return f"{spec['id']}({opts})" if opts else spec["id"]
+
+    return {"loss": entry(recipe.get("loss")), "weighting": entry(recipe.get("weighting")), "sampler": entry(recipe.get("sampler"))}
+
+
+def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate finished runs into one entry per (suite, method), ranked within each suite
+    by mean balanced accuracy (best first)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["suite"], r["method"])].append(r)
+    out = []
+    for (suite, method), runs in groups.items():
+        e: dict[str, Any] = {"suite": suite, "method": method, "seeds": len(runs)}
+        for key in [k for k, _ in LEADERBOARD_METRICS] + list(_CSV_EXTRA):
+            e[f"{key}_mean"], e[f"{key}_std"] = _stats([(r["metrics"] or {}).get(key) for r in runs])
+        e.update(_describe(runs[-1]["recipe"]))
+        e["version"] = runs[-1]["version"]
+        out.append(e)
+    out.sort(key=lambda e: (e["suite"], -(e["balanced_accuracy_mean"] if math.isfinite(e["balanced_accuracy_mean"]) else -1.0)))
+    rank: dict[str, int] = defaultdict(int)
+    for e in out:
+        rank[e["suite"]] += 1
+        e["rank"] = rank[e["suite"]]
+    return out
+
+
+def _fmt(mean: float, std: float, pct: bool) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    k = 100.0 if pct else 1.0
+    return f"{mean * k:.1f} ± {std * k:.1f}" if pct else f"{mean:.3f} ± {std:.3f}"
+
+
+def _table(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    head = ["#", "method", "seeds"] + [t for _, t in LEADERBOARD_METRICS] + ["loss", "weighting"]
+    body = []
+    for e in entries:
+        cells = [str(e["rank"]), e["method"], str(e["seeds"])]
+        for key, _ in LEADERBOARD_METRICS:
+            cells.append(_fmt(e[f"{key}_mean"], e[f"{key}_std"], pct=key not in ("ece",)))
+        cells += [e["loss"], e["weighting"] or "–"]
+        body.append(cells)
+    return head, body
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _per_class_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list[str]) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for method in order:
+        runs = [r for r in suite_rows[method] if r.get("per_class_accuracy") and r.get("class_counts")]
+        if not runs:
+            continue
+        acc = np.nanmean(np.array([[np.nan if a is None else a for a in r["per_class_accuracy"]] for r in runs], dtype=float), axis=0)
+        cnt = np.mean(np.array([r["class_counts"] for r in runs], dtype=float), axis=0)
+        idx = np.argsort(-cnt)
+        ax.plot(np.maximum(cnt[idx], 1), acc[idx] * 100, marker="o", ms=3, label=method)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ax.set_xlabel("training samples of the class (log)")
+    ax.set_ylabel("test accuracy of the class (%)")
+    ax.set_title("per-class accuracy against class size (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def _reliability_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list[str]) -> bytes | None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in order if any(r.get("reliability") and r["reliability"].get("count") for r in suite_rows[m])]
+    if not methods:
+        return None
+    cols = min(4, len(methods))
+    rows_n = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.0 * cols, 3.0 * rows_n), squeeze=False)
+    for ax, method in zip(axes.flat, methods):
+        runs = [r["reliability"] for r in suite_rows[method] if r.get("reliability") and r["reliability"].get("count")]
+        lower = np.array(runs[0]["bin_lower"], dtype=float)
+        upper = np.array(runs[0]["bin_upper"], dtype=float)
+        count = np.zeros_like(lower)
+        acc_sum = np.zeros_like(lower)
+        conf_sum = np.zeros_like(lower)
+        for rel in runs:  # pool the seeds' bins (same edges): count-weighted means
+            c = np.array(rel["count"], dtype=float)
+            count += c
+            acc_sum += c * np.nan_to_num(np.array([np.nan if a is None else a for a in rel["accuracy"]], dtype=float))
+            conf_sum += c * np.nan_to_num(np.array([np.nan if a is None else a for a in rel["confidence"]], dtype=float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            acc = np.where(count > 0, acc_sum / count, 0.0)
+            conf = np.where(count > 0, conf_sum / count, np.nan)
+        width = upper - lower
+        ax.bar(lower, acc, width=width, align="edge", edgecolor="k", linewidth=0.4, label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        ax.plot(conf[count > 0], acc[count > 0], "r.", ms=4, label="(confidence, accuracy)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("confidence", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    fig.suptitle("reliability diagrams (test set, seeds pooled)", fontsize=10)
+    fig.tight_layout()
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+_CSV_COLUMNS = ["suite", "method", "rank", "seeds"] + [f"{k}_{s}" for k, _ in LEADERBOARD_METRICS for s in ("mean", "std")] + [f"{k}_{s}" for k in _CSV_EXTRA for s in ("mean", "std")] + ["loss", "weighting", "sampler", "version"]
+
+
+def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], suites: list[str] | None = None) -> dict[str, str]:
+    """Write ``report.md``, ``report.html`` (self-contained) and ``leaderboard.csv`` into
+    ``out_dir`` from the finished runs in ``db``. Returns the paths written."""
+    dbp = os.fspath(db)
+    if not os.path.exists(dbp):
+        raise FileNotFoundError(f"results database {dbp!r} does not exist: run `lossatlas bench run` first or pass --db")
+    with ResultsStore(dbp) as store:
+        rows = store.results()
+        pending = store.counts()
+    if suites:
+        rows = [r for r in rows if r["suite"] in suites]
+    if not rows:
+        raise ValueError(f"{dbp} holds no finished runs{' for suites ' + ', '.join(suites) if suites else ''}; run `lossatlas bench run` first")
+    out = os.fspath(out_dir)
+    fig_dir = os.path.join(out, "figures")
+    os.makedirs(fig_dir, exist_ok=True)
+    board = leaderboard(rows)
+
+    csv_path = os.path.join(out, "leaderboard.csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for e in board:
+            w.writerow({k: (("" if isinstance(v, float) and not math.isfinite(v) else (f"{v:.6g}" if isinstance(v, float) else v)) ) for k, v in e.items()})
+
+    by_suite: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_suite[r["suite"]][r["method"]].append(r)
+    md = [f"# lossatlas benchmark report", "", f"lossatlas {__version__}; {len(rows)} finished runs from `{dbp}`"
+          f" ({pending['pending']} pending, {pending['running']} running, {pending['failed']} failed).", "",
+          "Ranked by balanced accuracy; mean ± std over seeds; accuracies in %, ECE in [0, 1]. "
+          "Many/medium/few: classes with > 100, 20–100, < 20 training samples (– when a split is empty).", ""]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>lossatlas benchmark report</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}td:nth-child(2),th:nth-child(2),td:nth-last-child(-n+2){text-align:left}"
+        "tr:nth-child(even){background:#f6f6f6}img{max-width:100%}</style></head><body>",
+        f"<h1>lossatlas benchmark report</h1><p>{html.escape(md[2])}</p><p>{html.escape(md[4])}</p>",
+    ]
+    for suite in sorted(by_suite):
+        entries = [e for e in board if e["suite"] == suite]
+        order = [e["method"] for e in entries]
+        head, body = _table(entries)
+        md += [f"## Suite `{suite}`", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        md += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+        md.append("")
+        parts.append(f"<h2>Suite <code>{html.escape(suite)}</code></h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
+        parts.append("</table>")
+        for kind, fn in (("per_class", _per_class_figure), ("reliability", _reliability_figure)):
+            png = fn(by_suite[suite], order)
+            if png is None:
+                continue
+            name = f"{suite}_{kind}.png"
+            with open(os.path.join(fig_dir, name), "wb") as f:
+                f.write(png)
+            title = "Per-class accuracy against class size" if kind == "per_class" else "Reliability diagrams"
+            md += [f"### {title}", "", f"![{title}](figures/{name})", ""]
+            parts.append(f"<h3>{title}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    parts.append("</body></html>")
+    md_path = os.path.join(out, "report.md")
+    html_path = os.path.join(out, "report.html")
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    with open(html_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(parts))
+    return {"markdown": md_path, "html": html_path, "csv": csv_path}

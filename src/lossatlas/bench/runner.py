@@ -1,0 +1,214 @@
+"""The benchmark runner: runs every (recipe, seed) of a suite once, into the results store.
+
+- Seeds python/numpy/torch per run; CUDA when present (``device="auto"``), deterministic
+  kernels on CPU.
+- Progress bars (rich) for the suite and the run in flight; ``progress=False`` for none.
+- Resumable and shareable: runs are claimed atomically from the SQLite store
+  (:class:`~lossatlas.bench.store.ResultsStore`); a rerun skips finished runs and picks
+  up pending, failed and abandoned ones; several runners (``workers > 1`` or separate
+  commands) on one database split the work without overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from .. import __version__
+from .recipes import Suite, load_suite
+from .store import ResultsStore, RunKey, make_owner
+from .tasks import get_task
+
+__all__ = ["run_suite", "resolve_device", "DEFAULT_DB", "RunSummary"]
+
+log = logging.getLogger(__name__)
+
+#: Default results database (relative to the working directory).
+DEFAULT_DB = os.path.join("lossatlas-results", "results.sqlite")
+
+_HEARTBEAT_EVERY = 5.0
+
+
+@dataclass
+class RunSummary:
+    suite: str
+    total: int
+    done: int
+    failed: int
+    ran: int
+    skipped: int
+    elsewhere: int
+    wall_time_s: float
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None``: CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def _suite_runs(suite: Suite, seeds: int | None) -> list[tuple[Any, int]]:
+    out = []
+    for recipe in suite.recipes:
+        n = recipe.seeds if seeds is None else seeds
+        out += [(recipe, s) for s in range(n)]
+    return out
+
+
+class _Bars:
+    """rich progress bars, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, title: str) -> None:
+        self.progress = None
+        if enabled:
+            try:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            except ImportError:  # pragma: no cover
+                enabled = False
+            else:
+                self.progress = Progress(
+                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    transient=False,
+                )
+                self.progress.start()
+                self.suite_bar = self.progress.add_task(title, total=total, info="")
+                self.run_bar = self.progress.add_task("", total=1, info="", visible=False)
+
+    def suite(self, completed: int, info: str = "") -> None:
+        if self.progress is not None:
+            self.progress.update(self.suite_bar, completed=completed, info=info)
+
+    def start_run(self, label: str) -> None:
+        if self.progress is not None:
+            self.progress.reset(self.run_bar, total=1, description=f"  {label}", info="", visible=True)
+
+    def run(self, done: int, total: int, message: str = "") -> None:
+        if self.progress is not None:
+            self.progress.update(self.run_bar, completed=done, total=total, info=message)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _spawn_workers(n: int, suite_arg: str, db: str, seeds: int | None, device: str, threads: int) -> list[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "lossatlas", "bench", "run", suite_arg, "--db", db, "--no-progress", "--workers", "1", "--device", device, "--threads", str(threads)]
+    if seeds is not None:
+        cmd += ["--seeds", str(seeds)]
+    return [subprocess.Popen(cmd) for _ in range(n)]
+
+
+def run_suite(
+    suite: str | Suite,
+    db: str | os.PathLike[str] = DEFAULT_DB,
+    *,
+    seeds: int | None = None,
+    device: str | torch.device | None = "auto",
+    threads: int | None = 1,
+    workers: int = 1,
+    progress: bool = True,
+    retry_failed: bool = True,
+    owner: str | None = None,
+    on_run_done: Callable[[dict[str, Any]], None] | None = None,
+) -> RunSummary:
+    """Run every (recipe, seed) of ``suite`` (a name, a JSON path or a loaded :class:`Suite`)
+    that the store ``db`` has not finished.
+
+    ``seeds`` overrides each recipe's number of seeds (seeds ``0 .. seeds-1``). ``threads``
+    is torch's intra-op thread count for this process (1 suits the small models best;
+    ``None`` leaves torch's default). ``workers > 1`` starts that many extra runner
+    processes (same suite and database, one thread each) beside this one.
+    """
+    t0 = time.perf_counter()
+    suite_arg = suite if isinstance(suite, str) else None
+    s = load_suite(suite) if isinstance(suite, str) else suite
+    dev = resolve_device(device)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        torch.set_num_threads(threads)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be a positive int, got {seeds!r}")
+    runs = _suite_runs(s, seeds)
+    keys = [RunKey(r.hash, seed) for r, seed in runs]
+    by_key = {(r.hash, seed): r for r, seed in runs}
+    owner = owner or make_owner()
+    db_path = os.fspath(db)
+    children: list[subprocess.Popen[bytes]] = []
+    with ResultsStore(db_path) as store:
+        store.add_runs((r.hash, seed, s.name, r.name, r.config["task"], r.config) for r, seed in runs)
+        before = store.counts(keys)
+        log.info("suite %s: %d runs (%d already done) -> %s on %s", s.name, len(keys), before["done"], db_path, dev)
+        if workers > 1:
+            if suite_arg is None:
+                raise ValueError("workers > 1 needs the suite as a name or path (the workers load it themselves)")
+            children = _spawn_workers(workers - 1, suite_arg, db_path, seeds, str(device or "auto"), threads or 1)
+        bars = _Bars(progress, len(keys), f"{s.name}")
+        ran = 0
+        try:
+            bars.suite(before["done"])
+            while True:
+                row = store.claim(owner, keys, retry_failed=retry_failed)
+                if row is None:
+                    break
+                key = RunKey(row["recipe_hash"], row["seed"])
+                recipe = by_key[(key.recipe_hash, key.seed)]
+                label = f"{recipe.name} seed {key.seed}"
+                bars.start_run(label)
+                last_beat = [time.time()]
+
+                def progress_cb(done: int, total: int, message: str = "", _key: RunKey = key) -> None:
+                    bars.run(done, total, message)
+                    now = time.time()
+                    if now - last_beat[0] > _HEARTBEAT_EVERY:
+                        last_beat[0] = now
+                        store.heartbeat(_key, owner)
+
+                task = get_task(recipe.config["task"])
+                t_run = time.perf_counter()
+                try:
+                    result = task.run(recipe.config, key.seed, dev, progress_cb)
+                except KeyboardInterrupt:
+                    store.release(key, owner)
+                    raise
+                except Exception as exc:  # a failing run is recorded and the suite goes on
+                    log.error("run %s failed: %s", label, exc)
+                    store.fail(key, owner, "".join(traceback.format_exception(exc)))
+                else:
+                    wall = time.perf_counter() - t_run
+                    recorded = store.finish(key, owner, result, wall_time_s=wall, version=__version__, torch_version=torch.__version__, device=str(dev))
+                    if recorded:
+                        ran += 1
+                        if on_run_done is not None:
+                            on_run_done({"method": recipe.name, "seed": key.seed, **result})
+                    else:
+                        log.warning("run %s was taken over by another runner; its result is kept, this one dropped", label)
+                c = store.counts(keys)
+                bars.suite(c["done"], f"last: {label}")
+        finally:
+            bars.close()
+            for p in children:
+                p.wait()
+        after = store.counts(keys)
+    summary = RunSummary(
+        suite=s.name, total=len(keys), done=after["done"], failed=after["failed"], ran=ran,
+        skipped=before["done"], elsewhere=after["running"], wall_time_s=time.perf_counter() - t0,
+    )
+    log.info("suite %s: %d/%d done (%d ran now, %d were done before, %d failed, %d running elsewhere) in %.1f s",
+             s.name, summary.done, summary.total, summary.ran, summary.skipped, summary.failed, summary.elsewhere, summary.wall_time_s)
+    return summary

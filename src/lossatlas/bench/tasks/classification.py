@@ -1,0 +1,281 @@
+"""The ``classification`` task: train a classifier under a long-tail and/or label-noise
+protocol and evaluate it on the (balanced, clean) test split.
+
+Recipe fields (defaults in brackets; see :mod:`lossatlas.bench.recipes` for an example):
+
+- ``data``: ``{"name": "mnist1d"|"digits"|"cifar"|"npz", <loader options>, "longtail": {...},
+  "noise": {...}}`` [mnist1d, 5,000 samples]. Loader options are those of
+  :mod:`lossatlas.data.datasets` (``num_samples`` for MNIST-1D, ``path`` for cifar/npz, ...).
+  ``longtail``: ``{"imbalance_ratio": 100, "profile": "exp"|"step", "seed": <run seed>}``
+  subsamples the training split (:func:`lossatlas.data.longtail.make_longtail`); ``noise``:
+  ``{"type": "symmetric"|"pair_flip"|"asymmetric_cifar10"|"cifar100_superclass"|
+  "instance_dependent", "rate": 0.4, "seed": <run seed>}`` corrupts the training labels
+  (:mod:`lossatlas.data.noise`), after the long-tail subset. The test split is never touched.
+- ``model``: ``{"name": "cnn1d"|"mlp"|"resnet32", <options>}`` [cnn1d for MNIST-1D, resnet32
+  for cifar, mlp otherwise].
+- ``loss``: ``{"id": <registry id>, <options>}`` [cross_entropy]; ``class_counts`` (training
+  labels as the loss sees them) and ``num_classes`` are filled in when the loss takes them.
+- ``weighting``: ``null`` or ``{"id": <registry id>, <options>, "start_fraction": f}``;
+  composed with the loss by :func:`lossatlas.weighting.apply`; ``start_fraction`` sets an
+  epoch-switched weighting's ``start_epoch = round(f · epochs)`` (DRW: 160/200 = 0.8).
+- ``sampler``: ``null`` (uniform shuffling) or ``{"id": <registry id of a sampler>, <options>}``.
+- ``optimizer``, ``schedule``: see :mod:`lossatlas.bench.training` [sgd 0.1, constant].
+- ``epochs`` [30], ``batch_size`` [128], ``grad_clip`` [null: gradient-norm clipping].
+
+Metrics come from :func:`lossatlas.metrics.evaluate` on the test logits, with the training
+class counts for the many/medium/few-shot splits; plus ``per_class_accuracy``,
+``reliability`` and ``class_counts`` for the report, and ``train_time_s``, ``n_train``,
+``noise_rate_realised``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ... import registry
+from ...data import datasets as ds
+from ...data.longtail import make_longtail
+from ..models import MODELS, build_model
+from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
+
+__all__ = ["validate", "run"]
+
+log = logging.getLogger(__name__)
+
+_TOP_FIELDS = {"name", "description", "task", "seeds", "data", "model", "loss", "weighting", "sampler", "optimizer", "schedule", "epochs", "batch_size", "grad_clip"}
+_NOISE_TYPES = ("symmetric", "pair_flip", "asymmetric_cifar10", "cifar100_superclass", "instance_dependent")
+_INJECTED = {"class_counts", "num_classes", "reduction", "validate", "labels", "seed", "num_epochs"}
+
+
+def _positive_int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"'{field}' must be a positive int, got {value!r}")
+    return value
+
+
+def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], field: str, skip: set[str] = set()) -> None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = set(params) - {"self"} - skip
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise ValueError(f"'{field}' has unknown options {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _check_entry(spec: Any, field: str, kinds: tuple[str, ...], extra: set[str] = set()) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+        raise ValueError(f"'{field}' must be an object with a registry 'id' (see `lossatlas list`), got {spec!r}")
+    try:
+        entry = registry.info(spec["id"])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"'{field}': {exc}") from None
+    if entry.kind not in kinds:
+        raise ValueError(f"'{field}': {spec['id']!r} is a {entry.kind} entry, expected one of {kinds}")
+    kwargs = {k: v for k, v in spec.items() if k not in {"id"} | extra}
+    _check_kwargs(entry.cls.__init__, kwargs, field, _INJECTED)
+    return {**spec, "id": entry.id}
+
+
+def validate(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Check a classification recipe and fill in its defaults (see the module docstring)."""
+    r = dict(recipe)
+    unknown = set(r) - _TOP_FIELDS
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; a classification recipe has {sorted(_TOP_FIELDS)}")
+    data = dict(r.get("data") or {"name": "mnist1d"})
+    name = data.get("name")
+    if name not in ds.DATASETS:
+        raise ValueError(f"data.name must be one of {sorted(ds.DATASETS)}, got {name!r}")
+    loader_kwargs = {k: v for k, v in data.items() if k not in ("name", "longtail", "noise")}
+    _check_kwargs(ds.DATASETS[name], loader_kwargs, "data")
+    if name in ("cifar", "npz") and "path" not in loader_kwargs:
+        raise ValueError(f"data.path is required for data.name={name!r} (the {'folder of CIFAR pickle files' if name == 'cifar' else '.npz file'})")
+    if name == "mnist1d":
+        data.setdefault("num_samples", 5000)
+    lt = data.get("longtail")
+    if lt is not None:
+        if not isinstance(lt, dict) or "imbalance_ratio" not in lt:
+            raise ValueError(f"data.longtail must be an object with 'imbalance_ratio' (e.g. 100), got {lt!r}")
+        lt = {"profile": "exp", **lt}
+        if set(lt) - {"imbalance_ratio", "profile", "seed"}:
+            raise ValueError(f"data.longtail has unknown fields {sorted(set(lt) - {'imbalance_ratio', 'profile', 'seed'})}")
+        if lt["profile"] not in ("exp", "step"):
+            raise ValueError(f"data.longtail.profile must be 'exp' or 'step', got {lt['profile']!r}")
+        ratio = lt["imbalance_ratio"]
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio < 1:
+            raise ValueError(f"data.longtail.imbalance_ratio must be a number >= 1, got {ratio!r}")
+        data["longtail"] = lt
+    noise = data.get("noise")
+    if noise is not None:
+        if not isinstance(noise, dict) or noise.get("type") not in _NOISE_TYPES or "rate" not in noise:
+            raise ValueError(f"data.noise must be an object with 'type' in {_NOISE_TYPES} and 'rate' in [0, 1), got {noise!r}")
+        if set(noise) - {"type", "rate", "seed"}:
+            raise ValueError(f"data.noise has unknown fields {sorted(set(noise) - {'type', 'rate', 'seed'})}")
+        rate = noise["rate"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"data.noise.rate must be a number in [0, 1), got {rate!r}")
+    r["data"] = data
+
+    model = r.get("model") or {"name": {"mnist1d": "cnn1d", "cifar": "resnet32"}.get(name, "mlp")}
+    if not isinstance(model, dict) or model.get("name") not in MODELS:
+        raise ValueError(f"model.name must be one of {MODELS}, got {model!r}")
+    r["model"] = model
+    r["loss"] = _check_entry(r.get("loss") or {"id": "cross_entropy"}, "loss", ("classification",))
+    r["weighting"] = _check_entry(r.get("weighting"), "weighting", ("weighting",), {"start_fraction"})
+    if r["weighting"] is not None and "start_fraction" in r["weighting"]:
+        f = r["weighting"]["start_fraction"]
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+            raise ValueError(f"weighting.start_fraction must be in [0, 1] (DRW: 0.8), got {f!r}")
+    r["sampler"] = _check_entry(r.get("sampler"), "sampler", ("sampler",))
+    r["optimizer"] = validate_optimizer(r.get("optimizer"))
+    r["schedule"] = validate_schedule(r.get("schedule"))
+    r["epochs"] = _positive_int(r.get("epochs", 30), "epochs")
+    r["batch_size"] = _positive_int(r.get("batch_size", 128), "batch_size")
+    clip = r.get("grad_clip")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
+        raise ValueError(f"'grad_clip' must be null or a positive number, got {clip!r}")
+    r["grad_clip"] = clip
+    return r
+
+
+def _create(spec: dict[str, Any], extra: set[str], available: dict[str, Any]) -> Any:
+    entry = registry.info(spec["id"])
+    kwargs = {k: v for k, v in spec.items() if k not in {"id"} | extra}
+    params = entry.parameters
+    for k, v in available.items():
+        if k in params and k not in kwargs:
+            kwargs[k] = v
+    return registry.create(entry.id, **kwargs)
+
+
+def _apply_noise(spec: dict[str, Any], y: np.ndarray, x: np.ndarray, num_classes: int, seed: int) -> Any:
+    from ...data import noise as noise_mod  # the noise team's protocols
+
+    fn = getattr(noise_mod, spec["type"])
+    params = inspect.signature(fn).parameters
+    kw: dict[str, Any] = {"seed": seed}
+    if "num_classes" in params:
+        kw["num_classes"] = num_classes
+    if spec["type"] == "instance_dependent":
+        return fn(x.reshape(x.shape[0], -1), y, spec["rate"], **kw)
+    return fn(y, spec["rate"], **kw)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch]) for i in range(0, x.shape[0], batch)]).float().cpu()
+
+
+def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Train and evaluate one (recipe, seed); returns the metrics dict of the task interface."""
+    from ... import metrics as M
+    from ...weighting import apply as apply_weighting
+
+    r = validate(recipe)
+    gen = seed_everything(seed, deterministic=device.type == "cpu")
+    t0 = time.perf_counter()
+    data_spec = r["data"]
+    data = ds.load_dataset(data_spec["name"], **{k: v for k, v in data_spec.items() if k not in ("name", "longtail", "noise")})
+    C = data.num_classes
+    x_tr, y_tr = data.x_train, data.y_train
+    if data_spec.get("longtail"):
+        lt = data_spec["longtail"]
+        idx = make_longtail(y_tr, lt["imbalance_ratio"], lt["profile"], seed=lt.get("seed", seed), num_classes=C)
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    noise_rate = 0.0
+    if data_spec.get("noise"):
+        nz = data_spec["noise"]
+        noisy = _apply_noise(nz, y_tr, x_tr, C, nz.get("seed", seed))
+        noise_rate = float(np.mean(noisy.flipped)) if len(y_tr) else 0.0
+        y_tr = np.asarray(noisy.labels, dtype=np.int64)
+    counts = np.bincount(y_tr, minlength=C)
+    data_time = time.perf_counter() - t0
+
+    xt = torch.as_tensor(x_tr, device=device)
+    yt = torch.as_tensor(y_tr, device=device)
+    epochs, bs = r["epochs"], r["batch_size"]
+    model = build_model(r["model"], x_tr.shape[1:], C).to(device)
+    available = {"class_counts": counts.tolist(), "num_classes": C, "reduction": "none"}
+    criterion = _create(r["loss"], set(), available).to(device)
+    weighting = None
+    if r["weighting"] is not None:
+        wspec = dict(r["weighting"])
+        if "start_fraction" in wspec:
+            wspec["start_epoch"] = int(round(wspec.pop("start_fraction") * epochs))
+        weighting = _create(wspec, set(), {"class_counts": counts.tolist(), "num_classes": C}).to(device)
+    sampler = None
+    if r["sampler"] is not None:
+        sampler = _create(r["sampler"], set(), {"labels": y_tr, "seed": seed, "num_epochs": epochs})
+    n = len(y_tr)
+    steps_per_epoch = max(1, (len(sampler) if sampler is not None and hasattr(sampler, "__len__") else n) // bs + (1 if n % bs >= 2 else 0))
+    optimizer = build_optimizer(model.parameters(), r["optimizer"])
+    scheduler = build_schedule(optimizer, r["schedule"], epochs, steps_per_epoch)
+
+    t1 = time.perf_counter()
+    step = 0
+    total_steps = epochs * steps_per_epoch
+    for epoch in range(epochs):
+        model.train()
+        if weighting is not None:
+            weighting.set_epoch(epoch)
+        if sampler is not None:
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            order = list(iter(sampler))
+            batches = order if order and isinstance(order[0], (list, tuple)) else [order[i : i + bs] for i in range(0, len(order), bs)]
+            batches = [torch.as_tensor(b, dtype=torch.long, device=device) for b in batches]
+        else:
+            perm = torch.randperm(n, generator=gen).to(device)
+            batches = [perm[i : i + bs] for i in range(0, n, bs)]
+        running, seen = 0.0, 0
+        for b in batches:
+            if b.numel() < 2:
+                continue
+            if step >= total_steps:
+                break
+            logits = model(xt[b])
+            losses = criterion(logits, yt[b])
+            loss = apply_weighting(losses, weighting, yt[b]) if weighting is not None else losses.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if r["grad_clip"]:
+                nn.utils.clip_grad_norm_(model.parameters(), r["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running += float(loss.detach()) * b.numel()
+            seen += b.numel()
+        if not np.isfinite(running):
+            raise FloatingPointError(f"training loss became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)")
+        if progress is not None:
+            progress(epoch + 1, epochs, f"loss {running / max(seen, 1):.3f}")
+    train_time = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    logits = _predict(model, torch.as_tensor(data.x_test, device=device))
+    target = torch.as_tensor(data.y_test)
+    out: dict[str, Any] = {k: float(v) for k, v in M.evaluate(logits, target, train_class_counts=counts.tolist(), num_classes=C).items()}
+    out["per_class_accuracy"] = [float(a) for a in M.per_class_accuracy(logits, target, C)]
+    out["reliability"] = M.reliability_diagram(logits, target, n_bins=15)
+    out["class_counts"] = counts.tolist()
+    out.update(
+        n_train=int(n),
+        n_test=int(len(target)),
+        noise_rate_realised=noise_rate,
+        data_time_s=data_time,
+        train_time_s=train_time,
+        eval_time_s=time.perf_counter() - t2,
+        final_train_loss=running / max(seen, 1),
+    )
+    return out

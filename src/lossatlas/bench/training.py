@@ -1,0 +1,124 @@
+"""Training helpers shared by the benchmark's tasks: seeding, optimisers, LR schedules.
+
+Task plug-ins (``bench/tasks/*.py``) use these so every task reads the ``optimizer`` and
+``schedule`` recipe fields the same way.
+
+``optimizer``: ``{"name": "sgd"|"adam"|"adamw", "lr", "momentum", "weight_decay", "nesterov"}``.
+``schedule``: ``{"name": "constant"|"cosine"|"step"|"onecycle", "warmup_epochs": 0,
+"milestones": [fractions of the run, e.g. 0.8, 0.9], "gamma": 0.1, "pct_start": 0.3}``;
+the schedule is stepped once per optimisation step, so it scales with the recipe's length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "validate_optimizer", "validate_schedule", "build_optimizer", "build_schedule"]
+
+_OPT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": False},
+    "adam": {"lr": 1e-3, "weight_decay": 0.0},
+    "adamw": {"lr": 1e-3, "weight_decay": 1e-2},
+}
+_SCHED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "constant": {"warmup_epochs": 0},
+    "cosine": {"warmup_epochs": 0},
+    "step": {"warmup_epochs": 0, "milestones": [0.8, 0.9], "gamma": 0.1},
+    "onecycle": {"pct_start": 0.3},
+}
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
+    """Seed python, numpy and torch; on CPU ask torch for deterministic kernels.
+
+    Returns a CPU ``torch.Generator`` seeded with ``seed`` for the task's own shuffling.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def _check_fields(spec: dict[str, Any], allowed: Iterable[str], field: str) -> None:
+    unknown = set(spec) - set(allowed) - {"name"}
+    if unknown:
+        raise ValueError(f"'{field}' has unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def validate_optimizer(spec: Any) -> dict[str, Any]:
+    """Fill the optimiser's defaults; ``ValueError`` naming the bad field."""
+    spec = {"name": "sgd"} if spec is None else spec
+    if not isinstance(spec, dict) or spec.get("name") not in _OPT_DEFAULTS:
+        raise ValueError(f"'optimizer' must be an object with name one of {sorted(_OPT_DEFAULTS)}, got {spec!r}")
+    defaults = _OPT_DEFAULTS[spec["name"]]
+    _check_fields(spec, defaults, "optimizer")
+    out = {**defaults, **spec}
+    for k in ("lr", "weight_decay", "momentum"):
+        if k in out and (isinstance(out[k], bool) or not isinstance(out[k], (int, float)) or out[k] < 0 or (k == "lr" and out[k] == 0)):
+            raise ValueError(f"optimizer.{k} must be a {'positive' if k == 'lr' else 'non-negative'} number, got {out[k]!r}")
+    return out
+
+
+def validate_schedule(spec: Any) -> dict[str, Any]:
+    """Fill the schedule's defaults; ``ValueError`` naming the bad field."""
+    spec = {"name": "constant"} if spec is None else spec
+    if not isinstance(spec, dict) or spec.get("name") not in _SCHED_DEFAULTS:
+        raise ValueError(f"'schedule' must be an object with name one of {sorted(_SCHED_DEFAULTS)}, got {spec!r}")
+    defaults = _SCHED_DEFAULTS[spec["name"]]
+    _check_fields(spec, defaults, "schedule")
+    out = {**defaults, **spec}
+    w = out.get("warmup_epochs", 0)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+        raise ValueError(f"schedule.warmup_epochs must be a non-negative number, got {w!r}")
+    if "milestones" in out:
+        m = out["milestones"]
+        if not isinstance(m, list) or not all(isinstance(x, (int, float)) and 0 < x < 1 for x in m) or m != sorted(m):
+            raise ValueError(f"schedule.milestones must be increasing fractions of the run in (0, 1), e.g. [0.8, 0.9], got {m!r}")
+    if "pct_start" in out and not (isinstance(out["pct_start"], (int, float)) and 0 < out["pct_start"] < 1):
+        raise ValueError(f"schedule.pct_start must be in (0, 1), got {out['pct_start']!r}")
+    return out
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimiser of a validated ``optimizer`` spec."""
+    kw = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] == "sgd":
+        return torch.optim.SGD(params, **kw)
+    if spec["name"] == "adam":
+        return torch.optim.Adam(params, **kw)
+    return torch.optim.AdamW(params, **kw)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, spec: dict[str, Any], epochs: int, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step LR scheduler for a validated ``schedule`` spec over ``epochs × steps_per_epoch`` steps."""
+    total = max(1, epochs * steps_per_epoch)
+    if spec["name"] == "onecycle":
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, pct_start=spec["pct_start"])
+    warm = int(round(spec.get("warmup_epochs", 0) * steps_per_epoch))
+    name = spec["name"]
+    milestones = [int(round(f * total)) for f in spec.get("milestones", [])]
+    gamma = spec.get("gamma", 0.1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if name == "cosine":
+            t = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        if name == "step":
+            return gamma ** sum(step >= m for m in milestones)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
