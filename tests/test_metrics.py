@@ -533,3 +533,63 @@ def test_numpy_inputs_accepted():
     a = evaluate(logits.numpy(), target.numpy())
     b = evaluate(logits, target)
     assert a == pytest.approx(b, nan_ok=True)
+
+
+# ---------------------------------------------------------------- linear probe, dtypes, docs, exports
+
+
+def test_linear_probe_matches_sklearn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    from lossatlas.metrics import fit_linear_probe, linear_probe_accuracy
+
+    g = torch.Generator().manual_seed(14)
+    y = torch.randint(0, 3, (150,), generator=g)
+    x = torch.randn(150, 4, generator=g, dtype=torch.float64) * 3 + 1 + torch.randn(3, 4, generator=g, dtype=torch.float64)[y]
+    wd = 1e-2
+    w, b, mean, std = fit_linear_probe(x[:100], y[:100], weight_decay=wd)
+    z = ((x[:100] - x[:100].mean(0)) / x[:100].std(0, unbiased=False)).numpy()
+    # sklearn minimises C * sum CE + ||w||^2 / 2, the same problem for C = 1 / (wd * N)
+    clf = LogisticRegression(C=1 / (wd * 100), tol=1e-10, max_iter=10000).fit(z, y[:100].numpy())
+    np.testing.assert_allclose(w.numpy(), clf.coef_, atol=1e-4)
+    np.testing.assert_allclose(b.numpy(), clf.intercept_, atol=1e-4)
+    zt = ((x[100:] - mean) / std).numpy()
+    acc = linear_probe_accuracy(x[:100], y[:100], x[100:], y[100:], weight_decay=wd)
+    assert acc == pytest.approx(clf.score(zt, y[100:].numpy()))
+    with pytest.raises(ValueError, match="dimension"):
+        linear_probe_accuracy(x[:100], y[:100], x[100:, :3], y[100:])
+    with pytest.raises(ValueError, match="weight_decay"):
+        fit_linear_probe(x, y, weight_decay=-1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_logits_computed_in_float32_or_more(dtype):
+    logits, target = _data(n=120, c=6, seed=15)
+    low = evaluate(logits.to(dtype), target)
+    ref = evaluate(logits.to(dtype).float(), target)
+    assert low == pytest.approx(ref, nan_ok=True)
+    extreme = evaluate((torch.randn(20, 6) * 1e4).to(dtype), torch.randint(0, 6, (20,)))
+    assert all(math.isfinite(v) for k, v in extreme.items() if k not in ("auroc", "average_precision"))
+
+
+def test_module_doctests():
+    import doctest
+    import importlib
+    import pkgutil
+
+    import lossatlas.metrics as pkg
+
+    names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")]
+    assert {"calibration", "classification", "neural_collapse", "retrieval", "setvalued", "summary", "probe"} <= set(names)
+    for name in names:
+        result = doctest.testmod(importlib.import_module(f"lossatlas.metrics.{name}"), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, name
+
+
+def test_exports():
+    import lossatlas.metrics as pkg
+
+    for name in ("evaluate", "per_class_accuracy", "reliability_diagram", "retrieval_metrics", "ShotAccuracy", "NeuralCollapse"):
+        assert name in pkg.__all__
+    if (pkg.__path__ and __import__("os").path.exists(__import__("os").path.join(pkg.__path__[0], "susceptibility.py"))):
+        assert "Susceptibility" in pkg.__all__  # the noise team's metric, exported by discovery
