@@ -300,7 +300,8 @@ def instance_dependent(
     """Instance-dependent noise (IDN) of Xia et al. (2020), "Part-dependent Label Noise:
     Towards Instance-dependent Label Noise" (NeurIPS), generation algorithm of its code.
 
-    1. per sample, a flip rate ``q_i ~ N(rate, norm_std²)`` truncated to [0, 1];
+    1. per sample, a flip rate ``q_i ~ N(rate, norm_std²)`` truncated to [0, 1]
+       (``q_i = 0`` when ``rate = 0``);
     2. a random projection ``W ~ N(0, 1)`` of shape [C, D, C];
     3. ``a = x_i W[y_i]`` [C]; set ``a[y_i] = −∞``; the noisy-label distribution is
        ``q_i · softmax(a)`` off the true class and ``1 − q_i`` on it;
@@ -332,7 +333,8 @@ def instance_dependent(
     if c < 2 and r > 0 and y.size:
         raise ValueError("instance-dependent noise needs at least 2 classes")
     n = y.shape[0]
-    q = _truncated_normal(rng, r, float(norm_std), n)
+    # rate 0 means clean labels (the reference's n == 0 branch uses a zero-width distribution)
+    q = _truncated_normal(rng, r, float(norm_std) if r > 0 else 0.0, n)
     w = rng.standard_normal((c, x.shape[1], c))
     probs = np.zeros((n, c))
     for k in range(c):
