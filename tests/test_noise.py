@@ -164,6 +164,27 @@ def test_logitclip_rule_and_composition():
     assert float(la.create("logitclip", tau=tau)(huge, y)) <= math.log(C) + 2 / tau + 1e-9
 
 
+def test_logitclip_paper_rule_vs_code_rule():
+    # official code: clip rows with ||z|| > tau (its --temp) to norm 1/tau; the paper (and lossatlas): rows with ||z|| > 1/tau
+    def code_rule(z, temp):
+        norms = z.norm(dim=1, keepdim=True) + 1e-7
+        return torch.where(norms > temp, z / norms / temp, z)
+
+    z, y = _data(n=40, scale=1.0)
+    z = z * torch.logspace(-2, 2, 40, dtype=torch.float64)[:, None]
+    for tau in (0.5, 1.0, 2.0):
+        norms = z.norm(dim=1)
+        outside = (norms < min(tau, 1 / tau)) | (norms > max(tau, 1 / tau))
+        ours = LF.clip_logits(z, tau=tau)
+        torch.testing.assert_close(ours[outside], code_rule(z, tau)[outside])
+        if tau != 1.0:  # rows with a norm between tau and 1/tau are where the two rules differ
+            assert (~outside).any() and not torch.allclose(ours[~outside], code_rule(z, tau)[~outside])
+    # a plain function as base gets the wrapper's reduction
+    crit = la.create("logitclip", tau=0.5, base=LF.gce, reduction="none")
+    torch.testing.assert_close(crit(z, y), LF.gce(LF.clip_logits(z, tau=0.5), y, reduction="none"))
+    assert la.create("logitclip", p=math.inf)(z, y).ndim == 0
+
+
 def test_logitclip_wraps_stateful_aldr():
     z, y = _data()
     crit = la.create("logitclip", tau=1.0, base="aldr", base_kwargs={"num_samples": 20})

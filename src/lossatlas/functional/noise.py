@@ -280,7 +280,7 @@ def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float 
     """
     check_logits(logits, validate=False)
     tau = check_number(tau, "tau", low=0.0, low_open=True)
-    p = check_number(p, "p", low=1.0) if not (isinstance(p, float) and math.isinf(p)) else math.inf
+    p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
     eps = check_number(eps, "eps", low=0.0)
     z = logits.to(compute_dtype(logits))
     bound = 1.0 / tau

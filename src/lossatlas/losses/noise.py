@@ -634,7 +634,7 @@ class LogitClipLoss(Loss):
     this module's ``reduction`` and ``base_kwargs``), a loss module, or a callable
     ``f(logits, target, **kw)``; default cross-entropy (the paper's, parity case
     ``cls_logitclip``). Extra keyword arguments of ``forward`` (e.g. ``index=`` for ALDR)
-    are passed to the base loss.
+    are passed to the base loss; a plain-function base also receives ``reduction=``.
 
     **Threshold, paper vs code.** The paper clips rows with ``‖z‖_p > 1/τ`` to norm
     ``1/τ`` (continuous in z); the official code clips rows with ``‖z‖_p > τ`` (its
@@ -672,7 +672,7 @@ class LogitClipLoss(Loss):
     ) -> None:
         super().__init__(reduction, validate)
         self.tau = check_number(tau, "tau", low=0.0, low_open=True)
-        self.p = math.inf if isinstance(p, float) and math.isinf(p) and p > 0 else check_number(p, "p", low=1.0)
+        self.p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
         self.eps = check_number(eps, "eps", low=0.0)
         if base is None or isinstance(base, str):
             self.base = create(base or "cross_entropy", reduction=reduction, **dict(base_kwargs or {}))
@@ -700,6 +700,8 @@ class LogitClipLoss(Loss):
     def forward(self, logits: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
         check_logits(logits, self.validate)
         z = LF.clip_logits(logits, tau=self.tau, p=self.p, eps=self.eps)
+        if not isinstance(self.base, nn.Module):
+            kwargs.setdefault("reduction", self.reduction)  # a plain function gets this module's reduction
         return self.base(z, target, **kwargs).to(logits.dtype)
 
 
