@@ -183,7 +183,15 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     from ...weighting import apply as apply_weighting
 
     r = validate(recipe)
-    gen = seed_everything(seed, deterministic=device.type == "cpu")
+    prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        gen = seed_everything(seed, deterministic=device.type == "cpu")
+        return _train_eval(r, seed, device, gen, progress, M, apply_weighting)
+    finally:  # leave the process's determinism setting as it was
+        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+
+
+def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.Generator, progress: Callable[..., None] | None, M: Any, apply_weighting: Callable[..., Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     data_spec = r["data"]
     data = ds.load_dataset(data_spec["name"], **{k: v for k, v in data_spec.items() if k not in ("name", "longtail", "noise")})
