@@ -347,10 +347,13 @@ def test_neural_collapse_errors():
 # ---------------------------------------------------------------- retrieval
 
 
-def _numpy_retrieval(q, ql, r, rl, ks, loo):
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
-    rn = r / np.linalg.norm(r, axis=1, keepdims=True)
-    sims = qn @ rn.T
+def _numpy_retrieval(q, ql, r, rl, ks, loo, metric="cosine"):
+    if metric == "cosine":
+        sims = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (r / np.linalg.norm(r, axis=1, keepdims=True)).T
+    elif metric == "euclidean":
+        sims = -np.sqrt(((q[:, None, :] - r[None, :, :]) ** 2).sum(-1))
+    else:
+        sims = q @ r.T
     recall = {k: [] for k in ks}
     rprec, mapr = [], []
     for i in range(len(ql)):
@@ -386,13 +389,14 @@ def test_retrieval_vs_numpy_leave_one_out_and_batched():
     assert m.compute() == pytest.approx(retrieval_metrics(x, y, ks=ks))
 
 
-def test_retrieval_with_references_vs_numpy():
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot"])
+def test_retrieval_with_references_vs_numpy(metric):
     g = torch.Generator().manual_seed(7)
     q, ql = torch.randn(30, 6, generator=g), torch.randint(0, 4, (30,), generator=g)
     r, rl = torch.randn(70, 6, generator=g), torch.randint(0, 4, (70,), generator=g)
-    ref = _numpy_retrieval(q.double().numpy(), ql.numpy(), r.double().numpy(), rl.numpy(), (1, 3), loo=False)
-    _close_dicts(retrieval_metrics(q, ql, r, rl, ks=(1, 3)), ref)
-    m = RetrievalMetrics(ks=(1, 3))
+    ref = _numpy_retrieval(q.double().numpy(), ql.numpy(), r.double().numpy(), rl.numpy(), (1, 3), loo=False, metric=metric)
+    _close_dicts(retrieval_metrics(q, ql, r, rl, ks=(1, 3), metric=metric), ref)
+    m = RetrievalMetrics(ks=(1, 3), metric=metric)
     m.update(q[:10], ql[:10], r[:35], rl[:35])
     m.update(q[10:], ql[10:], r[35:], rl[35:])
     _close_dicts(m.compute(), ref)
@@ -475,6 +479,7 @@ def test_evaluate_small_c_and_no_counts():
     r = evaluate(logits, target)
     assert "top5_accuracy" not in r and "many_shot_accuracy" not in r and "avg5_accuracy" not in r
     assert "top2_accuracy" in r and "avg2_accuracy" in r
+    assert "auroc" not in evaluate(logits, target, ranking=False)
 
 
 def test_evaluate_with_features_matches_neural_collapse():
@@ -593,3 +598,14 @@ def test_exports():
         assert name in pkg.__all__
     if (pkg.__path__ and __import__("os").path.exists(__import__("os").path.join(pkg.__path__[0], "susceptibility.py"))):
         assert "Susceptibility" in pkg.__all__  # the noise team's metric, exported by discovery
+
+
+def test_retrieval_chunking_does_not_change_results():
+    from lossatlas.metrics.retrieval import _retrieval
+
+    g = torch.Generator().manual_seed(16)
+    y = torch.randint(0, 6, (50,), generator=g)
+    x = torch.randn(50, 5, generator=g) + torch.randn(6, 5, generator=g)[y]
+    whole = _retrieval(x, y, x, y, (1, 5), "cosine", leave_one_out=True)
+    assert _retrieval(x, y, x, y, (1, 5), "cosine", leave_one_out=True, chunk=7) == pytest.approx(whole)
+    assert whole == pytest.approx(_numpy_retrieval(x.double().numpy(), y.numpy(), x.double().numpy(), y.numpy(), (1, 5), loo=True))
