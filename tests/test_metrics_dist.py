@@ -40,6 +40,7 @@ def _make_metrics(c: int, d: int, w: torch.Tensor, **kw):
         "avgk": (AverageKAccuracy(k=2, **kw), "logits"),
         "nc": (NeuralCollapse(c, classifier_weight=w, **kw), "features"),
         "retrieval": (RetrievalMetrics(ks=(1, 4), **kw), "retrieval"),
+        "retrieval_ref": (RetrievalMetrics(ks=(1, 4), metric="euclidean", **kw), "retrieval_ref"),
     }
 
 
@@ -48,8 +49,10 @@ def _update(metric, how, logits, target, feats):
         metric.update(logits, target)
     elif how == "features":
         metric.update(feats, target, logits=logits)
-    else:
+    elif how == "retrieval":
         metric.update(feats, target)
+    else:  # queries and references (references: shifted features, odd labels moved to the next class)
+        metric.update(feats, target, feats + 0.3, (target + (target % 2)) % logits.shape[1])
 
 
 def _as_float_dict(result):
