@@ -40,18 +40,30 @@ def block_rows(num_keys: int, block_size: int | None) -> int:
     return max(16, DEFAULT_BLOCK_ELEMENTS // max(num_keys, 1))
 
 
-def _block(q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None, r0: int, r1: int,
-           keep_raw: bool = False) -> tuple[Tensor | None, Tensor]:
-    raw = q[r0:r1] @ k.T
-    s = raw * scale if keep_raw else raw.mul_(scale)
-    raw = raw if keep_raw else None
+def _block(q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None, r0: int, r1: int, buf: Tensor) -> Tensor:
+    """``scale * q[r0:r1] k^T`` (excluded entries -inf) written into the workspace ``buf``."""
+    s = buf[: r1 - r0]
+    torch.matmul(q[r0:r1], k.T, out=s)
+    s.mul_(scale)
     if exclude is not None:
         s.scatter_(1, exclude[r0:r1], float("-inf"))
-    return raw, s
+    return s
 
 
 def _finite_or_zero(x: Tensor) -> Tensor:
     return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+
+
+def _backward_products(w: Tensor, q: Tensor, k: Tensor, r0: int, r1: int, need: tuple[bool, bool, bool],
+                       grad_q: Tensor | None, grad_k: Tensor | None, grad_s: Tensor) -> None:
+    """Accumulate dL/dq = w k, dL/dk += wᵀ q and Σ w∘(q kᵀ) = Σ_i q_i·(w k)_i (before the scale)."""
+    need_q, need_k, need_s = need
+    if need_q or need_s:
+        wk = torch.matmul(w, k, out=grad_q[r0:r1]) if grad_q is not None else w @ k
+        if need_s:
+            grad_s += (wk * q[r0:r1]).sum()
+    if need_k:
+        grad_k.addmm_(w.T, q[r0:r1])  # type: ignore[union-attr]
 
 
 class _TiledLSE(torch.autograd.Function):
@@ -62,16 +74,24 @@ class _TiledLSE(torch.autograd.Function):
         lse_r = q.new_full((nq if rows else 0,), float("-inf"))
         col_max = q.new_full((nk if cols else 0,), float("-inf"))
         col_sum = q.new_zeros((nk if cols else 0,))
+        rb = min(bs, nq)
+        buf = q.new_empty((rb, nk))
+        work = q.new_empty((rb, nk)) if (rows and cols) else buf
         for r0 in range(0, nq, bs):
             r1 = min(r0 + bs, nq)
-            _, s = _block(q, k, scale, exclude, r0, r1)
-            if rows:
-                lse_r[r0:r1] = torch.logsumexp(s, dim=1)
+            s = _block(q, k, scale, exclude, r0, r1, buf)
+            e = work[: r1 - r0]
             if cols:
                 new_max = torch.maximum(col_max, s.amax(dim=0))
                 shift = _finite_or_zero(new_max)
+            if rows:
+                m = _finite_or_zero(s.amax(dim=1))
+                torch.sub(s, m[:, None], out=e)
+                lse_r[r0:r1] = e.exp_().sum(dim=1).log_().add_(m)
+            if cols:
                 col_sum.mul_(torch.exp(col_max - shift))
-                col_sum.add_(torch.exp(s.sub_(shift)).sum(dim=0))
+                torch.sub(s, shift, out=e)
+                col_sum.add_(e.exp_().sum(dim=0))
                 col_max = new_max
         lse_c = col_sum.log().add_(_finite_or_zero(col_max)) if cols else col_sum
         ctx.save_for_backward(q, k, scale, exclude, lse_r, lse_c)
@@ -84,51 +104,53 @@ class _TiledLSE(torch.autograd.Function):
         q, k, scale, exclude, lse_r, lse_c = ctx.saved_tensors
         rows = ctx.rows and g_r is not None
         cols = ctx.cols and g_c is not None
-        need_q, need_k, need_s = ctx.needs_input_grad[:3]
-        grad_q = torch.zeros_like(q) if need_q else None
-        grad_k = torch.zeros_like(k) if need_k else None
-        grad_s = torch.zeros((), dtype=q.dtype, device=q.device) if need_s else None
-        if not (rows or cols):
-            return grad_q, grad_k, (None if grad_s is None else grad_s.reshape(scale.shape)), None, None, None, None
-        if rows:
-            ok = torch.isfinite(lse_r)
-            lr, gr = torch.where(ok, lse_r, 0), torch.where(ok, g_r, 0)
-        if cols:
-            ok = torch.isfinite(lse_c)
-            lc, gc = torch.where(ok, lse_c, 0), torch.where(ok, g_c, 0)
-        nq = q.shape[0]
-        for r0 in range(0, nq, ctx.bs):
-            r1 = min(r0 + ctx.bs, nq)
-            raw, s = _block(q, k, scale, exclude, r0, r1, keep_raw=need_s)
-            if rows and cols:
-                w = torch.exp(s - lr[r0:r1, None]).mul_(gr[r0:r1, None])
-                w.add_(torch.exp(s.sub_(lc[None, :])).mul_(gc[None, :]))
-            elif rows:
-                w = torch.exp(s.sub_(lr[r0:r1, None])).mul_(gr[r0:r1, None])
-            else:
-                w = torch.exp(s.sub_(lc[None, :])).mul_(gc[None, :])
-            if need_s:
-                grad_s += (w * raw).sum()
-            if need_q:
-                torch.matmul(w, k, out=grad_q[r0:r1])
-            if need_k:
-                grad_k.addmm_(w.T, q[r0:r1])
-        if need_q:
+        need = tuple(ctx.needs_input_grad[:3])
+        grad_q = torch.zeros_like(q) if need[0] else None
+        grad_k = torch.zeros_like(k) if need[1] else None
+        grad_s = torch.zeros((), dtype=q.dtype, device=q.device)
+        if rows or cols:
+            if rows:
+                ok = torch.isfinite(lse_r)
+                lr, gr = torch.where(ok, lse_r, 0), torch.where(ok, g_r, 0)
+            if cols:
+                ok = torch.isfinite(lse_c)
+                lc, gc = torch.where(ok, lse_c, 0), torch.where(ok, g_c, 0)
+            nq, nk = q.shape[0], k.shape[0]
+            rb = min(ctx.bs, nq)
+            buf = q.new_empty((rb, nk))
+            work = q.new_empty((rb, nk)) if (rows and cols) else buf
+            for r0 in range(0, nq, ctx.bs):
+                r1 = min(r0 + ctx.bs, nq)
+                s = _block(q, k, scale, exclude, r0, r1, buf)
+                w = work[: r1 - r0]
+                if rows:  # exp(S - lse_i) g_i
+                    torch.sub(s, lr[r0:r1, None], out=w)
+                    w.exp_().mul_(gr[r0:r1, None])
+                if cols:  # + exp(S - lse_j) h_j
+                    s.sub_(lc).exp_()
+                    if rows:
+                        w.addcmul_(s, gc)
+                    else:
+                        w.mul_(gc)
+                _backward_products(w, q, k, r0, r1, need, grad_q, grad_k, grad_s)
+        if grad_q is not None:
             grad_q.mul_(scale)
-        if need_k:
+        if grad_k is not None:
             grad_k.mul_(scale)
-        return grad_q, grad_k, (None if grad_s is None else grad_s.reshape(scale.shape)), None, None, None, None
+        return grad_q, grad_k, (grad_s.reshape(scale.shape) if need[2] else None), None, None, None, None
 
 
 class _TiledSoftplusSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, bias: Tensor, bs: int) -> Tensor:  # type: ignore[override]
-        nq = q.shape[0]
+        nq, nk = q.shape[0], k.shape[0]
         out = q.new_zeros(nq)
+        buf = q.new_empty((min(bs, nq), nk))
         for r0 in range(0, nq, bs):
             r1 = min(r0 + bs, nq)
-            _, s = _block(q, k, scale, None, r0, r1)
-            out[r0:r1] = -F.logsigmoid(s.add_(bias).neg_()).sum(dim=1)
+            s = _block(q, k, scale, None, r0, r1, buf)
+            # -log σ(-x) = softplus(x), written as -logsigmoid(-x) to match the dense form.
+            out[r0:r1] = F.logsigmoid(s.add_(bias).neg_()).sum(dim=1).neg_()
         ctx.save_for_backward(q, k, scale, bias)
         ctx.bs = bs
         return out
@@ -136,29 +158,26 @@ class _TiledSoftplusSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         q, k, scale, bias = ctx.saved_tensors
-        need_q, need_k, need_s, need_b = ctx.needs_input_grad[:4]
-        grad_q = torch.zeros_like(q) if need_q else None
-        grad_k = torch.zeros_like(k) if need_k else None
+        need = tuple(ctx.needs_input_grad[:3])
+        need_b = ctx.needs_input_grad[3]
+        grad_q = torch.zeros_like(q) if need[0] else None
+        grad_k = torch.zeros_like(k) if need[1] else None
         grad_s = torch.zeros((), dtype=q.dtype, device=q.device)
         grad_b = torch.zeros((), dtype=q.dtype, device=q.device)
-        nq = q.shape[0]
+        nq, nk = q.shape[0], k.shape[0]
+        buf = q.new_empty((min(ctx.bs, nq), nk))
         for r0 in range(0, nq, ctx.bs):
             r1 = min(r0 + ctx.bs, nq)
-            raw, s = _block(q, k, scale, None, r0, r1, keep_raw=need_s)
-            w = torch.sigmoid_(s.add_(bias)).mul_(g[r0:r1, None])
-            if need_s:
-                grad_s += (w * raw).sum()
+            s = _block(q, k, scale, None, r0, r1, buf)
+            w = s.add_(bias).sigmoid_().mul_(g[r0:r1, None])
             if need_b:
                 grad_b += w.sum()
-            if need_q:
-                torch.matmul(w, k, out=grad_q[r0:r1])
-            if need_k:
-                grad_k.addmm_(w.T, q[r0:r1])
-        if need_q:
+            _backward_products(w, q, k, r0, r1, need, grad_q, grad_k, grad_s)
+        if grad_q is not None:
             grad_q.mul_(scale)
-        if need_k:
+        if grad_k is not None:
             grad_k.mul_(scale)
-        return (grad_q, grad_k, grad_s.reshape(scale.shape) if need_s else None,
+        return (grad_q, grad_k, grad_s.reshape(scale.shape) if need[2] else None,
                 grad_b.reshape(bias.shape) if need_b else None, None)
 
 

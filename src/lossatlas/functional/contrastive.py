@@ -268,8 +268,8 @@ def decoupled_contrastive(
     keys = torch.cat([ag, bg])
     excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=True)[: q.shape[0]]
     lse, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
-    if n_global == 1:  # no negative at all: the log-sum-exp over an empty set is -inf
-        lse = torch.zeros_like(lse)
+    if n_global == 1:  # no negative at all: nothing to contrast, the loss is 0
+        return _finish(sim * 0.0, reduction, n_global, on, group, out_dtype)
     per = lse[:n] - pos
     if symmetric:
         per = 0.5 * (per + (lse[n:] - pos))
@@ -519,7 +519,13 @@ def wmse(
         xn = x - x.mean(0)
         cov = xn.T @ xn / (x.shape[0] - 1)
         cov = (1.0 - eps) * cov + eps * eye
-        w = torch.linalg.solve_triangular(torch.linalg.cholesky(cov), eye, upper=False)
+        chol, info = torch.linalg.cholesky_ex(cov)
+        if int(info) != 0:
+            raise ValueError(
+                "wmse: the covariance of a whitening sub-batch is singular (features are linearly "
+                "dependent within the sub-batch); set eps > 0 (e.g. 1e-3) or use a larger w_size"
+            )
+        w = torch.linalg.solve_triangular(chol, eye, upper=False)
         return xn @ w.T
 
     per = a.new_zeros(n)

@@ -1,0 +1,162 @@
+"""Tiled contrastive losses (G9): same values and gradients as the dense form, memory linear in N."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import lossatlas as la
+import lossatlas.functional as LF
+from lossatlas.distributed import block_rows, pairwise_logsumexp, pairwise_softplus_sum
+
+RTOL = 1e-10
+
+
+def _rel_close(x: torch.Tensor, y: torch.Tensor, rtol: float = RTOL) -> None:
+    scale = max(float(y.abs().max()), 1e-300)
+    err = float((x - y).abs().max())
+    assert err <= rtol * scale, f"max abs err {err:.3e} > {rtol:.0e} * {scale:.3e}"
+
+
+def _inputs(n: int = 23, d: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g, dtype=torch.float64)
+    b = a + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return a, b
+
+
+# (function, kwargs with tensors that get gradients)
+CASES = [
+    ("infonce_sym", LF.infonce, {"temperature": 0.1}),
+    ("infonce_oneway", LF.infonce, {"temperature": 0.1, "symmetric": False}),
+    ("infonce_simclr", LF.infonce, {"temperature": 0.2, "intra_view_negatives": True}),
+    ("infonce_simclr_oneway", LF.infonce, {"temperature": 0.2, "intra_view_negatives": True, "symmetric": False}),
+    ("infonce_learnable_t", LF.infonce, {"temperature": "param:0.07"}),
+    ("siglip", LF.siglip, {"scale": 10.0, "bias": -10.0}),
+    ("siglip_learnable", LF.siglip, {"scale": "param:5.0", "bias": "param:-3.0"}),
+    ("decoupled", LF.decoupled_contrastive, {"temperature": 0.1}),
+    ("decoupled_oneway", LF.decoupled_contrastive, {"temperature": 0.1, "symmetric": False}),
+    ("decoupled_weighted", LF.decoupled_contrastive, {"temperature": 0.1, "weighted": True}),
+    ("debiased", LF.debiased_contrastive, {"temperature": 0.5, "tau_plus": 0.1}),
+    ("hcl", LF.hard_negative_contrastive, {"temperature": 0.5, "tau_plus": 0.1, "beta": 1.0}),
+    ("hcl_beta_half", LF.hard_negative_contrastive, {"temperature": 0.3, "tau_plus": 0.05, "beta": 0.5}),
+]
+
+
+def _kw(kwargs: dict) -> tuple[dict, list[torch.Tensor]]:
+    out, params = {}, []
+    for k, v in kwargs.items():
+        if isinstance(v, str) and v.startswith("param:"):
+            p = torch.tensor(float(v[6:]), dtype=torch.float64, requires_grad=True)
+            out[k] = p
+            params.append(p)
+        else:
+            out[k] = v
+    return out, params
+
+
+@pytest.mark.parametrize("name,fn,kwargs", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_tiled_equals_dense(name, fn, kwargs, reduction):
+    a, b = _inputs()
+    results = []
+    for tiled in (False, True):
+        kw, params = _kw(kwargs)
+        x, y = a.clone().requires_grad_(), b.clone().requires_grad_()
+        out = fn(x, y, tiled=tiled, block_size=5, reduction=reduction, **kw)
+        weights = torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype).reshape(out.shape)
+        grads = torch.autograd.grad((out * weights).sum(), [x, y, *params])
+        results.append((out.detach(), *grads))
+    for dense, tiled in zip(*results):
+        _rel_close(tiled, dense)
+
+
+@pytest.mark.parametrize("block", [1, 4, 64])
+def test_pairwise_logsumexp_matches_dense(block):
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(19, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(13, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    excl = torch.randint(0, 13, (19, 3), generator=g)
+    res = []
+    for tiled in (False, True):
+        lr, lc = pairwise_logsumexp(q, k, s, exclude=excl, rows=True, cols=True, tiled=tiled, block_size=block)
+        loss = (lr * torch.arange(19.0, dtype=torch.float64)).sum() + lc.square().sum()
+        res.append((lr, lc, *torch.autograd.grad(loss, [q, k, s])))
+    for d, t in zip(*res):
+        _rel_close(t.detach(), d.detach())
+
+
+def test_tiled_functions_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    s = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
+    bias = torch.tensor(-0.4, dtype=torch.float64, requires_grad=True)
+    excl = torch.tensor([[0], [1], [2], [3], [4], [0], [1]])
+    assert torch.autograd.gradcheck(
+        lambda q, k, s: sum(x.sum() * (i + 1) for i, x in enumerate(
+            pairwise_logsumexp(q, k, s, exclude=excl, rows=True, cols=True, tiled=True, block_size=3))),
+        (q, k, s))
+    assert torch.autograd.gradcheck(
+        lambda q, k, s, bias: pairwise_softplus_sum(q, k, s, bias, tiled=True, block_size=2).sin().sum(), (q, k, s, bias))
+
+
+def test_fully_excluded_row_is_minus_inf_with_zero_grad():
+    q = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    excl = torch.tensor([[0, 1], [0, 0], [1, 1]])
+    lr, _ = pairwise_logsumexp(q, k, 1.0, exclude=excl, tiled=True, block_size=2)
+    assert lr[0] == float("-inf") and torch.isfinite(lr[1:]).all()
+    lr[1:].sum().backward()
+    assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
+    assert torch.all(q.grad[0] == 0)
+
+
+def test_auto_tiles_large_and_not_small():
+    from lossatlas.functional.contrastive import _use_tiles
+
+    assert _use_tiles("auto", 4096, 4096) and not _use_tiles("auto", 64, 64)
+    assert block_rows(1 << 20, None) >= 1 and block_rows(10, 3) == 3
+
+
+class _LargestAllocation(TorchDispatchMode):
+    """Largest tensor produced by any aten op (what an N x N similarity matrix would be)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def _largest(n: int, tiled: bool, fn=LF.infonce, **kw) -> int:
+    a, b = torch.randn(n, 16, requires_grad=True), torch.randn(n, 16, requires_grad=True)
+    with _LargestAllocation() as mode:
+        fn(a, b, tiled=tiled, block_size=16, **kw).backward()
+    return mode.largest
+
+
+@pytest.mark.parametrize("fn,kw", [(LF.infonce, {}), (LF.siglip, {}), (LF.hard_negative_contrastive, {})],
+                         ids=["infonce", "siglip", "hcl"])
+def test_tiled_memory_is_linear_in_n(fn, kw):
+    n1, n2 = 256, 512
+    dense = _largest(n1, False, fn, **kw)
+    assert dense >= n1 * n1  # the detector does see the dense matrix
+    small, big = _largest(n1, True, fn, **kw), _largest(n2, True, fn, **kw)
+    assert big < n2 * n2 // 8, f"tiled form allocated {big} elements at N={n2}"
+    assert big <= 2.2 * small, f"largest allocation grew from {small} to {big} when N doubled"
+
+
+def test_module_tiled_option_equals_dense():
+    a, b = _inputs(17, 5, seed=3)
+    for id_ in ("infonce", "siglip", "decoupled_contrastive", "debiased_contrastive", "hard_negative_contrastive"):
+        dense = la.create(id_, tiled=False).double()(a, b)
+        tiled = la.create(id_, tiled=True, block_size=4).double()(a, b)
+        _rel_close(tiled.detach(), dense.detach())
