@@ -480,6 +480,7 @@ def test_evaluate_small_c_and_no_counts():
     assert "top5_accuracy" not in r and "many_shot_accuracy" not in r and "avg5_accuracy" not in r
     assert "top2_accuracy" in r and "avg2_accuracy" in r
     assert "auroc" not in evaluate(logits, target, ranking=False)
+    assert "top3_accuracy" in evaluate(logits, target, top_ks=(3,), average_ks=())
 
 
 def test_evaluate_with_features_matches_neural_collapse():
@@ -501,6 +502,13 @@ def test_ranking_metrics_absent_class_is_nan_not_zero():
     r = ranking_metrics(logits, target)
     assert math.isnan(float(r["auroc_per_class"][3]))
     assert float(r["auroc"]) == pytest.approx(float(r["auroc_per_class"][:3].mean()))
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    probs, t = _softmax(logits.numpy()), target.numpy()
+    for c in range(3):
+        assert float(r["auroc_per_class"][c]) == pytest.approx(roc_auc_score(t == c, probs[:, c]), abs=1e-6)
+        assert float(r["average_precision_per_class"][c]) == pytest.approx(average_precision_score(t == c, probs[:, c]), abs=1e-6)
+    assert math.isnan(float(r["average_precision_per_class"][3]))
 
 
 def test_evaluate_one_class_perfect():

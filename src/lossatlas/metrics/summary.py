@@ -84,12 +84,13 @@ def evaluate(
     n_bins: int = DEFAULT_BINS,
     many_threshold: float = MANY_THRESHOLD,
     few_threshold: float = FEW_THRESHOLD,
+    top_ks: tuple[int, ...] = (2, 5),
     average_ks: tuple[int, ...] = (2, 5),
     ranking: bool = True,
 ) -> dict[str, float]:
     """Evaluate test-set ``logits`` [N, C] against int64 ``target`` [N]; a flat dict of floats.
 
-    Always: ``accuracy``; ``top{k}_accuracy`` for k in (2, 5) when C >= k (fixed-size
+    Always: ``accuracy``; ``top{k}_accuracy`` for k in ``top_ks`` when C >= k (fixed-size
     set-valued accuracy); ``balanced_accuracy`` (mean per-class recall over classes with
     test samples); ``worst_class_accuracy``; ``macro_f1``; ``kappa`` (Cohen's);
     ``ece`` (torchmetrics, ``n_bins`` equal-width bins, 15 by default; a confidence of
@@ -120,8 +121,8 @@ def evaluate(
     out: dict[str, float] = {}
 
     out["accuracy"] = float(MulticlassAccuracy(num_classes=C, average="micro")(preds, target))
-    for k in (2, 5):
-        if C >= k:
+    for k in top_ks:
+        if 1 < k <= C:
             acc = MulticlassAccuracy(num_classes=C, average="micro", top_k=k)
             out[f"top{k}_accuracy"] = float(acc(probs, target))
 
