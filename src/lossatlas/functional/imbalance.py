@@ -33,10 +33,8 @@ from ._common import (
     class_weight_like,
     compute_dtype,
     prepare_classification,
-    reduce_loss,
-    safe_index,
-    torch_cross_entropy,
 )
+from ._fused import affine_cross_entropy, cast_constant, softmax_focal
 
 __all__ = [
     "cross_entropy",
@@ -119,25 +117,18 @@ def focal(
     """Softmax focal loss ``α_t (1 − p_t)^γ · (−log p_t)``; see :class:`lossatlas.losses.FocalLoss`."""
     gamma = check_number(gamma, "gamma", low=0.0)
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
-    logp = torch.log_softmax(z, dim=1).gather(1, y.unsqueeze(1)).squeeze(1)
-    ce = -logp
-    if gamma != 0.0:
-        one_minus_p = -torch.expm1(logp)  # 1 - p_t, accurate when p_t is close to 1
-        if gamma < 1.0:  # d/dx x^γ is infinite at 0 for γ < 1
-            one_minus_p = one_minus_p.clamp_min(torch.finfo(z.dtype).tiny)
-        losses = one_minus_p.pow(gamma) * ce
-    else:
-        losses = ce
+    row_scale: Tensor | float | None = None
     if alpha is not None:
         if isinstance(alpha, (int, float)):
-            losses = losses * check_number(alpha, "alpha", low=0.0)
+            row_scale = check_number(alpha, "alpha", low=0.0)
         else:
-            a = torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
+            a = cast_constant(alpha, z) if isinstance(alpha, Tensor) else torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
             if a.dim() != 1:
                 raise ValueError("alpha must be a float or a 1-D sequence with one value per class")
             check_num_classes(a, logits, "alpha")
-            losses = losses * a[y]
-    return reduce_loss(losses, reduction, sample_w, out_dtype)
+            row_scale = a[y]
+    # Fused forward/backward (one coefficient per row) on large inputs; see _fused.softmax_focal.
+    return softmax_focal(z, y, gamma, row_scale=row_scale, sample_weights=sample_w, reduction=reduction).to(out_dtype)
 
 
 def sigmoid_focal(
@@ -165,17 +156,19 @@ def sigmoid_focal(
     y = target.to(z.dtype)
     ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
     if gamma != 0.0:
-        # 1 - p_t = p (1 - y) + (1 - p) y, with p = σ(z) computed stably on both sides.
+        # 1 - p_t = p (1 - y) + (1 - p) y = y + p (1 - 2y), with p = σ(z): one fused op on the
+        # graph (1 - 2y needs no gradient).
         p = torch.sigmoid(z)
-        one_minus_pt = p + y - 2.0 * p * y
+        one_minus_pt = torch.addcmul(y, p, y.mul(-2.0).add_(1.0))
         if gamma < 1.0:
             one_minus_pt = one_minus_pt.clamp_min(torch.finfo(z.dtype).tiny)
-        losses = ce * one_minus_pt.pow(gamma)
+        losses = ce * (one_minus_pt * one_minus_pt if gamma == 2.0 else one_minus_pt.pow(gamma))
     else:
         losses = ce
     if alpha is not None and alpha >= 0:
         alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
-        losses = losses * (alpha * y + (1.0 - alpha) * (1.0 - y))
+        # α y + (1 − α)(1 − y) = (1 − α) + (2α − 1) y, built without a gradient.
+        losses = losses * y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
     m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
     if m is not None:
         losses = losses * m
@@ -244,11 +237,11 @@ def ldam(
         margins = ldam_margins(_counts_on(class_counts, logits), max_margin)
     else:
         check_num_classes(margins, logits, "margins")
-    # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target.
-    neg_scaled_margin = margins.to(device=z.device, dtype=z.dtype) * -scale
-    idx = safe_index(target, ignore_index).unsqueeze(1)
-    zs = (z * scale).scatter_add_(1, idx, neg_scaled_margin[idx])
-    return torch_cross_entropy(zs, target, class_weight_like(weight, z, validate), ignore_index, reduction, out_dtype)
+    # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target,
+    # fused with the cross-entropy (see _fused.affine_cross_entropy).
+    w = class_weight_like(weight, z, validate)
+    shift = cast_constant(margins, z, -scale)
+    return affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction).to(out_dtype)
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:
@@ -270,12 +263,10 @@ def _biased_ce(
     """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS."""
     z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
     check_num_classes(bias, logits, "class_counts")
-    bias = bias.to(device=z.device, dtype=z.dtype)
-    if divisor is not None:
-        z = torch.addcdiv(bias, z, divisor.to(device=z.device, dtype=z.dtype))
-    else:
-        z = z + bias
-    return torch_cross_entropy(z, target, class_weight_like(weight, z, validate), ignore_index, reduction, out_dtype)
+    w = class_weight_like(weight, z, validate)
+    bias = cast_constant(bias, z)
+    div = None if divisor is None else cast_constant(divisor, z)
+    return affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction).to(out_dtype)
 
 
 def logit_adjusted(
