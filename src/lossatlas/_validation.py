@@ -7,6 +7,7 @@ device with the host; they run only when ``validate=True`` (the default) and nev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def check_finite(x: Tensor, name: str, validate: bool) -> None:
     # values) pays for the exact elementwise check.
     if not validate or compiling() or not x.numel():
         return
-    if bool(torch.isfinite(x.sum())):
+    if math.isfinite(x.sum().item()):  # one reduction and one host read
         return
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values; check the model output or the data")
@@ -115,7 +116,8 @@ def check_multilabel_target(target: Any, logits: Tensor, validate: bool = True, 
     check_same_device("logits", logits, name, target)
     if validate and not compiling() and target.numel():
         t = target.to(torch.float32) if not target.is_floating_point() else target
-        if not bool(((t >= 0) & (t <= 1)).all()):
+        lo, hi = torch.aminmax(t)  # one pass; NaN propagates and fails both comparisons
+        if not (float(lo) >= 0 and float(hi) <= 1):
             raise ValueError(f"{name} values must lie in [0, 1] (multi-hot or probabilities)")
     return target
 
@@ -183,7 +185,7 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
         else:
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
-    if not np.isfinite(value):
+    if not math.isfinite(value):  # math, not numpy: torch.compile traces numpy calls as tensors
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
