@@ -160,3 +160,21 @@ def test_module_tiled_option_equals_dense():
         dense = la.create(id_, tiled=False).double()(a, b)
         tiled = la.create(id_, tiled=True, block_size=4).double()(a, b)
         _rel_close(tiled.detach(), dense.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_column_lse_far_below_the_matrix_maximum_stays_exact(dtype):
+    # column 0 lies ~800 (log space) below the others: the single-exp column pass would
+    # underflow there, the tiled form must notice and recompute it exactly
+    g = torch.Generator().manual_seed(4)
+    u = torch.ones(6, dtype=torch.float64) / 6 ** 0.5
+    q = (u + 0.05 * torch.randn(40, 6, generator=g, dtype=torch.float64)).to(dtype).requires_grad_()
+    k = (u + 0.05 * torch.randn(30, 6, generator=g, dtype=torch.float64))
+    k[0] = -40 * u
+    k = k.to(dtype).requires_grad_()
+    res = []
+    for tiled in (False, True):
+        lr, lc = pairwise_logsumexp(q, k, 20.0, rows=True, cols=True, tiled=tiled, block_size=7)
+        res.append((lr, lc, *torch.autograd.grad(lr.sum() + lc.sum(), [q, k])))
+    for d, t in zip(*res):
+        _rel_close(t.detach(), d.detach(), rtol=RTOL if dtype == torch.float64 else 1e-5)

@@ -30,7 +30,7 @@ from torch import Tensor
 __all__ = ["pairwise_logsumexp", "pairwise_softplus_sum", "block_rows", "DEFAULT_BLOCK_ELEMENTS"]
 
 #: Default number of similarity entries per block (rows = this / Nk).
-DEFAULT_BLOCK_ELEMENTS = 1 << 22
+DEFAULT_BLOCK_ELEMENTS = 1 << 24
 
 
 def block_rows(num_keys: int, block_size: int | None) -> int:
@@ -40,11 +40,10 @@ def block_rows(num_keys: int, block_size: int | None) -> int:
     return max(16, DEFAULT_BLOCK_ELEMENTS // max(num_keys, 1))
 
 
-def _block(q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None, r0: int, r1: int, buf: Tensor) -> Tensor:
-    """``scale * q[r0:r1] k^T`` (excluded entries -inf) written into the workspace ``buf``."""
+def _block(qs: Tensor, k: Tensor, exclude: Tensor | None, r0: int, r1: int, buf: Tensor) -> Tensor:
+    """``qs[r0:r1] k^T`` (``qs`` = scale * q; excluded entries -inf) written into ``buf``."""
     s = buf[: r1 - r0]
-    torch.matmul(q[r0:r1], k.T, out=s)
-    s.mul_(scale)
+    torch.matmul(qs[r0:r1], k.T, out=s)
     if exclude is not None:
         s.scatter_(1, exclude[r0:r1], float("-inf"))
     return s
@@ -52,6 +51,31 @@ def _block(q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None, r0: int,
 
 def _finite_or_zero(x: Tensor) -> Tensor:
     return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+
+
+# How far (in log space) a column's log-sum-exp may lie below the running maximum of the
+# whole matrix before the single-exp column accumulation could lose accuracy to underflow
+# (exp underflows near -87 in float32 and -708 in float64; the margin covers log N terms).
+_SAFE_SPREAD = {torch.float32: 50.0, torch.float64: 600.0}
+
+
+def _exact_col_lse(qs: Tensor, k: Tensor, exclude: Tensor | None, bs: int, buf: Tensor, work: Tensor) -> Tensor:
+    """Column log-sum-exp with a per-column running maximum (two passes per block)."""
+    nq, nk = qs.shape[0], k.shape[0]
+    col_max = qs.new_full((nk,), float("-inf"))
+    col_sum = qs.new_zeros((nk,))
+    for r0 in range(0, nq, bs):
+        r1 = min(r0 + bs, nq)
+        s = _block(qs, k, exclude, r0, r1, buf)
+        e = work[: r1 - r0]
+        new_max = torch.maximum(col_max, s.amax(dim=0))
+        shift = _finite_or_zero(new_max)
+        col_sum.mul_(torch.exp(col_max - shift))
+        torch.sub(s, shift, out=e)
+        torch.exp(e, out=s)
+        col_sum.add_(s.sum(dim=0))
+        col_max = new_max
+    return col_sum.log().add_(_finite_or_zero(col_max))
 
 
 def _backward_products(w: Tensor, q: Tensor, k: Tensor, r0: int, r1: int, need: tuple[bool, bool, bool],
@@ -66,34 +90,52 @@ def _backward_products(w: Tensor, q: Tensor, k: Tensor, r0: int, r1: int, need: 
         grad_k.addmm_(w.T, q[r0:r1])  # type: ignore[union-attr]
 
 
+def _shift_and_gain(lse: Tensor, g: Tensor) -> tuple[Tensor, Tensor | None]:
+    """exp(S - lse) * g as exp(S - shift) [* gain]: the gradient folds into the shift when g > 0."""
+    ok = torch.isfinite(lse)
+    lse = torch.where(ok, lse, 0)
+    g = torch.where(ok, g, 0)
+    if bool((g > 0).all()):
+        return lse - torch.log(g), None
+    return lse, g
+
+
 class _TiledLSE(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None,  # type: ignore[override]
                 rows: bool, cols: bool, bs: int) -> tuple[Tensor, Tensor]:
         nq, nk = q.shape[0], k.shape[0]
+        qs = q * scale
         lse_r = q.new_full((nq if rows else 0,), float("-inf"))
-        col_max = q.new_full((nk if cols else 0,), float("-inf"))
-        col_sum = q.new_zeros((nk if cols else 0,))
+        acc = q.new_zeros((nk if cols else 0,))  # Σ_i exp(S_ij - run_max)
+        run_max = q.new_full((), float("-inf"))
         rb = min(bs, nq)
-        buf = q.new_empty((rb, nk))
-        work = q.new_empty((rb, nk)) if (rows and cols) else buf
+        buf, work = q.new_empty((rb, nk)), q.new_empty((rb, nk))
         for r0 in range(0, nq, bs):
             r1 = min(r0 + bs, nq)
-            s = _block(q, k, scale, exclude, r0, r1, buf)
+            s = _block(qs, k, exclude, r0, r1, buf)
             e = work[: r1 - r0]
-            if cols:
-                new_max = torch.maximum(col_max, s.amax(dim=0))
-                shift = _finite_or_zero(new_max)
+            m = s.amax(dim=1)
+            mf = _finite_or_zero(m)
+            torch.sub(s, mf[:, None], out=e)
+            torch.exp(e, out=s)  # s now holds exp(S - m_i)
             if rows:
-                m = _finite_or_zero(s.amax(dim=1))
-                torch.sub(s, m[:, None], out=e)
-                lse_r[r0:r1] = e.exp_().sum(dim=1).log_().add_(m)
+                lse_r[r0:r1] = s.sum(dim=1).log_().add_(mf)
             if cols:
-                col_sum.mul_(torch.exp(col_max - shift))
-                torch.sub(s, shift, out=e)
-                col_sum.add_(e.exp_().sum(dim=0))
-                col_max = new_max
-        lse_c = col_sum.log().add_(_finite_or_zero(col_max)) if cols else col_sum
+                # Σ_i exp(S_ij - M) = Σ_i exp(S_ij - m_i) exp(m_i - M): one GEMV per block.
+                blk_max = m.max()
+                new_max = torch.maximum(run_max, blk_max)
+                ref = _finite_or_zero(new_max)
+                acc.mul_(torch.exp(run_max - ref))
+                acc.add_(torch.mv(s.T, torch.exp(m - ref)))
+                run_max = new_max
+        if cols:
+            lse_c = acc.log().add_(_finite_or_zero(run_max))
+            spread = _SAFE_SPREAD.get(q.dtype, 50.0)
+            if bool((lse_c < run_max - spread).any()):
+                lse_c = _exact_col_lse(qs, k, exclude, bs, buf, work)
+        else:
+            lse_c = acc
         ctx.save_for_backward(q, k, scale, exclude, lse_r, lse_c)
         ctx.rows, ctx.cols, ctx.bs = rows, cols, bs
         ctx.mark_non_differentiable(*(t for t, used in ((lse_r, rows), (lse_c, cols)) if not used))
@@ -110,28 +152,31 @@ class _TiledLSE(torch.autograd.Function):
         grad_s = torch.zeros((), dtype=q.dtype, device=q.device)
         if rows or cols:
             if rows:
-                ok = torch.isfinite(lse_r)
-                lr, gr = torch.where(ok, lse_r, 0), torch.where(ok, g_r, 0)
+                shift_r, gain_r = _shift_and_gain(lse_r, g_r)
             if cols:
-                ok = torch.isfinite(lse_c)
-                lc, gc = torch.where(ok, lse_c, 0), torch.where(ok, g_c, 0)
+                shift_c, gain_c = _shift_and_gain(lse_c, g_c)
+            qs = q * scale
             nq, nk = q.shape[0], k.shape[0]
             rb = min(ctx.bs, nq)
-            buf = q.new_empty((rb, nk))
-            work = q.new_empty((rb, nk)) if (rows and cols) else buf
+            buf, work = q.new_empty((rb, nk)), q.new_empty((rb, nk))
+            acc = q.new_empty((rb, nk)) if (rows and cols) else None
             for r0 in range(0, nq, ctx.bs):
                 r1 = min(r0 + ctx.bs, nq)
-                s = _block(q, k, scale, exclude, r0, r1, buf)
-                w = work[: r1 - r0]
+                s = _block(qs, k, exclude, r0, r1, buf)
+                e = work[: r1 - r0]
+                w = None
                 if rows:  # exp(S - lse_i) g_i
-                    torch.sub(s, lr[r0:r1, None], out=w)
-                    w.exp_().mul_(gr[r0:r1, None])
+                    w = acc[: r1 - r0] if acc is not None else s
+                    torch.sub(s, shift_r[r0:r1, None], out=e)
+                    torch.exp(e, out=w)
+                    if gain_r is not None:
+                        w.mul_(gain_r[r0:r1, None])
                 if cols:  # + exp(S - lse_j) h_j
-                    s.sub_(lc).exp_()
-                    if rows:
-                        w.addcmul_(s, gc)
-                    else:
-                        w.mul_(gc)
+                    torch.sub(s, shift_c, out=e)
+                    torch.exp(e, out=s)
+                    if gain_c is not None:
+                        s.mul_(gain_c)
+                    w = s if w is None else w.add_(s)
                 _backward_products(w, q, k, r0, r1, need, grad_q, grad_k, grad_s)
         if grad_q is not None:
             grad_q.mul_(scale)
@@ -144,13 +189,16 @@ class _TiledSoftplusSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, bias: Tensor, bs: int) -> Tensor:  # type: ignore[override]
         nq, nk = q.shape[0], k.shape[0]
+        qs = q * scale
         out = q.new_zeros(nq)
-        buf = q.new_empty((min(bs, nq), nk))
+        buf, work = q.new_empty((min(bs, nq), nk)), q.new_empty((min(bs, nq), nk))
         for r0 in range(0, nq, bs):
             r1 = min(r0 + bs, nq)
-            s = _block(q, k, scale, None, r0, r1, buf)
+            s = _block(qs, k, None, r0, r1, buf)
+            e = work[: r1 - r0]
+            torch.sub(-bias, s, out=e)  # -(S + b)
             # -log σ(-x) = softplus(x), written as -logsigmoid(-x) to match the dense form.
-            out[r0:r1] = F.logsigmoid(s.add_(bias).neg_()).sum(dim=1).neg_()
+            out[r0:r1] = F.logsigmoid(e).sum(dim=1).neg_()
         ctx.save_for_backward(q, k, scale, bias)
         ctx.bs = bs
         return out
@@ -164,12 +212,16 @@ class _TiledSoftplusSum(torch.autograd.Function):
         grad_k = torch.zeros_like(k) if need[1] else None
         grad_s = torch.zeros((), dtype=q.dtype, device=q.device)
         grad_b = torch.zeros((), dtype=q.dtype, device=q.device)
+        qs = q * scale
         nq, nk = q.shape[0], k.shape[0]
-        buf = q.new_empty((min(ctx.bs, nq), nk))
+        buf, work = q.new_empty((min(ctx.bs, nq), nk)), q.new_empty((min(ctx.bs, nq), nk))
         for r0 in range(0, nq, ctx.bs):
             r1 = min(r0 + ctx.bs, nq)
-            s = _block(q, k, scale, None, r0, r1, buf)
-            w = s.add_(bias).sigmoid_().mul_(g[r0:r1, None])
+            s = _block(qs, k, None, r0, r1, buf)
+            e = work[: r1 - r0]
+            torch.add(s, bias, out=e)
+            torch.sigmoid(e, out=s)
+            w = s.mul_(g[r0:r1, None])
             if need_b:
                 grad_b += w.sum()
             _backward_products(w, q, k, r0, r1, need, grad_q, grad_k, grad_s)

@@ -11,8 +11,8 @@ hard-negative):
 * ``tiled``: ``True`` computes the loss in blocks of query rows with a custom backward
   (:mod:`lossatlas.distributed.tiled`): same values and gradients as the dense form, memory
   linear in N, and faster at large N; ``False`` builds the N x N matrix; ``"auto"`` (default)
-  tiles when the matrix has more than ``DEFAULT_BLOCK_ELEMENTS`` entries.
-* ``block_size``: query rows per block (default: about 4M entries per block).
+  tiles when the matrix has more than ``AUTO_TILE_ELEMENTS`` (4M) entries.
+* ``block_size``: query rows per block (default: about 16M entries per block).
 * ``distributed``: with an initialised ``torch.distributed`` group, negatives come from the
   views of every process (all-gather with gradients). Every process returns the loss of the
   concatenated batch and receives the exact gradient of that loss
@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .._validation import check_finite, check_float, check_number, check_reduction, check_same_device
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
-from ..distributed.tiled import DEFAULT_BLOCK_ELEMENTS, pairwise_logsumexp, pairwise_softplus_sum
+from ..distributed.tiled import pairwise_logsumexp, pairwise_softplus_sum
 from ._common import compute_dtype
 
 __all__ = [
@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 Scalar = Any  # float or 0-dim tensor (learnable)
+
+#: ``tiled="auto"`` tiles above this many similarity entries (N > 2048 for a square matrix).
+AUTO_TILE_ELEMENTS = 1 << 22
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -77,7 +80,7 @@ def _check_tiled(tiled: Any) -> None:
 def _use_tiles(tiled: bool | str, nq: int, nk: int) -> bool:
     _check_tiled(tiled)
     if tiled == "auto":
-        return nq * nk > DEFAULT_BLOCK_ELEMENTS
+        return nq * nk > AUTO_TILE_ELEMENTS
     return bool(tiled)
 
 

@@ -112,7 +112,7 @@ class InfoNCELoss(_PairLoss):
             custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
             dense form, memory linear in N and the work in matrix multiplies; ``False``
             builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~4M entries per block).
+        block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
             the concatenated batch and gets its exact gradient.
@@ -196,7 +196,7 @@ class SigLIPLoss(_PairLoss):
             custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
             dense form, memory linear in N and the work in matrix multiplies; ``False``
             builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~4M entries per block).
+        block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
             the concatenated batch and gets its exact gradient.
@@ -282,7 +282,7 @@ class DecoupledContrastiveLoss(_PairLoss):
             custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
             dense form, memory linear in N and the work in matrix multiplies; ``False``
             builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~4M entries per block).
+        block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
             the concatenated batch and gets its exact gradient.
@@ -358,7 +358,7 @@ class DebiasedContrastiveLoss(_PairLoss):
             custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
             dense form, memory linear in N and the work in matrix multiplies; ``False``
             builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~4M entries per block).
+        block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
             the concatenated batch and gets its exact gradient.
@@ -430,7 +430,7 @@ class HardNegativeContrastiveLoss(_PairLoss):
             custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
             dense form, memory linear in N and the work in matrix multiplies; ``False``
             builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~4M entries per block).
+        block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
             the concatenated batch and gets its exact gradient.
