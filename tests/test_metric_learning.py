@@ -452,3 +452,37 @@ def test_bad_inputs_raise_clear_errors():
         crit(e, y, indices=(torch.tensor([0]), torch.tensor([9]), torch.tensor([1])))
     with pytest.raises(ValueError, match="not both"):
         la.create("multi_similarity", miner_epsilon=0.1)(e, y, indices=BatchHardMiner()(e, y))
+
+
+# ------------------------------------------------------------------ benchmark task `metric`
+def test_metric_task_validates_recipes():
+    from lossatlas.bench.tasks import metric
+
+    r = metric.validate({"task": "metric"})
+    assert r["data"]["train_classes"] == list(range(7)) and r["data"]["test_classes"] == [7, 8, 9]
+    assert r["loss"]["id"] == "multi_similarity" and r["sampler"] == {"p": 7, "k": 16}
+    with pytest.raises(ValueError, match="disjoint"):
+        metric.validate({"data": {"train_classes": [0, 1], "test_classes": [1, 2]}})
+    with pytest.raises(ValueError, match="embedding loss"):
+        metric.validate({"loss": {"id": "cross_entropy"}})
+    with pytest.raises(ValueError, match="miner"):
+        metric.validate({"miner": {"name": "hardest"}})
+    with pytest.raises(ValueError, match="sampler.p"):
+        metric.validate({"sampler": {"p": 9}})
+    with pytest.raises(ValueError, match="unknown options"):
+        metric.validate({"loss": {"id": "arcface", "margn": 0.5}})
+
+
+@pytest.mark.parametrize("loss,miner", [({"id": "triplet_margin"}, {"name": "batch_hard"}), ({"id": "arcface"}, None)])
+def test_metric_task_runs_and_reports_retrieval(loss, miner):
+    from lossatlas.bench.tasks import metric
+
+    recipe = {"task": "metric", "data": {"num_samples": 400}, "model": {"name": "mlp", "embedding_size": 8},
+              "loss": loss, "miner": miner, "sampler": {"p": 3, "k": 4}, "epochs": 1, "steps_per_epoch": 2}
+    calls = []
+    out = metric.run(recipe, 0, torch.device("cpu"), progress=lambda d, t, m="": calls.append((d, t)))
+    assert calls == [(1, 1)]
+    for key in ("recall@1", "recall@8", "map@r", "seen_recall@1"):
+        assert 0.0 <= out[key] <= 1.0, key
+    assert out["recall@1"] <= out["recall@8"]
+    assert out["n_query"] > 0 and out["n_train"] > 0
