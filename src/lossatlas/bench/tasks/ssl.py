@@ -1,0 +1,208 @@
+"""The ``ssl`` task: self-supervised contrastive pre-training on MNIST-1D, evaluated by a
+linear probe and by retrieval (Recall@k) on the frozen representation.
+
+Each step draws a batch of training signals (labels unused), makes two augmented views of
+each (random circular shift, amplitude scaling, additive Gaussian noise — the nuisances
+MNIST-1D itself is generated with), embeds both with the encoder and applies a ``pair``-kind
+loss (:mod:`lossatlas.losses.contrastive`: InfoNCE, SigLIP, DCL, debiased, HCL, MoCHi,
+Barlow Twins, W-MSE). The representation evaluated is the encoder's backbone
+(``model.features``, before the projection head), as in SimCLR.
+
+Recipe fields (defaults in brackets):
+
+- ``data``: ``{"name": "mnist1d", "num_samples": 5000}``.
+- ``model``: ``{"name": "cnn1d"|"mlp", <options>, "embedding_size": 64}`` [cnn1d]; the
+  model's head is the projection to the loss's embedding.
+- ``loss``: ``{"id": <registry id of a pair-kind loss>, <options>}`` [infonce], or ``null``
+  for the untrained-encoder baseline (no training at all).
+- ``augment``: ``{"shift": 4, "scale": 0.2, "noise": 0.1}``: shifts uniform in
+  [-shift, shift] samples, amplitude factors uniform in [1 - scale, 1 + scale], noise std.
+- ``batch_size`` [256]; ``epochs`` [10]; one epoch = ``n_train // batch_size`` steps.
+- ``chunk_size`` [null]: when set, each step uses
+  :func:`lossatlas.distributed.cached_backward` (GradCache) with that many samples per
+  encoder call: same gradients, encoder memory of one chunk.
+- ``probe``: ``{"max_iter": 200, "weight_decay": 1e-4}``:
+  :func:`lossatlas.metrics.fit_linear_probe` (logistic regression on standardised frozen
+  features, full-batch L-BFGS).
+- ``optimizer``, ``schedule``: see :mod:`lossatlas.bench.training` [adam 1e-3, cosine].
+
+Metrics: ``probe_accuracy`` (test split), ``recall@1``, ``recall@2``, ``recall@4``,
+``recall@8``, ``map@r`` (:func:`lossatlas.metrics.retrieval_metrics` on the test split,
+leave-one-out, cosine), ``train_time_s``, ``final_train_loss``, ``n_train``; plus
+``per_class_accuracy`` of the probe.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ... import registry
+from ...data import datasets as ds
+from ..models import build_model
+from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
+
+__all__ = ["validate", "run", "augment"]
+
+log = logging.getLogger(__name__)
+
+_TOP_FIELDS = {"name", "description", "task", "seeds", "data", "model", "loss", "augment", "batch_size", "epochs",
+               "chunk_size", "probe", "optimizer", "schedule"}
+_INJECTED = {"reduction", "validate", "distributed"}
+_AUGMENT = {"shift": 4, "scale": 0.2, "noise": 0.1}
+_PROBE = {"max_iter": 200, "weight_decay": 1e-4}
+
+
+def _positive_int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"'{field}' must be a positive int, got {value!r}")
+    return value
+
+
+def _non_negative(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"'{field}' must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def validate(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Check an ssl recipe and fill in its defaults (see the module docstring)."""
+    r = dict(recipe)
+    unknown = set(r) - _TOP_FIELDS
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; an ssl recipe has {sorted(_TOP_FIELDS)}")
+    data = {"name": "mnist1d", "num_samples": 5000, **(r.get("data") or {})}
+    if data["name"] != "mnist1d":
+        raise ValueError(f"data.name must be 'mnist1d' for the ssl task, got {data['name']!r}")
+    allowed = set(inspect.signature(ds.load_mnist1d).parameters)
+    if set(data) - allowed - {"name"}:
+        raise ValueError(f"'data' has unknown options {sorted(set(data) - allowed - {'name'})}; allowed: {sorted(allowed)}")
+    r["data"] = data
+    model = {"name": "cnn1d", "embedding_size": 64, **(r.get("model") or {})}
+    if model["name"] not in ("cnn1d", "mlp"):
+        raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the ssl task, got {model['name']!r}")
+    _positive_int(model["embedding_size"], "model.embedding_size")
+    r["model"] = model
+    loss = r.get("loss", {"id": "infonce"})
+    if loss is not None:
+        if not isinstance(loss, dict) or not isinstance(loss.get("id"), str):
+            raise ValueError(f"'loss' must be null or an object with a registry 'id' (see `lossatlas list`), got {loss!r}")
+        try:
+            entry = registry.info(loss["id"])
+        except ValueError as exc:
+            raise ValueError(f"'loss': {exc}") from None
+        if entry.kind != "pair":
+            raise ValueError(f"'loss': {loss['id']!r} is a {entry.kind} entry; the ssl task needs a pair loss (a[N, D], b[N, D])")
+        params = set(entry.parameters) - _INJECTED
+        bad = set(loss) - {"id"} - params
+        if bad:
+            raise ValueError(f"'loss' has unknown options {sorted(bad)}; allowed: {sorted(params)}")
+        loss = {**loss, "id": entry.id}
+    r["loss"] = loss
+    aug = {**_AUGMENT, **(r.get("augment") or {})}
+    if set(aug) - set(_AUGMENT):
+        raise ValueError(f"'augment' has unknown fields {sorted(set(aug) - set(_AUGMENT))}; allowed: {sorted(_AUGMENT)}")
+    aug["shift"] = int(_non_negative(aug["shift"], "augment.shift"))
+    aug["scale"] = _non_negative(aug["scale"], "augment.scale")
+    if aug["scale"] >= 1:
+        raise ValueError(f"augment.scale must be < 1 (amplitude factors in [1 - scale, 1 + scale]), got {aug['scale']}")
+    aug["noise"] = _non_negative(aug["noise"], "augment.noise")
+    r["augment"] = aug
+    r["batch_size"] = _positive_int(r.get("batch_size", 256), "batch_size")
+    r["epochs"] = _positive_int(r.get("epochs", 10), "epochs")
+    chunk = r.get("chunk_size")
+    r["chunk_size"] = None if chunk is None else _positive_int(chunk, "chunk_size")
+    probe = {**_PROBE, **(r.get("probe") or {})}
+    if set(probe) - set(_PROBE):
+        raise ValueError(f"'probe' has unknown fields {sorted(set(probe) - set(_PROBE))}; allowed: {sorted(_PROBE)}")
+    probe["max_iter"] = _positive_int(probe["max_iter"], "probe.max_iter")
+    probe["weight_decay"] = _non_negative(probe["weight_decay"], "probe.weight_decay")
+    r["probe"] = probe
+    r["optimizer"] = validate_optimizer(r.get("optimizer") or {"name": "adam", "lr": 1e-3})
+    r["schedule"] = validate_schedule(r.get("schedule") or {"name": "cosine"})
+    return r
+
+
+def augment(x: torch.Tensor, shift: int, scale: float, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random view of each signal of ``x`` [N, L]: circular shift, amplitude scale, noise."""
+    n, length = x.shape
+    dev = x.device
+    if shift > 0:
+        s = torch.randint(-shift, shift + 1, (n, 1), generator=generator).to(dev)
+        idx = (torch.arange(length, device=dev)[None, :] - s) % length
+        x = x.gather(1, idx)
+    if scale > 0:
+        x = x * (1 + scale * (2 * torch.rand((n, 1), generator=generator) - 1)).to(dev, x.dtype)
+    if noise > 0:
+        x = x + noise * torch.randn(x.shape, generator=generator).to(dev, x.dtype)
+    return x
+
+
+@torch.no_grad()
+def _features(model: nn.Module, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    model.eval()
+    feats = model.features if hasattr(model, "features") else model
+    return torch.cat([feats(x[i : i + batch]) for i in range(0, x.shape[0], batch)]).float().cpu()
+
+
+def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Pre-train with the recipe's pair loss, then probe and retrieve on the frozen features."""
+    from ... import metrics as M
+    from ...distributed import cached_backward
+
+    r = validate(recipe)
+    gen = seed_everything(seed, deterministic=device.type == "cpu")
+    data = ds.load_mnist1d(**{k: v for k, v in r["data"].items() if k != "name"})
+    x_tr = torch.as_tensor(data.x_train, dtype=torch.float32)
+    x_te = torch.as_tensor(data.x_test, dtype=torch.float32)
+    y_tr, y_te = torch.as_tensor(data.y_train), torch.as_tensor(data.y_test)
+
+    emb = r["model"]["embedding_size"]
+    model = build_model({k: v for k, v in r["model"].items() if k != "embedding_size"}, x_tr.shape[1:], emb).to(device)
+    aug, bs, epochs = r["augment"], r["batch_size"], r["epochs"]
+    n = x_tr.shape[0]
+    steps = max(1, n // bs)
+    t0 = time.perf_counter()
+    last = float("nan")
+    if r["loss"] is not None:
+        criterion = registry.create(r["loss"]["id"], **{k: v for k, v in r["loss"].items() if k != "id"}).to(device)
+        optimizer = build_optimizer(list(model.parameters()) + list(criterion.parameters()), r["optimizer"])
+        scheduler = build_schedule(optimizer, r["schedule"], epochs, steps)
+        xd = x_tr.to(device)
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            running = 0.0
+            for s in range(steps):
+                xb = xd[perm[s * bs : (s + 1) * bs].to(device)]
+                va = augment(xb, aug["shift"], aug["scale"], aug["noise"], gen)
+                vb = augment(xb, aug["shift"], aug["scale"], aug["noise"], gen)
+                optimizer.zero_grad(set_to_none=True)
+                if r["chunk_size"] is None:
+                    loss = criterion(model(va), model(vb))
+                    loss.backward()
+                else:
+                    loss = cached_backward(criterion, model, [va, vb], chunk_size=r["chunk_size"])
+                optimizer.step()
+                scheduler.step()
+                running += float(loss.detach())
+            last = running / steps
+            if progress is not None:
+                progress(epoch + 1, epochs, f"loss {last:.4f}")
+    train_time = time.perf_counter() - t0
+
+    f_tr, f_te = _features(model, x_tr.to(device)), _features(model, x_te.to(device))
+    w, b, mu, sd = M.fit_linear_probe(f_tr, y_tr, data.num_classes, r["probe"]["weight_decay"], r["probe"]["max_iter"])
+    logits = ((f_te.double() - mu) / sd) @ w.T + b
+    out: dict[str, Any] = {"probe_accuracy": float((logits.argmax(1) == y_te).float().mean())}
+    out.update(M.retrieval_metrics(f_te, y_te))
+    out["per_class_accuracy"] = M.per_class_accuracy(logits, y_te, data.num_classes)
+    out.update({"train_time_s": train_time, "final_train_loss": last, "n_train": int(n)})
+    log.info("ssl %s seed %d: probe %.3f recall@1 %.3f", None if r["loss"] is None else r["loss"]["id"], seed,
+             out["probe_accuracy"], out["recall@1"])
+    return out

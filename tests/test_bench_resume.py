@@ -1,0 +1,80 @@
+"""Crash safety of ``lossatlas bench run``: a SIGKILLed suite resumes with every run recorded
+exactly once, and two runners on one database split the work without overlap."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+
+
+def _suite(path, n, epochs):
+    recipes = [{"name": f"r{i}", "optimizer": {"name": "sgd", "lr": 0.05 + 0.01 * i}} for i in range(n)]
+    path.write_text(json.dumps({"name": "crash", "defaults": {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [32]},
+                                                             "epochs": epochs, "batch_size": 32}, "recipes": recipes}))
+    return str(path)
+
+
+def _runner(suite, db):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lossatlas", "bench", "run", suite, "--db", db, "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def _rows(db):
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return [dict(zip(("hash", "seed", "status", "attempts", "finished_at", "metrics"), r))
+                for r in con.execute("SELECT recipe_hash, seed, status, attempts, finished_at, metrics FROM runs")]
+    except sqlite3.OperationalError:  # table not created yet
+        return []
+    finally:
+        con.close()
+
+
+def test_sigkill_mid_suite_then_rerun_records_every_run_once(tmp_path):
+    n = 10
+    suite, db = _suite(tmp_path / "s.json", n, epochs=15), str(tmp_path / "r.sqlite")
+    proc = _runner(suite, db)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if sum(r["status"] == "done" for r in _rows(db)) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the runner finished or died before it could be killed: " + proc.stdout.read().decode()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {(r["hash"], r["seed"]): r for r in _rows(db) if r["status"] == "done"}
+    assert 2 <= len(before) < n
+
+    rerun = _runner(suite, db)
+    out = rerun.communicate(timeout=600)[0].decode()
+    assert rerun.returncode == 0, out[-2000:]
+    rows = _rows(db)
+    assert len(rows) == n and len({(r["hash"], r["seed"]) for r in rows}) == n
+    assert all(r["status"] == "done" and r["metrics"] for r in rows)
+    for key, r in before.items():  # finished runs were neither repeated nor lost
+        now = next(x for x in rows if (x["hash"], x["seed"]) == key)
+        assert now["finished_at"] == r["finished_at"] and now["attempts"] == 1
+    assert f"{n}/{n} runs done ({n - len(before)} now, {len(before)} before" in out
+
+
+def test_two_runners_on_one_database_do_not_collide(tmp_path):
+    n = 8
+    suite, db = _suite(tmp_path / "s.json", n, epochs=3), str(tmp_path / "r.sqlite")
+    procs = [_runner(suite, db), _runner(suite, db)]
+    outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    rows = _rows(db)
+    assert len(rows) == n and all(r["status"] == "done" for r in rows)
+    assert all(r["attempts"] == 1 for r in rows), "a run was claimed twice"
+    ran = [int(o.split(" now,")[0].rsplit("(", 1)[1]) for o in outs if " now," in o]
+    assert sum(ran) == n  # the two runners' work adds up to the suite, without overlap
