@@ -66,7 +66,7 @@ def prepare_classification(
     check_logits(logits, validate)
     check_class_target(target, logits, validate, ignore_index)
     out_dtype = logits.dtype
-    z = logits.to(compute_dtype(logits))
+    z = logits.float() if out_dtype in _LOW_PRECISION else logits
     sample_weights = None
     safe_target = target
     if ignore_index is not None and ignore_index >= 0 and ignore_index < logits.shape[1]:
@@ -93,7 +93,8 @@ def check_classification(
     check_reduction(reduction)
     check_logits(logits, validate)
     check_class_target(target, logits, validate, ignore_index)
-    return logits.to(compute_dtype(logits)), logits.dtype
+    dt = logits.dtype
+    return (logits.float() if dt in _LOW_PRECISION else logits), dt
 
 
 def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -> Tensor | None:
