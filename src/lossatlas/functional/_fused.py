@@ -37,13 +37,18 @@ from torch import Tensor
 
 from .._validation import compiling
 
-__all__ = ["affine_cross_entropy", "softmax_focal", "cast_constant", "FUSE_MIN_NUMEL"]
+__all__ = ["affine_cross_entropy", "softmax_focal", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
 #: a Python ``autograd.Function`` exceeds the passes it saves.
 FUSE_MIN_NUMEL = 16384
 
 _REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
+
+
+def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``, skipping the call (a dispatcher round trip) when it is already there."""
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 _CAST_CACHE: dict[tuple, tuple[weakref.ref, int, Tensor]] = {}

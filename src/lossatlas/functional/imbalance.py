@@ -34,7 +34,7 @@ from ._common import (
     compute_dtype,
     prepare_classification,
 )
-from ._fused import affine_cross_entropy, cast_constant, softmax_focal
+from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal
 
 __all__ = [
     "cross_entropy",
@@ -84,9 +84,9 @@ def cross_entropy(
         w = class_weight_like(weight, z, validate)
         if reduction == "mean" and z.shape[0] == 0:
             return (z.sum() * 0.0).to(out_dtype)
-        return F.cross_entropy(
+        return as_dtype(F.cross_entropy(
             z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
-        ).to(out_dtype)
+        ), out_dtype)
     check_reduction(reduction)
     check_logits(logits, validate)
     check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -128,7 +128,7 @@ def focal(
             check_num_classes(a, logits, "alpha")
             row_scale = a[y]
     # Fused forward/backward (one coefficient per row) on large inputs; see _fused.softmax_focal.
-    return softmax_focal(z, y, gamma, row_scale=row_scale, sample_weights=sample_w, reduction=reduction).to(out_dtype)
+    return as_dtype(softmax_focal(z, y, gamma, row_scale=row_scale, sample_weights=sample_w, reduction=reduction), out_dtype)
 
 
 def sigmoid_focal(
@@ -173,11 +173,11 @@ def sigmoid_focal(
     if m is not None:
         losses = losses * m
     if reduction == "none":
-        return losses.to(out_dtype)
+        return as_dtype(losses, out_dtype)
     if m is not None and reduction == "mean":
         return (losses.sum() / m.sum().clamp_min(torch.finfo(z.dtype).tiny)).to(out_dtype)
     out = losses.sum() if reduction == "sum" else (losses.mean() if losses.numel() else losses.sum())
-    return out.to(out_dtype)
+    return as_dtype(out, out_dtype)
 
 
 def effective_number_weights(class_counts: ClassCounts, beta: float = 0.9999) -> Tensor:
@@ -241,7 +241,7 @@ def ldam(
     # fused with the cross-entropy (see _fused.affine_cross_entropy).
     w = class_weight_like(weight, z, validate)
     shift = cast_constant(margins, z, -scale)
-    return affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction).to(out_dtype)
+    return as_dtype(affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction), out_dtype)
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:
@@ -266,7 +266,7 @@ def _biased_ce(
     w = class_weight_like(weight, z, validate)
     bias = cast_constant(bias, z)
     div = None if divisor is None else cast_constant(divisor, z)
-    return affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction).to(out_dtype)
+    return as_dtype(affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction), out_dtype)
 
 
 def logit_adjusted(

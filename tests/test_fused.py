@@ -1,0 +1,184 @@
+"""Exactness of the fused kernels in lossatlas.functional._fused against the loss formulas.
+
+Both paths (the fused autograd.Function and the composed torch ops) are forced explicitly
+and compared with the formula written out with a one-hot matrix, in float64, values and
+gradients; gradcheck runs on the fused path. No timings here (they live in benchmarks/).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+from lossatlas.functional import _fused
+from lossatlas.functional._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal
+
+from helpers import gradcheck_loss
+
+N, C = 7, 5
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _data(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(N, C, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, C, (N,), generator=g)
+    return z, y, g
+
+
+def _affine_reference(z, y, scale, bias, divisor, shift, weight, ignore_index, reduction):
+    u = z / divisor if divisor is not None else z * (scale if scale is not None else 1.0)
+    if bias is not None:
+        u = u + bias
+    if shift is not None:
+        safe = torch.where(y == ignore_index, 0, y)
+        u = u + F.one_hot(safe, C).to(z.dtype) * shift[safe].unsqueeze(1)
+    return F.cross_entropy(u, y, weight=weight, ignore_index=ignore_index, reduction=reduction)
+
+
+def _value_and_grad(fn, z):
+    z = z.detach().clone().requires_grad_()
+    out = fn(z)
+    out.sum().backward()
+    return out.detach(), z.grad
+
+
+CONFIGS = {
+    "ldam": lambda g: {"scale": 30.0, "shift": -torch.rand(C, generator=g, dtype=torch.float64) * 15},
+    "la_bs": lambda g: {"bias": torch.randn(C, generator=g, dtype=torch.float64)},
+    "vs": lambda g: {"divisor": torch.rand(C, generator=g, dtype=torch.float64) + 0.5,
+                     "bias": torch.randn(C, generator=g, dtype=torch.float64)},
+    "vector_scale_weighted": lambda g: {"scale": torch.rand(C, generator=g, dtype=torch.float64) + 0.5,
+                                        "bias": torch.randn(C, generator=g, dtype=torch.float64),
+                                        "shift": -torch.rand(C, generator=g, dtype=torch.float64),
+                                        "weight": torch.rand(C, generator=g, dtype=torch.float64) + 0.1},
+}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_affine_cross_entropy_matches_one_hot_formula(config, reduction, fused):
+    z, y, g = _data()
+    kw = CONFIGS[config](g)
+    y = y.clone()
+    y[2] = -100  # an ignored sample
+    ref = dict(scale=kw.get("scale"), bias=kw.get("bias"), divisor=kw.get("divisor"), shift=kw.get("shift"),
+               weight=kw.get("weight"), ignore_index=-100, reduction=reduction)
+    v_ref, g_ref = _value_and_grad(lambda t: _affine_reference(t, y, **ref), z)
+    v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y, reduction=reduction, fused=fused, **kw), z)
+    torch.testing.assert_close(v, v_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gz, g_ref, rtol=1e-12, atol=1e-12)
+    assert float(gz[2].abs().sum()) == 0.0  # the ignored row gets no gradient
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_affine_cross_entropy_gradcheck_fused(config):
+    z, y, g = _data(1)
+    kw = CONFIGS[config](g)
+    gradcheck_loss(lambda t: affine_cross_entropy(t, y, fused=True, **kw), z)
+
+
+def test_affine_cross_entropy_positive_ignore_index_and_empty_batch():
+    z, y, g = _data(2)
+    y = y.clone()
+    y[0] = 255
+    shift = -torch.rand(C, generator=g, dtype=torch.float64)
+    for fused in (True, False):
+        v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y, scale=2.0, shift=shift, ignore_index=255, fused=fused), z)
+        v_ref, g_ref = _value_and_grad(lambda t: _affine_reference(t, y, 2.0, None, None, shift, None, 255, "mean"), z)
+        torch.testing.assert_close(v, v_ref)
+        torch.testing.assert_close(gz, g_ref)
+    empty = torch.zeros(0, C, dtype=torch.float64, requires_grad=True)
+    out = affine_cross_entropy(empty, torch.zeros(0, dtype=torch.long), bias=torch.zeros(C, dtype=torch.float64))
+    assert float(out.detach()) == 0.0 and out.requires_grad
+
+
+def _focal_reference(z, y, gamma, row_scale, w, reduction):
+    logp = torch.log_softmax(z, 1)
+    lpt = (logp * F.one_hot(y, C).to(z.dtype)).sum(1)
+    q = 1 - lpt.exp()
+    if gamma < 1.0:
+        q = q.clamp_min(torch.finfo(z.dtype).tiny)
+    losses = q.pow(gamma) * -lpt
+    if row_scale is not None:
+        losses = losses * row_scale
+    if w is not None:
+        losses = losses * w
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / w.sum() if w is not None else losses.mean()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.3])
+def test_softmax_focal_matches_formula(gamma, reduction, fused):
+    z, y, g = _data(3)
+    alpha = torch.rand(N, generator=g, dtype=torch.float64)
+    w = torch.rand(N, generator=g, dtype=torch.float64)
+    for rs, sw in [(None, None), (0.25, None), (alpha, w)]:
+        v_ref, g_ref = _value_and_grad(lambda t: _focal_reference(t, y, gamma, rs, sw, reduction), z)
+        v, gz = _value_and_grad(lambda t: softmax_focal(t, y, gamma, row_scale=rs, sample_weights=sw, reduction=reduction, fused=fused), z)
+        torch.testing.assert_close(v, v_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gz, g_ref, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 3.3])
+def test_softmax_focal_gradcheck_fused(gamma):
+    z, y, g = _data(4)
+    alpha = torch.rand(N, generator=g, dtype=torch.float64) + 0.1
+    gradcheck_loss(lambda t: softmax_focal(t, y, gamma, row_scale=alpha, fused=True), z)
+
+
+def test_fused_focal_confident_rows_stay_finite():
+    z = torch.tensor([[1e4, -1e4, 0.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 1])
+    for gamma in (0.5, 2.0):
+        loss = softmax_focal(z, y, gamma, fused=True)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(z.grad).all()
+        z.grad = None
+
+
+@pytest.mark.parametrize("loss_id", ["ldam", "logit_adjusted", "balanced_softmax", "vs", "focal"])
+def test_public_losses_agree_on_both_paths(loss_id, monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(64, 10, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    kw = {} if loss_id == "focal" else {"class_counts": list(range(3, 13))}
+    crit = la.create(loss_id, **kw)
+    results = []
+    for threshold in (0, 10**9):  # 0: always fused; huge: always composed
+        monkeypatch.setattr(_fused, "FUSE_MIN_NUMEL", threshold)
+        results.append(_value_and_grad(lambda t: crit(t, y), z))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
+
+
+def test_cast_constant_cache_sees_in_place_updates():
+    buf = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    like = torch.zeros(2, 3)
+    a = cast_constant(buf, like, -2.0)
+    assert a.dtype == torch.float32 and a.tolist() == [-2.0, -4.0, -6.0]
+    assert cast_constant(buf, like, -2.0) is a  # cached
+    buf.mul_(10)  # e.g. load_state_dict copies into the buffer
+    assert cast_constant(buf, like, -2.0).tolist() == [-20.0, -40.0, -60.0]
+    assert cast_constant(buf, like).tolist() == [10.0, 20.0, 30.0]
+    x = torch.zeros(2)
+    assert as_dtype(x, torch.float32) is x and as_dtype(x, torch.float64).dtype == torch.float64
+
+
+def test_module_state_dict_reload_updates_ldam_margins():
+    z = torch.randn(8, 4)
+    y = torch.randint(0, 4, (8,))
+    a = la.create("ldam", class_counts=[100, 50, 10, 1])
+    b = la.create("ldam", class_counts=[1, 10, 50, 100])
+    before = a(z, y)
+    a.load_state_dict(b.state_dict())
+    torch.testing.assert_close(a(z, y), b(z, y))
+    assert not torch.allclose(before, a(z, y))
