@@ -1,0 +1,495 @@
+"""lossatlas performance suite: ours vs peer libraries and vs plain cross-entropy.
+
+    python benchmarks/perf.py --out benchmarks/results/perf_cpu.md      # also writes .json
+
+For every registered loss that a peer implements (``benchmarks/peers.py``) it times
+forward + backward of ours and of the peer on the same inputs, in the same process, with
+the repetitions of all implementations interleaved (so machine contention hits them alike),
+and reports the median ratio ours / best peer and the peak-memory ratio. For every
+classification loss in the registry it reports ours / ``F.cross_entropy`` on the same
+logits (the floor for a logit loss). It measures the machine's memory bandwidth and
+matrix-multiply rate in the same run and states each loss's time as a fraction of the
+time those limits allow (a simple roofline: bytes that must move, flops that must run).
+
+Timer: on CPU with one thread, the CPU time of the benchmarking thread (time the OS gave
+to other processes is not counted); otherwise wall time, synchronised on CUDA. Peak memory:
+CUDA's allocator peak, or on CPU the allocation peak recorded by the profiler, above what
+was allocated before the call. Peers are optional; absent ones are reported as absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lossatlas as la  # noqa: E402
+from peers import SPECS, Spec, available  # noqa: E402
+
+KINDS = ("classification", "multilabel", "embedding", "pair")
+CLS_SIZES = [(1024, 10), (1024, 100), (1024, 1000)]
+EMB_SIZES = [(256, 128), (256, 512), (1024, 128), (1024, 512), (4096, 128)]
+# N=4096, D=512 takes about a second per fwd+bwd per implementation on a 2-core CPU, which
+# the 15-minute budget of the default run cannot afford; --large adds it.
+EMB_LARGE = [(4096, 512)]
+PROXY_CLASSES = 1000
+# Why a ratio can exceed its target; printed under the tables.
+EXPLAIN = {
+    "validation": "validate=True reads tensor values (one finiteness reduction, one target min/max and their host reads); "
+                  "the peers validate nothing. validate=False is the like-for-like column.",
+    "small_c": "at C=10 a fwd+bwd of F.cross_entropy is ~4 kernels; every extra kernel (the target gather/scatter of "
+               "LDAM, the per-row focal terms) costs as much as a pass over the logits, so ratios there measure "
+               "kernel count, not work. torch.compile fuses them (see the compile table).",
+}
+
+
+# --------------------------------------------------------------------------- inputs
+def class_counts(num_classes: int, ratio: float = 100.0, n_max: int = 500) -> list[int]:
+    """Exponential long-tail profile (Cao et al. 2019): n_c = n_max · ratio^(−c/(C−1))."""
+    return [max(1, int(n_max * ratio ** (-c / max(num_classes - 1, 1)))) for c in range(num_classes)]
+
+
+def make_inputs(kind: str, n: int, d: int, device: torch.device, gen: torch.Generator, loss_id: str = "") -> dict:
+    if kind == "classification":
+        if loss_id == "ldam":
+            # LDAM's official model ends in a normalised linear layer: cosine logits in [-1, 1].
+            z = torch.rand(n, d, generator=gen) * 2 - 1
+        else:
+            z = torch.randn(n, d, generator=gen) * 2
+        y = torch.randint(0, d, (n,), generator=gen)
+        return {"logits": z.to(device).requires_grad_(), "target": y.to(device)}
+    if kind == "multilabel":
+        z = torch.randn(n, d, generator=gen) * 2
+        t = (torch.rand(n, d, generator=gen) < 0.1).float()
+        return {"logits": z.to(device).requires_grad_(), "target": t.to(device)}
+    if kind == "embedding":
+        e = torch.randn(n, d, generator=gen)
+        labels = torch.arange(n) % max(n // 4, 1)  # four samples per class
+        labels = labels[torch.randperm(n, generator=gen)]
+        return {"emb": e.to(device).requires_grad_(), "labels": labels.to(device)}
+    a = torch.randn(n, d, generator=gen)
+    b = a + 0.5 * torch.randn(n, d, generator=gen)
+    return {"a": a.to(device).requires_grad_(), "b": b.to(device).requires_grad_()}
+
+
+def leaves(inputs: dict, *modules: Any) -> list[torch.Tensor]:
+    out = [v for v in inputs.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    for m in modules:
+        if isinstance(m, torch.nn.Module):
+            out += [p for p in m.parameters() if p.requires_grad]
+    return out
+
+
+def build_ours(entry: Any, kwargs: dict, inputs: dict, n: int, d: int, validate: bool, device: torch.device) -> Any:
+    kw = dict(kwargs)
+    req = entry.required
+    if "class_counts" in req and "class_counts" not in kw:
+        kw["class_counts"] = class_counts(d)
+    if "num_classes" in req:
+        kw.setdefault("num_classes", PROXY_CLASSES)
+    if "embedding_size" in req:
+        kw.setdefault("embedding_size", d)
+    if "num_samples" in req:
+        kw.setdefault("num_samples", n)
+    if "validate" in entry.parameters:
+        kw["validate"] = validate
+    m = la.create(entry.id, **kw).to(device)
+    return m
+
+
+def call(kind: str, module: Any, inputs: dict) -> Callable[[], torch.Tensor]:
+    if kind in ("classification", "multilabel"):
+        return lambda: module(inputs["logits"], inputs["target"])
+    if kind == "embedding":
+        return lambda: module(inputs["emb"], inputs["labels"])
+    return lambda: module(inputs["a"], inputs["b"])
+
+
+# -------------------------------------------------------------------------- timing
+class Timer:
+    def __init__(self, device: torch.device, threads: int) -> None:
+        self.cuda = device.type == "cuda"
+        self.cpu_time = not self.cuda and threads == 1
+        self.kind = "CUDA wall (synchronised)" if self.cuda else ("thread CPU time" if self.cpu_time else "wall")
+
+    def now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.thread_time() if self.cpu_time else time.perf_counter()
+
+
+def fwd_bwd(fn: Callable[[], torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
+    for p in params:
+        p.grad = None
+    loss = fn()
+    loss.backward()
+    return loss
+
+
+def measure(impls: dict[str, tuple[Callable, list]], timer: Timer, budget: float, min_reps: int, max_reps: int) -> dict[str, float]:
+    """Median fwd+bwd time of each implementation, repetitions interleaved (alternating order)."""
+    t_warm = time.perf_counter()
+    for fn, params in impls.values():  # warm-up
+        fwd_bwd(fn, params)
+    if time.perf_counter() - t_warm > 4 * budget:  # a slow case: a few repetitions are enough
+        min_reps = min(min_reps, 2)
+    names = list(impls)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    start = time.perf_counter()
+    rep = 0
+    while rep < max_reps and (rep < min_reps or time.perf_counter() - start < budget):
+        for k in names if rep % 2 == 0 else reversed(names):
+            fn, params = impls[k]
+            for p in params:
+                p.grad = None
+            t0 = timer.now()
+            fn().backward()
+            times[k].append(timer.now() - t0)
+        rep += 1
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def peak_memory(fn: Callable[[], torch.Tensor], params: list[torch.Tensor], device: torch.device) -> int | None:
+    for p in params:
+        p.grad = None
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn().backward()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn().backward()
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path) as fh:
+            events = [e for e in json.load(fh)["traceEvents"] if e.get("name") == "[memory]"]
+    finally:
+        os.remove(path)
+    if not events:
+        return None
+    totals = [e["args"]["Total Allocated"] for e in events]
+    base = totals[0] - events[0]["args"]["Bytes"]
+    return int(max(totals) - base)
+
+
+# ------------------------------------------------------------------------ machine
+def machine_limits(timer: Timer, device: torch.device) -> dict[str, float]:
+    """Measured copy bandwidth (bytes/s, read + write) and float32 matmul rate (flop/s)."""
+    n = 16 * 2**20  # 64 MiB of float32
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    ts = []
+    for _ in range(7):
+        t0 = timer.now()
+        dst.copy_(src)
+        ts.append(timer.now() - t0)
+    bw = 2 * 4 * n / statistics.median(ts[2:])
+    m = 1024
+    a, b = torch.randn(m, m, device=device), torch.randn(m, m, device=device)
+    ts = []
+    for _ in range(7):
+        t0 = timer.now()
+        torch.mm(a, b)
+        ts.append(timer.now() - t0)
+    flops = 2 * m**3 / statistics.median(ts[2:])
+    return {"bandwidth_Bps": bw, "matmul_flops": flops}
+
+
+def floor_time(kind: str, n: int, d: int, limits: dict, proxy: bool) -> float:
+    """Roofline lower bound for fwd+bwd: logit losses move 3·N·C floats (read twice, write
+    the gradient); embedding losses run the N×N (or N×classes) similarity and its two
+    gradient products, 6·N·M·D flops, and move their inputs and gradients."""
+    if kind in ("classification", "multilabel"):
+        return 3 * 4 * n * d / limits["bandwidth_Bps"]
+    m = PROXY_CLASSES if proxy else n
+    flops = 6 * n * m * d
+    nbytes = (4 if kind == "pair" else 2) * 4 * n * d
+    return max(flops / limits["matmul_flops"], nbytes / limits["bandwidth_Bps"])
+
+
+# ------------------------------------------------------------------------- driver
+def sizes_for(kind: str, quick: bool, large: bool = False) -> list[tuple[int, int]]:
+    s = CLS_SIZES if kind in ("classification", "multilabel") else EMB_SIZES + (EMB_LARGE if large else [])
+    if quick:
+        return s[:1] if kind in ("classification", "multilabel") else s[:2]
+    return s
+
+
+def run_case(entry: Any, spec: Spec | None, n: int, d: int, args: argparse.Namespace, device: torch.device,
+             timer: Timer, limits: dict) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    kind = entry.kind
+    inputs = make_inputs(kind, n, d, device, gen, entry.id)
+    if "num_classes" in entry.required:  # proxy losses: labels index PROXY_CLASSES class weights
+        inputs["labels"] = inputs["labels"] % PROXY_CLASSES
+    kwargs = spec.kwargs if spec else {}
+    ours = build_ours(entry, kwargs, inputs, n, d, True, device)
+    ours_nv = build_ours(entry, kwargs, inputs, n, d, False, device)
+    if isinstance(ours, torch.nn.Module) and list(ours.parameters()):
+        ours_nv.load_state_dict(ours.state_dict())
+    impls: dict[str, tuple[Callable, list]] = {"ours": (call(kind, ours, inputs), leaves(inputs, ours))}
+    if kind in ("classification", "multilabel"):
+        # For embedding losses validation is O(N·D) beside O(N²·D) work: not timed twice.
+        impls["ours_novalidate"] = (call(kind, ours_nv, inputs), leaves(inputs, ours_nv))
+    rec: dict[str, Any] = {"id": entry.id, "kind": kind, "N": n, "D_or_C": d, "peers": {}, "notes": []}
+    values: dict[str, float] = {"ours": float(impls["ours"][0]().detach())}
+    if kind == "classification":
+        impls["F.cross_entropy"] = ((lambda: F.cross_entropy(inputs["logits"], inputs["target"])), leaves(inputs))
+    for peer in spec.peers if spec else []:
+        if not available(peer):
+            rec["notes"].append(f"{peer.name}: not installed")
+            continue
+        try:
+            fn = peer.build(inputs, ours)
+            values[peer.name] = float(fn().detach())
+            pmods = [c for c in getattr(fn, "__closure__", None) or [] if isinstance(c.cell_contents, torch.nn.Module)]
+            impls["peer:" + peer.name] = (fn, leaves(inputs, *[c.cell_contents for c in pmods]))
+        except Exception as exc:  # noqa: BLE001 - a broken peer is reported, not fatal
+            rec["notes"].append(f"{peer.name}: error {type(exc).__name__}: {str(exc)[:120]}")
+    med = measure(impls, timer, args.budget, args.min_reps, args.max_reps)
+    mem = {k: peak_memory(fn, params, device) for k, (fn, params) in impls.items()}
+    rec["time_s"] = med
+    rec["peak_bytes"] = mem
+    rec["values"] = values
+    proxy = "num_classes" in entry.required
+    rec["floor_s"] = floor_time(kind, n, d, limits, proxy)
+    rec["limit_fraction"] = rec["floor_s"] / med["ours"]
+    rec["limit_fraction_novalidate"] = rec["floor_s"] / med.get("ours_novalidate", med["ours"])
+    if "F.cross_entropy" in med:
+        rec["vs_ce"] = med["ours"] / med["F.cross_entropy"]
+        rec["vs_ce_novalidate"] = med["ours_novalidate"] / med["F.cross_entropy"]
+    peer_keys = [k for k in med if k.startswith("peer:")]
+    if peer_keys:
+        best = min(peer_keys, key=lambda k: med[k])
+        rec["best_peer"] = best[5:]
+        rec["vs_peer"] = med["ours"] / med[best]
+        rec["vs_peer_novalidate"] = med["ours_novalidate"] / med[best] if "ours_novalidate" in med else None
+        if mem.get(best) and mem.get("ours") is not None:
+            rec["mem_vs_peer"] = mem["ours"] / mem[best]
+        pv = values.get(best[5:])
+        if pv is not None:
+            rec["value_rel_diff"] = abs(values["ours"] - pv) / max(abs(pv), 1e-12)
+    return rec
+
+
+def compile_check(device: torch.device) -> list[dict]:
+    """torch.compile(fullgraph=True) on the hot losses (validate=False): values and grads vs eager."""
+    out = []
+    gen = torch.Generator().manual_seed(1)
+    for loss_id, kind in [("ldam", "classification"), ("logit_adjusted", "classification"), ("vs", "classification"),
+                          ("focal", "classification"), ("balanced_softmax", "classification"), ("sigmoid_focal", "multilabel")]:
+        inputs = make_inputs(kind, 64, 10, device, gen)
+        entry = la.info(loss_id)
+        m = build_ours(entry, {}, inputs, 64, 10, False, device)
+        t0 = time.perf_counter()
+        try:
+            torch._dynamo.reset()
+            cm = torch.compile(m, fullgraph=True)
+            z = inputs["logits"]
+            lc = cm(z, inputs["target"])
+            lc.backward()
+            gc = z.grad.clone()
+            z.grad = None
+            le = m(z, inputs["target"])
+            le.backward()
+            ok = torch.allclose(lc, le, rtol=1e-5, atol=1e-6) and torch.allclose(gc, z.grad, rtol=1e-5, atol=1e-7)
+            out.append({"id": loss_id, "fullgraph": True, "matches_eager": bool(ok), "compile_s": time.perf_counter() - t0})
+        except Exception as exc:  # noqa: BLE001
+            out.append({"id": loss_id, "fullgraph": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+    return out
+
+
+def fmt_diff(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1e}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.2f}×" if x >= 0.095 else f"{x:.3f}×"
+
+
+def write_report(res: dict, out: str) -> None:
+    m = res["machine"]
+    lines = [
+        "# lossatlas performance suite",
+        "",
+        f"Command: `{res['command']}`  ",
+        f"Date: {res['date']}; run time {res['run_time_s']:.0f} s.  ",
+        f"Machine: {m['platform']}, {m['device']}; torch {m['torch']}; {m['threads']} intra-op thread(s); timer: {m['timer']}.  ",
+        f"Measured in this run: copy bandwidth **{m['bandwidth_Bps'] / 1e9:.1f} GB/s**, float32 matmul **{m['matmul_flops'] / 1e9:.1f} GFLOP/s**.  ",
+        f"GPU: {m['gpu_note']}",
+        "",
+        "Ratios are medians of interleaved repetitions of forward + backward on the same inputs in this process; "
+        "< 1 means lossatlas is faster / smaller. `ours` is the default (`validate=True`), `ours nv` is `validate=False` "
+        "(no value checks; what peers do). *limit* is the roofline floor (bytes to move at the measured bandwidth, "
+        "or flops at the measured matmul rate) divided by our time. *match* is |ours − peer| / |peer| of the loss value.",
+        "",
+        "## Against peer implementations",
+        "",
+        "| loss | N | C/D | best peer | ours / peer | ours nv / peer | peak mem ours / peer | match | limit | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["cases"]:
+        if "best_peer" not in r and not r.get("notes"):
+            continue
+        if not r.get("has_spec"):
+            continue
+        lines.append(
+            f"| {r['id']} | {r['N']} | {r['D_or_C']} | {r.get('best_peer', '—')} | {fmt_ratio(r.get('vs_peer'))} | "
+            f"{fmt_ratio(r.get('vs_peer_novalidate'))} | {fmt_ratio(r.get('mem_vs_peer'))} | "
+            f"{fmt_diff(r.get('value_rel_diff'))} | {r['limit_fraction']:.0%} | "
+            f"{'; '.join(r.get('notes', []))} |"
+        )
+    lines += [
+        "",
+        "## Classification losses against plain `F.cross_entropy` on the same logits (N = 1024)",
+        "",
+        "| loss | C | ours / CE | ours nv / CE | peak mem ours / CE | limit (nv) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in res["cases"]:
+        if "vs_ce" not in r:
+            continue
+        mce = r["peak_bytes"].get("F.cross_entropy")
+        mo = r["peak_bytes"].get("ours")
+        lines.append(
+            f"| {r['id']} | {r['D_or_C']} | {fmt_ratio(r['vs_ce'])} | {fmt_ratio(r['vs_ce_novalidate'])} | "
+            f"{fmt_ratio(mo / mce if mo and mce else None)} | {r['limit_fraction_novalidate']:.0%} |"
+        )
+    lines += ["", "## Targets", ""]
+    lines += [f"- {t}" for t in res["verdicts"]]
+    lines += ["", "Why a ratio misses its target:", ""]
+    lines += [f"- **{k}**: {v}" for k, v in EXPLAIN.items()]
+    if res.get("compile"):
+        lines += ["", "## torch.compile(fullgraph=True), validate=False, N=64, C=10", "",
+                  "| loss | fullgraph | matches eager | compile s |", "|---|---|---|---|"]
+        for c in res["compile"]:
+            lines.append(f"| {c['id']} | {c['fullgraph']} | {c.get('matches_eager', c.get('error', ''))} | {c.get('compile_s', 0):.1f} |")
+    if res.get("skipped"):
+        lines += ["", "## Not benchmarked", ""] + [f"- {s}" for s in res["skipped"]]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(out)[0] + ".json", "w") as fh:
+        json.dump(res, fh, indent=1, default=str)
+
+
+def verdicts(cases: list[dict]) -> list[str]:
+    out = []
+    la_family = {"ldam", "logit_adjusted", "balanced_softmax", "vs", "focal"}
+    for r in cases:
+        if r.get("vs_peer") is not None and r.get("has_spec"):
+            ok_nv = r["vs_peer_novalidate"] is not None and r["vs_peer_novalidate"] <= 1.0
+            ok = r["vs_peer"] <= 1.0
+            if not ok:
+                why = "validation" if ok_nv else ("small_c" if r["D_or_C"] == 10 else "see notes")
+                out.append(f"{r['id']} N={r['N']} C/D={r['D_or_C']}: ours {r['vs_peer']:.2f}× / nv {fmt_ratio(r['vs_peer_novalidate'])} "
+                           f"the best peer ({r['best_peer']}) — misses 1.0× ({why})")
+        if r["id"] in la_family and r.get("vs_ce") is not None and r["vs_ce_novalidate"] > 1.5:
+            out.append(f"{r['id']} C={r['D_or_C']}: nv {r['vs_ce_novalidate']:.2f}× CE — misses 1.5× ({'small_c' if r['D_or_C'] <= 100 else 'see notes'})")
+        elif r["id"] in la_family and r.get("vs_ce") is not None and r["vs_ce"] > 1.5:
+            out.append(f"{r['id']} C={r['D_or_C']}: default {r['vs_ce']:.2f}× CE (nv {r['vs_ce_novalidate']:.2f}×) — validate=True misses 1.5× (validation)")
+    if not out:
+        out.append("all targets met")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="benchmarks/results/perf_cpu.md")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads on CPU (default 1: least noise)")
+    ap.add_argument("--budget", type=float, default=0.5, help="seconds of repetitions per case (all impls together)")
+    ap.add_argument("--min-reps", type=int, default=5)
+    ap.add_argument("--max-reps", type=int, default=300)
+    ap.add_argument("--ids", default="", help="comma-separated ids (default: all)")
+    ap.add_argument("--quick", action="store_true", help="smallest sizes only (smoke test)")
+    ap.add_argument("--max-minutes", type=float, default=12.0, help="stop starting new cases after this")
+    ap.add_argument("--large", action="store_true", help="add embeddings N=4096, D=512 (slow on CPU)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile check")
+    ap.add_argument("--all-classification", action="store_true", default=True,
+                    help="also time every registered classification loss against F.cross_entropy")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    timer = Timer(device, args.threads if device.type == "cpu" else 0)
+    t_start = time.perf_counter()
+    limits = machine_limits(timer, device)
+    specs = {s.id: s for s in SPECS}
+    wanted = set(filter(None, args.ids.split(",")))
+    cases, skipped = [], []
+    entries = [e for e in la.registry.list_entries() if e.kind in KINDS]
+    plan = []
+    for entry in entries:
+        if wanted and entry.id not in wanted:
+            continue
+        spec = specs.get(entry.id)
+        if spec is None and not (entry.kind == "classification" and args.all_classification):
+            skipped.append(f"{entry.id} ({entry.kind}): no peer implementation")
+            continue
+        for n, d in sizes_for(entry.kind, args.quick, args.large):
+            if spec and spec.max_n and n > spec.max_n:
+                continue
+            cost = n * d if entry.kind in ("classification", "multilabel") else n * n * d / 64
+            plan.append((cost, entry, spec, n, d))
+    plan.sort(key=lambda p: p[0])  # cheapest first: a time cap drops only the largest sizes
+    for _, entry, spec, n, d in plan:
+        if time.perf_counter() - t_start > 60 * args.max_minutes:
+            skipped.append(f"{entry.id} N={n} C/D={d}: not run, the {args.max_minutes}-minute cap was reached")
+            continue
+        if True:
+            try:
+                rec = run_case(entry, spec, n, d, args, device, timer, limits)
+            except Exception as exc:  # noqa: BLE001 - one loss failing must not stop the suite
+                skipped.append(f"{entry.id} N={n} C/D={d}: {type(exc).__name__}: {str(exc)[:160]}")
+                continue
+            rec["has_spec"] = spec is not None
+            if spec and spec.note:
+                rec["notes"].append(spec.note)
+            cases.append(rec)
+            print(f"{entry.id:28s} N={n:5d} C/D={d:5d} "
+                  + (f"vs peer {rec['vs_peer']:.3f}/{fmt_ratio(rec['vs_peer_novalidate'])} " if "vs_peer" in rec else "")
+                  + (f"vs CE {rec['vs_ce']:.2f}/{rec['vs_ce_novalidate']:.2f}" if "vs_ce" in rec else ""), flush=True)
+    comp = [] if args.no_compile else compile_check(device)
+    gpu_note = (torch.cuda.get_device_name(0) if device.type == "cuda"
+                else "none in this run (no GPU on this machine); the same command with --device cuda writes the GPU table")
+    res = {
+        "command": "python " + " ".join([os.path.relpath(__file__)] + (argv if argv is not None else sys.argv[1:])),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "run_time_s": time.perf_counter() - t_start,
+        "machine": {
+            "platform": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "timer": timer.kind, "gpu_note": gpu_note, **limits,
+        },
+        "cases": cases,
+        "compile": comp,
+        "skipped": skipped,
+        "verdicts": verdicts(cases),
+    }
+    write_report(res, args.out)
+    print(f"wrote {args.out} ({res['run_time_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
