@@ -40,8 +40,9 @@ from .._validation import compiling
 __all__ = ["affine_cross_entropy", "softmax_focal", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
-#: a Python ``autograd.Function`` exceeds the passes it saves.
-FUSE_MIN_NUMEL = 16384
+#: a Python ``autograd.Function`` exceeds the passes it saves (measured: N=1024 × C=100 is
+#: faster composed, N=1024 × C=1000 fused).
+FUSE_MIN_NUMEL = 262144
 
 _REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
 
