@@ -107,12 +107,12 @@ def _affine(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, diviso
 
 class _AffineCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, target, idx, scale, bias, divisor, shift, weight, reduction, ignore_index):  # type: ignore[override]
+    def forward(ctx, z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index):  # type: ignore[override]
         u = _affine(z, scale, bias, divisor)
         if u is z:
             u = z.clone()
-        if shift is not None:
-            u.scatter_add_(1, idx, shift.index_select(0, idx.squeeze(1)).unsqueeze(1))
+        if add is not None:
+            u.scatter_add_(1, idx, add)
         logp = torch.log_softmax(u, 1)
         del u
         red = _REDUCTION_ENUM[reduction]
@@ -161,12 +161,15 @@ def affine_cross_entropy(
     """
     if reduction == "mean" and z.shape[0] == 0:
         return z.sum() * 0.0
-    idx = _safe_target(target, ignore_index).unsqueeze(1) if shift is not None else None
+    idx = add = None
+    if shift is not None:
+        safe = _safe_target(target, ignore_index)
+        idx = safe.unsqueeze(1)
+        add = shift.unsqueeze(1).index_select(0, safe)  # [N, 1]: the shift of each row's target
     if _use_fused(z, fused):
-        return _AffineCE.apply(z, target, idx, scale, bias, divisor, shift, weight, reduction, ignore_index)
+        return _AffineCE.apply(z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index)
     u = _affine(z, scale, bias, divisor)
     if shift is not None:
-        add = shift.index_select(0, idx.squeeze(1)).unsqueeze(1)
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
     return F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
