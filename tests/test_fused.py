@@ -182,3 +182,16 @@ def test_module_state_dict_reload_updates_ldam_margins():
     a.load_state_dict(b.state_dict())
     torch.testing.assert_close(a(z, y), b(z, y))
     assert not torch.allclose(before, a(z, y))
+
+
+@pytest.mark.parametrize("loss_id", ["ldam", "focal"])
+def test_dynamo_traces_without_graph_breaks(loss_id):
+    # backend="eager": Dynamo's full-graph capture only (no code generation), so this stays
+    # fast; benchmarks/perf.py runs the real torch.compile and compares it with eager.
+    torch._dynamo.reset()
+    kw = {} if loss_id == "focal" else {"class_counts": list(range(3, 13))}
+    crit = la.create(loss_id, validate=False, **kw)
+    z = torch.randn(16, 10, requires_grad=True)
+    y = torch.randint(0, 10, (16,))
+    compiled = torch.compile(crit, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(z, y), crit(z, y))
