@@ -65,6 +65,23 @@ def test_infonce_matches_pml_ntxent_with_labels():
     torch.testing.assert_close(LF.infonce(a, b, temperature=0.2, intra_view_negatives=True), ref)
 
 
+def test_infonce_with_labels_is_supcon():
+    pml = pytest.importorskip("pytorch_metric_learning.losses")
+    a, b = _pair(n=14)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 3, 3, 0, 1, 4, 4, 2, 0])
+    ref = pml.SupConLoss(temperature=0.1)(torch.cat([a, b]), torch.cat([y, y]))
+    for tiled in (False, True):
+        got = la.create("infonce", temperature=0.1, intra_view_negatives=True, tiled=tiled, block_size=4).double()(a, b, y)
+        torch.testing.assert_close(got, ref)
+    # unique labels: the ordinary one-positive loss; cross-view form against an explicit mask
+    torch.testing.assert_close(LF.infonce(a, b, labels=torch.arange(14)), LF.infonce(a, b))
+    ah, bh = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    logp = torch.log_softmax(ah @ bh.T / 0.07, 1)
+    same = (y[:, None] == y[None, :]).double()
+    expected = -((logp * same).sum(1) / same.sum(1)).mean()
+    torch.testing.assert_close(LF.infonce(a, b, labels=y, symmetric=False), expected)
+
+
 def test_siglip_is_bce_with_identity_targets_summed_over_rows():
     a, b = _pair()
     ah, bh = F.normalize(a, dim=1), F.normalize(b, dim=1)
@@ -327,6 +344,10 @@ def test_bad_inputs():
         LF.wmse(torch.randn(4, 8), torch.randn(4, 8))
     with pytest.raises(ValueError, match="eps > 0"):
         LF.wmse(torch.ones(8, 3), torch.randn(8, 3), w_size=8)
+    with pytest.raises(TypeError, match="labels"):
+        LF.infonce(a, a, labels=torch.zeros(4))
+    with pytest.raises(ValueError, match="labels must have shape"):
+        LF.infonce(a, a, labels=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="NaN"):
         LF.infonce(torch.full((2, 2), float("nan")), torch.randn(2, 2))
     with pytest.raises(ValueError, match="queue"):

@@ -24,6 +24,8 @@ CASES = [
     ("infonce", {"temperature": 0.1, "symmetric": False}),
     ("infonce", {"temperature": 0.2, "intra_view_negatives": True}),
     ("infonce", {"learnable": True}),
+    ("infonce", {"temperature": 0.1, "labels": True}),
+    ("infonce", {"temperature": 0.1, "labels": True, "intra_view_negatives": True}),
     ("siglip", {"learnable": True}),
     ("decoupled_contrastive", {}),
     ("decoupled_contrastive", {"weighted": True}),
@@ -45,9 +47,17 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return a, a + 0.6 * torch.randn(sum(SIZES), D, generator=g, dtype=torch.float64)
 
 
-def _run(crit: torch.nn.Module, a: torch.Tensor, b: torch.Tensor) -> dict:
+LABELS = torch.tensor([0, 1, 2, 0, 3, 1, 2, 0, 4, 1, 3, 2])  # classes shared across the shards
+
+
+def _split(kw: dict) -> tuple[dict, bool]:
+    kw = dict(kw)
+    return kw, bool(kw.pop("labels", False))
+
+
+def _run(crit: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
     a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
-    loss = crit(a, b)
+    loss = crit(a, b) if labels is None else crit(a, b, labels)
     loss.backward()
     out = {"loss": loss.detach(), "grad_a": a.grad, "grad_b": b.grad}
     for name, p in crit.named_parameters():
@@ -65,10 +75,11 @@ def _worker(rank: int, port: int, path: str) -> None:
         sl = slice(start, start + SIZES[rank])
         results = []
         for id_, kw in CASES:
+            kw, use_labels = _split(kw)
             for tiled in ((False, True) if id_ != "barlow_twins" else (None,)):
                 extra = {} if tiled is None else {"tiled": tiled, "block_size": 3}
                 crit = la.create(id_, distributed=True, **kw, **extra).double()
-                results.append(_run(crit, a[sl], b[sl]))
+                results.append(_run(crit, a[sl], b[sl], LABELS[sl] if use_labels else None))
         torch.save(results, f"{path}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -85,8 +96,9 @@ def test_distributed_loss_and_gradients_equal_single_process(gathered):
     a, b = _data()
     i = 0
     for id_, kw in CASES:
+        kw, use_labels = _split(kw)
         for tiled in ((False, True) if id_ != "barlow_twins" else (None,)):
-            ref = _run(la.create(id_, **kw).double(), a, b)
+            ref = _run(la.create(id_, **kw).double(), a, b, LABELS if use_labels else None)
             per_rank = [gathered[r][i] for r in range(WORLD)]
             label = f"{id_} {kw} tiled={tiled}"
             for r in range(WORLD):

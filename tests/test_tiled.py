@@ -33,6 +33,8 @@ CASES = [
     ("infonce_simclr", LF.infonce, {"temperature": 0.2, "intra_view_negatives": True}),
     ("infonce_simclr_oneway", LF.infonce, {"temperature": 0.2, "intra_view_negatives": True, "symmetric": False}),
     ("infonce_learnable_t", LF.infonce, {"temperature": "param:0.07"}),
+    ("infonce_labels", LF.infonce, {"temperature": 0.1, "labels": torch.arange(23) % 5}),
+    ("supcon_intra_labels", LF.infonce, {"temperature": 0.1, "labels": torch.arange(23) % 4, "intra_view_negatives": True}),
     ("siglip", LF.siglip, {"scale": 10.0, "bias": -10.0}),
     ("siglip_learnable", LF.siglip, {"scale": "param:5.0", "bias": "param:-3.0"}),
     ("decoupled", LF.decoupled_contrastive, {"temperature": 0.1}),

@@ -121,6 +121,20 @@ def _finish(per: Tensor, reduction: str, total: int, on: bool, group: Any, out_d
     return global_reduce(per, reduction, total, group, on).to(out_dtype)
 
 
+def _check_labels(labels: Any, n: int, device: torch.device, validate: bool) -> Tensor:
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"labels must be a torch.Tensor of int64 class ids [N], got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+        raise TypeError(f"labels must hold integer class ids (torch.long), got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape [N] = [{n}] (one per pair), got {tuple(labels.shape)}")
+    if labels.device != device:
+        raise ValueError(f"labels is on {labels.device} but a is on {device}; move them to the same device")
+    if validate and n and int(labels.min()) < 0:
+        raise ValueError("labels must be non-negative class ids")
+    return labels.long()
+
+
 def _two_view_exclusion(n: int, offset: int, n_global: int, device: torch.device, drop_positive: bool) -> Tensor:
     """Columns to exclude for queries cat(a, b) against keys cat(a_global, b_global)."""
     idx = torch.arange(n, device=device) + offset
@@ -139,6 +153,7 @@ def infonce(
     temperature: Scalar = 0.07,
     symmetric: bool = True,
     intra_view_negatives: bool = False,
+    labels: Tensor | None = None,
     normalize: bool = True,
     tiled: bool | str = "auto",
     block_size: int | None = None,
@@ -151,8 +166,10 @@ def infonce(
 
     ``l_i = -log softmax_j(a_i·b_j / T)_i`` (one-way); symmetric adds the b -> a term and
     halves. ``intra_view_negatives=True`` is SimCLR's 2N form (the other rows of the same
-    view are negatives too, the anchor itself is excluded). ``temperature`` may be a tensor
-    (learnable). See :class:`lossatlas.losses.InfoNCELoss`.
+    view are negatives too, the anchor itself is excluded). ``labels`` [N] makes every
+    same-label key a positive (the loss averages ``-log p`` over them, SupCon-style; with
+    ``intra_view_negatives=True`` this is SupCon on the 2N views). ``temperature`` may be a
+    tensor (learnable). See :class:`lossatlas.losses.InfoNCELoss`.
     """
     a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
     _check_block(block_size)
@@ -163,28 +180,45 @@ def infonce(
     on = bool(distributed) and is_distributed(group)
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)
-    pos = scale * (a * b).sum(1)
     ag, off = _gather(a, on, group)
     bg, _ = _gather(b, on, group)
     n_global = ag.shape[0]
+    if labels is None:
+        pos = pos_r = pos_c = scale * (a * b).sum(1)
+    else:
+        y = _check_labels(labels, n, a.device, validate)
+        yg, _ = _gather(y, on, group)
+        num = int(yg.max()) + 1
+        count = torch.bincount(yg, minlength=num).to(a.dtype)
+        sum_a = a.new_zeros((num, a.shape[1])).index_add(0, yg, ag)
+        sum_b = a.new_zeros((num, a.shape[1])).index_add(0, yg, bg)
     if not intra_view_negatives:
+        if labels is not None:  # mean similarity to the same-label keys of the other view
+            pos_r = scale * (a * sum_b[y]).sum(1) / count[y]
+            pos_c = scale * (b * sum_a[y]).sum(1) / count[y]
         use = _use_tiles(tiled, n, n_global)
         if on:
             lr, _ = pairwise_logsumexp(a, bg, scale, tiled=use, block_size=block_size)
             lc = pairwise_logsumexp(b, ag, scale, tiled=use, block_size=block_size)[0] if symmetric else None
         else:
             lr, lc = pairwise_logsumexp(a, b, scale, rows=True, cols=bool(symmetric), tiled=use, block_size=block_size)
-        per = lr - pos
+        per = lr - pos_r
         if symmetric:
-            per = 0.5 * (per + (lc - pos))
+            per = 0.5 * (per + (lc - pos_c))
     else:
         q = torch.cat([a, b]) if symmetric else a
         keys = torch.cat([ag, bg])
         excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=False)[: q.shape[0]]
         lse, _ = pairwise_logsumexp(q, keys, scale, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
-        per = lse[:n] - pos
+        if labels is None:
+            pos_q = torch.cat([pos, pos])[: q.shape[0]]
+        else:  # SupCon: every other same-label row of either view, the anchor's own row excluded
+            yq = torch.cat([y, y])[: q.shape[0]]
+            others = (sum_a + sum_b)[yq] - keys[excl[:, 0]]
+            pos_q = scale * (q * others).sum(1) / (2 * count[yq] - 1)
+        per = lse[:n] - pos_q[:n]
         if symmetric:
-            per = 0.5 * (per + (lse[n:] - pos))
+            per = 0.5 * (per + (lse[n:] - pos_q[n:]))
     return _finish(per, reduction, n_global, on, group, out_dtype)
 
 

@@ -98,6 +98,10 @@ class InfoNCELoss(_PairLoss):
     (pytorch-metric-learning ``NTXentLoss`` with ``ref_emb``, case ``pair_infonce_oneway``).
     ``intra_view_negatives=True`` gives SimCLR's NT-Xent (Chen et al. 2020): the other rows
     of the anchor's own view are negatives too (2N - 2 negatives per anchor).
+    ``forward(a, b, labels)`` makes every same-label key a positive (the loss averages
+    ``-log p`` over them): with ``intra_view_negatives=True`` that is SupCon (Khosla et al.
+    2020) on the 2N views with ``base_temperature = temperature``, and it tiles and
+    distributes like the rest (the positives' mean similarity is linear: class sums).
 
     Args:
         temperature: T > 0 (default 0.07, CLIP's initial value).
@@ -157,9 +161,9 @@ class InfoNCELoss(_PairLoss):
     def _hparams(self) -> dict[str, Any]:
         return {"temperature": self._temperature, "symmetric": self.symmetric, "learnable": self.learnable, "tiled": self.tiled}
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+    def forward(self, a: Tensor, b: Tensor, labels: Tensor | None = None) -> Tensor:
         return LF.infonce(a, b, temperature=self.temperature, symmetric=self.symmetric,
-                          intra_view_negatives=self.intra_view_negatives, **self._opts())
+                          intra_view_negatives=self.intra_view_negatives, labels=labels, **self._opts())
 
 
 @register(
