@@ -304,3 +304,21 @@ def test_cli_help_and_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["bench", "run", "no-such-suite", "--db", str(tmp_path / "x.sqlite")]) == 2
     assert main(["bench", "suites"]) == 0 and "lt" in capsys.readouterr().out
+
+
+def test_report_ranks_other_tasks_by_their_primary_metric(tmp_path):
+    from lossatlas.bench.report import write_report
+
+    db = tmp_path / "r.sqlite"
+    with ResultsStore(db) as s:
+        for i, (method, r1) in enumerate((("a", 0.5), ("b", 0.9), ("a", 0.7))):
+            s.add_runs([(f"h{method}", i, "ret", method, "metric", {"loss": {"id": method}})])
+            row = s.claim("o:1:x")
+            s.finish(RunKey(row["recipe_hash"], row["seed"]), "o:1:x", {"recall@1": r1, "map@r": r1 / 2, "primary_metric": "recall@1"},
+                     wall_time_s=1, version="v", torch_version="t", device="cpu")
+    paths = write_report(db, tmp_path / "rep")
+    with open(paths["csv"]) as f:
+        table = list(csv.DictReader(f))
+    assert [(r["method"], r["rank"], r["rank_by"]) for r in table] == [("b", "1", "recall@1"), ("a", "2", "recall@1")]
+    assert float(table[1]["recall@1_mean"]) == pytest.approx(0.6)
+    assert "recall@1" in open(paths["markdown"]).read()

@@ -55,6 +55,32 @@ def _describe(recipe: dict[str, Any]) -> dict[str, str]:
     return {"loss": entry(recipe.get("loss")), "weighting": entry(recipe.get("weighting")), "sampler": entry(recipe.get("sampler"))}
 
 
+def _rank_metric(runs: list[dict[str, Any]]) -> str:
+    """Balanced accuracy when the task reports it; else the task's ``primary_metric`` (a
+    string in its output); else its first metric."""
+    if any("balanced_accuracy" in (r["metrics"] or {}) for r in runs):
+        return "balanced_accuracy"
+    for r in runs:
+        primary = (r.get("extra") or {}).get("primary_metric")
+        if isinstance(primary, str):
+            return primary
+    for r in runs:
+        if r["metrics"]:
+            return next(iter(sorted(r["metrics"])))
+    return "balanced_accuracy"
+
+
+def _columns(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Leaderboard columns: the classification metrics, or (other tasks) their own metrics."""
+    if any(e["rank_by"] == "balanced_accuracy" for e in entries):
+        return list(LEADERBOARD_METRICS)
+    skip = ("_time_s", "n_", "final_train_loss")
+    keys = sorted({k[:-5] for e in entries for k in e if k.endswith("_mean") and not any(s in k for s in skip)})
+    first = entries[0]["rank_by"] if entries else None
+    keys = ([first] if first in keys else []) + [k for k in keys if k != first and any(math.isfinite(e.get(f"{k}_mean", float("nan"))) for e in entries)]
+    return [(k, k) for k in keys[:9]]
+
+
 def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Aggregate finished runs into one entry per (suite, method), ranked within each suite
     by mean balanced accuracy (best first)."""
@@ -64,12 +90,20 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (suite, method), runs in groups.items():
         e: dict[str, Any] = {"suite": suite, "method": method, "seeds": len(runs)}
-        for key in [k for k, _ in LEADERBOARD_METRICS] + list(_CSV_EXTRA):
+        keys = [k for k, _ in LEADERBOARD_METRICS] + list(_CSV_EXTRA)
+        keys += sorted({k for r in runs for k in (r["metrics"] or {})} - set(keys))
+        for key in keys:
             e[f"{key}_mean"], e[f"{key}_std"] = _stats([(r["metrics"] or {}).get(key) for r in runs])
         e.update(_describe(runs[-1]["recipe"]))
         e["version"] = runs[-1]["version"]
+        e["rank_by"] = _rank_metric(runs)
         out.append(e)
-    out.sort(key=lambda e: (e["suite"], -(e["balanced_accuracy_mean"] if math.isfinite(e["balanced_accuracy_mean"]) else -1.0)))
+
+    def order(e: dict[str, Any]) -> tuple[str, float]:
+        v = e.get(f"{e['rank_by']}_mean", float("nan"))
+        return e["suite"], -(v if math.isfinite(v) else -1e300)
+
+    out.sort(key=order)
     rank: dict[str, int] = defaultdict(int)
     for e in out:
         rank[e["suite"]] += 1
@@ -85,12 +119,14 @@ def _fmt(mean: float, std: float, pct: bool) -> str:
 
 
 def _table(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    head = ["#", "method", "seeds"] + [t for _, t in LEADERBOARD_METRICS] + ["loss", "weighting"]
+    cols = _columns(entries)
+    head = ["#", "method", "seeds"] + [t for _, t in cols] + ["loss", "weighting"]
     body = []
     for e in entries:
         cells = [str(e["rank"]), e["method"], str(e["seeds"])]
-        for key, _ in LEADERBOARD_METRICS:
-            cells.append(_fmt(e[f"{key}_mean"], e[f"{key}_std"], pct=key not in ("ece",)))
+        for key, _ in cols:
+            pct = cols is not None and (key, _) in LEADERBOARD_METRICS and key != "ece"
+            cells.append(_fmt(e.get(f"{key}_mean", float("nan")), e.get(f"{key}_std", float("nan")), pct=pct))
         cells += [e["loss"], e["weighting"] or "–"]
         body.append(cells)
     return head, body
@@ -202,7 +238,8 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
 
     csv_path = os.path.join(out, "leaderboard.csv")
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+        extra_cols = sorted({k for e in board for k in e if k.endswith(("_mean", "_std"))} - set(_CSV_COLUMNS))
+        w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS + ["rank_by"] + extra_cols, extrasaction="ignore")
         w.writeheader()
         for e in board:
             w.writerow({k: (("" if isinstance(v, float) and not math.isfinite(v) else (f"{v:.6g}" if isinstance(v, float) else v)) ) for k, v in e.items()})
@@ -212,7 +249,7 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
         by_suite[r["suite"]][r["method"]].append(r)
     md = [f"# lossatlas benchmark report", "", f"lossatlas {__version__}; {len(rows)} finished runs from `{dbp}`"
           f" ({pending['pending']} pending, {pending['running']} running, {pending['failed']} failed).", "",
-          "Ranked by balanced accuracy; mean ± std over seeds; accuracies in %, ECE in [0, 1]. "
+          "Classification suites are ranked by balanced accuracy (other tasks by their primary metric); mean ± std over seeds; accuracies in %, ECE in [0, 1]. "
           "Many/medium/few: classes with > 100, 20–100, < 20 training samples (– when a split is empty).", ""]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>lossatlas benchmark report</title>",
