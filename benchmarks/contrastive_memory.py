@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads in each run (default: torch's)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     p.add_argument("--no-write", action="store_true", help="print only, do not write the results file")
+    p.add_argument("--append", action="store_true", help="add this run as a new section of the results file")
     args = p.parse_args()
     if args.child:
         mode, n, d = args.child
@@ -121,11 +122,17 @@ def main() -> None:
     import torch
 
     largest_dense = max((r["n"] for r in rows if r["mode"] == "dense" and "error" not in r), default=None)
-    lines = [
+    header = [
         "# Symmetric InfoNCE, forward + backward: dense vs tiled",
         "",
         "Produced by `python benchmarks/contrastive_memory.py` (each row a fresh subprocess; peak",
         "memory = its `ru_maxrss`, which includes the Python + torch baseline shown separately).",
+        "The CPU is shared with other jobs: compare rows within one run, not across runs.",
+        "",
+    ]
+    threads = rows[0].get("threads", "?") if rows else "?"
+    lines = [
+        f"## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, torch threads = {threads}",
         "",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch {torch.__version__}",
         f"- float32, D = {args.dim}, temperature 0.07, `lossatlas.functional.infonce(..., tiled=...)`",
@@ -160,7 +167,10 @@ def main() -> None:
     print(text)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+        if args.append and RESULTS.exists():
+            RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)
+        else:
+            RESULTS.write_text("\n".join(header) + "\n" + text)
 
 
 if __name__ == "__main__":

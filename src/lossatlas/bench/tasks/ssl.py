@@ -13,11 +13,11 @@ Recipe fields (defaults in brackets):
 - ``data``: ``{"name": "mnist1d", "num_samples": 5000}``.
 - ``model``: ``{"name": "cnn1d"|"mlp", <options>, "embedding_size": 64}`` [cnn1d]; the
   model's head is the projection to the loss's embedding.
-- ``loss``: ``{"id": <registry id of a pair-kind loss>, <options>}`` [infonce], or ``null``
-  for the untrained-encoder baseline (no training at all).
+- ``loss``: ``{"id": <registry id of a pair-kind loss>, <options>}`` [infonce].
 - ``augment``: ``{"shift": 4, "scale": 0.2, "noise": 0.1}``: shifts uniform in
   [-shift, shift] samples, amplitude factors uniform in [1 - scale, 1 + scale], noise std.
-- ``batch_size`` [256]; ``epochs`` [10]; one epoch = ``n_train // batch_size`` steps.
+- ``batch_size`` [256]; ``epochs`` [10], 0 evaluates the untrained (random) encoder; one
+  epoch = ``n_train // batch_size`` steps.
 - ``chunk_size`` [null]: when set, each step uses
   :func:`lossatlas.distributed.cached_backward` (GradCache) with that many samples per
   encoder call: same gradients, encoder memory of one chunk.
@@ -88,21 +88,20 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the ssl task, got {model['name']!r}")
     _positive_int(model["embedding_size"], "model.embedding_size")
     r["model"] = model
-    loss = r.get("loss", {"id": "infonce"})
-    if loss is not None:
-        if not isinstance(loss, dict) or not isinstance(loss.get("id"), str):
-            raise ValueError(f"'loss' must be null or an object with a registry 'id' (see `lossatlas list`), got {loss!r}")
-        try:
-            entry = registry.info(loss["id"])
-        except ValueError as exc:
-            raise ValueError(f"'loss': {exc}") from None
-        if entry.kind != "pair":
-            raise ValueError(f"'loss': {loss['id']!r} is a {entry.kind} entry; the ssl task needs a pair loss (a[N, D], b[N, D])")
-        params = set(entry.parameters) - _INJECTED
-        bad = set(loss) - {"id"} - params
-        if bad:
-            raise ValueError(f"'loss' has unknown options {sorted(bad)}; allowed: {sorted(params)}")
-        loss = {**loss, "id": entry.id}
+    loss = r.get("loss") or {"id": "infonce"}
+    if not isinstance(loss, dict) or not isinstance(loss.get("id"), str):
+        raise ValueError(f"'loss' must be an object with a registry 'id' (see `lossatlas list`), got {loss!r}")
+    try:
+        entry = registry.info(loss["id"])
+    except ValueError as exc:
+        raise ValueError(f"'loss': {exc}") from None
+    if entry.kind != "pair":
+        raise ValueError(f"'loss': {loss['id']!r} is a {entry.kind} entry; the ssl task needs a pair loss (a[N, D], b[N, D])")
+    params = set(entry.parameters) - _INJECTED
+    bad = set(loss) - {"id"} - params
+    if bad:
+        raise ValueError(f"'loss' has unknown options {sorted(bad)}; allowed: {sorted(params)}")
+    loss = {**loss, "id": entry.id}
     r["loss"] = loss
     aug = {**_AUGMENT, **(r.get("augment") or {})}
     if set(aug) - set(_AUGMENT):
@@ -114,7 +113,10 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     aug["noise"] = _non_negative(aug["noise"], "augment.noise")
     r["augment"] = aug
     r["batch_size"] = _positive_int(r.get("batch_size", 256), "batch_size")
-    r["epochs"] = _positive_int(r.get("epochs", 10), "epochs")
+    epochs = r.get("epochs", 10)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"'epochs' must be a non-negative int (0 = evaluate the untrained encoder), got {epochs!r}")
+    r["epochs"] = epochs
     chunk = r.get("chunk_size")
     r["chunk_size"] = None if chunk is None else _positive_int(chunk, "chunk_size")
     probe = {**_PROBE, **(r.get("probe") or {})}
@@ -169,7 +171,7 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     steps = max(1, n // bs)
     t0 = time.perf_counter()
     last = float("nan")
-    if r["loss"] is not None:
+    if epochs > 0:
         criterion = registry.create(r["loss"]["id"], **{k: v for k, v in r["loss"].items() if k != "id"}).to(device)
         optimizer = build_optimizer(list(model.parameters()) + list(criterion.parameters()), r["optimizer"])
         scheduler = build_schedule(optimizer, r["schedule"], epochs, steps)
@@ -203,6 +205,6 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     out.update(M.retrieval_metrics(f_te, y_te))
     out["per_class_accuracy"] = M.per_class_accuracy(logits, y_te, data.num_classes)
     out.update({"train_time_s": train_time, "final_train_loss": last, "n_train": int(n)})
-    log.info("ssl %s seed %d: probe %.3f recall@1 %.3f", None if r["loss"] is None else r["loss"]["id"], seed,
+    log.info("ssl %s seed %d: probe %.3f recall@1 %.3f", r["loss"]["id"] if epochs else "untrained", seed,
              out["probe_accuracy"], out["recall@1"])
     return out
