@@ -26,7 +26,7 @@ def test_suite_loads_and_every_recipe_validates():
 
 def test_validate_fills_defaults_and_rejects_bad_fields():
     r = ssl.validate({"task": "ssl", "name": "x"})
-    assert r["loss"] == {"id": "infonce"} and r["augment"] == {"shift": 4, "scale": 0.2, "noise": 0.1}
+    assert r["loss"] == {"id": "infonce"} and r["augment"] == {"shift": 10, "scale": 0.3, "amplitude": 0.2, "noise": 0.3}
     assert r["batch_size"] == 256 and r["chunk_size"] is None
     assert ssl.validate({"task": "ssl", "name": "x", "loss": {"id": "clip"}})["loss"]["id"] == "infonce"
     with pytest.raises(ValueError, match="pair loss"):
@@ -49,9 +49,13 @@ def test_augment_shifts_scales_and_adds_noise():
     shifted = ssl.augment(x, shift=3, scale=0.0, noise=0.0, generator=g)
     for row in shifted:  # a circular shift keeps the multiset of values
         assert torch.equal(row.sort().values, x[0])
-    scaled = ssl.augment(x, shift=0, scale=0.5, noise=0.0, generator=g)
-    ratio = scaled[:, 1:] / x[:, 1:]
+    amp = ssl.augment(x, shift=0, scale=0.0, noise=0.0, generator=g, amplitude=0.5)
+    ratio = amp[:, 1:] / x[:, 1:]
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio)) and ((ratio >= 0.5) & (ratio <= 1.5)).all()
+    stretched = ssl.augment(x, shift=0, scale=0.3, noise=0.0, generator=g)
+    centre = x[0, 9:11].mean()  # time scaling about the centre keeps a linear ramp linear through it
+    assert torch.allclose(stretched[:, 9:11].mean(1), centre.expand(3), atol=1e-5)
+    assert (stretched.diff(dim=1) >= -1e-6).all()  # monotone ramp stays monotone
     same = ssl.augment(x, 0, 0.0, 0.0, g)
     assert torch.equal(same, x)
     a1 = ssl.augment(x, 2, 0.1, 0.1, torch.Generator().manual_seed(5))
