@@ -69,8 +69,7 @@ def prepare_classification(
     z = logits.float() if out_dtype in _LOW_PRECISION else logits
     sample_weights = None
     safe_target = target
-    if ignore_index is not None and ignore_index >= 0 and ignore_index < logits.shape[1]:
-        raise ValueError(f"ignore_index={ignore_index} is a valid class index for {logits.shape[1]} classes; use a negative value such as -100")
+    check_ignore_index(ignore_index, logits.shape[1])
     mask = None
     if ignore_index is not None:
         mask = target != ignore_index
@@ -84,6 +83,12 @@ def prepare_classification(
         m = mask.to(z.dtype)
         sample_weights = m if sample_weights is None else sample_weights * m
     return z, safe_target, sample_weights, out_dtype
+
+
+def check_ignore_index(ignore_index: int | None, num_classes: int) -> None:
+    """``ignore_index`` must not be a real class (it would silently drop that class)."""
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        raise ValueError(f"ignore_index={ignore_index} is a valid class index for {num_classes} classes; use a negative value such as -100")
 
 
 def check_classification(
