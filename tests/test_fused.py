@@ -195,3 +195,24 @@ def test_dynamo_traces_without_graph_breaks(loss_id):
     y = torch.randint(0, 10, (16,))
     compiled = torch.compile(crit, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(z, y), crit(z, y))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.3])
+def test_focal_ignore_path_equals_masked_path(gamma, reduction):
+    from lossatlas.functional._fused import softmax_focal_ignore
+
+    z, y, g = _data(6)
+    for ignored in ([], [1, 4], list(range(N))):
+        t = y.clone()
+        t[ignored] = -100
+        mask = (t != -100).to(z.dtype)
+        safe = torch.where(t == -100, 0, t)
+        v_ref, g_ref = _value_and_grad(
+            lambda u: softmax_focal(u, safe, gamma, row_scale=0.5, sample_weights=mask, reduction=reduction, fused=False), z)
+        v, gz = _value_and_grad(lambda u: softmax_focal_ignore(u, t, gamma, row_scale=0.5, reduction=reduction), z)
+        torch.testing.assert_close(v, v_ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gz, g_ref, rtol=1e-12, atol=1e-12)
+    empty = torch.zeros(0, C, dtype=torch.float64, requires_grad=True)
+    out = softmax_focal_ignore(empty, torch.zeros(0, dtype=torch.long), gamma, reduction=reduction)
+    assert out.numel() == 0 if reduction == "none" else float(out.detach()) == 0.0

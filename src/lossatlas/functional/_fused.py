@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .._validation import compiling
 
-__all__ = ["affine_cross_entropy", "softmax_focal", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
+__all__ = ["affine_cross_entropy", "softmax_focal", "softmax_focal_ignore", "use_fused", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
 #: a Python ``autograd.Function`` exceeds the passes it saves (measured: N=1024 × C=100 is
@@ -82,7 +82,8 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None) -> Tensor
     return out
 
 
-def _use_fused(z: Tensor, fused: bool | None) -> bool:
+def use_fused(z: Tensor, fused: bool | None = None) -> bool:
+    """Whether the fused autograd functions should run for logits ``z`` (``fused`` forces it)."""
     if fused is not None:
         return fused and not compiling()
     return z.requires_grad and z.numel() >= FUSE_MIN_NUMEL and torch.is_grad_enabled() and not compiling()
@@ -166,7 +167,7 @@ def affine_cross_entropy(
         safe = _safe_target(target, ignore_index)
         idx = safe.unsqueeze(1)
         add = shift.unsqueeze(1).index_select(0, safe)  # [N, 1]: the shift of each row's target
-    if _use_fused(z, fused):
+    if use_fused(z, fused):
         return _AffineCE.apply(z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index)
     u = _affine(z, scale, bias, divisor)
     if shift is not None:
@@ -237,6 +238,44 @@ class _Focal(torch.autograd.Function):
         return torch.ops.aten._log_softmax_backward_data(glogp, logp, 1, logp.dtype), None, None, None, None, None
 
 
+def _focal_from_ce(ce: Tensor, gamma: float) -> Tensor:
+    """``(1 − p_t)^γ · ce`` from per-row ``ce = −log p_t`` (differentiable torch ops)."""
+    if gamma == 2.0:
+        e = torch.expm1(-ce)  # −(1 − p_t); squared, the sign goes
+        return e * e * ce
+    if gamma == 0.0:
+        return ce
+    q = -torch.expm1(-ce)  # 1 − p_t, accurate when p_t is close to 1
+    if gamma < 1.0:
+        q = q.clamp_min(torch.finfo(ce.dtype).tiny)
+    return q.pow(gamma) * ce
+
+
+def softmax_focal_ignore(
+    z: Tensor,
+    target: Tensor,
+    gamma: float,
+    *,
+    row_scale: float | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
+    """Softmax focal loss on the raw ``target``, ignored rows handled inside ATen's cross-entropy.
+
+    Same values and gradients as :func:`softmax_focal` with ``sample_weights`` = the
+    not-ignored mask, in fewer kernels: the cross-entropy of an ignored row is 0, so its focal
+    loss is 0, and ``"mean"`` divides by the number of rows that are not ignored (0 if none).
+    """
+    losses = _focal_from_ce(F.cross_entropy(z, target, ignore_index=ignore_index, reduction="none"), gamma)
+    if row_scale is not None and row_scale != 1.0:
+        losses = losses * row_scale
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / (target != ignore_index).sum().clamp_min(1)
+
+
 def softmax_focal(
     z: Tensor,
     target: Tensor,
@@ -257,20 +296,10 @@ def softmax_focal(
         row_scale = float(row_scale)
         if row_scale == 1.0:
             row_scale = None
-    if _use_fused(z, fused):
+    if use_fused(z, fused):
         return _Focal.apply(z, idx, gamma, row_scale, sample_weights, reduction)
     # −log p_t through ATen's fused cross-entropy (one node forward, two backward).
-    ce = F.cross_entropy(z, target, reduction="none")
-    if gamma == 2.0:
-        e = torch.expm1(-ce)  # −(1 − p_t); squared, the sign goes
-        losses = e * e * ce
-    elif gamma != 0.0:
-        q = -torch.expm1(-ce)  # 1 − p_t, accurate when p_t is close to 1
-        if gamma < 1.0:
-            q = q.clamp_min(torch.finfo(z.dtype).tiny)
-        losses = q.pow(gamma) * ce
-    else:
-        losses = ce
+    losses = _focal_from_ce(F.cross_entropy(z, target, reduction="none"), gamma)
     if row_scale is not None:
         losses = losses * row_scale
     if sample_weights is not None:

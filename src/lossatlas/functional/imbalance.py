@@ -30,11 +30,12 @@ from .._validation import (
 )
 from ._common import (
     check_classification,
+    check_ignore_index,
     class_weight_like,
     compute_dtype,
     prepare_classification,
 )
-from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal
+from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore, use_fused
 
 __all__ = [
     "cross_entropy",
@@ -116,6 +117,13 @@ def focal(
 ) -> Tensor:
     """Softmax focal loss ``α_t (1 − p_t)^γ · (−log p_t)``; see :class:`lossatlas.losses.FocalLoss`."""
     gamma = check_number(gamma, "gamma", low=0.0)
+    if weight is None and (alpha is None or isinstance(alpha, (int, float))) and not (isinstance(logits, Tensor) and use_fused(logits)):
+        # Common case in fewer kernels: ignore_index handled by the cross-entropy kernel
+        # itself (no mask, no safe-target copy); same values and gradients as below.
+        z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
+        check_ignore_index(ignore_index, logits.shape[1])
+        a = None if alpha is None else check_number(alpha, "alpha", low=0.0)
+        return as_dtype(softmax_focal_ignore(z, target, gamma, row_scale=a, ignore_index=ignore_index, reduction=reduction), out_dtype)
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
     row_scale: Tensor | float | None = None
     if alpha is not None:
