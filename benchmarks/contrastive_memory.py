@@ -104,6 +104,10 @@ def main() -> None:
         return
 
     load_before = os.getloadavg()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # the reference matmul runs with the same threads
     gflops = _matmul_gflops()
     rows = []
     for n in args.sizes:
