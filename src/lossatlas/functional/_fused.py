@@ -12,10 +12,13 @@ gradients with the fewest passes over the ``[N, C]`` logits:
             \ell_i = \operatorname{logsumexp}_j u_{ij} - u_{i y_i},
 
   which is logit adjustment / balanced softmax (``b``), VS (``a = 1/Δ``, ``b = ι``) and
-  LDAM (``a = s``, ``d = s·m``). Forward is one affine pass, a scatter of N values, one
-  log-softmax and ATen's ``nll_loss``; backward is ATen's ``nll_loss`` and log-softmax
-  backward kernels with the scale folded into the incoming gradient (no extra pass for a
-  scalar ``a``). No one-hot matrix is built.
+  LDAM (``a = s``, ``d = s·m``; callers pass ``shift = −d``). Forward is one affine pass,
+  a scatter of N values, one log-softmax and ATen's ``nll_loss``; backward is ATen's
+  ``nll_loss`` and log-softmax backward kernels with the scale folded into the incoming
+  gradient (no extra pass for a scalar ``a``; with only a bias or a per-class divisor the
+  composed ops make the same passes, so the automatic choice uses them). No one-hot matrix.
+* :func:`softmax_focal_ignore` — the common focal case (no class weights) with
+  ``ignore_index`` handled inside ATen's cross-entropy: no mask, no safe-target copy.
 * :func:`softmax_focal` — the softmax focal loss with a hand-derived backward: the whole
   per-sample chain ``(1 − p_t)^γ · (−log p_t)`` collapses into one coefficient per row,
   so backward is a single log-softmax-backward pass.
@@ -167,7 +170,10 @@ def affine_cross_entropy(
         safe = _safe_target(target, ignore_index)
         idx = safe.unsqueeze(1)
         add = shift.unsqueeze(1).index_select(0, safe)  # [N, 1]: the shift of each row's target
-    if use_fused(z, fused):
+    # Automatic choice: only a scalar scale (LDAM) saves a pass (it folds into the incoming
+    # gradient); a bias or a per-class divisor costs the same passes either way, so the
+    # composed path (no Python autograd.Function overhead) is used for them.
+    if use_fused(z, fused) and (fused or (scale is not None and not isinstance(scale, Tensor) and scale != 1.0)):
         return _AffineCE.apply(z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index)
     u = _affine(z, scale, bias, divisor)
     if shift is not None:
