@@ -35,7 +35,7 @@ from ._common import (
     compute_dtype,
     prepare_classification,
 )
-from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore, use_fused
+from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore
 
 __all__ = [
     "cross_entropy",
@@ -117,8 +117,9 @@ def focal(
 ) -> Tensor:
     """Softmax focal loss ``α_t (1 − p_t)^γ · (−log p_t)``; see :class:`lossatlas.losses.FocalLoss`."""
     gamma = check_number(gamma, "gamma", low=0.0)
-    if weight is None and (alpha is None or isinstance(alpha, (int, float))) and not (isinstance(logits, Tensor) and use_fused(logits)):
-        # Common case in fewer kernels: ignore_index handled by the cross-entropy kernel
+    if weight is None and (alpha is None or isinstance(alpha, (int, float))):
+        # Common case in fewer kernels, at every size (the fused focal saves no pass here):
+        # ignore_index handled by the cross-entropy kernel
         # itself (no mask, no safe-target copy); same values and gradients as below.
         z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
         check_ignore_index(ignore_index, logits.shape[1])
