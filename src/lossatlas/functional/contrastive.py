@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .._validation import check_finite, check_float, check_number, check_reduction, check_same_device
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
-from ..distributed.tiled import pairwise_logsumexp, pairwise_softplus_sum
+from ..distributed.tiled import block_rows, pairwise_logsumexp, pairwise_softplus_sum
 from ._common import compute_dtype
 
 __all__ = [
@@ -412,6 +412,8 @@ def mochi(
     num_query_mix: int = 256,
     queue: Tensor | None = None,
     normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
     generator: torch.Generator | None = None,
     reduction: str = "mean",
     validate: bool = True,
@@ -441,35 +443,42 @@ def mochi(
             queue = F.normalize(queue, dim=1)
     else:
         queue = a.new_zeros((0, d))
+    _check_block(block_size)
+    _check_tiled(tiled)
     pos = (a * b).sum(1) / t
-    eye = torch.eye(n, dtype=torch.bool, device=a.device)
-    batch_logits = (a @ b.T / t).masked_fill(eye, float("-inf"))
-    queue_logits = a @ queue.T / t
-    parts = [pos[:, None], batch_logits, queue_logits]
-    cand = torch.cat([b.detach(), queue])  # [n + K, D]
+    cand = torch.cat([b, queue])  # every negative (and the positive, row i of b)
+    use = _use_tiles(tiled, n, cand.shape[0])
+    # InfoNCE denominator: the batch (positive included) and the queue, as log-sum-exps.
+    lse, _ = pairwise_logsumexp(a, cand, 1.0 / t, tiled=use, block_size=block_size)
     n_neg = n - 1 + queue.shape[0]
     h = min(num_hard, n_neg)
     if h > 0 and (num_mix > 0 or num_query_mix > 0):
         with torch.no_grad():
-            qd = a.detach()
-            sim = torch.cat([batch_logits.detach(), queue_logits.detach()], 1)
-            hard = sim.topk(h, dim=1).indices  # [n, h] rows of cand
+            qd, cd = a.detach(), cand.detach()
+            # the h most similar negatives of every query, one block of query rows at a time
+            rows = block_rows(cd.shape[0], block_size) if use else n
+            hard = torch.empty((n, h), dtype=torch.long, device=a.device)
+            for r0 in range(0, n, rows):
+                r1 = min(r0 + rows, n)
+                sim = qd[r0:r1] @ cd.T
+                sim[torch.arange(r1 - r0, device=a.device), torch.arange(r0, r1, device=a.device)] = float("-inf")
+                hard[r0:r1] = sim.topk(h, dim=1).indices
             synth = []
             if num_mix > 0:
                 i1 = torch.randint(h, (n, num_mix), generator=generator, device=a.device)
                 i2 = torch.randint(h, (n, num_mix), generator=generator, device=a.device)
                 alpha = torch.rand((n, num_mix, 1), generator=generator, device=a.device, dtype=a.dtype)
-                mix = alpha * cand[hard.gather(1, i1)] + (1 - alpha) * cand[hard.gather(1, i2)]
+                mix = alpha * cd[hard.gather(1, i1)] + (1 - alpha) * cd[hard.gather(1, i2)]
                 synth.append(F.normalize(mix, dim=2))
             if num_query_mix > 0:
                 j = torch.randint(h, (n, num_query_mix), generator=generator, device=a.device)
                 beta = 0.5 * torch.rand((n, num_query_mix, 1), generator=generator, device=a.device, dtype=a.dtype)
-                mix = beta * qd[:, None, :] + (1 - beta) * cand[hard.gather(1, j)]
+                mix = beta * qd[:, None, :] + (1 - beta) * cd[hard.gather(1, j)]
                 synth.append(F.normalize(mix, dim=2))
             synth_t = torch.cat(synth, 1)
-        parts.append(torch.einsum("nd,nsd->ns", a, synth_t) / t)
-    logits = torch.cat(parts, 1)
-    per = torch.logsumexp(logits, 1) - pos
+        lse_syn = torch.logsumexp(torch.einsum("nd,nsd->ns", a, synth_t) / t, 1)
+        lse = torch.logaddexp(lse, lse_syn)
+    per = lse - pos
     return _finish(per, reduction, n, False, None, out_dtype)
 
 

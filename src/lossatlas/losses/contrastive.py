@@ -510,10 +510,14 @@ class MoCHiLoss(Loss):
         num_mix: s, mixtures of two hard negatives (default 1024).
         num_query_mix: s', mixtures of the query with a hard negative (default 256).
         normalize: L2-normalise a, b and the queue inside (default True).
+        tiled: the InfoNCE denominator over the batch and queue as a tiled log-sum-exp and the
+            hardest-negative search in blocks of query rows (True / False / "auto", as
+            InfoNCE); same values and gradients as the dense form.
+        block_size: query rows per block.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per query [N]).
 
     Shapes: ``a``, ``b`` [N, D], ``queue`` [K, D]; output scalar or [N]. Memory
-    ``N (s + s') D`` for the synthetic points.
+    ``N (s + s') D`` for the synthetic points, plus a block of the similarity matrix.
 
     Example:
         >>> import torch, lossatlas as la
@@ -529,10 +533,15 @@ class MoCHiLoss(Loss):
         num_mix: int = 1024,
         num_query_mix: int = 256,
         normalize: bool = True,
+        tiled: bool | str = "auto",
+        block_size: int | None = None,
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
+        _check_tiled(tiled)
+        _check_block(block_size)
+        self.tiled, self.block_size = tiled, block_size
         self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
         for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -546,7 +555,8 @@ class MoCHiLoss(Loss):
     def forward(self, a: Tensor, b: Tensor, queue: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         return LF.mochi(a, b, temperature=self.temperature, num_hard=self.num_hard, num_mix=self.num_mix,
                         num_query_mix=self.num_query_mix, queue=queue, normalize=self.normalize,
-                        generator=generator, reduction=self.reduction, validate=self.validate)
+                        tiled=self.tiled, block_size=self.block_size, generator=generator,
+                        reduction=self.reduction, validate=self.validate)
 
 
 @register(
