@@ -216,3 +216,22 @@ def test_focal_ignore_path_equals_masked_path(gamma, reduction):
     empty = torch.zeros(0, C, dtype=torch.float64, requires_grad=True)
     out = softmax_focal_ignore(empty, torch.zeros(0, dtype=torch.long), gamma, reduction=reduction)
     assert out.numel() == 0 if reduction == "none" else float(out.detach()) == 0.0
+
+
+def test_benchmark_peer_specs_name_registered_losses_and_valid_kwargs():
+    # benchmarks/peers.py maps registry ids to peers; a renamed id or kwarg must fail here,
+    # not silently drop out of the performance table.
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    spec = importlib.util.spec_from_file_location("lossatlas_bench_peers", path)
+    peers = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = peers  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(peers)
+    for s in peers.SPECS:
+        entry = la.info(s.id)
+        assert entry.id == s.id
+        assert set(s.kwargs) <= set(entry.parameters), (s.id, set(s.kwargs) - set(entry.parameters))
+        assert s.peers, s.id
