@@ -12,6 +12,7 @@ from .._validation import (
     check_logits,
     check_num_classes,
     check_reduction,
+    compiling,
 )
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -100,6 +101,33 @@ def check_classification(
     check_class_target(target, logits, validate, ignore_index)
     dt = logits.dtype
     return (logits.float() if dt in _LOW_PRECISION else logits), dt
+
+
+def check_classification_deferred(
+    logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None = None
+) -> tuple[Tensor, torch.dtype, bool]:
+    """:func:`check_classification` for a caller whose next step is an ATen cross-entropy kernel.
+
+    On CPU those kernels bound-check every target themselves, so the value check of the
+    target (a min/max reduction and two host reads) is left to them: the third return value
+    says it was deferred, and the caller then wraps its kernels with
+    ``except (IndexError, RuntimeError): raise_target_error(...)`` so a bad target still
+    raises the same ``ValueError``. On CUDA (device asserts cannot be caught) and under
+    ``torch.compile`` nothing is deferred.
+    """
+    check_reduction(reduction)
+    check_logits(logits, validate)
+    deferred = validate and logits.device.type == "cpu" and not compiling()
+    check_class_target(target, logits, validate and not deferred, ignore_index)
+    dt = logits.dtype
+    return (logits.float() if dt in _LOW_PRECISION else logits), dt, deferred
+
+
+def raise_target_error(deferred: bool, target: Tensor, logits: Tensor, ignore_index: int | None) -> None:
+    """After a kernel raised: run the deferred target check (raises its ``ValueError`` if the
+    target is out of range); the caller re-raises the kernel's error otherwise."""
+    if deferred:
+        check_class_target(target, logits, True, ignore_index)
 
 
 def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -> Tensor | None:
