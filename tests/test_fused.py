@@ -235,3 +235,21 @@ def test_benchmark_peer_specs_name_registered_losses_and_valid_kwargs():
         assert entry.id == s.id
         assert set(s.kwargs) <= set(entry.parameters), (s.id, set(s.kwargs) - set(entry.parameters))
         assert s.peers, s.id
+
+
+@pytest.mark.parametrize("loss_id", ["cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs"])
+@pytest.mark.parametrize("threshold", [0, 10**9])
+def test_deferred_target_check_still_raises_value_error(loss_id, threshold, monkeypatch):
+    # On CPU the target range check is left to the cross-entropy kernels; a bad target must
+    # still raise the library's ValueError, on the fused and the composed path alike.
+    monkeypatch.setattr(_fused, "FUSE_MIN_NUMEL", threshold)
+    kw = {} if loss_id in ("cross_entropy", "focal") else {"class_counts": list(range(3, 13))}
+    z = torch.randn(6, 10, requires_grad=True)
+    for bad, ignore_index in [(10, -100), (-5, -100), (300, 255), (-100, 255)]:
+        y = torch.tensor([0, 1, 2, bad, 4, 5])
+        for reduction in ("mean", "none"):
+            crit = la.create(loss_id, ignore_index=ignore_index, reduction=reduction, **kw)
+            with pytest.raises(ValueError, match=r"target values must be in \[0, 10\)"):
+                crit(z, y)
+    ok = la.create(loss_id, ignore_index=255, **kw)(z, torch.tensor([0, 1, 255, 3, 4, 5]))
+    assert torch.isfinite(ok)

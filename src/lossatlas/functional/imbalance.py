@@ -29,11 +29,12 @@ from .._validation import (
     check_same_device,
 )
 from ._common import (
-    check_classification,
+    check_classification_deferred,
     check_ignore_index,
     class_weight_like,
     compute_dtype,
     prepare_classification,
+    raise_target_error,
 )
 from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore
 
@@ -79,15 +80,20 @@ def cross_entropy(
     """
     soft = isinstance(target, Tensor) and target.is_floating_point()
     if not soft:
-        z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
+        z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
         if label_smoothing:
             check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
         w = class_weight_like(weight, z, validate)
         if reduction == "mean" and z.shape[0] == 0:
             return (z.sum() * 0.0).to(out_dtype)
-        return as_dtype(F.cross_entropy(
-            z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
-        ), out_dtype)
+        try:
+            out = F.cross_entropy(
+                z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
+            )
+        except (IndexError, RuntimeError):
+            raise_target_error(deferred, target, logits, ignore_index)
+            raise
+        return as_dtype(out, out_dtype)
     check_reduction(reduction)
     check_logits(logits, validate)
     check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -121,10 +127,15 @@ def focal(
         # Common case in fewer kernels, at every size (the fused focal saves no pass here):
         # ignore_index handled by the cross-entropy kernel
         # itself (no mask, no safe-target copy); same values and gradients as below.
-        z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
+        z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
         check_ignore_index(ignore_index, logits.shape[1])
         a = None if alpha is None else check_number(alpha, "alpha", low=0.0)
-        return as_dtype(softmax_focal_ignore(z, target, gamma, row_scale=a, ignore_index=ignore_index, reduction=reduction), out_dtype)
+        try:
+            out = softmax_focal_ignore(z, target, gamma, row_scale=a, ignore_index=ignore_index, reduction=reduction)
+        except (IndexError, RuntimeError):
+            raise_target_error(deferred, target, logits, ignore_index)
+            raise
+        return as_dtype(out, out_dtype)
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
     row_scale: Tensor | float | None = None
     if alpha is not None:
@@ -241,7 +252,7 @@ def ldam(
     from ``class_counts``.
     """
     scale = check_number(scale, "scale", low=0.0, low_open=True)
-    z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
+    z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
     if margins is None:
         margins = ldam_margins(_counts_on(class_counts, logits), max_margin)
     else:
@@ -250,7 +261,12 @@ def ldam(
     # fused with the cross-entropy (see _fused.affine_cross_entropy).
     w = class_weight_like(weight, z, validate)
     shift = cast_constant(margins, z, -scale)
-    return as_dtype(affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction), out_dtype)
+    try:
+        out = affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction)
+    except (IndexError, RuntimeError):
+        raise_target_error(deferred, target, logits, ignore_index)
+        raise
+    return as_dtype(out, out_dtype)
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:
@@ -270,12 +286,17 @@ def _biased_ce(
     divisor: Tensor | None = None,
 ) -> Tensor:
     """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS."""
-    z, out_dtype = check_classification(logits, target, reduction, validate, ignore_index)
+    z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
     check_num_classes(bias, logits, "class_counts")
     w = class_weight_like(weight, z, validate)
     bias = cast_constant(bias, z)
     div = None if divisor is None else cast_constant(divisor, z)
-    return as_dtype(affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction), out_dtype)
+    try:
+        out = affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction)
+    except (IndexError, RuntimeError):
+        raise_target_error(deferred, target, logits, ignore_index)
+        raise
+    return as_dtype(out, out_dtype)
 
 
 def logit_adjusted(
