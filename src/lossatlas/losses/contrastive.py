@@ -119,7 +119,9 @@ class InfoNCELoss(_PairLoss):
         block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient.
+            the concatenated batch and gets its exact gradient (set ``module.group`` for a
+            non-default process group; under DDP, which averages gradients, multiply the
+            loss by the world size).
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -203,7 +205,9 @@ class SigLIPLoss(_PairLoss):
         block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient.
+            the concatenated batch and gets its exact gradient (set ``module.group`` for a
+            non-default process group; under DDP, which averages gradients, multiply the
+            loss by the world size).
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -289,7 +293,9 @@ class DecoupledContrastiveLoss(_PairLoss):
         block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient.
+            the concatenated batch and gets its exact gradient (set ``module.group`` for a
+            non-default process group; under DDP, which averages gradients, multiply the
+            loss by the world size).
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -365,7 +371,9 @@ class DebiasedContrastiveLoss(_PairLoss):
         block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient.
+            the concatenated batch and gets its exact gradient (set ``module.group`` for a
+            non-default process group; under DDP, which averages gradients, multiply the
+            loss by the world size).
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -437,7 +445,9 @@ class HardNegativeContrastiveLoss(_PairLoss):
         block_size: query rows per block (default ~16M entries per block).
         distributed: with an initialised ``torch.distributed`` group, every process's rows
             are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient.
+            the concatenated batch and gets its exact gradient (set ``module.group`` for a
+            non-default process group; under DDP, which averages gradients, multiply the
+            loss by the world size).
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
