@@ -253,3 +253,11 @@ def test_deferred_target_check_still_raises_value_error(loss_id, threshold, monk
                 crit(z, y)
     ok = la.create(loss_id, ignore_index=255, **kw)(z, torch.tensor([0, 1, 255, 3, 4, 5]))
     assert torch.isfinite(ok)
+
+
+def test_cast_constant_cache_sees_data_swap():
+    buf = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    like = torch.zeros(1, 2)
+    assert cast_constant(buf, like).tolist() == [1.0, 2.0]
+    buf.data = torch.tensor([5.0, 6.0], dtype=torch.float64)
+    assert cast_constant(buf, like).tolist() == [5.0, 6.0]

@@ -55,7 +55,7 @@ def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x if x.dtype == dtype else x.to(dtype)
 
 
-_CAST_CACHE: dict[tuple, tuple[weakref.ref, int, Tensor]] = {}
+_CAST_CACHE: dict[tuple, tuple[weakref.ref, tuple[int, int], Tensor]] = {}
 _CAST_CACHE_SIZE = 64
 
 
@@ -73,7 +73,7 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None) -> Tensor
         return out if scale is None else out * scale
     key = (id(t), like.dtype, like.device, scale)
     hit = _CAST_CACHE.get(key)
-    version = t._version
+    version = (t._version, t.data_ptr())  # in-place updates bump the version; `.data =` swaps the pointer
     if hit is not None and hit[0]() is t and hit[1] == version:
         return hit[2]
     out = t.detach().to(device=like.device, dtype=like.dtype, copy=True)
