@@ -127,7 +127,10 @@ def raise_target_error(deferred: bool, target: Tensor, logits: Tensor, ignore_in
     """After a kernel raised: run the deferred target check (raises its ``ValueError`` if the
     target is out of range); the caller re-raises the kernel's error otherwise."""
     if deferred:
-        check_class_target(target, logits, True, ignore_index)
+        try:
+            check_class_target(target, logits, True, ignore_index)
+        except ValueError as exc:
+            raise exc from None  # the kernel's IndexError is an implementation detail
 
 
 def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -> Tensor | None:
