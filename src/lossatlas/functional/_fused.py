@@ -59,19 +59,20 @@ _CAST_CACHE: dict[tuple, tuple[weakref.ref, tuple[int, int], Tensor]] = {}
 _CAST_CACHE_SIZE = 64
 
 
-def cast_constant(t: Tensor, like: Tensor, scale: float | None = None) -> Tensor:
+def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: bool = False) -> Tensor:
     """``t`` (a per-class constant, e.g. a float64 buffer) on ``like``'s device and dtype, times ``scale``.
 
     Modules keep their prior-derived constants in float64; converting (and scaling) them on
     every call is one or two extra kernels, which at small C cost as much as the loss. The
     result is cached per (tensor, version, dtype, device, scale), so an in-place update of
     the buffer (``load_state_dict``, ``copy_``) is seen. Tensors that need a gradient and
-    calls under ``torch.compile`` are never cached.
+    calls under ``torch.compile`` are never cached. ``column=True`` returns it as [C, 1].
     """
     if t.requires_grad or compiling():
         out = t.to(device=like.device, dtype=like.dtype)
-        return out if scale is None else out * scale
-    key = (id(t), like.dtype, like.device, scale)
+        out = out if scale is None else out * scale
+        return out.unsqueeze(1) if column else out
+    key = (id(t), like.dtype, like.device, scale, column)
     hit = _CAST_CACHE.get(key)
     version = (t._version, t.data_ptr())  # in-place updates bump the version; `.data =` swaps the pointer
     if hit is not None and hit[0]() is t and hit[1] == version:
@@ -79,6 +80,8 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None) -> Tensor
     out = t.detach().to(device=like.device, dtype=like.dtype, copy=True)
     if scale is not None:
         out.mul_(scale)
+    if column:
+        out = out.unsqueeze(1)
     if len(_CAST_CACHE) >= _CAST_CACHE_SIZE:
         _CAST_CACHE.pop(next(iter(_CAST_CACHE)))
     _CAST_CACHE[key] = (weakref.ref(t), version, out)
@@ -158,7 +161,7 @@ def affine_cross_entropy(
 
     ``z`` [N, C] is already in the compute dtype; ``scale`` is a float or a [C] tensor,
     ``divisor`` [C] (``u = z / divisor + bias``, exclusive with ``scale``), ``bias`` [C] and
-    ``shift`` [C] (*added* at each row's target, so it is ``−d``: LDAM passes ``−s·m``)
+    ``shift`` [C] or [C, 1] (*added* at each row's target, so it is ``−d``: LDAM passes ``−s·m``)
     are tensors on ``z``'s device and dtype.
     Torch semantics throughout, except that a ``"mean"`` over an empty batch is 0.
     ``fused`` forces (True) or forbids (False) the fused autograd function; ``None`` chooses.
@@ -169,7 +172,8 @@ def affine_cross_entropy(
     if shift is not None:
         safe = _safe_target(target, ignore_index)
         idx = safe.unsqueeze(1)
-        add = shift.unsqueeze(1).index_select(0, safe)  # [N, 1]: the shift of each row's target
+        col = shift if shift.dim() == 2 else shift.unsqueeze(1)  # [C, 1]
+        add = col.index_select(0, safe)  # [N, 1]: the shift of each row's target
     # Automatic choice: only a scalar scale (LDAM) saves a pass (it folds into the incoming
     # gradient); a bias or a per-class divisor costs the same passes either way, so the
     # composed path (no Python autograd.Function overhead) is used for them.

@@ -260,7 +260,7 @@ def ldam(
     # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target,
     # fused with the cross-entropy (see _fused.affine_cross_entropy).
     w = class_weight_like(weight, z, validate)
-    shift = cast_constant(margins, z, -scale)
+    shift = cast_constant(margins, z, -scale, column=True)
     try:
         out = affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction)
     except (IndexError, RuntimeError):
