@@ -255,6 +255,8 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             logits = model(xt[b])
             losses = criterion(logits, yt[b])
             loss = apply_weighting(losses, weighting, yt[b]) if weighting is not None else losses.mean()
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(f"training loss became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if r["grad_clip"]:
