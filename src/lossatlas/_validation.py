@@ -116,7 +116,7 @@ def check_multilabel_target(target: Any, logits: Tensor, validate: bool = True, 
     check_same_device("logits", logits, name, target)
     if validate and not compiling() and target.numel():
         t = target.to(torch.float32) if not target.is_floating_point() else target
-        lo, hi = torch.aminmax(t)  # one pass; NaN propagates and fails both comparisons
+        lo, hi = torch.aminmax(t.detach())  # one pass; NaN propagates and fails both comparisons
         if not (float(lo) >= 0 and float(hi) <= 1):
             raise ValueError(f"{name} values must lie in [0, 1] (multi-hot or probabilities)")
     return target
