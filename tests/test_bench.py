@@ -191,6 +191,21 @@ def test_store_reclaims_dead_and_failed_runs_not_done_ones(tmp_path):
     store.close(), live.close()
 
 
+def test_store_retries_a_failure_once_per_invocation(tmp_path):
+    import time
+
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        _add(store, 1)
+        started = time.time()
+        row = store.claim("me:1:x", failed_before=started)
+        store.fail(RunKey(row["recipe_hash"], 0), "me:1:x", "boom")
+        # failed during this invocation: not taken again (the runner looped here before)
+        assert store.claim("me:1:x", failed_before=started) is None
+        # a later invocation (start time after the failure) retries it, unless told not to
+        assert store.claim("me:2:y", retry_failed=False, failed_before=time.time() + 1) is None
+        assert store.claim("me:2:y", failed_before=time.time() + 1)["attempts"] == 2
+
+
 # -- the classification task ---------------------------------------------------------------------
 def test_classification_run_metrics_and_cpu_determinism():
     task = get_task("classification")
@@ -281,7 +296,7 @@ def test_failed_run_is_recorded_and_suite_continues(tmp_path):
     from lossatlas.bench.runner import run_suite
 
     path = tmp_path / "s.json"
-    # lr 1e6 makes the loss non-finite: that run fails, the other still runs
+    # lr 1e30 makes the model diverge: that run fails once (not retried in a loop), the other still runs
     path.write_text(json.dumps({"name": "f", "defaults": TINY, "recipes": [{"name": "bad", "optimizer": {"name": "sgd", "lr": 1e30}}, {"name": "ok"}]}))
     summary = run_suite(str(path), tmp_path / "r.sqlite", progress=False)
     assert (summary.done, summary.failed) == (1, 1)

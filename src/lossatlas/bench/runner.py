@@ -105,7 +105,8 @@ class _Bars:
 
 
 def _spawn_workers(n: int, suite_arg: str, db: str, seeds: int | None, device: str, threads: int) -> list[subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-m", "lossatlas", "bench", "run", suite_arg, "--db", db, "--no-progress", "--workers", "1", "--device", device, "--threads", str(threads)]
+    # the workers leave earlier failures to this process, which retries each of them once
+    cmd = [sys.executable, "-m", "lossatlas", "bench", "run", suite_arg, "--db", db, "--no-progress", "--no-retry", "--workers", "1", "--device", device, "--threads", str(threads)]
     if seeds is not None:
         cmd += ["--seeds", str(seeds)]
     return [subprocess.Popen(cmd) for _ in range(n)]
@@ -133,6 +134,7 @@ def run_suite(
     processes (same suite and database, one thread each) beside this one.
     """
     t0 = time.perf_counter()
+    started = time.time()  # failures recorded from now on are not retried by this invocation
     suite_arg = suite if isinstance(suite, str) else None
     s = load_suite(suite) if isinstance(suite, str) else suite
     dev = resolve_device(device)
@@ -163,7 +165,7 @@ def run_suite(
         try:
             bars.suite(before["done"])
             while True:
-                row = store.claim(owner, keys, retry_failed=retry_failed)
+                row = store.claim(owner, keys, retry_failed=retry_failed, failed_before=started)
                 if row is None:
                     break
                 key = RunKey(row["recipe_hash"], row["seed"])

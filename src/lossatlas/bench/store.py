@@ -183,17 +183,23 @@ class ResultsStore:
             )
             return c.total_changes - before
 
-    def claim(self, owner: str, keys: Sequence[RunKey] | None = None, retry_failed: bool = True) -> sqlite3.Row | None:
+    def claim(self, owner: str, keys: Sequence[RunKey] | None = None, retry_failed: bool = True, failed_before: float | None = None) -> sqlite3.Row | None:
         """Atomically take the next runnable row (pending, failed if ``retry_failed``, or a
         dead runner's ``running`` row), restricted to ``keys`` when given. ``None`` when
-        nothing is left to take."""
+        nothing is left to take.
+
+        ``failed_before`` (a ``time.time()`` value) limits the retried failures to those that
+        finished before it, so that a runner passes it its own start time and tries each
+        failing run once per invocation instead of looping on it."""
         wanted = None if keys is None else {(k.recipe_hash, int(k.seed)) for k in keys}
         statuses = ("pending", "failed", "running") if retry_failed else ("pending", "running")
         now = time.time()
         with self._transaction() as c:
-            q = f"SELECT recipe_hash, seed, status, owner, heartbeat FROM runs WHERE status IN ({','.join('?' * len(statuses))}) ORDER BY rowid"
+            q = f"SELECT recipe_hash, seed, status, owner, heartbeat, finished_at FROM runs WHERE status IN ({','.join('?' * len(statuses))}) ORDER BY rowid"
             for row in c.execute(q, statuses).fetchall():
                 if wanted is not None and (row["recipe_hash"], row["seed"]) not in wanted:
+                    continue
+                if row["status"] == "failed" and failed_before is not None and (row["finished_at"] or 0.0) >= failed_before:
                     continue
                 if row["status"] == "running":
                     fresh = row["heartbeat"] is not None and now - row["heartbeat"] < self.stale_after

@@ -253,6 +253,8 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             if step >= total_steps:
                 break
             logits = model(xt[b])
+            if not bool(torch.isfinite(logits.detach()).all()):  # diverged: the losses' own input checks would raise less clearly
+                raise FloatingPointError(f"model outputs became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)")
             losses = criterion(logits, yt[b])
             loss = apply_weighting(losses, weighting, yt[b]) if weighting is not None else losses.mean()
             if not torch.isfinite(loss.detach()):
