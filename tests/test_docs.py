@@ -47,3 +47,14 @@ def test_registry_metadata_complete():
         assert d["family"] and d["kind"] and d["formula"] and d["catalogue"]
         for name in e.defaults_source:
             assert name in e.defaults
+
+
+def test_readme_python_examples_run():
+    import pathlib
+    import re
+
+    readme = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    assert len(blocks) >= 2, "README should show the library and composition examples"
+    for code in blocks:
+        exec(compile(code, str(readme), "exec"), {"__name__": "readme"})
