@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import lossatlas as la
 import lossatlas.functional as LF
-from helpers import PARITY_DIR, assert_finite_extremes, gradcheck_loss
+from helpers import PARITY_DIR, assert_finite_extremes, gradcheck_loss, require_parity_dir
 
 N, C = 7, 5
 IDS = ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "active_passive", "nce_rce", "nce_mae",
@@ -197,11 +197,13 @@ def test_logitclip_wraps_stateful_aldr():
 def _aldr_case():
     import json
 
+    require_parity_dir()
+
     for path in sorted(PARITY_DIR.glob("manifest*.json")):
         for case in json.loads(path.read_text()):
             if case["case"] == "seq_aldr":
                 return case
-    pytest.skip("seq_aldr fixture not available")
+    pytest.fail(f"parity manifests in {PARITY_DIR} have no seq_aldr case")
 
 
 def test_aldr_state_matches_reference_sequence():
