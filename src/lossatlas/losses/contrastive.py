@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
+from .._docs import fill_doc
 from .._validation import check_number
 from ..functional.contrastive import _check_block, _check_tiled
 from ..registry import Paper, register
@@ -46,6 +47,21 @@ MOCHI_PAPER = Paper("Y. Kalantidis, M. B. Sariyildiz, N. Pion, P. Weinzaepfel, D
 BARLOW_PAPER = Paper("J. Zbontar, L. Jing, I. Misra, Y. LeCun, S. Deny", "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", "ICML", 2021, "2103.03230")
 WMSE_PAPER = Paper("A. Ermolov, A. Siarohin, E. Sangineto, N. Sebe", "Whitening for Self-Supervised Representation Learning", "ICML", 2021, "2007.06346")
 
+
+#: The "Scaling" section of every similarity-matrix loss's docstring (its ``{scaling}`` line).
+_SCALING_DOC = """\
+Scaling (catalogue G9, G10):
+    tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+        custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+        dense form, memory linear in N and the work in matrix multiplies; ``False``
+        builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+    block_size: query rows per block (default ~16M entries per block).
+    distributed: with an initialised ``torch.distributed`` group, every process's rows
+        are negatives (all-gather with gradients); each process returns the loss of
+        the concatenated batch and gets its exact gradient (set ``module.group`` for a
+        non-default process group; under DDP, which averages gradients, multiply the
+        loss by the world size).
+"""
 
 
 class _PairLoss(Loss):
@@ -86,6 +102,7 @@ class _PairLoss(Loss):
         "max_scale": "CLIP clamps the learnable logit scale at 100",
     },
 )
+@fill_doc(scaling=_SCALING_DOC)
 class InfoNCELoss(_PairLoss):
     r"""InfoNCE / NT-Xent with in-batch negatives; one-way or symmetric (CLIP) form.
 
@@ -111,17 +128,7 @@ class InfoNCELoss(_PairLoss):
             CLIP; the scale ``exp(logit_scale)`` is clamped at ``max_scale`` (default 100).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -180,6 +187,7 @@ class InfoNCELoss(_PairLoss):
     function=LF.siglip,
     defaults_source={"scale": "Zhai et al. 2023: t = exp(t'), t' = log 10 at init", "bias": "Zhai et al. 2023: b = -10 at init"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class SigLIPLoss(_PairLoss):
     r"""SigLIP pairwise sigmoid loss (Zhai, Mustafa, Kolesnikov & Beyer, 2023, "Sigmoid Loss
     for Language Image Pre-Training").
@@ -197,17 +205,7 @@ class SigLIPLoss(_PairLoss):
         learnable: make ``logit_scale = log t`` and ``logit_bias = b`` ``nn.Parameter``\ s.
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per anchor a_i, [N]).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -267,6 +265,7 @@ class SigLIPLoss(_PairLoss):
     function=LF.decoupled_contrastive,
     defaults_source={"temperature": "Yeh et al. 2022 and lightly DCLLoss: 0.1", "sigma": "Yeh et al. 2022 DCLW: σ = 0.5"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class DecoupledContrastiveLoss(_PairLoss):
     r"""Decoupled contrastive learning, DCL (Yeh et al., 2022, "Decoupled Contrastive Learning").
 
@@ -285,17 +284,7 @@ class DecoupledContrastiveLoss(_PairLoss):
         sigma: σ of DCLW (default 0.5).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -344,6 +333,7 @@ class DecoupledContrastiveLoss(_PairLoss):
     function=LF.debiased_contrastive,
     defaults_source={"temperature": "chingyaoc/DCL main.py default 0.5", "tau_plus": "chingyaoc/DCL main.py default 0.1"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class DebiasedContrastiveLoss(_PairLoss):
     r"""Debiased contrastive loss (Chuang, Robinson, Yen-Chen, Torralba & Jegelka, 2020,
     "Debiased Contrastive Learning").
@@ -363,17 +353,7 @@ class DebiasedContrastiveLoss(_PairLoss):
         tau_plus: class prior τ⁺ in [0, 1) (default 0.1).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -417,6 +397,7 @@ class DebiasedContrastiveLoss(_PairLoss):
     function=LF.hard_negative_contrastive,
     defaults_source={"temperature": "joshr17/HCL image/main.py: 0.5", "tau_plus": "joshr17/HCL: 0.1", "beta": "joshr17/HCL: 1.0"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class HardNegativeContrastiveLoss(_PairLoss):
     r"""Hard negative sampling, HCL (Robinson, Chuang, Sra & Jegelka, 2021, "Contrastive
     Learning with Hard Negative Samples").
@@ -437,17 +418,7 @@ class HardNegativeContrastiveLoss(_PairLoss):
         beta: concentration β >= 0 (default 1.0).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N], mean of both anchors).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
