@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_finite, check_float, check_number, check_reduction, check_same_device
+from .._validation import check_finite, check_float, check_int, check_number, check_reduction, check_same_device
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
 from ..distributed.tiled import block_rows, pairwise_logsumexp, pairwise_softplus_sum
 from ._common import compute_dtype
@@ -402,6 +402,12 @@ def hard_negative_contrastive(
 
 
 # ----------------------------------------------------------------------------- G7
+def _check_mochi_counts(num_hard: int, num_mix: int, num_query_mix: int) -> None:
+    check_int(num_hard, "num_hard", low=0)
+    check_int(num_mix, "num_mix", low=0)
+    check_int(num_query_mix, "num_query_mix", low=0)
+
+
 def mochi(
     a: Tensor,
     b: Tensor,
@@ -427,9 +433,7 @@ def mochi(
     """
     a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
     t = check_number(temperature, "temperature", low=0.0, low_open=True)
-    for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    _check_mochi_counts(num_hard, num_mix, num_query_mix)
     n, d = a.shape
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)
@@ -545,9 +549,8 @@ def wmse(
     """
     a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize=False)
     n, d = a.shape
-    for name, v in (("w_size", w_size), ("w_iter", w_iter)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    check_int(w_size, "w_size")
+    check_int(w_iter, "w_iter")
     eps = check_number(eps, "eps", low=0.0, high=1.0)
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)

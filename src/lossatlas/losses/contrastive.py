@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from .. import functional as LF
 from .._docs import fill_doc
-from .._validation import check_number
-from ..functional.contrastive import _check_block, _check_tiled
+from .._validation import check_int, check_number
+from ..functional.contrastive import _check_block, _check_mochi_counts, _check_tiled
 from ..registry import Paper, register
 from ._base import Loss
 
@@ -524,9 +524,7 @@ class MoCHiLoss(Loss):
         _check_block(block_size)
         self.tiled, self.block_size = tiled, block_size
         self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        _check_mochi_counts(num_hard, num_mix, num_query_mix)
         self.num_hard, self.num_mix, self.num_query_mix = num_hard, num_mix, num_query_mix
         self.normalize = bool(normalize)
 
@@ -657,10 +655,7 @@ class WMSELoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        for name, v in (("w_size", w_size), ("w_iter", w_iter)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.w_size, self.w_iter = w_size, w_iter
+        self.w_size, self.w_iter = check_int(w_size, "w_size"), check_int(w_iter, "w_iter")
         self.eps = check_number(eps, "eps", low=0.0, high=1.0)
 
     def _hparams(self) -> dict[str, Any]:
