@@ -64,26 +64,33 @@ Scaling (catalogue G9, G10):
 """
 
 
-class _PairLoss(Loss):
-    """Common options of the similarity-matrix losses."""
+class _TiledLoss(Loss):
+    """Common options of the losses that can tile their similarity matrix."""
 
-    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, distributed: bool,
-                 reduction: str, validate: bool) -> None:
+    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, reduction: str, validate: bool) -> None:
         super().__init__(reduction, validate)
         _check_tiled(tiled)
         _check_block(block_size)
         self.normalize = bool(normalize)
         self.tiled = tiled
         self.block_size = block_size
+
+    def _opts(self) -> dict[str, Any]:
+        return {"normalize": self.normalize, "tiled": self.tiled, "block_size": self.block_size,
+                "reduction": self.reduction, "validate": self.validate}
+
+
+class _PairLoss(_TiledLoss):
+    """Common options of the similarity-matrix losses: tiling and distributed negatives."""
+
+    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, distributed: bool,
+                 reduction: str, validate: bool) -> None:
+        super().__init__(normalize, tiled, block_size, reduction, validate)
         self.distributed = bool(distributed)
         self.group: Any = None
 
     def _opts(self) -> dict[str, Any]:
-        return {
-            "normalize": self.normalize, "tiled": self.tiled, "block_size": self.block_size,
-            "distributed": self.distributed, "group": self.group,
-            "reduction": self.reduction, "validate": self.validate,
-        }
+        return {**super()._opts(), "distributed": self.distributed, "group": self.group}
 
 
 @register(
@@ -470,7 +477,7 @@ class HardNegativeContrastiveLoss(_PairLoss):
         "num_query_mix": "Kalantidis et al. 2020: s' = 256",
     },
 )
-class MoCHiLoss(Loss):
+class MoCHiLoss(_TiledLoss):
     r"""MoCHi, hard negative mixing (Kalantidis, Sariyildiz, Pion, Weinzaepfel & Larlus, 2020,
     "Hard Negative Mixing for Contrastive Learning").
 
@@ -519,23 +526,17 @@ class MoCHiLoss(Loss):
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
-        super().__init__(reduction, validate)
-        _check_tiled(tiled)
-        _check_block(block_size)
-        self.tiled, self.block_size = tiled, block_size
+        super().__init__(normalize, tiled, block_size, reduction, validate)
         self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
         _check_mochi_counts(num_hard, num_mix, num_query_mix)
         self.num_hard, self.num_mix, self.num_query_mix = num_hard, num_mix, num_query_mix
-        self.normalize = bool(normalize)
 
     def _hparams(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "num_hard": self.num_hard, "num_mix": self.num_mix, "num_query_mix": self.num_query_mix}
 
     def forward(self, a: Tensor, b: Tensor, queue: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         return LF.mochi(a, b, temperature=self.temperature, num_hard=self.num_hard, num_mix=self.num_mix,
-                        num_query_mix=self.num_query_mix, queue=queue, normalize=self.normalize,
-                        tiled=self.tiled, block_size=self.block_size, generator=generator,
-                        reduction=self.reduction, validate=self.validate)
+                        num_query_mix=self.num_query_mix, queue=queue, generator=generator, **self._opts())
 
 
 @register(
