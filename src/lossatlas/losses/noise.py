@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
+from .._docs import fill_doc
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ..functional._common import prepare_classification, reduce_loss
 from ..functional.noise import RCE_LOG_ZERO
@@ -522,6 +523,32 @@ class ActivePassiveLoss(Loss):
         return reduce_loss(losses, self.reduction, w, out_dtype)
 
 
+class _NCEPreset(ActivePassiveLoss):
+    """An NCE + passive loss preset of :class:`ActivePassiveLoss`; ``_passive`` names the passive part."""
+
+    _passive: str
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
+                 validate: bool = True) -> None:
+        super().__init__("nce", self._passive, alpha, beta, None, None, ignore_index, reduction, validate)
+
+
+def _preset_usage(loss_id: str, passive: str) -> str:
+    """The Args, Shapes and Example sections of an NCE preset's docstring."""
+    return f"""\
+Args:
+    alpha: weight of NCE; beta: weight of {passive}.
+    ignore_index, reduction, validate: as in :class:`MAELoss`.
+
+Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+Example:
+    >>> import torch, lossatlas as la
+    >>> crit = la.create("{loss_id}", alpha=1.0, beta=1.0)
+    >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
+    0"""
+
+
 @register(
     "nce_rce",
     aliases=("nce+rce", "ncerce"),
@@ -535,7 +562,8 @@ class ActivePassiveLoss(Loss):
     defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL CIFAR-10 config (β=1; CIFAR-100: 0.1)"},
     notes="Preset of active_passive(active='nce', passive='rce').",
 )
-class NCERCELoss(ActivePassiveLoss):
+@fill_doc(usage=_preset_usage("nce_rce", "RCE"))
+class NCERCELoss(_NCEPreset):
     r"""NCE+RCE, the flagship active-passive loss (Ma et al., 2020, "Normalized Loss
     Functions for Deep Learning with Noisy Labels").
 
@@ -546,22 +574,10 @@ class NCERCELoss(ActivePassiveLoss):
     are the APL CIFAR-10 configuration (CIFAR-100: α = 10, β = 0.1); parity case
     ``cls_nce_rce``.
 
-    Args:
-        alpha: weight of NCE; beta: weight of RCE.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("nce_rce", alpha=1.0, beta=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
-                 validate: bool = True) -> None:
-        super().__init__("nce", "rce", alpha, beta, None, None, ignore_index, reduction, validate)
+    _passive = "rce"
 
 
 @register(
@@ -577,7 +593,8 @@ class NCERCELoss(ActivePassiveLoss):
     defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL configs (β=1)"},
     notes="Preset of active_passive(active='nce', passive='mae').",
 )
-class NCEMAELoss(ActivePassiveLoss):
+@fill_doc(usage=_preset_usage("nce_mae", "MAE"))
+class NCEMAELoss(_NCEPreset):
     r"""NCE+MAE active-passive loss (Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels").
 
@@ -587,22 +604,10 @@ class NCEMAELoss(ActivePassiveLoss):
     reference's ``1 − p_y``. Defaults α = β = 1 (APL CIFAR-10 configuration; CIFAR-100:
     α = 10, β = 1); parity case ``cls_nce_mae``.
 
-    Args:
-        alpha: weight of NCE; beta: weight of MAE.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("nce_mae", alpha=1.0, beta=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
-                 validate: bool = True) -> None:
-        super().__init__("nce", "mae", alpha, beta, None, None, ignore_index, reduction, validate)
+    _passive = "mae"
 
 
 # --------------------------------------------------------------------------------------
