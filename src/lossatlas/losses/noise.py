@@ -63,6 +63,22 @@ class _NoiseLoss(Loss):
         return {"ignore_index": self.ignore_index, "reduction": self.reduction, "validate": self.validate}
 
 
+class _ScaledLoss(_NoiseLoss):
+    """A loss whose one hyper-parameter is ``scale``; ``_function`` is its functional twin."""
+
+    _function: Callable[..., Tensor]
+
+    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
+        super().__init__(ignore_index, reduction, validate)
+        self.scale = check_number(scale, "scale")
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return self._function(logits, target, scale=self.scale, **self._common())
+
+
 # --------------------------------------------------------------------------------------
 # B1
 # --------------------------------------------------------------------------------------
@@ -78,7 +94,7 @@ class _NoiseLoss(Loss):
     function=LF.mae,
     defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)"},
 )
-class MAELoss(_NoiseLoss):
+class MAELoss(_ScaledLoss):
     r"""Mean absolute error on the softmax (Ghosh, Kumar, Sastry, 2017, "Robust Loss
     Functions under Label Noise for Deep Neural Networks"; used as the GCE baseline by
     Zhang & Sabuncu, 2018).
@@ -106,15 +122,7 @@ class MAELoss(_NoiseLoss):
         0.75
     """
 
-    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.scale = check_number(scale, "scale")
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.mae(logits, target, scale=self.scale, **self._common())
+    _function = staticmethod(LF.mae)
 
 
 @register(
@@ -291,7 +299,7 @@ class SCELoss(_NoiseLoss):
     function=LF.nce,
     defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)"},
 )
-class NCELoss(_NoiseLoss):
+class NCELoss(_ScaledLoss):
     r"""Normalised cross-entropy (Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels").
 
@@ -316,15 +324,7 @@ class NCELoss(_NoiseLoss):
         0.25
     """
 
-    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.scale = check_number(scale, "scale")
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.nce(logits, target, scale=self.scale, **self._common())
+    _function = staticmethod(LF.nce)
 
 
 @register(
