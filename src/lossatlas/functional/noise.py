@@ -272,6 +272,13 @@ def active_passive(
 # --------------------------------------------------------------------------------------
 # B4: LogitClip
 # --------------------------------------------------------------------------------------
+def _clip_params(tau: float, p: float, eps: float) -> tuple[float, float, float]:
+    """LogitClip's checked ``(τ > 0, p >= 1 or math.inf, eps >= 0)``."""
+    tau = check_number(tau, "tau", low=0.0, low_open=True)
+    p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
+    return tau, p, check_number(eps, "eps", low=0.0)
+
+
 def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float = 1e-7) -> Tensor:
     """LogitClip's projection: rows with ``‖z‖_p + eps > 1/τ`` become ``z / (τ (‖z‖_p + eps))``.
 
@@ -279,9 +286,7 @@ def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float 
     ``eps``, the reference's ``+1e-7`` on the norm). Gradients flow through the norm.
     """
     check_logits(logits, validate=False)
-    tau = check_number(tau, "tau", low=0.0, low_open=True)
-    p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
-    eps = check_number(eps, "eps", low=0.0)
+    tau, p, eps = _clip_params(tau, p, eps)
     z = logits.to(compute_dtype(logits))
     bound = 1.0 / tau
     norms = torch.linalg.vector_norm(z, ord=p, dim=1, keepdim=True) + eps
@@ -421,6 +426,12 @@ def aldr(
 # --------------------------------------------------------------------------------------
 # B6, B7: Taylor cross-entropy and α-loss
 # --------------------------------------------------------------------------------------
+def _check_order(order: int) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
+    return order
+
+
 def taylor_ce(
     logits: Tensor,
     target: Tensor,
@@ -431,8 +442,7 @@ def taylor_ce(
     validate: bool = True,
 ) -> Tensor:
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
+    _check_order(order)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     u = -torch.expm1(target_logit(torch.log_softmax(z, dim=1), y))  # 1 - p_y
     losses = torch.zeros_like(u)
@@ -441,6 +451,13 @@ def taylor_ce(
         power = power * u
         losses = losses + power / k
     return reduce_loss(losses, reduction, w, out_dtype)
+
+
+def _check_alpha(alpha: float) -> float:
+    """α > 0, or ``math.inf`` (the ``1 − p_y`` limit)."""
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
+        return math.inf
+    return check_number(alpha, "alpha", low=0.0, low_open=True)
 
 
 def alpha_loss(
@@ -453,11 +470,8 @@ def alpha_loss(
     validate: bool = True,
 ) -> Tensor:
     """α-loss ``α/(α−1) · (1 − p_y^{(α−1)/α})``; α = 1 is CE, α = ∞ is ``1 − p_y``. See :class:`lossatlas.losses.AlphaLoss`."""
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
-        c = 1.0
-    else:
-        alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
-        c = (alpha - 1.0) / alpha
+    alpha = _check_alpha(alpha)
+    c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     logp_y = target_logit(torch.log_softmax(z, dim=1), y)
     return reduce_loss(_box_cox(logp_y, c), reduction, w, out_dtype)

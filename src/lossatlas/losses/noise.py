@@ -9,7 +9,6 @@ noise protocols in :mod:`lossatlas.data.noise`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -19,7 +18,7 @@ from .. import functional as LF
 from .._docs import fill_doc
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ..functional._common import prepare_classification, reduce_loss
-from ..functional.noise import RCE_LOG_ZERO
+from ..functional.noise import RCE_LOG_ZERO, _check_alpha, _check_order, _clip_params
 from ..registry import Paper, create, register
 from ._base import Loss
 
@@ -676,9 +675,7 @@ class LogitClipLoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        self.tau = check_number(tau, "tau", low=0.0, low_open=True)
-        self.p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
-        self.eps = check_number(eps, "eps", low=0.0)
+        self.tau, self.p, self.eps = _clip_params(tau, p, eps)
         if base is None or isinstance(base, str):
             self.base = create(base or "cross_entropy", reduction=reduction, **dict(base_kwargs or {}))
         elif base_kwargs:
@@ -920,9 +917,7 @@ class TaylorCELoss(_NoiseLoss):
 
     def __init__(self, order: int = 2, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
         super().__init__(ignore_index, reduction, validate)
-        if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-            raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
-        self.order = order
+        self.order = _check_order(order)
 
     def _hparams(self) -> dict[str, Any]:
         return {"order": self.order}
@@ -970,10 +965,7 @@ class AlphaLoss(_NoiseLoss):
 
     def __init__(self, alpha: float = 2.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
         super().__init__(ignore_index, reduction, validate)
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
-            self.alpha = math.inf
-        else:
-            self.alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
+        self.alpha = _check_alpha(alpha)
 
     def _hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
