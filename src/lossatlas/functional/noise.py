@@ -65,6 +65,11 @@ def _tiny(x: Tensor) -> float:
     return torch.finfo(x.dtype).tiny
 
 
+def _log_p_y(z: Tensor, y: Tensor) -> Tensor:
+    """``log p_y`` [N], ``p = softmax(z)``."""
+    return target_logit(torch.log_softmax(z, dim=1), y)
+
+
 def _prepare(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None):
     return prepare_classification(logits, target, reduction, validate, None, ignore_index)
 
@@ -84,7 +89,7 @@ def mae(
     """Mean absolute error on the softmax, ``scale · (1 − p_y)``; see :class:`lossatlas.losses.MAELoss`."""
     scale = check_number(scale, "scale")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y)
+    logp_y = _log_p_y(z, y)
     return reduce_loss(-torch.expm1(logp_y) * scale, reduction, w, out_dtype)
 
 
@@ -100,7 +105,7 @@ def gce(
     """Generalised cross-entropy ``(1 − p_y^q)/q`` with ``p_y ≥ 1e-7``; see :class:`lossatlas.losses.GCELoss`."""
     q = check_number(q, "q", low=0.0, high=1.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y).clamp_min(_LOG_P_MIN)
+    logp_y = _log_p_y(z, y).clamp_min(_LOG_P_MIN)
     return reduce_loss(_box_cox(logp_y, q), reduction, w, out_dtype)
 
 
@@ -146,7 +151,7 @@ def sce(
     beta = check_number(beta, "beta", low=0.0)
     log_zero = check_number(log_zero, "log_zero", high=0.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    ce = -target_logit(torch.log_softmax(z, dim=1), y)
+    ce = -_log_p_y(z, y)
     return reduce_loss(alpha * ce + beta * _rce_terms(z, y, log_zero), reduction, w, out_dtype)
 
 
@@ -444,7 +449,7 @@ def taylor_ce(
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
     _check_order(order)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    u = -torch.expm1(target_logit(torch.log_softmax(z, dim=1), y))  # 1 - p_y
+    u = -torch.expm1(_log_p_y(z, y))  # 1 - p_y
     losses = torch.zeros_like(u)
     power = torch.ones_like(u)
     for k in range(1, order + 1):
@@ -473,5 +478,5 @@ def alpha_loss(
     alpha = _check_alpha(alpha)
     c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y)
+    logp_y = _log_p_y(z, y)
     return reduce_loss(_box_cox(logp_y, c), reduction, w, out_dtype)
