@@ -40,11 +40,14 @@ def _expand(doc: str, fragments: dict[str, str]) -> tuple[str, set[str]]:
 def fill_doc(**fragments: str) -> Callable[[T], T]:
     """Decorator: replace every ``{name}`` line of the docstring with ``fragments[name]``.
 
-    Every fragment must be used (a missing marker is a mistake, not a no-op).
+    Every fragment must be used (a missing marker is a mistake, not a no-op). Without
+    docstrings (``python -OO``) the object is returned as it is.
     """
 
     def decorate(obj: T) -> T:
-        doc, used = _expand(obj.__doc__ or "", fragments)
+        if obj.__doc__ is None:
+            return obj
+        doc, used = _expand(obj.__doc__, fragments)
         unused = sorted(set(fragments) - used)
         if unused:
             raise ValueError(f"{getattr(obj, '__qualname__', obj)!r}: no line {{{unused[0]}}} in the docstring")
