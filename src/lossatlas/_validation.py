@@ -194,6 +194,15 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
     return value
 
 
+def check_int(value: Any, name: str, *, low: int = 1) -> int:
+    """An ``int`` (not a bool) ``>= low``, where ``low`` is 1 (a positive count) or 0."""
+    if low not in (0, 1):
+        raise ValueError(f"low must be 0 or 1, got {low!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a {'positive' if low else 'non-negative'} int, got {value!r}")
+    return value
+
+
 def check_mask(mask: Any, logits: Tensor, validate: bool = True, name: str = "mask") -> Tensor:
     """An element mask (bool or real, 1 = count, 0 = leave out) broadcast to the shape of ``logits``.
 

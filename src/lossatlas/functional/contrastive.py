@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_finite, check_float, check_number, check_reduction, check_same_device
+from .._validation import check_finite, check_float, check_int, check_number, check_reduction, check_same_device
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
 from ..distributed.tiled import block_rows, pairwise_logsumexp, pairwise_softplus_sum
 from ._common import compute_dtype
@@ -89,25 +89,40 @@ def _check_block(block_size: int | None) -> None:
         raise ValueError(f"block_size must be a positive int (query rows per block) or None, got {block_size!r}")
 
 
+def _prepare_matrix(
+    a: Tensor, b: Tensor, reduction: str, validate: bool, normalize: bool, tiled: Any, block_size: int | None,
+) -> tuple[Tensor, Tensor, torch.dtype]:
+    """:func:`_prepare_pair` for a similarity-matrix loss: the tiling options are checked too."""
+    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    _check_block(block_size)
+    _check_tiled(tiled)
+    return a, b, out_dtype
+
+
+def _scalar(x: Scalar, name: str, like: Tensor, **bounds: Any) -> Scalar:
+    """A float checked against ``bounds`` (see ``check_number``), or a one-element tensor
+    (e.g. a learnable parameter, not checked) cast to the compute dtype."""
+    if isinstance(x, Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
+        return x.reshape(()).to(like.dtype)
+    return check_number(x, name, **bounds)
+
+
 def _positive(x: Scalar, name: str, like: Tensor) -> Scalar:
     """A positive float, or a tensor (e.g. a learnable parameter) cast to the compute dtype."""
-    if isinstance(x, Tensor):
-        if x.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
-        return x.reshape(()).to(like.dtype)
-    return check_number(x, name, low=0.0, low_open=True)
-
-
-def _real(x: Scalar, name: str, like: Tensor) -> Scalar:
-    if isinstance(x, Tensor):
-        if x.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
-        return x.reshape(()).to(like.dtype)
-    return check_number(x, name)
+    return _scalar(x, name, like, low=0.0, low_open=True)
 
 
 def _gather(x: Tensor, on: bool, group: Any) -> tuple[Tensor, int]:
     return all_gather_with_grad(x, group) if on else (x, 0)
+
+
+def _gather_pair(a: Tensor, b: Tensor, on: bool, group: Any) -> tuple[Tensor, Tensor, int]:
+    """Both views of every process (with gradients) and the offset of this process's rows."""
+    ag, off = _gather(a, on, group)
+    bg, _ = _gather(b, on, group)
+    return ag, bg, off
 
 
 def _zero_loss(a: Tensor, b: Tensor, n: int, reduction: str, out_dtype: torch.dtype) -> Tensor:
@@ -145,6 +160,17 @@ def _two_view_exclusion(n: int, offset: int, n_global: int, device: torch.device
     return torch.stack([self_col, pos_col], dim=1)
 
 
+def _two_view_queries(
+    a: Tensor, b: Tensor, ag: Tensor, bg: Tensor, off: int, symmetric: bool, drop_positive: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Queries cat(a, b) (a alone unless ``symmetric``), keys cat(ag, bg) and the key columns
+    each query excludes: its own row and, with ``drop_positive``, its positive."""
+    q = torch.cat([a, b]) if symmetric else a
+    keys = torch.cat([ag, bg])
+    excl = _two_view_exclusion(a.shape[0], off, ag.shape[0], a.device, drop_positive)[: q.shape[0]]
+    return q, keys, excl
+
+
 # ----------------------------------------------------------------------------- G1
 def infonce(
     a: Tensor,
@@ -171,17 +197,14 @@ def infonce(
     ``intra_view_negatives=True`` this is SupCon on the 2N views). ``temperature`` may be a
     tensor (learnable). See :class:`lossatlas.losses.InfoNCELoss`.
     """
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
-    _check_block(block_size)
-    _check_tiled(tiled)
+    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
     t = _positive(temperature, "temperature", a)
     scale = 1.0 / t
     n = a.shape[0]
     on = bool(distributed) and is_distributed(group)
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)
-    ag, off = _gather(a, on, group)
-    bg, _ = _gather(b, on, group)
+    ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
     if labels is None:
         pos = pos_r = pos_c = scale * (a * b).sum(1)
@@ -206,9 +229,7 @@ def infonce(
         if symmetric:
             per = 0.5 * (per + (lc - pos_c))
     else:
-        q = torch.cat([a, b]) if symmetric else a
-        keys = torch.cat([ag, bg])
-        excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=False)[: q.shape[0]]
+        q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric, drop_positive=False)
         lse, _ = pairwise_logsumexp(q, keys, scale, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
         if labels is None:
             pos_q = torch.cat([pos, pos])[: q.shape[0]]
@@ -243,11 +264,9 @@ def siglip(
     sum over N² pairs divided by N). ``scale`` (t, already exponentiated) and ``bias`` may be
     tensors (learnable). See :class:`lossatlas.losses.SigLIPLoss`.
     """
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
-    _check_block(block_size)
-    _check_tiled(tiled)
-    t = _real(scale, "scale", a)
-    bi = _real(bias, "bias", a)
+    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
+    t = _scalar(scale, "scale", a)
+    bi = _scalar(bias, "bias", a)
     n = a.shape[0]
     on = bool(distributed) and is_distributed(group)
     if n == 0:
@@ -283,17 +302,14 @@ def decoupled_contrastive(
     ``w_i = 2 - N softmax_i(a·b / σ)`` on detached similarities. See
     :class:`lossatlas.losses.DecoupledContrastiveLoss`.
     """
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
-    _check_block(block_size)
-    _check_tiled(tiled)
+    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
     t = _positive(temperature, "temperature", a)
     check_number(sigma, "sigma", low=0.0, low_open=True)
     n = a.shape[0]
     on = bool(distributed) and is_distributed(group)
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)
-    ag, off = _gather(a, on, group)
-    bg, _ = _gather(b, on, group)
+    ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
     sim = (a * b).sum(1)
     pos = sim / t
@@ -301,9 +317,7 @@ def decoupled_contrastive(
         sim_g, _ = _gather(sim.detach(), on, group)
         w = 2.0 - n_global * torch.softmax(sim_g / sigma, dim=0)[off : off + n]
         pos = w * pos
-    q = torch.cat([a, b]) if symmetric else a
-    keys = torch.cat([ag, bg])
-    excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=True)[: q.shape[0]]
+    q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric, drop_positive=True)
     lse, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
     if n_global == 1:  # no negative at all: nothing to contrast, the loss is 0
         return _finish(sim * 0.0, reduction, n_global, on, group, out_dtype)
@@ -318,9 +332,7 @@ def _debiased_core(
     a: Tensor, b: Tensor, temperature: Scalar, tau_plus: float, beta: float, normalize: bool,
     tiled: bool | str, block_size: int | None, distributed: bool, group: Any, reduction: str, validate: bool,
 ) -> Tensor:
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
-    _check_block(block_size)
-    _check_tiled(tiled)
+    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
     t = _positive(temperature, "temperature", a)
     tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
     beta = check_number(beta, "beta", low=0.0)
@@ -328,17 +340,14 @@ def _debiased_core(
     on = bool(distributed) and is_distributed(group)
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)
-    ag, off = _gather(a, on, group)
-    bg, _ = _gather(b, on, group)
+    ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
     m = 2 * n_global - 2  # negatives per anchor
     if m == 0:  # a single pair: no negative, the loss is 0
         return _finish((a * b).sum(1) * 0.0, reduction, n_global, on, group, out_dtype)
     pos_logit = (a * b).sum(1) / t
     pos_logit = torch.cat([pos_logit, pos_logit])
-    q = torch.cat([a, b])
-    keys = torch.cat([ag, bg])
-    excl = _two_view_exclusion(n, off, n_global, a.device, drop_positive=True)
+    q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric=True, drop_positive=True)
     use = _use_tiles(tiled, q.shape[0], keys.shape[0])
     if beta == 0.0:
         log_reweight, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=use, block_size=block_size)
@@ -402,6 +411,12 @@ def hard_negative_contrastive(
 
 
 # ----------------------------------------------------------------------------- G7
+def _check_mochi_counts(num_hard: int, num_mix: int, num_query_mix: int) -> None:
+    check_int(num_hard, "num_hard", low=0)
+    check_int(num_mix, "num_mix", low=0)
+    check_int(num_query_mix, "num_query_mix", low=0)
+
+
 def mochi(
     a: Tensor,
     b: Tensor,
@@ -427,9 +442,7 @@ def mochi(
     """
     a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
     t = check_number(temperature, "temperature", low=0.0, low_open=True)
-    for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    _check_mochi_counts(num_hard, num_mix, num_query_mix)
     n, d = a.shape
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)
@@ -505,8 +518,7 @@ def barlow_twins(
     lambd = check_number(lambd, "lambd", low=0.0)
     eps = check_number(eps, "eps", low=0.0)
     on = bool(distributed) and is_distributed(group)
-    ag, _ = _gather(a, on, group)
-    bg, _ = _gather(b, on, group)
+    ag, bg, _ = _gather_pair(a, b, on, group)
     n = ag.shape[0]
     if n < 2:
         raise ValueError(f"barlow_twins needs at least 2 samples to standardise each feature over the batch, got N={n}")
@@ -545,9 +557,8 @@ def wmse(
     """
     a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize=False)
     n, d = a.shape
-    for name, v in (("w_size", w_size), ("w_iter", w_iter)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    check_int(w_size, "w_size")
+    check_int(w_iter, "w_iter")
     eps = check_number(eps, "eps", low=0.0, high=1.0)
     if n == 0:
         return _zero_loss(a, b, 0, reduction, out_dtype)

@@ -65,6 +65,11 @@ def _tiny(x: Tensor) -> float:
     return torch.finfo(x.dtype).tiny
 
 
+def _log_p_y(z: Tensor, y: Tensor) -> Tensor:
+    """``log p_y`` [N], ``p = softmax(z)``."""
+    return target_logit(torch.log_softmax(z, dim=1), y)
+
+
 def _prepare(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None):
     return prepare_classification(logits, target, reduction, validate, None, ignore_index)
 
@@ -84,7 +89,7 @@ def mae(
     """Mean absolute error on the softmax, ``scale · (1 − p_y)``; see :class:`lossatlas.losses.MAELoss`."""
     scale = check_number(scale, "scale")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y)
+    logp_y = _log_p_y(z, y)
     return reduce_loss(-torch.expm1(logp_y) * scale, reduction, w, out_dtype)
 
 
@@ -100,7 +105,7 @@ def gce(
     """Generalised cross-entropy ``(1 − p_y^q)/q`` with ``p_y ≥ 1e-7``; see :class:`lossatlas.losses.GCELoss`."""
     q = check_number(q, "q", low=0.0, high=1.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y).clamp_min(_LOG_P_MIN)
+    logp_y = _log_p_y(z, y).clamp_min(_LOG_P_MIN)
     return reduce_loss(_box_cox(logp_y, q), reduction, w, out_dtype)
 
 
@@ -146,7 +151,7 @@ def sce(
     beta = check_number(beta, "beta", low=0.0)
     log_zero = check_number(log_zero, "log_zero", high=0.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    ce = -target_logit(torch.log_softmax(z, dim=1), y)
+    ce = -_log_p_y(z, y)
     return reduce_loss(alpha * ce + beta * _rce_terms(z, y, log_zero), reduction, w, out_dtype)
 
 
@@ -272,6 +277,13 @@ def active_passive(
 # --------------------------------------------------------------------------------------
 # B4: LogitClip
 # --------------------------------------------------------------------------------------
+def _clip_params(tau: float, p: float, eps: float) -> tuple[float, float, float]:
+    """LogitClip's checked ``(τ > 0, p >= 1 or math.inf, eps >= 0)``."""
+    tau = check_number(tau, "tau", low=0.0, low_open=True)
+    p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
+    return tau, p, check_number(eps, "eps", low=0.0)
+
+
 def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float = 1e-7) -> Tensor:
     """LogitClip's projection: rows with ``‖z‖_p + eps > 1/τ`` become ``z / (τ (‖z‖_p + eps))``.
 
@@ -279,9 +291,7 @@ def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float 
     ``eps``, the reference's ``+1e-7`` on the norm). Gradients flow through the norm.
     """
     check_logits(logits, validate=False)
-    tau = check_number(tau, "tau", low=0.0, low_open=True)
-    p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
-    eps = check_number(eps, "eps", low=0.0)
+    tau, p, eps = _clip_params(tau, p, eps)
     z = logits.to(compute_dtype(logits))
     bound = 1.0 / tau
     norms = torch.linalg.vector_norm(z, ord=p, dim=1, keepdim=True) + eps
@@ -421,6 +431,12 @@ def aldr(
 # --------------------------------------------------------------------------------------
 # B6, B7: Taylor cross-entropy and α-loss
 # --------------------------------------------------------------------------------------
+def _check_order(order: int) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
+    return order
+
+
 def taylor_ce(
     logits: Tensor,
     target: Tensor,
@@ -431,16 +447,22 @@ def taylor_ce(
     validate: bool = True,
 ) -> Tensor:
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
+    _check_order(order)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    u = -torch.expm1(target_logit(torch.log_softmax(z, dim=1), y))  # 1 - p_y
+    u = -torch.expm1(_log_p_y(z, y))  # 1 - p_y
     losses = torch.zeros_like(u)
     power = torch.ones_like(u)
     for k in range(1, order + 1):
         power = power * u
         losses = losses + power / k
     return reduce_loss(losses, reduction, w, out_dtype)
+
+
+def _check_alpha(alpha: float) -> float:
+    """α > 0, or ``math.inf`` (the ``1 − p_y`` limit)."""
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
+        return math.inf
+    return check_number(alpha, "alpha", low=0.0, low_open=True)
 
 
 def alpha_loss(
@@ -453,11 +475,8 @@ def alpha_loss(
     validate: bool = True,
 ) -> Tensor:
     """α-loss ``α/(α−1) · (1 − p_y^{(α−1)/α})``; α = 1 is CE, α = ∞ is ``1 − p_y``. See :class:`lossatlas.losses.AlphaLoss`."""
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
-        c = 1.0
-    else:
-        alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
-        c = (alpha - 1.0) / alpha
+    alpha = _check_alpha(alpha)
+    c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y)
+    logp_y = _log_p_y(z, y)
     return reduce_loss(_box_cox(logp_y, c), reduction, w, out_dtype)

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
-from .._validation import check_number
-from ..functional.contrastive import _check_block, _check_tiled
+from .._docs import fill_doc
+from .._validation import check_int, check_number
+from ..functional.contrastive import _check_block, _check_mochi_counts, _check_tiled
 from ..registry import Paper, register
 from ._base import Loss
 
@@ -47,27 +48,49 @@ BARLOW_PAPER = Paper("J. Zbontar, L. Jing, I. Misra, Y. LeCun, S. Deny", "Barlow
 WMSE_PAPER = Paper("A. Ermolov, A. Siarohin, E. Sangineto, N. Sebe", "Whitening for Self-Supervised Representation Learning", "ICML", 2021, "2007.06346")
 
 
+#: The "Scaling" section of every similarity-matrix loss's docstring (its ``{scaling}`` line).
+_SCALING_DOC = """\
+Scaling (catalogue G9, G10):
+    tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
+        custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
+        dense form, memory linear in N and the work in matrix multiplies; ``False``
+        builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
+    block_size: query rows per block (default ~16M entries per block).
+    distributed: with an initialised ``torch.distributed`` group, every process's rows
+        are negatives (all-gather with gradients); each process returns the loss of
+        the concatenated batch and gets its exact gradient (set ``module.group`` for a
+        non-default process group; under DDP, which averages gradients, multiply the
+        loss by the world size).
+"""
 
-class _PairLoss(Loss):
-    """Common options of the similarity-matrix losses."""
 
-    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, distributed: bool,
-                 reduction: str, validate: bool) -> None:
+class _TiledLoss(Loss):
+    """Common options of the losses that can tile their similarity matrix."""
+
+    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, reduction: str, validate: bool) -> None:
         super().__init__(reduction, validate)
         _check_tiled(tiled)
         _check_block(block_size)
         self.normalize = bool(normalize)
         self.tiled = tiled
         self.block_size = block_size
+
+    def _opts(self) -> dict[str, Any]:
+        return {"normalize": self.normalize, "tiled": self.tiled, "block_size": self.block_size,
+                "reduction": self.reduction, "validate": self.validate}
+
+
+class _PairLoss(_TiledLoss):
+    """Common options of the similarity-matrix losses: tiling and distributed negatives."""
+
+    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, distributed: bool,
+                 reduction: str, validate: bool) -> None:
+        super().__init__(normalize, tiled, block_size, reduction, validate)
         self.distributed = bool(distributed)
         self.group: Any = None
 
     def _opts(self) -> dict[str, Any]:
-        return {
-            "normalize": self.normalize, "tiled": self.tiled, "block_size": self.block_size,
-            "distributed": self.distributed, "group": self.group,
-            "reduction": self.reduction, "validate": self.validate,
-        }
+        return {**super()._opts(), "distributed": self.distributed, "group": self.group}
 
 
 @register(
@@ -86,6 +109,7 @@ class _PairLoss(Loss):
         "max_scale": "CLIP clamps the learnable logit scale at 100",
     },
 )
+@fill_doc(scaling=_SCALING_DOC)
 class InfoNCELoss(_PairLoss):
     r"""InfoNCE / NT-Xent with in-batch negatives; one-way or symmetric (CLIP) form.
 
@@ -111,17 +135,7 @@ class InfoNCELoss(_PairLoss):
             CLIP; the scale ``exp(logit_scale)`` is clamped at ``max_scale`` (default 100).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -180,6 +194,7 @@ class InfoNCELoss(_PairLoss):
     function=LF.siglip,
     defaults_source={"scale": "Zhai et al. 2023: t = exp(t'), t' = log 10 at init", "bias": "Zhai et al. 2023: b = -10 at init"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class SigLIPLoss(_PairLoss):
     r"""SigLIP pairwise sigmoid loss (Zhai, Mustafa, Kolesnikov & Beyer, 2023, "Sigmoid Loss
     for Language Image Pre-Training").
@@ -197,17 +212,7 @@ class SigLIPLoss(_PairLoss):
         learnable: make ``logit_scale = log t`` and ``logit_bias = b`` ``nn.Parameter``\ s.
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per anchor a_i, [N]).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -267,6 +272,7 @@ class SigLIPLoss(_PairLoss):
     function=LF.decoupled_contrastive,
     defaults_source={"temperature": "Yeh et al. 2022 and lightly DCLLoss: 0.1", "sigma": "Yeh et al. 2022 DCLW: σ = 0.5"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class DecoupledContrastiveLoss(_PairLoss):
     r"""Decoupled contrastive learning, DCL (Yeh et al., 2022, "Decoupled Contrastive Learning").
 
@@ -285,17 +291,7 @@ class DecoupledContrastiveLoss(_PairLoss):
         sigma: σ of DCLW (default 0.5).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -344,6 +340,7 @@ class DecoupledContrastiveLoss(_PairLoss):
     function=LF.debiased_contrastive,
     defaults_source={"temperature": "chingyaoc/DCL main.py default 0.5", "tau_plus": "chingyaoc/DCL main.py default 0.1"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class DebiasedContrastiveLoss(_PairLoss):
     r"""Debiased contrastive loss (Chuang, Robinson, Yen-Chen, Torralba & Jegelka, 2020,
     "Debiased Contrastive Learning").
@@ -363,17 +360,7 @@ class DebiasedContrastiveLoss(_PairLoss):
         tau_plus: class prior τ⁺ in [0, 1) (default 0.1).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -417,6 +404,7 @@ class DebiasedContrastiveLoss(_PairLoss):
     function=LF.hard_negative_contrastive,
     defaults_source={"temperature": "joshr17/HCL image/main.py: 0.5", "tau_plus": "joshr17/HCL: 0.1", "beta": "joshr17/HCL: 1.0"},
 )
+@fill_doc(scaling=_SCALING_DOC)
 class HardNegativeContrastiveLoss(_PairLoss):
     r"""Hard negative sampling, HCL (Robinson, Chuang, Sra & Jegelka, 2021, "Contrastive
     Learning with Hard Negative Samples").
@@ -437,17 +425,7 @@ class HardNegativeContrastiveLoss(_PairLoss):
         beta: concentration β >= 0 (default 1.0).
         normalize: L2-normalise a and b inside (default True).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N], mean of both anchors).
-    Scaling (catalogue G9, G10):
-        tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-            custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-            dense form, memory linear in N and the work in matrix multiplies; ``False``
-            builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-        block_size: query rows per block (default ~16M entries per block).
-        distributed: with an initialised ``torch.distributed`` group, every process's rows
-            are negatives (all-gather with gradients); each process returns the loss of
-            the concatenated batch and gets its exact gradient (set ``module.group`` for a
-            non-default process group; under DDP, which averages gradients, multiply the
-            loss by the world size).
+    {scaling}
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -499,7 +477,7 @@ class HardNegativeContrastiveLoss(_PairLoss):
         "num_query_mix": "Kalantidis et al. 2020: s' = 256",
     },
 )
-class MoCHiLoss(Loss):
+class MoCHiLoss(_TiledLoss):
     r"""MoCHi, hard negative mixing (Kalantidis, Sariyildiz, Pion, Weinzaepfel & Larlus, 2020,
     "Hard Negative Mixing for Contrastive Learning").
 
@@ -548,25 +526,17 @@ class MoCHiLoss(Loss):
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
-        super().__init__(reduction, validate)
-        _check_tiled(tiled)
-        _check_block(block_size)
-        self.tiled, self.block_size = tiled, block_size
+        super().__init__(normalize, tiled, block_size, reduction, validate)
         self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        for name, v in (("num_hard", num_hard), ("num_mix", num_mix), ("num_query_mix", num_query_mix)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        _check_mochi_counts(num_hard, num_mix, num_query_mix)
         self.num_hard, self.num_mix, self.num_query_mix = num_hard, num_mix, num_query_mix
-        self.normalize = bool(normalize)
 
     def _hparams(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "num_hard": self.num_hard, "num_mix": self.num_mix, "num_query_mix": self.num_query_mix}
 
     def forward(self, a: Tensor, b: Tensor, queue: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         return LF.mochi(a, b, temperature=self.temperature, num_hard=self.num_hard, num_mix=self.num_mix,
-                        num_query_mix=self.num_query_mix, queue=queue, normalize=self.normalize,
-                        tiled=self.tiled, block_size=self.block_size, generator=generator,
-                        reduction=self.reduction, validate=self.validate)
+                        num_query_mix=self.num_query_mix, queue=queue, generator=generator, **self._opts())
 
 
 @register(
@@ -686,10 +656,7 @@ class WMSELoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        for name, v in (("w_size", w_size), ("w_iter", w_iter)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.w_size, self.w_iter = w_size, w_iter
+        self.w_size, self.w_iter = check_int(w_size, "w_size"), check_int(w_iter, "w_iter")
         self.eps = check_number(eps, "eps", low=0.0, high=1.0)
 
     def _hparams(self) -> dict[str, Any]:

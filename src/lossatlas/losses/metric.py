@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
-from .._validation import check_number
+from .._validation import check_int, check_number
 from ..functional.metric import AVERAGE_OVER, MARGIN_TYPES, Indices
 from ..registry import Paper, register
 from ._base import Loss
@@ -383,11 +383,8 @@ class _ClassifierLoss(Loss):
 
     def __init__(self, num_classes: int, embedding_size: int, reduction: str, validate: bool) -> None:
         super().__init__(reduction, validate)
-        for name, value in (("num_classes", num_classes), ("embedding_size", embedding_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self.num_classes = num_classes
-        self.embedding_size = embedding_size
+        self.num_classes = check_int(num_classes, "num_classes")
+        self.embedding_size = check_int(embedding_size, "embedding_size")
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.xavier_uniform_(self.weight)
 

@@ -9,16 +9,16 @@ noise protocols in :mod:`lossatlas.data.noise`.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
+from .._docs import fill_doc
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ..functional._common import prepare_classification, reduce_loss
-from ..functional.noise import RCE_LOG_ZERO
+from ..functional.noise import RCE_LOG_ZERO, _check_alpha, _check_order, _clip_params
 from ..registry import Paper, create, register
 from ._base import Loss
 
@@ -62,6 +62,22 @@ class _NoiseLoss(Loss):
         return {"ignore_index": self.ignore_index, "reduction": self.reduction, "validate": self.validate}
 
 
+class _ScaledLoss(_NoiseLoss):
+    """A loss whose one hyper-parameter is ``scale``; ``_function`` is its functional twin."""
+
+    _function: Callable[..., Tensor]
+
+    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
+        super().__init__(ignore_index, reduction, validate)
+        self.scale = check_number(scale, "scale")
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return self._function(logits, target, scale=self.scale, **self._common())
+
+
 # --------------------------------------------------------------------------------------
 # B1
 # --------------------------------------------------------------------------------------
@@ -77,7 +93,7 @@ class _NoiseLoss(Loss):
     function=LF.mae,
     defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)"},
 )
-class MAELoss(_NoiseLoss):
+class MAELoss(_ScaledLoss):
     r"""Mean absolute error on the softmax (Ghosh, Kumar, Sastry, 2017, "Robust Loss
     Functions under Label Noise for Deep Neural Networks"; used as the GCE baseline by
     Zhang & Sabuncu, 2018).
@@ -105,15 +121,7 @@ class MAELoss(_NoiseLoss):
         0.75
     """
 
-    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.scale = check_number(scale, "scale")
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.mae(logits, target, scale=self.scale, **self._common())
+    _function = staticmethod(LF.mae)
 
 
 @register(
@@ -290,7 +298,7 @@ class SCELoss(_NoiseLoss):
     function=LF.nce,
     defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)"},
 )
-class NCELoss(_NoiseLoss):
+class NCELoss(_ScaledLoss):
     r"""Normalised cross-entropy (Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels").
 
@@ -315,15 +323,7 @@ class NCELoss(_NoiseLoss):
         0.25
     """
 
-    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.scale = check_number(scale, "scale")
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.nce(logits, target, scale=self.scale, **self._common())
+    _function = staticmethod(LF.nce)
 
 
 @register(
@@ -522,6 +522,32 @@ class ActivePassiveLoss(Loss):
         return reduce_loss(losses, self.reduction, w, out_dtype)
 
 
+class _NCEPreset(ActivePassiveLoss):
+    """An NCE + passive loss preset of :class:`ActivePassiveLoss`; ``_passive`` names the passive part."""
+
+    _passive: str
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
+                 validate: bool = True) -> None:
+        super().__init__("nce", self._passive, alpha, beta, None, None, ignore_index, reduction, validate)
+
+
+def _preset_usage(loss_id: str, passive: str) -> str:
+    """The Args, Shapes and Example sections of an NCE preset's docstring."""
+    return f"""\
+Args:
+    alpha: weight of NCE; beta: weight of {passive}.
+    ignore_index, reduction, validate: as in :class:`MAELoss`.
+
+Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+Example:
+    >>> import torch, lossatlas as la
+    >>> crit = la.create("{loss_id}", alpha=1.0, beta=1.0)
+    >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
+    0"""
+
+
 @register(
     "nce_rce",
     aliases=("nce+rce", "ncerce"),
@@ -535,7 +561,8 @@ class ActivePassiveLoss(Loss):
     defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL CIFAR-10 config (β=1; CIFAR-100: 0.1)"},
     notes="Preset of active_passive(active='nce', passive='rce').",
 )
-class NCERCELoss(ActivePassiveLoss):
+@fill_doc(usage=_preset_usage("nce_rce", "RCE"))
+class NCERCELoss(_NCEPreset):
     r"""NCE+RCE, the flagship active-passive loss (Ma et al., 2020, "Normalized Loss
     Functions for Deep Learning with Noisy Labels").
 
@@ -546,22 +573,10 @@ class NCERCELoss(ActivePassiveLoss):
     are the APL CIFAR-10 configuration (CIFAR-100: α = 10, β = 0.1); parity case
     ``cls_nce_rce``.
 
-    Args:
-        alpha: weight of NCE; beta: weight of RCE.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("nce_rce", alpha=1.0, beta=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
-                 validate: bool = True) -> None:
-        super().__init__("nce", "rce", alpha, beta, None, None, ignore_index, reduction, validate)
+    _passive = "rce"
 
 
 @register(
@@ -577,7 +592,8 @@ class NCERCELoss(ActivePassiveLoss):
     defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL configs (β=1)"},
     notes="Preset of active_passive(active='nce', passive='mae').",
 )
-class NCEMAELoss(ActivePassiveLoss):
+@fill_doc(usage=_preset_usage("nce_mae", "MAE"))
+class NCEMAELoss(_NCEPreset):
     r"""NCE+MAE active-passive loss (Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels").
 
@@ -587,22 +603,10 @@ class NCEMAELoss(ActivePassiveLoss):
     reference's ``1 − p_y``. Defaults α = β = 1 (APL CIFAR-10 configuration; CIFAR-100:
     α = 10, β = 1); parity case ``cls_nce_mae``.
 
-    Args:
-        alpha: weight of NCE; beta: weight of MAE.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("nce_mae", alpha=1.0, beta=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
-                 validate: bool = True) -> None:
-        super().__init__("nce", "mae", alpha, beta, None, None, ignore_index, reduction, validate)
+    _passive = "mae"
 
 
 # --------------------------------------------------------------------------------------
@@ -671,9 +675,7 @@ class LogitClipLoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        self.tau = check_number(tau, "tau", low=0.0, low_open=True)
-        self.p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
-        self.eps = check_number(eps, "eps", low=0.0)
+        self.tau, self.p, self.eps = _clip_params(tau, p, eps)
         if base is None or isinstance(base, str):
             self.base = create(base or "cross_entropy", reduction=reduction, **dict(base_kwargs or {}))
         elif base_kwargs:
@@ -915,9 +917,7 @@ class TaylorCELoss(_NoiseLoss):
 
     def __init__(self, order: int = 2, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
         super().__init__(ignore_index, reduction, validate)
-        if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-            raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
-        self.order = order
+        self.order = _check_order(order)
 
     def _hparams(self) -> dict[str, Any]:
         return {"order": self.order}
@@ -965,10 +965,7 @@ class AlphaLoss(_NoiseLoss):
 
     def __init__(self, alpha: float = 2.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
         super().__init__(ignore_index, reduction, validate)
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
-            self.alpha = math.inf
-        else:
-            self.alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
+        self.alpha = _check_alpha(alpha)
 
     def _hparams(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
