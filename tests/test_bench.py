@@ -337,3 +337,11 @@ def test_report_ranks_other_tasks_by_their_primary_metric(tmp_path):
     assert [(r["method"], r["rank"], r["rank_by"]) for r in table] == [("b", "1", "recall@1"), ("a", "2", "recall@1")]
     assert float(table[1]["recall@1_mean"]) == pytest.approx(0.6)
     assert "recall@1" in open(paths["markdown"]).read()
+
+
+def test_rank_metric_fallback_skips_timings_counts_and_training_loss():
+    from lossatlas.bench.report import _rank_metric
+
+    runs = [{"metrics": {"final_train_loss": 9.0, "eval_time_s": 1.0, "n_train": 5, "map@r": 0.3, "recall@1": 0.5}, "extra": None}]
+    assert _rank_metric(runs) == "map@r"
+    assert _rank_metric([{**runs[0], "extra": {"primary_metric": "recall@1"}}]) == "recall@1"

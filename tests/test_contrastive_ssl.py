@@ -68,6 +68,7 @@ def test_tiny_run_reports_probe_and_retrieval():
     for key in ("probe_accuracy", "recall@1", "map@r", "train_time_s", "final_train_loss"):
         assert key in out
     assert 0.0 <= out["probe_accuracy"] <= 1.0 and 0.0 <= out["recall@1"] <= 1.0
+    assert out["primary_metric"] == "probe_accuracy"
     assert len(out["per_class_accuracy"]) == 10
     assert out["final_train_loss"] == out["final_train_loss"]  # trained: not NaN
 

@@ -486,3 +486,4 @@ def test_metric_task_runs_and_reports_retrieval(loss, miner):
         assert 0.0 <= out[key] <= 1.0, key
     assert out["recall@1"] <= out["recall@8"]
     assert out["n_query"] > 0 and out["n_train"] > 0
+    assert out["primary_metric"] == "map@r"  # what the report ranks the metric suite by

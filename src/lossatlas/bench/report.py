@@ -64,9 +64,10 @@ def _rank_metric(runs: list[dict[str, Any]]) -> str:
         primary = (r.get("extra") or {}).get("primary_metric")
         if isinstance(primary, str):
             return primary
-    for r in runs:
-        if r["metrics"]:
-            return next(iter(sorted(r["metrics"])))
+    for r in runs:  # a metric, not a timing, a count or the training loss
+        keys = sorted(k for k in (r["metrics"] or {}) if not (k.endswith("_time_s") or k.startswith("n_") or k == "final_train_loss"))
+        if keys:
+            return keys[0]
     return "balanced_accuracy"
 
 

@@ -224,4 +224,5 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     out.update({"train_time_s": train_time, "final_train_loss": last, "n_train": int(n)})
     log.info("ssl %s seed %d: probe %.3f recall@1 %.3f", r["loss"]["id"] if epochs else "untrained", seed,
              out["probe_accuracy"], out["recall@1"])
+    out["primary_metric"] = "probe_accuracy"  # the report ranks by it
     return out
