@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..registry import Paper, register
-from ._base import ClassSampler, check_int
+from ._base import SEEDING_DEFAULTS, ClassSampler, check_int
 
 __all__ = ["ClassBalancedSampler", "SquareRootSampler", "ProgressivelyBalancedSampler"]
 
@@ -27,9 +27,7 @@ KANG_PAPER = Paper(
 _CODE = "facebookresearch/classifier-balancing data/ClassAwareSampler.py, data/ClassPrioritySampler.py"
 _COMMON_DEFAULTS = {
     "num_samples": "None = len(labels) per epoch (Kang's ClassAwareSampler uses n_max·C)",
-    "seed": "0; the epoch's draw is seeded with seed + epoch, as DistributedSampler",
-    "num_replicas": "None = world size of the initialised process group, else 1",
-    "rank": "None = rank in the initialised process group, else 0",
+    **SEEDING_DEFAULTS,
 }
 
 
@@ -76,16 +74,6 @@ class ClassBalancedSampler(ClassSampler):
         [5, 5]
     """
 
-    def __init__(
-        self,
-        labels: Any,
-        num_samples: int | None = None,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ) -> None:
-        super().__init__(labels, num_samples, seed, num_replicas, rank)
-
     def class_probabilities(self) -> torch.Tensor:
         return _power_probs(self.class_counts, 0.0)
 
@@ -117,16 +105,6 @@ class SquareRootSampler(ClassSampler):
         >>> s.class_probabilities().tolist()
         [0.75, 0.25]
     """
-
-    def __init__(
-        self,
-        labels: Any,
-        num_samples: int | None = None,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ) -> None:
-        super().__init__(labels, num_samples, seed, num_replicas, rank)
 
     def class_probabilities(self) -> torch.Tensor:
         return _power_probs(self.class_counts, 0.5)
