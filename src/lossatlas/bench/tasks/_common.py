@@ -17,6 +17,41 @@ def positive_int(value: Any, field: str) -> int:
     return value
 
 
+def check_top_fields(recipe: dict[str, Any], allowed: Collection[str], what: str) -> dict[str, Any]:
+    """A copy of ``recipe`` after checking it has only ``allowed`` fields (``what``: "a metric", ...)."""
+    r = dict(recipe)
+    unknown = set(r) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}; {what} recipe has {sorted(allowed)}")
+    return r
+
+
+def with_defaults(spec: dict[str, Any] | None, defaults: dict[str, Any], field: str) -> dict[str, Any]:
+    """``defaults`` updated with ``spec`` (None = none), which may only hold their keys."""
+    out = {**defaults, **(spec or {})}
+    unknown = set(out) - set(defaults)
+    if unknown:
+        raise ValueError(f"'{field}' has unknown fields {sorted(unknown)}; allowed: {sorted(defaults)}")
+    return out
+
+
+def mnist1d_data(spec: dict[str, Any] | None, task: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` field of a task that only runs on MNIST-1D, ``defaults`` filled in."""
+    data = {"name": "mnist1d", **defaults, **(spec or {})}
+    if data["name"] != "mnist1d":
+        raise ValueError(f"data.name must be 'mnist1d' for the {task} task, got {data['name']!r}")
+    return data
+
+
+def embedding_model(spec: dict[str, Any] | None, task: str) -> dict[str, Any]:
+    """The ``model`` field of an embedding task: cnn1d (default) or mlp, with a positive ``embedding_size`` [64]."""
+    model = {"name": "cnn1d", "embedding_size": 64, **(spec or {})}
+    if model["name"] not in ("cnn1d", "mlp"):
+        raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the {task} task, got {model['name']!r}")
+    positive_int(model["embedding_size"], "model.embedding_size")
+    return model
+
+
 def check_kwargs(
     fn: Callable[..., Any], kwargs: dict[str, Any], field: str, skip: Collection[str] = (), open_ended: bool = False
 ) -> None:

@@ -43,7 +43,7 @@ from ...data import datasets as ds
 from ...data.longtail import make_longtail
 from ..models import MODELS, build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
-from ._common import check_entry, check_kwargs, create, positive_int, predict
+from ._common import check_entry, check_kwargs, check_top_fields, create, positive_int, predict
 
 __all__ = ["validate", "run"]
 
@@ -60,10 +60,7 @@ def _check_entry(spec: Any, field: str, kinds: tuple[str, ...], extra: set[str] 
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check a classification recipe and fill in its defaults (see the module docstring)."""
-    r = dict(recipe)
-    unknown = set(r) - _TOP_FIELDS
-    if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; a classification recipe has {sorted(_TOP_FIELDS)}")
+    r = check_top_fields(recipe, _TOP_FIELDS, "a classification")
     data = dict(r.get("data") or {"name": "mnist1d"})
     name = data.get("name")
     if name not in ds.DATASETS:

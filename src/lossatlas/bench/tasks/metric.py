@@ -42,7 +42,17 @@ import torch
 from ...data import datasets as ds
 from ..models import build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
-from ._common import check_entry, check_kwargs, create, positive_int, predict
+from ._common import (
+    check_entry,
+    check_kwargs,
+    check_top_fields,
+    create,
+    embedding_model,
+    mnist1d_data,
+    positive_int,
+    predict,
+    with_defaults,
+)
 
 __all__ = ["validate", "run", "MINERS"]
 
@@ -69,24 +79,15 @@ def _class_list(value: Any, field: str) -> list[int]:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check a metric recipe and fill in its defaults (see the module docstring)."""
-    r = dict(recipe)
-    unknown = set(r) - _TOP_FIELDS
-    if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; a metric recipe has {sorted(_TOP_FIELDS)}")
-    data = {"name": "mnist1d", "num_samples": 10000, "train_classes": list(range(7)), "test_classes": [7, 8, 9], **(r.get("data") or {})}
-    if data["name"] != "mnist1d":
-        raise ValueError(f"data.name must be 'mnist1d' for the metric task, got {data['name']!r}")
+    r = check_top_fields(recipe, _TOP_FIELDS, "a metric")
+    data = mnist1d_data(r.get("data"), "metric", {"num_samples": 10000, "train_classes": list(range(7)), "test_classes": [7, 8, 9]})
     data["train_classes"] = _class_list(data["train_classes"], "train_classes")
     data["test_classes"] = _class_list(data["test_classes"], "test_classes")
     if set(data["train_classes"]) & set(data["test_classes"]):
         raise ValueError("data.train_classes and data.test_classes must be disjoint (retrieval is on unseen classes)")
     check_kwargs(ds.load_mnist1d, {k: v for k, v in data.items() if k not in ("name", "train_classes", "test_classes")}, "data")
     r["data"] = data
-    model = {"name": "cnn1d", "embedding_size": 64, **(r.get("model") or {})}
-    if model["name"] not in ("cnn1d", "mlp"):
-        raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the metric task, got {model['name']!r}")
-    positive_int(model["embedding_size"], "model.embedding_size")
-    r["model"] = model
+    r["model"] = embedding_model(r.get("model"), "metric")
     r["loss"] = _check_loss(r.get("loss") or {"id": "multi_similarity"}, "loss")
     reg = _check_loss(r.get("regularizer"), "regularizer", {"weight"})
     if reg is not None:
@@ -102,9 +103,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
 
         check_kwargs(getattr(miners_mod, MINERS[miner["name"]]).__init__, {k: v for k, v in miner.items() if k != "name"}, "miner")
     r["miner"] = miner
-    sampler = {"p": min(7, len(data["train_classes"])), "k": 16, **(r.get("sampler") or {})}
-    if set(sampler) - {"p", "k"}:
-        raise ValueError(f"'sampler' has unknown fields {sorted(set(sampler) - {'p', 'k'})}; allowed: ['k', 'p']")
+    sampler = with_defaults(r.get("sampler"), {"p": min(7, len(data["train_classes"])), "k": 16}, "sampler")
     positive_int(sampler["p"], "sampler.p")
     positive_int(sampler["k"], "sampler.k")
     if sampler["p"] > len(data["train_classes"]):

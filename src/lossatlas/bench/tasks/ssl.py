@@ -48,7 +48,16 @@ from ... import registry
 from ...data import datasets as ds
 from ..models import build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
-from ._common import check_entry, check_kwargs, positive_int, predict
+from ._common import (
+    check_entry,
+    check_kwargs,
+    check_top_fields,
+    embedding_model,
+    mnist1d_data,
+    positive_int,
+    predict,
+    with_defaults,
+)
 
 __all__ = ["validate", "run", "augment"]
 
@@ -69,25 +78,14 @@ def _non_negative(value: Any, field: str) -> float:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check an ssl recipe and fill in its defaults (see the module docstring)."""
-    r = dict(recipe)
-    unknown = set(r) - _TOP_FIELDS
-    if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; an ssl recipe has {sorted(_TOP_FIELDS)}")
-    data = {"name": "mnist1d", "num_samples": 5000, **(r.get("data") or {})}
-    if data["name"] != "mnist1d":
-        raise ValueError(f"data.name must be 'mnist1d' for the ssl task, got {data['name']!r}")
+    r = check_top_fields(recipe, _TOP_FIELDS, "an ssl")
+    data = mnist1d_data(r.get("data"), "ssl", {"num_samples": 5000})
     check_kwargs(ds.load_mnist1d, {k: v for k, v in data.items() if k != "name"}, "data")
     r["data"] = data
-    model = {"name": "cnn1d", "embedding_size": 64, **(r.get("model") or {})}
-    if model["name"] not in ("cnn1d", "mlp"):
-        raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the ssl task, got {model['name']!r}")
-    positive_int(model["embedding_size"], "model.embedding_size")
-    r["model"] = model
+    r["model"] = embedding_model(r.get("model"), "ssl")
     need = "; the ssl task needs a pair loss (a[N, D], b[N, D])"
     r["loss"] = check_entry(r.get("loss") or {"id": "infonce"}, "loss", ("pair",), _INJECTED, need)
-    aug = {**_AUGMENT, **(r.get("augment") or {})}
-    if set(aug) - set(_AUGMENT):
-        raise ValueError(f"'augment' has unknown fields {sorted(set(aug) - set(_AUGMENT))}; allowed: {sorted(_AUGMENT)}")
+    aug = with_defaults(r.get("augment"), _AUGMENT, "augment")
     aug["shift"] = int(_non_negative(aug["shift"], "augment.shift"))
     aug["scale"] = _non_negative(aug["scale"], "augment.scale")
     if aug["scale"] >= 1:
@@ -104,9 +102,7 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     r["epochs"] = epochs
     chunk = r.get("chunk_size")
     r["chunk_size"] = None if chunk is None else positive_int(chunk, "chunk_size")
-    probe = {**_PROBE, **(r.get("probe") or {})}
-    if set(probe) - set(_PROBE):
-        raise ValueError(f"'probe' has unknown fields {sorted(set(probe) - set(_PROBE))}; allowed: {sorted(_PROBE)}")
+    probe = with_defaults(r.get("probe"), _PROBE, "probe")
     probe["max_iter"] = positive_int(probe["max_iter"], "probe.max_iter")
     probe["weight_decay"] = _non_negative(probe["weight_decay"], "probe.weight_decay")
     r["probe"] = probe
