@@ -8,7 +8,7 @@ instance- to class-balanced over training.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -31,22 +31,31 @@ _COMMON_DEFAULTS = {
 }
 
 
+def _register_kang(id: str, *, aliases: tuple[str, ...], formula: str) -> Callable[[type], type]:
+    """Register one of Kang et al.'s samplers (catalogue row I1)."""
+    return register(
+        id,
+        aliases=aliases,
+        family="samplers",
+        kind="sampler",
+        catalogue="I1",
+        formula=formula,
+        paper=KANG_PAPER,
+        code=_CODE,
+        defaults_source=dict(_COMMON_DEFAULTS),
+    )
+
+
 def _power_probs(counts: torch.Tensor, q: float) -> torch.Tensor:
     c = counts.double()
     p = torch.where(c > 0, c.pow(q), torch.zeros_like(c))
     return p / p.sum()
 
 
-@register(
+@_register_kang(
     "class_balanced_sampler",
     aliases=("class_aware_sampler", "cb_sampler", "balanced_sampler"),
-    family="samplers",
-    kind="sampler",
-    catalogue="I1",
     formula="p_j = 1 / C (q = 0 in p_j = n_j^q / Σ_i n_i^q); uniform within a class",
-    paper=KANG_PAPER,
-    code=_CODE,
-    defaults_source=dict(_COMMON_DEFAULTS),
 )
 class ClassBalancedSampler(ClassSampler):
     r"""Class-balanced sampler (Kang et al., 2020, "Decoupling Representation and Classifier
@@ -78,16 +87,10 @@ class ClassBalancedSampler(ClassSampler):
         return _power_probs(self.class_counts, 0.0)
 
 
-@register(
+@_register_kang(
     "square_root_sampler",
     aliases=("sqrt_sampler", "square_root_sampling"),
-    family="samplers",
-    kind="sampler",
-    catalogue="I1",
     formula="p_j = √n_j / Σ_i √n_i (q = 1/2)",
-    paper=KANG_PAPER,
-    code=_CODE,
-    defaults_source=dict(_COMMON_DEFAULTS),
 )
 class SquareRootSampler(ClassSampler):
     r"""Square-root sampler (Kang et al., 2020; after Mahajan et al., 2018): class j is drawn
@@ -110,16 +113,10 @@ class SquareRootSampler(ClassSampler):
         return _power_probs(self.class_counts, 0.5)
 
 
-@register(
+@_register_kang(
     "progressively_balanced_sampler",
     aliases=("progressive_sampler", "pb_sampler"),
-    family="samplers",
-    kind="sampler",
-    catalogue="I1",
     formula="p_j(t) = (1 − t/T)·n_j/N + (t/T)·1/C,  t = epoch, T = num_epochs",
-    paper=KANG_PAPER,
-    code=_CODE,
-    defaults_source=dict(_COMMON_DEFAULTS),
 )
 class ProgressivelyBalancedSampler(ClassSampler):
     r"""Progressively-balanced sampler (Kang et al., 2020): moves from instance-balanced to
