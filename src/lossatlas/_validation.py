@@ -122,6 +122,23 @@ def check_multilabel_target(target: Any, logits: Tensor, validate: bool = True, 
     return target
 
 
+def as_count_vector(values: Any, name: str, sequences: tuple[type, ...]) -> Tensor:
+    """A non-empty 1-D float64 CPU tensor of per-class numbers, from a tensor or one of ``sequences``
+    (strings excluded); the values themselves are the caller's to check."""
+    if isinstance(values, torch.Tensor):
+        out = values.detach().to("cpu", torch.float64)
+    elif isinstance(values, sequences) and not isinstance(values, (str, bytes)):
+        try:
+            out = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from exc
+    else:
+        raise TypeError(f"{name} must be a list, numpy array or tensor of per-class counts, got {type(values).__name__}")
+    if out.dim() != 1 or out.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence (one count per class), got shape {tuple(out.shape)}")
+    return out
+
+
 def as_class_counts(class_counts: Any, name: str = "class_counts") -> Tensor:
     """Validate class counts and return them as a float64 CPU tensor [C].
 
@@ -132,17 +149,7 @@ def as_class_counts(class_counts: Any, name: str = "class_counts") -> Tensor:
             f"{name} is required: pass the number of training samples per class, "
             "e.g. lossatlas.data.class_counts(train_labels)"
         )
-    if isinstance(class_counts, torch.Tensor):
-        counts = class_counts.detach().to("cpu", torch.float64)
-    elif isinstance(class_counts, (Sequence, np.ndarray)) and not isinstance(class_counts, (str, bytes)):
-        try:
-            counts = torch.as_tensor(np.asarray(class_counts, dtype=np.float64))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a sequence of numbers, got {class_counts!r}") from exc
-    else:
-        raise TypeError(f"{name} must be a list, numpy array or tensor of per-class counts, got {type(class_counts).__name__}")
-    if counts.dim() != 1 or counts.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence (one count per class), got shape {tuple(counts.shape)}")
+    counts = as_count_vector(class_counts, name, (Sequence, np.ndarray))
     if not bool(torch.isfinite(counts).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     bad = (counts <= 0).nonzero().flatten().tolist()

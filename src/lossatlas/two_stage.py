@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ._validation import check_float, check_number
 from .registry import Paper
+from .samplers.class_balanced import KANG_PAPER
 
 __all__ = [
     "freeze_except",
@@ -43,13 +44,6 @@ __all__ = [
     "MaxNorm",
 ]
 
-KANG_PAPER = Paper(
-    "B. Kang, S. Xie, M. Rohrbach, Z. Yan, A. Gordo, J. Feng, Y. Kalantidis",
-    "Decoupling Representation and Classifier for Long-Tailed Recognition",
-    "ICLR",
-    2020,
-    "1910.09217",
-)
 WB_PAPER = Paper(
     "S. Alshammari, Y.-X. Wang, D. Ramanan, S. Kong",
     "Long-Tailed Recognition via Weight Balancing",

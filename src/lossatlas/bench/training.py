@@ -50,20 +50,21 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     return g
 
 
-def _check_fields(spec: dict[str, Any], allowed: Iterable[str], field: str) -> None:
-    unknown = set(spec) - set(allowed) - {"name"}
+def _with_defaults(spec: Any, table: dict[str, dict[str, Any]], field: str, default: str) -> dict[str, Any]:
+    """``spec`` (None = ``{"name": default}``) checked against the ``table`` entry of its name, defaults filled in."""
+    spec = {"name": default} if spec is None else spec
+    if not isinstance(spec, dict) or spec.get("name") not in table:
+        raise ValueError(f"'{field}' must be an object with name one of {sorted(table)}, got {spec!r}")
+    defaults = table[spec["name"]]
+    unknown = set(spec) - set(defaults) - {"name"}
     if unknown:
-        raise ValueError(f"'{field}' has unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ValueError(f"'{field}' has unknown fields {sorted(unknown)}; allowed: {sorted(defaults)}")
+    return {**defaults, **spec}
 
 
 def validate_optimizer(spec: Any) -> dict[str, Any]:
     """Fill the optimiser's defaults; ``ValueError`` naming the bad field."""
-    spec = {"name": "sgd"} if spec is None else spec
-    if not isinstance(spec, dict) or spec.get("name") not in _OPT_DEFAULTS:
-        raise ValueError(f"'optimizer' must be an object with name one of {sorted(_OPT_DEFAULTS)}, got {spec!r}")
-    defaults = _OPT_DEFAULTS[spec["name"]]
-    _check_fields(spec, defaults, "optimizer")
-    out = {**defaults, **spec}
+    out = _with_defaults(spec, _OPT_DEFAULTS, "optimizer", "sgd")
     for k in ("lr", "weight_decay", "momentum"):
         if k in out and (isinstance(out[k], bool) or not isinstance(out[k], (int, float)) or out[k] < 0 or (k == "lr" and out[k] == 0)):
             raise ValueError(f"optimizer.{k} must be a {'positive' if k == 'lr' else 'non-negative'} number, got {out[k]!r}")
@@ -72,12 +73,7 @@ def validate_optimizer(spec: Any) -> dict[str, Any]:
 
 def validate_schedule(spec: Any) -> dict[str, Any]:
     """Fill the schedule's defaults; ``ValueError`` naming the bad field."""
-    spec = {"name": "constant"} if spec is None else spec
-    if not isinstance(spec, dict) or spec.get("name") not in _SCHED_DEFAULTS:
-        raise ValueError(f"'schedule' must be an object with name one of {sorted(_SCHED_DEFAULTS)}, got {spec!r}")
-    defaults = _SCHED_DEFAULTS[spec["name"]]
-    _check_fields(spec, defaults, "schedule")
-    out = {**defaults, **spec}
+    out = _with_defaults(spec, _SCHED_DEFAULTS, "schedule", "constant")
     w = out.get("warmup_epochs", 0)
     if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
         raise ValueError(f"schedule.warmup_epochs must be a non-negative number, got {w!r}")
@@ -93,11 +89,8 @@ def validate_schedule(spec: Any) -> dict[str, Any]:
 def build_optimizer(params: Iterable[torch.nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
     """The optimiser of a validated ``optimizer`` spec."""
     kw = {k: v for k, v in spec.items() if k != "name"}
-    if spec["name"] == "sgd":
-        return torch.optim.SGD(params, **kw)
-    if spec["name"] == "adam":
-        return torch.optim.Adam(params, **kw)
-    return torch.optim.AdamW(params, **kw)
+    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    return optimizers[spec["name"]](params, **kw)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, spec: dict[str, Any], epochs: int, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -131,6 +133,24 @@ def raise_target_error(deferred: bool, target: Tensor, logits: Tensor, ignore_in
             check_class_target(target, logits, True, ignore_index)
         except ValueError as exc:
             raise exc from None  # the kernel's IndexError is an implementation detail
+
+
+def run_deferred(
+    kernel: Callable[[], Tensor],
+    deferred: bool,
+    target: Tensor,
+    logits: Tensor,
+    ignore_index: int | None,
+    out_dtype: torch.dtype,
+) -> Tensor:
+    """``kernel()`` cast to ``out_dtype``; a kernel error on a bad target becomes the deferred
+    check's ``ValueError`` (see :func:`check_classification_deferred`)."""
+    try:
+        out = kernel()
+    except (IndexError, RuntimeError):
+        raise_target_error(deferred, target, logits, ignore_index)
+        raise
+    return out if out.dtype == out_dtype else out.to(out_dtype)
 
 
 def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -> Tensor | None:

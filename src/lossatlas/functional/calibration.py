@@ -43,6 +43,12 @@ __all__ = [
 ]
 
 
+def _check_two_classes(logits: Tensor, loss: str, why: str) -> None:
+    check_logits(logits, validate=False)
+    if logits.shape[1] < 2:
+        raise ValueError(f"{loss} needs at least 2 classes ({why}), got logits {tuple(logits.shape)}")
+
+
 def poly1(
     logits: Tensor,
     target: Tensor,
@@ -111,9 +117,7 @@ def squentropy(
     validate: bool = True,
 ) -> Tensor:
     """Squentropy ``CE + (1 / (C − 1)) Σ_{j≠y} z_j²``; see :class:`lossatlas.losses.SquentropyLoss`."""
-    check_logits(logits, validate=False)
-    if logits.shape[1] < 2:
-        raise ValueError(f"squentropy needs at least 2 classes (it averages over the C - 1 wrong ones), got logits {tuple(logits.shape)}")
+    _check_two_classes(logits, "squentropy", "it averages over the C - 1 wrong ones")
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     ce = F.cross_entropy(z, y, reduction="none")
     # Σ over the wrong classes, summed directly (no cancellation against z_y²).
@@ -138,9 +142,7 @@ def spherical_z_loss(
     a = check_number(a, "a", low=0.0, low_open=True)
     b = check_number(b, "b")
     eps = check_number(eps, "eps", low=0.0)
-    check_logits(logits, validate=False)
-    if logits.shape[1] < 2:
-        raise ValueError(f"spherical_z_loss needs at least 2 classes (it standardises over classes), got logits {tuple(logits.shape)}")
+    _check_two_classes(logits, "spherical_z_loss", "it standardises over classes")
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     mu = z.mean(1, keepdim=True)
     centred = z - mu

@@ -18,15 +18,12 @@ from torch import Tensor
 
 from .._validation import (
     as_class_counts,
-    as_class_weight,
-    check_finite,
     check_logits,
     check_mask,
     check_multilabel_target,
     check_num_classes,
     check_number,
     check_reduction,
-    check_same_device,
 )
 from ._common import (
     check_classification_deferred,
@@ -34,7 +31,8 @@ from ._common import (
     class_weight_like,
     compute_dtype,
     prepare_classification,
-    raise_target_error,
+    reduce_loss,
+    run_deferred,
 )
 from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore
 
@@ -86,14 +84,10 @@ def cross_entropy(
         w = class_weight_like(weight, z, validate)
         if reduction == "mean" and z.shape[0] == 0:
             return (z.sum() * 0.0).to(out_dtype)
-        try:
-            out = F.cross_entropy(
-                z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction
-            )
-        except (IndexError, RuntimeError):
-            raise_target_error(deferred, target, logits, ignore_index)
-            raise
-        return as_dtype(out, out_dtype)
+        return run_deferred(
+            lambda: F.cross_entropy(z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction),
+            deferred, target, logits, ignore_index, out_dtype,
+        )
     check_reduction(reduction)
     check_logits(logits, validate)
     check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -130,12 +124,10 @@ def focal(
         z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
         check_ignore_index(ignore_index, logits.shape[1])
         a = None if alpha is None else check_number(alpha, "alpha", low=0.0)
-        try:
-            out = softmax_focal_ignore(z, target, gamma, row_scale=a, ignore_index=ignore_index, reduction=reduction)
-        except (IndexError, RuntimeError):
-            raise_target_error(deferred, target, logits, ignore_index)
-            raise
-        return as_dtype(out, out_dtype)
+        return run_deferred(
+            lambda: softmax_focal_ignore(z, target, gamma, row_scale=a, ignore_index=ignore_index, reduction=reduction),
+            deferred, target, logits, ignore_index, out_dtype,
+        )
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
     row_scale: Tensor | float | None = None
     if alpha is not None:
@@ -190,14 +182,7 @@ def sigmoid_focal(
         # α y + (1 − α)(1 − y) = (1 − α) + (2α − 1) y, built without a gradient.
         losses = losses * y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
     m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
-    if m is not None:
-        losses = losses * m
-    if reduction == "none":
-        return as_dtype(losses, out_dtype)
-    if m is not None and reduction == "mean":
-        return (losses.sum() / m.sum().clamp_min(torch.finfo(z.dtype).tiny)).to(out_dtype)
-    out = losses.sum() if reduction == "sum" else (losses.mean() if losses.numel() else losses.sum())
-    return as_dtype(out, out_dtype)
+    return reduce_loss(losses, reduction, m, out_dtype)
 
 
 def effective_number_weights(class_counts: ClassCounts, beta: float = 0.9999) -> Tensor:
@@ -261,12 +246,10 @@ def ldam(
     # fused with the cross-entropy (see _fused.affine_cross_entropy).
     w = class_weight_like(weight, z, validate)
     shift = cast_constant(margins, z, -scale, column=True)
-    try:
-        out = affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction)
-    except (IndexError, RuntimeError):
-        raise_target_error(deferred, target, logits, ignore_index)
-        raise
-    return as_dtype(out, out_dtype)
+    return run_deferred(
+        lambda: affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction),
+        deferred, target, logits, ignore_index, out_dtype,
+    )
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:
@@ -291,12 +274,10 @@ def _biased_ce(
     w = class_weight_like(weight, z, validate)
     bias = cast_constant(bias, z)
     div = None if divisor is None else cast_constant(divisor, z)
-    try:
-        out = affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction)
-    except (IndexError, RuntimeError):
-        raise_target_error(deferred, target, logits, ignore_index)
-        raise
-    return as_dtype(out, out_dtype)
+    return run_deferred(
+        lambda: affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction),
+        deferred, target, logits, ignore_index, out_dtype,
+    )
 
 
 def logit_adjusted(

@@ -71,21 +71,6 @@ def _prepare_multilabel(
     return z, target.to(z.dtype), m, logits.dtype
 
 
-def _reduce_elementwise(losses: Tensor, reduction: str, mask: Tensor | None, out_dtype: torch.dtype) -> Tensor:
-    """Reduce elementwise losses [N, C]: ``"none"`` keeps them, ``"mean"`` is the masked mean."""
-    if mask is not None:
-        losses = losses * mask
-    if reduction == "none":
-        out = losses
-    elif reduction == "sum":
-        out = losses.sum()
-    elif mask is not None:
-        out = losses.sum() / mask.sum().clamp_min(torch.finfo(losses.dtype).tiny)
-    else:
-        out = losses.mean() if losses.numel() else losses.sum()
-    return out.to(out_dtype)
-
-
 def bce(
     logits: Tensor,
     target: Tensor,
@@ -107,7 +92,7 @@ def bce(
         check_num_classes(pw, logits, "pos_weight")
         pw = pw.to(device=z.device, dtype=z.dtype)
     losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
-    return _reduce_elementwise(losses, reduction, m, out_dtype)
+    return reduce_loss(losses, reduction, m, out_dtype)
 
 
 def asymmetric(
@@ -158,7 +143,7 @@ def asymmetric(
                 base = base.clamp_min(torch.finfo(z.dtype).tiny)
             w = torch.pow(base, exponent)
         losses = losses * w
-    return _reduce_elementwise(losses, reduction, m, out_dtype)
+    return reduce_loss(losses, reduction, m, out_dtype)
 
 
 def asymmetric_single_label(

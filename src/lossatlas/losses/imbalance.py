@@ -6,7 +6,7 @@ composes with every loss here through ``weight=`` or ``reduction="none"``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -35,9 +35,31 @@ VS_PAPER = Paper("G. R. Kini, O. Paraskevas, S. Oymak, C. Thrampoulidis", "Label
 LS_PAPER = Paper("C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna", "Rethinking the Inception Architecture for Computer Vision", "CVPR", 2016, "1512.00567")
 
 
-def _weight_buffer(module: Loss, weight: Any) -> None:
-    w = as_class_weight(weight)
-    module.register_buffer("weight", None if w is None else Loss._buffer(w))
+def _weight_buffer(module: Loss, weight: Any, name: str = "weight") -> None:
+    """Register the optional per-class weights ``weight`` as the buffer ``name`` (None when absent)."""
+    w = as_class_weight(weight, name)
+    module.register_buffer(name, None if w is None else Loss._buffer(w))
+
+
+_PRIOR_EXAMPLE = """
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create({})
+        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
+        0
+    """
+
+
+def _prior_example(create_args: str) -> Callable[[type], type]:
+    """Append the shapes line and runnable example the class-count losses share (``la.create(create_args)``)."""
+
+    def decorate(cls: type) -> type:
+        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _PRIOR_EXAMPLE.format(create_args)
+        return cls
+
+    return decorate
 
 
 @register(
@@ -248,6 +270,7 @@ class _PriorLoss(Loss):
     defaults_source={"max_margin": "kaidic/LDAM-DRW (max_m=0.5)", "scale": "kaidic/LDAM-DRW (s=30)"},
     notes="LDAM-DRW = this loss + the 'drw' weighting (pass weight=drw() or compose with reduction='none').",
 )
+@_prior_example('"ldam", class_counts=[500, 50, 5]')
 class LDAMLoss(_PriorLoss):
     r"""Label-distribution-aware margin loss (Cao et al., 2019, "Learning Imbalanced Datasets
     with Label-Distribution-Aware Margin Loss").
@@ -266,14 +289,6 @@ class LDAMLoss(_PriorLoss):
         scale: s, multiplies the margin-shifted logits.
         weight: optional per-class weights [C] (e.g. DRW), torch weighted mean.
         ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("ldam", class_counts=[500, 50, 5])
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
     """
 
     def __init__(
@@ -311,6 +326,7 @@ class LDAMLoss(_PriorLoss):
     defaults_source={"tau": "Menon et al. 2021 (τ=1)"},
     notes="τ=1 equals balanced_softmax (log π and log n differ by a per-row constant). Post-hoc form: lossatlas.functional.posthoc_logit_adjustment.",
 )
+@_prior_example('"logit_adjusted", class_counts=[500, 50, 5], tau=1.0')
 class LogitAdjustedLoss(_PriorLoss):
     r"""Logit-adjusted softmax cross-entropy (Menon et al., 2021, "Long-tail learning via
     logit adjustment").
@@ -326,14 +342,6 @@ class LogitAdjustedLoss(_PriorLoss):
         class_counts: training samples per class [C].
         tau: τ, the adjustment strength (τ = 0 is CE).
         weight, ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("logit_adjusted", class_counts=[500, 50, 5], tau=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
     """
 
     def __init__(
@@ -372,6 +380,7 @@ class LogitAdjustedLoss(_PriorLoss):
     function=LF.balanced_softmax,
     notes="Same loss as logit_adjusted with τ=1 and as UniMix's Bayias compensation.",
 )
+@_prior_example('"balanced_softmax", class_counts=[500, 50, 5]')
 class BalancedSoftmaxLoss(_PriorLoss):
     r"""Balanced softmax (Ren et al., 2020, "Balanced Meta-Softmax for Long-Tailed Visual
     Recognition"); also the Bayias compensation of UniMix.
@@ -385,14 +394,6 @@ class BalancedSoftmaxLoss(_PriorLoss):
     Args:
         class_counts: training samples per class [C].
         weight, ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("balanced_softmax", class_counts=[500, 50, 5])
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
     """
 
     def __init__(
@@ -425,6 +426,7 @@ class BalancedSoftmaxLoss(_PriorLoss):
     function=LF.vs,
     defaults_source={"gamma": "orparask/VS-Loss class default (0.3); README CIFAR-10-LT ρ=100 example uses 0.2", "tau": "orparask/VS-Loss class default (1.0); README example uses 1.2"},
 )
+@_prior_example('"vs", class_counts=[500, 50, 5], gamma=0.2, tau=1.2')
 class VSLoss(_PriorLoss):
     r"""Vector-scaling loss (Kini et al., 2021, "Label-Imbalanced and Group-Sensitive
     Classification under Overparameterization").
@@ -442,14 +444,6 @@ class VSLoss(_PriorLoss):
         gamma: γ ≥ 0, strength of the multiplicative adjustment.
         tau: τ, strength of the additive adjustment.
         weight, ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
-
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("vs", class_counts=[500, 50, 5], gamma=0.2, tau=1.2)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
     """
 
     def __init__(

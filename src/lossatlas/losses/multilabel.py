@@ -12,9 +12,10 @@ from typing import Any, Sequence
 from torch import Tensor
 
 from .. import functional as LF
-from .._validation import as_class_weight, check_number
+from .._validation import check_number
 from ..registry import Paper, register
 from ._base import Loss
+from .imbalance import _weight_buffer
 
 __all__ = ["BCELoss", "AsymmetricLoss", "AsymmetricSingleLabelLoss", "DiceLoss"]
 
@@ -83,8 +84,7 @@ class BCELoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        pw = as_class_weight(pos_weight, "pos_weight")
-        self.register_buffer("pos_weight", None if pw is None else self._buffer(pw))
+        _weight_buffer(self, pos_weight, "pos_weight")
         self.ignore_index = _check_ignore(ignore_index)
 
     def _hparams(self) -> dict[str, Any]:

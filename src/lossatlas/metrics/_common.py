@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_class_target, check_logits
+from .._validation import as_count_vector, check_class_target, check_logits
 
 Tensor = torch.Tensor
 
@@ -52,17 +52,7 @@ def check_positive_int(value: Any, name: str, low: int = 1) -> int:
 
 def as_counts(counts: Any, name: str = "train_class_counts") -> Tensor:
     """Non-negative finite per-class counts as a float64 CPU tensor [C] (zero is allowed)."""
-    if isinstance(counts, torch.Tensor):
-        c = counts.detach().to("cpu", torch.float64)
-    elif isinstance(counts, (list, tuple, np.ndarray)):
-        try:
-            c = torch.as_tensor(np.asarray(counts, dtype=np.float64))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a sequence of numbers, got {counts!r}") from exc
-    else:
-        raise TypeError(f"{name} must be a list, numpy array or tensor of per-class counts, got {type(counts).__name__}")
-    if c.dim() != 1 or c.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence (one count per class), got shape {tuple(c.shape)}")
+    c = as_count_vector(counts, name, (list, tuple, np.ndarray))
     if not bool(torch.isfinite(c).all()) or bool((c < 0).any()):
         raise ValueError(f"{name} must be finite and >= 0 for every class")
     return c

@@ -50,6 +50,45 @@ def resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, i
     return num_replicas, rank
 
 
+#: ``defaults_source`` of the seeding and replica arguments every sampler takes.
+SEEDING_DEFAULTS = {
+    "seed": "0; the epoch's draw is seeded with seed + epoch, as DistributedSampler",
+    "num_replicas": "None = world size of the initialised process group, else 1",
+    "rank": "None = rank in the initialised process group, else 0",
+}
+
+
+def split_by_class(labels: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Per-class counts [C] (C = max label + 1) and, for each class, the indices of its samples."""
+    counts = torch.bincount(labels, minlength=int(labels.max()) + 1)
+    order = torch.argsort(labels, stable=True)
+    return counts, list(torch.split(order, counts.tolist()))
+
+
+class EpochSeeded:
+    """Seed, replicas and epoch of a sampler whose draw is seeded with ``seed + epoch``."""
+
+    seed: int
+    num_replicas: int
+    rank: int
+    epoch: int
+
+    def _init_seeding(self, seed: int, num_replicas: int | None, rank: int | None) -> None:
+        self.seed = check_int(seed, "seed", low=0)
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch (reseeds the draw: ``seed + epoch``), as ``DistributedSampler``."""
+        self.epoch = check_int(epoch, "epoch", low=0)
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def _seeding_repr(self) -> str:
+        return f"seed={self.seed}, num_replicas={self.num_replicas}, rank={self.rank}, epoch={self.epoch}"
+
+
 class Cycler:
     """Endless random cycling over a fixed set of items (a new permutation per pass).
 
@@ -110,7 +149,7 @@ def allocate(total: int, probs: torch.Tensor, generator: torch.Generator) -> tor
     return counts
 
 
-class ClassSampler(Sampler[int]):
+class ClassSampler(EpochSeeded, Sampler[int]):
     """Base of the class-level samplers: each epoch draws ``num_samples`` indices whose class
     frequencies follow :meth:`class_probabilities` (exactly, up to rounding), cycling
     through each class's samples in random order, then shuffles them; rank ``r`` of ``R``
@@ -125,26 +164,15 @@ class ClassSampler(Sampler[int]):
         rank: int | None = None,
     ) -> None:
         self.labels = as_labels(labels)
-        self.num_classes = int(self.labels.max()) + 1
-        self.class_counts = torch.bincount(self.labels, minlength=self.num_classes)
-        order = torch.argsort(self.labels, stable=True)
-        self.class_indices = list(torch.split(order, self.class_counts.tolist()))
+        self.class_counts, self.class_indices = split_by_class(self.labels)
+        self.num_classes = self.class_counts.numel()
         self.num_samples = len(self.labels) if num_samples is None else check_int(num_samples, "num_samples", low=1)
-        self.seed = check_int(seed, "seed", low=0)
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
-        self.epoch = 0
+        self._init_seeding(seed, num_replicas, rank)
         self.total_size = math.ceil(self.num_samples / self.num_replicas) * self.num_replicas
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch (reseeds the draw: ``seed + epoch``), as ``DistributedSampler``."""
-        self.epoch = check_int(epoch, "epoch", low=0)
 
     def class_probabilities(self) -> torch.Tensor:  # pragma: no cover - abstract
         """Probability [C] (float64) that a draw comes from class c, at the current epoch."""
         raise NotImplementedError
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed + self.epoch)
 
     def global_indices(self) -> torch.Tensor:
         """The whole epoch's draw [total_size], identical on every rank."""
@@ -170,7 +198,4 @@ class ClassSampler(Sampler[int]):
         return self.total_size // self.num_replicas
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(num_samples={self.num_samples}, num_classes={self.num_classes}, "
-            f"seed={self.seed}, num_replicas={self.num_replicas}, rank={self.rank}, epoch={self.epoch})"
-        )
+        return f"{type(self).__name__}(num_samples={self.num_samples}, num_classes={self.num_classes}, {self._seeding_repr()})"

@@ -8,12 +8,12 @@ instance- to class-balanced over training.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from ..registry import Paper, register
-from ._base import ClassSampler, check_int
+from ._base import SEEDING_DEFAULTS, ClassSampler, check_int
 
 __all__ = ["ClassBalancedSampler", "SquareRootSampler", "ProgressivelyBalancedSampler"]
 
@@ -27,10 +27,23 @@ KANG_PAPER = Paper(
 _CODE = "facebookresearch/classifier-balancing data/ClassAwareSampler.py, data/ClassPrioritySampler.py"
 _COMMON_DEFAULTS = {
     "num_samples": "None = len(labels) per epoch (Kang's ClassAwareSampler uses n_max·C)",
-    "seed": "0; the epoch's draw is seeded with seed + epoch, as DistributedSampler",
-    "num_replicas": "None = world size of the initialised process group, else 1",
-    "rank": "None = rank in the initialised process group, else 0",
+    **SEEDING_DEFAULTS,
 }
+
+
+def _register_kang(id: str, *, aliases: tuple[str, ...], formula: str) -> Callable[[type], type]:
+    """Register one of Kang et al.'s samplers (catalogue row I1)."""
+    return register(
+        id,
+        aliases=aliases,
+        family="samplers",
+        kind="sampler",
+        catalogue="I1",
+        formula=formula,
+        paper=KANG_PAPER,
+        code=_CODE,
+        defaults_source=dict(_COMMON_DEFAULTS),
+    )
 
 
 def _power_probs(counts: torch.Tensor, q: float) -> torch.Tensor:
@@ -39,16 +52,10 @@ def _power_probs(counts: torch.Tensor, q: float) -> torch.Tensor:
     return p / p.sum()
 
 
-@register(
+@_register_kang(
     "class_balanced_sampler",
     aliases=("class_aware_sampler", "cb_sampler", "balanced_sampler"),
-    family="samplers",
-    kind="sampler",
-    catalogue="I1",
     formula="p_j = 1 / C (q = 0 in p_j = n_j^q / Σ_i n_i^q); uniform within a class",
-    paper=KANG_PAPER,
-    code=_CODE,
-    defaults_source=dict(_COMMON_DEFAULTS),
 )
 class ClassBalancedSampler(ClassSampler):
     r"""Class-balanced sampler (Kang et al., 2020, "Decoupling Representation and Classifier
@@ -76,30 +83,14 @@ class ClassBalancedSampler(ClassSampler):
         [5, 5]
     """
 
-    def __init__(
-        self,
-        labels: Any,
-        num_samples: int | None = None,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ) -> None:
-        super().__init__(labels, num_samples, seed, num_replicas, rank)
-
     def class_probabilities(self) -> torch.Tensor:
         return _power_probs(self.class_counts, 0.0)
 
 
-@register(
+@_register_kang(
     "square_root_sampler",
     aliases=("sqrt_sampler", "square_root_sampling"),
-    family="samplers",
-    kind="sampler",
-    catalogue="I1",
     formula="p_j = √n_j / Σ_i √n_i (q = 1/2)",
-    paper=KANG_PAPER,
-    code=_CODE,
-    defaults_source=dict(_COMMON_DEFAULTS),
 )
 class SquareRootSampler(ClassSampler):
     r"""Square-root sampler (Kang et al., 2020; after Mahajan et al., 2018): class j is drawn
@@ -118,30 +109,14 @@ class SquareRootSampler(ClassSampler):
         [0.75, 0.25]
     """
 
-    def __init__(
-        self,
-        labels: Any,
-        num_samples: int | None = None,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-    ) -> None:
-        super().__init__(labels, num_samples, seed, num_replicas, rank)
-
     def class_probabilities(self) -> torch.Tensor:
         return _power_probs(self.class_counts, 0.5)
 
 
-@register(
+@_register_kang(
     "progressively_balanced_sampler",
     aliases=("progressive_sampler", "pb_sampler"),
-    family="samplers",
-    kind="sampler",
-    catalogue="I1",
     formula="p_j(t) = (1 − t/T)·n_j/N + (t/T)·1/C,  t = epoch, T = num_epochs",
-    paper=KANG_PAPER,
-    code=_CODE,
-    defaults_source=dict(_COMMON_DEFAULTS),
 )
 class ProgressivelyBalancedSampler(ClassSampler):
     r"""Progressively-balanced sampler (Kang et al., 2020): moves from instance-balanced to

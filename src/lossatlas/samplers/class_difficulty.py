@@ -8,7 +8,7 @@ import torch
 
 from ..registry import register
 from ..weighting.class_difficulty import CDB_PAPER, _check_tau, class_difficulty_weights
-from ._base import ClassSampler
+from ._base import SEEDING_DEFAULTS, ClassSampler
 
 __all__ = ["ClassDifficultySampler"]
 
@@ -25,9 +25,7 @@ __all__ = ["ClassDifficultySampler"]
     defaults_source={
         "tau": "'dynamic', as the CDB weights",
         "num_samples": "None = len(labels) per epoch",
-        "seed": "0; the epoch's draw is seeded with seed + epoch, as DistributedSampler",
-        "num_replicas": "None = world size of the initialised process group, else 1",
-        "rank": "None = rank in the initialised process group, else 0",
+        **SEEDING_DEFAULTS,
     },
 )
 class ClassDifficultySampler(ClassSampler):

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..registry import Paper, register
-from ._base import Cycler, as_labels, check_int, resolve_replicas
+from ._base import SEEDING_DEFAULTS, Cycler, EpochSeeded, as_labels, check_int, split_by_class
 
 __all__ = ["PKBatchSampler"]
 
@@ -33,12 +33,10 @@ PK_PAPER = Paper(
     code="pytorch-metric-learning samplers.MPerClassSampler (behavioural peer)",
     defaults_source={
         "num_batches": "None = len(labels) // (p·k) batches per epoch (at least 1)",
-        "seed": "0; the epoch's draw is seeded with seed + epoch, as DistributedSampler",
-        "num_replicas": "None = world size of the initialised process group, else 1",
-        "rank": "None = rank in the initialised process group, else 0",
+        **SEEDING_DEFAULTS,
     },
 )
-class PKBatchSampler(Sampler[list[int]]):
+class PKBatchSampler(EpochSeeded, Sampler[list[int]]):
     r"""P×K batch sampler (Hermans, Beyer, Leibe, 2017, "In Defense of the Triplet Loss for
     Person Re-Identification"): each batch holds P distinct classes and K samples of each,
     so every anchor has K−1 positives and (P−1)·K negatives.
@@ -75,35 +73,26 @@ class PKBatchSampler(Sampler[list[int]]):
         self.labels = as_labels(labels)
         self.p = check_int(p, "p", low=1)
         self.k = check_int(k, "k", low=1)
-        num_classes = int(self.labels.max()) + 1
-        counts = torch.bincount(self.labels, minlength=num_classes)
+        counts, split = split_by_class(self.labels)
         self.classes = torch.nonzero(counts > 0).flatten()
         if self.p > self.classes.numel():
             raise ValueError(
                 f"p={self.p} classes per batch but labels contain only {self.classes.numel()} classes; lower p"
             )
-        order = torch.argsort(self.labels, stable=True)
-        split = torch.split(order, counts.tolist())
         self.class_indices = {int(c): split[int(c)] for c in self.classes}
         if num_batches is None:
             num_batches = max(1, len(self.labels) // (self.p * self.k))
         self.num_batches = check_int(num_batches, "num_batches", low=1)
-        self.seed = check_int(seed, "seed", low=0)
-        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self._init_seeding(seed, num_replicas, rank)
         self.total_batches = math.ceil(self.num_batches / self.num_replicas) * self.num_replicas
-        self.epoch = 0
 
     @property
     def batch_size(self) -> int:
         return self.p * self.k
 
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch (reseeds the draw: ``seed + epoch``), as ``DistributedSampler``."""
-        self.epoch = check_int(epoch, "epoch", low=0)
-
     def global_batches(self) -> list[list[int]]:
         """All of the epoch's batches (every rank's), identical on every rank."""
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        g = self._generator()
         class_cycle = Cycler(self.classes, g)
         sample_cycles = {c: Cycler(idx, g) for c, idx in self.class_indices.items()}
         batches = []
@@ -122,7 +111,4 @@ class PKBatchSampler(Sampler[list[int]]):
         return self.total_batches // self.num_replicas
 
     def __repr__(self) -> str:
-        return (
-            f"PKBatchSampler(p={self.p}, k={self.k}, num_batches={self.num_batches}, seed={self.seed}, "
-            f"num_replicas={self.num_replicas}, rank={self.rank}, epoch={self.epoch})"
-        )
+        return f"PKBatchSampler(p={self.p}, k={self.k}, num_batches={self.num_batches}, {self._seeding_repr()})"

@@ -9,13 +9,13 @@ from torch import Tensor
 
 from .._validation import as_class_counts, check_number
 from ..functional.imbalance import effective_number_weights
+from ..losses.imbalance import LDAM_PAPER
 from ..registry import Paper, register
 from .base import ClassWeighting
 
 __all__ = ["EffectiveNumberWeights", "DRW"]
 
 CB_PAPER = Paper("Y. Cui, M. Jia, T.-Y. Lin, Y. Song, S. Belongie", "Class-Balanced Loss Based on Effective Number of Samples", "CVPR", 2019, "1901.05555")
-LDAM_PAPER = Paper("K. Cao, C. Wei, A. Gaidon, N. Arechiga, T. Ma", "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss", "NeurIPS", 2019, "1906.07413")
 
 
 @register(

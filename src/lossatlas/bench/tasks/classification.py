@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ... import registry
 from ...data import datasets as ds
 from ...data.longtail import make_longtail
 from ..models import MODELS, build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
+from ._common import check_entry, check_kwargs, check_top_fields, create, positive_int, predict
 
 __all__ = ["validate", "run"]
 
@@ -54,50 +54,19 @@ _NOISE_TYPES = ("symmetric", "pair_flip", "asymmetric_cifar10", "cifar100_superc
 _INJECTED = {"class_counts", "num_classes", "reduction", "validate", "labels", "seed", "num_epochs"}
 
 
-def _positive_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"'{field}' must be a positive int, got {value!r}")
-    return value
-
-
-def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], field: str, skip: set[str] = set()) -> None:
-    params = inspect.signature(fn).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = set(params) - {"self"} - skip
-    unknown = set(kwargs) - allowed
-    if unknown:
-        raise ValueError(f"'{field}' has unknown options {sorted(unknown)}; allowed: {sorted(allowed)}")
-
-
 def _check_entry(spec: Any, field: str, kinds: tuple[str, ...], extra: set[str] = set()) -> dict[str, Any] | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
-        raise ValueError(f"'{field}' must be an object with a registry 'id' (see `lossatlas list`), got {spec!r}")
-    try:
-        entry = registry.info(spec["id"])
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"'{field}': {exc}") from None
-    if entry.kind not in kinds:
-        raise ValueError(f"'{field}': {spec['id']!r} is a {entry.kind} entry, expected one of {kinds}")
-    kwargs = {k: v for k, v in spec.items() if k not in {"id"} | extra}
-    _check_kwargs(entry.cls.__init__, kwargs, field, _INJECTED)
-    return {**spec, "id": entry.id}
+    return check_entry(spec, field, kinds, _INJECTED, extra=extra, open_ended=True)
 
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check a classification recipe and fill in its defaults (see the module docstring)."""
-    r = dict(recipe)
-    unknown = set(r) - _TOP_FIELDS
-    if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; a classification recipe has {sorted(_TOP_FIELDS)}")
+    r = check_top_fields(recipe, _TOP_FIELDS, "a classification")
     data = dict(r.get("data") or {"name": "mnist1d"})
     name = data.get("name")
     if name not in ds.DATASETS:
         raise ValueError(f"data.name must be one of {sorted(ds.DATASETS)}, got {name!r}")
     loader_kwargs = {k: v for k, v in data.items() if k not in ("name", "longtail", "noise")}
-    _check_kwargs(ds.DATASETS[name], loader_kwargs, "data")
+    check_kwargs(ds.DATASETS[name], loader_kwargs, "data", open_ended=True)
     if name in ("cifar", "npz") and "path" not in loader_kwargs:
         raise ValueError(f"data.path is required for data.name={name!r} (the {'folder of CIFAR pickle files' if name == 'cifar' else '.npz file'})")
     if name == "mnist1d":
@@ -139,23 +108,13 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     r["sampler"] = _check_entry(r.get("sampler"), "sampler", ("sampler",))
     r["optimizer"] = validate_optimizer(r.get("optimizer"))
     r["schedule"] = validate_schedule(r.get("schedule"))
-    r["epochs"] = _positive_int(r.get("epochs", 30), "epochs")
-    r["batch_size"] = _positive_int(r.get("batch_size", 128), "batch_size")
+    r["epochs"] = positive_int(r.get("epochs", 30), "epochs")
+    r["batch_size"] = positive_int(r.get("batch_size", 128), "batch_size")
     clip = r.get("grad_clip")
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
         raise ValueError(f"'grad_clip' must be null or a positive number, got {clip!r}")
     r["grad_clip"] = clip
     return r
-
-
-def _create(spec: dict[str, Any], extra: set[str], available: dict[str, Any]) -> Any:
-    entry = registry.info(spec["id"])
-    kwargs = {k: v for k, v in spec.items() if k not in {"id"} | extra}
-    params = entry.parameters
-    for k, v in available.items():
-        if k in params and k not in kwargs:
-            kwargs[k] = v
-    return registry.create(entry.id, **kwargs)
 
 
 def _apply_noise(spec: dict[str, Any], y: np.ndarray, x: np.ndarray, num_classes: int, seed: int) -> Any:
@@ -169,12 +128,6 @@ def _apply_noise(spec: dict[str, Any], y: np.ndarray, x: np.ndarray, num_classes
     if spec["type"] == "instance_dependent":
         return fn(x.reshape(x.shape[0], -1), y, spec["rate"], **kw)
     return fn(y, spec["rate"], **kw)
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i : i + batch]) for i in range(0, x.shape[0], batch)]).float().cpu()
 
 
 def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Callable[..., None] | None = None) -> dict[str, Any]:
@@ -215,16 +168,16 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
     epochs, bs = r["epochs"], r["batch_size"]
     model = build_model(r["model"], x_tr.shape[1:], C).to(device)
     available = {"class_counts": counts.tolist(), "num_classes": C, "reduction": "none"}
-    criterion = _create(r["loss"], set(), available).to(device)
+    criterion = create(r["loss"], set(), available).to(device)
     weighting = None
     if r["weighting"] is not None:
         wspec = dict(r["weighting"])
         if "start_fraction" in wspec:
             wspec["start_epoch"] = int(round(wspec.pop("start_fraction") * epochs))
-        weighting = _create(wspec, set(), {"class_counts": counts.tolist(), "num_classes": C}).to(device)
+        weighting = create(wspec, set(), {"class_counts": counts.tolist(), "num_classes": C}).to(device)
     sampler = None
     if r["sampler"] is not None:
-        sampler = _create(r["sampler"], set(), {"labels": y_tr, "seed": seed, "num_epochs": epochs})
+        sampler = create(r["sampler"], set(), {"labels": y_tr, "seed": seed, "num_epochs": epochs})
     n = len(y_tr)
     steps_per_epoch = max(1, (len(sampler) if sampler is not None and hasattr(sampler, "__len__") else n) // bs + (1 if n % bs >= 2 else 0))
     optimizer = build_optimizer(model.parameters(), r["optimizer"])
@@ -275,7 +228,7 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
     train_time = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    logits = _predict(model, torch.as_tensor(data.x_test, device=device))
+    logits = predict(model, torch.as_tensor(data.x_test, device=device))
     target = torch.as_tensor(data.y_test)
     out: dict[str, Any] = {k: float(v) for k, v in M.evaluate(logits, target, train_class_counts=counts.tolist(), num_classes=C).items()}
     out["per_class_accuracy"] = [float(a) for a in M.per_class_accuracy(logits, target, C)]

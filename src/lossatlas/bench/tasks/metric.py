@@ -38,12 +38,21 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 
-from ... import registry
 from ...data import datasets as ds
 from ..models import build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
+from ._common import (
+    check_entry,
+    check_kwargs,
+    check_top_fields,
+    create,
+    embedding_model,
+    mnist1d_data,
+    positive_int,
+    predict,
+    with_defaults,
+)
 
 __all__ = ["validate", "run", "MINERS"]
 
@@ -56,33 +65,8 @@ MINERS = {"batch_hard": "BatchHardMiner", "semi_hard": "BatchSemiHardMiner", "tr
           "multi_similarity": "MultiSimilarityMiner"}
 
 
-def _positive_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"'{field}' must be a positive int, got {value!r}")
-    return value
-
-
-def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], field: str, skip: set[str] = set()) -> None:
-    params = inspect.signature(fn).parameters
-    allowed = set(params) - {"self"} - skip
-    unknown = set(kwargs) - allowed
-    if unknown:
-        raise ValueError(f"'{field}' has unknown options {sorted(unknown)}; allowed: {sorted(allowed)}")
-
-
 def _check_loss(spec: Any, field: str, extra: set[str] = set()) -> dict[str, Any] | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
-        raise ValueError(f"'{field}' must be an object with a registry 'id' (see `lossatlas list`), got {spec!r}")
-    try:
-        entry = registry.info(spec["id"])
-    except ValueError as exc:
-        raise ValueError(f"'{field}': {exc}") from None
-    if entry.kind != "embedding":
-        raise ValueError(f"'{field}': {spec['id']!r} is a {entry.kind} entry; the metric task needs an embedding loss")
-    _check_kwargs(entry.cls.__init__, {k: v for k, v in spec.items() if k not in {"id"} | extra}, field, _INJECTED)
-    return {**spec, "id": entry.id}
+    return check_entry(spec, field, ("embedding",), _INJECTED, "; the metric task needs an embedding loss", extra)
 
 
 def _class_list(value: Any, field: str) -> list[int]:
@@ -95,24 +79,15 @@ def _class_list(value: Any, field: str) -> list[int]:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check a metric recipe and fill in its defaults (see the module docstring)."""
-    r = dict(recipe)
-    unknown = set(r) - _TOP_FIELDS
-    if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; a metric recipe has {sorted(_TOP_FIELDS)}")
-    data = {"name": "mnist1d", "num_samples": 10000, "train_classes": list(range(7)), "test_classes": [7, 8, 9], **(r.get("data") or {})}
-    if data["name"] != "mnist1d":
-        raise ValueError(f"data.name must be 'mnist1d' for the metric task, got {data['name']!r}")
+    r = check_top_fields(recipe, _TOP_FIELDS, "a metric")
+    data = mnist1d_data(r.get("data"), "metric", {"num_samples": 10000, "train_classes": list(range(7)), "test_classes": [7, 8, 9]})
     data["train_classes"] = _class_list(data["train_classes"], "train_classes")
     data["test_classes"] = _class_list(data["test_classes"], "test_classes")
     if set(data["train_classes"]) & set(data["test_classes"]):
         raise ValueError("data.train_classes and data.test_classes must be disjoint (retrieval is on unseen classes)")
-    _check_kwargs(ds.load_mnist1d, {k: v for k, v in data.items() if k not in ("name", "train_classes", "test_classes")}, "data")
+    check_kwargs(ds.load_mnist1d, {k: v for k, v in data.items() if k not in ("name", "train_classes", "test_classes")}, "data")
     r["data"] = data
-    model = {"name": "cnn1d", "embedding_size": 64, **(r.get("model") or {})}
-    if model["name"] not in ("cnn1d", "mlp"):
-        raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the metric task, got {model['name']!r}")
-    _positive_int(model["embedding_size"], "model.embedding_size")
-    r["model"] = model
+    r["model"] = embedding_model(r.get("model"), "metric")
     r["loss"] = _check_loss(r.get("loss") or {"id": "multi_similarity"}, "loss")
     reg = _check_loss(r.get("regularizer"), "regularizer", {"weight"})
     if reg is not None:
@@ -126,36 +101,19 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"'miner' must be null or an object with name one of {sorted(MINERS)}, got {miner!r}")
         from ... import miners as miners_mod
 
-        _check_kwargs(getattr(miners_mod, MINERS[miner["name"]]).__init__, {k: v for k, v in miner.items() if k != "name"}, "miner")
+        check_kwargs(getattr(miners_mod, MINERS[miner["name"]]).__init__, {k: v for k, v in miner.items() if k != "name"}, "miner")
     r["miner"] = miner
-    sampler = {"p": min(7, len(data["train_classes"])), "k": 16, **(r.get("sampler") or {})}
-    if set(sampler) - {"p", "k"}:
-        raise ValueError(f"'sampler' has unknown fields {sorted(set(sampler) - {'p', 'k'})}; allowed: ['k', 'p']")
-    _positive_int(sampler["p"], "sampler.p")
-    _positive_int(sampler["k"], "sampler.k")
+    sampler = with_defaults(r.get("sampler"), {"p": min(7, len(data["train_classes"])), "k": 16}, "sampler")
+    positive_int(sampler["p"], "sampler.p")
+    positive_int(sampler["k"], "sampler.k")
     if sampler["p"] > len(data["train_classes"]):
         raise ValueError(f"sampler.p = {sampler['p']} exceeds the {len(data['train_classes'])} training classes")
     r["sampler"] = sampler
     r["optimizer"] = validate_optimizer(r.get("optimizer") or {"name": "adam", "lr": 1e-3})
     r["schedule"] = validate_schedule(r.get("schedule") or {"name": "cosine"})
-    r["epochs"] = _positive_int(r.get("epochs", 15), "epochs")
-    r["steps_per_epoch"] = _positive_int(r.get("steps_per_epoch", 40), "steps_per_epoch")
+    r["epochs"] = positive_int(r.get("epochs", 15), "epochs")
+    r["steps_per_epoch"] = positive_int(r.get("steps_per_epoch", 40), "steps_per_epoch")
     return r
-
-
-def _create(spec: dict[str, Any], extra: set[str], available: dict[str, Any]) -> Any:
-    entry = registry.info(spec["id"])
-    kwargs = {k: v for k, v in spec.items() if k not in {"id"} | extra}
-    for k, v in available.items():
-        if k in entry.parameters and k not in kwargs:
-            kwargs[k] = v
-    return registry.create(entry.id, **kwargs)
-
-
-@torch.no_grad()
-def _embed(model: nn.Module, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(x[i : i + batch]) for i in range(0, x.shape[0], batch)]).float().cpu()
 
 
 def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Callable[..., None] | None = None) -> dict[str, Any]:
@@ -181,8 +139,8 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     emb_size = r["model"]["embedding_size"]
     model = build_model({k: v for k, v in r["model"].items() if k != "embedding_size"}, x_tr.shape[1:], emb_size).to(device)
     available = {"num_classes": len(train_classes), "embedding_size": emb_size}
-    criterion = _create(r["loss"], set(), available).to(device)
-    reg = None if r["regularizer"] is None else _create(r["regularizer"], {"weight"}, available).to(device)
+    criterion = create(r["loss"], set(), available).to(device)
+    reg = None if r["regularizer"] is None else create(r["regularizer"], {"weight"}, available).to(device)
     miner = None
     if r["miner"] is not None:
         miner = getattr(miners_mod, MINERS[r["miner"]["name"]])(**{k: v for k, v in r["miner"].items() if k != "name"})
@@ -219,9 +177,9 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
             progress(epoch + 1, epochs, f"loss {last:.4f}")
     train_time = time.perf_counter() - t0
 
-    q = _embed(model, torch.as_tensor(x_all[unseen], device=device))
+    q = predict(model, torch.as_tensor(x_all[unseen], device=device))
     out: dict[str, Any] = dict(M.retrieval_metrics(q, torch.as_tensor(y_all[unseen])))
-    s = _embed(model, torch.as_tensor(data.x_test[seen_te], device=device))
+    s = predict(model, torch.as_tensor(data.x_test[seen_te], device=device))
     seen_metrics = M.retrieval_metrics(s, torch.as_tensor(data.y_test[seen_te]), ks=(1,))
     out["seen_recall@1"] = seen_metrics["recall@1"]
     out["seen_map@r"] = seen_metrics["map@r"]

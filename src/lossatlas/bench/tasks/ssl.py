@@ -38,18 +38,26 @@ leave-one-out, cosine), ``train_time_s``, ``final_train_loss``, ``n_train``; plu
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from ... import registry
 from ...data import datasets as ds
 from ..models import build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
+from ._common import (
+    check_entry,
+    check_kwargs,
+    check_top_fields,
+    embedding_model,
+    mnist1d_data,
+    positive_int,
+    predict,
+    with_defaults,
+)
 
 __all__ = ["validate", "run", "augment"]
 
@@ -62,12 +70,6 @@ _AUGMENT = {"shift": 10, "scale": 0.3, "amplitude": 0.2, "noise": 0.3}
 _PROBE = {"max_iter": 200, "weight_decay": 1e-4}
 
 
-def _positive_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"'{field}' must be a positive int, got {value!r}")
-    return value
-
-
 def _non_negative(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"'{field}' must be a non-negative number, got {value!r}")
@@ -76,40 +78,14 @@ def _non_negative(value: Any, field: str) -> float:
 
 def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     """Check an ssl recipe and fill in its defaults (see the module docstring)."""
-    r = dict(recipe)
-    unknown = set(r) - _TOP_FIELDS
-    if unknown:
-        raise ValueError(f"unknown fields {sorted(unknown)}; an ssl recipe has {sorted(_TOP_FIELDS)}")
-    data = {"name": "mnist1d", "num_samples": 5000, **(r.get("data") or {})}
-    if data["name"] != "mnist1d":
-        raise ValueError(f"data.name must be 'mnist1d' for the ssl task, got {data['name']!r}")
-    allowed = set(inspect.signature(ds.load_mnist1d).parameters)
-    if set(data) - allowed - {"name"}:
-        raise ValueError(f"'data' has unknown options {sorted(set(data) - allowed - {'name'})}; allowed: {sorted(allowed)}")
+    r = check_top_fields(recipe, _TOP_FIELDS, "an ssl")
+    data = mnist1d_data(r.get("data"), "ssl", {"num_samples": 5000})
+    check_kwargs(ds.load_mnist1d, {k: v for k, v in data.items() if k != "name"}, "data")
     r["data"] = data
-    model = {"name": "cnn1d", "embedding_size": 64, **(r.get("model") or {})}
-    if model["name"] not in ("cnn1d", "mlp"):
-        raise ValueError(f"model.name must be 'cnn1d' or 'mlp' for the ssl task, got {model['name']!r}")
-    _positive_int(model["embedding_size"], "model.embedding_size")
-    r["model"] = model
-    loss = r.get("loss") or {"id": "infonce"}
-    if not isinstance(loss, dict) or not isinstance(loss.get("id"), str):
-        raise ValueError(f"'loss' must be an object with a registry 'id' (see `lossatlas list`), got {loss!r}")
-    try:
-        entry = registry.info(loss["id"])
-    except ValueError as exc:
-        raise ValueError(f"'loss': {exc}") from None
-    if entry.kind != "pair":
-        raise ValueError(f"'loss': {loss['id']!r} is a {entry.kind} entry; the ssl task needs a pair loss (a[N, D], b[N, D])")
-    params = set(entry.parameters) - _INJECTED
-    bad = set(loss) - {"id"} - params
-    if bad:
-        raise ValueError(f"'loss' has unknown options {sorted(bad)}; allowed: {sorted(params)}")
-    loss = {**loss, "id": entry.id}
-    r["loss"] = loss
-    aug = {**_AUGMENT, **(r.get("augment") or {})}
-    if set(aug) - set(_AUGMENT):
-        raise ValueError(f"'augment' has unknown fields {sorted(set(aug) - set(_AUGMENT))}; allowed: {sorted(_AUGMENT)}")
+    r["model"] = embedding_model(r.get("model"), "ssl")
+    need = "; the ssl task needs a pair loss (a[N, D], b[N, D])"
+    r["loss"] = check_entry(r.get("loss") or {"id": "infonce"}, "loss", ("pair",), _INJECTED, need)
+    aug = with_defaults(r.get("augment"), _AUGMENT, "augment")
     aug["shift"] = int(_non_negative(aug["shift"], "augment.shift"))
     aug["scale"] = _non_negative(aug["scale"], "augment.scale")
     if aug["scale"] >= 1:
@@ -119,17 +95,15 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"augment.amplitude must be < 1, got {aug['amplitude']}")
     aug["noise"] = _non_negative(aug["noise"], "augment.noise")
     r["augment"] = aug
-    r["batch_size"] = _positive_int(r.get("batch_size", 256), "batch_size")
+    r["batch_size"] = positive_int(r.get("batch_size", 256), "batch_size")
     epochs = r.get("epochs", 10)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"'epochs' must be a non-negative int (0 = evaluate the untrained encoder), got {epochs!r}")
     r["epochs"] = epochs
     chunk = r.get("chunk_size")
-    r["chunk_size"] = None if chunk is None else _positive_int(chunk, "chunk_size")
-    probe = {**_PROBE, **(r.get("probe") or {})}
-    if set(probe) - set(_PROBE):
-        raise ValueError(f"'probe' has unknown fields {sorted(set(probe) - set(_PROBE))}; allowed: {sorted(_PROBE)}")
-    probe["max_iter"] = _positive_int(probe["max_iter"], "probe.max_iter")
+    r["chunk_size"] = None if chunk is None else positive_int(chunk, "chunk_size")
+    probe = with_defaults(r.get("probe"), _PROBE, "probe")
+    probe["max_iter"] = positive_int(probe["max_iter"], "probe.max_iter")
     probe["weight_decay"] = _non_negative(probe["weight_decay"], "probe.weight_decay")
     r["probe"] = probe
     r["optimizer"] = validate_optimizer(r.get("optimizer") or {"name": "adam", "lr": 1e-3})
@@ -160,13 +134,6 @@ def augment(x: torch.Tensor, shift: int, scale: float, noise: float, generator: 
     if noise > 0:
         x = x + noise * torch.randn(x.shape, generator=generator).to(dev, x.dtype)
     return x
-
-
-@torch.no_grad()
-def _features(model: nn.Module, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
-    model.eval()
-    feats = model.features if hasattr(model, "features") else model
-    return torch.cat([feats(x[i : i + batch]) for i in range(0, x.shape[0], batch)]).float().cpu()
 
 
 def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Callable[..., None] | None = None) -> dict[str, Any]:
@@ -215,7 +182,7 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
                 progress(epoch + 1, epochs, f"loss {last:.4f}")
     train_time = time.perf_counter() - t0
 
-    f_tr, f_te = _features(model, x_tr.to(device)), _features(model, x_te.to(device))
+    f_tr, f_te = predict(model, x_tr.to(device), features=True), predict(model, x_te.to(device), features=True)
     w, b, mu, sd = M.fit_linear_probe(f_tr, y_tr, data.num_classes, r["probe"]["weight_decay"], r["probe"]["max_iter"])
     logits = ((f_te.double() - mu) / sd) @ w.T + b
     out: dict[str, Any] = {"probe_accuracy": float((logits.argmax(1) == y_te).float().mean())}
