@@ -309,6 +309,61 @@ def test_pair_reductions_are_the_documented_averages():
     torch.testing.assert_close(la.create("ntxent", temperature=0.5)(e, y), nt)
 
 
+# ------------------------------------------------------------------ all-pairs / all-triplets fast paths
+LABEL_PATTERNS = {
+    "random_with_singleton": [0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4, 1, 0, 5],  # class 2 and 5: one sample
+    "pairs": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],
+    "uneven": [0, 0, 0, 0, 0, 0, 0, 1, 2, 2],
+    "all_distinct": list(range(7)),  # no positive pair: no valid triplet
+    "one_class": [3] * 6,  # no negative: no valid triplet
+    "one_sample": [0],
+}
+
+
+def _ref_distances(e):
+    """sqrt(2 − 2 uᵢ·uⱼ), exactly 0 (with zero gradient) where the argument is ≤ 0."""
+    u = F.normalize(e, dim=1)
+    x = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
+    return torch.where(x > 0, x.clamp_min(1e-300).sqrt(), torch.zeros_like(x))
+
+
+def _brute_force_triplets(e, y, margin, average_nonzero, reduction):
+    """relu(d_ap − d_an + margin) over the dense [a, p, n] tensor, written out."""
+    d = _ref_distances(e)
+    n = len(y)
+    same = y[:, None] == y[None]
+    valid = (same & ~torch.eye(n, dtype=torch.bool))[:, :, None] & ~same[:, None, :]
+    t = F.relu(d[:, :, None] - d[:, None, :] + margin) * valid
+    if reduction == "none":
+        return t.sum((1, 2))
+    if reduction == "sum":
+        return t.sum()
+    count = (t > 0).sum() if average_nonzero else valid.sum()
+    return t.sum() / max(int(count), 1)
+
+
+@pytest.mark.parametrize("pattern", list(LABEL_PATTERNS))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("average_nonzero", [True, False])
+def test_all_triplets_equal_brute_force_dense_reference(pattern, reduction, average_nonzero, monkeypatch):
+    from lossatlas.functional import metric as M
+
+    y = torch.tensor(LABEL_PATTERNS[pattern])
+    e = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(len(y)), dtype=torch.float64)
+    kw = {"margin": 0.7, "average_nonzero": average_nonzero, "reduction": reduction}
+    ref, ref_g = _value_and_grad(lambda x: _brute_force_triplets(x, y, 0.7, average_nonzero, reduction).sum(), e)
+    out, g = _value_and_grad(lambda x: LF.triplet_margin(x, y, **kw).sum(), e)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(g[0], ref_g[0])
+    if reduction == "none":
+        torch.testing.assert_close(LF.triplet_margin(e, y, **kw), _brute_force_triplets(e, y, 0.7, average_nonzero, "none"))
+    # the dense [a, p, n] form kept for torch.compile gives the same
+    monkeypatch.setattr(M, "compiling", lambda: True)
+    dense, dense_g = _value_and_grad(lambda x: LF.triplet_margin(x, y, **kw).sum(), e)
+    torch.testing.assert_close(dense, ref)
+    torch.testing.assert_close(dense_g[0], ref_g[0])
+
+
 # ------------------------------------------------------------------ gradients
 @pytest.mark.parametrize("id_", PAIR_IDS + ["supcon_all"])
 def test_gradcheck_pair_losses(id_):

@@ -241,6 +241,29 @@ def pair_contrastive(
     return _pairwise_reduce(per_anchor, per_anchor.sum(), reduction, out_dtype)
 
 
+def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``relu(d_ap − d_an + margin)`` over every valid triplet, as an [N, P, N] tensor.
+
+    ``P`` is the largest number of positives of an anchor (read on the host), so the tensor
+    is [N, P, N] rather than the dense [N, N, N]: anchor a's positives are gathered into
+    row a (padded), the padding gets ``d_ap = −inf`` and the non-negatives ``d_an = +inf``,
+    which makes their terms ``relu(−inf) = 0`` with zero gradient. Each term is the dense
+    form's expression ``(d_ap − d_an) + margin``. Returns the terms, the per-anchor sums [N]
+    and the number of valid triplets.
+    """
+    n = d.shape[0]
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    pos = same & ~torch.eye(n, dtype=torch.bool, device=d.device)
+    n_pos = pos.sum(1)
+    p_max = int(n_pos.max()) if n else 0
+    n_valid = (n_pos * (n - same.sum(1))).sum()
+    pv, pidx = pos.to(torch.int8).topk(p_max, dim=1)  # each row's positives first (order irrelevant)
+    d_ap = d.gather(1, pidx).masked_fill(pv == 0, -math.inf)  # [N, P]
+    d_an = d.masked_fill(same, math.inf)  # [N, N]
+    losses = (d_ap.unsqueeze(2) - d_an.unsqueeze(1)).add_(margin).relu_()  # [a, p, n]
+    return losses, losses.sum((1, 2)), n_valid
+
+
 def triplet_margin(
     embeddings: Tensor,
     labels: Tensor,
@@ -261,7 +284,11 @@ def triplet_margin(
     u, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
     d = _unit_distances(u)
-    if indices is None:
+    if indices is None and not compiling():
+        losses, per_anchor, n_valid = _all_triplets(d, labels, margin)
+        mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / n_valid.clamp_min(1).to(losses.dtype)
+        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    if indices is None:  # dense [a, p, n] form: no host read, so torch.compile traces it whole
         pos, neg = _pair_masks(labels, None)
         valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # [a, p, n]
         t = d.unsqueeze(2) - d.unsqueeze(1) + margin
