@@ -523,13 +523,20 @@ def barlow_twins(
     if n < 2:
         raise ValueError(f"barlow_twins needs at least 2 samples to standardise each feature over the batch, got N={n}")
 
-    # ATen's batch norm (training mode, no affine, no running statistics) is exactly this
-    # standardisation with one fused kernel forward and one backward, where the composed
-    # mean / var / sub / div chain made about a dozen passes over [N, D] each way.
-    # torch.batch_norm, not F.batch_norm: the latter refuses eps = 0, which is allowed here.
-    cudnn = torch.backends.cudnn.enabled
-    za = torch.batch_norm(ag, None, None, None, None, True, 0.0, eps, cudnn)
-    zb = torch.batch_norm(bg, None, None, None, None, True, 0.0, eps, cudnn)
+    if eps > 0:
+        # ATen's batch norm (training mode, no affine, no running statistics) is this
+        # standardisation with one fused kernel forward and one backward, where the composed
+        # mean / var / sub / div chain makes about a dozen passes over [N, D] each way.
+        za = F.batch_norm(ag, None, None, training=True, momentum=0.0, eps=eps)
+        zb = F.batch_norm(bg, None, None, training=True, momentum=0.0, eps=eps)
+    else:
+        # eps = 0 (which F.batch_norm refuses): a constant feature gives 0/0 = NaN here,
+        # where ATen's kernel would return 0.
+        def bn(x: Tensor) -> Tensor:
+            xc = x - x.mean(0)
+            return xc / torch.sqrt(xc.pow(2).mean(0))
+
+        za, zb = bn(ag), bn(bg)
     c = (za.T @ zb).div_(n)
     diag = torch.diagonal(c)
     per = (1.0 - diag).pow(2) + lambd * (c.pow(2).sum(1) - diag.pow(2))
