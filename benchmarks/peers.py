@@ -187,10 +187,10 @@ SPECS: list[Spec] = [
          note="PML NTXentLoss needs ~0.8 GB at N=256 (it grows as N^4 in pairs × pairs): N ≤ 256", peers=[Peer("PML NTXentLoss", _pml("NTXentLoss", temperature=0.07), "pytorch_metric_learning")]),
     Spec("supcon", {"temperature": 0.07}, peers=[Peer("PML SupConLoss", _pml("SupConLoss", temperature=0.07), "pytorch_metric_learning")]),
     Spec("contrastive", {}, peers=[Peer("PML ContrastiveLoss", _pml("ContrastiveLoss", pos_margin=0.0, neg_margin=1.0), "pytorch_metric_learning")]),
-    Spec("triplet_margin", {"margin": 0.2}, max_n=256,
+    Spec("triplet_margin", {"margin": 0.2}, max_n=1024,
          peers=[Peer("PML TripletMarginLoss", _pml("TripletMarginLoss", margin=0.2), "pytorch_metric_learning")],
-         note="N ≤ 256: PML enumerates every triplet; lossatlas triplet_margin (metric family) builds dense "
-              "N×N×N tensors (~370 MB at N=256), which is why it is slower: open item for that family"),
+         note="N ≤ 1024: PML enumerates every triplet as int64 index lists (~N²·P of them, P = positives per "
+              "anchor); lossatlas builds [N, P, N] terms"),
     Spec("multi_similarity", {}, peers=[Peer("PML MultiSimilarityLoss", _pml("MultiSimilarityLoss", alpha=2.0, beta=50.0, base=0.5), "pytorch_metric_learning")]),
     Spec("threshold_consistent_margin", {}, max_n=256, note="PML needs ~0.7 GB at N=256 and grows fast with N: N ≤ 256",
          peers=[Peer("PML ThresholdConsistentMarginLoss", _pml("ThresholdConsistentMarginLoss"), "pytorch_metric_learning")]),

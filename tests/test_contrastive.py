@@ -317,6 +317,22 @@ def test_single_pair_has_no_negative(id_):
         assert float(loss.detach()) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_barlow_twins_non_finite_inputs_raise(reduction):
+    # the check is made on the result (a non-finite input always reaches it), then on the inputs
+    a, b = _pair(n=6, d=3)
+    for bad, name in ((float("nan"), "a"), (float("inf"), "b"), (-float("inf"), "a")):
+        x, y = a.clone(), b.clone()
+        (x if name == "a" else y)[2, 1] = bad
+        with pytest.raises(ValueError, match=f"^{name} contains NaN or Inf"):
+            LF.barlow_twins(x, y, reduction=reduction)
+        assert not torch.isfinite(LF.barlow_twins(x, y, reduction=reduction, validate=False)).all()
+    # finite inputs whose result is not finite (a constant feature with eps = 0) do not raise
+    x = a.clone()
+    x[:, 0] = 1.0
+    assert torch.isnan(LF.barlow_twins(x, b, eps=0.0, reduction=reduction)).any()
+
+
 def test_barlow_twins_needs_two_samples():
     with pytest.raises(ValueError, match="at least 2"):
         LF.barlow_twins(torch.randn(1, 3), torch.randn(1, 3))

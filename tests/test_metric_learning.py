@@ -309,6 +309,119 @@ def test_pair_reductions_are_the_documented_averages():
     torch.testing.assert_close(la.create("ntxent", temperature=0.5)(e, y), nt)
 
 
+# ------------------------------------------------------------------ all-pairs / all-triplets fast paths
+LABEL_PATTERNS = {
+    "random_with_singleton": [0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4, 1, 0, 5],  # class 2 and 5: one sample
+    "pairs": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],
+    "uneven": [0, 0, 0, 0, 0, 0, 0, 1, 2, 2],
+    "all_distinct": list(range(7)),  # no positive pair: no valid triplet
+    "one_class": [3] * 6,  # no negative: no valid triplet
+    "one_sample": [0],
+}
+
+
+def _ref_distances(e):
+    """sqrt(2 − 2 uᵢ·uⱼ), exactly 0 (with zero gradient) where the argument is ≤ 0."""
+    u = F.normalize(e, dim=1)
+    x = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
+    return torch.where(x > 0, x.clamp_min(1e-300).sqrt(), torch.zeros_like(x))
+
+
+def _brute_force_triplets(e, y, margin, average_nonzero, reduction):
+    """relu(d_ap − d_an + margin) over the dense [a, p, n] tensor, written out."""
+    d = _ref_distances(e)
+    n = len(y)
+    same = y[:, None] == y[None]
+    valid = (same & ~torch.eye(n, dtype=torch.bool))[:, :, None] & ~same[:, None, :]
+    t = F.relu(d[:, :, None] - d[:, None, :] + margin) * valid
+    if reduction == "none":
+        return t.sum((1, 2))
+    if reduction == "sum":
+        return t.sum()
+    count = (t > 0).sum() if average_nonzero else valid.sum()
+    return t.sum() / max(int(count), 1)
+
+
+def _brute_force_contrastive(e, y, pm, nm, average_nonzero, reduction):
+    d = _ref_distances(e)
+    same = y[:, None] == y[None]
+    pos = same & ~torch.eye(len(y), dtype=torch.bool)
+    lp, ln = F.relu(d - pm) * pos, F.relu(nm - d) * ~same
+    if reduction != "mean":
+        per = lp.sum(1) + ln.sum(1)
+        return per if reduction == "none" else per.sum()
+    cp = (lp > 0).sum() if average_nonzero else pos.sum()
+    cn = (ln > 0).sum() if average_nonzero else (~same).sum()
+    return lp.sum() / max(int(cp), 1) + ln.sum() / max(int(cn), 1)
+
+
+@pytest.mark.parametrize("pattern", list(LABEL_PATTERNS))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("average_nonzero", [True, False])
+def test_all_triplets_equal_brute_force_dense_reference(pattern, reduction, average_nonzero, monkeypatch):
+    from lossatlas.functional import metric as M
+
+    y = torch.tensor(LABEL_PATTERNS[pattern])
+    e = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(len(y)), dtype=torch.float64)
+    kw = {"margin": 0.7, "average_nonzero": average_nonzero, "reduction": reduction}
+    ref, ref_g = _value_and_grad(lambda x: _brute_force_triplets(x, y, 0.7, average_nonzero, reduction).sum(), e)
+    out, g = _value_and_grad(lambda x: LF.triplet_margin(x, y, **kw).sum(), e)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(g[0], ref_g[0])
+    if reduction == "none":
+        torch.testing.assert_close(LF.triplet_margin(e, y, **kw), _brute_force_triplets(e, y, 0.7, average_nonzero, "none"))
+    # the dense [a, p, n] form kept for torch.compile gives the same
+    monkeypatch.setattr(M, "compiling", lambda: True)
+    dense, dense_g = _value_and_grad(lambda x: LF.triplet_margin(x, y, **kw).sum(), e)
+    torch.testing.assert_close(dense, ref)
+    torch.testing.assert_close(dense_g[0], ref_g[0])
+
+
+@pytest.mark.parametrize("pattern", list(LABEL_PATTERNS))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("average_nonzero", [True, False])
+def test_all_pairs_contrastive_equals_composed_and_reference(pattern, reduction, average_nonzero, monkeypatch):
+    from lossatlas.functional import metric as M
+
+    y = torch.tensor(LABEL_PATTERNS[pattern])
+    e = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(3 + len(y)), dtype=torch.float64)
+    kw = {"pos_margin": 0.2, "neg_margin": 1.1, "average_nonzero": average_nonzero, "reduction": reduction}
+    w = torch.rand(len(y) if reduction == "none" else (), dtype=torch.float64) + 0.5  # a non-uniform upstream gradient
+    ref, ref_g = _value_and_grad(lambda x: (_brute_force_contrastive(x, y, 0.2, 1.1, average_nonzero, reduction) * w).sum(), e)
+    out, g = _value_and_grad(lambda x: (LF.pair_contrastive(x, y, **kw) * w).sum(), e)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(g[0], ref_g[0])
+    monkeypatch.setattr(M, "compiling", lambda: True)  # the composed ops (mined pairs, torch.compile)
+    comp, comp_g = _value_and_grad(lambda x: (LF.pair_contrastive(x, y, **kw) * w).sum(), e)
+    torch.testing.assert_close(comp, ref)
+    torch.testing.assert_close(comp_g[0], ref_g[0])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_all_pairs_contrastive_gradcheck_and_coincident_rows(reduction):
+    from lossatlas.functional import metric as M
+
+    e, y = _batch(n=9, d=4, c=3, seed=21)
+    gradcheck_loss(lambda x: LF.pair_contrastive(x, y, pos_margin=0.1, neg_margin=1.3, reduction=reduction), e)
+    # coincident rows of different classes (d = 0) and of the same class: zero gradient through d = 0,
+    # as the composed form's safe square root
+    # (axis-aligned rows: the unit vectors are exact, so those distances are exactly 0)
+    e = torch.tensor([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1, 2])
+    from lossatlas.functional.metric import _unit_distances
+
+    assert _unit_distances(F.normalize(e))[0, 1] == 0.0
+    out, g = _value_and_grad(lambda x: LF.pair_contrastive(x, y, reduction=reduction).sum(), e)
+    ref, ref_g = _value_and_grad(lambda x: _brute_force_contrastive(x, y, 0.0, 1.0, True, reduction).sum(), e)
+    assert torch.isfinite(g[0]).all()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(g[0], ref_g[0])
+    comp, comp_g = _value_and_grad(
+        lambda x: M._pair_contrastive_composed(F.normalize(x, dim=1), y, 0.0, 1.0, True, None, reduction, x.dtype).sum(), e)
+    torch.testing.assert_close(out, comp)
+    torch.testing.assert_close(g[0], comp_g[0])
+
+
 # ------------------------------------------------------------------ gradients
 @pytest.mark.parametrize("id_", PAIR_IDS + ["supcon_all"])
 def test_gradcheck_pair_losses(id_):

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_finite, check_float, check_int, check_number, check_reduction, check_same_device
+from .._validation import check_finite, check_float, check_int, check_number, check_reduction, check_same_device, compiling
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
 from ..distributed.tiled import block_rows, pairwise_logsumexp, pairwise_softplus_sum
 from ._common import compute_dtype
@@ -514,7 +514,12 @@ def barlow_twins(
     D per-feature rows ``(1 - C_ii)² + λ Σ_{j≠i} C_ij²``, ``"sum"`` (default) their sum,
     ``"mean"`` their mean. See :class:`lossatlas.losses.BarlowTwinsLoss`.
     """
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize=False)
+    a_in, b_in = a, b
+    # The finiteness check is deferred to the (D-element) result: a NaN or Inf anywhere in a
+    # feature column reaches that column's batch statistics, hence C's row or column and the
+    # diagonal term, so a finite result proves finite inputs, and only a non-finite one pays
+    # for reading the inputs. Same errors, no [N, D] reductions on the common path.
+    a, b, out_dtype = _prepare_pair(a, b, reduction, False, normalize=False)
     lambd = check_number(lambd, "lambd", low=0.0)
     eps = check_number(eps, "eps", low=0.0)
     on = bool(distributed) and is_distributed(group)
@@ -523,14 +528,26 @@ def barlow_twins(
     if n < 2:
         raise ValueError(f"barlow_twins needs at least 2 samples to standardise each feature over the batch, got N={n}")
 
-    def bn(x: Tensor) -> Tensor:
-        mu = x.mean(0)
-        var = (x - mu).pow(2).mean(0)
-        return (x - mu) / torch.sqrt(var + eps)
+    if eps > 0:
+        # ATen's batch norm (training mode, no affine, no running statistics) is this
+        # standardisation with one fused kernel forward and one backward, where the composed
+        # mean / var / sub / div chain makes about a dozen passes over [N, D] each way.
+        za = F.batch_norm(ag, None, None, training=True, momentum=0.0, eps=eps)
+        zb = F.batch_norm(bg, None, None, training=True, momentum=0.0, eps=eps)
+    else:
+        # eps = 0 (which F.batch_norm refuses): a constant feature gives 0/0 = NaN here,
+        # where ATen's kernel would return 0.
+        def bn(x: Tensor) -> Tensor:
+            xc = x - x.mean(0)
+            return xc / torch.sqrt(xc.pow(2).mean(0))
 
-    c = bn(ag).T @ bn(bg) / n
+        za, zb = bn(ag), bn(bg)
+    c = (za.T @ zb).div_(n)
     diag = torch.diagonal(c)
     per = (1.0 - diag).pow(2) + lambd * (c.pow(2).sum(1) - diag.pow(2))
+    if validate and not compiling() and not bool(torch.isfinite(per).all()):
+        check_finite(a_in, "a", True)
+        check_finite(b_in, "b", True)
     out = per if reduction == "none" else (per.sum() if reduction == "sum" else per.mean())
     if on and reduction != "none":
         out = replicated_loss(out, group)

@@ -227,6 +227,17 @@ def pair_contrastive(
     pos_margin = check_number(pos_margin, "pos_margin")
     neg_margin = check_number(neg_margin, "neg_margin")
     u, out_dtype = _unit(embeddings, labels, validate)
+    if indices is None and not compiling():
+        out = _AllPairContrastive.apply(u, labels, pos_margin, neg_margin, reduction, average_nonzero)
+        return out.to(out_dtype)
+    return _pair_contrastive_composed(u, labels, pos_margin, neg_margin, average_nonzero, indices, reduction, out_dtype)
+
+
+def _pair_contrastive_composed(
+    u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, average_nonzero: bool,
+    indices: Indices | None, reduction: str, out_dtype: torch.dtype,
+) -> Tensor:
+    """The contrastive loss as differentiable torch ops (mined pairs; ``torch.compile``)."""
     d = _unit_distances(u)
     wp, wn = _pair_weights(labels, indices, d.dtype)
     lp = torch.where(wp > 0, F.relu(d - pos_margin), torch.zeros_like(d))
@@ -239,6 +250,103 @@ def pair_contrastive(
             mean = _wavg(lp, wp) + _wavg(ln, wn)
         return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
     return _pairwise_reduce(per_anchor, per_anchor.sum(), reduction, out_dtype)
+
+
+class _AllPairContrastive(torch.autograd.Function):
+    """The contrastive loss over every pair of the batch, with a hand-derived backward.
+
+    Eager autograd records about twenty [N, N] operations for the composed form (distance
+    chain, float pair weights, two masked relus, non-zero masks) and replays as many
+    backwards. Here the distances are computed in place on the Gram matrix, the negative
+    terms in one [N, N] buffer, the (few) positive pairs as a gathered list, and backward
+    needs one [N, N] matrix: with ``d = sqrt(2 − 2 uᵢ·uⱼ)``, an active negative term
+    ``relu(m⁻ − d)`` has ``∂/∂(uᵢ·uⱼ) = 1/d`` and an active positive term
+    ``relu(d − m⁺)`` has ``−1/d`` (zero where ``d = 0``, as the safe square root of the
+    composed form). That matrix is symmetric, so the gradient of a scalar reduction is one
+    matrix product ``2·C·u`` instead of autograd's two. Values and gradients are the
+    composed form's up to float rounding. Reads one size on the host (the number of
+    positive pairs, from ``nonzero``). No double backward.
+    """
+
+    @staticmethod
+    def forward(ctx, u, labels, pos_margin, neg_margin, reduction, average_nonzero):  # type: ignore[override]
+        n = u.shape[0]
+        same = labels.unsqueeze(0) == labels.unsqueeze(1)
+        pi, pj = torch.nonzero(same, as_tuple=True)
+        off = pi != pj
+        pi, pj = pi[off], pj[off]
+        # distances sqrt(clamp(2 − 2 u·uᵀ, 0)), in place (the composed form's values)
+        d = torch.mm(u, u.T)
+        d.mul_(-2.0).add_(2.0).clamp_min_(0.0).sqrt_()
+        # negative pairs: relu(m⁻ − d) off the class blocks
+        ln = torch.rsub(d, neg_margin).relu_().masked_fill_(same, 0.0)
+        sn = ln.sum(1)
+        # positive pairs (i ≠ j, same class): a short list
+        dp = d[pi, pj]
+        lp = (dp - pos_margin).relu_()
+        sp = torch.zeros(n, dtype=u.dtype, device=u.device).index_add_(0, pi, lp)
+        if reduction == "mean":
+            if average_nonzero:
+                cp, cn = torch.count_nonzero(lp), torch.count_nonzero(ln)
+            else:  # every positive / negative pair, known from the shapes
+                cp = torch.tensor(pi.numel(), device=u.device)
+                cn = torch.tensor(n * n - n - pi.numel(), device=u.device)
+            kp = 1.0 / cp.clamp_min(1).to(u.dtype)
+            kn = 1.0 / cn.clamp_min(1).to(u.dtype)
+            out = sp.sum() * kp + sn.sum() * kn
+        else:
+            kp = kn = None
+            per_anchor = sp + sn
+            out = per_anchor if reduction == "none" else per_anchor.sum()
+        # backward coefficients, in place on d: 1/d where the negative term is active, else 0
+        c = d.masked_fill_(ln <= 0, math.inf).reciprocal_()
+        del ln
+        c.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # d = 0 (coincident rows): no gradient
+        cpos = torch.where((lp > 0) & (dp > 0), dp.reciprocal(), torch.zeros_like(dp))
+        ctx.save_for_backward(u, c, pi, pj, cpos, kp, kn)
+        ctx.reduction = reduction
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        u, c, pi, pj, cpos, kp, kn = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        if ctx.reduction == "none":  # grad [N]: row i of the Gram gradient is grad_i · C_i
+            gu = grad.unsqueeze(1) * (c @ u) + c @ (grad.unsqueeze(1) * u)
+            w = -grad[pi] * cpos
+        else:
+            gn = grad * kn if ctx.reduction == "mean" else grad
+            gu = (c @ u).mul_(2.0 * gn)
+            w = -(grad * kp if ctx.reduction == "mean" else grad) * cpos
+        w = w.unsqueeze(1)
+        gu.index_add_(0, pi, w * u[pj])
+        gu.index_add_(0, pj, w * u[pi])
+        return gu, None, None, None, None, None
+
+
+def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``relu(d_ap − d_an + margin)`` over every valid triplet, as an [N, P, N] tensor.
+
+    ``P`` is the largest number of positives of an anchor (read on the host), so the tensor
+    is [N, P, N] rather than the dense [N, N, N]: anchor a's positives are gathered into
+    row a (padded), the padding gets ``d_ap = −inf`` and the non-negatives ``d_an = +inf``,
+    which makes their terms ``relu(−inf) = 0`` with zero gradient. Each term is the dense
+    form's expression ``(d_ap − d_an) + margin``. Returns the terms, the per-anchor sums [N]
+    and the number of valid triplets.
+    """
+    n = d.shape[0]
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    pos = same & ~torch.eye(n, dtype=torch.bool, device=d.device)
+    n_pos = pos.sum(1)
+    p_max = int(n_pos.max()) if n else 0
+    n_valid = (n_pos * (n - same.sum(1))).sum()
+    pv, pidx = pos.to(torch.int8).topk(p_max, dim=1)  # each row's positives first (order irrelevant)
+    d_ap = d.gather(1, pidx).masked_fill(pv == 0, -math.inf)  # [N, P]
+    d_an = d.masked_fill(same, math.inf)  # [N, N]
+    losses = (d_ap.unsqueeze(2) - d_an.unsqueeze(1)).add_(margin).relu_()  # [a, p, n]
+    return losses, losses.sum((1, 2)), n_valid
 
 
 def triplet_margin(
@@ -261,7 +369,11 @@ def triplet_margin(
     u, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
     d = _unit_distances(u)
-    if indices is None:
+    if indices is None and not compiling():
+        losses, per_anchor, n_valid = _all_triplets(d, labels, margin)
+        mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / n_valid.clamp_min(1).to(losses.dtype)
+        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    if indices is None:  # dense [a, p, n] form: no host read, so torch.compile traces it whole
         pos, neg = _pair_masks(labels, None)
         valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # [a, p, n]
         t = d.unsqueeze(2) - d.unsqueeze(1) + margin
