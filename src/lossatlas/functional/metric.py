@@ -227,7 +227,9 @@ def pair_contrastive(
     pos_margin = check_number(pos_margin, "pos_margin")
     neg_margin = check_number(neg_margin, "neg_margin")
     u, out_dtype = _unit(embeddings, labels, validate)
-    if indices is None and not compiling():
+    # the fused form lists the positive pairs with `nonzero` (a host read): CPU only, so that
+    # CUDA never synchronises; CUDA and torch.compile run the composed ops
+    if indices is None and not compiling() and u.device.type == "cpu":
         out = _AllPairContrastive.apply(u, labels, pos_margin, neg_margin, reduction, average_nonzero)
         return out.to(out_dtype)
     return _pair_contrastive_composed(u, labels, pos_margin, neg_margin, average_nonzero, indices, reduction, out_dtype)
@@ -369,11 +371,13 @@ def triplet_margin(
     u, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
     d = _unit_distances(u)
-    if indices is None and not compiling():
+    # gathered [N, P_max, N] form: reads P_max on the host, so CPU only (CUDA stays free of
+    # synchronisation and, like torch.compile, uses the dense form below)
+    if indices is None and not compiling() and u.device.type == "cpu":
         losses, per_anchor, n_valid = _all_triplets(d, labels, margin)
         mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / n_valid.clamp_min(1).to(losses.dtype)
         return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
-    if indices is None:  # dense [a, p, n] form: no host read, so torch.compile traces it whole
+    if indices is None:  # dense [a, p, n] form: no host read (CUDA, torch.compile)
         pos, neg = _pair_masks(labels, None)
         valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # [a, p, n]
         t = d.unsqueeze(2) - d.unsqueeze(1) + margin
