@@ -353,3 +353,39 @@ def test_ldam_drw_by_composition_equals_weight_argument():
         la.weighting.apply(per_sample.sum(), drw, y)
     with pytest.raises(ValueError, match="target"):
         la.weighting.apply(per_sample, drw, None)
+
+
+# ------------------------------------------------------------------ probability targets
+@pytest.mark.parametrize("loss_id, adjust", [
+    ("logit_adjusted", lambda z, n: z + 1.0 * torch.log(n / n.sum())),
+    ("balanced_softmax", lambda z, n: z + torch.log(n)),
+    ("vs", lambda z, n: z / (n.max() / n).pow(0.3) + 1.0 * torch.log(n / n.sum())),
+])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_prior_losses_take_probability_targets(loss_id, adjust, reduction):
+    counts = torch.tensor([50.0, 20.0, 5.0, 1.0], dtype=torch.float64)
+    z = torch.randn(6, 4, dtype=torch.float64)
+    p = torch.softmax(torch.randn(6, 4, dtype=torch.float64), 1)
+    crit = la.create(loss_id, class_counts=counts.tolist(), reduction=reduction)
+    # the definition: soft cross-entropy of the adjusted logits, -Σ_j p_ij log softmax(u_i)_j
+    per_row = -(p * torch.log_softmax(adjust(z, counts), 1)).sum(1)
+    expected = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
+    torch.testing.assert_close(crit(z, p), expected)
+    # one-hot probabilities give the same value and gradient as integer targets
+    y = torch.tensor([0, 1, 2, 3, 3, 0])
+    zi, zs = z.clone().requires_grad_(), z.clone().requires_grad_()
+    a, b = crit(zi, y), crit(zs, F.one_hot(y, 4).double())
+    torch.testing.assert_close(a, b)
+    (a.sum()).backward(), (b.sum()).backward()
+    torch.testing.assert_close(zi.grad, zs.grad)
+    gradcheck_loss(lambda t: crit(t, p), z.clone().requires_grad_())
+
+
+def test_prior_losses_reject_bad_probability_targets():
+    crit = la.create("balanced_softmax", class_counts=[5, 3, 2])
+    with pytest.raises(ValueError, match="sum to 1"):
+        crit(torch.randn(2, 3), torch.full((2, 3), 0.5))
+    with pytest.raises(ValueError):
+        crit(torch.randn(2, 3), torch.full((2, 4), 0.25))
+    with pytest.raises(TypeError, match="probability targets"):
+        la.create("ldam", class_counts=[5, 3, 2])(torch.randn(2, 3), torch.full((2, 3), 1 / 3))

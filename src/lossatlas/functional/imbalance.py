@@ -10,7 +10,7 @@ weighted mean ``Σ_i w_{y_i} l_i / Σ_i w_{y_i}``. The module twins live in
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -88,9 +88,24 @@ def cross_entropy(
             lambda: F.cross_entropy(z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction),
             deferred, target, logits, ignore_index, out_dtype,
         )
+    check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    return _soft_cross_entropy(logits, target, weight, reduction, validate, label_smoothing=label_smoothing)
+
+
+def _soft_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    weight: Any,
+    reduction: str,
+    validate: bool,
+    *,
+    label_smoothing: float = 0.0,
+    transform: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """``F.cross_entropy(transform(z), p)`` for class-probability targets ``p`` [N, C] (e.g.
+    mixup / CutMix labels); ``transform`` is a prior-aware loss's logit adjustment."""
     check_reduction(reduction)
     check_logits(logits, validate)
-    check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     check_multilabel_target(target, logits, validate)
     if validate and target.numel():
         rows = target.sum(1)
@@ -100,7 +115,8 @@ def cross_entropy(
     w = class_weight_like(weight, z, validate)
     if reduction == "mean" and z.shape[0] == 0:
         return (z.sum() * 0.0).to(logits.dtype)
-    out = F.cross_entropy(z, target.to(z.dtype), weight=w, label_smoothing=label_smoothing, reduction=reduction)
+    u = z if transform is None else transform(z)
+    out = F.cross_entropy(u, target.to(z.dtype), weight=w, label_smoothing=label_smoothing, reduction=reduction)
     return out.to(logits.dtype)
 
 
@@ -268,7 +284,17 @@ def _biased_ce(
     ignore_index: int,
     divisor: Tensor | None = None,
 ) -> Tensor:
-    """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS."""
+    """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS.
+
+    ``target`` is int64 [N] or class probabilities [N, C] (soft labels, e.g. from mixup)."""
+    if isinstance(target, Tensor) and target.is_floating_point():
+        check_num_classes(bias, logits, "class_counts")
+
+        def adjust(z: Tensor) -> Tensor:
+            u = z if divisor is None else z / cast_constant(divisor, z)
+            return u + cast_constant(bias, z)
+
+        return _soft_cross_entropy(logits, target, weight, reduction, validate, transform=adjust)
     z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
     check_num_classes(bias, logits, "class_counts")
     w = class_weight_like(weight, z, validate)

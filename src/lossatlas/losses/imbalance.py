@@ -42,7 +42,7 @@ def _weight_buffer(module: Loss, weight: Any, name: str = "weight") -> None:
 
 
 _PRIOR_EXAMPLE = """
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N]{}.
 
     Example:
         >>> import torch, lossatlas as la
@@ -52,11 +52,13 @@ _PRIOR_EXAMPLE = """
     """
 
 
-def _prior_example(create_args: str) -> Callable[[type], type]:
-    """Append the shapes line and runnable example the class-count losses share (``la.create(create_args)``)."""
+def _prior_example(create_args: str, soft: bool = True) -> Callable[[type], type]:
+    """Append the shapes line and runnable example the class-count losses share
+    (``la.create(create_args)``); ``soft``: the loss also takes probability targets."""
+    soft_text = " or class probabilities [N, C] (soft labels, e.g. mixup; the adjusted logits' cross-entropy)" if soft else ""
 
     def decorate(cls: type) -> type:
-        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _PRIOR_EXAMPLE.format(create_args)
+        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _PRIOR_EXAMPLE.format(soft_text, create_args)
         return cls
 
     return decorate
@@ -270,7 +272,7 @@ class _PriorLoss(Loss):
     defaults_source={"max_margin": "kaidic/LDAM-DRW (max_m=0.5)", "scale": "kaidic/LDAM-DRW (s=30)"},
     notes="LDAM-DRW = this loss + the 'drw' weighting (pass weight=drw() or compose with reduction='none').",
 )
-@_prior_example('"ldam", class_counts=[500, 50, 5]')
+@_prior_example('"ldam", class_counts=[500, 50, 5]', soft=False)
 class LDAMLoss(_PriorLoss):
     r"""Label-distribution-aware margin loss (Cao et al., 2019, "Learning Imbalanced Datasets
     with Label-Distribution-Aware Margin Loss").
