@@ -244,9 +244,15 @@ def test_bad_inputs_raise_clear_errors(id):
         crit(y[:, None].expand(-1, C), y)
     with pytest.raises(ValueError, match="same device"):
         crit(z, y.to("meta"))
-    if id != "cross_entropy":
+    if id not in SOFT_TARGET_IDS:
         with pytest.raises(TypeError, match="integer class indices"):
             crit(z, torch.softmax(z, 1))
+    else:  # probability targets are accepted, but still checked
+        with pytest.raises(ValueError, match="sum to 1"):
+            crit(z, torch.softmax(z, 1) * 2)
+
+
+SOFT_TARGET_IDS = ("cross_entropy", "logit_adjusted", "balanced_softmax", "vs")
 
 
 @pytest.mark.parametrize("id", PRIOR_IDS)
