@@ -345,3 +345,23 @@ def test_rank_metric_fallback_skips_timings_counts_and_training_loss():
     runs = [{"metrics": {"final_train_loss": 9.0, "eval_time_s": 1.0, "n_train": 5, "map@r": 0.3, "recall@1": 0.5}, "extra": None}]
     assert _rank_metric(runs) == "map@r"
     assert _rank_metric([{**runs[0], "extra": {"primary_metric": "recall@1"}}]) == "recall@1"
+
+
+def test_report_describes_pieces_without_a_registry_id(tmp_path):
+    # the metric task's P x K sampler and its miners have no registry "id": the report
+    # once failed on them with KeyError('id')
+    from lossatlas.bench.report import write_report
+
+    db = tmp_path / "r.sqlite"
+    recipe = {"loss": {"id": "triplet_margin", "margin": 0.2}, "sampler": {"p": 7, "k": 16}, "miner": {"name": "semi_hard"}}
+    with ResultsStore(db) as s:
+        s.add_runs([("h", 0, "ret", "triplet_semihard", "metric", recipe)])
+        row = s.claim("o:1:x")
+        s.finish(RunKey(row["recipe_hash"], 0), "o:1:x", {"recall@1": 0.8, "map@r": 0.5, "primary_metric": "map@r"},
+                 wall_time_s=1, version="v", torch_version="t", device="cpu")
+    paths = write_report(db, tmp_path / "rep")
+    md = open(paths["markdown"]).read()
+    assert "| miner |" in md and "semi_hard" in md and "k=16, p=7" in md and "| weighting |" not in md
+    with open(paths["csv"]) as f:
+        [r] = list(csv.DictReader(f))
+    assert r["miner"] == "semi_hard" and r["rank_by"] == "map@r"

@@ -45,14 +45,23 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
+#: the recipe's composable pieces, described in the tables (a column only where some recipe sets it)
+_PIECES = ("loss", "weighting", "sampler", "miner", "regularizer")
+
+
 def _describe(recipe: dict[str, Any]) -> dict[str, str]:
     def entry(spec: Any) -> str:
         if not spec:
             return ""
-        opts = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "id")
-        return f"{spec['id']}({opts})" if opts else spec["id"]
+        if not isinstance(spec, dict):
+            return str(spec)
+        # registry pieces have an "id"; task-specific ones (the metric task's P x K sampler,
+        # a miner) may only have a "name" or just options
+        label = str(spec.get("id") or spec.get("name") or "")
+        opts = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("id", "name"))
+        return f"{label}({opts})" if opts else label
 
-    return {"loss": entry(recipe.get("loss")), "weighting": entry(recipe.get("weighting")), "sampler": entry(recipe.get("sampler"))}
+    return {k: entry(recipe.get(k)) for k in _PIECES}
 
 
 def _rank_metric(runs: list[dict[str, Any]]) -> str:
@@ -121,14 +130,15 @@ def _fmt(mean: float, std: float, pct: bool) -> str:
 
 def _table(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     cols = _columns(entries)
-    head = ["#", "method", "seeds"] + [t for _, t in cols] + ["loss", "weighting"]
+    pieces = ["loss"] + [k for k in _PIECES[1:] if any(e.get(k) for e in entries)]
+    head = ["#", "method", "seeds"] + [t for _, t in cols] + pieces
     body = []
     for e in entries:
         cells = [str(e["rank"]), e["method"], str(e["seeds"])]
         for key, _ in cols:
             pct = cols is not None and (key, _) in LEADERBOARD_METRICS and key != "ece"
             cells.append(_fmt(e.get(f"{key}_mean", float("nan")), e.get(f"{key}_std", float("nan")), pct=pct))
-        cells += [e["loss"], e["weighting"] or "–"]
+        cells += [e.get(k) or "–" for k in pieces]
         body.append(cells)
     return head, body
 
@@ -216,7 +226,7 @@ def _reliability_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list
     return data
 
 
-_CSV_COLUMNS = ["suite", "method", "rank", "seeds"] + [f"{k}_{s}" for k, _ in LEADERBOARD_METRICS for s in ("mean", "std")] + [f"{k}_{s}" for k in _CSV_EXTRA for s in ("mean", "std")] + ["loss", "weighting", "sampler", "version"]
+_CSV_COLUMNS = ["suite", "method", "rank", "seeds"] + [f"{k}_{s}" for k, _ in LEADERBOARD_METRICS for s in ("mean", "std")] + [f"{k}_{s}" for k in _CSV_EXTRA for s in ("mean", "std")] + list(_PIECES) + ["version"]
 
 
 def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], suites: list[str] | None = None) -> dict[str, str]:
