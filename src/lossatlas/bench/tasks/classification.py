@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from typing import Any, Callable
 
@@ -115,6 +116,10 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"'grad_clip' must be null or a positive number, got {clip!r}")
     r["grad_clip"] = clip
     return r
+
+
+def _diverged(what: str, epoch: int) -> str:
+    return f"{what} became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)"
 
 
 def _apply_noise(spec: dict[str, Any], y: np.ndarray, x: np.ndarray, num_classes: int, seed: int) -> Any:
@@ -206,12 +211,16 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             if step >= total_steps:
                 break
             logits = model(xt[b])
-            if not bool(torch.isfinite(logits.detach()).all()):  # diverged: the losses' own input checks would raise less clearly
-                raise FloatingPointError(f"model outputs became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)")
-            losses = criterion(logits, yt[b])
+            try:
+                losses = criterion(logits, yt[b])
+            except ValueError:  # a diverged model: say so, not "logits contains NaN" (checked on this path only)
+                if not bool(torch.isfinite(logits.detach()).all()):
+                    raise FloatingPointError(_diverged("model outputs", epoch)) from None
+                raise
             loss = apply_weighting(losses, weighting, yt[b]) if weighting is not None else losses.mean()
-            if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(f"training loss became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)")
+            value = float(loss.detach())  # the one host read per step: the running loss and its check
+            if not math.isfinite(value):
+                raise FloatingPointError(_diverged("training loss", epoch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if r["grad_clip"]:
@@ -219,10 +228,8 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             optimizer.step()
             scheduler.step()
             step += 1
-            running += float(loss.detach()) * b.numel()
+            running += value * b.numel()
             seen += b.numel()
-        if not np.isfinite(running):
-            raise FloatingPointError(f"training loss became non-finite in epoch {epoch} (lower optimizer.lr or add grad_clip)")
         if progress is not None:
             progress(epoch + 1, epochs, f"loss {running / max(seen, 1):.3f}")
     train_time = time.perf_counter() - t1
