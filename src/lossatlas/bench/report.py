@@ -64,6 +64,11 @@ def _describe(recipe: dict[str, Any]) -> dict[str, str]:
     return {k: entry(recipe.get(k)) for k in _PIECES}
 
 
+def _is_score(key: str) -> bool:
+    """Whether a task output is a metric to show or rank by (not a timing, a count or the training loss)."""
+    return not any(s in key for s in ("_time_s", "n_", "final_train_loss"))
+
+
 def _rank_metric(runs: list[dict[str, Any]]) -> str:
     """Balanced accuracy when the task reports it; else the task's ``primary_metric`` (a
     string in its output); else its first metric."""
@@ -73,8 +78,8 @@ def _rank_metric(runs: list[dict[str, Any]]) -> str:
         primary = (r.get("extra") or {}).get("primary_metric")
         if isinstance(primary, str):
             return primary
-    for r in runs:  # a metric, not a timing, a count or the training loss
-        keys = sorted(k for k in (r["metrics"] or {}) if not (k.endswith("_time_s") or k.startswith("n_") or k == "final_train_loss"))
+    for r in runs:
+        keys = sorted(k for k in (r["metrics"] or {}) if _is_score(k))
         if keys:
             return keys[0]
     return "balanced_accuracy"
@@ -84,8 +89,7 @@ def _columns(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Leaderboard columns: the classification metrics, or (other tasks) their own metrics."""
     if any(e["rank_by"] == "balanced_accuracy" for e in entries):
         return list(LEADERBOARD_METRICS)
-    skip = ("_time_s", "n_", "final_train_loss")
-    keys = sorted({k[:-5] for e in entries for k in e if k.endswith("_mean") and not any(s in k for s in skip)})
+    keys = sorted({k[:-5] for e in entries for k in e if k.endswith("_mean") and _is_score(k)})
     first = entries[0]["rank_by"] if entries else None
     keys = ([first] if first in keys else []) + [k for k in keys if k != first and any(math.isfinite(e.get(f"{k}_mean", float("nan"))) for e in entries)]
     return [(k, k) for k in keys[:9]]
