@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .._validation import compiling
 
-__all__ = ["affine_cross_entropy", "softmax_focal", "softmax_focal_ignore", "use_fused", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
+__all__ = ["affine_cross_entropy", "affine_logits", "softmax_focal", "softmax_focal_ignore", "use_fused", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
 #: a Python ``autograd.Function`` exceeds the passes it saves (measured: N=1024 × C=100 is
@@ -102,7 +102,8 @@ def _safe_target(target: Tensor, ignore_index: int) -> Tensor:
     return torch.where(target == ignore_index, 0, target)
 
 
-def _affine(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, divisor: Tensor | None) -> Tensor:
+def affine_logits(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, divisor: Tensor | None) -> Tensor:
+    """``z / divisor + bias`` or ``scale · z + bias`` (each part optional), in one kernel where torch has one."""
     if divisor is not None:
         return torch.addcdiv(bias, z, divisor) if bias is not None else z / divisor
     if isinstance(scale, Tensor):
@@ -115,7 +116,7 @@ def _affine(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, diviso
 class _AffineCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index):  # type: ignore[override]
-        u = _affine(z, scale, bias, divisor)
+        u = affine_logits(z, scale, bias, divisor)
         if u is z:
             u = z.clone()
         if add is not None:
@@ -179,7 +180,7 @@ def affine_cross_entropy(
     # composed path (no Python autograd.Function overhead) is used for them.
     if use_fused(z, fused) and (fused or (scale is not None and not isinstance(scale, Tensor) and scale != 1.0)):
         return _AffineCE.apply(z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index)
-    u = _affine(z, scale, bias, divisor)
+    u = affine_logits(z, scale, bias, divisor)
     if shift is not None:
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
     return F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction=reduction)

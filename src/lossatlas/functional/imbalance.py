@@ -34,7 +34,7 @@ from ._common import (
     reduce_loss,
     run_deferred,
 )
-from ._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore
+from ._fused import affine_cross_entropy, affine_logits, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore
 
 __all__ = [
     "cross_entropy",
@@ -135,8 +135,8 @@ def focal(
     gamma = check_number(gamma, "gamma", low=0.0)
     if weight is None and (alpha is None or isinstance(alpha, (int, float))):
         # Common case in fewer kernels, at every size (the fused focal saves no pass here):
-        # ignore_index handled by the cross-entropy kernel
-        # itself (no mask, no safe-target copy); same values and gradients as below.
+        # ignore_index handled by the cross-entropy kernel itself (no mask, no safe-target
+        # copy); same values and gradients as below.
         z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
         check_ignore_index(ignore_index, logits.shape[1])
         a = None if alpha is None else check_number(alpha, "alpha", low=0.0)
@@ -291,8 +291,7 @@ def _biased_ce(
         check_num_classes(bias, logits, "class_counts")
 
         def adjust(z: Tensor) -> Tensor:
-            u = z if divisor is None else z / cast_constant(divisor, z)
-            return u + cast_constant(bias, z)
+            return affine_logits(z, None, cast_constant(bias, z), None if divisor is None else cast_constant(divisor, z))
 
         return _soft_cross_entropy(logits, target, weight, reduction, validate, transform=adjust)
     z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
