@@ -338,15 +338,13 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
     form's expression ``(d_ap − d_an) + margin``. Returns the terms, the per-anchor sums [N]
     and the number of valid triplets.
     """
-    n = d.shape[0]
-    same = labels.unsqueeze(0) == labels.unsqueeze(1)
-    pos = same & ~torch.eye(n, dtype=torch.bool, device=d.device)
+    pos, neg = _pair_masks(labels, None)
     n_pos = pos.sum(1)
-    p_max = int(n_pos.max()) if n else 0
-    n_valid = (n_pos * (n - same.sum(1))).sum()
+    p_max = int(n_pos.max()) if d.shape[0] else 0
+    n_valid = (n_pos * neg.sum(1)).sum()
     pv, pidx = pos.to(torch.int8).topk(p_max, dim=1)  # each row's positives first (order irrelevant)
     d_ap = d.gather(1, pidx).masked_fill(pv == 0, -math.inf)  # [N, P]
-    d_an = d.masked_fill(same, math.inf)  # [N, N]
+    d_an = d.masked_fill(~neg, math.inf)  # [N, N]
     losses = (d_ap.unsqueeze(2) - d_an.unsqueeze(1)).add_(margin).relu_()  # [a, p, n]
     return losses, losses.sum((1, 2)), n_valid
 
