@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validation import check_reduction
+from .._validation import as_class_weight, check_reduction
 
 
 class Loss(nn.Module):
@@ -37,3 +37,8 @@ class Loss(nn.Module):
         # Constants derived from class counts are kept in float64 and cast per call, so a
         # float64 call reproduces the reference exactly and a float32 one loses nothing.
         return values.detach().to(torch.float64).clone()
+
+    def _register_class_weight(self, weight: Any, name: str = "weight") -> None:
+        """Register optional per-class weights [C] as the float64 buffer ``name`` (None when absent)."""
+        w = as_class_weight(weight, name)
+        self.register_buffer(name, None if w is None else self._buffer(w))

@@ -16,7 +16,6 @@ from .._validation import check_number
 from ..functional.calibration import ANYLOSS_METRICS
 from ..registry import Paper, register
 from ._base import Loss
-from .imbalance import _weight_buffer
 
 __all__ = ["Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss"]
 
@@ -98,7 +97,7 @@ class Poly1Loss(Loss):
         super().__init__(reduction, validate)
         self.epsilon = check_number(epsilon, "epsilon", low=-1.0)
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-        _weight_buffer(self, weight)
+        self._register_class_weight(weight)
         self.ignore_index = int(ignore_index)
 
     def _hparams(self) -> dict[str, Any]:

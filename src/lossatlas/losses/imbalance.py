@@ -6,13 +6,14 @@ composes with every loss here through ``weight=`` or ``reduction="none"``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from .. import functional as LF
-from .._validation import as_class_counts, as_class_weight, check_number
+from .._docs import fill_doc
+from .._validation import as_class_counts, check_number
 from ..functional.imbalance import _biased_ce, ldam_margins, log_prior, vs_parameters
 from ..registry import Paper, register
 from ._base import Loss
@@ -35,33 +36,20 @@ VS_PAPER = Paper("G. R. Kini, O. Paraskevas, S. Oymak, C. Thrampoulidis", "Label
 LS_PAPER = Paper("C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna", "Rethinking the Inception Architecture for Computer Vision", "CVPR", 2016, "1512.00567")
 
 
-def _weight_buffer(module: Loss, weight: Any, name: str = "weight") -> None:
-    """Register the optional per-class weights ``weight`` as the buffer ``name`` (None when absent)."""
-    w = as_class_weight(weight, name)
-    module.register_buffer(name, None if w is None else Loss._buffer(w))
-
-
-_PRIOR_EXAMPLE = """
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N]{}.
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create({})
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
-    """
-
-
-def _prior_example(create_args: str, soft: bool = True) -> Callable[[type], type]:
-    """Append the shapes line and runnable example the class-count losses share
-    (``la.create(create_args)``); ``soft``: the loss also takes probability targets."""
+def _prior_tail(create_args: str, soft: bool = True) -> str:
+    """The shapes line and runnable example the class-count losses share, for their
+    ``{shapes_example}`` docstring line (``la.create(create_args)``); ``soft``: the loss also
+    takes probability targets."""
     soft_text = " or class probabilities [N, C] (soft labels, e.g. mixup; the adjusted logits' cross-entropy)" if soft else ""
+    return f"""\
+Shapes: ``logits`` [N, C]; ``target`` int64 [N]{soft_text}.
 
-    def decorate(cls: type) -> type:
-        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _PRIOR_EXAMPLE.format(soft_text, create_args)
-        return cls
-
-    return decorate
+Example:
+    >>> import torch, lossatlas as la
+    >>> crit = la.create({create_args})
+    >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
+    0
+"""
 
 
 @register(
@@ -110,7 +98,7 @@ class CrossEntropyLoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        _weight_buffer(self, weight)
+        self._register_class_weight(weight)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
 
@@ -179,7 +167,7 @@ class FocalLoss(Loss):
             self.alpha = None if alpha is None else check_number(alpha, "alpha", low=0.0)
         else:
             self.register_buffer("alpha", self._buffer(torch.as_tensor(alpha, dtype=torch.float64)))
-        _weight_buffer(self, weight)
+        self._register_class_weight(weight)
         self.ignore_index = int(ignore_index)
 
     def _hparams(self) -> dict[str, Any]:
@@ -245,10 +233,9 @@ class _PriorLoss(Loss):
         super().__init__(reduction, validate)
         counts = as_class_counts(class_counts)
         self.register_buffer("class_counts", self._buffer(counts))
-        w = as_class_weight(weight)
-        if w is not None and w.numel() != counts.numel():
-            raise ValueError(f"weight has {w.numel()} entries but class_counts has {counts.numel()}; they must match")
-        _weight_buffer(self, weight)
+        self._register_class_weight(weight)
+        if self.weight is not None and self.weight.numel() != counts.numel():
+            raise ValueError(f"weight has {self.weight.numel()} entries but class_counts has {counts.numel()}; they must match")
         self.ignore_index = int(ignore_index)
 
     @property
@@ -272,7 +259,7 @@ class _PriorLoss(Loss):
     defaults_source={"max_margin": "kaidic/LDAM-DRW (max_m=0.5)", "scale": "kaidic/LDAM-DRW (s=30)"},
     notes="LDAM-DRW = this loss + the 'drw' weighting (pass weight=drw() or compose with reduction='none').",
 )
-@_prior_example('"ldam", class_counts=[500, 50, 5]', soft=False)
+@fill_doc(shapes_example=_prior_tail('"ldam", class_counts=[500, 50, 5]', soft=False))
 class LDAMLoss(_PriorLoss):
     r"""Label-distribution-aware margin loss (Cao et al., 2019, "Learning Imbalanced Datasets
     with Label-Distribution-Aware Margin Loss").
@@ -291,6 +278,8 @@ class LDAMLoss(_PriorLoss):
         scale: s, multiplies the margin-shifted logits.
         weight: optional per-class weights [C] (e.g. DRW), torch weighted mean.
         ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
+
+    {shapes_example}
     """
 
     def __init__(
@@ -328,7 +317,7 @@ class LDAMLoss(_PriorLoss):
     defaults_source={"tau": "Menon et al. 2021 (τ=1)"},
     notes="τ=1 equals balanced_softmax (log π and log n differ by a per-row constant). Post-hoc form: lossatlas.functional.posthoc_logit_adjustment.",
 )
-@_prior_example('"logit_adjusted", class_counts=[500, 50, 5], tau=1.0')
+@fill_doc(shapes_example=_prior_tail('"logit_adjusted", class_counts=[500, 50, 5], tau=1.0'))
 class LogitAdjustedLoss(_PriorLoss):
     r"""Logit-adjusted softmax cross-entropy (Menon et al., 2021, "Long-tail learning via
     logit adjustment").
@@ -344,6 +333,8 @@ class LogitAdjustedLoss(_PriorLoss):
         class_counts: training samples per class [C].
         tau: τ, the adjustment strength (τ = 0 is CE).
         weight, ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
+
+    {shapes_example}
     """
 
     def __init__(
@@ -382,7 +373,7 @@ class LogitAdjustedLoss(_PriorLoss):
     function=LF.balanced_softmax,
     notes="Same loss as logit_adjusted with τ=1 and as UniMix's Bayias compensation.",
 )
-@_prior_example('"balanced_softmax", class_counts=[500, 50, 5]')
+@fill_doc(shapes_example=_prior_tail('"balanced_softmax", class_counts=[500, 50, 5]'))
 class BalancedSoftmaxLoss(_PriorLoss):
     r"""Balanced softmax (Ren et al., 2020, "Balanced Meta-Softmax for Long-Tailed Visual
     Recognition"); also the Bayias compensation of UniMix.
@@ -396,6 +387,8 @@ class BalancedSoftmaxLoss(_PriorLoss):
     Args:
         class_counts: training samples per class [C].
         weight, ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
+
+    {shapes_example}
     """
 
     def __init__(
@@ -428,7 +421,7 @@ class BalancedSoftmaxLoss(_PriorLoss):
     function=LF.vs,
     defaults_source={"gamma": "orparask/VS-Loss class default (0.3); README CIFAR-10-LT ρ=100 example uses 0.2", "tau": "orparask/VS-Loss class default (1.0); README example uses 1.2"},
 )
-@_prior_example('"vs", class_counts=[500, 50, 5], gamma=0.2, tau=1.2')
+@fill_doc(shapes_example=_prior_tail('"vs", class_counts=[500, 50, 5], gamma=0.2, tau=1.2'))
 class VSLoss(_PriorLoss):
     r"""Vector-scaling loss (Kini et al., 2021, "Label-Imbalanced and Group-Sensitive
     Classification under Overparameterization").
@@ -446,6 +439,8 @@ class VSLoss(_PriorLoss):
         gamma: γ ≥ 0, strength of the multiplicative adjustment.
         tau: τ, strength of the additive adjustment.
         weight, ignore_index, reduction, validate: as in :class:`CrossEntropyLoss`.
+
+    {shapes_example}
     """
 
     def __init__(

@@ -15,7 +15,6 @@ from .. import functional as LF
 from .._validation import check_number
 from ..registry import Paper, register
 from ._base import Loss
-from .imbalance import _weight_buffer
 
 __all__ = ["BCELoss", "AsymmetricLoss", "AsymmetricSingleLabelLoss", "DiceLoss"]
 
@@ -84,7 +83,7 @@ class BCELoss(Loss):
         validate: bool = True,
     ) -> None:
         super().__init__(reduction, validate)
-        _weight_buffer(self, pos_weight, "pos_weight")
+        self._register_class_weight(pos_weight, "pos_weight")
         self.ignore_index = _check_ignore(ignore_index)
 
     def _hparams(self) -> dict[str, Any]:
