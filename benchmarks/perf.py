@@ -440,7 +440,6 @@ OWN_FAMILIES = {"imbalance"}  # the family whose hot paths benchmarks/ optimises
 
 def verdicts(cases: list[dict]) -> list[str]:
     out = []
-    la_family = LA_FAMILY
     for r in cases:
         if r.get("vs_peer") is not None and r.get("has_spec"):
             ok_nv = r["vs_peer_novalidate"] is not None and r["vs_peer_novalidate"] <= 1.0
@@ -458,9 +457,9 @@ def verdicts(cases: list[dict]) -> list[str]:
                     why = "same_passes" if r["vs_peer_novalidate"] <= 1.08 else "see notes"
                 out.append(f"{r['id']} N={r['N']} C/D={r['D_or_C']}: ours {r['vs_peer']:.2f}× / nv {fmt_ratio(r['vs_peer_novalidate'])} "
                            f"the best peer ({r['best_peer']}) — misses 1.0× ({why})")
-        if r["id"] in la_family and r.get("vs_ce") is not None and r["vs_ce_novalidate"] > 1.5:
+        if r["id"] in LA_FAMILY and r.get("vs_ce") is not None and r["vs_ce_novalidate"] > 1.5:
             out.append(f"{r['id']} C={r['D_or_C']}: nv {r['vs_ce_novalidate']:.2f}× CE — misses 1.5× ({'small_c' if r['D_or_C'] <= 100 else 'see notes'})")
-        elif r["id"] in la_family and r.get("vs_ce") is not None and r["vs_ce"] > 1.5:
+        elif r["id"] in LA_FAMILY and r.get("vs_ce") is not None and r["vs_ce"] > 1.5:
             out.append(f"{r['id']} C={r['D_or_C']}: default {r['vs_ce']:.2f}× CE (nv {r['vs_ce_novalidate']:.2f}×) — validate=True misses 1.5× (validation)")
     if not out:
         out.append("all targets met")
