@@ -158,7 +158,9 @@ def test_tiled_memory_is_linear_in_n(fn, kw):
     dense = _largest(n1, False, fn, **kw)
     assert dense >= n1 * n1  # the detector does see the dense matrix
     small, big = _largest(n1, True, fn, **kw), _largest(n2, True, fn, **kw)
-    assert big < n2 * n2 // 4, f"tiled form allocated {big} elements at N={n2}"
+    # MoCHi also holds its N·(s + s')·D synthetic negatives (linear in N, not tiled)
+    synthetic = n2 * (kw.get("num_mix", 0) + kw.get("num_query_mix", 0)) * 16
+    assert big < n2 * n2 // 8 + synthetic, f"tiled form allocated {big} elements at N={n2}"
     assert big <= 2.2 * small, f"largest allocation grew from {small} to {big} when N doubled"
 
 
