@@ -261,3 +261,62 @@ def test_cast_constant_cache_sees_data_swap():
     assert cast_constant(buf, like).tolist() == [1.0, 2.0]
     buf.data = torch.tensor([5.0, 6.0], dtype=torch.float64)
     assert cast_constant(buf, like).tolist() == [5.0, 6.0]
+
+
+def test_one_softmax_kernel_recomputes_underflowing_target_probabilities():
+    # float32 rows whose target probability underflows (e^-200) must give the exact
+    # lse − u_y, as F.cross_entropy does, not inf; a row of huge logits must not overflow.
+    z = torch.tensor([[0.0, 200.0, -5.0], [1.0, 2.0, 3.0], [1e4, -1e4, 0.0], [-300.0, 0.0, 300.0]])
+    y = torch.tensor([0, 2, 0, 0])
+    for reduction in REDUCTIONS:
+        v_ref, g_ref = _value_and_grad(lambda t: F.cross_entropy(t, y, reduction=reduction), z)
+        v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y, reduction=reduction, fused=True), z)
+        torch.testing.assert_close(v, v_ref)
+        torch.testing.assert_close(gz, g_ref)
+    v, gz = _value_and_grad(lambda t: softmax_focal(t, y, 2.0, reduction="none", fused=True), z)
+    v_ref, g_ref = _value_and_grad(lambda t: softmax_focal(t, y, 2.0, reduction="none", fused=False), z)
+    torch.testing.assert_close(v, v_ref)
+    torch.testing.assert_close(gz, g_ref)
+    assert float(v[0]) == pytest.approx(200.0, rel=1e-6)  # (1 − p_t)^2 = 1 where p_t underflows
+    shift = -torch.tensor([3.0, 1.0, 0.5])
+    v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y, scale=30.0, shift=shift, reduction="none", fused=True), z)
+    v_ref, g_ref = _value_and_grad(lambda t: F.cross_entropy(t * 30.0 + F.one_hot(y, 3) * shift[y, None], y, reduction="none"), z)
+    torch.testing.assert_close(v, v_ref)
+    torch.testing.assert_close(gz, g_ref)
+
+
+def test_one_softmax_kernel_backward_twice_with_retain_graph():
+    z, y, g = _data(7)
+    z = z.requires_grad_()
+    for fn in (lambda: affine_cross_entropy(z, y, scale=2.0, fused=True), lambda: softmax_focal(z, y, 2.0, fused=True)):
+        loss = fn()
+        loss.backward(retain_graph=True)
+        once = z.grad.clone()
+        loss.backward()
+        torch.testing.assert_close(z.grad, 2 * once)
+        z.grad = None
+
+
+@pytest.mark.parametrize("loss_id", ["cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs"])
+@pytest.mark.parametrize("threshold", [0, 10**9])
+def test_value_checks_after_the_kernel(loss_id, threshold, monkeypatch):
+    # validate=True checks the loss, then the logits: NaN / +inf still raise on every
+    # reduction; -inf in a non-target column is a masked class (finite loss, no error).
+    monkeypatch.setattr(_fused, "FUSE_MIN_NUMEL", threshold)
+    kw = {} if loss_id in ("cross_entropy", "focal") else {"class_counts": list(range(3, 13))}
+    z = torch.randn(6, 10)
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    for reduction in REDUCTIONS:
+        crit = la.create(loss_id, reduction=reduction, **kw)
+        for value, col in ((float("nan"), 7), (float("inf"), 7), (float("-inf"), 0)):
+            bad = z.clone().requires_grad_()
+            bad.data[0, col] = value
+            with pytest.raises(ValueError, match="logits contains NaN or Inf"):
+                crit(bad, y)
+        masked = z.clone()
+        masked[0, 7] = float("-inf")
+        masked.requires_grad_()
+        out = crit(masked, y)
+        assert torch.isfinite(out).all()
+        out.sum().backward()
+        assert torch.isfinite(masked.grad).all() and float(masked.grad[0, 7]) == 0.0

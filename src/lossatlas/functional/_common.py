@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -11,6 +12,7 @@ from torch import Tensor
 from .._validation import (
     as_class_weight,
     check_class_target,
+    check_finite,
     check_logits,
     check_num_classes,
     check_reduction,
@@ -110,17 +112,22 @@ def check_classification_deferred(
 ) -> tuple[Tensor, torch.dtype, bool]:
     """:func:`check_classification` for a caller whose next step is an ATen cross-entropy kernel.
 
-    On CPU those kernels bound-check every target themselves, so the value check of the
-    target (a min/max reduction and two host reads) is left to them: the third return value
-    says it was deferred, and the caller then wraps its kernels with
-    ``except (IndexError, RuntimeError): raise_target_error(...)`` so a bad target still
-    raises the same ``ValueError``. On CUDA (device asserts cannot be caught) and under
-    ``torch.compile`` nothing is deferred.
+    The value checks are moved after the kernel, where they cost almost nothing: the caller
+    passes the third return value (True when ``validate`` and not tracing) to
+    :func:`run_deferred`, which
+
+    * checks the *loss* for NaN/Inf (one host read of a scalar, or a sum over N values) and
+      only then scans ``logits``: NaN/Inf logits raise the same ``ValueError`` as before,
+      except ``-inf`` in a non-target column, which gives a finite loss (a masked class) and
+      is accepted;
+    * on CPU, where ATen's kernels bound-check every target themselves, turns a kernel error
+      on a bad target into the target check's ``ValueError`` (on CUDA, whose device asserts
+      cannot be caught, the target is checked before the kernel, as before).
     """
     check_reduction(reduction)
-    check_logits(logits, validate)
-    deferred = validate and logits.device.type == "cpu" and not compiling()
-    check_class_target(target, logits, validate and not deferred, ignore_index)
+    deferred = validate and not compiling()
+    check_logits(logits, validate and not deferred)
+    check_class_target(target, logits, validate and not (deferred and logits.device.type == "cpu"), ignore_index)
     dt = logits.dtype
     return (logits.float() if dt in _LOW_PRECISION else logits), dt, deferred
 
@@ -143,13 +150,17 @@ def run_deferred(
     ignore_index: int | None,
     out_dtype: torch.dtype,
 ) -> Tensor:
-    """``kernel()`` cast to ``out_dtype``; a kernel error on a bad target becomes the deferred
-    check's ``ValueError`` (see :func:`check_classification_deferred`)."""
+    """``kernel()`` cast to ``out_dtype``, with the value checks that
+    :func:`check_classification_deferred` moved after it."""
     try:
         out = kernel()
     except (IndexError, RuntimeError):
         raise_target_error(deferred, target, logits, ignore_index)
         raise
+    if deferred and out.numel():
+        total = out.detach() if out.dim() == 0 else out.detach().sum()
+        if not math.isfinite(total.item()):  # NaN/Inf logits make the loss non-finite
+            check_finite(logits, "logits", True)
     return out if out.dtype == out_dtype else out.to(out_dtype)
 
 

@@ -91,8 +91,9 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: b
 def use_fused(z: Tensor, fused: bool | None = None) -> bool:
     """Whether the fused autograd functions should run for logits ``z`` (``fused`` forces it)."""
     if fused is not None:
-        return fused and not compiling()
-    return z.requires_grad and z.numel() >= FUSE_MIN_NUMEL and torch.is_grad_enabled() and not compiling()
+        return fused and z.numel() > 0 and not compiling()
+    return (z.requires_grad and z.device.type == "cpu" and z.numel() >= FUSE_MIN_NUMEL
+            and torch.is_grad_enabled() and not compiling())
 
 
 def _safe_target(target: Tensor, ignore_index: int) -> Tensor:
@@ -113,35 +114,98 @@ def affine_logits(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, 
     return z + bias if bias is not None else z
 
 
-class _AffineCE(torch.autograd.Function):
+def _rows(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(safe_target, row_weight)``: ignored rows point at class 0 and weigh 0; others weigh
+    ``weight[y_i]`` (1 without class weights)."""
+    valid = target != ignore_index
+    safe = target * valid
+    row_w = valid.to(dtype)
+    if weight is not None:
+        row_w = row_w * weight.index_select(0, safe)
+    return safe, row_w
+
+
+def _target_nll(u: Tensor, p: Tensor, idx: Tensor) -> Tensor:
+    """``−log p_{i,y_i}`` [N] from ``p = softmax(u)`` and the target index ``idx`` [N, 1].
+
+    N logarithms instead of a log-softmax pass. Where a target probability is so small that
+    its logarithm would lose digits (below the dtype's smallest normal times 2^24) the exact
+    ``lse_i − u_{iy} = max_j u_{ij} − log max_j p_{ij} − u_{iy}`` is used instead
+    (``max_j p_{ij} ≥ 1/C`` never underflows): two max passes, paid only when such a row
+    exists. Deciding that reads one value on the host, so this is for CPU tensors.
+    """
+    uy = u.gather(1, idx).squeeze_(1)
+    pt = p.gather(1, idx).squeeze_(1)
+    ce = pt.log().neg_()
+    low = pt < torch.finfo(p.dtype).tiny * 2.0**24
+    if bool(low.any()):
+        exact = u.amax(1).sub_(uy).sub_(p.amax(1).log_())
+        ce = torch.where(low, exact, ce)
+    return ce
+
+
+class _SoftmaxCE(torch.autograd.Function):
+    """Cross-entropy (``gamma = 0``) or focal loss of ``u = affine(z) + shift·e_y`` from ONE softmax.
+
+    Forward: ``p = softmax(u)`` (the only exponential pass) and ``ℓ_i = −log p_{i,y_i}``
+    (N logarithms; rows where ``p_{i,y_i}`` would underflow are recomputed exactly, see
+    :func:`_target_nll`). Backward: ``∂L/∂u_i = c_i (p_i − e_{y_i})`` with one
+    coefficient ``c_i`` per row (the row weight, the reduction's divisor, focal's
+    ``−∂ℓ/∂log p_t`` and a scalar scale folded in), i.e. one multiply and an N-element
+    scatter; ``F.cross_entropy`` recomputes the exponentials in its backward.
+    """
+
     @staticmethod
-    def forward(ctx, z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index):  # type: ignore[override]
+    def forward(ctx, z, idx, add, scale, bias, divisor, row_w, row_scale, gamma, reduction):  # type: ignore[override]
         u = affine_logits(z, scale, bias, divisor)
-        if u is z:
-            u = z.clone()
         if add is not None:
-            u.scatter_add_(1, idx, add)
-        logp = torch.log_softmax(u, 1)
+            u = (u.clone() if u is z else u).scatter_add_(1, idx, add)
+        p = torch.softmax(u, 1)
+        ce = _target_nll(u, p, idx)
         del u
-        red = _REDUCTION_ENUM[reduction]
-        out, total_weight = torch.ops.aten.nll_loss_forward(logp, target, weight, red, ignore_index)
-        ctx.save_for_backward(logp, target, weight, total_weight, divisor, scale if isinstance(scale, Tensor) else None)
-        ctx.scalar_scale = scale if not isinstance(scale, Tensor) else None
-        ctx.red = red
-        ctx.ignore_index = ignore_index
+        if gamma == 0.0:
+            loss, c = ce, row_w  # c = None means 1 per row
+        else:
+            loss, c = _focal_terms(ce.neg(), gamma)
+            c = c.neg_() if row_w is None else c.neg_().mul_(row_w)
+        if row_w is not None:
+            loss = loss * row_w
+        if isinstance(row_scale, Tensor):  # per-row α: in the loss and the gradient, not the divisor
+            loss = loss * row_scale
+            c = row_scale if c is None else c * row_scale
+            row_scale = None
+        factor = 1.0 if row_scale is None else row_scale
+        if reduction == "mean":
+            if row_w is not None:
+                denom = row_w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+                out = loss.sum() / denom
+                c = c / denom
+            else:
+                out = loss.mean()
+                factor /= loss.shape[0]
+        else:
+            out = loss.sum() if reduction == "sum" else loss
+        if row_scale is not None:
+            out = out * row_scale
+        if isinstance(scale, (int, float)):
+            factor *= scale  # linear: a scalar scale folds into the row coefficients
+        vec = divisor if divisor is not None else (scale if isinstance(scale, Tensor) else None)
+        ctx.save_for_backward(p, idx, c, vec)
+        ctx.factor = factor
+        ctx.divide = divisor is not None
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        logp, target, weight, total_weight, divisor, vscale = ctx.saved_tensors
-        if ctx.scalar_scale is not None and ctx.scalar_scale != 1.0:
-            grad = grad * ctx.scalar_scale  # linear: fold the scale into the incoming gradient
-        glogp = torch.ops.aten.nll_loss_backward(grad, logp, target, weight, ctx.red, ctx.ignore_index, total_weight)
-        gz = torch.ops.aten._log_softmax_backward_data(glogp, logp, 1, logp.dtype)
-        if divisor is not None:
-            gz.div_(divisor)
-        elif vscale is not None:
-            gz.mul_(vscale)
+        p, idx, c, vec = ctx.saved_tensors
+        cg = grad * ctx.factor if ctx.factor != 1.0 else grad  # scalar, or [N] for "none"
+        if c is not None:
+            cg = c * cg
+        cg = cg.unsqueeze(1) if cg.dim() else cg.expand(idx.shape)  # [N, 1]
+        gz = p * cg
+        gz.scatter_add_(1, idx, cg.neg())
+        if vec is not None:
+            gz = gz.div_(vec) if ctx.divide else gz.mul_(vec)
         return gz, None, None, None, None, None, None, None, None, None
 
 
@@ -169,19 +233,17 @@ def affine_cross_entropy(
     """
     if reduction == "mean" and z.shape[0] == 0:
         return z.sum() * 0.0
-    idx = add = None
-    if shift is not None:
+    col = None if shift is None else (shift if shift.dim() == 2 else shift.unsqueeze(1))  # [C, 1]
+    if use_fused(z, fused):
+        safe, row_w = _rows(target, ignore_index, weight, z.dtype)
+        idx = safe.unsqueeze(1)
+        add = None if col is None else col.index_select(0, safe)  # [N, 1]: each row's target shift
+        return _SoftmaxCE.apply(z, idx, add, scale, bias, divisor, row_w, None, 0.0, reduction)
+    u = affine_logits(z, scale, bias, divisor)
+    if col is not None:
         safe = _safe_target(target, ignore_index)
         idx = safe.unsqueeze(1)
-        col = shift if shift.dim() == 2 else shift.unsqueeze(1)  # [C, 1]
-        add = col.index_select(0, safe)  # [N, 1]: the shift of each row's target
-    # Automatic choice: only a scalar scale (LDAM) saves a pass (it folds into the incoming
-    # gradient); a bias or a per-class divisor costs the same passes either way, so the
-    # composed path (no Python autograd.Function overhead) is used for them.
-    if use_fused(z, fused) and (fused or (scale is not None and not isinstance(scale, Tensor) and scale != 1.0)):
-        return _AffineCE.apply(z, target, idx, add, scale, bias, divisor, weight, reduction, ignore_index)
-    u = affine_logits(z, scale, bias, divisor)
-    if shift is not None:
+        add = col.index_select(0, safe)
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
     return F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction=reduction)
 
@@ -208,45 +270,6 @@ def _focal_terms(lpt: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
         dq = dq * (q >= tiny)  # the clamp passes no gradient below `tiny`
     coef = dq * lpt - q_g
     return loss, coef
-
-
-class _Focal(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z, idx, gamma, row_scale, sample_w, reduction):  # type: ignore[override]
-        logp = torch.log_softmax(z, 1)
-        lpt = logp.gather(1, idx).squeeze(1)
-        loss, coef = _focal_terms(lpt, gamma)
-        if row_scale is not None:
-            loss = loss * row_scale
-            coef = coef * row_scale
-        if sample_w is not None:
-            loss = loss * sample_w
-            coef = coef * sample_w
-        n = loss.shape[0]
-        if reduction == "none":
-            out = loss
-        elif reduction == "sum":
-            out = loss.sum()
-        elif sample_w is not None:
-            denom = sample_w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
-            out = loss.sum() / denom
-            coef = coef / denom
-        else:
-            out = loss.mean() if n else loss.sum()
-            if n:
-                coef = coef / n
-        ctx.save_for_backward(logp, idx, coef)
-        ctx.reduction = reduction
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        logp, idx, coef = ctx.saved_tensors
-        g = coef * grad  # [N] (grad is [N] for "none", a scalar otherwise)
-        # onehot(y)·g as the gradient w.r.t. log p, through ATen's nll_loss backward
-        # (it writes −grad_output at the target column, so pass −g).
-        glogp = torch.ops.aten.nll_loss_backward(-g, logp, idx.squeeze(1), None, 0, -100, g.new_ones(()))
-        return torch.ops.aten._log_softmax_backward_data(glogp, logp, 1, logp.dtype), None, None, None, None, None
 
 
 def _focal_from_ce(ce: Tensor, gamma: float) -> Tensor:
@@ -276,9 +299,15 @@ def softmax_focal_ignore(
     Same values and gradients as :func:`softmax_focal` with ``sample_weights`` = the
     not-ignored mask, in fewer kernels: the cross-entropy of an ignored row is 0, so its focal
     loss is 0, and ``"mean"`` divides by the number of rows that are not ignored (0 if none).
+    Large inputs that need a gradient go through the one-softmax kernel.
     """
+    if row_scale == 1.0:
+        row_scale = None
+    if use_fused(z):
+        safe, row_w = _rows(target, ignore_index, None, z.dtype)
+        return _SoftmaxCE.apply(z, safe.unsqueeze(1), None, None, None, None, row_w, row_scale, gamma, reduction)
     losses = _focal_from_ce(F.cross_entropy(z, target, ignore_index=ignore_index, reduction="none"), gamma)
-    if row_scale is not None and row_scale != 1.0:
+    if row_scale is not None:
         losses = losses * row_scale
     if reduction == "none":
         return losses
@@ -308,7 +337,7 @@ def softmax_focal(
         if row_scale == 1.0:
             row_scale = None
     if use_fused(z, fused):
-        return _Focal.apply(z, idx, gamma, row_scale, sample_weights, reduction)
+        return _SoftmaxCE.apply(z, idx, None, None, None, None, sample_weights, row_scale, gamma, reduction)
     # −log p_t through ATen's fused cross-entropy (one node forward, two backward).
     losses = _focal_from_ce(F.cross_entropy(z, target, reduction="none"), gamma)
     if row_scale is not None:

@@ -84,10 +84,12 @@ def cross_entropy(
         w = class_weight_like(weight, z, validate)
         if reduction == "mean" and z.shape[0] == 0:
             return (z.sum() * 0.0).to(out_dtype)
-        return run_deferred(
-            lambda: F.cross_entropy(z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction),
-            deferred, target, logits, ignore_index, out_dtype,
-        )
+        if label_smoothing:
+            kernel = lambda: F.cross_entropy(  # noqa: E731
+                z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
+        else:  # large inputs: the one-softmax kernel (see _fused.affine_cross_entropy)
+            kernel = lambda: affine_cross_entropy(z, target, weight=w, ignore_index=ignore_index, reduction=reduction)  # noqa: E731
+        return run_deferred(kernel, deferred, target, logits, ignore_index, out_dtype)
     check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     return _soft_cross_entropy(logits, target, weight, reduction, validate, label_smoothing=label_smoothing)
 
