@@ -1,33 +1,29 @@
-r"""Fused forward/backward kernels for the hot classification losses (internal).
+r"""The cross-entropy family's hot path: one kernel for CE, LA, BS, VS, LDAM and focal (internal).
 
-Eager PyTorch runs a loss such as LDAM as a chain of small operations (scale, gather the
-margin, scatter it into the target column, log-softmax, gather, mean), each recorded by
-autograd and each replayed backwards. The functions here compute the same values and
-gradients with the fewest passes over the ``[N, C]`` logits:
+All six are a cross-entropy (or its focal reweighting) of an affine transform of the logits
+with a per-class shift of the target logit,
 
-* :func:`affine_cross_entropy` — cross-entropy of an affine transform of the logits with a
-  per-class shift of the target logit,
+.. math:: u_{ij} = a_j z_{ij} + b_j - d_{y_i}\,[j = y_i],\qquad
+          \ell_i = \operatorname{logsumexp}_j u_{ij} - u_{i y_i},\qquad
+          \ell^{\text{focal}}_i = (1 - e^{-\ell_i})^\gamma\,\ell_i,
 
-  .. math:: u_{ij} = a_j z_{ij} + b_j - d_{y_i}\,[j = y_i],\qquad
-            \ell_i = \operatorname{logsumexp}_j u_{ij} - u_{i y_i},
+which is logit adjustment / balanced softmax (``b``), VS (``a = 1/Δ``, ``b = ι``) and LDAM
+(``a = s``, ``d = s·m``; callers pass ``shift = −d``). Two implementations, same values and
+gradients (tests/test_fused.py compares both with the one-hot formula in float64):
 
-  which is logit adjustment / balanced softmax (``b``), VS (``a = 1/Δ``, ``b = ι``) and
-  LDAM (``a = s``, ``d = s·m``; callers pass ``shift = −d``). Forward is one affine pass,
-  a scatter of N values, one log-softmax and ATen's ``nll_loss``; backward is ATen's
-  ``nll_loss`` and log-softmax backward kernels with the scale folded into the incoming
-  gradient (no extra pass for a scalar ``a``; with only a bias or a per-class divisor the
-  composed ops make the same passes, so the automatic choice uses them). No one-hot matrix.
-* :func:`softmax_focal_ignore` — the common focal case (no class weights) with
-  ``ignore_index`` handled inside ATen's cross-entropy: no mask, no safe-target copy.
-* :func:`softmax_focal` — the softmax focal loss with a hand-derived backward: the whole
-  per-sample chain ``(1 − p_t)^γ · (−log p_t)`` collapses into one coefficient per row,
-  so backward is a single log-softmax-backward pass.
+* composed torch ops (small inputs, CUDA, ``torch.compile``): the affine in one kernel
+  (``addcdiv`` / ``addcmul`` / ``add``), a scatter of N values for the shift, then ATen's
+  ``cross_entropy``; ``torch.compile`` traces it without graph breaks, and nothing reads a
+  tensor value on the host, so CUDA never synchronises;
+* :class:`_SoftmaxCE`, a ``torch.autograd.Function`` for large CPU inputs that need a
+  gradient: ONE softmax in the forward (``ℓ_i = −log p_{i,y_i}``, exact fallback for
+  underflowing rows), and a backward ``c_i (p_i − e_{y_i})`` with one coefficient per row,
+  where ``F.cross_entropy`` computes the exponentials a second time in its backward. On a
+  2-core CPU at N=1024, C=1000 this is ~0.5-0.9× the time of ``F.cross_entropy`` on the
+  same logits (benchmarks/results/perf_cpu.md). No one-hot matrix on either path.
 
-Both pick the fused ``torch.autograd.Function`` when the logits need a gradient, the
-tensor is large enough for passes (not Python overhead) to dominate, and ``torch.compile``
-is not tracing; otherwise they use the equivalent composition of differentiable torch ops,
-which ``torch.compile`` fuses itself without graph breaks. Neither path reads a tensor value
-on the host, so CUDA never synchronises.
+:func:`softmax_focal_ignore` is the common focal case (no class weights), with
+``ignore_index`` handled inside ATen's cross-entropy on the composed path.
 """
 
 from __future__ import annotations
@@ -43,9 +39,11 @@ from .._validation import compiling
 __all__ = ["affine_cross_entropy", "affine_logits", "softmax_focal", "softmax_focal_ignore", "use_fused", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
-#: a Python ``autograd.Function`` exceeds the passes it saves (measured: N=1024 × C=100 is
-#: faster composed, N=1024 × C=1000 fused).
-FUSE_MIN_NUMEL = 262144
+#: a Python ``autograd.Function`` exceeds the passes it saves. Measured at N=1024 on CPU:
+#: LA / VS / LDAM / focal are faster fused from C≈128 (their composed form allocates an
+#: adjusted copy of the logits or runs per-row terms); plain cross-entropy, which has
+#: nothing to fuse but the backward's exponentials, from twice that (C≈256).
+FUSE_MIN_NUMEL = 131072
 
 _REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
 
@@ -88,11 +86,13 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: b
     return out
 
 
-def use_fused(z: Tensor, fused: bool | None = None) -> bool:
-    """Whether the fused autograd functions should run for logits ``z`` (``fused`` forces it)."""
+def use_fused(z: Tensor, fused: bool | None = None, plain: bool = False) -> bool:
+    """Whether the one-softmax kernel should run for logits ``z`` (``fused`` forces it):
+    CPU tensors that need a gradient, from ``FUSE_MIN_NUMEL`` elements (twice that for a
+    ``plain`` cross-entropy), never while ``torch.compile`` traces."""
     if fused is not None:
         return fused and z.numel() > 0 and not compiling()
-    return (z.requires_grad and z.device.type == "cpu" and z.numel() >= FUSE_MIN_NUMEL
+    return (z.requires_grad and z.device.type == "cpu" and z.numel() >= FUSE_MIN_NUMEL * (2 if plain else 1)
             and torch.is_grad_enabled() and not compiling())
 
 
@@ -234,7 +234,8 @@ def affine_cross_entropy(
     if reduction == "mean" and z.shape[0] == 0:
         return z.sum() * 0.0
     col = None if shift is None else (shift if shift.dim() == 2 else shift.unsqueeze(1))  # [C, 1]
-    if use_fused(z, fused):
+    plain = scale is None and bias is None and divisor is None and col is None
+    if use_fused(z, fused, plain):
         safe, row_w = _rows(target, ignore_index, weight, z.dtype)
         idx = safe.unsqueeze(1)
         add = None if col is None else col.index_select(0, safe)  # [N, 1]: each row's target shift
@@ -272,17 +273,18 @@ def _focal_terms(lpt: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     return loss, coef
 
 
-def _focal_from_ce(ce: Tensor, gamma: float) -> Tensor:
-    """``(1 − p_t)^γ · ce`` from per-row ``ce = −log p_t`` (differentiable torch ops)."""
+def _focal_from_ce(ce: Tensor, gamma: float, total: bool = False) -> Tensor:
+    """``(1 − p_t)^γ · ce`` from per-row ``ce = −log p_t`` (differentiable torch ops);
+    ``total=True`` returns its sum as one dot product (one autograd node fewer)."""
+    if gamma == 0.0:
+        return ce.sum() if total else ce
     if gamma == 2.0:
         e = torch.expm1(-ce)  # −(1 − p_t); squared, the sign goes
-        return e * e * ce
-    if gamma == 0.0:
-        return ce
+        return torch.dot(e * ce, e) if total else e * e * ce
     q = -torch.expm1(-ce)  # 1 − p_t, accurate when p_t is close to 1
     if gamma < 1.0:
         q = q.clamp_min(torch.finfo(ce.dtype).tiny)
-    return q.pow(gamma) * ce
+    return torch.dot(q.pow(gamma), ce) if total else q.pow(gamma) * ce
 
 
 def softmax_focal_ignore(
@@ -306,14 +308,13 @@ def softmax_focal_ignore(
     if use_fused(z):
         safe, row_w = _rows(target, ignore_index, None, z.dtype)
         return _SoftmaxCE.apply(z, safe.unsqueeze(1), None, None, None, None, row_w, row_scale, gamma, reduction)
-    losses = _focal_from_ce(F.cross_entropy(z, target, ignore_index=ignore_index, reduction="none"), gamma)
+    ce = F.cross_entropy(z, target, ignore_index=ignore_index, reduction="none")
+    out = _focal_from_ce(ce, gamma, total=reduction != "none")
     if row_scale is not None:
-        losses = losses * row_scale
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return losses.sum()
-    return losses.sum() / (target != ignore_index).sum().clamp_min(1)
+        out = out * row_scale
+    if reduction == "mean":
+        out = out / (target != ignore_index).sum().clamp_min(1)
+    return out
 
 
 def softmax_focal(
