@@ -62,7 +62,7 @@ EXPLAIN = {
                "target shift, VS's divide, focal's per-row terms are 2-5 more nodes at ~10-20 µs each with their "
                "backward (the bare formula pays them too: see its peer row). Measured alternatives: a hand-written "
                "autograd.Function costs more than it saves below ~2.6·10^5 logits, and torch.compile is slower at "
-               "these sizes on CPU (compile table); the one-softmax kernel takes over above that size.",
+               "these sizes on CPU (compile table); the fused kernel takes over above that size.",
 }
 
 

@@ -278,6 +278,12 @@ def test_one_softmax_kernel_recomputes_underflowing_target_probabilities():
     torch.testing.assert_close(v, v_ref)
     torch.testing.assert_close(gz, g_ref)
     assert float(v[0]) == pytest.approx(200.0, rel=1e-6)  # (1 − p_t)^2 = 1 where p_t underflows
+    # within range of the tensor's maximum, but the target far below its row: exact, no log(0)
+    z2, y2 = torch.tensor([[0.0, -200.0, 5.0], [3.0, 1.0, 2.0]]), torch.tensor([1, 0])
+    v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y2, reduction="none", fused=True), z2)
+    v_ref, g_ref = _value_and_grad(lambda t: F.cross_entropy(t, y2, reduction="none"), z2)
+    torch.testing.assert_close(v, v_ref)
+    torch.testing.assert_close(gz, g_ref)
     shift = -torch.tensor([3.0, 1.0, 0.5])
     v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y, scale=30.0, shift=shift, reduction="none", fused=True), z)
     v_ref, g_ref = _value_and_grad(lambda t: F.cross_entropy(t * 30.0 + F.one_hot(y, 3) * shift[y, None], y, reduction="none"), z)

@@ -87,7 +87,7 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: b
 
 
 def use_fused(z: Tensor, fused: bool | None = None, plain: bool = False) -> bool:
-    """Whether the one-softmax kernel should run for logits ``z`` (``fused`` forces it):
+    """Whether the fused kernel should run for logits ``z`` (``fused`` forces it):
     CPU tensors that need a gradient, from ``FUSE_MIN_NUMEL`` elements (twice that for a
     ``plain`` cross-entropy), never while ``torch.compile`` traces."""
     if fused is not None:
@@ -114,10 +114,14 @@ def affine_logits(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, 
     return z + bias if bias is not None else z
 
 
-def _rows(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _rows(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
     """``(safe_target, row_weight)``: ignored rows point at class 0 and weigh 0; others weigh
-    ``weight[y_i]`` (1 without class weights)."""
+    ``weight[y_i]``. Without class weights and with no ignored row the weight is ``None``
+    (every row 1), which the kernel's plain mean is faster for; finding that out reads one
+    value on the host (the kernel is for CPU tensors)."""
     valid = target != ignore_index
+    if weight is None and bool(valid.all()):
+        return target, None
     safe = target * valid
     row_w = valid.to(dtype)
     if weight is not None:
@@ -125,44 +129,48 @@ def _rows(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch
     return safe, row_w
 
 
-def _target_nll(u: Tensor, p: Tensor, idx: Tensor) -> Tensor:
-    """``−log p_{i,y_i}`` [N] from ``p = softmax(u)`` and the target index ``idx`` [N, 1].
+def _adjusted_logits(z: Tensor, idx: Tensor, add: Tensor | None, scale: Tensor | float | None,
+                     bias: Tensor | None, divisor: Tensor | None) -> Tensor:
+    """``u = affine(z) + shift·e_y`` (``z`` itself when there is nothing to do; never modified)."""
+    u = affine_logits(z, scale, bias, divisor)
+    if add is None:
+        return u
+    return (u.clone() if u is z else u).scatter_add_(1, idx, add)
 
-    N logarithms instead of a log-softmax pass. Where a target probability is so small that
-    its logarithm would lose digits (below the dtype's smallest normal times 2^24) the exact
-    ``lse_i − u_{iy} = max_j u_{ij} − log max_j p_{ij} − u_{iy}`` is used instead
-    (``max_j p_{ij} ≥ 1/C`` never underflows): two max passes, paid only when such a row
-    exists. Deciding that reads one value on the host, so this is for CPU tensors.
+
+def _softmax_and_nll(u: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """``(p, ℓ)``: ``p = softmax(u)`` (ATen's softmax kernel: one vectorised exponential pass)
+    and ``ℓ_i = −log p_{i,y_i}`` from N logarithms instead of a log-softmax pass.
+
+    Where a target probability is so small that its logarithm would lose digits (below the
+    dtype's smallest normal times 2^24) the exact ``lse_i − u_{iy} = max_j u_{ij} −
+    log max_j p_{ij} − u_{iy}`` is used instead (``max_j p_{ij} ≥ 1/C`` never underflows):
+    two max passes, paid only when such a row exists. Deciding that reads one value on the
+    host, so this is for CPU tensors.
     """
-    uy = u.gather(1, idx).squeeze_(1)
+    p = torch.softmax(u, 1)
     pt = p.gather(1, idx).squeeze_(1)
     ce = pt.log().neg_()
     low = pt < torch.finfo(p.dtype).tiny * 2.0**24
     if bool(low.any()):
-        exact = u.amax(1).sub_(uy).sub_(p.amax(1).log_())
+        exact = u.amax(1).sub_(u.gather(1, idx).squeeze_(1)).sub_(p.amax(1).log_())
         ce = torch.where(low, exact, ce)
-    return ce
+    return p, ce
 
 
 class _SoftmaxCE(torch.autograd.Function):
     """Cross-entropy (``gamma = 0``) or focal loss of ``u = affine(z) + shift·e_y`` from ONE softmax.
 
-    Forward: ``p = softmax(u)`` (the only exponential pass) and ``ℓ_i = −log p_{i,y_i}``
-    (N logarithms; rows where ``p_{i,y_i}`` would underflow are recomputed exactly, see
-    :func:`_target_nll`). Backward: ``∂L/∂u_i = c_i (p_i − e_{y_i})`` with one
+    Forward: ``p = softmax(u)`` and ``ℓ_i = −log p_{i,y_i}`` (:func:`_softmax_and_nll`);
+    nothing else of size N×C. Backward: ``∂L/∂u_i = c_i (p_i − e_{y_i})`` with one
     coefficient ``c_i`` per row (the row weight, the reduction's divisor, focal's
     ``−∂ℓ/∂log p_t`` and a scalar scale folded in), i.e. one multiply and an N-element
-    scatter; ``F.cross_entropy`` recomputes the exponentials in its backward.
+    scatter; ``F.cross_entropy`` computes the exponentials again in its backward.
     """
 
     @staticmethod
     def forward(ctx, z, idx, add, scale, bias, divisor, row_w, row_scale, gamma, reduction):  # type: ignore[override]
-        u = affine_logits(z, scale, bias, divisor)
-        if add is not None:
-            u = (u.clone() if u is z else u).scatter_add_(1, idx, add)
-        p = torch.softmax(u, 1)
-        ce = _target_nll(u, p, idx)
-        del u
+        p, ce = _softmax_and_nll(_adjusted_logits(z, idx, add, scale, bias, divisor), idx)
         if gamma == 0.0:
             loss, c = ce, row_w  # c = None means 1 per row
         else:
@@ -189,21 +197,19 @@ class _SoftmaxCE(torch.autograd.Function):
             out = out * row_scale
         if isinstance(scale, (int, float)):
             factor *= scale  # linear: a scalar scale folds into the row coefficients
+        # ∂L/∂u_i = g·c_i·(p_i − e_{y_i}): the row coefficient −c_i (factor folded in) precomputed
+        neg_c = torch.full_like(ce, -factor) if c is None else c * -factor
         vec = divisor if divisor is not None else (scale if isinstance(scale, Tensor) else None)
-        ctx.save_for_backward(p, idx, c, vec)
-        ctx.factor = factor
+        ctx.save_for_backward(p, neg_c, idx, vec)
         ctx.divide = divisor is not None
         return out
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        p, idx, c, vec = ctx.saved_tensors
-        cg = grad * ctx.factor if ctx.factor != 1.0 else grad  # scalar, or [N] for "none"
-        if c is not None:
-            cg = c * cg
-        cg = cg.unsqueeze(1) if cg.dim() else cg.expand(idx.shape)  # [N, 1]
-        gz = p * cg
-        gz.scatter_add_(1, idx, cg.neg())
+        p, neg_c, idx, vec = ctx.saved_tensors
+        cg = (neg_c * grad).unsqueeze_(1)  # grad: a scalar, or [N] for "none"
+        gz = p * cg.neg()
+        gz.scatter_add_(1, idx, cg)
         if vec is not None:
             gz = gz.div_(vec) if ctx.divide else gz.mul_(vec)
         return gz, None, None, None, None, None, None, None, None, None
@@ -301,7 +307,7 @@ def softmax_focal_ignore(
     Same values and gradients as :func:`softmax_focal` with ``sample_weights`` = the
     not-ignored mask, in fewer kernels: the cross-entropy of an ignored row is 0, so its focal
     loss is 0, and ``"mean"`` divides by the number of rows that are not ignored (0 if none).
-    Large inputs that need a gradient go through the one-softmax kernel.
+    Large inputs that need a gradient go through the fused kernel.
     """
     if row_scale == 1.0:
         row_scale = None

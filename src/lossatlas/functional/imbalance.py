@@ -87,7 +87,7 @@ def cross_entropy(
         if label_smoothing:
             kernel = lambda: F.cross_entropy(  # noqa: E731
                 z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
-        else:  # large inputs: the one-softmax kernel (see _fused.affine_cross_entropy)
+        else:  # large inputs: the fused kernel (see _fused.affine_cross_entropy)
             kernel = lambda: affine_cross_entropy(z, target, weight=w, ignore_index=ignore_index, reduction=reduction)  # noqa: E731
         return run_deferred(kernel, deferred, target, logits, ignore_index, out_dtype)
     check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
