@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .._validation import compiling
 
-__all__ = ["affine_cross_entropy", "affine_logits", "softmax_focal", "softmax_focal_ignore", "use_fused", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
+__all__ = ["affine_cross_entropy", "affine_logits", "softmax_focal", "softmax_focal_ignore", "use_fused", "wants_autograd_function", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
 #: a Python ``autograd.Function`` exceeds the passes it saves. Measured at N=1024 on CPU:
@@ -86,14 +86,19 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: b
     return out
 
 
+def wants_autograd_function(z: Tensor, min_numel: int) -> bool:
+    """A hand-written ``autograd.Function`` pays off for ``z``: it needs a gradient, has at least
+    ``min_numel`` elements, and ``torch.compile`` is not tracing (it fuses the composed ops itself)."""
+    return z.requires_grad and z.numel() >= max(min_numel, 1) and torch.is_grad_enabled() and not compiling()
+
+
 def use_fused(z: Tensor, fused: bool | None = None, plain: bool = False) -> bool:
     """Whether the fused kernel should run for logits ``z`` (``fused`` forces it):
     CPU tensors that need a gradient, from ``FUSE_MIN_NUMEL`` elements (twice that for a
     ``plain`` cross-entropy), never while ``torch.compile`` traces."""
     if fused is not None:
         return fused and z.numel() > 0 and not compiling()
-    return (z.requires_grad and z.device.type == "cpu" and z.numel() >= FUSE_MIN_NUMEL * (2 if plain else 1)
-            and torch.is_grad_enabled() and not compiling())
+    return z.device.type == "cpu" and wants_autograd_function(z, FUSE_MIN_NUMEL * (2 if plain else 1))
 
 
 def _safe_target(target: Tensor, ignore_index: int) -> Tensor:

@@ -36,6 +36,7 @@ from .._validation import (
     check_tensor,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
+from ._fused import wants_autograd_function
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
 
@@ -95,6 +96,64 @@ def bce(
     return reduce_loss(losses, reduction, m, out_dtype)
 
 
+#: From this many logits ASL runs as one autograd.Function (measured on CPU: faster than the
+#: composed ops at every size tried, N·C = 640 to 10^6; tests set it high to force the other path).
+ASL_FUSE_MIN_NUMEL = 1
+
+
+class _Asymmetric(torch.autograd.Function):
+    """ASL with its focusing weight detached, elementwise, with a hand-derived gradient.
+
+    With ``s⁺ = σ(z)``, ``s⁻ = σ(−z)``, ``x⁻ = min(s⁻ + clip, 1)`` and the detached weight
+    ``w = (y s⁻ + (1 − y)(1 − x⁻))^{γ₊ y + γ₋ (1 − y)}``, the loss ``−w (y log max(s⁺, ε) +
+    (1 − y) log max(x⁻, ε))`` has the derivative ``w (−y s⁻ [s⁺ > ε] + (1 − y) s⁺ s⁻ / x⁻
+    [x⁻ > ε][s⁻ + clip < 1])`` (for ``clip = 0``: ``(1 − y) s⁺ [s⁻ > ε]``). The forward
+    computes it beside the loss from the same sigmoids, so the backward is one multiply:
+    about half the passes over [N, C] of the composed ops and their autograd replay.
+    """
+
+    @staticmethod
+    def forward(ctx, z, y, m, gamma_neg, gamma_pos, clip, eps, reduction):  # type: ignore[override]
+        sp = torch.sigmoid(z)
+        sn = torch.sigmoid(-z)
+        yn = 1.0 - y
+        log_pos = sp.clamp_min(eps).log_()
+        d_pos = sn * (sp > eps)
+        if clip > 0:
+            xneg = (sn + clip).clamp_max_(1.0)
+            log_neg = xneg.clamp_min(eps).log_()
+            d_neg = (sp * sn).div_(xneg).mul_((xneg > eps) & (sn + clip < 1.0))
+            one_minus_neg = (sp - clip).clamp_min_(0.0)
+        else:
+            log_neg = sn.clamp_min(eps).log_()
+            d_neg = sp * (sn > eps)
+            one_minus_neg = sp
+        loss = torch.addcmul(y * log_pos, yn, log_neg).neg_()
+        grad = torch.addcmul(yn * d_neg, y, d_pos, value=-1.0)
+        if gamma_neg > 0 or gamma_pos > 0:
+            w = torch.addcmul(y * sn, yn, one_minus_neg).pow_(y * (gamma_pos - gamma_neg) + gamma_neg)
+            loss.mul_(w)
+            grad.mul_(w)
+        if m is not None:
+            loss.mul_(m)
+            grad.mul_(m)
+        if reduction == "none":
+            out = loss
+        elif reduction == "sum":
+            out = loss.sum()
+        else:
+            denom = m.sum().clamp_min(torch.finfo(z.dtype).tiny) if m is not None else loss.numel()
+            out = loss.sum() / denom
+            grad.div_(denom)
+        ctx.save_for_backward(grad)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * g, None, None, None, None, None, None, None
+
+
 def asymmetric(
     logits: Tensor,
     target: Tensor,
@@ -118,6 +177,9 @@ def asymmetric(
     clip = 0.0 if clip is None else check_number(clip, "clip", low=0.0, high=1.0)
     eps = check_number(eps, "eps", low=0.0, high=1.0, low_open=True)
     z, y, m, out_dtype = _prepare_multilabel(logits, target, reduction, validate, mask, ignore_index)
+    if detach_weight and wants_autograd_function(z, ASL_FUSE_MIN_NUMEL):
+        out = _Asymmetric.apply(z, y, m, gamma_neg, gamma_pos, clip, eps, reduction)
+        return out if out.dtype == out_dtype else out.to(out_dtype)
     log_eps = math.log(eps)
     # Positive part: log(max(σ(z), eps)), computed as max(log σ(z), log eps) (no underflow).
     log_pos = F.logsigmoid(z).clamp_min(log_eps)
