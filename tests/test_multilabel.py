@@ -343,7 +343,7 @@ def test_sigmoid_focal_mask_is_backward_compatible():
 # ---------------------------------------------------------------- fused ASL (detached weight)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("kwargs", [{}, {"clip": 0.0}, {"gamma_pos": 0.5, "gamma_neg": 2.0}, {"gamma_pos": 0, "gamma_neg": 0},
-                                    {"eps": 0.05, "clip": 0.2}])
+                                    {"eps": 0.05, "clip": 0.2}, {"eps": 0.3, "clip": 0.1}, {"eps": 0.3, "clip": 0.0}])
 def test_asl_autograd_function_equals_composed_ops(kwargs, reduction, monkeypatch):
     from lossatlas.functional import multilabel as ML
 

@@ -114,36 +114,41 @@ class _Asymmetric(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, y, m, gamma_neg, gamma_pos, clip, eps, reduction):  # type: ignore[override]
+        # lerp(a, b, y) = (1 − y)·a + y·b in one pass, exact at y ∈ {0, 1}
         sp = torch.sigmoid(z)
         sn = torch.sigmoid(-z)
-        yn = 1.0 - y
+        pos_ok = sp > eps
         log_pos = sp.clamp_min(eps).log_()
-        d_pos = sn * (sp > eps)
+        d_pos = torch.where(pos_ok, -sn, 0.0)
         if clip > 0:
             xneg = (sn + clip).clamp_max_(1.0)
-            log_neg = xneg.clamp_min(eps).log_()
-            d_neg = (sp * sn).div_(xneg).mul_((xneg > eps) & (sn + clip < 1.0))
+            d_neg = (sp * sn).div_(xneg).mul_(xneg < 1.0)
+            if eps > clip:  # x⁻ ≥ clip, so the eps floor can only bind when eps > clip
+                d_neg.mul_(xneg > eps)
+                xneg = xneg.clamp_min(eps)
+            log_neg = xneg.log_()
             one_minus_neg = (sp - clip).clamp_min_(0.0)
         else:
             log_neg = sn.clamp_min(eps).log_()
-            d_neg = sp * (sn > eps)
+            d_neg = torch.where(sn > eps, sp, 0.0)
             one_minus_neg = sp
-        loss = torch.addcmul(y * log_pos, yn, log_neg).neg_()
-        grad = torch.addcmul(yn * d_neg, y, d_pos, value=-1.0)
+        loss = torch.lerp(log_neg, log_pos, y)  # −loss, negated at the end
+        grad = torch.lerp(d_neg, d_pos, y)
         if gamma_neg > 0 or gamma_pos > 0:
-            w = torch.addcmul(y * sn, yn, one_minus_neg).pow_(y * (gamma_pos - gamma_neg) + gamma_neg)
+            exponent = torch.lerp(torch.full_like(y[:1, :1], gamma_neg), torch.full_like(y[:1, :1], gamma_pos), y)
+            w = torch.lerp(one_minus_neg, sn, y).pow_(exponent)
             loss.mul_(w)
             grad.mul_(w)
         if m is not None:
             loss.mul_(m)
             grad.mul_(m)
         if reduction == "none":
-            out = loss
+            out = loss.neg_()
         elif reduction == "sum":
-            out = loss.sum()
+            out = loss.sum().neg_()
         else:
             denom = m.sum().clamp_min(torch.finfo(z.dtype).tiny) if m is not None else loss.numel()
-            out = loss.sum() / denom
+            out = loss.sum().neg_() / denom
             grad.div_(denom)
         ctx.save_for_backward(grad)
         return out
