@@ -49,7 +49,10 @@ EXPLAIN = {
                   "nothing; validate=False is the like-for-like column.",
     "wrapper": "the peer is the torch function our loss wraps (F.cross_entropy, F.binary_cross_entropy_with_logits); "
                "the ratio is the cost of our argument checks and module call around the same kernel.",
-    "other_family": "the loss belongs to a family this suite does not own; the row is reported to its owners as an open item.",
+    "near_parity": "within 10 % of a peer that runs the same kernels (SigLIP: one matmul and a softplus; Barlow "
+                   "Twins: the same batch-norm and matmul; CosFace: normalise, matmul, cross-entropy); the embedding "
+                   "losses are timed with the default validate=True only, whose finiteness checks of both inputs are "
+                   "the difference at N ≤ 1024 (see the other sizes of the same loss).",
     "python_overhead": "the peer here is the bare formula (one expression: no module call, no argument checks, no "
                        "constant casting); at N·C ≤ 10^5 the whole fwd+bwd is ~100-300 µs and our fixed Python cost "
                        "(nn.Module call, shape/dtype checks, cached constant lookup: ~10-20 µs) is what the ratio shows. "
@@ -421,7 +424,7 @@ def write_report(res: dict, out: str) -> None:
         )
     peer_rows = [r for r in res["cases"] if r.get("vs_peer") is not None and r.get("has_spec")]
     own = [r for r in peer_rows if r.get("family") in OWN_FAMILIES]
-    best = lambda r: r["vs_peer_novalidate"] if r.get("vs_peer_novalidate") is not None else r["vs_peer"]  # noqa: E731
+    best = best_ratio
     la_rows = [r for r in res["cases"] if r["id"] in LA_FAMILY and r.get("vs_ce") is not None]
     lines += [
         "", "## Summary", "",
@@ -468,7 +471,12 @@ def _memory_line(rows: list[dict]) -> str:
 
 WRAPPERS = {"cross_entropy", "bce"}
 LA_FAMILY = {"ldam", "logit_adjusted", "balanced_softmax", "vs", "focal"}
-OWN_FAMILIES = {"imbalance"}  # the family whose hot paths benchmarks/ optimises (functional/_fused.py)
+OWN_FAMILIES = {"imbalance"}  # the cross-entropy family, whose misses have the reasons below
+
+
+def best_ratio(r: dict) -> float:
+    """The like-for-like ratio: validate=False where it was timed, else the default."""
+    return r["vs_peer_novalidate"] if r.get("vs_peer_novalidate") is not None else r["vs_peer"]
 
 
 def verdicts(cases: list[dict]) -> list[str]:
@@ -483,7 +491,7 @@ def verdicts(cases: list[dict]) -> list[str]:
                 elif ok_nv:
                     why = "validation"
                 elif r.get("family") not in OWN_FAMILIES:
-                    why = "other_family"
+                    why = "near_parity" if best_ratio(r) <= 1.10 else "see notes"
                 elif r["D_or_C"] <= 100:
                     why = "python_overhead"
                 else:

@@ -282,5 +282,11 @@ def pairwise_softplus_sum(
     """Row sums ``Σ_j -log σ(-(scale * q_i·k_j + bias))`` (SigLIP's negative-pair terms), [Nq]."""
     sc, bi = _as_scalar(scale, q), _as_scalar(bias, q)
     if not tiled:
-        return -F.logsigmoid(-(sc * (q @ k.T) + bi)).sum(1)
+        # softplus(x) = −log σ(−x); one addmm for scale·q·kᵀ + bias (a Python scale is addmm's alpha,
+        # a tensor one scales q, O(N·D)); threshold 40: beyond it softplus(x) − x < 1e-17·x
+        if isinstance(scale, Tensor):
+            logits = torch.addmm(bi, q * sc, k.T)
+        else:
+            logits = torch.addmm(bi, q, k.T, alpha=float(scale))
+        return F.softplus(logits, threshold=40.0).sum(1)
     return _TiledSoftplusSum.apply(q, k, sc, bi, block_rows(k.shape[0], block_size))

@@ -92,6 +92,9 @@ def bce(
         pw = as_class_weight(pos_weight, "pos_weight")
         check_num_classes(pw, logits, "pos_weight")
         pw = pw.to(device=z.device, dtype=z.dtype)
+    if m is None and z.numel():  # torch's own reduction: one node fewer (an empty mean stays 0 below)
+        out = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction=reduction)
+        return out if out.dtype == out_dtype else out.to(out_dtype)
     losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
     return reduce_loss(losses, reduction, m, out_dtype)
 
