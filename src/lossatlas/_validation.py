@@ -48,7 +48,7 @@ def check_finite(x: Tensor, name: str, validate: bool) -> None:
     # values) pays for the exact elementwise check.
     if not validate or compiling() or not x.numel():
         return
-    if math.isfinite(x.sum().item()):  # one reduction and one host read
+    if math.isfinite(x.detach().sum().item()):  # one reduction and one host read (detached: no graph node)
         return
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values; check the model output or the data")
