@@ -45,8 +45,6 @@ __all__ = ["affine_cross_entropy", "affine_logits", "softmax_focal", "softmax_fo
 #: nothing to fuse but the backward's exponentials, from twice that (C≈256).
 FUSE_MIN_NUMEL = 131072
 
-_REDUCTION_ENUM = {"none": 0, "mean": 1, "sum": 2}
-
 
 def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
     """``x.to(dtype)``, skipping the call (a dispatcher round trip) when it is already there."""
