@@ -280,13 +280,13 @@ def pairwise_softplus_sum(
     block_size: int | None = None,
 ) -> Tensor:
     """Row sums ``Σ_j -log σ(-(scale * q_i·k_j + bias))`` (SigLIP's negative-pair terms), [Nq]."""
-    sc, bi = _as_scalar(scale, q), _as_scalar(bias, q)
+    bi = _as_scalar(bias, q)
     if not tiled:
         # softplus(x) = −log σ(−x); one addmm for scale·q·kᵀ + bias (a Python scale is addmm's alpha,
         # a tensor one scales q, O(N·D)); threshold 40: beyond it softplus(x) − x < 1e-17·x
         if isinstance(scale, Tensor):
-            logits = torch.addmm(bi, q * sc, k.T)
+            logits = torch.addmm(bi, q * _as_scalar(scale, q), k.T)
         else:
             logits = torch.addmm(bi, q, k.T, alpha=float(scale))
         return F.softplus(logits, threshold=40.0).sum(1)
-    return _TiledSoftplusSum.apply(q, k, sc, bi, block_rows(k.shape[0], block_size))
+    return _TiledSoftplusSum.apply(q, k, _as_scalar(scale, q), bi, block_rows(k.shape[0], block_size))

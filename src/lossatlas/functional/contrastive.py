@@ -62,9 +62,7 @@ def _prepare_pair(a: Tensor, b: Tensor, reduction: str, validate: bool, normaliz
     if b.shape != a.shape:
         raise ValueError(f"b must have the shape of a {tuple(a.shape)} (row i of a and b is a positive pair), got {tuple(b.shape)}")
     check_same_device("a", a, "b", b)
-    if validate and not compiling() and a.numel() and not math.isfinite((a.detach().sum() + b.detach().sum()).item()):
-        check_finite(a, "a", True)  # one host read for both; these name the culprit
-        check_finite(b, "b", True)
+    check_finite(a, "a", validate, b=b)
     out_dtype = torch.promote_types(a.dtype, b.dtype)
     ct = compute_dtype(torch.empty((), dtype=out_dtype))
     a, b = a.to(ct), b.to(ct)
