@@ -6,7 +6,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import (
@@ -96,21 +95,11 @@ def check_ignore_index(ignore_index: int | None, num_classes: int) -> None:
         raise ValueError(f"ignore_index={ignore_index} is a valid class index for {num_classes} classes; use a negative value such as -100")
 
 
-def check_classification(
-    logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None = None
-) -> tuple[Tensor, torch.dtype]:
-    """Validate (logits, integer target) and return ``(logits in the compute dtype, output dtype)``."""
-    check_reduction(reduction)
-    check_logits(logits, validate)
-    check_class_target(target, logits, validate, ignore_index)
-    dt = logits.dtype
-    return (logits.float() if dt in _LOW_PRECISION else logits), dt
-
-
 def check_classification_deferred(
     logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None = None
 ) -> tuple[Tensor, torch.dtype, bool]:
-    """:func:`check_classification` for a caller whose next step is an ATen cross-entropy kernel.
+    """Validate (logits, integer target) for a caller whose next step is an ATen cross-entropy
+    kernel; returns ``(logits in the compute dtype, output dtype, deferred)``.
 
     The value checks are moved after the kernel, where they cost almost nothing: the caller
     passes the third return value (True when ``validate`` and not tracing) to
@@ -173,25 +162,6 @@ def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -
     return w.to(device=z.device, dtype=z.dtype)
 
 
-def torch_cross_entropy(
-    z: Tensor,
-    target: Tensor,
-    weight: Tensor | None,
-    ignore_index: int,
-    reduction: str,
-    out_dtype: torch.dtype,
-) -> Tensor:
-    """``F.cross_entropy`` with torch's semantics, except that a mean over an empty batch is 0."""
-    if reduction == "mean" and z.shape[0] == 0:
-        return (z.sum() * 0.0).to(out_dtype)
-    return F.cross_entropy(z, target, weight=weight, ignore_index=ignore_index, reduction=reduction).to(out_dtype)
-
-
-def safe_index(target: Tensor, ignore_index: int) -> Tensor:
-    """``target`` with ``ignore_index`` entries replaced by class 0, safe for gather / scatter."""
-    return torch.where(target == ignore_index, torch.zeros_like(target), target)
-
-
 def target_logit(z: Tensor, target: Tensor) -> Tensor:
     """z[i, target_i] as a [N] tensor."""
     return z.gather(1, target.unsqueeze(1)).squeeze(1)
@@ -201,9 +171,3 @@ def add_to_target(z: Tensor, target: Tensor, delta: Tensor) -> Tensor:
     """Return a copy of ``z`` with ``delta`` [N] added to each row's target logit (no one-hot)."""
     idx = target.unsqueeze(1)
     return z.scatter_add(1, idx, delta.unsqueeze(1).to(z.dtype))
-
-
-def log_softmax_target(z: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """(log p [N, C], log p_target [N])."""
-    logp = torch.log_softmax(z, dim=1)
-    return logp, target_logit(logp, target)
