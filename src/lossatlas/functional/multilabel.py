@@ -138,7 +138,7 @@ class _Asymmetric(torch.autograd.Function):
         loss = torch.lerp(log_neg, log_pos, y)  # −loss, negated at the end
         grad = torch.lerp(d_neg, d_pos, y)
         if gamma_neg > 0 or gamma_pos > 0:
-            exponent = torch.lerp(torch.full_like(y[:1, :1], gamma_neg), torch.full_like(y[:1, :1], gamma_pos), y)
+            exponent = torch.lerp(y.new_tensor(gamma_neg), y.new_tensor(gamma_pos), y)
             w = torch.lerp(one_minus_neg, sn, y).pow_(exponent)
             loss.mul_(w)
             grad.mul_(w)
