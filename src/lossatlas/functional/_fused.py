@@ -33,10 +33,12 @@ import weakref
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
+from .. import _native
 from .._validation import compiling
 
-__all__ = ["affine_cross_entropy", "affine_logits", "softmax_focal", "softmax_focal_ignore", "use_fused", "wants_autograd_function", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
+__all__ = ["affine_cross_entropy", "native_cross_entropy", "use_native", "affine_logits", "softmax_focal", "softmax_focal_ignore", "use_fused", "wants_autograd_function", "cast_constant", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this use the composed path: below it the cost of
 #: a Python ``autograd.Function`` exceeds the passes it saves. Measured at N=1024 on CPU:
@@ -97,6 +99,108 @@ def use_fused(z: Tensor, fused: bool | None = None, plain: bool = False) -> bool
     if fused is not None:
         return fused and z.numel() > 0 and not compiling()
     return z.device.type == "cpu" and wants_autograd_function(z, FUSE_MIN_NUMEL * (2 if plain else 1))
+
+
+def use_native(z: Tensor, target: Tensor, fused: bool | None = None) -> bool:
+    """Whether the native kernel (:mod:`lossatlas._native`) should run: ``fused`` is ``None``
+    (not forced either way), ``z`` is a contiguous float32/float64 CPU matrix that needs a
+    gradient with fewer than ``FUSE_MIN_NUMEL`` elements (above it :class:`_SoftmaxCE`'s
+    multi-threaded softmax takes over), ``target`` is contiguous int64 [N], nothing is being
+    traced, and the library loaded."""
+    return (
+        fused is None
+        and z.device.type == "cpu"
+        and z.dtype in _NATIVE_DTYPES
+        and z.dim() == 2
+        and 0 < z.numel() < FUSE_MIN_NUMEL
+        and target.dtype == torch.int64
+        and target.dim() == 1
+        and z.is_contiguous()
+        and target.is_contiguous()
+        and wants_autograd_function(z, 1)
+        and _native.library() is not None
+    )
+
+
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
+def _address(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class _NativeCE(torch.autograd.Function):
+    """CE / LA / BS / VS / LDAM / focal of ``u = affine(z) + shift·e_y`` in one native call
+    forward and one backward (``softmax_ce.cpp``; the formulas are in its header).
+
+    Arguments: per-class ``a`` (multiplier, or divisor with ``divide``), scalar ``s``,
+    per-class ``b`` (bias), ``d`` (target shift), ``w`` (class weights), focal ``gamma``,
+    scalar ``alpha``, ``ignore_index``, ``mean_mode`` (0 sum, 1 Σℓ/Σw, 2 Σℓ/max(kept, 1)) and
+    ``none`` (per-row losses). Saves the softmax [N, C] like ``F.cross_entropy`` saves its
+    log-softmax; once differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, z, target, a, divide, s, b, d, w, gamma, alpha, ignore_index, mean_mode, none):  # type: ignore[override]
+        lib = _native.library()
+        n, c = z.shape
+        p = torch.empty_like(z)
+        buf = z.new_empty(2 * n + 2 if none else n + 2)  # [loss, divisor, coef (n), rows (n)]
+        base, size = buf.data_ptr(), buf.element_size()
+        kernel = lib.la_forward_f32 if z.dtype == torch.float32 else lib.la_forward_f64
+        bad = kernel(z.data_ptr(), target.data_ptr(), n, c, _address(a), divide, s, _address(b), _address(d), _address(w),
+                     gamma, alpha, ignore_index, mean_mode, p.data_ptr(), base + 2 * size,
+                     base + (n + 2) * size if none else None, base)
+        if bad:
+            raise IndexError(f"Target {int(target[bad - 1])} is out of bounds.")
+        ctx.save_for_backward(p, target, buf, a)
+        ctx.divide, ctx.s = divide, s
+        return buf[n + 2:] if none else buf[0]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        p, target, buf, a = ctx.saved_tensors
+        n, c = p.shape
+        grad = grad.contiguous()
+        gz = torch.empty_like(p)
+        base, size = buf.data_ptr(), buf.element_size()
+        lib = _native.library()
+        kernel = lib.la_backward_f32 if p.dtype == torch.float32 else lib.la_backward_f64
+        kernel(p.data_ptr(), target.data_ptr(), n, c, _address(a), ctx.divide, ctx.s, base + 2 * size, grad.data_ptr(),
+               0 if grad.dim() == 0 else 1, base + size, gz.data_ptr())
+        return gz, None, None, None, None, None, None, None, None, None, None, None, None
+
+
+def native_cross_entropy(
+    z: Tensor,
+    target: Tensor,
+    *,
+    scale: Tensor | float | None = None,
+    bias: Tensor | None = None,
+    divisor: Tensor | None = None,
+    shift: Tensor | None = None,
+    weight: Tensor | None = None,
+    gamma: float = 0.0,
+    alpha: float | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    focal: bool = False,
+) -> Tensor:
+    """:class:`_NativeCE` with :func:`affine_cross_entropy`'s arguments (call when
+    :func:`use_native` says so). ``focal=True`` is :func:`softmax_focal_ignore` (``gamma``,
+    ``alpha``), whose ``"mean"`` divides by the number of kept rows (at least 1); otherwise
+    the ``"mean"`` is torch's ``Σ w ℓ / Σ w`` (NaN when every row is ignored)."""
+    a = divisor if divisor is not None else (scale if isinstance(scale, Tensor) else None)
+    s = float(scale) if isinstance(scale, (int, float)) else 1.0
+    mean_mode = 0 if reduction != "mean" else (2 if focal else 1)
+    return _NativeCE.apply(z, target, _contiguous(a), int(divisor is not None), s, _contiguous(bias), _contiguous(shift),
+                           _contiguous(weight), float(gamma), 1.0 if alpha is None else float(alpha), int(ignore_index),
+                           mean_mode, reduction == "none")
+
+
+def _contiguous(t: Tensor | None) -> Tensor | None:
+    return t if t is None or t.is_contiguous() else t.contiguous()
 
 
 def _safe_target(target: Tensor, ignore_index: int) -> Tensor:
@@ -242,6 +346,9 @@ def affine_cross_entropy(
     """
     if reduction == "mean" and z.shape[0] == 0:
         return z.sum() * 0.0
+    if use_native(z, target, fused):
+        return native_cross_entropy(z, target, scale=scale, bias=bias, divisor=divisor, shift=shift, weight=weight,
+                                    ignore_index=ignore_index, reduction=reduction)
     col = None if shift is None else (shift if shift.dim() == 2 else shift.unsqueeze(1))  # [C, 1]
     plain = scale is None and bias is None and divisor is None and col is None
     if use_fused(z, fused, plain):
@@ -314,6 +421,9 @@ def softmax_focal_ignore(
     """
     if row_scale == 1.0:
         row_scale = None
+    if use_native(z, target):
+        return native_cross_entropy(z, target, gamma=gamma, alpha=row_scale, ignore_index=ignore_index,
+                                    reduction=reduction, focal=True)
     if use_fused(z):
         safe, row_w = _rows(target, ignore_index, None, z.dtype)
         return _SoftmaxCE.apply(z, safe.unsqueeze(1), None, None, None, None, row_w, row_scale, gamma, reduction)
