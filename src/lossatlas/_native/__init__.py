@@ -53,6 +53,11 @@ def set_enabled(flag: bool | None) -> None:
     _state["enabled"] = flag
 
 
+def _reset() -> None:
+    """Forget the loaded library and the setting (tests: the next call builds / loads again)."""
+    _state.update(lib=None, tried=False, enabled=None)
+
+
 def _compiler() -> str | None:
     for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
         if name and shutil.which(name):
@@ -105,6 +110,9 @@ def _bind(lib: ctypes.CDLL) -> None:
         bwd = getattr(lib, f"la_backward_{suffix}")
         bwd.restype = None
         bwd.argtypes = [p, p, i64, i64, p, cint, dbl, p, p, i64, p, p]
+        exp = getattr(lib, f"la_exp_{suffix}")  # the kernel's exponential, in place (tested on its own)
+        exp.restype = None
+        exp.argtypes = [p, i64]
 
 
 def _self_check(lib: ctypes.CDLL) -> bool:

@@ -33,7 +33,6 @@ import weakref
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .. import _native
 from .._validation import compiling
@@ -137,11 +136,13 @@ class _NativeCE(torch.autograd.Function):
     per-class ``b`` (bias), ``d`` (target shift), ``w`` (class weights), focal ``gamma``,
     scalar ``alpha``, ``ignore_index``, ``mean_mode`` (0 sum, 1 Σℓ/Σw, 2 Σℓ/max(kept, 1)) and
     ``none`` (per-row losses). Saves the softmax [N, C] like ``F.cross_entropy`` saves its
-    log-softmax; once differentiable.
+    log-softmax. ``again`` is the same loss in torch ops: a backward that must itself be
+    differentiable (``create_graph=True``, e.g. MAML or a gradient penalty) differentiates it
+    instead, so second derivatives are those of the torch path.
     """
 
     @staticmethod
-    def forward(ctx, z, target, a, divide, s, b, d, w, gamma, alpha, ignore_index, mean_mode, none):  # type: ignore[override]
+    def forward(ctx, z, target, a, divide, s, b, d, w, gamma, alpha, ignore_index, mean_mode, none, again):  # type: ignore[override]
         lib = _native.library()
         n, c = z.shape
         p = torch.empty_like(z)
@@ -153,14 +154,17 @@ class _NativeCE(torch.autograd.Function):
                      base + (n + 2) * size if none else None, base)
         if bad:
             raise IndexError(f"Target {int(target[bad - 1])} is out of bounds.")
-        ctx.save_for_backward(p, target, buf, a)
-        ctx.divide, ctx.s = divide, s
+        ctx.save_for_backward(p, target, buf, a, z)
+        ctx.divide, ctx.s, ctx.again = divide, s, again
         return buf[n + 2:] if none else buf[0]
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        p, target, buf, a = ctx.saved_tensors
+        p, target, buf, a, z = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the torch formula's differentiable gradient
+            with torch.enable_grad():
+                (gz,) = torch.autograd.grad(ctx.again(z), z, grad, create_graph=True)
+            return (gz,) + (None,) * 13
         n, c = p.shape
         grad = grad.contiguous()
         gz = torch.empty_like(p)
@@ -169,7 +173,7 @@ class _NativeCE(torch.autograd.Function):
         kernel = lib.la_backward_f32 if p.dtype == torch.float32 else lib.la_backward_f64
         kernel(p.data_ptr(), target.data_ptr(), n, c, _address(a), ctx.divide, ctx.s, base + 2 * size, grad.data_ptr(),
                0 if grad.dim() == 0 else 1, base + size, gz.data_ptr())
-        return gz, None, None, None, None, None, None, None, None, None, None, None, None
+        return (gz,) + (None,) * 13
 
 
 def native_cross_entropy(
@@ -194,9 +198,17 @@ def native_cross_entropy(
     a = divisor if divisor is not None else (scale if isinstance(scale, Tensor) else None)
     s = float(scale) if isinstance(scale, (int, float)) else 1.0
     mean_mode = 0 if reduction != "mean" else (2 if focal else 1)
+    if focal:
+        def again(u: Tensor) -> Tensor:
+            return softmax_focal_ignore(u, target, gamma, row_scale=alpha, ignore_index=ignore_index, reduction=reduction,
+                                        fused=False)
+    else:
+        def again(u: Tensor) -> Tensor:
+            return affine_cross_entropy(u, target, scale=scale, bias=bias, divisor=divisor, shift=shift, weight=weight,
+                                        ignore_index=ignore_index, reduction=reduction, fused=False)
     return _NativeCE.apply(z, target, _contiguous(a), int(divisor is not None), s, _contiguous(bias), _contiguous(shift),
                            _contiguous(weight), float(gamma), 1.0 if alpha is None else float(alpha), int(ignore_index),
-                           mean_mode, reduction == "none")
+                           mean_mode, reduction == "none", again)
 
 
 def _contiguous(t: Tensor | None) -> Tensor | None:
@@ -411,6 +423,7 @@ def softmax_focal_ignore(
     row_scale: float | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
+    fused: bool | None = None,
 ) -> Tensor:
     """Softmax focal loss on the raw ``target``, ignored rows handled inside ATen's cross-entropy.
 
@@ -421,10 +434,10 @@ def softmax_focal_ignore(
     """
     if row_scale == 1.0:
         row_scale = None
-    if use_native(z, target):
+    if use_native(z, target, fused):
         return native_cross_entropy(z, target, gamma=gamma, alpha=row_scale, ignore_index=ignore_index,
                                     reduction=reduction, focal=True)
-    if use_fused(z):
+    if use_fused(z, fused):
         safe, row_w = _rows(target, ignore_index, None, z.dtype)
         return _SoftmaxCE.apply(z, safe.unsqueeze(1), None, None, None, None, row_w, row_scale, gamma, reduction)
     ce = F.cross_entropy(z, target, ignore_index=ignore_index, reduction="none")
