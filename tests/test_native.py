@@ -260,6 +260,14 @@ def test_routing_rules():
     assert not use_native(z, y)
 
 
+def test_torch_func_transforms_use_the_torch_path():
+    z, y = _data()
+    g = torch.func.grad(lambda u: la.functional.cross_entropy(u, y, validate=False))(z)
+    zz = z.clone().requires_grad_()
+    F.cross_entropy(zz, y).backward()
+    _close(g, zz.grad)
+
+
 def test_exponential_accuracy():
     lib = _native.library()
     for dtype, fn, hi in ((torch.float32, lib.la_exp_f32, 88.0), (torch.float64, lib.la_exp_f64, 709.0)):

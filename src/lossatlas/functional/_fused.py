@@ -8,8 +8,9 @@ with a per-class shift of the target logit,
           \ell^{\text{focal}}_i = (1 - e^{-\ell_i})^\gamma\,\ell_i,
 
 which is logit adjustment / balanced softmax (``b``), VS (``a = 1/Δ``, ``b = ι``) and LDAM
-(``a = s``, ``d = s·m``; callers pass ``shift = −d``). Two implementations, same values and
-gradients (tests/test_fused.py compares both with the one-hot formula in float64):
+(``a = s``, ``d = s·m``; callers pass ``shift = −d``). Three implementations, same values and
+gradients (tests/test_fused.py compares the first two with the one-hot formula in float64,
+tests/test_native.py the third with the first):
 
 * composed torch ops (small inputs, CUDA, ``torch.compile``): the affine in one kernel
   (``addcdiv`` / ``addcmul`` / ``add``), a scatter of N values for the shift, then ATen's
@@ -20,7 +21,13 @@ gradients (tests/test_fused.py compares both with the one-hot formula in float64
   underflowing rows), and a backward ``c_i (p_i − e_{y_i})`` with one coefficient per row,
   where ``F.cross_entropy`` computes the exponentials a second time in its backward. On a
   2-core CPU at N=1024, C=1000 this is ~0.5-0.9× the time of ``F.cross_entropy`` on the
-  same logits (benchmarks/results/perf_cpu.md). No one-hot matrix on either path.
+  same logits (benchmarks/results/perf_cpu.md);
+* :class:`_NativeCE`, the compiled kernel of :mod:`lossatlas._native` (one call forward, one
+  backward) for smaller CPU inputs that need a gradient, where the fixed cost of each ATen
+  call and autograd node is most of the time; it is skipped when no C++ compiler is found
+  or ``LOSSATLAS_NATIVE=0``.
+
+No one-hot matrix on any path.
 
 :func:`softmax_focal_ignore` is the common focal case (no class weights), with
 ``ignore_index`` handled inside ATen's cross-entropy on the composed path.
@@ -105,7 +112,7 @@ def use_native(z: Tensor, target: Tensor, fused: bool | None = None) -> bool:
     (not forced either way), ``z`` is a contiguous float32/float64 CPU matrix that needs a
     gradient with fewer than ``FUSE_MIN_NUMEL`` elements (above it :class:`_SoftmaxCE`'s
     multi-threaded softmax takes over), ``target`` is contiguous int64 [N], nothing is being
-    traced, and the library loaded."""
+    traced or transformed by ``torch.func``, and the library loaded."""
     return (
         fused is None
         and z.device.type == "cpu"
@@ -117,6 +124,7 @@ def use_native(z: Tensor, target: Tensor, fused: bool | None = None) -> bool:
         and z.is_contiguous()
         and target.is_contiguous()
         and wants_autograd_function(z, 1)
+        and not torch._C._are_functorch_transforms_active()  # torch.func wrappers have no memory to point at
         and _native.library() is not None
     )
 
