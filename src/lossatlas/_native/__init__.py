@@ -120,7 +120,7 @@ def _self_check(lib: ctypes.CDLL) -> bool:
     g = torch.Generator().manual_seed(0)
     z = torch.randn(3, 4, generator=g, dtype=torch.float64) * 3
     y = torch.tensor([0, 3, 1])
-    p, coef, out = torch.empty_like(z), torch.empty(3, dtype=torch.float64), torch.empty(2, dtype=torch.float64)
+    p, coef, out = torch.empty_like(z), torch.empty(6, dtype=torch.float64), torch.empty(2, dtype=torch.float64)
     ok = True
     for gamma in (0.0, 2.0):
         bad = lib.la_forward_f64(z.data_ptr(), y.data_ptr(), 3, 4, None, 0, 1.0, None, None, None, gamma, 1.0, -100, 1,

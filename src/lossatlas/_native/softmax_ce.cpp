@@ -25,7 +25,7 @@
 #include <limits>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define LA_CLONES __attribute__((target_clones("avx2", "default")))
+#define LA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define LA_CLONES
 #endif
@@ -141,7 +141,8 @@ T power(T q, double gamma) {
   return std::pow(q, static_cast<T>(gamma));
 }
 
-// Forward. p [N, C] receives softmax(u); coef [N] the gradient coefficients c_i; rows [N]
+// Forward. p [N, C] receives e_ij = exp(u_ij − max_j u_ij); coef [2N] the gradient
+// coefficients c_i, then the rows' 1 / Σ_j e_ij (so p_ij = e_ij · coef[N + i]); rows [N]
 // (may be null) the per-row losses; out[0] the reduced loss, out[1] the mean's divisor (1 for
 // a sum). Returns 0, or 1 + the index of the first row whose target is out of range.
 template <typename T>
@@ -175,7 +176,7 @@ int64_t forward(const T* z, const int64_t* y, int64_t n, int64_t c, const T* a, 
     const int64_t t = y[i];
     T* pi = p + i * c;
     if (t == ignore) {
-      coef[i] = T(0);
+      coef[i] = coef[n + i] = T(0);
       if (rows) rows[i] = T(0);
       continue;
     }
@@ -186,8 +187,8 @@ int64_t forward(const T* z, const int64_t* y, int64_t n, int64_t c, const T* a, 
     // −log p_t = log1p(rest / e_t) keeps its digits when p_t is near 1; when p_t < 1/2,
     // log(Σ) − (u_t − m) is as exact and survives e_t underflowing to 0.
     const T ce = et >= T(0.5) ? std::log1p(rest / et) : std::log(sum) - coef[i];
-    const T inv = T(1) / sum;
-    for (int64_t j = 0; j < c; ++j) pi[j] = pi[j] * inv;
+    const T inv = T(1) / sum;  // p_ij = e_ij · inv: kept per row, the backward applies it
+    coef[n + i] = inv;
     T loss = ce, k = T(1);
     if (gamma != 0.0) {
       const T q = rest * inv, pt = et * inv;
@@ -219,7 +220,8 @@ int64_t forward(const T* z, const int64_t* y, int64_t n, int64_t c, const T* a, 
   return 0;
 }
 
-// Backward: gz_ij = g_i · c_i / divisor · (p_ij − [j = y_i]) · ∂u_ij/∂z_ij. g has stride
+// Backward: gz_ij = g_i · c_i / divisor · (p_ij − [j = y_i]) · ∂u_ij/∂z_ij, from the
+// forward's p (the e_ij) and coef (c_i and 1 / Σ_j e_ij). g has stride
 // gstride (0 for a scalar upstream gradient); divisor is out[1] of the forward.
 template <typename T>
 void backward(const T* p, const int64_t* y, int64_t n, int64_t c, const T* a, int divide, double s,
@@ -233,7 +235,8 @@ void backward(const T* p, const int64_t* y, int64_t n, int64_t c, const T* a, in
       for (int64_t j = 0; j < c; ++j) gi[j] = T(0);
       continue;
     }
-    for (int64_t j = 0; j < c; ++j) gi[j] = k * pi[j];
+    const T kp = k * coef[n + i];  // p_ij = e_ij / Σ_j e_ij
+    for (int64_t j = 0; j < c; ++j) gi[j] = kp * pi[j];
     gi[y[i]] = gi[y[i]] - k;
   }
   if (a) {

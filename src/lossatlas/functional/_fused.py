@@ -153,18 +153,18 @@ class _NativeCE(torch.autograd.Function):
     def forward(ctx, z, target, a, divide, s, b, d, w, gamma, alpha, ignore_index, mean_mode, none, again):  # type: ignore[override]
         lib = _native.library()
         n, c = z.shape
-        p = torch.empty_like(z)
-        buf = z.new_empty(2 * n + 2 if none else n + 2)  # [loss, divisor, coef (n), rows (n)]
+        p = torch.empty_like(z)  # exp(u − row max); the softmax is p / Σ_j p (1 / Σ kept per row)
+        buf = z.new_empty(3 * n + 2 if none else 2 * n + 2)  # [loss, divisor, coef (n), 1 / Σ (n), rows (n)]
         base, size = buf.data_ptr(), buf.element_size()
         kernel = lib.la_forward_f32 if z.dtype == torch.float32 else lib.la_forward_f64
         bad = kernel(z.data_ptr(), target.data_ptr(), n, c, _address(a), divide, s, _address(b), _address(d), _address(w),
                      gamma, alpha, ignore_index, mean_mode, p.data_ptr(), base + 2 * size,
-                     base + (n + 2) * size if none else None, base)
+                     base + (2 * n + 2) * size if none else None, base)
         if bad:
             raise IndexError(f"Target {int(target[bad - 1])} is out of bounds.")
         ctx.save_for_backward(p, target, buf, a, z)
         ctx.divide, ctx.s, ctx.again = divide, s, again
-        return buf[n + 2:] if none else buf[0]
+        return buf[2 * n + 2:] if none else buf[0]
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
