@@ -426,6 +426,8 @@ def write_report(res: dict, out: str) -> None:
     own = [r for r in peer_rows if r.get("family") in OWN_FAMILIES]
     best = best_ratio
     la_rows = [r for r in res["cases"] if r["id"] in LA_FAMILY and r.get("vs_ce") is not None]
+    missed = sorted({r["D_or_C"] for r in la_rows if max(r["vs_ce"], r["vs_ce_novalidate"]) > 1.5})
+    worst = max((max(r["vs_ce"], r["vs_ce_novalidate"]) for r in la_rows), default=float("nan"))
     lines += [
         "", "## Summary", "",
         f"- Peer comparisons: {sum(best(r) <= 1.0 for r in peer_rows)} of {len(peer_rows)} rows at ≤ 1.0× the best peer "
@@ -433,8 +435,8 @@ def write_report(res: dict, out: str) -> None:
         f"{sum(best(r) <= 1.0 for r in own)} of {len(own)}, worst {max((best(r) for r in own), default=float('nan')):.2f}×.",
         f"- LA / BS / LDAM / VS / focal vs `F.cross_entropy`: {sum(r['vs_ce_novalidate'] <= 1.5 for r in la_rows)} of "
         f"{len(la_rows)} rows within 1.5× with validate=False, {sum(r['vs_ce'] <= 1.5 for r in la_rows)} with the default "
-        f"validate=True; the misses are at C ∈ {sorted({r['D_or_C'] for r in la_rows if max(r['vs_ce'], r['vs_ce_novalidate']) > 1.5})} "
-        "and are listed below with their reason.",
+        f"validate=True; " + (f"the misses are at C ∈ {missed} and are listed below with their reason." if missed
+                              else f"no miss (worst {worst:.2f}×)."),
         _memory_line(la_rows),
     ]
     lines += ["", "## Targets", ""]
