@@ -32,64 +32,70 @@
 
 namespace {
 
-inline float exp_poly(float x) {
-  const float lo = -87.3365448f, hi = 88.7228394f;
-  float xc = x < lo ? lo : (x > hi ? hi : x);
-  const float magic = 12582912.0f;  // 1.5 · 2^23: adding it rounds to an integer
-  float n = (xc * 1.44269504088896341f + magic) - magic;
-  float r = xc - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float y = p * r * r + r + 1.0f;
-  // 2^n in two factors so that n = 128 (x near hi) does not overflow the exponent field.
-  int32_t n1 = static_cast<int32_t>(n) >> 1, n2 = static_cast<int32_t>(n) - n1;
-  int32_t e1 = (n1 + 127) << 23, e2 = (n2 + 127) << 23;
-  float s1, s2;
-  std::memcpy(&s1, &e1, sizeof s1);
-  std::memcpy(&s2, &e2, sizeof s2);
-  y = y * s1 * s2;
-  y = x < lo ? 0.0f : y;
-  y = x > hi ? std::numeric_limits<float>::infinity() : y;
-  return x != x ? x : y;
-}
+// Per precision: the clamp range [lo, hi], the rounding constant (1.5 · 2^mantissa: adding
+// it rounds to an integer), the Cody–Waite reduction r = x − n·ln2 and the polynomial e^r.
+template <typename T>
+struct ExpTraits;
 
-inline double exp_poly(double x) {
-  const double lo = -708.3964185322641, hi = 709.782712893384;
-  double xc = x < lo ? lo : (x > hi ? hi : x);
-  const double magic = 6755399441055744.0;  // 1.5 · 2^52
-  double n = (xc * 1.4426950408889634 + magic) - magic;
-  double r = xc - n * 6.93147180369123816490e-01;
-  r = r - n * 1.90821492927058770002e-10;
-  // Taylor series to r^13 on |r| ≤ ln2/2: truncation below 1e-17 relative.
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  double y = p * r + 1.0;
-  // 2^n in two factors so that n = 1024 (x near hi) does not overflow the exponent field.
+template <>
+struct ExpTraits<float> {
+  using Bits = int32_t;
+  static constexpr int mantissa = 23, bias = 127;
+  static constexpr float lo = -87.3365448f, hi = 88.7228394f, magic = 12582912.0f, log2e = 1.44269504088896341f;
+  static float reduce(float x, float n) { return (x - n * 0.693359375f) + n * 2.12194440e-4f; }
+  static float poly(float r) {  // Cephes expf
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    return p * r * r + r + 1.0f;
+  }
+};
+
+template <>
+struct ExpTraits<double> {
+  using Bits = int64_t;
+  static constexpr int mantissa = 52, bias = 1023;
+  static constexpr double lo = -708.3964185322641, hi = 709.782712893384, magic = 6755399441055744.0,
+                          log2e = 1.4426950408889634;
+  static double reduce(double x, double n) { return (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10; }
+  static double poly(double r) {  // Taylor series to r^13 on |r| ≤ ln2/2: truncation below 1e-17 relative
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    return p * r + 1.0;
+  }
+};
+
+template <typename T>
+inline T exp_poly(T x) {
+  using E = ExpTraits<T>;
+  using Bits = typename E::Bits;
+  const T xc = x < E::lo ? E::lo : (x > E::hi ? E::hi : x);
+  const T n = (xc * E::log2e + E::magic) - E::magic;
+  T y = E::poly(E::reduce(xc, n));
+  // 2^n in two factors so that n at the top of the range does not overflow the exponent field.
   const int32_t ni = static_cast<int32_t>(n);  // |n| ≤ 1100; int32 conversion vectorises, int64 does not
-  int64_t n1 = ni >> 1, n2 = ni - (ni >> 1);
-  int64_t e1 = (n1 + 1023) << 52, e2 = (n2 + 1023) << 52;
-  double s1, s2;
+  const Bits e1 = (static_cast<Bits>(ni >> 1) + E::bias) << E::mantissa;
+  const Bits e2 = (static_cast<Bits>(ni - (ni >> 1)) + E::bias) << E::mantissa;
+  T s1, s2;
   std::memcpy(&s1, &e1, sizeof s1);
   std::memcpy(&s2, &e2, sizeof s2);
   y = y * s1 * s2;
-  y = x < lo ? 0.0 : y;
-  y = x > hi ? std::numeric_limits<double>::infinity() : y;
+  y = x < E::lo ? T(0) : y;
+  y = x > E::hi ? std::numeric_limits<T>::infinity() : y;
   return x != x ? x : y;
 }
 
