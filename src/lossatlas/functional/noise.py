@@ -37,6 +37,8 @@ __all__ = [
     "nfl",
     "ngce",
     "active_passive",
+    "nce_rce",
+    "nce_mae",
     "clip_logits",
     "logitclip",
     "ldr_normalise",
@@ -274,6 +276,36 @@ def active_passive(
     return reduce_loss(alpha * parts[0] + beta * parts[1], reduction, w, out_dtype)
 
 
+def nce_rce(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """NCE+RCE ``α·NCE + β·RCE``; see :class:`lossatlas.losses.NCERCELoss`."""
+    return active_passive(logits, target, active="nce", passive="rce", alpha=alpha, beta=beta,
+                          ignore_index=ignore_index, reduction=reduction, validate=validate)
+
+
+def nce_mae(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """NCE+MAE ``α·NCE + β·(1 − p_y)`` (MAE at the APL reference's scale); see :class:`lossatlas.losses.NCEMAELoss`."""
+    return active_passive(logits, target, active="nce", passive="mae", alpha=alpha, beta=beta,
+                          ignore_index=ignore_index, reduction=reduction, validate=validate)
+
+
 # --------------------------------------------------------------------------------------
 # B4: LogitClip
 # --------------------------------------------------------------------------------------
@@ -403,7 +435,7 @@ def aldr(
     margin: float = 0.1,
     temperature: float = 10.0,
     alpha: float = 2.0,
-    softplus: bool = True,
+    softplus: bool = False,
     reduction: str = "mean",
     validate: bool = True,
     return_temperature: bool = False,
@@ -413,6 +445,8 @@ def aldr(
     ``prev_temperature`` [N] holds each sample's λ from its previous visit (Λ on the
     first). The new λ [N] (detached) is computed first and used in the loss; pass
     ``return_temperature=True`` to get ``(loss, new_λ)`` to store for the next visit.
+    ``softplus=False`` (default, as the official training script runs it) divides the raw
+    logits by their mean absolute value; ``True`` applies softplus first (LDR's form).
     """
     margin = check_number(margin, "margin")
     temperature = check_number(temperature, "temperature", low=0.0, low_open=True)

@@ -557,7 +557,7 @@ Example:
     formula="l_i = α · NCE(z_i, y_i) + β · RCE(z_i, y_i)",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NCEandRCE",
-    function=LF.active_passive,
+    function=LF.nce_rce,
     defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL CIFAR-10 config (β=1; CIFAR-100: 0.1)"},
     notes="Preset of active_passive(active='nce', passive='rce').",
 )
@@ -588,7 +588,7 @@ class NCERCELoss(_NCEPreset):
     formula="l_i = α · NCE(z_i, y_i) + β · (1 - p_{i,y_i})",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NCEandMAE",
-    function=LF.active_passive,
+    function=LF.nce_mae,
     defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL configs (β=1)"},
     notes="Preset of active_passive(active='nce', passive='mae').",
 )
@@ -599,8 +599,10 @@ class NCEMAELoss(_NCEPreset):
 
     .. math:: \ell_i = \alpha\,\mathrm{NCE}(z_i, y_i) + \beta\,(1 - p_{i,y_i})
 
-    A preset of :class:`ActivePassiveLoss` (``active="nce"``, ``passive="mae"``); MAE is the
-    reference's ``1 − p_y``. Defaults α = β = 1 (APL CIFAR-10 configuration; CIFAR-100:
+    A preset of :class:`ActivePassiveLoss` (``active="nce"``, ``passive="mae"``; functional
+    twin :func:`lossatlas.functional.nce_mae`). MAE is at the reference's scale, ``1 − p_y``
+    (``MeanAbsoluteError`` of HanxunH/Active-Passive-Losses: half of ``‖p − e_y‖_1``), and
+    the passive part is MAE, not RCE. Defaults α = β = 1 (APL CIFAR-10 configuration; CIFAR-100:
     α = 10, β = 1); parity case ``cls_nce_mae``.
 
     {usage}
@@ -738,7 +740,7 @@ class LDRLoss(_NoiseLoss):
     ``λ → ∞`` gives the average form ``(1/C) Σ_j (m 1[j≠y] + z'_j − z'_y)``. The logits
     pass softplus and are divided by their mean, as in the reference (parity case
     ``cls_ldr``); ``softplus=False`` divides the raw logits by their mean absolute value
-    (ALDR's option). Defaults ``m = 0.1``, ``λ = 10`` are experiment.py's. ``temperature``
+    (what :class:`ALDRLoss` does by default). Defaults ``m = 0.1``, ``λ = 10`` are experiment.py's. ``temperature``
     may also be a tensor [N] of per-sample values (functional form).
 
     Args:
@@ -782,7 +784,8 @@ class LDRLoss(_NoiseLoss):
     code="Optimization-AI/ICML2023_LDR loss.py::ALDRLoss_V1",
     function=LF.aldr,
     defaults_source={"margin": "experiment.py (threshold=0.1)", "temperature": "experiment.py (Lambda=10)",
-                     "alpha": "experiment.py (alpha=2)", "softplus": "ALDRLoss_V1 default (experiment.py passes False except on CIFAR-100)"},
+                     "alpha": "experiment.py (alpha=2)",
+                     "softplus": "False: experiment.py builds ALDRLoss_V1 without it (class default False); only its CIFAR-100 branch passes True"},
 )
 class ALDRLoss(Loss):
     r"""Adaptive label-distributionally robust loss, ALDR-KL (Zhu, Ying & Yang, 2023, "Label
@@ -795,7 +798,10 @@ class ALDRLoss(Loss):
     .. math:: \ell_i = \lambda_i \log \frac1C\sum_j e^{(m 1[j\ne y_i] + z'_{ij} - z'_{i,y_i})/\lambda_i}
               - \frac{\alpha \log C}{2\Lambda}(\lambda_i - \Lambda)^2
 
-    ``z'`` is the LDR normalisation (:class:`LDRLoss`). Confident (low-entropy) samples,
+    ``z'`` is the LDR normalisation (:class:`LDRLoss`) *without* softplus by default,
+    ``z' = z / (‖z‖_1 / C)``: the official training script (experiment.py) builds
+    ``ALDRLoss_V1`` without passing ``softplus``, so its class default ``False`` is what
+    runs (only the CIFAR-100 branch passes ``softplus=True``). Confident (low-entropy) samples,
     more likely mislabelled when wrong, get a smaller λ_i. **State:** λ_i of every training
     sample is the buffer ``sample_temperature`` [num_samples] (initialised to Λ; saved in
     ``state_dict``, moved by ``.to()``). Each call reads λ^old at ``index``, computes the new
@@ -804,10 +810,14 @@ class ALDRLoss(Loss):
     λ > 0 always). Needs C ≥ 2; ``ignore_index`` is not supported.
 
     Args:
-        num_samples: size of the training set (indices run over ``[0, num_samples)``).
-        margin: m (default 0.1). temperature: Λ, the initial / maximal λ (default 10).
-        alpha: α > 0, strength of the KL regulariser on λ (default 2).
-        softplus: apply softplus before normalising (the reference's default).
+        num_samples: size of the training set (indices run over ``[0, num_samples)``;
+            reference ``N``).
+        margin: m (default 0.1; reference ``threshold``, experiment.py ``--margin``).
+        temperature: Λ, the initial / maximal λ (default 10; reference ``Lambda``,
+            experiment.py's parameter set ``[10]``).
+        alpha: α > 0, strength of the KL regulariser on λ (default 2; experiment.py ``--alpha``).
+        softplus: apply softplus before normalising (default False, as experiment.py runs
+            ALDR; True is its CIFAR-100 setting and LDR's form).
         reduction, validate: as in :class:`MAELoss`.
 
     Call: ``crit(logits [N, C], target int64 [N], index=int64 [N])`` with distinct
@@ -826,7 +836,7 @@ class ALDRLoss(Loss):
         margin: float = 0.1,
         temperature: float = 10.0,
         alpha: float = 2.0,
-        softplus: bool = True,
+        softplus: bool = False,
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
