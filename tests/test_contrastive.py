@@ -120,13 +120,15 @@ def test_hcl_upweights_hard_negatives():
     assert LF.hard_negative_contrastive(a, b, beta=2.0, tau_plus=0.0) > LF.hard_negative_contrastive(a, b, beta=0.0, tau_plus=0.0)
 
 
-def test_mochi_without_mixing_is_infonce_with_queue():
+def test_mochi_without_mixing_is_moco_infonce_over_the_queue():
     a, b = _pair()
     q = torch.randn(7, 5, dtype=torch.float64)
     got = LF.mochi(a, b, temperature=0.2, num_mix=0, num_query_mix=0, queue=q)
     ah, bh, qh = (F.normalize(x, dim=1) for x in (a, b, q))
-    logits = torch.cat([ah @ bh.T, ah @ qh.T], 1) / 0.2
-    torch.testing.assert_close(got, F.cross_entropy(logits, torch.arange(len(a))))
+    # MoCo: the positive, then the queue; the other keys of the batch are not negatives
+    logits = torch.cat([(ah * bh).sum(1, keepdim=True), ah @ qh.T], 1) / 0.2
+    torch.testing.assert_close(got, F.cross_entropy(logits, torch.zeros(len(a), dtype=torch.long)))
+    # no queue: the batch's keys are the queue, so the value is one-way InfoNCE
     torch.testing.assert_close(LF.mochi(a, b, temperature=0.2, num_mix=0, num_query_mix=0),
                                LF.infonce(a, b, temperature=0.2, symmetric=False))
 
@@ -266,11 +268,16 @@ def test_gradcheck(id_):
     a, b = _pair(n=8 if id_ != "wmse" else 16, d=3)
     crit = _create(id_, **({"w_size": 16} if id_ == "wmse" else {})).double()
     if id_ == "mochi":
-        # synthetic negatives are constants by design (no gradient through them), so the
-        # finite-difference check applies to the loss without them, with a queue
-        crit = la.create("mochi", num_mix=0, num_query_mix=0).double()
-        queue = torch.randn(5, 3, dtype=torch.float64)  # a memory bank: no gradient by design
-        gradcheck_loss(lambda x, y: crit(x, y, queue=queue), a, b)
+        # the key, the queue and the synthetic points carry no gradient by design (stop-gradient,
+        # as in MoCo), so finite differences apply to the query alone; the query-mixed points
+        # h' = normalize(βq + (1-β)n) move with q in value, so they are left out here (their
+        # gradient is checked against a reference in tests/test_mochi.py)
+        crit = la.create("mochi", num_hard=3, num_mix=4, num_query_mix=0).double()
+        g = torch.Generator().manual_seed(5)
+        queue = torch.randn(5, 3, generator=g, dtype=torch.float64)
+        mix = {"mix_index": torch.randint(3, (8, 4, 2), generator=g),
+               "mix_alpha": torch.rand(8, 4, generator=g, dtype=torch.float64)}
+        gradcheck_loss(lambda x: crit(x, b, queue=queue, **mix), a)
     else:
         gradcheck_loss(crit, a, b)
 

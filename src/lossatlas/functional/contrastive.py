@@ -416,6 +416,59 @@ def _check_mochi_counts(num_hard: int, num_mix: int, num_query_mix: int) -> None
     check_int(num_query_mix, "num_query_mix", low=0)
 
 
+class _ZeroGradientTo(torch.autograd.Function):
+    """``out`` unchanged; ``x`` joins the graph with an exact zero gradient.
+
+    MoCHi's key branch carries no gradient (MoCo's keys come from the momentum encoder under
+    ``no_grad``). The loss is computed from the detached key; this node keeps ``b`` in the
+    graph so that ``autograd.grad(loss, [a, b])`` answers zeros for ``b`` instead of raising.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, out: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.x_meta = (x.shape, x.dtype, x.device)
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        shape, dtype, device = ctx.x_meta
+        return g, torch.zeros(shape, dtype=dtype, device=device)
+
+
+def _mochi_keyword(x: Any, name: str, shape: tuple[int, ...], spelled: str, integer: bool, device: torch.device) -> Tensor | None:
+    """``None`` or a tensor of the documented shape (``spelled`` names its dimensions)."""
+    if x is None:
+        return None
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if integer and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise TypeError(f"{name} must hold integer ranks (torch.long), got dtype {x.dtype}")
+    if not integer and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if tuple(x.shape) != shape:
+        raise ValueError(f"{name} must have shape {spelled} = {list(shape)}, got {list(x.shape)}")
+    if x.device != device:
+        raise ValueError(f"{name} is on {x.device} but a is on {device}; move them to the same device")
+    return x
+
+
+def _check_ranks(x: Tensor, name: str, h: int, validate: bool) -> Tensor:
+    if validate and not compiling() and x.numel() and (int(x.min()) < 0 or int(x.max()) >= h):
+        raise ValueError(
+            f"{name} holds ranks among each query's hard negatives, which must lie in [0, {h}) "
+            f"(h = min(num_hard, number of negatives)); got values in [{int(x.min())}, {int(x.max())}]"
+        )
+    return x.long()
+
+
+def _check_weights(x: Tensor, name: str, like: Tensor, validate: bool) -> Tensor:
+    if validate and not compiling() and x.numel():
+        lo, hi = float(x.min()), float(x.max())
+        if not (0.0 <= lo and hi <= 1.0):  # NaN fails too
+            raise ValueError(f"{name} must lie in [0, 1] (convex weights), got values in [{lo}, {hi}]")
+    return x.to(like.dtype)
+
+
 def mochi(
     a: Tensor,
     b: Tensor,
@@ -425,6 +478,10 @@ def mochi(
     num_mix: int = 1024,
     num_query_mix: int = 256,
     queue: Tensor | None = None,
+    mix_index: Tensor | None = None,
+    mix_alpha: Tensor | None = None,
+    query_mix_index: Tensor | None = None,
+    query_mix_beta: Tensor | None = None,
     normalize: bool = True,
     tiled: bool | str = "auto",
     block_size: int | None = None,
@@ -432,65 +489,111 @@ def mochi(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
-    """MoCHi: InfoNCE (query ``a_i``, key ``b_i``) with synthetic hard negatives.
+    """MoCHi: MoCo's InfoNCE (query ``a_i``, key ``b_i``, negatives the ``queue``) with
+    synthetic hard negatives.
 
-    Negatives are ``b_j`` (j ≠ i) and the rows of ``queue``; for each query the ``num_hard``
-    most similar negatives are mixed pairwise (``num_mix``, α ~ U(0,1)) and with the query
-    (``num_query_mix``, β ~ U(0, 0.5)), L2-normalised and added, without gradient, to the
-    denominator. See :class:`lossatlas.losses.MoCHiLoss`.
+    ``l_i = -log e^{q·k/T} / (e^{q·k/T} + Σ_n e^{q·n/T} + Σ_h e^{q·h/T} + Σ_h' e^{q·h'/T})``
+    with ``n`` the rows of ``queue`` [K, D] (only: the other keys of the batch are not
+    negatives; ``queue=None`` uses the detached batch keys ``b_j``, j ≠ i, as the queue). The
+    hard negatives of query i are its ``min(num_hard, K)`` most similar queue rows, ranked (rank
+    0 = most similar); ``h = normalize(α n_{r1} + (1-α) n_{r2})`` (``num_mix`` per query) and
+    ``h' = normalize(β q + (1-β) n_r)`` (``num_query_mix``), with ranks and weights from
+    ``mix_index`` [N, num_mix, 2] / ``mix_alpha`` [N, num_mix] and ``query_mix_index``
+    [N, num_query_mix] / ``query_mix_beta`` [N, num_query_mix], or drawn with ``generator``
+    (ranks uniform, α ~ U(0, 1), β ~ U(0, 0.5)). No gradient reaches the key ``b`` (it
+    receives zeros), the queue or the synthetic points. See :class:`lossatlas.losses.MoCHiLoss`.
     """
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
+    # the key is used detached throughout; the raw b rejoins the graph, with zero gradient, at the end
+    b_in = b
+    a, k, out_dtype = _prepare_pair(a, b.detach() if isinstance(b, Tensor) else b, reduction, validate, normalize)
     t = check_number(temperature, "temperature", low=0.0, low_open=True)
     _check_mochi_counts(num_hard, num_mix, num_query_mix)
+    _check_block(block_size)
+    _check_tiled(tiled)
     n, d = a.shape
-    if n == 0:
-        return _zero_loss(a, b, 0, reduction, out_dtype)
+    dev = a.device
+    mix_index = _mochi_keyword(mix_index, "mix_index", (n, num_mix, 2), "[N, num_mix, 2]", True, dev)
+    mix_alpha = _mochi_keyword(mix_alpha, "mix_alpha", (n, num_mix), "[N, num_mix]", False, dev)
+    query_mix_index = _mochi_keyword(query_mix_index, "query_mix_index", (n, num_query_mix), "[N, num_query_mix]", True, dev)
+    query_mix_beta = _mochi_keyword(query_mix_beta, "query_mix_beta", (n, num_query_mix), "[N, num_query_mix]", False, dev)
     if queue is not None:
         check_float(queue, "queue")
         if queue.dim() != 2 or queue.shape[1] != d:
             raise ValueError(f"queue must have shape [K, D] = [K, {d}], got {tuple(queue.shape)}")
         check_same_device("a", a, "queue", queue)
+        check_finite(queue, "queue", validate)
         queue = queue.detach().to(a.dtype)
         if normalize:
             queue = F.normalize(queue, dim=1)
+    if n == 0:
+        return _zero_loss(a, b_in, 0, reduction, out_dtype)
+    scale = 1.0 / t
+    pos = (a * k).sum(1) * scale
+    if queue is None:
+        # the batch keys stand in for the queue: column i of row i is the positive itself, so
+        # the row log-sum-exp over k is the whole InfoNCE denominator
+        negs = k
+        n_neg = n - 1
+        use = _use_tiles(tiled, n, n)
+        lse_b, _ = pairwise_logsumexp(a, k, scale, tiled=use, block_size=block_size)
+        assert lse_b is not None
+        lse = lse_b
     else:
-        queue = a.new_zeros((0, d))
-    _check_block(block_size)
-    _check_tiled(tiled)
-    pos = (a * b).sum(1) / t
-    cand = torch.cat([b, queue])  # every negative (and the positive, row i of b)
-    use = _use_tiles(tiled, n, cand.shape[0])
-    # InfoNCE denominator: the batch (positive included) and the queue, as log-sum-exps.
-    lse, _ = pairwise_logsumexp(a, cand, 1.0 / t, tiled=use, block_size=block_size)
-    n_neg = n - 1 + queue.shape[0]
+        negs = queue
+        n_neg = queue.shape[0]
+        use = _use_tiles(tiled, n, n_neg)
+        lse = pos
+        if n_neg:
+            lse_q, _ = pairwise_logsumexp(a, queue, scale, tiled=use, block_size=block_size)
+            assert lse_q is not None
+            lse = torch.logaddexp(pos, lse_q)
     h = min(num_hard, n_neg)
+    if mix_index is not None:
+        mix_index = _check_ranks(mix_index, "mix_index", h, validate)
+    if query_mix_index is not None:
+        query_mix_index = _check_ranks(query_mix_index, "query_mix_index", h, validate)
+    if mix_alpha is not None:
+        mix_alpha = _check_weights(mix_alpha, "mix_alpha", a, validate)
+    if query_mix_beta is not None:
+        query_mix_beta = _check_weights(query_mix_beta, "query_mix_beta", a, validate)
     if h > 0 and (num_mix > 0 or num_query_mix > 0):
         with torch.no_grad():
-            qd, cd = a.detach(), cand.detach()
-            # the h most similar negatives of every query, one block of query rows at a time
-            rows = block_rows(cd.shape[0], block_size) if use else n
-            hard = torch.empty((n, h), dtype=torch.long, device=a.device)
+            qd = a.detach()
+            # the h most similar negatives of every query, most similar first, in blocks of query rows
+            rows = block_rows(negs.shape[0], block_size) if use else n
+            hard = torch.empty((n, h), dtype=torch.long, device=dev)
             for r0 in range(0, n, rows):
                 r1 = min(r0 + rows, n)
-                sim = qd[r0:r1] @ cd.T
-                sim[torch.arange(r1 - r0, device=a.device), torch.arange(r0, r1, device=a.device)] = float("-inf")
+                sim = qd[r0:r1] @ negs.T
+                if queue is None:  # a query's own key is its positive, not a negative
+                    sim[torch.arange(r1 - r0, device=dev), torch.arange(r0, r1, device=dev)] = float("-inf")
                 hard[r0:r1] = sim.topk(h, dim=1).indices
+            # draws, in this order, for what the caller did not give
+            if num_mix > 0 and mix_index is None:
+                mix_index = torch.randint(h, (n, num_mix, 2), generator=generator, device=dev)
+            if num_mix > 0 and mix_alpha is None:
+                mix_alpha = torch.rand((n, num_mix), generator=generator, device=dev, dtype=a.dtype)
+            if num_query_mix > 0 and query_mix_index is None:
+                query_mix_index = torch.randint(h, (n, num_query_mix), generator=generator, device=dev)
+            if num_query_mix > 0 and query_mix_beta is None:
+                query_mix_beta = 0.5 * torch.rand((n, num_query_mix), generator=generator, device=dev, dtype=a.dtype)
             synth = []
             if num_mix > 0:
-                i1 = torch.randint(h, (n, num_mix), generator=generator, device=a.device)
-                i2 = torch.randint(h, (n, num_mix), generator=generator, device=a.device)
-                alpha = torch.rand((n, num_mix, 1), generator=generator, device=a.device, dtype=a.dtype)
-                mix = alpha * cd[hard.gather(1, i1)] + (1 - alpha) * cd[hard.gather(1, i2)]
-                synth.append(F.normalize(mix, dim=2))
+                assert mix_index is not None and mix_alpha is not None
+                n1 = negs[hard.gather(1, mix_index[..., 0])]
+                n2 = negs[hard.gather(1, mix_index[..., 1])]
+                al = mix_alpha[..., None]
+                synth.append(F.normalize(al * n1 + (1 - al) * n2, dim=2))
             if num_query_mix > 0:
-                j = torch.randint(h, (n, num_query_mix), generator=generator, device=a.device)
-                beta = 0.5 * torch.rand((n, num_query_mix, 1), generator=generator, device=a.device, dtype=a.dtype)
-                mix = beta * qd[:, None, :] + (1 - beta) * cd[hard.gather(1, j)]
-                synth.append(F.normalize(mix, dim=2))
+                assert query_mix_index is not None and query_mix_beta is not None
+                be = query_mix_beta[..., None]
+                synth.append(F.normalize(be * qd[:, None, :] + (1 - be) * negs[hard.gather(1, query_mix_index)], dim=2))
             synth_t = torch.cat(synth, 1)
-        lse_syn = torch.logsumexp(torch.einsum("nd,nsd->ns", a, synth_t) / t, 1)
+        lse_syn = torch.logsumexp(torch.einsum("nd,nsd->ns", a, synth_t) * scale, 1)
         lse = torch.logaddexp(lse, lse_syn)
     per = lse - pos
+    if isinstance(b_in, Tensor) and b_in.requires_grad:
+        per = _ZeroGradientTo.apply(per, b_in)
     return _finish(per, reduction, n, False, None, out_dtype)
 
 

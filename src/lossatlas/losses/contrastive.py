@@ -466,46 +466,71 @@ class HardNegativeContrastiveLoss(_PairLoss):
     family="contrastive",
     kind="pair",
     catalogue="G7",
-    formula="l_i = -log e^{q·k⁺/T} / (e^{q·k⁺/T} + Σ_neg e^{q·n/T} + Σ_h e^{q·h/T}), h = ‖αn_i+(1-α)n_j‖⁻¹(αn_i+(1-α)n_j), h' = ‖βq+(1-β)n_j‖⁻¹(...)",
+    formula="l_i = -log e^{q·k/T} / (e^{q·k/T} + Σ_{n∈queue} e^{q·n/T} + Σ_h e^{q·h/T} + Σ_h' e^{q·h'/T}), "
+            "h = normalize(α n_{r1} + (1-α) n_{r2}), h' = normalize(β q + (1-β) n_r), n_r the r-th most similar queue row",
     paper=MOCHI_PAPER,
-    code="(paper; no official code released)",
+    code="(paper, Sec. 4; no official code: the authors released pretrained models only)",
     function=LF.mochi,
     defaults_source={
-        "temperature": "MoCo v2 / MoCHi: 0.2",
-        "num_hard": "Kalantidis et al. 2020: N = 1024 hardest negatives",
-        "num_mix": "Kalantidis et al. 2020: s = 1024",
-        "num_query_mix": "Kalantidis et al. 2020: s' = 256",
+        "temperature": "MoCo v2, which MoCHi builds on: T = 0.2",
+        "num_hard": "Kalantidis et al. 2020 name runs MoCHi (N, s, s') and ablate N, s, s' with no single default; "
+                    "N = 1024 is this library's choice",
+        "num_mix": "this library's choice of s (the paper ablates s, no single default)",
+        "num_query_mix": "this library's choice of s' (the paper ablates s', no single default; s' = 0 turns it off)",
     },
 )
 class MoCHiLoss(_TiledLoss):
     r"""MoCHi, hard negative mixing (Kalantidis, Sariyildiz, Pion, Weinzaepfel & Larlus, 2020,
-    "Hard Negative Mixing for Contrastive Learning").
+    "Hard Negative Mixing for Contrastive Learning", NeurIPS).
 
-    .. math:: \ell_i = -\log\frac{e^{q_i\cdot k_i/T}}{e^{q_i\cdot k_i/T} + \sum_{n} e^{q_i\cdot n/T} + \sum_{h\in H_i} e^{q_i\cdot h/T}}
+    .. math:: \ell_i = -\log\frac{e^{q_i\cdot k_i/T}}{e^{q_i\cdot k_i/T} + \sum_{n\in Q} e^{q_i\cdot n/T}
+              + \sum_{h\in H_i} e^{q_i\cdot h/T} + \sum_{h'\in H'_i} e^{q_i\cdot h'/T}}
 
-    InfoNCE of query ``a_i`` against key ``b_i``, with negatives ``b_j`` (j ≠ i) and the rows
-    of an optional ``queue`` [K, D] (MoCo's memory bank, passed to ``forward``). For each
-    query the ``num_hard`` most similar negatives are ranked; ``num_mix`` synthetic
-    negatives ``h = normalize(α n_i + (1-α) n_j)`` (α ~ U(0, 1), n_i, n_j among the hardest)
-    and ``num_query_mix`` harder ones ``h' = normalize(β q + (1-β) n_j)`` (β ~ U(0, 0.5)) are
-    appended to the denominator. As in the paper, no gradient flows through the synthetic
-    points (the query receives gradient through q·h). Counts are capped by the number of
-    negatives available. Randomness: torch's global RNG or ``generator``.
+    MoCo's InfoNCE of query ``q_i = a_i`` against key ``k_i = b_i``, whose negatives are the
+    rows ``n`` of the ``queue`` Q [K, D] (MoCo's memory bank, passed to ``forward``) and only
+    those: the other keys of the batch are not negatives. As in MoCo, the key branch carries
+    no gradient (``b`` receives zeros), nor do the queue and the synthetic points; the query
+    gets its gradient through every logit.
+
+    Hard negatives (paper Sec. 4.1): the queue rows ranked by similarity to ``q_i``, most
+    similar first (rank 0); the first ``min(num_hard, K)`` are the hard negatives of query i.
+    Each query gets ``num_mix`` (s) mixtures of two of them and ``num_query_mix`` (s') mixtures
+    of itself with one of them (Sec. 4.2), L2-normalised:
+
+    * ``h = normalize(α n_{r1} + (1 - α) n_{r2})``, ranks ``(r1, r2) = mix_index[i, m]`` and
+      ``α = mix_alpha[i, m]``;
+    * ``h' = normalize(β q + (1 - β) n_r)``, ``r = query_mix_index[i, m]`` and
+      ``β = query_mix_beta[i, m]``.
+
+    Without these keywords they are drawn as in the paper, with ``generator`` (or torch's global
+    RNG), in this order: ``mix_index`` (uniform ranks, with replacement), ``mix_alpha``
+    (α ~ U(0, 1)), ``query_mix_index``, ``query_mix_beta`` (β ~ U(0, 0.5), so the query weighs
+    less than the negative). Passing them makes the loss deterministic.
+
+    ``queue=None`` (no memory bank) uses the batch's own keys, detached, as the queue: the
+    negatives of query i are then ``b_j``, j ≠ i (MoCHi on in-batch negatives).
 
     Args:
         temperature: T > 0 (default 0.2, MoCo v2).
-        num_hard: N, hardest negatives to mix (default 1024).
-        num_mix: s, mixtures of two hard negatives (default 1024).
+        num_hard: N, hard negatives per query to mix from (default 1024; capped by K).
+        num_mix: s, mixtures of two hard negatives per query (default 1024).
         num_query_mix: s', mixtures of the query with a hard negative (default 256).
         normalize: L2-normalise a, b and the queue inside (default True).
-        tiled: the InfoNCE denominator over the batch and queue as a tiled log-sum-exp and the
-            hardest-negative search in blocks of query rows (True / False / "auto", as
-            InfoNCE); same values and gradients as the dense form.
+        tiled: the denominator over the queue as a tiled log-sum-exp and the hard-negative
+            search in blocks of query rows (True / False / "auto", as InfoNCE); same values
+            and gradients as the dense form.
         block_size: query rows per block.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per query [N]).
 
-    Shapes: ``a``, ``b`` [N, D], ``queue`` [K, D]; output scalar or [N]. Memory
-    ``N (s + s') D`` for the synthetic points, plus a block of the similarity matrix.
+    Defaults: the paper names its runs MoCHi (N, s, s') and ablates the three counts per
+    dataset without fixing one setting; 1024 / 1024 / 256 is this library's choice (see
+    ``lossatlas.info("mochi").defaults_source``). T = 0.2 is MoCo v2's, which MoCHi uses.
+
+    Shapes: ``a``, ``b`` [N, D]; ``forward(a, b, queue=None, generator=None, *, mix_index,
+    mix_alpha, query_mix_index, query_mix_beta)`` with ``queue`` [K, D], ``mix_index`` int64
+    [N, s, 2], ``mix_alpha`` [N, s], ``query_mix_index`` int64 [N, s'], ``query_mix_beta``
+    [N, s']; output scalar or [N]. Memory ``N (s + s') D`` for the synthetic points, plus a
+    block of the N x K similarity matrix.
 
     Example:
         >>> import torch, lossatlas as la
@@ -534,9 +559,22 @@ class MoCHiLoss(_TiledLoss):
     def _hparams(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "num_hard": self.num_hard, "num_mix": self.num_mix, "num_query_mix": self.num_query_mix}
 
-    def forward(self, a: Tensor, b: Tensor, queue: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self,
+        a: Tensor,
+        b: Tensor,
+        queue: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        mix_index: Tensor | None = None,
+        mix_alpha: Tensor | None = None,
+        query_mix_index: Tensor | None = None,
+        query_mix_beta: Tensor | None = None,
+    ) -> Tensor:
         return LF.mochi(a, b, temperature=self.temperature, num_hard=self.num_hard, num_mix=self.num_mix,
-                        num_query_mix=self.num_query_mix, queue=queue, generator=generator, **self._opts())
+                        num_query_mix=self.num_query_mix, queue=queue, mix_index=mix_index, mix_alpha=mix_alpha,
+                        query_mix_index=query_mix_index, query_mix_beta=query_mix_beta, generator=generator,
+                        **self._opts())
 
 
 @register(
