@@ -1,6 +1,6 @@
-"""Exactness of the fused kernels in lossatlas.functional._fused against the loss formulas.
+"""Exactness of the CE-family kernel in lossatlas.functional._fused against the loss formulas.
 
-Both paths (the fused autograd.Function and the composed torch ops) are forced explicitly
+Both paths (the fused autograd.Function and the plain torch ops) are forced explicitly
 and compared with the formula written out with a one-hot matrix, in float64, values and
 gradients; gradcheck runs on the fused path. No timings here (they live in benchmarks/).
 """
@@ -13,12 +13,28 @@ import torch.nn.functional as F
 
 import lossatlas as la
 from lossatlas.functional import _fused
-from lossatlas.functional._fused import affine_cross_entropy, as_dtype, cast_constant, softmax_focal
+from lossatlas._paths import force_path
+from lossatlas.functional._fused import as_dtype, cast_constant, softmax_cross_entropy
 
 from helpers import gradcheck_loss
 
 N, C = 7, 5
 REDUCTIONS = ("mean", "sum", "none")
+
+
+def _path(fused):
+    return None if fused is None else ("fused" if fused else "plain")
+
+
+def affine_cross_entropy(z, y, fused=None, **kw):
+    """The CE family's kernel on the forced path (``fused=None``: the size-based choice)."""
+    with force_path(_path(fused)):
+        return softmax_cross_entropy(z, y, **kw)
+
+
+def softmax_focal(z, y, gamma, fused=None, **kw):
+    with force_path(_path(fused)):
+        return softmax_cross_entropy(z, y, gamma=gamma, **kw)
 
 
 def _data(seed: int = 0):
@@ -119,11 +135,13 @@ def _focal_reference(z, y, gamma, row_scale, w, reduction):
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.3])
 def test_softmax_focal_matches_formula(gamma, reduction, fused):
     z, y, g = _data(3)
-    alpha = torch.rand(N, generator=g, dtype=torch.float64)
-    w = torch.rand(N, generator=g, dtype=torch.float64)
-    for rs, sw in [(None, None), (0.25, None), (alpha, w)]:
+    alpha = torch.rand(C, generator=g, dtype=torch.float64)  # per class
+    w = torch.rand(C, generator=g, dtype=torch.float64)  # class weights
+    for a, wc in [(None, None), (0.25, None), (alpha, w)]:
+        rs = a[y] if isinstance(a, torch.Tensor) else a
+        sw = None if wc is None else wc[y]
         v_ref, g_ref = _value_and_grad(lambda t: _focal_reference(t, y, gamma, rs, sw, reduction), z)
-        v, gz = _value_and_grad(lambda t: softmax_focal(t, y, gamma, row_scale=rs, sample_weights=sw, reduction=reduction, fused=fused), z)
+        v, gz = _value_and_grad(lambda t: softmax_focal(t, y, gamma, alpha=a, weight=wc, reduction=reduction, fused=fused), z)
         torch.testing.assert_close(v, v_ref, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(gz, g_ref, rtol=1e-8, atol=1e-10)
 
@@ -131,8 +149,8 @@ def test_softmax_focal_matches_formula(gamma, reduction, fused):
 @pytest.mark.parametrize("gamma", [0.5, 2.0, 3.3])
 def test_softmax_focal_gradcheck_fused(gamma):
     z, y, g = _data(4)
-    alpha = torch.rand(N, generator=g, dtype=torch.float64) + 0.1
-    gradcheck_loss(lambda t: softmax_focal(t, y, gamma, row_scale=alpha, fused=True), z)
+    alpha = torch.rand(C, generator=g, dtype=torch.float64) + 0.1
+    gradcheck_loss(lambda t: softmax_focal(t, y, gamma, alpha=alpha, fused=True), z)
 
 
 def test_fused_focal_confident_rows_stay_finite():
@@ -197,24 +215,27 @@ def test_dynamo_traces_without_graph_breaks(loss_id):
     torch.testing.assert_close(compiled(z, y), crit(z, y))
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.3])
-def test_focal_ignore_path_equals_masked_path(gamma, reduction):
-    from lossatlas.functional._fused import softmax_focal_ignore
-
+def test_focal_ignored_rows_leave_the_mean(gamma, reduction, fused):
+    # ignored rows contribute 0 and leave the denominator; all ignored: a mean of 0, zero gradient
     z, y, g = _data(6)
     for ignored in ([], [1, 4], list(range(N))):
         t = y.clone()
         t[ignored] = -100
         mask = (t != -100).to(z.dtype)
         safe = torch.where(t == -100, 0, t)
-        v_ref, g_ref = _value_and_grad(
-            lambda u: softmax_focal(u, safe, gamma, row_scale=0.5, sample_weights=mask, reduction=reduction, fused=False), z)
-        v, gz = _value_and_grad(lambda u: softmax_focal_ignore(u, t, gamma, row_scale=0.5, reduction=reduction), z)
+        v_ref, g_ref = _value_and_grad(lambda u: _focal_reference(u, safe, gamma, 0.5, mask, reduction), z)
+        if not ignored or len(ignored) < N or reduction != "mean":
+            v, gz = _value_and_grad(lambda u: softmax_focal(u, t, gamma, alpha=0.5, reduction=reduction, fused=fused), z)
+        if len(ignored) == N and reduction == "mean":
+            v_ref, g_ref = torch.zeros((), dtype=z.dtype), torch.zeros_like(z)  # 0/0 in the reference: our rule
+            v, gz = _value_and_grad(lambda u: softmax_focal(u, t, gamma, alpha=0.5, reduction=reduction, fused=fused), z)
         torch.testing.assert_close(v, v_ref, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(gz, g_ref, rtol=1e-12, atol=1e-12)
     empty = torch.zeros(0, C, dtype=torch.float64, requires_grad=True)
-    out = softmax_focal_ignore(empty, torch.zeros(0, dtype=torch.long), gamma, reduction=reduction)
+    out = softmax_focal(empty, torch.zeros(0, dtype=torch.long), gamma, reduction=reduction, fused=fused)
     assert out.numel() == 0 if reduction == "none" else float(out.detach()) == 0.0
 
 

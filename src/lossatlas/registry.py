@@ -150,6 +150,10 @@ def register(
 
     def decorator(cls: type) -> type:
         key = _canonical(id)
+        spec = getattr(cls, "spec", None)  # a FunctionalLoss: its function is the definition
+        fn = function if function is not None else getattr(cls, "function", None)
+        sources = dict(getattr(spec, "sources", {}))
+        sources.update(defaults_source or {})
         if key in _ENTRIES or key in _ALIASES:
             raise ValueError(f"registry id {id!r} is already taken")
         entry = Entry(
@@ -162,8 +166,8 @@ def register(
             code=code,
             catalogue=catalogue,
             aliases=tuple(_canonical(a) for a in aliases),
-            function=function,
-            defaults_source=dict(defaults_source or {}),
+            function=fn,
+            defaults_source=sources,
             notes=notes,
         )
         unknown = set(entry.defaults_source) - set(entry.parameters)

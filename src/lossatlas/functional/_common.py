@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .._spec import fresh
 from .._validation import (
     as_class_weight,
     check_class_target,
@@ -49,7 +50,7 @@ def reduce_loss(
         out = losses.sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
     else:
         out = losses.mean() if losses.numel() else losses.sum()
-    return out if out_dtype is None else out.to(out_dtype)
+    return fresh(out if out_dtype is None else out.to(out_dtype))
 
 
 def prepare_classification(

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, unit_interval
 from .._validation import (
     as_class_counts,
     check_logits,
@@ -30,11 +31,10 @@ from ._common import (
     check_ignore_index,
     class_weight_like,
     compute_dtype,
-    prepare_classification,
     reduce_loss,
     run_deferred,
 )
-from ._fused import affine_cross_entropy, affine_logits, as_dtype, cast_constant, softmax_focal, softmax_focal_ignore
+from ._fused import affine_logits, cast_constant, derived, softmax_cross_entropy
 
 __all__ = [
     "cross_entropy",
@@ -53,14 +53,74 @@ __all__ = [
 ]
 
 ClassCounts = Any  # list / tuple / numpy array / tensor of positive counts
+CLASSIFICATION = ("logits", "target")
 
 
-def _counts_on(class_counts: ClassCounts, logits: Tensor) -> Tensor:
-    counts = as_class_counts(class_counts)
-    check_num_classes(counts, logits, "class_counts")
-    return counts
+def _class_ce(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    validate: bool,
+    class_counts: Tensor | None = None,
+    **kernel: Any,
+) -> Tensor:
+    """The integer-target CE family: checks, then :func:`_fused.softmax_cross_entropy` with
+    ``kernel``'s constants (callables are called with ``z``, the logits in the compute dtype)."""
+    z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
+    check_ignore_index(ignore_index, logits.shape[1])
+    if class_counts is not None:
+        check_num_classes(class_counts, logits, "class_counts")
+    w = class_weight_like(weight, z, validate=False)
+    consts = {k: (v(z) if callable(v) else v) for k, v in kernel.items()}
+    return run_deferred(
+        lambda: softmax_cross_entropy(z, target, weight=w, ignore_index=ignore_index, reduction=reduction, **consts),
+        deferred, target, logits, ignore_index, out_dtype,
+    )
 
 
+def _check_soft_target(logits: Tensor, target: Tensor, validate: bool) -> None:
+    check_logits(logits, validate)
+    check_multilabel_target(target, logits, validate)
+    if validate and target.numel():
+        rows = target.sum(1)
+        if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
+            raise ValueError("probability targets must sum to 1 over the classes of each row")
+
+
+def _soft_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    reduction: str,
+    validate: bool,
+    *,
+    label_smoothing: float = 0.0,
+    transform: Callable[[Tensor], Tensor] | None = None,
+    class_counts: Tensor | None = None,
+) -> Tensor:
+    """``F.cross_entropy(transform(z), p)`` for class-probability targets ``p`` [N, C] (e.g.
+    mixup / CutMix labels); ``transform`` is a prior-aware loss's logit adjustment. ``"mean"``
+    is torch's (over the N rows; 0 for an empty batch)."""
+    _check_soft_target(logits, target, validate)
+    if class_counts is not None:
+        check_num_classes(class_counts, logits, "class_counts")
+    z = logits.to(compute_dtype(logits))
+    w = class_weight_like(weight, z, validate=False)
+    u = z if transform is None else transform(z)
+    losses = F.cross_entropy(u, target.to(z.dtype), weight=w, label_smoothing=label_smoothing, reduction="none")
+    return reduce_loss(losses, reduction, None, logits.dtype)
+
+
+def _is_soft(target: Any) -> bool:
+    return isinstance(target, Tensor) and target.is_floating_point()
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "label_smoothing": Param("ε in [0, 1]: the target is ``(1 − ε)·e_y + ε/C``", unit_interval,
+                             "0 = plain CE (torch default); Szegedy et al. use 0.1"),
+})
 def cross_entropy(
     logits: Tensor,
     target: Tensor,
@@ -76,52 +136,28 @@ def cross_entropy(
     ``target`` is int64 [N] or class probabilities [N, C]. See
     :class:`lossatlas.losses.CrossEntropyLoss`.
     """
-    soft = isinstance(target, Tensor) and target.is_floating_point()
-    if not soft:
-        z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
-        if label_smoothing:
-            check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-        w = class_weight_like(weight, z, validate)
-        if reduction == "mean" and z.shape[0] == 0:
-            return (z.sum() * 0.0).to(out_dtype)
-        if label_smoothing:
-            kernel = lambda: F.cross_entropy(  # noqa: E731
-                z, target, weight=w, ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
-        else:  # large inputs: the fused kernel (see _fused.affine_cross_entropy)
-            kernel = lambda: affine_cross_entropy(z, target, weight=w, ignore_index=ignore_index, reduction=reduction)  # noqa: E731
-        return run_deferred(kernel, deferred, target, logits, ignore_index, out_dtype)
-    check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    return _soft_cross_entropy(logits, target, weight, reduction, validate, label_smoothing=label_smoothing)
+    if _is_soft(target):
+        return _soft_cross_entropy(logits, target, weight, reduction, validate, label_smoothing=label_smoothing)
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, label_smoothing=label_smoothing)
 
 
-def _soft_cross_entropy(
-    logits: Tensor,
-    target: Tensor,
-    weight: Any,
-    reduction: str,
-    validate: bool,
-    *,
-    label_smoothing: float = 0.0,
-    transform: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
-    """``F.cross_entropy(transform(z), p)`` for class-probability targets ``p`` [N, C] (e.g.
-    mixup / CutMix labels); ``transform`` is a prior-aware loss's logit adjustment."""
-    check_reduction(reduction)
-    check_logits(logits, validate)
-    check_multilabel_target(target, logits, validate)
-    if validate and target.numel():
-        rows = target.sum(1)
-        if not bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-3)):
-            raise ValueError("probability targets must sum to 1 over the classes of each row")
-    z = logits.to(compute_dtype(logits))
-    w = class_weight_like(weight, z, validate)
-    if reduction == "mean" and z.shape[0] == 0:
-        return (z.sum() * 0.0).to(logits.dtype)
-    u = z if transform is None else transform(z)
-    out = F.cross_entropy(u, target.to(z.dtype), weight=w, label_smoothing=label_smoothing, reduction=reduction)
-    return out.to(logits.dtype)
+def _focal_alpha(value: Any, name: str) -> float | Tensor | None:
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else nonnegative(value, name)
+    a = value.detach().to("cpu", torch.float64) if isinstance(value, Tensor) else torch.as_tensor(value, dtype=torch.float64)
+    if a.dim() != 1:
+        raise ValueError(f"{name} must be a float or a 1-D sequence with one value per class, got shape {tuple(a.shape)}")
+    if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative")
+    return a
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "gamma": Param("focusing parameter γ ≥ 0 (γ = 0 is cross-entropy)", nonnegative,
+                   "Lin et al. 2017 (γ=2 best on COCO); LDAM-DRW's CIFAR script uses γ=1"),
+    "alpha": Param("optional balance factor α: a float (scales every term) or one value per class [C]",
+                   _focal_alpha, "none: α is the sigmoid form's class prior (see sigmoid_focal)"),
+})
 def focal(
     logits: Tensor,
     target: Tensor,
@@ -134,33 +170,25 @@ def focal(
     validate: bool = True,
 ) -> Tensor:
     """Softmax focal loss ``α_t (1 − p_t)^γ · (−log p_t)``; see :class:`lossatlas.losses.FocalLoss`."""
-    gamma = check_number(gamma, "gamma", low=0.0)
-    if weight is None and (alpha is None or isinstance(alpha, (int, float))):
-        # Common case in fewer kernels, at every size (the fused focal saves no pass here):
-        # ignore_index handled by the cross-entropy kernel itself (no mask, no safe-target
-        # copy); same values and gradients as below.
-        z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
-        check_ignore_index(ignore_index, logits.shape[1])
-        a = None if alpha is None else check_number(alpha, "alpha", low=0.0)
-        return run_deferred(
-            lambda: softmax_focal_ignore(z, target, gamma, row_scale=a, ignore_index=ignore_index, reduction=reduction),
-            deferred, target, logits, ignore_index, out_dtype,
-        )
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
-    row_scale: Tensor | float | None = None
-    if alpha is not None:
-        if isinstance(alpha, (int, float)):
-            row_scale = check_number(alpha, "alpha", low=0.0)
-        else:
-            a = cast_constant(alpha, z) if isinstance(alpha, Tensor) else torch.as_tensor(alpha, dtype=z.dtype, device=z.device)
-            if a.dim() != 1:
-                raise ValueError("alpha must be a float or a 1-D sequence with one value per class")
-            check_num_classes(a, logits, "alpha")
-            row_scale = a[y]
-    # Fused forward/backward (one coefficient per row) on large inputs; see _fused.softmax_focal.
-    return as_dtype(softmax_focal(z, y, gamma, row_scale=row_scale, sample_weights=sample_w, reduction=reduction), out_dtype)
+    a: Any = alpha
+    if isinstance(alpha, Tensor):
+        check_num_classes(alpha, logits, "alpha")
+        a = lambda z: cast_constant(alpha, z)  # noqa: E731
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, gamma=float(gamma), alpha=a)
 
 
+def _sigmoid_alpha(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    v = check_number(value, name, high=1.0)
+    return None if v < 0 else v
+
+
+@loss_function(inputs=CLASSIFICATION, call=("mask",), params={
+    "alpha": Param("weight α ∈ [0, 1] of the positive terms (1 − α of the negatives); ``None`` or negative disables it",
+                   _sigmoid_alpha, "Lin et al. 2017 / torchvision (0.25)"),
+    "gamma": Param("focusing parameter γ ≥ 0", nonnegative, "Lin et al. 2017 / torchvision (2)"),
+})
 def sigmoid_focal(
     logits: Tensor,
     target: Tensor,
@@ -180,7 +208,6 @@ def sigmoid_focal(
     check_reduction(reduction)
     check_logits(logits, validate)
     check_multilabel_target(target, logits, validate)
-    gamma = check_number(gamma, "gamma", low=0.0)
     out_dtype = logits.dtype
     z = logits.to(compute_dtype(logits))
     y = target.to(z.dtype)
@@ -195,8 +222,7 @@ def sigmoid_focal(
         losses = ce * (one_minus_pt * one_minus_pt if gamma == 2.0 else one_minus_pt.pow(gamma))
     else:
         losses = ce
-    if alpha is not None and alpha >= 0:
-        alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
+    if alpha is not None:
         # α y + (1 − α)(1 − y) = (1 − α) + (2α − 1) y, built without a gradient.
         losses = losses * y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
     m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
@@ -230,12 +256,19 @@ def drw_weights(
 
 def ldam_margins(class_counts: ClassCounts, max_margin: float = 0.5) -> Tensor:
     """LDAM margins ``m_j = max_margin · n_j^{-1/4} / max_k n_k^{-1/4}`` (float64 [C])."""
-    counts = as_class_counts(class_counts)
-    check_number(max_margin, "max_margin", low=0.0)
+    return _ldam_margins(as_class_counts(class_counts), check_number(max_margin, "max_margin", low=0.0))
+
+
+def _ldam_margins(counts: Tensor, max_margin: float) -> Tensor:
     m = counts.pow(-0.25)
     return m * (max_margin / m.max())
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "class_counts": COMMON["class_counts"],
+    "max_margin": Param("the largest margin C, given to the rarest class", nonnegative, "kaidic/LDAM-DRW (max_m=0.5)"),
+    "scale": Param("s > 0, multiplies the margin-shifted logits", positive, "kaidic/LDAM-DRW (s=30)"),
+})
 def ldam(
     logits: Tensor,
     target: Tensor,
@@ -247,66 +280,55 @@ def ldam(
     ignore_index: int = -100,
     reduction: str = "mean",
     validate: bool = True,
-    margins: Tensor | None = None,
 ) -> Tensor:
-    """LDAM loss ``CE(s · (z − m_y e_y), y)``; see :class:`lossatlas.losses.LDAMLoss`.
-
-    ``margins`` [C] may be passed pre-computed (the module does) instead of being derived
-    from ``class_counts``.
-    """
-    scale = check_number(scale, "scale", low=0.0, low_open=True)
-    z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
-    if margins is None:
-        margins = ldam_margins(_counts_on(class_counts, logits), max_margin)
-    else:
-        check_num_classes(margins, logits, "margins")
-    # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target,
-    # fused with the cross-entropy (see _fused.affine_cross_entropy).
-    w = class_weight_like(weight, z, validate)
-    shift = cast_constant(margins, z, -scale, column=True)
-    return run_deferred(
-        lambda: affine_cross_entropy(z, target, scale=scale, shift=shift, weight=w, ignore_index=ignore_index, reduction=reduction),
-        deferred, target, logits, ignore_index, out_dtype,
-    )
+    """LDAM loss ``CE(s · (z − m_y e_y), y)``; see :class:`lossatlas.losses.LDAMLoss`."""
+    margins = derived(_ldam_margins, class_counts, max_margin)
+    # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target.
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, class_counts, scale=scale,
+                     shift=lambda z: cast_constant(margins, z, -scale, column=True))
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:
     """``log π_j = log(n_j / Σ n)`` as float64 [C]."""
-    counts = as_class_counts(class_counts)
+    return _log_prior(as_class_counts(class_counts))
+
+
+def _log_prior(counts: Tensor) -> Tensor:
     return torch.log(counts / counts.sum())
 
 
 def _biased_ce(
     logits: Tensor,
     target: Tensor,
+    class_counts: Tensor,
     bias: Tensor,
     reduction: str,
     validate: bool,
-    weight: Any,
+    weight: Tensor | None,
     ignore_index: int,
     divisor: Tensor | None = None,
 ) -> Tensor:
     """CE(z / divisor + bias, y): the shared core of logit adjustment, balanced softmax and VS.
 
     ``target`` is int64 [N] or class probabilities [N, C] (soft labels, e.g. from mixup)."""
-    if isinstance(target, Tensor) and target.is_floating_point():
-        check_num_classes(bias, logits, "class_counts")
-
+    if _is_soft(target):
         def adjust(z: Tensor) -> Tensor:
             return affine_logits(z, None, cast_constant(bias, z), None if divisor is None else cast_constant(divisor, z))
 
-        return _soft_cross_entropy(logits, target, weight, reduction, validate, transform=adjust)
-    z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
-    check_num_classes(bias, logits, "class_counts")
-    w = class_weight_like(weight, z, validate)
-    bias = cast_constant(bias, z)
-    div = None if divisor is None else cast_constant(divisor, z)
-    return run_deferred(
-        lambda: affine_cross_entropy(z, target, bias=bias, divisor=div, weight=w, ignore_index=ignore_index, reduction=reduction),
-        deferred, target, logits, ignore_index, out_dtype,
-    )
+        return _soft_cross_entropy(logits, target, weight, reduction, validate, transform=adjust, class_counts=class_counts)
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, class_counts,
+                     bias=lambda z: cast_constant(bias, z),
+                     divisor=None if divisor is None else (lambda z: cast_constant(divisor, z)))
 
 
+def _la_bias(counts: Tensor, tau: float) -> Tensor:
+    return tau * _log_prior(counts)
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "class_counts": COMMON["class_counts"],
+    "tau": Param("τ, the adjustment strength (τ = 0 is cross-entropy)", any_number, "Menon et al. 2021 (τ=1)"),
+})
 def logit_adjusted(
     logits: Tensor,
     target: Tensor,
@@ -319,8 +341,7 @@ def logit_adjusted(
     validate: bool = True,
 ) -> Tensor:
     """Logit-adjusted loss ``CE(z + τ log π, y)``; see :class:`lossatlas.losses.LogitAdjustedLoss`."""
-    tau = check_number(tau, "tau")
-    return _biased_ce(logits, target, tau * log_prior(class_counts), reduction, validate, weight, ignore_index)
+    return _biased_ce(logits, target, class_counts, derived(_la_bias, class_counts, tau), reduction, validate, weight, ignore_index)
 
 
 def posthoc_logit_adjustment(logits: Tensor, class_counts: ClassCounts, *, tau: float = 1.0) -> Tensor:
@@ -332,6 +353,7 @@ def posthoc_logit_adjustment(logits: Tensor, class_counts: ClassCounts, *, tau: 
     return logits - (tau * lp).to(device=logits.device, dtype=logits.dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={"class_counts": COMMON["class_counts"]})
 def balanced_softmax(
     logits: Tensor,
     target: Tensor,
@@ -343,20 +365,22 @@ def balanced_softmax(
     validate: bool = True,
 ) -> Tensor:
     """Balanced softmax ``CE(z + log n, y)``; see :class:`lossatlas.losses.BalancedSoftmaxLoss`."""
-    bias = torch.log(as_class_counts(class_counts))
-    return _biased_ce(logits, target, bias, reduction, validate, weight, ignore_index)
+    return _biased_ce(logits, target, class_counts, derived(torch.log, class_counts), reduction, validate, weight, ignore_index)
 
 
 def vs_parameters(class_counts: ClassCounts, gamma: float = 0.3, tau: float = 1.0) -> tuple[Tensor, Tensor]:
     """VS loss constants: multiplicative ``Δ_j = (n_max / n_j)^γ`` (divides z) and additive ``ι_j = τ log π_j``."""
     counts = as_class_counts(class_counts)
-    gamma = check_number(gamma, "gamma", low=0.0)
-    tau = check_number(tau, "tau")
-    delta = (counts.max() / counts).pow(gamma)
-    iota = tau * torch.log(counts / counts.sum())
-    return delta, iota
+    return _vs_delta(counts, check_number(gamma, "gamma", low=0.0)), _la_bias(counts, check_number(tau, "tau"))
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "class_counts": COMMON["class_counts"],
+    "gamma": Param("γ ≥ 0, strength of the multiplicative adjustment", nonnegative,
+                   "orparask/VS-Loss class default (0.3); README CIFAR-10-LT ρ=100 example uses 0.2"),
+    "tau": Param("τ, strength of the additive adjustment", any_number,
+                 "orparask/VS-Loss class default (1.0); README example uses 1.2"),
+})
 def vs(
     logits: Tensor,
     target: Tensor,
@@ -370,5 +394,10 @@ def vs(
     validate: bool = True,
 ) -> Tensor:
     """Vector-scaling loss ``CE(z / Δ + ι, y)``; see :class:`lossatlas.losses.VSLoss`."""
-    delta, iota = vs_parameters(class_counts, gamma, tau)
-    return _biased_ce(logits, target, iota, reduction, validate, weight, ignore_index, divisor=delta)
+    delta = derived(_vs_delta, class_counts, gamma)
+    iota = derived(_la_bias, class_counts, tau)
+    return _biased_ce(logits, target, class_counts, iota, reduction, validate, weight, ignore_index, divisor=delta)
+
+
+def _vs_delta(counts: Tensor, gamma: float) -> Tensor:
+    return (counts.max() / counts).pow(gamma)

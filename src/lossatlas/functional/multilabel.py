@@ -36,7 +36,7 @@ from .._validation import (
     check_tensor,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
-from ._fused import wants_autograd_function
+from .._paths import take_fused
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
 
@@ -185,7 +185,7 @@ def asymmetric(
     clip = 0.0 if clip is None else check_number(clip, "clip", low=0.0, high=1.0)
     eps = check_number(eps, "eps", low=0.0, high=1.0, low_open=True)
     z, y, m, out_dtype = _prepare_multilabel(logits, target, reduction, validate, mask, ignore_index)
-    if detach_weight and wants_autograd_function(z, ASL_FUSE_MIN_NUMEL):
+    if detach_weight and take_fused(z, ASL_FUSE_MIN_NUMEL, cpu_only=False):
         out = _Asymmetric.apply(z, y, m, gamma_neg, gamma_pos, clip, eps, reduction)
         return out if out.dtype == out_dtype else out.to(out_dtype)
     log_eps = math.log(eps)
