@@ -592,7 +592,9 @@ def margin_logits(cos: Tensor, labels: Tensor, margin_type: str = "arcface", mar
     margin to each row's target cosine. ``cos`` [N, C]; returns unscaled logits [N, C].
 
     ArcFace (margin in radians): ``cos(θ + m)`` while ``θ ≤ π − m``, else ``cos θ − m sin m``
-    (keeps the target logit monotone in θ, as pytorch-metric-learning / insightface do).
+    (keeps the target logit monotone in θ, as pytorch-metric-learning 2.9's ArcFaceLoss and
+    insightface's earlier ``ArcFace`` head do; insightface's current ``CombinedMarginLoss``
+    and the UNPG head use ``cos(θ + m)`` for every θ: see :func:`partial_fc`, :func:`unpg`).
     """
     if margin_type not in MARGIN_TYPES:
         raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
@@ -641,7 +643,12 @@ def arcface(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
     reduction: str = "mean", validate: bool = True,
 ) -> Tensor:
-    """ArcFace: ``CE(s·cos(θ + m·e_y), y)``, margin in RADIANS; see :class:`lossatlas.losses.ArcFaceLoss`."""
+    """ArcFace: ``CE(s·cos(θ + m·e_y), y)``, margin in RADIANS; see :class:`lossatlas.losses.ArcFaceLoss`.
+
+    Defaults m = 0.5 rad, s = 64 are insightface's (arcface_torch ``margin_list = (1.0, 0.5,
+    0.0)``, ``CombinedMarginLoss(64, …)``) and the module's; the target logit is
+    :func:`margin_logits`'s (``cos θ − m sin m`` past ``θ = π − m``).
+    """
     check_reduction(reduction)
     scale = check_number(scale, "scale", low=0.0, low_open=True)
     margin = check_number(margin, "margin", low=0.0, high=math.pi)
@@ -697,6 +704,25 @@ def box_and_whisker_filter(values: Tensor, whisker: float = 1.5) -> Tensor:
     return x[keep]
 
 
+def _unpg_head(cos: Tensor, labels: Tensor, margin_type: str, margin: float) -> Tensor:
+    """UNPG's margin heads (Jung-Jun-Uk/UNPG recognition/models/head.py), unscaled.
+
+    ArcFace: ``cos(θ_y + m)`` for EVERY θ (the official head takes ``acos`` in place, adds
+    m and takes ``cos``: no ``θ > π − m`` fallback, no easy margin), written as
+    ``cos θ · cos m − sin θ · sin m`` (the same value for θ ∈ [0, π] and the same gradient
+    ``sin(θ + m) / sin θ``, finite at |cos θ| = 1). CosFace / NormFace: :func:`margin_logits`.
+    """
+    if margin_type != "arcface":
+        return margin_logits(cos, labels, margin_type, margin)
+    margin = check_number(margin, "margin")
+    if cos.shape[0] == 0:
+        return cos
+    ct = target_logit(cos, labels)
+    sin_t = (1.0 - ct * ct).clamp_min(1e-12).sqrt()
+    new = ct * math.cos(margin) - sin_t * math.sin(margin)
+    return add_to_target(cos, labels, new - ct)
+
+
 def unpg(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
     margin_type: str = "arcface", whisker: float = 1.5, reduction: str = "mean", validate: bool = True,
@@ -705,13 +731,17 @@ def unpg(
     negative-pair cosines; see :class:`lossatlas.losses.UNPGLoss`.
 
     ``l_i = log(Σ_j e^{s·ℓ_ij} + Σ_{k∈S'_n} e^{s·s_k}) − s·ℓ_{i,y_i}`` where ``ℓ`` are the
-    margin logits and ``S'_n`` the box-and-whisker-filtered cosines of the unordered
-    different-label pairs of the batch (shared by every row).
+    official head's margin logits (ArcFace: ``cos(θ + m)`` at the target for every θ, no
+    fallback) and ``S'_n`` the box-and-whisker-filtered cosines of the unordered
+    different-label pairs of the batch (the columns the official code appends to every row).
+    Defaults m = 0.5, s = 64, w = 1.5 are the official configs'.
     """
     check_reduction(reduction)
     scale = check_number(scale, "scale", low=0.0, low_open=True)
+    if margin_type not in MARGIN_TYPES:
+        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
-    logits = scale * margin_logits(cos, labels, margin_type, margin)
+    logits = scale * _unpg_head(cos, labels, margin_type, margin)
     u = F.normalize(embeddings.to(cos.dtype), dim=1)
     n = u.shape[0]
     upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=u.device), diagonal=1)
@@ -750,19 +780,79 @@ def sample_class_centres(
     return index, torch.searchsorted(index, labels)
 
 
+#: insightface's DistCrossEntropy clamps each target probability at 1e-30 before the log,
+#: so a per-sample loss never exceeds −log 1e-30 ≈ 69.08 (its backward ignores the clamp)
+PFC_CE_CAP = -math.log(1e-30)
+
+
+def _check_pfc_index(index: Tensor, labels: Tensor, num_classes: int, validate: bool) -> Tensor:
+    """Partial FC's ``index``: sorted, distinct int64 class ids in [0, C) covering ``labels``."""
+    check_tensor(index, "index")
+    if index.dtype.is_floating_point or index.dtype == torch.bool or index.is_complex():
+        raise TypeError(f"index must hold integer class ids (torch.long), got dtype {index.dtype}")
+    if index.dim() != 1 or index.numel() == 0:
+        raise ValueError(f"index must be a non-empty 1-D tensor of class ids [S], got shape {tuple(index.shape)}")
+    check_same_device("labels", labels, "index", index)
+    index = index.to(torch.long)
+    if validate and not compiling():
+        if int(index.min()) < 0 or int(index.max()) >= num_classes:
+            raise ValueError(f"index values must be class ids in [0, {num_classes}) for a weight with {num_classes} classes")
+        if index.numel() > 1 and not bool((index[1:] > index[:-1]).all()):
+            raise ValueError("index must be sorted ascending without repeats (e.g. torch.unique(ids))")
+        if labels.numel():
+            pos = torch.searchsorted(index, labels.to(torch.long)).clamp_max(index.numel() - 1)
+            missing = index[pos] != labels
+            if bool(missing.any()):
+                absent = torch.unique(labels[missing])[:5].tolist()
+                raise ValueError(f"index must include every class in labels; missing e.g. {absent}")
+    return index
+
+
+def _pfc_margin_ce(cos: Tensor, local: Tensor, margin_type: str, margin: float, scale: float) -> Tensor:
+    """Per-sample CE of insightface's ``CombinedMarginLoss`` + ``DistCrossEntropy`` [N].
+
+    The target cosine is replaced under ``no_grad`` (ArcFace ``cos(acos(c) + m)`` for every
+    θ, CosFace ``c − m``, NormFace ``c``), so the margin is the identity in backward:
+    ``∂l_i/∂cos_ij = s·(softmax_ij − 1[j = y_i])``. Each loss is capped at ``PFC_CE_CAP`` in
+    value only (the gradient stays the uncapped CE's).
+    """
+    if cos.shape[0] == 0:
+        return F.cross_entropy(scale * cos, local, reduction="none")
+    with torch.no_grad():
+        ct = target_logit(cos, local)
+        if margin_type == "arcface":
+            new = torch.cos(torch.acos(ct) + margin)
+        elif margin_type == "cosface":
+            new = ct - margin
+        else:
+            new = ct
+        delta = new - ct
+    logits = scale * add_to_target(cos, local, delta)
+    ce = F.cross_entropy(logits, local, reduction="none")
+    return ce - (ce - PFC_CE_CAP).clamp_min(0.0).detach()
+
+
 def partial_fc(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, sample_rate: float = 0.1, margin: float = 0.5,
     scale: float = 64.0, margin_type: str = "arcface", generator: torch.Generator | None = None,
-    reduction: str = "mean", validate: bool = True,
+    index: Tensor | None = None, reduction: str = "mean", validate: bool = True,
 ) -> Tensor:
-    """Margin softmax over a sampled subset of class centres; see :class:`lossatlas.losses.PartialFCLoss`.
+    """Margin softmax over a subset of class centres, as insightface's arcface_torch
+    (``PartialFC_V2`` + ``CombinedMarginLoss``); see :class:`lossatlas.losses.PartialFCLoss`.
 
-    ``sample_rate=1.0`` is exactly the full margin loss (``arcface`` / ``cosface`` /
-    ``normalized_softmax`` with temperature ``1/scale``).
+    ``cos`` is clamped to [−1, 1]; the target logit becomes ``cos(θ + m)`` (ArcFace, every
+    θ), ``cos θ − m`` (CosFace) or ``cos θ`` (NormFace) in VALUE only: the gradient is
+    straight through, ``∂L/∂cos_ij = s·(softmax_ij − 1[j = y_i])/N`` for ``"mean"``. Each
+    per-sample loss is capped at ``−log 1e-30`` in value only. The centres are ``index``
+    (sorted int64 class ids that include every label) when given, else every class of the
+    batch plus random others (:func:`sample_class_centres`); ``sample_rate=1.0`` uses all.
     """
     check_reduction(reduction)
     sample_rate = check_number(sample_rate, "sample_rate", low=0.0, high=1.0, low_open=True)
     scale = check_number(scale, "scale", low=0.0, low_open=True)
+    margin = check_number(margin, "margin")
+    if margin_type not in MARGIN_TYPES:
+        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
     check_float(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape [num_classes, embedding_size], got {tuple(weight.shape)}")
@@ -771,6 +861,11 @@ def partial_fc(
     # validate the global labels before sampling (the local ones are in range by construction)
     if validate and not compiling() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels values must be in [0, {num_classes}) for a weight with {num_classes} classes")
-    index, local = sample_class_centres(labels, num_classes, int(sample_rate * num_classes), generator)
+    if index is None:
+        index, local = sample_class_centres(labels, num_classes, int(sample_rate * num_classes), generator)
+    else:
+        index = _check_pfc_index(index, labels, num_classes, validate)
+        local = torch.searchsorted(index, labels.to(torch.long))
     cos, out_dtype = _cosines(embeddings, local, weight[index], validate=False)
-    return _ce(scale * margin_logits(cos, local, margin_type, margin), local, reduction, out_dtype)
+    losses = _pfc_margin_ce(cos.clamp(-1.0, 1.0), local, margin_type, margin, scale)
+    return reduce_loss(losses, reduction, None, out_dtype)

@@ -494,10 +494,12 @@ class CosFaceLoss(_ClassifierLoss):
     catalogue="F3",
     formula="l_i = CE(s·cos(θ_i + m·e_{y_i}), y_i); target: cos(θ+m) if θ ≤ π−m else cos θ − m sin m; m in radians",
     paper=ARCFACE,
-    code=f"{PML} losses/arcface_loss.py::ArcFaceLoss; deepinsight/insightface",
+    code=f"{PML} losses/arcface_loss.py::ArcFaceLoss; deepinsight/insightface recognition/arcface_torch/losses.py",
     function=LF.arcface,
-    defaults_source={"margin": "radians(28.6°) = 0.49916 rad, PML's default (insightface: 0.5 rad)", "scale": "PML / insightface (64)"},
-    notes="margin is in RADIANS here; pytorch-metric-learning's ArcFaceLoss takes degrees.",
+    defaults_source={"margin": "insightface arcface_torch configs margin_list (1.0, 0.5, 0.0): 0.5 rad, the paper's m "
+                               "(PML's default is 28.6° = 0.49916 rad)",
+                     "scale": "insightface arcface_torch CombinedMarginLoss(64, …) / PML (64)"},
+    notes="margin is in RADIANS here; pytorch-metric-learning's ArcFaceLoss takes degrees (pass math.radians(deg)).",
 )
 class ArcFaceLoss(_ClassifierLoss):
     r"""ArcFace / additive angular margin loss (Deng, Guo, Xue & Zafeiriou, 2019, "ArcFace:
@@ -505,22 +507,26 @@ class ArcFaceLoss(_ClassifierLoss):
 
     .. math:: \ell_i = -\log\frac{e^{s\cos(\theta_{y_i} + m)}}{e^{s\cos(\theta_{y_i} + m)} + \sum_{j\ne y_i} e^{s\cos\theta_j}}
 
-    When θ > π − m the target logit is ``cos θ − m sin m`` (keeps it monotone; PML and
-    insightface). **The margin is in radians** (pytorch-metric-learning's ``margin`` is in
-    degrees: pass ``math.radians(deg)``). Default m = radians(28.6°) = 0.4992 (PML's
-    default; the paper / insightface use 0.5), s = 64 (parity ``emb_arcface``). m = 0 is the
-    normalised softmax with T = 1/s. ``weight`` [C, D] is a parameter.
+    When θ > π − m the target logit is ``cos θ − m sin m`` (keeps it monotone; as
+    pytorch-metric-learning 2.9 and insightface's earlier ``ArcFace`` head; insightface's
+    current ``CombinedMarginLoss`` is :class:`PartialFCLoss`). **The margin is in radians**
+    (pytorch-metric-learning's ``margin`` is in degrees: pass ``math.radians(deg)``).
+    Defaults m = 0.5 rad, s = 64 are insightface's (arcface_torch ``margin_list = (1.0,
+    0.5, 0.0)``, ``CombinedMarginLoss(64, …)``) and the paper's, shared with
+    :func:`lossatlas.functional.arcface`; PML's default margin is 28.6° = 0.4992 rad (parity
+    ``emb_arcface`` passes it explicitly). m = 0 is the normalised softmax with T = 1/s.
+    ``weight`` [C, D] is a parameter.
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
     Example:
         >>> import torch, lossatlas as la
-        >>> crit = la.create("arcface", num_classes=5, embedding_size=4, margin=0.5)
+        >>> crit = la.create("arcface", num_classes=5, embedding_size=4)  # m = 0.5 rad, s = 64
         >>> crit(torch.randn(8, 4), torch.randint(0, 5, (8,))).ndim
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, margin: float = math.radians(28.6), scale: float = 64.0,
+    def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.5, scale: float = 64.0,
                  reduction: str = "mean", validate: bool = True) -> None:
         super().__init__(num_classes, embedding_size, reduction, validate)
         self.margin = check_number(margin, "margin", low=0.0, high=math.pi)
@@ -591,7 +597,7 @@ class SFaceLoss(_ClassifierLoss):
     family="metric",
     kind="embedding",
     catalogue="F4",
-    formula="l_i = log(Σ_j e^{s·ℓ_ij} + Σ_{k∈S'_n} e^{s·s_k}) − s·ℓ_{i,y_i}; ℓ = margin logits, S'_n = box-and-whisker-filtered negative-pair cosines",
+    formula="l_i = log(Σ_j e^{s·ℓ_ij} + Σ_{k∈S'_n} e^{s·s_k}) − s·ℓ_{i,y_i}; ℓ_{i,y_i} = cos(θ + m) for every θ (ArcFace head), S'_n = box-and-whisker-filtered negative-pair cosines",
     paper=UNPG_PAPER,
     code="Jung-Jun-Uk/UNPG recognition/models/build.py (box_and_whisker_algorithm) + head.py::UNPG",
     function=LF.unpg,
@@ -604,14 +610,16 @@ class UNPGLoss(_ClassifierLoss):
 
     .. math:: \ell_i = \log\Big(\sum_j e^{s\,\ell_{ij}} + \sum_{k\in S'_n} e^{s\, s_k}\Big) - s\,\ell_{i,y_i}
 
-    ``ℓ`` are the margin-softmax logits (ArcFace by default; ``margin_type`` in
-    ``arcface | cosface | normface``) and ``S'_n`` the cosine similarities of the batch's
-    unordered negative pairs (i < j, different labels) — the metric-loss negatives — after
-    the box-and-whisker filter (keep ``[Q1 − w·IQR, Q3 + w·IQR]``) that drops noisy
-    negatives. They are shared by every row, so the softmax denominator grows by one
-    log-sum-exp: no [N, C + |S'_n|] matrix is formed. Differences from the official code: its
-    ArcFace head has no ``θ > π − m`` fallback (identical whenever θ ≤ π − m). Defaults:
-    m = 0.5, s = 64, w = 1.5 (official configs).
+    ``ℓ`` are the official head's margin logits (``margin_type`` in ``arcface | cosface |
+    normface``; ArcFace by default, whose target logit is ``cos(θ + m)`` for EVERY θ, as the
+    official head computes it: no ``θ > π − m`` fallback and no easy margin, unlike
+    :class:`ArcFaceLoss`) and ``S'_n`` the cosine similarities of the batch's unordered
+    negative pairs (i < j, different labels) — the metric-loss negatives — after the
+    box-and-whisker filter (sorted values x, ``Q1 = x[int(0.25 L)]``, ``Q3 = x[int(0.75 L)]``,
+    keep ``[Q1 − w·IQR, Q3 + w·IQR]``) that drops noisy negatives. The official code appends
+    them as extra columns to every row before the scaled cross-entropy; here the softmax
+    denominator grows by one shared log-sum-exp (the same value; no [N, C + |S'_n|] matrix).
+    Defaults m = 0.5, s = 64 (head.zoo.yaml ``arcface``), w = 1.5 (``unpg.wisk``).
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
@@ -646,27 +654,37 @@ class UNPGLoss(_ClassifierLoss):
     family="metric",
     kind="embedding",
     catalogue="F7",
-    formula="margin softmax over S = {classes in the batch} ∪ random others, |S| = max(⌊r·C⌋, #present); r = 1 is the full loss",
+    formula="l_i = min(CE(s·ℓ_i, y_i), −log 1e-30) over centres S = index or {classes in the batch} ∪ random others, |S| = max(⌊r·C⌋, #present); ℓ = clamp(cos, −1, 1) with the target set to cos(θ+m) in value only (straight-through gradient)",
     paper=PFC_PAPER,
-    code="deepinsight/insightface recognition/arcface_torch/partial_fc_v2.py::PartialFC_V2",
+    code="deepinsight/insightface recognition/arcface_torch/partial_fc_v2.py::PartialFC_V2 + losses.py::CombinedMarginLoss",
     function=LF.partial_fc,
     defaults_source={"sample_rate": "insightface configs (0.1 for very many classes; 1.0 = full softmax)",
-                     "margin": "insightface CombinedMarginLoss ArcFace (0.5 rad)", "scale": "insightface (64)",
+                     "margin": "insightface arcface_torch margin_list (1.0, 0.5, 0.0): ArcFace 0.5 rad",
+                     "scale": "insightface arcface_torch CombinedMarginLoss(64, …)",
                      "margin_type": "insightface default (ArcFace)", "seed": "None = torch's global RNG"},
 )
 class PartialFCLoss(_ClassifierLoss):
     r"""Partial FC (An et al., 2021, "Partial FC: Training 10 Million Identities on a Single
-    Machine"): a margin softmax whose denominator uses a sampled subset of class centres.
+    Machine"): a margin softmax whose denominator uses a subset of class centres, computed
+    as insightface's arcface_torch (``PartialFC_V2`` with ``CombinedMarginLoss`` and
+    ``DistCrossEntropy``).
 
-    .. math:: \ell_i = -\log\frac{e^{s\,\ell_{i,y_i}}}{\sum_{j\in S} e^{s\,\ell_{ij}}},\qquad
-              S = \{y_k\}_{k\le N} \cup \text{random classes},\ |S| = \max(\lfloor rC\rfloor, \#\text{present})
+    .. math:: \ell_i = \min\Big(-\log\frac{e^{s\,z_{i,y_i}}}{\sum_{j\in S} e^{s\,z_{ij}}},\ -\log 10^{-30}\Big),\qquad
+              z_{ij} = \begin{cases}\cos(\theta_{ij} + m) & j = y_i\\ \cos\theta_{ij} & \text{else}\end{cases}
 
-    Every positive centre (class of the batch) is always sampled; the rest are drawn
-    uniformly each call (``seed`` makes the draws reproducible). Only the sampled rows of
-    ``weight`` get a gradient and only an [N, |S|] logit matrix is formed, which is what makes
-    millions of classes fit. ``sample_rate=1.0`` equals the full margin loss
-    (``arcface`` / ``cosface`` / ``normalized_softmax``). This is the single-process form;
-    insightface additionally shards ``weight`` across GPUs.
+    ``cos θ`` is clamped to [−1, 1] and the target takes ``cos(θ + m)`` for every θ
+    (CosFace: ``cos θ − m``; NormFace: ``cos θ``). As in insightface the margin is applied
+    under ``no_grad``, so backward treats it as the identity (straight-through):
+    ``∂L/∂cos_ij = s·(softmax_ij − 1[j = y_i])/N`` (``"mean"``); the cap at ``−log 1e-30``
+    (the 1e-30 clamp of the target probability) is also value-only. The centres ``S`` are
+    ``index`` when given to the call (sorted int64 class ids that include every label),
+    else every positive centre (class of the batch) plus centres drawn uniformly each call
+    (``seed`` makes the draws reproducible), ``|S| = max(⌊rC⌋, #present)``; ``sample_rate=1.0``
+    uses all. Only the rows of ``weight`` in ``S`` get a gradient and only an [N, |S|] logit
+    matrix is formed, which is what makes millions of classes fit. Single-process form:
+    insightface also shards ``weight`` across GPUs. Its value equals :class:`ArcFaceLoss`'s
+    while θ ≤ π − m and no loss reaches the cap; its ArcFace gradient is the straight-through
+    one, not the derivative of ``cos(θ + m)``.
 
     Args:
         num_classes, embedding_size: shape of ``weight`` [C, D].
@@ -674,7 +692,9 @@ class PartialFCLoss(_ClassifierLoss):
         margin, scale, margin_type: the margin softmax (``arcface`` radians | ``cosface`` | ``normface``).
         seed: seed of a private generator for the sampling (None: global RNG).
 
-    Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
+    Call: ``crit(embeddings, labels, index=None)``.
+
+    Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C); ``index`` int64 [S].
 
     Example:
         >>> import torch, lossatlas as la
@@ -700,7 +720,7 @@ class PartialFCLoss(_ClassifierLoss):
         return {**super()._hparams(), "sample_rate": self.sample_rate, "margin": self.margin, "scale": self.scale,
                 "margin_type": self.margin_type}
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+    def forward(self, embeddings: Tensor, labels: Tensor, index: Tensor | None = None) -> Tensor:
         return LF.partial_fc(embeddings, labels, self.weight, sample_rate=self.sample_rate, margin=self.margin,
                              scale=self.scale, margin_type=self.margin_type, generator=self._generator,
-                             reduction=self.reduction, validate=self.validate)
+                             index=index, reduction=self.reduction, validate=self.validate)
