@@ -56,10 +56,29 @@ class Loss(nn.Module):
         # float64 call reproduces the reference exactly and a float32 one loses nothing.
         return values.detach().to(torch.float64).clone()
 
+    def functional_kwargs(self) -> dict[str, Any]:
+        """The keywords that make the registered function equal this module:
+        ``la.info(id).function(*inputs, **crit.functional_kwargs())`` is ``crit(*inputs)``.
+
+        By default every argument of the function that this module has as an attribute (a
+        hyper-parameter, buffer or parameter of the same name)."""
+        function = getattr(self, "function", None) or _registered_function(self)
+        names = inspect.signature(function).parameters
+        return {n: getattr(self, n) for n in names if hasattr(self, n) and not n.startswith("_")}
+
     def _register_class_weight(self, weight: Any, name: str = "weight") -> None:
         """Register optional per-class weights [C] as the float64 buffer ``name`` (None when absent)."""
         w = as_class_weight(weight, name)
         self.register_buffer(name, None if w is None else self._buffer(w))
+
+
+def _registered_function(module: nn.Module) -> Callable[..., Any]:
+    from ..registry import info
+
+    function = info(type(module).registry_id).function
+    if function is None:
+        raise TypeError(f"{type(module).__name__} has no registered function")
+    return function
 
 
 class FunctionalLoss(Loss):
@@ -125,6 +144,9 @@ class FunctionalLoss(Loss):
     def hparams(self) -> dict[str, Any]:
         """The hyper-parameters as the function takes them (buffers included)."""
         return {name: getattr(self, name) for name in self._hparam_names}
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        return self.hparams()
 
     def _hparams(self) -> dict[str, Any]:
         shown = {}

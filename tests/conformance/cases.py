@@ -1,0 +1,121 @@
+"""Inputs and constructor arguments for any registered loss, built from its registry entry.
+
+Nothing here names a loss id: a loss's kind (``classification``, ``multilabel``,
+``embedding``, ``pair``) gives its inputs, and its required constructor arguments are
+filled by name (``class_counts``, ``num_classes``, ``embedding_size``, ``num_samples``). A
+new id gets every conformance test by being registered.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import lossatlas as la
+from lossatlas.registry import Entry
+
+LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser")
+C, N, D = 4, 8, 6
+COUNTS = [40.0, 20.0, 10.0, 5.0]
+
+
+def loss_entries() -> list[Entry]:
+    return [e for e in la.list() if e.kind in LOSS_KINDS]
+
+
+def loss_ids() -> list[str]:
+    return [e.id for e in loss_entries()]
+
+
+def constructor_kwargs(entry: Entry) -> dict[str, Any]:
+    fill = {"class_counts": COUNTS, "num_classes": C, "embedding_size": D, "num_samples": N}
+    missing = [n for n in entry.required if n not in fill]
+    if missing:
+        raise AssertionError(f"{entry.id}: the conformance suite cannot fill required argument(s) {missing}")
+    return {n: fill[n] for n in entry.required}
+
+
+def forward_parameters(entry: Entry) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(entry.cls.forward).parameters)
+
+
+@dataclass
+class Case:
+    """One batch for a loss: positional ``inputs`` (float ones get gradients) and call keywords."""
+
+    inputs: list[Tensor]
+    call: dict[str, Any] = field(default_factory=dict)
+
+    def floats(self) -> list[Tensor]:
+        return [t for t in self.inputs if t.is_floating_point()]
+
+    def clone(self, dtype: torch.dtype | None = None, grad: bool = True) -> Case:
+        out = []
+        for t in self.inputs:
+            if t.is_floating_point() and not _is_target(t, self):
+                t = t.detach().to(dtype or t.dtype).clone().requires_grad_(grad)
+            elif t.is_floating_point():
+                t = t.detach().to(dtype or t.dtype).clone()
+            out.append(t)
+        return Case(out, dict(self.call), self.target_index)
+
+    target_index: int | None = None
+
+
+def _is_target(t: Tensor, case: Case) -> bool:
+    return case.target_index is not None and t is case.inputs[case.target_index]
+
+
+def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed: int = 0, scale: float = 2.0) -> Case:
+    g = torch.Generator().manual_seed(seed)
+    if entry.kind == "classification":
+        logits = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
+        target = torch.arange(n) % C
+        case = Case([logits.to(dtype), target])
+    elif entry.kind == "multilabel":
+        logits = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
+        target = (torch.rand(n, C, generator=g) < 0.4).to(dtype)
+        case = Case([logits.to(dtype), target], target_index=1)
+    elif entry.kind == "embedding":
+        emb = torch.randn(n, D, generator=g, dtype=torch.float64)
+        labels = torch.arange(n) % max(n // 2, 1)  # every class twice: positives exist
+        case = Case([emb.to(dtype), labels])
+    elif entry.kind == "pair":
+        a = torch.randn(n, D, generator=g, dtype=torch.float64)
+        b = a + 0.3 * torch.randn(n, D, generator=g, dtype=torch.float64)
+        case = Case([a.to(dtype), b.to(dtype)])
+    else:
+        raise AssertionError(f"{entry.id}: no input builder for kind {entry.kind!r}")
+    if "num_samples" in entry.required:
+        case.call["index"] = torch.arange(n)
+    return case.clone(dtype)
+
+
+def create(entry: Entry, **kwargs: Any) -> torch.nn.Module:
+    torch.manual_seed(0)  # heads with learned class centres start from the same draw
+    obj = la.create(entry.id, **{**constructor_kwargs(entry), **kwargs})
+    assert isinstance(obj, torch.nn.Module)
+    return obj
+
+
+def accepts(entry: Entry, name: str) -> bool:
+    return name in entry.parameters
+
+
+def call(crit: Any, case: Case) -> Tensor:
+    torch.manual_seed(1234)  # losses that draw (MoCHi's mixing, Partial FC's sampling) draw the same
+    out = crit(*case.inputs, **case.call)
+    assert isinstance(out, Tensor)
+    return out
+
+
+def value_and_grads(crit: Any, case: Case, reduce: bool = True) -> tuple[Tensor, list[Tensor | None]]:
+    out = call(crit, case)
+    total = out.sum() if reduce else out
+    leaves = [t for t in case.inputs if t.requires_grad] + [p for p in getattr(crit, "parameters", lambda: [])() if p.requires_grad]
+    grads = torch.autograd.grad(total, leaves, allow_unused=True) if total.requires_grad else [None] * len(leaves)
+    return out.detach(), list(grads)
