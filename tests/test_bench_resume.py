@@ -79,3 +79,15 @@ def test_two_runners_on_one_database_do_not_collide(tmp_path):
     assert all(r["attempts"] == 1 for r in rows), "a run was claimed twice"
     ran = [int(re.search(r"suite crash: \d+/\d+ runs done \((\d+) now", o).group(1)) for o in outs]
     assert sum(ran) == n  # the two runners' work adds up to the suite, without overlap
+
+
+def test_workers_split_one_suite_in_spawned_processes(tmp_path):
+    # --workers 2: the second worker is a spawned interpreter running the same CLI (no
+    # subprocess in the library); every run is recorded once, done.
+    from lossatlas.bench.runner import run_suite
+
+    suite, db = _suite(tmp_path / "w.json", 4, epochs=2), str(tmp_path / "w.sqlite")
+    summary = run_suite(suite, db, workers=2, progress=False)
+    rows = _rows(db)
+    assert summary.done == summary.total == 4 == len(rows)
+    assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows)

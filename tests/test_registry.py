@@ -74,3 +74,24 @@ def test_cli_list_and_info(capsys):
 def test_cli_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "lossatlas", "list"], capture_output=True, text=True, check=True).stdout
     assert "ldam" in out and "imbalance" in out
+
+
+def test_create_overload_id_lists_match_the_registry():
+    # The Literal id lists that give la.create its static return types must name exactly the
+    # registry's weighting / sampler ids and aliases (a new id must be added there).
+    import typing
+
+    from lossatlas import registry
+    from lossatlas.weighting.base import ClassWeighting
+
+    def names(kind, pred=lambda e: True):
+        return {n for e in la.list(kind=kind) if pred(e) for n in (e.id, *e.aliases)}
+
+    assert set(typing.get_args(registry.ClassWeightingId)) == names("weighting", lambda e: issubclass(e.cls, ClassWeighting))
+    assert set(typing.get_args(registry.WeightingId)) == names("weighting", lambda e: not issubclass(e.cls, ClassWeighting))
+    assert set(typing.get_args(registry.SamplerId)) == names("sampler")
+    loss_kinds = {"classification", "multilabel", "embedding", "pair", "regulariser"}
+    for e in la.list():
+        obj_type = e.cls
+        if e.kind in loss_kinds:
+            assert issubclass(obj_type, la.losses.Loss), e.id

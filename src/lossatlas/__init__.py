@@ -8,11 +8,30 @@
 
 from __future__ import annotations
 
-from . import data, functional, losses, samplers, weighting
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import data, distributed, functional, losses, miners, samplers, two_stage, weighting
+from .losses import FunctionalLoss, Loss
 from .registry import Entry, Paper, create, families, info, list_entries
+
+if TYPE_CHECKING:  # imported on first use: it needs the optional torchmetrics
+    from . import metrics
 
 __version__ = "0.1.0"
 
 list = list_entries  # noqa: A001 - the documented public name is lossatlas.list
 
-__all__ = ["create", "list", "info", "families", "functional", "losses", "weighting", "data", "Entry", "Paper", "__version__"]
+__all__ = [
+    "create", "list", "info", "families", "Entry", "Paper", "Loss", "FunctionalLoss",
+    "functional", "losses", "weighting", "samplers", "miners", "two_stage", "distributed", "data", "metrics",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # lossatlas.metrics is an attribute of the package like the others, but it is imported
+    # only when first used, because it needs the optional torchmetrics ('lossatlas[bench]').
+    if name == "metrics":
+        return importlib.import_module(".metrics", __name__)
+    raise AttributeError(f"module 'lossatlas' has no attribute {name!r}")

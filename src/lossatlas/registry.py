@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+if TYPE_CHECKING:
+    from torch.utils.data import Sampler
+
+    from .losses._base import Loss
+    from .weighting.base import ClassWeighting, Weighting
 
 __all__ = ["Paper", "Entry", "register", "create", "info", "list_entries", "families", "KINDS"]
 
@@ -205,10 +212,41 @@ def info(id: str) -> Entry:
     return _ENTRIES[key]
 
 
+#: Ids (and aliases) by the type :func:`create` returns for them, written out so that a
+#: static type checker knows it; tests/test_registry.py checks them against the registry.
+ClassWeightingId = Literal[
+    "class_difficulty", "cdb", "cdb_w", "class_difficulty_weights", "cdb_weights",
+    "drw", "deferred_reweighting",
+    "effective_number", "class_balanced", "cb_weights", "effective_number_weights",
+]
+WeightingId = Literal[
+    "absgd", "attentional_biased_sgd", "absgd_weights",
+    "loss_based", "loss_based_reweighting", "dynamic_loss_reweighting", "linupper",
+]
+SamplerId = Literal[
+    "class_balanced_sampler", "class_aware_sampler", "cb_sampler", "balanced_sampler",
+    "class_difficulty_sampler", "cdb_s", "cdb_sampler",
+    "pk_sampler", "pk_batch_sampler", "m_per_class_sampler",
+    "progressively_balanced_sampler", "progressive_sampler", "pb_sampler",
+    "square_root_sampler", "sqrt_sampler", "square_root_sampling",
+]
+
+
+@overload
+def create(id: ClassWeightingId, **kwargs: Any) -> ClassWeighting: ...
+@overload
+def create(id: WeightingId, **kwargs: Any) -> Weighting: ...
+@overload
+def create(id: SamplerId, **kwargs: Any) -> Sampler[Any]: ...
+@overload
+def create(id: str, **kwargs: Any) -> Loss: ...
 def create(id: str, **kwargs: Any) -> Any:
     """Instantiate the registered method ``id`` with keyword arguments.
 
-    Raises ``TypeError`` naming the missing or unexpected arguments.
+    A loss id gives a :class:`lossatlas.losses.Loss` (an ``nn.Module`` whose call returns a
+    tensor), a weighting id a :class:`lossatlas.weighting.Weighting`, a sampler id a
+    ``torch.utils.data.Sampler``. Raises ``TypeError`` naming the missing or unexpected
+    arguments.
     """
     entry = info(id)
     params = entry.parameters

@@ -16,9 +16,8 @@ import pytest
 import torch
 
 import lossatlas as la
-from lossatlas._paths import force_path
-
 from conformance import cases as K
+from lossatlas._paths import force_path
 
 IDS = K.loss_ids()
 ENTRIES = {e.id: e for e in K.loss_entries()}

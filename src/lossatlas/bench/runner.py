@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-import subprocess
-import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 import torch
 
@@ -104,12 +105,23 @@ class _Bars:
             self.progress.stop()
 
 
-def _spawn_workers(n: int, suite_arg: str, db: str, seeds: int | None, device: str, threads: int) -> list[subprocess.Popen[bytes]]:
-    # the workers leave earlier failures to this process, which retries each of them once
-    cmd = [sys.executable, "-m", "lossatlas", "bench", "run", suite_arg, "--db", db, "--no-progress", "--no-retry", "--workers", "1", "--device", device, "--threads", str(threads)]
+def _worker(argv: list[str]) -> None:
+    from ..cli import main
+
+    main(argv)
+
+
+def _spawn_workers(n: int, suite_arg: str, db: str, seeds: int | None, device: str, threads: int) -> list[BaseProcess]:
+    # fresh interpreters ("spawn") running the same CLI; they leave earlier failures to this
+    # process, which retries each of them once
+    argv = ["bench", "run", suite_arg, "--db", db, "--no-progress", "--no-retry", "--workers", "1", "--device", device, "--threads", str(threads)]
     if seeds is not None:
-        cmd += ["--seeds", str(seeds)]
-    return [subprocess.Popen(cmd) for _ in range(n)]
+        argv += ["--seeds", str(seeds)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(argv,), daemon=False) for _ in range(n)]
+    for p in procs:
+        p.start()
+    return procs
 
 
 def run_suite(
@@ -151,7 +163,7 @@ def run_suite(
     by_key = {(r.hash, seed): r for r, seed in runs}
     owner = owner or make_owner()
     db_path = os.fspath(db)
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[BaseProcess] = []
     with ResultsStore(db_path) as store:
         store.add_runs((r.hash, seed, s.name, r.name, r.config["task"], r.config) for r, seed in runs)
         before = store.counts(keys)
@@ -205,7 +217,7 @@ def run_suite(
         finally:
             bars.close()
             for p in children:
-                p.wait()
+                p.join()
         after = store.counts(keys)
     summary = RunSummary(
         suite=s.name, total=len(keys), done=after["done"], failed=after["failed"], ran=ran,

@@ -1,6 +1,6 @@
 """Data utilities: class counts, long-tail and label-noise protocols, datasets.
 
-Submodules are discovered and their ``__all__`` re-exported here; they import optional
+Every submodule's ``__all__`` is re-exported here; they import optional
 dependencies (mnist1d, scikit-learn, imbalanced-learn) lazily, inside functions, so that
 ``import lossatlas`` needs only torch and numpy.
 """
@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._discovery import export_family_modules
 
-__all__ = ["class_counts"]
+__all__: list[str] = ["class_counts"]
 
 
 def class_counts(labels: Any, num_classes: int | None = None) -> torch.Tensor:
@@ -39,4 +38,13 @@ def class_counts(labels: Any, num_classes: int | None = None) -> torch.Tensor:
     return torch.bincount(y.long(), minlength=num_classes)
 
 
-__all__ += export_family_modules(__name__, __path__, globals())
+from . import datasets, longtail, noise, smote  # noqa: E402
+from .datasets import *  # noqa: E402,F403
+from .longtail import *  # noqa: E402,F403
+from .noise import *  # noqa: E402,F403
+from .smote import *  # noqa: E402,F403
+
+__all__ += datasets.__all__
+__all__ += longtail.__all__
+__all__ += noise.__all__
+__all__ += smote.__all__

@@ -1,12 +1,30 @@
 """Pure-function twins of every lossatlas loss, one module per family.
 
 Every public name of every family module (its ``__all__``) is re-exported here, so
-``lossatlas.functional.ldam`` is ``lossatlas.functional.imbalance.ldam``. New family
-modules are discovered automatically.
+``lossatlas.functional.ldam`` is ``lossatlas.functional.imbalance.ldam``: for every
+registered loss id, ``lossatlas.functional.<id>`` is its function. Adding a family module
+means adding it to the two import lists below (explicit, so static tools see every name).
 """
 
 from __future__ import annotations
 
-from .._discovery import export_family_modules
+from . import imbalance
+from . import noise
+from . import calibration
+from . import multilabel
+from . import metric
+from . import contrastive
+from .imbalance import *  # noqa: F403
+from .noise import *  # noqa: F403
+from .calibration import *  # noqa: F403
+from .multilabel import *  # noqa: F403
+from .metric import *  # noqa: F403
+from .contrastive import *  # noqa: F403
 
-__all__: list[str] = export_family_modules(__name__, __path__, globals())
+__all__: list[str] = []
+__all__ += imbalance.__all__
+__all__ += noise.__all__
+__all__ += calibration.__all__
+__all__ += multilabel.__all__
+__all__ += metric.__all__
+__all__ += contrastive.__all__

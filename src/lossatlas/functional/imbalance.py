@@ -10,7 +10,8 @@ weighted mean ``Σ_i w_{y_i} l_i / Σ_i w_{y_i}``. The module twins live in
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -1,12 +1,30 @@
 """nn.Module losses, one module per family; importing registers them.
 
 Every public name of every family module (its ``__all__``) is re-exported here, so
-``lossatlas.losses.LDAMLoss`` is ``lossatlas.losses.imbalance.LDAMLoss``. New family
-modules are discovered automatically.
+``lossatlas.losses.LDAMLoss`` is ``lossatlas.losses.imbalance.LDAMLoss``. Adding a family
+module means adding it to the import lists below.
 """
 
 from __future__ import annotations
 
-from .._discovery import export_family_modules
+from ._base import FunctionalLoss, Loss
+from . import imbalance
+from . import noise
+from . import calibration
+from . import multilabel
+from . import metric
+from . import contrastive
+from .imbalance import *  # noqa: F403
+from .noise import *  # noqa: F403
+from .calibration import *  # noqa: F403
+from .multilabel import *  # noqa: F403
+from .metric import *  # noqa: F403
+from .contrastive import *  # noqa: F403
 
-__all__: list[str] = export_family_modules(__name__, __path__, globals())
+__all__: list[str] = ["Loss", "FunctionalLoss"]
+__all__ += imbalance.__all__
+__all__ += noise.__all__
+__all__ += calibration.__all__
+__all__ += multilabel.__all__
+__all__ += metric.__all__
+__all__ += contrastive.__all__

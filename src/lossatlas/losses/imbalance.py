@@ -6,9 +6,6 @@ composes with every loss here through ``weight=`` or ``reduction="none"``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-import torch
 from torch import Tensor
 
 from .. import functional as LF

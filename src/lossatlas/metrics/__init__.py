@@ -7,8 +7,8 @@ worst-class accuracy, MCE / classwise ECE / reliability diagram, average-k set-v
 accuracy, neural collapse NC1-NC4, retrieval Recall@k and MAP@R.
 :func:`evaluate` returns all of them as one flat dict.
 
-Every public name of every module (its ``__all__``) is re-exported here; new modules are
-discovered automatically. ``import lossatlas`` does not import this package.
+Every public name of every module (its ``__all__``) is re-exported here. ``import lossatlas``
+imports this package on first use of ``lossatlas.metrics`` (it needs the extra).
 """
 
 from __future__ import annotations
@@ -20,6 +20,30 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "lossatlas.metrics needs torchmetrics: pip install 'lossatlas[bench]' (or pip install torchmetrics)"
     ) from exc
 
-from .._discovery import export_family_modules
+from . import calibration
+from . import classification
+from . import neural_collapse
+from . import probe
+from . import retrieval
+from . import setvalued
+from . import summary
+from . import susceptibility
+from .calibration import *  # noqa: F403
+from .classification import *  # noqa: F403
+from .neural_collapse import *  # noqa: F403
+from .probe import *  # noqa: F403
+from .retrieval import *  # noqa: F403
+from .setvalued import *  # noqa: F403
+from .summary import *  # noqa: F403
+from .susceptibility import *  # noqa: F403
 
-__all__: list[str] = export_family_modules(__name__, __path__, globals())
+__all__: list[str] = []
+__all__ += calibration.__all__
+__all__ += classification.__all__
+__all__ += neural_collapse.__all__
+__all__ += probe.__all__
+__all__ += retrieval.__all__
+__all__ += setvalued.__all__
+__all__ += summary.__all__
+__all__ += susceptibility.__all__
+

@@ -3,14 +3,19 @@
 Every sampler takes the training labels, is deterministic given ``seed`` and the epoch
 (:meth:`set_epoch`, as ``torch.utils.data.DistributedSampler``), and shards itself over
 ``num_replicas`` processes: each rank gets a disjoint share of one global, seeded draw.
-Only torch and numpy are needed.
-
-Every public name of every family module (its ``__all__``) is re-exported here; new
-modules are discovered automatically.
+Only torch and numpy are needed. Every public name of every module is re-exported here.
 """
 
 from __future__ import annotations
 
-from .._discovery import export_family_modules
+from . import class_balanced
+from . import class_difficulty
+from . import pk
+from .class_balanced import *  # noqa: F403
+from .class_difficulty import *  # noqa: F403
+from .pk import *  # noqa: F403
 
-__all__: list[str] = export_family_modules(__name__, __path__, globals())
+__all__: list[str] = []
+__all__ += class_balanced.__all__
+__all__ += class_difficulty.__all__
+__all__ += pk.__all__

@@ -1,12 +1,25 @@
 """Weightings: map (per-sample losses, targets, epoch) to weights; they compose with any loss.
 
-Every public name of every family module (its ``__all__``) is re-exported here, so
-``lossatlas.weighting.DRW`` is ``lossatlas.weighting.class_balanced.DRW``. New family
-modules are discovered automatically.
+Every public name of every module (its ``__all__``) is re-exported here, so
+``lossatlas.weighting.DRW`` is ``lossatlas.weighting.class_balanced.DRW``.
 """
 
 from __future__ import annotations
 
-from .._discovery import export_family_modules
+from . import base
+from . import class_balanced
+from . import class_difficulty
+from . import absgd
+from . import loss_based
+from .base import *  # noqa: F403
+from .class_balanced import *  # noqa: F403
+from .class_difficulty import *  # noqa: F403
+from .absgd import *  # noqa: F403
+from .loss_based import *  # noqa: F403
 
-__all__: list[str] = export_family_modules(__name__, __path__, globals())
+__all__: list[str] = []
+__all__ += base.__all__
+__all__ += class_balanced.__all__
+__all__ += class_difficulty.__all__
+__all__ += absgd.__all__
+__all__ += loss_based.__all__
