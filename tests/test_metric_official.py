@@ -281,3 +281,28 @@ def test_partial_fc_index_of_wrong_type_raises_type_error_naming_index():
         LF.partial_fc(e, y, w, index=torch.tensor([0.0, 1.0, 2.0]))
     with pytest.raises(TypeError, match="index"):
         LF.partial_fc(e, y, w, index=[0, 1, 2])
+
+
+def test_unpg_filter_mask_equals_box_and_whisker_on_every_length():
+    from lossatlas.functional.metric import _whisker_mask
+
+    g = torch.Generator().manual_seed(8)
+    for length in range(1, 41):
+        values = torch.randn(length + 7, generator=g, dtype=DT)
+        values[:3] = torch.tensor([5.0, -4.0, 0.1], dtype=DT)  # outliers and a repeat
+        values[3] = 0.1
+        valid = torch.ones_like(values, dtype=torch.bool)
+        valid[torch.randperm(values.numel(), generator=g)[:7]] = False
+        valid[0] = length > 3  # the outlier is sometimes among the valid values
+        for wisk in (0.0, 1.5):
+            kept = values[_whisker_mask(values, valid, wisk)].sort().values
+            torch.testing.assert_close(kept, LF.box_and_whisker_filter(values[valid], wisk), rtol=0, atol=0)
+
+
+def test_unpg_compiles_to_one_graph():
+    e, y, w = _adversarial_batch(d=8, seed=3)
+    crit = la.create("unpg", num_classes=w.shape[0], embedding_size=8, validate=False).double()
+    crit.weight.data.copy_(w)
+    torch._dynamo.reset()
+    compiled = torch.compile(crit, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(e, y), _unpg_ref(e, y, w)[0], rtol=1e-10, atol=1e-10)

@@ -723,6 +723,24 @@ def _unpg_head(cos: Tensor, labels: Tensor, margin_type: str, margin: float) -> 
     return add_to_target(cos, labels, new - ct)
 
 
+def _whisker_mask(values: Tensor, valid: Tensor, whisker: float) -> Tensor:
+    """Mask of the ``valid`` entries that :func:`box_and_whisker_filter` keeps, static shapes.
+
+    The L valid values sort first (the rest are +inf); ``Q1`` and ``Q3`` are the sorted
+    values at ``int(0.25 L) = L // 4`` and ``int(0.75 L) = 3L // 4`` (exact in binary).
+    """
+    if values.numel() == 0:
+        return valid
+    with torch.no_grad():
+        x = values.masked_fill(~valid, math.inf).sort().values
+        length = valid.sum()
+        last = values.numel() - 1
+        q1 = x.gather(0, (length // 4).clamp_max(last).reshape(1))
+        q3 = x.gather(0, ((3 * length) // 4).clamp_max(last).reshape(1))
+        iqr = q3 - q1
+        return valid & (values >= q1 - whisker * iqr) & (values <= q3 + whisker * iqr)
+
+
 def unpg(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
     margin_type: str = "arcface", whisker: float = 1.5, reduction: str = "mean", validate: bool = True,
@@ -738,18 +756,22 @@ def unpg(
     """
     check_reduction(reduction)
     scale = check_number(scale, "scale", low=0.0, low_open=True)
+    whisker = check_number(whisker, "whisker", low=0.0)
     if margin_type not in MARGIN_TYPES:
         raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
     logits = scale * _unpg_head(cos, labels, margin_type, margin)
     u = F.normalize(embeddings.to(cos.dtype), dim=1)
     n = u.shape[0]
-    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=u.device), diagonal=1)
-    neg_pairs = upper & (labels.unsqueeze(0) != labels.unsqueeze(1))
-    sn = box_and_whisker_filter((u @ u.T)[neg_pairs], whisker)
+    # every unordered pair i < j (a static shape); the negative ones kept by the filter are
+    # masked in, so no data-dependent shape appears (torch.compile captures one graph)
+    iu = torch.triu_indices(n, n, 1, device=u.device)
+    sims = (u[iu[0]] * u[iu[1]]).sum(1)
+    keep = _whisker_mask(sims, labels[iu[0]] != labels[iu[1]], whisker)
     lse = torch.logsumexp(logits, dim=1)
-    if sn.numel():
-        lse = torch.logaddexp(lse, torch.logsumexp(scale * sn, dim=0))
+    if sims.numel():
+        extra = _masked_lse(scale * sims.unsqueeze(0), keep.unsqueeze(0))  # −inf (zero gradient) if none kept
+        lse = torch.logaddexp(lse, extra)
     losses = lse - target_logit(logits, labels)
     return reduce_loss(losses, reduction, None, out_dtype)
 
