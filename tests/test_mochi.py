@@ -185,6 +185,14 @@ def test_random_draws_follow_the_documented_order():
     torch.testing.assert_close(drawn, ref, rtol=1e-12, atol=1e-12)
 
 
+def test_one_seed_gives_one_mixing_in_every_precision():
+    a, b, queue = _data()
+    kw = {"num_hard": 4, "num_mix": 5, "num_query_mix": 3, "reduction": "none"}
+    ref = LF.mochi(a, b, queue=queue, generator=torch.Generator().manual_seed(2), **kw)
+    low = LF.mochi(a.float(), b.float(), queue=queue.float(), generator=torch.Generator().manual_seed(2), **kw)
+    torch.testing.assert_close(low.double(), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_query_mix_weight_is_uniform_on_zero_to_half():
     # one query direction q = e1, one negative n at 2 rad: each query's h' = normalize(βq + (1-β)n)
     # is recovered from its loss, and β from q·h' (monotone in β)

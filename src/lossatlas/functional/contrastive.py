@@ -500,7 +500,7 @@ def mochi(
     ``h' = normalize(β q + (1-β) n_r)`` (``num_query_mix``), with ranks and weights from
     ``mix_index`` [N, num_mix, 2] / ``mix_alpha`` [N, num_mix] and ``query_mix_index``
     [N, num_query_mix] / ``query_mix_beta`` [N, num_query_mix], or drawn with ``generator``
-    (ranks uniform, α ~ U(0, 1), β ~ U(0, 0.5)). No gradient reaches the key ``b`` (it
+    (ranks uniform, α ~ U(0, 1), β ~ U(0, 0.5); weights drawn in float64). No gradient reaches the key ``b`` (it
     receives zeros), the queue or the synthetic points. See :class:`lossatlas.losses.MoCHiLoss`.
     """
     # the key is used detached throughout; the raw b rejoins the graph, with zero gradient, at the end
@@ -568,15 +568,17 @@ def mochi(
                 if queue is None:  # a query's own key is its positive, not a negative
                     sim[torch.arange(r1 - r0, device=dev), torch.arange(r0, r1, device=dev)] = float("-inf")
                 hard[r0:r1] = sim.topk(h, dim=1).indices
-            # draws, in this order, for what the caller did not give
+            # draws, in this order, for what the caller did not give; the weights are drawn in
+            # float64 whatever the input dtype, so one seed gives one mixing in every precision
             if num_mix > 0 and mix_index is None:
                 mix_index = torch.randint(h, (n, num_mix, 2), generator=generator, device=dev)
             if num_mix > 0 and mix_alpha is None:
-                mix_alpha = torch.rand((n, num_mix), generator=generator, device=dev, dtype=a.dtype)
+                mix_alpha = torch.rand((n, num_mix), generator=generator, device=dev, dtype=torch.float64).to(a.dtype)
             if num_query_mix > 0 and query_mix_index is None:
                 query_mix_index = torch.randint(h, (n, num_query_mix), generator=generator, device=dev)
             if num_query_mix > 0 and query_mix_beta is None:
-                query_mix_beta = 0.5 * torch.rand((n, num_query_mix), generator=generator, device=dev, dtype=a.dtype)
+                query_mix_beta = (0.5 * torch.rand((n, num_query_mix), generator=generator, device=dev,
+                                                   dtype=torch.float64)).to(a.dtype)
             synth = []
             if num_mix > 0:
                 assert mix_index is not None and mix_alpha is not None

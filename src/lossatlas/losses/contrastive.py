@@ -505,7 +505,9 @@ class MoCHiLoss(_TiledLoss):
     Without these keywords they are drawn as in the paper, with ``generator`` (or torch's global
     RNG), in this order: ``mix_index`` (uniform ranks, with replacement), ``mix_alpha``
     (α ~ U(0, 1)), ``query_mix_index``, ``query_mix_beta`` (β ~ U(0, 0.5), so the query weighs
-    less than the negative). Passing them makes the loss deterministic.
+    less than the negative); the weights are drawn in float64 and cast, so one seed gives the
+    same mixing for float64, float32 or bfloat16 inputs. Passing them makes the loss
+    deterministic.
 
     ``queue=None`` (no memory bank) uses the batch's own keys, detached, as the queue: the
     negatives of query i are then ``b_j``, j ≠ i (MoCHi on in-batch negatives).
