@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 import lossatlas as la
 import lossatlas.functional as LF
-
 from helpers import assert_finite_extremes, gradcheck_loss
 
 C = 6
@@ -198,7 +197,7 @@ def test_anyloss_macro_matches_hard_metrics_at_large_amplifier(metric, sk):
             per_class.append(balanced_accuracy_score(t, p))
         else:
             per_class.append(math.sqrt(recall_score(t, p) * recall_score(1 - t, 1 - p)))
-    got = LF.anyloss(z, y, metric=metric, amplifier=1e6, reduction="none")
+    got = LF.anyloss_per_class(z, y, metric=metric, amplifier=1e6)
     np.testing.assert_allclose(got.numpy(), 1 - np.array(per_class), atol=5e-3)
     torch.testing.assert_close(LF.anyloss(z, y, metric=metric, amplifier=1e6), got.mean())
 
@@ -295,8 +294,46 @@ def test_anyloss_one_class_present_is_finite():
         assert torch.isfinite(loss) and torch.isfinite(g).all()
     # multi-class batch where only class 0 occurs
     zc = torch.randn(10, 3, dtype=torch.float64, requires_grad=True)
-    loss = LF.anyloss(zc, torch.zeros(10, dtype=torch.long), metric="balanced_accuracy", reduction="none")
+    loss = LF.anyloss_per_class(zc, torch.zeros(10, dtype=torch.long), metric="balanced_accuracy")
     assert loss.shape == (3,) and torch.isfinite(loss).all()
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f_beta", "gmean", "balanced_accuracy"])
+def test_anyloss_reductions_of_a_batch_level_loss(metric):
+    # one loss per batch: "mean" is it, "none" gives it to each of the N samples, "sum" is N times it
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(64, generator=g, dtype=torch.float64)
+    y = (torch.rand(64, generator=g) < 0.4).long()
+    expected = 1 - _notebook_scores(z, y, beta=1.0)[metric]  # the official binary closed form
+    none = la.create("anyloss", metric=metric, reduction="none")(z, y)
+    assert none.shape == (64,)
+    torch.testing.assert_close(none, expected.expand(64))
+    torch.testing.assert_close(la.create("anyloss", metric=metric, reduction="sum")(z, y), 64 * expected)
+    torch.testing.assert_close(la.create("anyloss", metric=metric)(z, y), expected)
+    # multi-class: the macro mean of the per-class losses, the same for every sample
+    zc, yc = batch(n=20, c=3)
+    per_class = LF.anyloss_per_class(zc, yc, metric=metric)
+    assert per_class.shape == (3,)
+    torch.testing.assert_close(LF.anyloss(zc, yc, metric=metric, reduction="none"), per_class.mean().expand(20))
+    # the gradient of "none"'s mean is the gradient of the batch loss
+    a = zc.clone().requires_grad_()
+    b = zc.clone().requires_grad_()
+    LF.anyloss(a, yc, metric=metric, reduction="none").mean().backward()
+    LF.anyloss_per_class(b, yc, metric=metric).mean().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f_beta", "gmean", "balanced_accuracy"])
+def test_anyloss_empty_batch_is_zero_with_zero_gradient(metric):
+    # (the soft confusion matrix of no sample is all zeros; 1 − metric would be 1 for F_β)
+    for shape, target in (((0,), torch.zeros(0, dtype=torch.long)), ((0, 3), torch.zeros(0, dtype=torch.long))):
+        z = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+        for reduction in ("mean", "sum"):
+            out = LF.anyloss(z, target, metric=metric, reduction=reduction)
+            assert out.shape == () and out.item() == 0.0
+            (g,) = torch.autograd.grad(out, z)
+            assert g.shape == shape
+        assert LF.anyloss(z, target, metric=metric, reduction="none").shape == (0,)
 
 
 # ---------------------------------------------------------------- errors

@@ -4,29 +4,36 @@ Every per-sample function takes ``logits`` [N, C] and integer ``target`` [N] and
 scalar for ``reduction="mean"|"sum"`` and per-sample losses [N] for ``"none"``; samples
 whose target equals ``ignore_index`` are skipped (the mean is over the others).
 
-AnyLoss is a batch-level loss (it scores a soft confusion matrix of the whole batch): its
-``"none"`` returns one loss per class [K] and ``"mean"`` is their macro average.
+AnyLoss is a batch-level loss (it scores a soft confusion matrix of the whole batch): it
+has no per-sample decomposition, so ``"none"`` gives each of the N samples the batch loss
+(``"mean"`` is the batch loss, ``"sum"`` N times it); :func:`anyloss_per_class` returns the
+per-class losses [K] whose mean it is.
 
-The module twins in :mod:`lossatlas.losses.calibration` carry the full documentation.
+Each public loss function is the one definition of its method (:func:`lossatlas._spec.loss_function`:
+its signature holds the defaults, its Params the checks and the defaults' sources); the module
+twins in :mod:`lossatlas.losses.calibration` are built from them and carry the full documentation.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, unit_interval
 from .._validation import (
     check_class_target,
     check_finite,
     check_float,
     check_logits,
     check_number,
-    check_reduction,
     check_same_device,
     check_tensor,
+    compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
 
@@ -39,8 +46,11 @@ __all__ = [
     "log_z_squared",
     "soft_confusion_matrix",
     "anyloss",
+    "anyloss_per_class",
     "ANYLOSS_METRICS",
 ]
+
+CLASSIFICATION = ("logits", "target")
 
 
 def _check_two_classes(logits: Tensor, loss: str, why: str) -> None:
@@ -49,6 +59,22 @@ def _check_two_classes(logits: Tensor, loss: str, why: str) -> None:
         raise ValueError(f"{loss} needs at least 2 classes ({why}), got logits {tuple(logits.shape)}")
 
 
+def _poly_epsilon(value: Any, name: str) -> float:
+    """A real number ≥ −1 (ε = −1 removes the leading polynomial term)."""
+    return check_number(value, name, low=-1.0)
+
+
+def _open_unit(value: Any, name: str) -> float:
+    """A real number in (0, 1]."""
+    return check_number(value, name, low=0.0, high=1.0, low_open=True)
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "epsilon": Param("ε ≥ −1, the perturbation of the leading polynomial coefficient (0 = cross-entropy)", _poly_epsilon,
+                     "Leng et al. 2022 (ε = 1 for Poly-1 in the paper's main ImageNet results)"),
+    "label_smoothing": Param("label smoothing in [0, 1]; ``p_t`` is then ``Σ_j t_j p_j`` for the smoothed target", unit_interval,
+                             "0 (the paper also combines Poly-1 with smoothing 0.1)"),
+})
 def poly1(
     logits: Tensor,
     target: Tensor,
@@ -65,25 +91,29 @@ def poly1(
     With label smoothing, ``CE`` is the smoothed cross-entropy and ``p_t = Σ_j t_j p_j`` for the
     smoothed target ``t`` (as in the paper's reference listing).
     """
-    epsilon = check_number(epsilon, "epsilon", low=-1.0)
-    label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, weight, ignore_index)
-    logp = torch.log_softmax(z, dim=1)
-    logp_y = target_logit(logp, y)
-    if label_smoothing == 0.0:
-        ce = -logp_y
-        # 1 − p_t = −expm1(log p_t): accurate when p_t is close to 1.
-        one_minus_pt = -torch.expm1(logp_y)
-    else:
-        num_classes = z.shape[1]
-        ls = label_smoothing
-        ce = -((1.0 - ls) * logp_y + (ls / num_classes) * logp.sum(1))
-        pt = (1.0 - ls) * logp_y.exp() + ls / num_classes  # Σ_j p_j = 1
-        one_minus_pt = 1.0 - pt
-    losses = ce + epsilon * one_minus_pt
+    z, y, sample_w, out_dtype = prepare_classification(
+        logits, target, reduction, validate, cast("Tensor | None", weight), ignore_index)
+    losses = _poly1(z, y, epsilon, label_smoothing)
     return reduce_loss(losses, reduction, sample_w, out_dtype)
 
 
+def _poly1(z: Tensor, y: Tensor, epsilon: float, label_smoothing: float) -> Tensor:
+    logp = torch.log_softmax(z, dim=1)
+    logp_y = target_logit(logp, y)
+    if label_smoothing == 0.0:
+        # 1 − p_t = −expm1(log p_t): accurate when p_t is close to 1.
+        return -logp_y + epsilon * -torch.expm1(logp_y)
+    ls = label_smoothing
+    num_classes = z.shape[1]
+    ce = -((1.0 - ls) * logp_y + (ls / num_classes) * logp.sum(1))
+    pt = (1.0 - ls) * logp_y.exp() + ls / num_classes  # Σ_j p_j = 1
+    return ce + epsilon * (1.0 - pt)
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "log_end": Param("in (0, 1]: the probability above which the log bonus continues linearly (1 = pure log bonus)",
+                     _open_unit, "lancopku EncouragingLoss (0.75)"),
+})
 def encouraging(
     logits: Tensor,
     target: Tensor,
@@ -95,19 +125,18 @@ def encouraging(
 ) -> Tensor:
     """Encouraging loss ``−log p_y + log(1 − p_y)`` (linear above ``log_end``); see
     :class:`lossatlas.losses.EncouragingLoss`."""
-    log_end = check_number(log_end, "log_end", low=0.0, high=1.0, low_open=True)
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     logp_y = target_logit(torch.log_softmax(z, dim=1), y)
     # The reference clamps 1 − p at 1e-5 before the log (so the bonus is ≥ log 1e-5).
     bonus = torch.log((-torch.expm1(logp_y)).clamp_min(1e-5))
     if log_end != 1.0:
         p_y = logp_y.exp()
-        linear = (p_y - log_end) / (log_end - 1.0) + torch.log(torch.tensor(1.0 - log_end, dtype=z.dtype, device=z.device))
+        linear = (p_y - log_end) / (log_end - 1.0) + math.log(1.0 - log_end)
         bonus = torch.where(p_y > log_end, linear, bonus)
-    losses = bonus - logp_y
-    return reduce_loss(losses, reduction, sample_w, out_dtype)
+    return reduce_loss(bonus - logp_y, reduction, sample_w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION)
 def squentropy(
     logits: Tensor,
     target: Tensor,
@@ -122,10 +151,15 @@ def squentropy(
     ce = F.cross_entropy(z, y, reduction="none")
     # Σ over the wrong classes, summed directly (no cancellation against z_y²).
     wrong_sq = z.square().scatter(1, y.unsqueeze(1), 0.0).sum(1)
-    losses = ce + wrong_sq / (z.shape[1] - 1)
-    return reduce_loss(losses, reduction, sample_w, out_dtype)
+    return reduce_loss(ce + wrong_sq / (z.shape[1] - 1), reduction, sample_w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "a": Param("sharpness a > 0", positive, "authors' example code (a = 1); the paper tunes a per task"),
+    "b": Param("location b: the standardised score beyond which the loss flattens", any_number,
+               "authors' example code (b = 0); the paper tunes b per task"),
+    "eps": Param("ε ≥ 0 added to σ (all-equal logits give σ = 0)", nonnegative, "authors' example code (1e-12 added to σ)"),
+})
 def spherical_z_loss(
     logits: Tensor,
     target: Tensor,
@@ -139,20 +173,16 @@ def spherical_z_loss(
 ) -> Tensor:
     """de Brébisson & Vincent's Z-loss ``(1/a) softplus(a (b − (z_y − μ)/σ))``; see
     :class:`lossatlas.losses.SphericalZLoss`. Not the PaLM log-Z² penalty (:func:`log_z_squared`)."""
-    a = check_number(a, "a", low=0.0, low_open=True)
-    b = check_number(b, "b")
-    eps = check_number(eps, "eps", low=0.0)
     _check_two_classes(logits, "spherical_z_loss", "it standardises over classes")
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
-    mu = z.mean(1, keepdim=True)
-    centred = z - mu
+    centred = z - z.mean(1, keepdim=True)
     var = centred.square().mean(1)  # population variance over the C outputs, as the paper
     sigma = var.clamp_min(torch.finfo(z.dtype).tiny).sqrt() + eps
     zc = target_logit(centred, y) / sigma
-    losses = F.softplus(a * (b - zc)) / a
-    return reduce_loss(losses, reduction, sample_w, out_dtype)
+    return reduce_loss(F.softplus(a * (b - zc)) / a, reduction, sample_w, out_dtype)
 
 
+@loss_function(inputs=("logits",), call=("mask",))
 def log_z_regulariser(
     logits: Tensor,
     *,
@@ -163,12 +193,13 @@ def log_z_regulariser(
     """The bare penalty ``(log Z)²`` with ``log Z = logsumexp_j z_j``, per row (no coefficient).
 
     ``mask`` [N] (bool or 0/1) leaves rows out (e.g. padding tokens); ``"mean"`` is over kept rows.
+
+    >>> import torch, lossatlas as la
+    >>> float(la.functional.log_z_regulariser(torch.zeros(3, 4)))  # (log 4)²
+    1.921...
     """
-    check_reduction(reduction)
     check_logits(logits, validate)
-    out_dtype = logits.dtype
     z = logits.to(compute_dtype(logits))
-    pen = torch.logsumexp(z, dim=1).square()
     w = None
     if mask is not None:
         check_tensor(mask, "mask")
@@ -176,9 +207,13 @@ def log_z_regulariser(
         if mask.shape != (logits.shape[0],):
             raise ValueError(f"mask must have shape [N] = [{logits.shape[0]}], got {tuple(mask.shape)}")
         w = mask.to(z.dtype)
-    return reduce_loss(pen, reduction, w, out_dtype)
+    return reduce_loss(torch.logsumexp(z, dim=1).square(), reduction, w, logits.dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "coefficient": Param("c ≥ 0, the weight of the (log Z)² penalty (0 = cross-entropy)", nonnegative,
+                         "PaLM (Chowdhery et al.) and T5X: z_loss = 1e-4"),
+})
 def log_z_squared(
     logits: Tensor,
     target: Tensor,
@@ -190,15 +225,29 @@ def log_z_squared(
 ) -> Tensor:
     """PaLM / T5X ``CE + c (log Z)²`` with ``log Z = logsumexp_j z_j``; see
     :class:`lossatlas.losses.LogZSquaredLoss`. Not de Brébisson's Z-loss (:func:`spherical_z_loss`)."""
-    coefficient = check_number(coefficient, "coefficient", low=0.0)
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     log_z = torch.logsumexp(z, dim=1)
-    ce = log_z - target_logit(z, y)
-    losses = ce + coefficient * log_z.square()
+    losses = (log_z - target_logit(z, y)) + coefficient * log_z.square()
     return reduce_loss(losses, reduction, sample_w, out_dtype)
 
 
 ANYLOSS_METRICS = ("accuracy", "f_beta", "gmean", "balanced_accuracy")
+
+
+def _anyloss_metric(value: Any, name: str) -> str:
+    """One of :data:`ANYLOSS_METRICS`."""
+    if not isinstance(value, str) or value not in ANYLOSS_METRICS:
+        raise ValueError(f"{name} must be one of {ANYLOSS_METRICS}, got {value!r}")
+    return value
+
+
+_ANYLOSS_PARAMS = {
+    "metric": Param("the metric turned into a loss: ``'accuracy'``, ``'f_beta'``, ``'gmean'`` or ``'balanced_accuracy'``",
+                    _anyloss_metric,
+                    "lossatlas choice (F1); the paper covers accuracy, F_β, G-mean, balanced accuracy"),
+    "beta": Param("β ≥ 0 of F_β (used by ``metric='f_beta'`` only)", nonnegative, "F_1 (β = 1)"),
+    "amplifier": Param("L > 0, the slope of the amplifier ``ŷ = σ(L (p − 0.5))``", positive, "doheonhan/anyloss (L = 73)"),
+}
 
 
 def _anyloss_inputs(logits: Tensor, target: Tensor, validate: bool) -> tuple[Tensor, Tensor, torch.dtype]:
@@ -222,12 +271,24 @@ def _anyloss_inputs(logits: Tensor, target: Tensor, validate: bool) -> tuple[Ten
         if target.is_complex():
             raise TypeError("target must hold 0/1 labels (int, bool or float)")
         y = target.to(z.dtype)
-        if validate and y.numel() and not bool(((y == 0) | (y == 1)).all()):
+        if validate and not compiling() and y.numel() and not bool(((y == 0) | (y == 1)).all()):
             raise ValueError("binary target values must be 0 or 1")
         return torch.sigmoid(z), y.unsqueeze(1), logits.dtype
     check_class_target(target, logits, validate)
     y = F.one_hot(target, logits.shape[1]).to(z.dtype)
     return torch.softmax(z, dim=1), y, logits.dtype
+
+
+def _soft_confusion(p: Tensor, y: Tensor, amplifier: float) -> Tensor:
+    """[K, 2, 2] soft confusion matrices ``[[TN, FP], [FN, TP]]`` of probabilities ``p`` and targets ``y`` [N, K]."""
+    yhat = torch.sigmoid(amplifier * (p - 0.5))
+    tp = (y * yhat).sum(0)
+    pos = y.sum(0)
+    pred = yhat.sum(0)
+    fn = pos - tp
+    fp = pred - tp
+    tn = (y.shape[0] - pos) - pred + tp
+    return torch.stack([torch.stack([tn, fp], -1), torch.stack([fn, tp], -1)], -2)
 
 
 def soft_confusion_matrix(logits: Tensor, target: Tensor, *, amplifier: float = 73.0, validate: bool = True) -> Tensor:
@@ -237,20 +298,57 @@ def soft_confusion_matrix(logits: Tensor, target: Tensor, *, amplifier: float = 
     ``FP = Σ (1 − y) ŷ``, ``TN = Σ (1 − y)(1 − ŷ)``. As L → ∞ it tends to the hard confusion
     matrix of the prediction ``p > 0.5`` (same layout as sklearn's
     ``multilabel_confusion_matrix``). K = 1 for binary input, C for multi-class.
+
+    >>> import torch, lossatlas as la
+    >>> la.functional.soft_confusion_matrix(torch.tensor([5.0, -5.0]), torch.tensor([1, 0])).shape
+    torch.Size([1, 2, 2])
     """
-    amplifier = check_number(amplifier, "amplifier", low=0.0, low_open=True)
+    amplifier = positive(amplifier, "amplifier")
     p, y, _ = _anyloss_inputs(logits, target, validate)
-    yhat = torch.sigmoid(amplifier * (p - 0.5))
-    tp = (y * yhat).sum(0)
-    pos = y.sum(0)
-    pred = yhat.sum(0)
-    n = torch.tensor(float(y.shape[0]), dtype=p.dtype, device=p.device)
-    fn = pos - tp
-    fp = pred - tp
-    tn = n - pos - pred + tp
-    return torch.stack([torch.stack([tn, fp], -1), torch.stack([fn, tp], -1)], -2)
+    return _soft_confusion(p, y, amplifier)
 
 
+def _anyloss_scores(cm: Tensor, metric: str, beta: float) -> Tensor:
+    """``1 − metric`` per class, from soft confusion matrices [K, 2, 2]; undefined ratios are 0."""
+    tn, fp, fn, tp = cm[:, 0, 0], cm[:, 0, 1], cm[:, 1, 0], cm[:, 1, 1]
+    tiny = torch.finfo(cm.dtype).tiny
+    if metric == "accuracy":
+        score = (tp + tn) / (tn + fp + fn + tp).clamp_min(tiny)
+    elif metric == "f_beta":
+        b2 = beta * beta
+        score = (1.0 + b2) * tp / ((1.0 + b2) * tp + b2 * fn + fp).clamp_min(tiny)
+    else:
+        # TP + FN = Σ y and TN + FP = N − Σ y are the (exact) class sizes.
+        tpr = tp / (tp + fn).clamp_min(tiny)
+        tnr = tn / (tn + fp).clamp_min(tiny)
+        score = 0.5 * (tpr + tnr) if metric == "balanced_accuracy" else (tpr * tnr).clamp_min(tiny).sqrt()
+    return 1.0 - score
+
+
+@loss_function(inputs=CLASSIFICATION, params=_ANYLOSS_PARAMS)
+def anyloss_per_class(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    metric: str = "f_beta",
+    beta: float = 1.0,
+    amplifier: float = 73.0,
+    validate: bool = True,
+) -> Tensor:
+    """AnyLoss of each one-vs-rest class, ``1 − metric(soft confusion matrix of class k)``, as [K]
+    (K = 1 for binary input, C for multi-class); :func:`anyloss` is their mean.
+
+    >>> import torch, lossatlas as la
+    >>> la.functional.anyloss_per_class(torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])).shape
+    torch.Size([3])
+    """
+    p, y, out_dtype = _anyloss_inputs(logits, target, validate)
+    return _anyloss_scores(_soft_confusion(p, y, amplifier), metric, beta).to(out_dtype)
+
+
+@loss_function(inputs=CLASSIFICATION, params={**_ANYLOSS_PARAMS, "reduction": Param(
+    "``'mean'`` (the batch loss) | ``'sum'`` (N times it) | ``'none'`` (the batch loss for each sample, [N])",
+    COMMON["reduction"].check, "torch")})
 def anyloss(
     logits: Tensor,
     target: Tensor,
@@ -263,33 +361,11 @@ def anyloss(
 ) -> Tensor:
     """AnyLoss ``1 − metric(soft confusion matrix)``; see :class:`lossatlas.losses.AnyLoss`.
 
-    ``metric`` in ``ANYLOSS_METRICS``. Returns per-class losses [K] for ``"none"``, their macro
-    mean for ``"mean"`` and sum for ``"sum"`` (K = 1 for binary input).
+    The batch loss is the macro mean over the K one-vs-rest classes of :func:`anyloss_per_class`
+    (K = 1 for binary input). It is one number for the whole batch: ``"mean"`` returns it,
+    ``"none"`` gives it to each of the N samples ([N], for composition with per-sample code) and
+    ``"sum"`` is N times it. An empty batch has loss 0.
     """
-    check_reduction(reduction)
-    if metric not in ANYLOSS_METRICS:
-        raise ValueError(f"metric must be one of {ANYLOSS_METRICS}, got {metric!r}")
-    beta = check_number(beta, "beta", low=0.0)
-    cm = soft_confusion_matrix(logits, target, amplifier=amplifier, validate=validate)
-    out_dtype = logits.dtype
-    tn, fp, fn, tp = cm[:, 0, 0], cm[:, 0, 1], cm[:, 1, 0], cm[:, 1, 1]
-    tiny = torch.finfo(cm.dtype).tiny
-    n = tn + fp + fn + tp
-    if metric == "accuracy":
-        score = (tp + tn) / n.clamp_min(tiny)
-    elif metric == "f_beta":
-        b2 = beta * beta
-        score = (1.0 + b2) * tp / ((1.0 + b2) * tp + b2 * fn + fp).clamp_min(tiny)
-    else:
-        # TP + FN = Σ y and TN + FP = N − Σ y are the (exact) class sizes.
-        tpr = tp / (tp + fn).clamp_min(tiny)
-        tnr = tn / (tn + fp).clamp_min(tiny)
-        if metric == "balanced_accuracy":
-            score = 0.5 * (tpr + tnr)
-        else:
-            score = (tpr * tnr).clamp_min(tiny).sqrt()
-    losses = 1.0 - score
-    if reduction == "none":
-        return losses.to(out_dtype)
-    out = losses.sum() if reduction == "sum" else losses.mean()
-    return out.to(out_dtype)
+    p, y, out_dtype = _anyloss_inputs(logits, target, validate)
+    batch_loss = _anyloss_scores(_soft_confusion(p, y, amplifier), metric, beta).mean()
+    return reduce_loss(batch_loss.expand(p.shape[0]), reduction, None, out_dtype)

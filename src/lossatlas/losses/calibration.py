@@ -7,15 +7,9 @@ AnyLoss (confusion-matrix metrics as losses).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-from torch import Tensor
-
 from .. import functional as LF
-from .._validation import check_number
-from ..functional.calibration import ANYLOSS_METRICS
 from ..registry import Paper, register
-from ._base import Loss
+from ._base import FunctionalLoss
 
 __all__ = ["Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss"]
 
@@ -52,11 +46,8 @@ ANYLOSS_PAPER = Paper(
     formula="l_i = CE(z_i, y_i) + ε (1 - p_{i,y_i})",
     paper=POLY_PAPER,
     code="paper's listing (TensorFlow); no official PyTorch code",
-    function=LF.poly1,
-    defaults_source={"epsilon": "Leng et al. 2022 (ε = 1 for Poly-1 in the paper's main ImageNet results)",
-                     "label_smoothing": "0 (the paper also combines Poly-1 with smoothing 0.1)"},
 )
-class Poly1Loss(Loss):
+class Poly1Loss(FunctionalLoss, function=LF.poly1):
     r"""Poly-1 loss (Leng et al., 2022, "PolyLoss: A Polynomial Expansion Perspective of
     Classification Loss Functions").
 
@@ -69,12 +60,7 @@ class Poly1Loss(Loss):
     ``"mean"`` is ``Σ w_{y_i} l_i / Σ w_{y_i}`` (``F.cross_entropy``'s weighted mean; with label
     smoothing torch instead weights each smoothing term by its own class, which is not done here).
 
-    Args:
-        epsilon: ε ≥ −1.
-        label_smoothing: in [0, 1].
-        weight: optional per-class weights [C].
-        ignore_index: target value whose samples are skipped (default -100).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+    {args}
 
     Shapes: ``logits`` [N, C]; ``target`` int64 [N].
 
@@ -84,30 +70,6 @@ class Poly1Loss(Loss):
         >>> round(crit(torch.zeros(2, 2), torch.tensor([0, 1])).item(), 4)  # log 2 + 0.5
         1.1931
     """
-
-    def __init__(
-        self,
-        epsilon: float = 1.0,
-        label_smoothing: float = 0.0,
-        weight: Tensor | Sequence[float] | None = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        self.epsilon = check_number(epsilon, "epsilon", low=-1.0)
-        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-        self._register_class_weight(weight)
-        self.ignore_index = int(ignore_index)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "label_smoothing": self.label_smoothing}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.poly1(
-            logits, target, epsilon=self.epsilon, label_smoothing=self.label_smoothing, weight=self.weight,
-            ignore_index=self.ignore_index, reduction=self.reduction, validate=self.validate,
-        )
 
 
 @register(
@@ -119,10 +81,8 @@ class Poly1Loss(Loss):
     formula="l_i = -log p_y + b(p_y),  b(p) = log max(1 - p, 1e-5) for p ≤ log_end, else (p - log_end)/(log_end - 1) + log(1 - log_end)",
     paper=ENCOURAGING_PAPER,
     code="lancopku/well-classified-examples-are-underestimated EncouragingLoss.py::EncouragingLoss",
-    function=LF.encouraging,
-    defaults_source={"log_end": "lancopku EncouragingLoss (0.75)"},
 )
-class EncouragingLoss(Loss):
+class EncouragingLoss(FunctionalLoss, function=LF.encouraging):
     r"""Encouraging loss (Zhao et al., 2022, "Well-classified Examples are Underestimated in
     Classification with Deep Neural Networks").
 
@@ -135,10 +95,7 @@ class EncouragingLoss(Loss):
     ("conservative bonus"). ``log_end=1`` is the pure log bonus. The 1e-5 clamp and default
     ``log_end=0.75`` are the official code's (parity case ``cls_encouraging``).
 
-    Args:
-        log_end: in (0, 1]; where the log bonus turns linear.
-        ignore_index: target value whose samples are skipped (default -100).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+    {args}
 
     Shapes: ``logits`` [N, C]; ``target`` int64 [N].
 
@@ -148,18 +105,6 @@ class EncouragingLoss(Loss):
         >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 0])).ndim
         0
     """
-
-    def __init__(self, log_end: float = 0.75, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.log_end = check_number(log_end, "log_end", low=0.0, high=1.0, low_open=True)
-        self.ignore_index = int(ignore_index)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"log_end": self.log_end}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.encouraging(logits, target, log_end=self.log_end, ignore_index=self.ignore_index,
-                              reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -171,9 +116,8 @@ class EncouragingLoss(Loss):
     formula="l_i = CE(z_i, y_i) + (1/(C-1)) Σ_{j≠y_i} z_ij²",
     paper=SQUENTROPY_PAPER,
     code="Like-Hui/Squentropy_vision svhn.py (loss_type 'sqen'); Like-Hui/Squentropy-for-classification",
-    function=LF.squentropy,
 )
-class SquentropyLoss(Loss):
+class SquentropyLoss(FunctionalLoss, function=LF.squentropy):
     r"""Squentropy (Hui, Belkin & Wright, 2023, "Cut your Losses with Squentropy").
 
     .. math:: \ell_i = -\log p_{i,y_i} + \frac{1}{C-1}\sum_{j\ne y_i} z_{ij}^2
@@ -183,9 +127,7 @@ class SquentropyLoss(Loss):
     script multiplies the square term by an undefined ``args.resquare``; the paper's weight
     is 1 (parity case ``cls_squentropy``). Needs C ≥ 2.
 
-    Args:
-        ignore_index: target value whose samples are skipped (default -100).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+    {args}
 
     Shapes: ``logits`` [N, C]; ``target`` int64 [N].
 
@@ -195,13 +137,6 @@ class SquentropyLoss(Loss):
         >>> round(crit(torch.zeros(2, 4), torch.tensor([0, 3])).item(), 4)  # log 4
         1.3863
     """
-
-    def __init__(self, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.ignore_index = int(ignore_index)
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.squentropy(logits, target, ignore_index=self.ignore_index, reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -213,15 +148,9 @@ class SquentropyLoss(Loss):
     formula="l_i = (1/a) softplus(a (b - (z_iy - μ_i)/σ_i)),  μ, σ = mean, population std of z_i over classes",
     paper=ZLOSS_PAPER,
     code="pascal20100/factored_output_layer example/timing_example.py (z_loss)",
-    function=LF.spherical_z_loss,
-    defaults_source={
-        "a": "authors' example code (a = 1); the paper tunes a per task",
-        "b": "authors' example code (b = 0); the paper tunes b per task",
-        "eps": "authors' example code (1e-12 added to σ)",
-    },
     notes="Not the PaLM/T5X 'z_loss' (c·log(Z)² added to CE): that one is 'log_z_squared'.",
 )
-class SphericalZLoss(Loss):
+class SphericalZLoss(FunctionalLoss, function=LF.spherical_z_loss):
     r"""Z-loss of the spherical family (de Brébisson & Vincent, 2016, "The Z-loss: a shift and
     scale invariant classification loss belonging to the Spherical Family").
 
@@ -236,11 +165,7 @@ class SphericalZLoss(Loss):
     The paper tunes (a, b) per task; the defaults a = 1, b = 0, ε = 1e-12 are the authors'
     example code. Needs C ≥ 2.
 
-    Args:
-        a: sharpness a > 0.
-        b: location b (the standardised score beyond which the loss flattens).
-        eps: added to σ (all-equal logits give σ = 0).
-        ignore_index, reduction: as for cross-entropy.
+    {args}
 
     Shapes: ``logits`` [N, C]; ``target`` int64 [N].
 
@@ -250,23 +175,6 @@ class SphericalZLoss(Loss):
         >>> crit(torch.randn(4, 6), torch.tensor([0, 1, 2, 5])).ndim
         0
     """
-
-    def __init__(
-        self, a: float = 1.0, b: float = 0.0, eps: float = 1e-12, ignore_index: int = -100,
-        reduction: str = "mean", validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        self.a = check_number(a, "a", low=0.0, low_open=True)
-        self.b = check_number(b, "b")
-        self.eps = check_number(eps, "eps", low=0.0)
-        self.ignore_index = int(ignore_index)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "eps": self.eps}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.spherical_z_loss(logits, target, a=self.a, b=self.b, eps=self.eps, ignore_index=self.ignore_index,
-                                   reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -278,11 +186,9 @@ class SphericalZLoss(Loss):
     formula="l_i = CE(z_i, y_i) + c · (log Σ_j exp z_ij)²",
     paper=PALM_PAPER,
     code="google-research/t5x t5x/losses.py::cross_entropy_with_logits (z_loss)",
-    function=LF.log_z_squared,
-    defaults_source={"coefficient": "PaLM (Chowdhery et al.) and T5X: z_loss = 1e-4"},
     notes="The bare penalty (log Z)² is lossatlas.functional.log_z_regulariser. Not de Brébisson's Z-loss ('spherical_z_loss').",
 )
-class LogZSquaredLoss(Loss):
+class LogZSquaredLoss(FunctionalLoss, function=LF.log_z_squared):
     r"""Cross-entropy plus the log-Z² auxiliary loss of large language models (PaLM, Chowdhery
     et al., 2022/2023; T5X's ``z_loss``; ST-MoE's router z-loss has the same form).
 
@@ -296,10 +202,7 @@ class LogZSquaredLoss(Loss):
     Brébisson & Vincent's Z-loss, a different, spherical-family loss (``spherical_z_loss``).
     Default ``coefficient=1e-4`` is PaLM's and T5X's. ``coefficient=0`` is cross-entropy.
 
-    Args:
-        coefficient: c ≥ 0.
-        ignore_index: target value whose rows are skipped (e.g. padding; default -100).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+    {args}
 
     Shapes: ``logits`` [N, C] (flatten tokens into N); ``target`` int64 [N].
 
@@ -309,18 +212,6 @@ class LogZSquaredLoss(Loss):
         >>> crit(torch.randn(4, 10), torch.tensor([0, 1, 2, 9])).ndim
         0
     """
-
-    def __init__(self, coefficient: float = 1e-4, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.coefficient = check_number(coefficient, "coefficient", low=0.0)
-        self.ignore_index = int(ignore_index)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"coefficient": self.coefficient}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.log_z_squared(logits, target, coefficient=self.coefficient, ignore_index=self.ignore_index,
-                                reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -332,15 +223,10 @@ class LogZSquaredLoss(Loss):
     formula="l = 1 - metric(TN, FP, FN, TP),  TP = Σ y ŷ, ...,  ŷ = 1/(1 + exp(-L (p - 0.5))),  L = 73",
     paper=ANYLOSS_PAPER,
     code="doheonhan/anyloss 'AnyLoss - Code.ipynb'",
-    function=LF.anyloss,
-    defaults_source={
-        "metric": "lossatlas choice (F1); the paper covers accuracy, F_β, G-mean, balanced accuracy",
-        "beta": "F_1 (β = 1)",
-        "amplifier": "doheonhan/anyloss (L = 73)",
-    },
-    notes="Batch-level: the loss of a batch is not a mean of per-sample losses; 'none' returns per-class losses [K].",
+    notes="Batch-level: one loss per batch (the macro mean over classes); 'none' gives it to every sample [N], "
+          "'sum' is N times it; per-class losses [K]: lossatlas.functional.anyloss_per_class.",
 )
-class AnyLoss(Loss):
+class AnyLoss(FunctionalLoss, function=LF.anyloss):
     r"""AnyLoss: confusion-matrix metrics as losses (Han, Moniz & Chawla, 2024, "AnyLoss:
     Transforming Classification Metrics into Loss Functions").
 
@@ -357,17 +243,22 @@ class AnyLoss(Loss):
     **Binary** (as in the paper): ``logits`` [N] or [N, 1], p = σ(z), 0/1 ``target`` [N].
     The official SLP code applies A to σ(z) as here (its Keras MLP applies A to a linear
     output; use a sigmoid output to match the paper). **Multi-class** (lossatlas extension):
-    ``logits`` [N, C], p = softmax(z), one-vs-rest confusion matrix per class; ``"mean"`` is
-    the macro average over classes, ``"none"`` the per-class losses [C], ``"sum"`` their sum.
-    The loss is a batch statistic: use batches large enough to contain both outcomes.
-    Undefined ratios (e.g. TPR of a class absent from the batch) are taken as 0, not NaN.
-    :func:`lossatlas.functional.soft_confusion_matrix` returns the soft matrices.
+    ``logits`` [N, C], p = softmax(z), one-vs-rest confusion matrix per class; the loss is
+    the macro average over classes (:func:`lossatlas.functional.anyloss_per_class` returns
+    the per-class losses [C]). Undefined ratios (e.g. TPR of a class absent from the batch)
+    are taken as 0, not NaN. :func:`lossatlas.functional.soft_confusion_matrix` returns the
+    soft matrices.
 
-    Args:
-        metric: one of ``"accuracy"``, ``"f_beta"``, ``"gmean"``, ``"balanced_accuracy"``.
-        beta: β ≥ 0 for F_β.
-        amplifier: L > 0.
-        reduction: ``"mean"`` (macro) | ``"sum"`` | ``"none"`` (per class).
+    **Reduction:** the loss is a statistic of the whole batch (use batches large enough to
+    contain both outcomes) and has no per-sample decomposition. ``"mean"`` returns it;
+    ``"none"`` gives the same batch loss to each of the N samples ([N], so that per-sample
+    code composes: the mean of ``"none"`` is ``"mean"``); ``"sum"`` is N times it. An empty
+    batch has loss 0 (with a zero gradient), as every lossatlas loss.
+
+    {args}
+
+    Shapes: ``logits`` [N] or [N, 1] (binary) with 0/1 ``target`` [N]; or ``logits`` [N, C]
+    with int64 ``target`` [N].
 
     Example:
         >>> import torch, lossatlas as la
@@ -375,25 +266,3 @@ class AnyLoss(Loss):
         >>> crit(torch.tensor([4.0, -4.0, 3.0, -2.0]), torch.tensor([1, 0, 1, 0])).item() < 0.01
         True
     """
-
-    def __init__(
-        self,
-        metric: str = "f_beta",
-        beta: float = 1.0,
-        amplifier: float = 73.0,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        if metric not in ANYLOSS_METRICS:
-            raise ValueError(f"metric must be one of {ANYLOSS_METRICS}, got {metric!r}")
-        self.metric = metric
-        self.beta = check_number(beta, "beta", low=0.0)
-        self.amplifier = check_number(amplifier, "amplifier", low=0.0, low_open=True)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"metric": self.metric, "beta": self.beta, "amplifier": self.amplifier}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.anyloss(logits, target, metric=self.metric, beta=self.beta, amplifier=self.amplifier,
-                          reduction=self.reduction, validate=self.validate)
