@@ -1,11 +1,12 @@
 """Noise-robust classification losses (catalogue rows B1–B7), as pure functions.
 
-Every function takes ``logits`` [N, C] and integer ``target`` [N] (class indices) and
+Every loss function takes ``logits`` [N, C] and integer ``target`` [N] (class indices) and
 returns a scalar for ``reduction="mean"|"sum"`` or per-sample losses [N] for ``"none"``.
 Samples whose target equals ``ignore_index`` are skipped (``"mean"`` averages over the
 others). float16 / bfloat16 logits are computed in float32 and the result is returned in
-the input dtype. The module twins in :mod:`lossatlas.losses.noise` carry the full
-documentation (formulas, papers, where the defaults come from).
+the input dtype. Each function is the definition of its method (argument names, defaults,
+checks, the sources of the defaults); the module twins in :mod:`lossatlas.losses.noise`
+are built from them and carry the full documentation (formulas, papers).
 
 Numerical conventions follow the official code where a parity case pins them:
 
@@ -18,13 +19,15 @@ Numerical conventions follow the official code where a parity case pins them:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from .._validation import check_logits, check_number, check_reduction, check_tensor
+from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, unit_interval
+from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
 from .imbalance import cross_entropy
 
@@ -49,11 +52,95 @@ __all__ = [
     "alpha_loss",
 ]
 
+CLASSIFICATION = ("logits", "target")
+APL = "HanxunH/Active-Passive-Losses"
+LDR_CODE = "Optimization-AI/ICML2023_LDR experiment.py"
+
 #: softmax clamp of the Active-Passive-Losses reference (GCE, NGCE, RCE).
 P_MIN = 1e-7
 _LOG_P_MIN = math.log(P_MIN)
 #: RCE's value of log 0: the reference clamps the one-hot target to [1e-4, 1].
 RCE_LOG_ZERO = math.log(1e-4)
+
+
+# --------------------------------------------------------------------------------------
+# Hyper-parameter checks that the shared ones in lossatlas._spec do not cover
+# --------------------------------------------------------------------------------------
+def _nonpositive(value: Any, name: str) -> float:
+    """A finite real number ≤ 0."""
+    return check_number(value, name, high=0.0)
+
+
+def _order(value: Any, name: str) -> int:
+    """An int ≥ 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1 (the number of Taylor terms), got {value!r}")
+    return value
+
+
+def _positive_or_inf(value: Any, name: str) -> float:
+    """A real number > 0, or ``math.inf``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value) and value > 0:
+        return math.inf
+    return positive(value, name)
+
+
+def _norm_order(value: Any, name: str) -> float:
+    """A real number ≥ 1, or ``math.inf``."""
+    if isinstance(value, float) and value == math.inf:
+        return math.inf
+    return check_number(value, name, low=1.0)
+
+
+def _temperature(value: Any, name: str) -> float | Tensor:
+    """A real number > 0, or a float tensor [N] of per-sample values (checked against the batch per call)."""
+    if isinstance(value, Tensor) and value.dim() == 1:
+        if not value.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor of per-sample temperatures, got dtype {value.dtype}")
+        return value
+    return positive(value, name)
+
+
+def _options(value: Any, name: str) -> dict[str, Any] | None:
+    """``None`` or a mapping of keyword arguments."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of keyword arguments (a dict) or None, got {type(value).__name__}")
+    return dict(value)
+
+
+def _loss_part(value: Any, name: str) -> str | Callable[..., Tensor]:
+    """A registry id, a loss module built with ``reduction='none'``, or a function of (logits, target)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, nn.Module):
+        reduction = getattr(value, "reduction", "none")
+        if reduction != "none":
+            raise ValueError(
+                f"{name} must return per-sample losses: build it with reduction='none' "
+                f"(got reduction={reduction!r}); the combination reduces once at the end"
+            )
+        return value
+    if callable(value):
+        return value  # type: ignore[no-any-return]  # callable() narrows to a bare Callable
+    raise TypeError(f"{name} must be a registry id (e.g. 'nce'), a loss module or a function, got {type(value).__name__}")
+
+
+def _base(value: Any, name: str) -> str | Callable[..., Tensor]:
+    """A registry id, a loss module or a function of (logits, target)."""
+    if isinstance(value, str) or callable(value):
+        return value  # type: ignore[no-any-return]  # callable() narrows to a bare Callable
+    raise TypeError(f"{name} must be a registry id, a loss module or a callable, got {type(value).__name__}")
+
+
+# --------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------
+def _prepare(
+    logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None
+) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
+    return prepare_classification(logits, target, reduction, validate, None, ignore_index)
 
 
 def _box_cox(logp: Tensor, q: float) -> Tensor:
@@ -72,13 +159,34 @@ def _log_p_y(z: Tensor, y: Tensor) -> Tensor:
     return target_logit(torch.log_softmax(z, dim=1), y)
 
 
-def _prepare(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None):
-    return prepare_classification(logits, target, reduction, validate, None, ignore_index)
+def _mae_terms(z: Tensor, y: Tensor) -> Tensor:
+    """``1 − p_y`` [N], as ``−expm1(log p_y)``."""
+    return -torch.expm1(_log_p_y(z, y))
+
+
+def _rce_terms(z: Tensor, y: Tensor, log_zero: float) -> Tensor:
+    """``−A · Σ_{j≠y} p_j`` [N] with ``p`` clamped to ``[1e-7, 1]``."""
+    p = torch.softmax(z, dim=1).clamp_min(P_MIN)
+    others = p.scatter(1, y.unsqueeze(1), 0.0).sum(1)
+    return -log_zero * others
+
+
+def _normalised(terms: Tensor, y: Tensor) -> Tensor:
+    """``terms[i, y_i] / Σ_j terms[i, j]`` (0 where the normaliser is 0)."""
+    return target_logit(terms, y) / terms.sum(1).clamp_min(_tiny(terms))
+
+
+def _nce_terms(z: Tensor, y: Tensor) -> Tensor:
+    """``log p_y / Σ_j log p_j`` [N]."""
+    return _normalised(-torch.log_softmax(z, dim=1), y)
 
 
 # --------------------------------------------------------------------------------------
 # B1: MAE and GCE
 # --------------------------------------------------------------------------------------
+@loss_function(inputs=CLASSIFICATION, params={
+    "scale": Param("s, multiplies the loss", any_number, APL),
+})
 def mae(
     logits: Tensor,
     target: Tensor,
@@ -89,12 +197,14 @@ def mae(
     validate: bool = True,
 ) -> Tensor:
     """Mean absolute error on the softmax, ``scale · (1 − p_y)``; see :class:`lossatlas.losses.MAELoss`."""
-    scale = check_number(scale, "scale")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = _log_p_y(z, y)
-    return reduce_loss(-torch.expm1(logp_y) * scale, reduction, w, out_dtype)
+    return reduce_loss(_mae_terms(z, y) * scale, reduction, w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "q": Param("the exponent q ∈ [0, 1] (0 is CE on the clamped softmax, 1 is MAE)", unit_interval,
+               f"Zhang & Sabuncu 2018 and {APL}"),
+})
 def gce(
     logits: Tensor,
     target: Tensor,
@@ -105,7 +215,6 @@ def gce(
     validate: bool = True,
 ) -> Tensor:
     """Generalised cross-entropy ``(1 − p_y^q)/q`` with ``p_y ≥ 1e-7``; see :class:`lossatlas.losses.GCELoss`."""
-    q = check_number(q, "q", low=0.0, high=1.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     logp_y = _log_p_y(z, y).clamp_min(_LOG_P_MIN)
     return reduce_loss(_box_cox(logp_y, q), reduction, w, out_dtype)
@@ -114,12 +223,14 @@ def gce(
 # --------------------------------------------------------------------------------------
 # B2: RCE and SCE
 # --------------------------------------------------------------------------------------
-def _rce_terms(z: Tensor, y: Tensor, log_zero: float) -> Tensor:
-    p = torch.softmax(z, dim=1).clamp_min(P_MIN)
-    others = p.scatter(1, y.unsqueeze(1), 0.0).sum(1)  # Σ_{j≠y} p_j (clamped)
-    return -log_zero * others
+_LOG_ZERO = Param("A ≤ 0, the value used for log 0 of the one-hot label (the paper writes A = −4)", _nonpositive,
+                  "reference code: one-hot clamped to [1e-4, 1], A = log(1e-4) ≈ −9.21")
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "scale": Param("s, multiplies the loss", any_number, APL),
+    "log_zero": _LOG_ZERO,
+})
 def rce(
     logits: Tensor,
     target: Tensor,
@@ -131,12 +242,15 @@ def rce(
     validate: bool = True,
 ) -> Tensor:
     """Reverse cross-entropy ``−A · Σ_{j≠y} p_j``, ``A = log_zero``; see :class:`lossatlas.losses.RCELoss`."""
-    scale = check_number(scale, "scale")
-    log_zero = check_number(log_zero, "log_zero", high=0.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     return reduce_loss(_rce_terms(z, y, log_zero) * scale, reduction, w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "alpha": Param("α ≥ 0, weight of CE", nonnegative, "SCE paper's CIFAR-10 setting; CIFAR-100: 6.0"),
+    "beta": Param("β ≥ 0, weight of RCE", nonnegative, "SCE paper's CIFAR-10 setting; CIFAR-100: 0.1"),
+    "log_zero": _LOG_ZERO,
+})
 def sce(
     logits: Tensor,
     target: Tensor,
@@ -149,9 +263,6 @@ def sce(
     validate: bool = True,
 ) -> Tensor:
     """Symmetric cross-entropy ``α·CE + β·RCE``; see :class:`lossatlas.losses.SCELoss`."""
-    alpha = check_number(alpha, "alpha", low=0.0)
-    beta = check_number(beta, "beta", low=0.0)
-    log_zero = check_number(log_zero, "log_zero", high=0.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     ce = -_log_p_y(z, y)
     return reduce_loss(alpha * ce + beta * _rce_terms(z, y, log_zero), reduction, w, out_dtype)
@@ -160,11 +271,9 @@ def sce(
 # --------------------------------------------------------------------------------------
 # B3: normalised losses and active-passive pairs
 # --------------------------------------------------------------------------------------
-def _normalised(terms: Tensor, y: Tensor) -> Tensor:
-    """``terms[i, y_i] / Σ_j terms[i, j]`` (0 where the normaliser is 0)."""
-    return target_logit(terms, y) / terms.sum(1).clamp_min(_tiny(terms))
-
-
+@loss_function(inputs=CLASSIFICATION, params={
+    "scale": Param("s, multiplies the loss (the APL configs scale the combined losses instead)", any_number, APL),
+})
 def nce(
     logits: Tensor,
     target: Tensor,
@@ -175,12 +284,16 @@ def nce(
     validate: bool = True,
 ) -> Tensor:
     """Normalised cross-entropy ``log p_y / Σ_j log p_j``; see :class:`lossatlas.losses.NCELoss`."""
-    scale = check_number(scale, "scale")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    terms = -torch.log_softmax(z, dim=1)
-    return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
+    return reduce_loss(_nce_terms(z, y) * scale, reduction, w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "gamma": Param("focusing parameter γ ≥ 0 (γ = 0 is NCE)", nonnegative, f"{APL} configs"),
+    "scale": Param("s, multiplies the loss", any_number, "the APL CIFAR-10 config uses 10 for NFL alone"),
+    "detach": Param("stop the gradient through the modulating factors (1 − p)^γ, as the reference does", as_bool,
+                    "reference code computes them from logpt.data"),
+})
 def nfl(
     logits: Tensor,
     target: Tensor,
@@ -195,10 +308,8 @@ def nfl(
     """Normalised focal loss ``FL_y / Σ_j FL_j``; see :class:`lossatlas.losses.NFLLoss`.
 
     ``detach=True`` (the reference's convention) stops the gradient through every
-    modulating factor ``(1 − p_j)^γ``.
+    modulating factor ``(1 − p_j)^γ``: the gradient is then not the derivative of the value.
     """
-    gamma = check_number(gamma, "gamma", low=0.0)
-    scale = check_number(scale, "scale")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     logp = torch.log_softmax(z, dim=1)
     if gamma == 0.0:
@@ -211,6 +322,10 @@ def nfl(
     return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "q": Param("the exponent q ∈ [0, 1]", unit_interval, "GCE's q; the APL CIFAR-10 config uses 0.1"),
+    "scale": Param("s, multiplies the loss", any_number, APL),
+})
 def ngce(
     logits: Tensor,
     target: Tensor,
@@ -222,25 +337,48 @@ def ngce(
     validate: bool = True,
 ) -> Tensor:
     """Normalised GCE ``(1 − p_y^q) / Σ_j (1 − p_j^q)``, ``p ≥ 1e-7``; see :class:`lossatlas.losses.NGCELoss`."""
-    q = check_number(q, "q", low=0.0, high=1.0)
-    scale = check_number(scale, "scale")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     terms = _box_cox(torch.log_softmax(z, dim=1).clamp_min(_LOG_P_MIN), q)
     return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
 
 
-#: per-sample losses that ``active_passive`` accepts by name (all the Ma et al. 2020 pieces).
-def _component(name: str) -> Callable[..., Tensor]:
-    table: dict[str, Callable[..., Tensor]] = {
-        "ce": cross_entropy, "cross_entropy": cross_entropy,
-        "nce": nce, "nfl": nfl, "ngce": ngce, "gce": gce, "mae": mae, "rce": rce,
-    }
-    key = name.strip().lower().replace("-", "_")
-    if key not in table:
-        raise ValueError(f"unknown active/passive loss {name!r}; use one of {sorted(table)} or pass a callable")
-    return table[key]
+def _registered_function(id: str, name: str) -> Callable[..., Tensor]:
+    """The registered loss function of a classification id (``name`` is the argument that gave it)."""
+    from ..registry import info  # the registry imports the loss modules, which import this one
+
+    try:
+        entry = info(id)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if entry.kind != "classification" or entry.function is None:
+        raise ValueError(f"{name}={id!r} is not a classification loss with a function; pass a loss module instead")
+    return entry.function
 
 
+def _per_sample(part: str | Callable[..., Tensor], options: Mapping[str, Any] | None, z: Tensor, y: Tensor,
+                name: str) -> Tensor:
+    """Per-sample losses [N] of an active-passive part (inputs already validated)."""
+    if isinstance(part, nn.Module):
+        if options:
+            raise ValueError(f"{name}_kwargs apply only when {name} is a registry id or a function")
+        out: Tensor = part(z, y)
+        return out
+    if isinstance(part, str):
+        return _registered_function(part, name)(z, y, reduction="none", validate=False, **dict(options or {}))
+    return part(z, y, reduction="none", **dict(options or {}))
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "active": Param("the active loss: a registry id (e.g. ``'nce'``, ``'nfl'``, ``'ngce'``), a loss module built "
+                    "with ``reduction='none'``, or a function ``f(logits, target, reduction='none', **kw)``",
+                    _loss_part, "Ma et al. 2020"),
+    "passive": Param("the passive loss (e.g. ``'rce'``, ``'mae'``), given as ``active`` is", _loss_part,
+                     "Ma et al. 2020"),
+    "alpha": Param("α ≥ 0, weight of the active loss", nonnegative, "APL CIFAR-10 configs; CIFAR-100 NCE+RCE: 10"),
+    "beta": Param("β ≥ 0, weight of the passive loss", nonnegative, "APL CIFAR-10 configs; CIFAR-100 NCE+RCE: 0.1"),
+    "active_kwargs": Param("hyper-parameters of the active loss when it is an id or a function", _options),
+    "passive_kwargs": Param("hyper-parameters of the passive loss when it is an id or a function", _options),
+})
 def active_passive(
     logits: Tensor,
     target: Tensor,
@@ -257,25 +395,18 @@ def active_passive(
 ) -> Tensor:
     """Active-passive loss ``α·L_active + β·L_passive``; see :class:`lossatlas.losses.ActivePassiveLoss`.
 
-    ``active`` / ``passive`` name a function of this module (``"nce"``, ``"nfl"``,
-    ``"ngce"``, ``"ce"``, ``"gce"``, ``"mae"``, ``"rce"``) or are callables
-    ``f(logits, target, reduction="none", ...)`` returning per-sample losses.
+    The logits and targets are validated once here; the parts receive them (in the compute
+    dtype, ignored rows' targets replaced by 0) and return per-sample losses.
     """
-    alpha = check_number(alpha, "alpha", low=0.0)
-    beta = check_number(beta, "beta", low=0.0)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    parts = []
-    for fn, kw in ((active, active_kwargs), (passive, passive_kwargs)):
-        if isinstance(fn, str):
-            f, extra = _component(fn), {"validate": False}  # inputs were validated above
-        elif callable(fn):
-            f, extra = fn, {}
-        else:
-            raise TypeError(f"active/passive must be a loss name or a callable, got {type(fn).__name__}")
-        parts.append(f(z, y, reduction="none", **{**extra, **dict(kw or {})}))
-    return reduce_loss(alpha * parts[0] + beta * parts[1], reduction, w, out_dtype)
+    losses = alpha * _per_sample(active, active_kwargs, z, y, "active") + beta * _per_sample(passive, passive_kwargs, z, y, "passive")
+    return reduce_loss(losses, reduction, w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "alpha": Param("α ≥ 0, weight of NCE", nonnegative, "APL CIFAR-10 config; CIFAR-100: 10"),
+    "beta": Param("β ≥ 0, weight of RCE", nonnegative, "APL CIFAR-10 config; CIFAR-100: 0.1"),
+})
 def nce_rce(
     logits: Tensor,
     target: Tensor,
@@ -286,11 +417,15 @@ def nce_rce(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
-    """NCE+RCE ``α·NCE + β·RCE``; see :class:`lossatlas.losses.NCERCELoss`."""
-    return active_passive(logits, target, active="nce", passive="rce", alpha=alpha, beta=beta,
-                          ignore_index=ignore_index, reduction=reduction, validate=validate)
+    """NCE+RCE ``α·NCE + β·RCE`` (RCE with ``A = log 1e-4``); see :class:`lossatlas.losses.NCERCELoss`."""
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    return reduce_loss(alpha * _nce_terms(z, y) + beta * _rce_terms(z, y, RCE_LOG_ZERO), reduction, w, out_dtype)
 
 
+@loss_function(inputs=CLASSIFICATION, params={
+    "alpha": Param("α ≥ 0, weight of NCE", nonnegative, "APL CIFAR-10 config; CIFAR-100: 10"),
+    "beta": Param("β ≥ 0, weight of MAE", nonnegative, "APL configs"),
+})
 def nce_mae(
     logits: Tensor,
     target: Tensor,
@@ -302,18 +437,18 @@ def nce_mae(
     validate: bool = True,
 ) -> Tensor:
     """NCE+MAE ``α·NCE + β·(1 − p_y)`` (MAE at the APL reference's scale); see :class:`lossatlas.losses.NCEMAELoss`."""
-    return active_passive(logits, target, active="nce", passive="mae", alpha=alpha, beta=beta,
-                          ignore_index=ignore_index, reduction=reduction, validate=validate)
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    return reduce_loss(alpha * _nce_terms(z, y) + beta * _mae_terms(z, y), reduction, w, out_dtype)
 
 
 # --------------------------------------------------------------------------------------
 # B4: LogitClip
 # --------------------------------------------------------------------------------------
-def _clip_params(tau: float, p: float, eps: float) -> tuple[float, float, float]:
-    """LogitClip's checked ``(τ > 0, p >= 1 or math.inf, eps >= 0)``."""
-    tau = check_number(tau, "tau", low=0.0, low_open=True)
-    p = math.inf if isinstance(p, float) and p == math.inf else check_number(p, "p", low=1.0)
-    return tau, p, check_number(eps, "eps", low=0.0)
+def _clip(z: Tensor, tau: float, p: float, eps: float) -> Tensor:
+    """Rows with ``‖z‖_p + eps > 1/τ`` become ``z / (τ (‖z‖_p + eps))`` (no data-dependent branch)."""
+    bound = 1.0 / tau
+    norms = torch.linalg.vector_norm(z, ord=p, dim=1, keepdim=True) + eps
+    return torch.where(norms > bound, z * (bound / norms), z)
 
 
 def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float = 1e-7) -> Tensor:
@@ -321,16 +456,31 @@ def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float 
 
     The paper's rule (Wei et al. 2023, Eq. 6): the clipped rows have norm ``1/τ`` (up to
     ``eps``, the reference's ``+1e-7`` on the norm). Gradients flow through the norm.
+    Returns the clipped logits in the compute dtype (float32 for float16 / bfloat16 input).
     """
     check_logits(logits, validate=False)
-    tau, p, eps = _clip_params(tau, p, eps)
     z = logits.to(compute_dtype(logits))
-    bound = 1.0 / tau
-    norms = torch.linalg.vector_norm(z, ord=p, dim=1, keepdim=True) + eps
-    clipped = z * (bound / norms)
-    return torch.where(norms > bound, clipped, z)
+    return _clip(z, positive(tau, "tau"), _norm_order(p, "p"), nonnegative(eps, "eps"))
 
 
+def _same_reduction(base: Any, reduction: str, name: str = "base") -> None:
+    """A loss module given to a wrapper must reduce as the wrapper does (it returns the wrapper's output)."""
+    own = getattr(base, "reduction", reduction) if isinstance(base, nn.Module) else reduction
+    if own != reduction:
+        raise ValueError(f"{name} has reduction={own!r} but the wrapper has reduction={reduction!r}; "
+                         "build both with the same reduction")
+
+
+@loss_function(inputs=CLASSIFICATION, call=("base_call",), params={
+    "tau": Param("τ > 0; rows with ‖z‖_p > 1/τ are scaled to norm 1/τ (the official code's ``--temp``)", positive,
+                 "parity case; the paper tunes τ over {0.1, 0.5, 1, …, 5}"),
+    "p": Param("the norm's order, ≥ 1 or ``math.inf`` (the official code's ``--lp``)", _norm_order, "paper and code"),
+    "eps": Param("added to the norm", nonnegative, "reference code adds 1e-7 to the norm"),
+    "base": Param("the loss applied to the clipped logits: ``None`` (cross-entropy), a registry id, a loss module "
+                  "built with this ``reduction``, or a function ``f(logits, target, reduction=..., **kw)``", _base,
+                  "paper: cross-entropy"),
+    "base_kwargs": Param("hyper-parameters of ``base`` when it is an id or a function", _options),
+})
 def logitclip(
     logits: Tensor,
     target: Tensor,
@@ -338,21 +488,26 @@ def logitclip(
     tau: float = 1.0,
     p: float = 2.0,
     eps: float = 1e-7,
-    base: Callable[..., Tensor] | None = None,
+    base: str | Callable[..., Tensor] | None = None,
+    base_kwargs: Mapping[str, Any] | None = None,
     reduction: str = "mean",
     validate: bool = True,
-    **base_kwargs: Any,
+    **base_call: Any,
 ) -> Tensor:
     """``base(clip_logits(z), target)``; ``base`` defaults to cross-entropy. See :class:`lossatlas.losses.LogitClipLoss`.
 
-    ``base`` is any function ``f(logits, target, reduction=..., **base_kwargs)``.
+    Further keywords of the call (e.g. ``index=`` for ALDR) are passed on to ``base``.
     """
-    check_reduction(reduction)
     check_logits(logits, validate)
-    fn = cross_entropy if base is None else base
-    if not callable(fn):
-        raise TypeError(f"base must be a callable loss function, got {type(base).__name__}")
-    out = fn(clip_logits(logits, tau=tau, p=p, eps=eps), target, reduction=reduction, **base_kwargs)
+    z = _clip(logits.to(compute_dtype(logits)), tau, p, eps)
+    if isinstance(base, nn.Module):
+        _same_reduction(base, reduction)
+        if base_kwargs:
+            raise ValueError("base_kwargs apply only when base is a registry id or a function")
+        out: Tensor = base(z, target, **base_call)
+    else:
+        fn = cross_entropy if base is None else _registered_function(base, "base") if isinstance(base, str) else base
+        out = fn(z, target, reduction=reduction, **dict(base_kwargs or {}), **base_call)
     return out.to(logits.dtype)
 
 
@@ -375,17 +530,28 @@ def _ldr_core(zn: Tensor, y: Tensor, margin: float, lam: Tensor | float) -> Tens
     return lse * lam
 
 
-def _as_temperature(temperature: float | Tensor, z: Tensor, name: str = "temperature") -> Tensor | float:
-    if isinstance(temperature, Tensor):
-        t = temperature.to(device=z.device, dtype=z.dtype)
-        if t.dim() != 1 or t.shape[0] != z.shape[0]:
-            raise ValueError(f"{name} must be a float or a tensor [N] = [{z.shape[0]}] of per-sample temperatures, got shape {tuple(t.shape)}")
-        if t.numel() and not bool((t > 0).all()):
-            raise ValueError(f"{name} must be positive")
-        return t
-    return check_number(temperature, name, low=0.0, low_open=True)
+def _per_sample_temperature(temperature: float | Tensor, z: Tensor, validate: bool) -> Tensor | float:
+    if not isinstance(temperature, Tensor):
+        return temperature
+    if temperature.shape != (z.shape[0],):
+        raise ValueError(f"temperature must be a float or a tensor [N] = [{z.shape[0]}] of per-sample temperatures, "
+                         f"got shape {tuple(temperature.shape)}")
+    t = temperature.to(device=z.device, dtype=z.dtype)
+    if validate and not compiling() and t.numel() and not bool((t > 0).all()):
+        raise ValueError("temperature must be positive")
+    return t
 
 
+_MARGIN = Param("m, added to every non-target logit gap (reference ``threshold``)", any_number, LDR_CODE)
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "margin": _MARGIN,
+    "temperature": Param("λ > 0 (reference ``Lambda``), or a float tensor [N] of per-sample values", _temperature,
+                         LDR_CODE),
+    "softplus": Param("apply softplus before normalising (``False``: divide the raw logits by their mean |z|)", as_bool,
+                      "LDRLoss_V1 always applies softplus"),
+})
 def ldr(
     logits: Tensor,
     target: Tensor,
@@ -401,9 +567,8 @@ def ldr(
 
     ``temperature`` is λ: a positive float or a tensor [N] of per-sample values.
     """
-    margin = check_number(margin, "margin")
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    lam = _as_temperature(temperature, z)
+    lam = _per_sample_temperature(temperature, z, validate)
     return reduce_loss(_ldr_core(ldr_normalise(z, softplus), y, margin, lam), reduction, w, out_dtype)
 
 
@@ -427,50 +592,87 @@ def aldr_temperature(
     return lam.clamp_min(1e-6 * temperature)
 
 
+def _aldr_index(index: Tensor | None, n: int, state: Tensor, validate: bool) -> Tensor:
+    """Checked rows of ``state`` [M] for a batch of ``n`` samples (``None``: the state is the batch's, [N])."""
+    if index is None:
+        if state.shape != (n,):
+            raise ValueError(f"sample_temperature without index= must have shape [N] = [{n}], got {tuple(state.shape)}")
+        return torch.arange(n, device=state.device)
+    check_tensor(index, "index")
+    if index.dtype.is_floating_point or index.dtype == torch.bool or index.is_complex():
+        raise TypeError(f"index must hold integer dataset indices (torch.long), got dtype {index.dtype}")
+    if index.shape != (n,):
+        raise ValueError(f"index must have shape [N] = [{n}] (one dataset index per sample), got {tuple(index.shape)}")
+    index = index.to(state.device)
+    if validate and not compiling() and n:
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= state.shape[0]:
+            raise ValueError(f"index values must be in [0, num_samples={state.shape[0]}) (the length of sample_temperature); "
+                             f"found {lo}..{hi}")
+        if torch.unique(index).numel() != n:
+            raise ValueError("index contains repeated dataset indices within one batch; each sample's state can be updated once per call")
+    return index
+
+
+@loss_function(inputs=CLASSIFICATION, call=("index", "sample_temperature"), params={
+    "margin": _MARGIN,
+    "temperature": Param("Λ > 0, the initial and largest λ (reference ``Lambda``)", positive, LDR_CODE),
+    "alpha": Param("α > 0, strength of the KL regulariser on λ", positive, LDR_CODE),
+    "softplus": Param("apply softplus before normalising (``True`` is LDR's form and the CIFAR-100 setting)", as_bool,
+                      "experiment.py builds ALDRLoss_V1 without it, so its class default False runs; only the CIFAR-100 branch passes True"),
+})
 def aldr(
     logits: Tensor,
     target: Tensor,
-    prev_temperature: Tensor,
     *,
+    index: Tensor | None = None,
+    sample_temperature: Tensor | None = None,
     margin: float = 0.1,
     temperature: float = 10.0,
     alpha: float = 2.0,
     softplus: bool = False,
     reduction: str = "mean",
     validate: bool = True,
-    return_temperature: bool = False,
-) -> Tensor | tuple[Tensor, Tensor]:
+) -> Tensor:
     """Adaptive LDR (ALDR-KL) for one batch; see :class:`lossatlas.losses.ALDRLoss`.
 
-    ``prev_temperature`` [N] holds each sample's λ from its previous visit (Λ on the
-    first). The new λ [N] (detached) is computed first and used in the loss; pass
-    ``return_temperature=True`` to get ``(loss, new_λ)`` to store for the next visit.
-    ``softplus=False`` (default, as the official training script runs it) divides the raw
-    logits by their mean absolute value; ``True`` applies softplus first (LDR's form).
+    The state is explicit: ``sample_temperature`` [M] holds each training sample's λ from its
+    previous visit (Λ before the first) and ``index`` int64 [N] says which rows are this
+    batch's (without ``index``, ``sample_temperature`` is the batch's own, [N]). The new λ
+    (detached) is written into ``sample_temperature[index]`` *in place*, then used in the
+    loss, as the reference does. Without ``sample_temperature`` every sample is on its first
+    visit (λ_old = Λ) and nothing is stored. ``softplus=False`` (default, as the official
+    training script runs it) divides the raw logits by their mean absolute value.
     """
-    margin = check_number(margin, "margin")
-    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-    alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, None)
-    check_tensor(prev_temperature, "prev_temperature")
-    if prev_temperature.dim() != 1 or prev_temperature.shape[0] != z.shape[0]:
-        raise ValueError(f"prev_temperature must have shape [N] = [{z.shape[0]}], got {tuple(prev_temperature.shape)}")
+    n = z.shape[0]
+    if sample_temperature is None:
+        if index is not None:
+            raise ValueError("index= needs sample_temperature= (the per-sample state it indexes)")
+        rows, prev = None, torch.full((n,), temperature, device=z.device, dtype=z.dtype)
+    else:
+        check_tensor(sample_temperature, "sample_temperature")
+        if sample_temperature.dim() != 1 or not sample_temperature.is_floating_point():
+            raise ValueError(f"sample_temperature must be a float tensor [num_samples], got {sample_temperature.dtype} "
+                             f"of shape {tuple(sample_temperature.shape)}")
+        rows = _aldr_index(index, n, sample_temperature, validate)
+        prev = sample_temperature[rows]
     zn = ldr_normalise(z, softplus)
-    lam = aldr_temperature(zn, prev_temperature, temperature=temperature, alpha=alpha)
+    lam = aldr_temperature(zn, prev, temperature=temperature, alpha=alpha)
+    if sample_temperature is not None:
+        with torch.no_grad():
+            sample_temperature[rows] = lam.to(device=sample_temperature.device, dtype=sample_temperature.dtype)
     penalty = alpha * math.log(zn.shape[1]) / (2.0 * temperature) * (lam - temperature) ** 2
-    out = reduce_loss(_ldr_core(zn, y, margin, lam) - penalty, reduction, w, out_dtype)
-    return (out, lam) if return_temperature else out
+    return reduce_loss(_ldr_core(zn, y, margin, lam) - penalty, reduction, w, out_dtype)
 
 
 # --------------------------------------------------------------------------------------
 # B6, B7: Taylor cross-entropy and α-loss
 # --------------------------------------------------------------------------------------
-def _check_order(order: int) -> int:
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an int >= 1 (the number of Taylor terms), got {order!r}")
-    return order
-
-
+@loss_function(inputs=CLASSIFICATION, params={
+    "order": Param("t ≥ 1, the number of Taylor terms (1 is MAE; t → ∞ is CE)", _order,
+                   "lossatlas choice; the paper tunes t per dataset"),
+})
 def taylor_ce(
     logits: Tensor,
     target: Tensor,
@@ -481,9 +683,8 @@ def taylor_ce(
     validate: bool = True,
 ) -> Tensor:
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
-    _check_order(order)
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    u = -torch.expm1(_log_p_y(z, y))  # 1 - p_y
+    u = _mae_terms(z, y)  # 1 - p_y
     losses = torch.zeros_like(u)
     power = torch.ones_like(u)
     for k in range(1, order + 1):
@@ -492,13 +693,10 @@ def taylor_ce(
     return reduce_loss(losses, reduction, w, out_dtype)
 
 
-def _check_alpha(alpha: float) -> float:
-    """α > 0, or ``math.inf`` (the ``1 − p_y`` limit)."""
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isinf(alpha) and alpha > 0:
-        return math.inf
-    return check_number(alpha, "alpha", low=0.0, low_open=True)
-
-
+@loss_function(inputs=CLASSIFICATION, params={
+    "alpha": Param("α > 0 or ``math.inf`` (1 is CE, ∞ is 1 − p_y, 1/2 is 1/p_y − 1)", _positive_or_inf,
+                   "lossatlas choice; the paper recommends α > 1 for label noise"),
+})
 def alpha_loss(
     logits: Tensor,
     target: Tensor,
@@ -509,8 +707,6 @@ def alpha_loss(
     validate: bool = True,
 ) -> Tensor:
     """α-loss ``α/(α−1) · (1 − p_y^{(α−1)/α})``; α = 1 is CE, α = ∞ is ``1 − p_y``. See :class:`lossatlas.losses.AlphaLoss`."""
-    alpha = _check_alpha(alpha)
     c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    logp_y = _log_p_y(z, y)
-    return reduce_loss(_box_cox(logp_y, c), reduction, w, out_dtype)
+    return reduce_loss(_box_cox(_log_p_y(z, y), c), reduction, w, out_dtype)

@@ -3,24 +3,25 @@
 Bounded / symmetric losses (MAE, GCE, RCE, SCE), the normalised losses and their
 active-passive combinations (NCE, NFL, NGCE, NCE+RCE, NCE+MAE, …), LogitClip as a wrapper
 around any logit-based loss, the label-distributionally robust LDR / ALDR losses, Taylor
-cross-entropy and α-loss. The math lives in :mod:`lossatlas.functional.noise`; the label
-noise protocols in :mod:`lossatlas.data.noise`.
+cross-entropy and α-loss. Each loss is defined by its function in
+:mod:`lossatlas.functional.noise` (names, defaults, checks); the modules here are built
+from those functions. The label noise protocols are in :mod:`lossatlas.data.noise`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
 from .._docs import fill_doc
-from .._validation import check_logits, check_number, check_tensor, compiling
-from ..functional._common import prepare_classification, reduce_loss
-from ..functional.noise import RCE_LOG_ZERO, _check_alpha, _check_order, _clip_params
+from .._spec import fresh, spec_of
+from ..functional.noise import _same_reduction
 from ..registry import Paper, create, register
-from ._base import Loss
+from ._base import FunctionalLoss, Loss
 
 __all__ = [
     "MAELoss",
@@ -51,31 +52,17 @@ TAYLOR_PAPER = Paper("L. Feng, S. Shu, Z. Lin, F. Lv, L. Li, B. An", "Can Cross 
 ALPHA_PAPER = Paper("T. Sypherd, M. Diaz, J. K. Cava, G. Dasarathy, P. Kairouz, L. Sankar", "A Tunable Loss Function for Robust Classification: Calibration, Landscape, and Generalization", "IEEE Trans. Inf. Theory 2022 (arXiv 2019)", 2019, "1906.02314")
 
 
-class _NoiseLoss(Loss):
-    """Shared constructor: ``ignore_index``, ``reduction``, ``validate``."""
+def _usage(create_args: str, result: str = "0", call: str = "crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim") -> str:
+    """The shapes line and a runnable three-line example, for a ``{usage}`` docstring line."""
+    return f"""\
+Shapes: ``logits`` [N, C]; ``target`` int64 [N].
 
-    def __init__(self, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.ignore_index = int(ignore_index)
-
-    def _common(self) -> dict[str, Any]:
-        return {"ignore_index": self.ignore_index, "reduction": self.reduction, "validate": self.validate}
-
-
-class _ScaledLoss(_NoiseLoss):
-    """A loss whose one hyper-parameter is ``scale``; ``_function`` is its functional twin."""
-
-    _function: Callable[..., Tensor]
-
-    def __init__(self, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.scale = check_number(scale, "scale")
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return self._function(logits, target, scale=self.scale, **self._common())
+Example:
+    >>> import torch, lossatlas as la
+    >>> crit = la.create({create_args})
+    >>> {call}
+    {result}
+"""
 
 
 # --------------------------------------------------------------------------------------
@@ -90,10 +77,9 @@ class _ScaledLoss(_NoiseLoss):
     formula="l_i = scale · (1 - p_{i,y_i}),  p = softmax(z)  (= scale/2 · ||p_i - onehot(y_i)||_1)",
     paper=GHOSH_PAPER,
     code=f"{APL_CODE}::MeanAbsoluteError",
-    function=LF.mae,
-    defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)"},
 )
-class MAELoss(_ScaledLoss):
+@fill_doc(usage=_usage('"mae"', "0.75", "round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)"))
+class MAELoss(FunctionalLoss, function=LF.mae):
     r"""Mean absolute error on the softmax (Ghosh, Kumar, Sastry, 2017, "Robust Loss
     Functions under Label Noise for Deep Neural Networks"; used as the GCE baseline by
     Zhang & Sabuncu, 2018).
@@ -106,22 +92,10 @@ class MAELoss(_ScaledLoss):
     ``z``, which makes it robust to symmetric label noise (Ghosh et al. 2017), at the cost of
     slow training. ``1 − p`` is evaluated as ``−expm1(log p)``.
 
-    Args:
-        scale: s, multiplies the loss (default 1.0, the reference's).
-        ignore_index: target value to skip (default -100).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
-        validate: check values (NaN/Inf logits, target range).
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("mae")
-        >>> round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)
-        0.75
+    {usage}
     """
-
-    _function = staticmethod(LF.mae)
 
 
 @register(
@@ -133,10 +107,9 @@ class MAELoss(_ScaledLoss):
     formula="l_i = (1 - p_{i,y_i}^q) / q,  p clamped to [1e-7, 1];  q -> 0: CE,  q = 1: 1 - p_y (MAE)",
     paper=GCE_PAPER,
     code=f"{APL_CODE}::GeneralizedCrossEntropy",
-    function=LF.gce,
-    defaults_source={"q": "Zhang & Sabuncu 2018 and HanxunH/Active-Passive-Losses (q=0.7)"},
 )
-class GCELoss(_NoiseLoss):
+@fill_doc(usage=_usage('"gce", q=0.7'))
+class GCELoss(FunctionalLoss, function=LF.gce):
     r"""Generalised cross-entropy, the L_q loss (Zhang & Sabuncu, 2018, "Generalized Cross
     Entropy Loss for Training Deep Neural Networks with Noisy Labels").
 
@@ -148,28 +121,10 @@ class GCELoss(_NoiseLoss):
     ``[1e-7, 1]`` first, so probabilities below 1e-7 get no gradient. The paper's truncated
     variant (L_trunc) is not implemented. ``q = 0`` is accepted and gives (clamped) CE.
 
-    Args:
-        q: the exponent q in [0, 1] (default 0.7).
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("gce", q=0.7)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
-
-    def __init__(self, q: float = 0.7, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.q = check_number(q, "q", low=0.0, high=1.0)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"q": self.q}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.gce(logits, target, q=self.q, **self._common())
 
 
 # --------------------------------------------------------------------------------------
@@ -184,11 +139,9 @@ class GCELoss(_NoiseLoss):
     formula="l_i = -scale · A · Σ_{j≠y_i} clamp(p_ij, 1e-7, 1),  A = log_zero = log(1e-4)",
     paper=SCE_PAPER,
     code=f"{APL_CODE}::ReverseCrossEntropy",
-    function=LF.rce,
-    defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)",
-                     "log_zero": "reference code: one-hot clamped to [1e-4, 1], A = log(1e-4) ≈ -9.21 (the paper writes A = -4)"},
 )
-class RCELoss(_NoiseLoss):
+@fill_doc(usage=_usage('"rce", log_zero=-4.0', "3.0", "round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)"))
+class RCELoss(FunctionalLoss, function=LF.rce):
     r"""Reverse cross-entropy (Wang et al., 2019, "Symmetric Cross Entropy for Robust
     Learning with Noisy Labels").
 
@@ -203,31 +156,10 @@ class RCELoss(_NoiseLoss):
     the reference. RCE is symmetric: ``Σ_j ℓ(z, j) = −A (C − 1)`` (exactly, when no
     probability is below 1e-7). It is the "passive" half of SCE and NCE+RCE.
 
-    Args:
-        scale: multiplies the loss (default 1.0).
-        log_zero: A, the value used for log 0 (≤ 0).
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("rce", log_zero=-4.0)
-        >>> round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)
-        3.0
+    {usage}
     """
-
-    def __init__(self, scale: float = 1.0, log_zero: float = RCE_LOG_ZERO, ignore_index: int = -100,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.scale = check_number(scale, "scale")
-        self.log_zero = check_number(log_zero, "log_zero", high=0.0)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"scale": self.scale, "log_zero": self.log_zero}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.rce(logits, target, scale=self.scale, log_zero=self.log_zero, **self._common())
 
 
 @register(
@@ -239,12 +171,9 @@ class RCELoss(_NoiseLoss):
     formula="l_i = α · CE(z_i, y_i) + β · RCE(z_i, y_i)",
     paper=SCE_PAPER,
     code="YisenWang/symmetric_cross_entropy_for_noisy_labels (Keras); PyTorch: " + f"{APL_CODE}::SCELoss",
-    function=LF.sce,
-    defaults_source={"alpha": "SCE paper CIFAR-10 setting (α=0.1; CIFAR-100: 6.0)",
-                     "beta": "SCE paper CIFAR-10 setting (β=1.0; CIFAR-100: 0.1)",
-                     "log_zero": "reference code, A = log(1e-4) (the paper writes A = -4)"},
 )
-class SCELoss(_NoiseLoss):
+@fill_doc(usage=_usage('"sce", alpha=0.1, beta=1.0'))
+class SCELoss(FunctionalLoss, function=LF.sce):
     r"""Symmetric cross-entropy (Wang et al., 2019, "Symmetric Cross Entropy for Robust
     Learning with Noisy Labels").
 
@@ -254,33 +183,10 @@ class SCELoss(_NoiseLoss):
     adds noise robustness. Defaults α = 0.1, β = 1.0 are the paper's CIFAR-10 values (CIFAR-100:
     α = 6.0, β = 0.1); ``A = log(1e-4)`` as in the code (parity case ``cls_sce``).
 
-    Args:
-        alpha: weight of CE (≥ 0).
-        beta: weight of RCE (≥ 0).
-        log_zero: RCE's A (see :class:`RCELoss`).
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("sce", alpha=0.1, beta=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
-
-    def __init__(self, alpha: float = 0.1, beta: float = 1.0, log_zero: float = RCE_LOG_ZERO, ignore_index: int = -100,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.alpha = check_number(alpha, "alpha", low=0.0)
-        self.beta = check_number(beta, "beta", low=0.0)
-        self.log_zero = check_number(log_zero, "log_zero", high=0.0)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "beta": self.beta}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.sce(logits, target, alpha=self.alpha, beta=self.beta, log_zero=self.log_zero, **self._common())
 
 
 # --------------------------------------------------------------------------------------
@@ -295,10 +201,9 @@ class SCELoss(_NoiseLoss):
     formula="l_i = scale · log p_{i,y_i} / Σ_j log p_ij",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NormalizedCrossEntropy",
-    function=LF.nce,
-    defaults_source={"scale": "HanxunH/Active-Passive-Losses (scale=1.0)"},
 )
-class NCELoss(_ScaledLoss):
+@fill_doc(usage=_usage('"nce"', "0.25", "round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)"))
+class NCELoss(FunctionalLoss, function=LF.nce):
     r"""Normalised cross-entropy (Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels").
 
@@ -310,20 +215,10 @@ class NCELoss(_ScaledLoss):
     from ``log_softmax`` with no clamp, like the reference (parity case ``cls_nce``). Not
     to be confused with noise-contrastive estimation.
 
-    Args:
-        scale: s (default 1.0; the APL configs scale the combined losses instead).
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("nce")
-        >>> round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)
-        0.25
+    {usage}
     """
-
-    _function = staticmethod(LF.nce)
 
 
 @register(
@@ -335,12 +230,9 @@ class NCELoss(_ScaledLoss):
     formula="l_i = scale · (1-p_y)^γ log p_y / Σ_j (1-p_j)^γ log p_j,  (1-p)^γ factors detached (reference)",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NormalizedFocalLoss",
-    function=LF.nfl,
-    defaults_source={"gamma": "HanxunH/Active-Passive-Losses configs (γ=0.5)",
-                     "scale": "1.0 (the APL CIFAR-10 config uses 10 for NFL alone)",
-                     "detach": "reference code detaches the modulating factors"},
 )
-class NFLLoss(_NoiseLoss):
+@fill_doc(usage=_usage('"nfl", gamma=0.5'))
+class NFLLoss(FunctionalLoss, function=LF.nfl):
     r"""Normalised focal loss (Ma et al., 2020, "Normalized Loss Functions for Deep Learning
     with Noisy Labels").
 
@@ -348,37 +240,15 @@ class NFLLoss(_NoiseLoss):
 
     **Gradient convention.** The reference computes every modulating factor
     ``(1 − p)^γ`` from ``logpt.data``, i.e. with the gradient stopped, while the ``log p``
-    terms keep theirs. ``detach=True`` (default) reproduces it (parity case ``cls_nfl``);
-    ``detach=False`` differentiates the whole expression (same loss value, gradients
-    differ by ~1e-3). ``γ = 0`` is :class:`NCELoss`.
+    terms keep theirs. ``detach=True`` (default) reproduces it (parity case ``cls_nfl``),
+    so the gradient is by design not the derivative of the value; ``detach=False``
+    differentiates the whole expression (same loss value, gradients differ by ~1e-3).
+    ``γ = 0`` is :class:`NCELoss`.
 
-    Args:
-        gamma: focusing parameter γ ≥ 0 (default 0.5, the APL configs').
-        scale: s (default 1.0).
-        detach: stop the gradient through ``(1 − p)^γ`` (reference behaviour).
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("nfl", gamma=0.5)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
-
-    def __init__(self, gamma: float = 0.5, scale: float = 1.0, detach: bool = True, ignore_index: int = -100,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.gamma = check_number(gamma, "gamma", low=0.0)
-        self.scale = check_number(scale, "scale")
-        self.detach = bool(detach)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"gamma": self.gamma, "scale": self.scale, "detach": self.detach}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.nfl(logits, target, gamma=self.gamma, scale=self.scale, detach=self.detach, **self._common())
 
 
 @register(
@@ -390,10 +260,9 @@ class NFLLoss(_NoiseLoss):
     formula="l_i = scale · (1 - p_y^q) / Σ_j (1 - p_j^q),  p clamped to [1e-7, 1]",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NormalizedGeneralizedCrossEntropy",
-    function=LF.ngce,
-    defaults_source={"q": "GCE's q=0.7 (the APL CIFAR-10 config uses 0.1)", "scale": "1.0"},
 )
-class NGCELoss(_NoiseLoss):
+@fill_doc(usage=_usage('"ngce", q=0.7', "0.25", "round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)"))
+class NGCELoss(FunctionalLoss, function=LF.ngce):
     r"""Normalised generalised cross-entropy (Ma et al., 2020, "Normalized Loss Functions for
     Deep Learning with Noisy Labels").
 
@@ -404,52 +273,15 @@ class NGCELoss(_NoiseLoss):
     nothing is detached. Default ``q = 0.7`` (GCE's); the APL CIFAR-10 configuration uses
     ``q = 0.1``.
 
-    Args:
-        q: exponent in [0, 1].
-        scale: s (default 1.0).
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("ngce", q=0.7)
-        >>> round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)
-        0.25
+    {usage}
     """
-
-    def __init__(self, q: float = 0.7, scale: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
-                 validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.q = check_number(q, "q", low=0.0, high=1.0)
-        self.scale = check_number(scale, "scale")
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"q": self.q, "scale": self.scale}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.ngce(logits, target, q=self.q, scale=self.scale, **self._common())
 
 
 # --------------------------------------------------------------------------------------
 # B3: active-passive composition
 # --------------------------------------------------------------------------------------
-def _per_sample_part(part: Any, kwargs: Mapping[str, Any] | None, name: str) -> nn.Module:
-    """A loss module returning per-sample losses, from a registry id or a module."""
-    if isinstance(part, str):
-        return create(part, reduction="none", **dict(kwargs or {}))
-    if kwargs:
-        raise ValueError(f"{name}_kwargs apply only when {name} is a registry id string")
-    if isinstance(part, nn.Module):
-        if getattr(part, "reduction", "none") != "none":
-            raise ValueError(
-                f"{name} must return per-sample losses: build it with reduction='none' "
-                f"(got reduction={part.reduction!r}); the combination reduces once at the end"
-            )
-        return part
-    raise TypeError(f"{name} must be a registry id (e.g. 'nce') or a loss module, got {type(part).__name__}")
-
-
 @register(
     "active_passive",
     aliases=("apl", "active_passive_loss"),
@@ -459,11 +291,9 @@ def _per_sample_part(part: Any, kwargs: Mapping[str, Any] | None, name: str) -> 
     formula="l_i = α · L_active(z_i, y_i) + β · L_passive(z_i, y_i)",
     paper=APL_PAPER,
     code=APL_CODE,
-    function=LF.active_passive,
-    defaults_source={"active": "Ma et al. 2020 (NCE)", "passive": "Ma et al. 2020 (RCE)",
-                     "alpha": "APL CIFAR-10 configs (α=1; CIFAR-100 NCE+RCE: 10)", "beta": "APL CIFAR-10 configs (β=1; CIFAR-100 NCE+RCE: 0.1)"},
 )
-class ActivePassiveLoss(Loss):
+@fill_doc(usage=_usage('"active_passive", active="nfl", passive="mae", alpha=1.0, beta=1.0'))
+class ActivePassiveLoss(FunctionalLoss, function=LF.active_passive):
     r"""Active-passive loss (APL; Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels"): a robust *active* loss plus a robust *passive* loss.
 
@@ -471,81 +301,32 @@ class ActivePassiveLoss(Loss):
 
     Active losses push up ``p_y`` explicitly (NCE, NFL, NGCE, …), passive ones push down
     ``p_{j≠y}`` (MAE, RCE, …). Normalised losses alone underfit; pairing them fixes it
-    while staying robust. The parts are given as registry ids (created with
-    ``reduction="none"``, options in ``active_kwargs`` / ``passive_kwargs``) or as loss
-    modules built with ``reduction="none"`` — any lossatlas loss composes, so NFL+RCE,
+    while staying robust. A part given as a registry id is built here as a module with
+    ``reduction="none"`` (options in ``active_kwargs`` / ``passive_kwargs``), so
+    ``crit.active`` / ``crit.passive`` are modules; any lossatlas loss composes, so NFL+RCE,
     NGCE+MAE, … need no new class. :class:`NCERCELoss` and :class:`NCEMAELoss` are the
     two presets with parity cases. The logits and targets are validated once here.
 
-    Args:
-        active: id or module of the active loss (default ``"nce"``).
-        passive: id or module of the passive loss (default ``"rce"``).
-        alpha: weight of the active loss (≥ 0).
-        beta: weight of the passive loss (≥ 0).
-        active_kwargs / passive_kwargs: constructor options when the part is an id.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("active_passive", active="nfl", passive="mae", alpha=1.0, beta=1.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
 
-    def __init__(
-        self,
-        active: str | nn.Module = "nce",
-        passive: str | nn.Module = "rce",
-        alpha: float = 1.0,
-        beta: float = 1.0,
-        active_kwargs: Mapping[str, Any] | None = None,
-        passive_kwargs: Mapping[str, Any] | None = None,
-        ignore_index: int = -100,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        self.alpha = check_number(alpha, "alpha", low=0.0)
-        self.beta = check_number(beta, "beta", low=0.0)
-        self.active = _per_sample_part(active, active_kwargs, "active")
-        self.passive = _per_sample_part(passive, passive_kwargs, "passive")
-        self.ignore_index = int(ignore_index)
+    active: str | Callable[..., Tensor]
+    passive: str | Callable[..., Tensor]
+    active_kwargs: dict[str, Any] | None
+    passive_kwargs: dict[str, Any] | None
 
-    def _hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "beta": self.beta}
+    def setup(self) -> None:
+        if isinstance(self.active, str):
+            self.active = create(self.active, reduction="none", **(self.active_kwargs or {}))
+            self.active_kwargs = None
+        if isinstance(self.passive, str):
+            self.passive = create(self.passive, reduction="none", **(self.passive_kwargs or {}))
+            self.passive_kwargs = None
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        z, y, w, out_dtype = prepare_classification(logits, target, self.reduction, self.validate, None, self.ignore_index)
-        losses = self.alpha * self.active(z, y) + self.beta * self.passive(z, y)
-        return reduce_loss(losses, self.reduction, w, out_dtype)
-
-
-class _NCEPreset(ActivePassiveLoss):
-    """An NCE + passive loss preset of :class:`ActivePassiveLoss`; ``_passive`` names the passive part."""
-
-    _passive: str
-
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, ignore_index: int = -100, reduction: str = "mean",
-                 validate: bool = True) -> None:
-        super().__init__("nce", self._passive, alpha, beta, None, None, ignore_index, reduction, validate)
-
-
-def _preset_usage(loss_id: str, passive: str) -> str:
-    """The Args, Shapes and Example sections of an NCE preset's docstring."""
-    return f"""\
-Args:
-    alpha: weight of NCE; beta: weight of {passive}.
-    ignore_index, reduction, validate: as in :class:`MAELoss`.
-
-Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-Example:
-    >>> import torch, lossatlas as la
-    >>> crit = la.create("{loss_id}", alpha=1.0, beta=1.0)
-    >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-    0"""
+    def _hparams(self) -> dict[str, Any]:  # the parts are shown as submodules
+        return {k: v for k, v in super()._hparams().items() if not isinstance(v, nn.Module) and v is not None}
 
 
 @register(
@@ -557,26 +338,24 @@ Example:
     formula="l_i = α · NCE(z_i, y_i) + β · RCE(z_i, y_i)",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NCEandRCE",
-    function=LF.nce_rce,
-    defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL CIFAR-10 config (β=1; CIFAR-100: 0.1)"},
-    notes="Preset of active_passive(active='nce', passive='rce').",
+    notes="Equals active_passive(active='nce', passive='rce').",
 )
-@fill_doc(usage=_preset_usage("nce_rce", "RCE"))
-class NCERCELoss(_NCEPreset):
+@fill_doc(usage=_usage('"nce_rce", alpha=1.0, beta=1.0'))
+class NCERCELoss(FunctionalLoss, function=LF.nce_rce):
     r"""NCE+RCE, the flagship active-passive loss (Ma et al., 2020, "Normalized Loss
     Functions for Deep Learning with Noisy Labels").
 
     .. math:: \ell_i = \alpha\,\mathrm{NCE}(z_i, y_i) + \beta\,\mathrm{RCE}(z_i, y_i)
 
-    A preset of :class:`ActivePassiveLoss` (``active="nce"``, ``passive="rce"``), with RCE's
+    :class:`ActivePassiveLoss` with ``active="nce"``, ``passive="rce"``, with RCE's
     reference constants (``A = log 1e-4``, softmax clamped at 1e-7). Defaults α = β = 1
     are the APL CIFAR-10 configuration (CIFAR-100: α = 10, β = 0.1); parity case
     ``cls_nce_rce``.
 
+    {args}
+
     {usage}
     """
-
-    _passive = "rce"
 
 
 @register(
@@ -588,27 +367,24 @@ class NCERCELoss(_NCEPreset):
     formula="l_i = α · NCE(z_i, y_i) + β · (1 - p_{i,y_i})",
     paper=APL_PAPER,
     code=f"{APL_CODE}::NCEandMAE",
-    function=LF.nce_mae,
-    defaults_source={"alpha": "APL CIFAR-10 config (α=1; CIFAR-100: 10)", "beta": "APL configs (β=1)"},
-    notes="Preset of active_passive(active='nce', passive='mae').",
+    notes="Equals active_passive(active='nce', passive='mae').",
 )
-@fill_doc(usage=_preset_usage("nce_mae", "MAE"))
-class NCEMAELoss(_NCEPreset):
+@fill_doc(usage=_usage('"nce_mae", alpha=1.0, beta=1.0'))
+class NCEMAELoss(FunctionalLoss, function=LF.nce_mae):
     r"""NCE+MAE active-passive loss (Ma et al., 2020, "Normalized Loss Functions for Deep
     Learning with Noisy Labels").
 
     .. math:: \ell_i = \alpha\,\mathrm{NCE}(z_i, y_i) + \beta\,(1 - p_{i,y_i})
 
-    A preset of :class:`ActivePassiveLoss` (``active="nce"``, ``passive="mae"``; functional
-    twin :func:`lossatlas.functional.nce_mae`). MAE is at the reference's scale, ``1 − p_y``
-    (``MeanAbsoluteError`` of HanxunH/Active-Passive-Losses: half of ``‖p − e_y‖_1``), and
-    the passive part is MAE, not RCE. Defaults α = β = 1 (APL CIFAR-10 configuration; CIFAR-100:
-    α = 10, β = 1); parity case ``cls_nce_mae``.
+    :class:`ActivePassiveLoss` with ``active="nce"``, ``passive="mae"``. MAE is at the
+    reference's scale, ``1 − p_y`` (``MeanAbsoluteError`` of HanxunH/Active-Passive-Losses:
+    half of ``‖p − e_y‖_1``), and the passive part is MAE, not RCE. Defaults α = β = 1 (APL
+    CIFAR-10 configuration; CIFAR-100: α = 10, β = 1); parity case ``cls_nce_mae``.
+
+    {args}
 
     {usage}
     """
-
-    _passive = "mae"
 
 
 # --------------------------------------------------------------------------------------
@@ -623,11 +399,8 @@ class NCEMAELoss(_NCEPreset):
     formula="l_i = base(z'_i, y_i),  z' = z / (τ ||z||_p) if ||z||_p > 1/τ else z  (base = CE by default)",
     paper=LOGITCLIP_PAPER,
     code="hongxin001/LogitClip algorithms/clip.py::LogitClipping",
-    function=LF.logitclip,
-    defaults_source={"tau": "parity case / paper grid {0.1, 0.5, 1, ..., 5} (τ=1)", "p": "paper and code (--lp 2)",
-                     "eps": "reference code adds 1e-7 to the norm", "base": "paper: cross-entropy"},
 )
-class LogitClipLoss(Loss):
+class LogitClipLoss(FunctionalLoss, function=LF.logitclip):
     r"""Logit clipping (Wei et al., 2023, "Mitigating Memorization of Noisy Labels by
     Clipping the Model Prediction"): clamp the p-norm of each logit vector, then apply any
     logit-based loss.
@@ -636,11 +409,12 @@ class LogitClipLoss(Loss):
               z & \text{otherwise}\end{cases},\qquad \ell_i = L_{\text{base}}(z'_i, y_i)
 
     Bounding the logit norm bounds the loss, which curbs memorisation of noisy labels.
-    This is a *wrapper*: ``base`` is any classification loss — a registry id (created with
-    this module's ``reduction`` and ``base_kwargs``), a loss module, or a callable
-    ``f(logits, target, **kw)``; default cross-entropy (the paper's, parity case
-    ``cls_logitclip``). Extra keyword arguments of ``forward`` (e.g. ``index=`` for ALDR)
-    are passed to the base loss; a plain-function base also receives ``reduction=``.
+    This is a *wrapper*: ``base`` is any classification loss — a registry id (built here as
+    a module with this ``reduction`` and ``base_kwargs``; ``crit.base`` is that module), a
+    loss module with the same ``reduction``, or a function ``f(logits, target,
+    reduction=..., **kw)``; default cross-entropy (the paper's, parity case
+    ``cls_logitclip``). Extra keyword arguments of the call (e.g. ``index=`` for ALDR) are
+    passed to the base loss.
 
     **Threshold, paper vs code.** The paper clips rows with ``‖z‖_p > 1/τ`` to norm
     ``1/τ`` (continuous in z); the official code clips rows with ``‖z‖_p > τ`` (its
@@ -648,14 +422,7 @@ class LogitClipLoss(Loss):
     the paper; ``tau`` is the code's ``--temp``, ``p`` its ``--lp``. Like the code it adds
     ``eps = 1e-7`` to the norm, and the gradient flows through the norm.
 
-    Args:
-        tau: τ > 0; the clipped norm is 1/τ (paper grid {0.1, 0.5, 1, …, 5}).
-        p: the norm's order, ≥ 1 or ``math.inf`` (default 2).
-        base: base loss (default ``"cross_entropy"``).
-        base_kwargs: constructor options when ``base`` is an id.
-        eps: added to the norm (default 1e-7, the reference's).
-        reduction: used to build ``base`` from an id; a ``base`` module must use the same.
-        validate: check the logits for NaN/Inf.
+    {args}
 
     Shapes: ``logits`` [N, C]; ``target`` as the base loss takes it (int64 [N] for CE).
 
@@ -666,47 +433,27 @@ class LogitClipLoss(Loss):
         0
     """
 
-    def __init__(
-        self,
-        tau: float = 1.0,
-        p: float = 2.0,
-        base: str | nn.Module | Callable[..., Tensor] | None = None,
-        base_kwargs: Mapping[str, Any] | None = None,
-        eps: float = 1e-7,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        self.tau, self.p, self.eps = _clip_params(tau, p, eps)
-        if base is None or isinstance(base, str):
-            self.base = create(base or "cross_entropy", reduction=reduction, **dict(base_kwargs or {}))
-        elif base_kwargs:
-            raise ValueError("base_kwargs apply only when base is a registry id string")
-        elif isinstance(base, nn.Module):
-            if getattr(base, "reduction", reduction) != reduction:
-                raise ValueError(
-                    f"base has reduction={base.reduction!r} but LogitClipLoss has reduction={reduction!r}; "
-                    "build both with the same reduction"
-                )
-            self.base = base
-        elif callable(base):
-            self.base = base
-        else:
-            raise TypeError(f"base must be a registry id, a loss module or a callable, got {type(base).__name__}")
+    tau: float
+    p: float
+    eps: float
+    base: str | Callable[..., Tensor] | None
+    base_kwargs: dict[str, Any] | None
 
-    def _hparams(self) -> dict[str, Any]:
-        return {"tau": self.tau, "p": self.p}
+    def setup(self) -> None:
+        if self.base is None or isinstance(self.base, str):
+            self.base = create(self.base or "cross_entropy", reduction=self.reduction, **(self.base_kwargs or {}))
+            self.base_kwargs = None
+        elif isinstance(self.base, nn.Module):
+            _same_reduction(self.base, self.reduction)
+            if self.base_kwargs:
+                raise ValueError("base_kwargs apply only when base is a registry id or a function")
+
+    def _hparams(self) -> dict[str, Any]:  # a module base is shown as a submodule
+        return {k: v for k, v in super()._hparams().items() if not isinstance(v, nn.Module) and v is not None}
 
     def clip(self, logits: Tensor) -> Tensor:
         """The clipped logits (same dtype as the input)."""
         return LF.clip_logits(logits, tau=self.tau, p=self.p, eps=self.eps).to(logits.dtype)
-
-    def forward(self, logits: Tensor, target: Tensor, **kwargs: Any) -> Tensor:
-        check_logits(logits, self.validate)
-        z = LF.clip_logits(logits, tau=self.tau, p=self.p, eps=self.eps)
-        if not isinstance(self.base, nn.Module):
-            kwargs.setdefault("reduction", self.reduction)  # a plain function gets this module's reduction
-        return self.base(z, target, **kwargs).to(logits.dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -721,12 +468,9 @@ class LogitClipLoss(Loss):
     formula="l_i = λ log (1/C) Σ_j exp((m·1[j≠y] + z'_j - z'_y)/λ),  z' = softplus(z) / mean_j softplus(z_j)",
     paper=LDR_PAPER,
     code="Optimization-AI/ICML2023_LDR loss.py::LDRLoss_V1",
-    function=LF.ldr,
-    defaults_source={"margin": "Optimization-AI/ICML2023_LDR experiment.py (threshold=0.1)",
-                     "temperature": "Optimization-AI/ICML2023_LDR experiment.py (Lambda=10)",
-                     "softplus": "LDRLoss_V1 always applies softplus"},
 )
-class LDRLoss(_NoiseLoss):
+@fill_doc(usage=_usage('"ldr", margin=0.1, temperature=10.0'))
+class LDRLoss(FunctionalLoss, function=LF.ldr):
     r"""Label-distributionally robust loss, LDR-KL (Zhu, Ying & Yang, 2023, "Label
     Distributionally Robust Losses for Multi-class Classification: Consistency, Robustness
     and Adaptivity").
@@ -740,37 +484,18 @@ class LDRLoss(_NoiseLoss):
     ``λ → ∞`` gives the average form ``(1/C) Σ_j (m 1[j≠y] + z'_j − z'_y)``. The logits
     pass softplus and are divided by their mean, as in the reference (parity case
     ``cls_ldr``); ``softplus=False`` divides the raw logits by their mean absolute value
-    (what :class:`ALDRLoss` does by default). Defaults ``m = 0.1``, ``λ = 10`` are experiment.py's. ``temperature``
-    may also be a tensor [N] of per-sample values (functional form).
+    (what :class:`ALDRLoss` does by default). Defaults ``m = 0.1``, ``λ = 10`` are
+    experiment.py's. ``temperature`` may also be a tensor [N] of per-sample values
+    (functional form).
 
-    Args:
-        margin: m, added to every non-target gap (reference ``threshold``).
-        temperature: λ > 0 (reference ``Lambda``).
-        softplus: apply softplus before normalising.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("ldr", margin=0.1, temperature=10.0)
-        >>> crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2])).ndim
-        0
+    {usage}
     """
 
-    def __init__(self, margin: float = 0.1, temperature: float = 10.0, softplus: bool = True, ignore_index: int = -100,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.margin = check_number(margin, "margin")
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.softplus = bool(softplus)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {"margin": self.margin, "temperature": self.temperature, "softplus": self.softplus}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.ldr(logits, target, margin=self.margin, temperature=self.temperature, softplus=self.softplus,
-                      **self._common())
+_ALDR = spec_of(LF.aldr)
+_ALDR_DEFAULTS = _ALDR.defaults
 
 
 @register(
@@ -783,10 +508,13 @@ class LDRLoss(_NoiseLoss):
     paper=LDR_PAPER,
     code="Optimization-AI/ICML2023_LDR loss.py::ALDRLoss_V1",
     function=LF.aldr,
-    defaults_source={"margin": "experiment.py (threshold=0.1)", "temperature": "experiment.py (Lambda=10)",
-                     "alpha": "experiment.py (alpha=2)",
-                     "softplus": "False: experiment.py builds ALDRLoss_V1 without it (class default False); only its CIFAR-100 branch passes True"},
+    defaults_source=_ALDR.sources,
 )
+@fill_doc(args="\n".join([
+    "Args:",
+    "    num_samples: size of the training set (indices run over ``[0, num_samples)``; reference ``N``).",
+    *_ALDR.args_doc().split("\n")[1:],
+]))
 class ALDRLoss(Loss):
     r"""Adaptive label-distributionally robust loss, ALDR-KL (Zhu, Ying & Yang, 2023, "Label
     Distributionally Robust Losses for Multi-class Classification: Consistency, Robustness
@@ -807,18 +535,11 @@ class ALDRLoss(Loss):
     ``state_dict``, moved by ``.to()``). Each call reads λ^old at ``index``, computes the new
     λ (detached), writes it back *before* computing the loss, as the reference does
     (parity sequence ``seq_aldr``). The floor ``λ ≥ 1e-6·Λ`` guards α < 1 (for α ≥ 1,
-    λ > 0 always). Needs C ≥ 2; ``ignore_index`` is not supported.
+    λ > 0 always). Needs C ≥ 2; ``ignore_index`` is not supported. The function
+    :func:`lossatlas.functional.aldr` takes the state explicitly (``sample_temperature=``);
+    :meth:`functional_kwargs` hands it a copy of this module's.
 
-    Args:
-        num_samples: size of the training set (indices run over ``[0, num_samples)``;
-            reference ``N``).
-        margin: m (default 0.1; reference ``threshold``, experiment.py ``--margin``).
-        temperature: Λ, the initial / maximal λ (default 10; reference ``Lambda``,
-            experiment.py's parameter set ``[10]``).
-        alpha: α > 0, strength of the KL regulariser on λ (default 2; experiment.py ``--alpha``).
-        softplus: apply softplus before normalising (default False, as experiment.py runs
-            ALDR; True is its CIFAR-100 setting and LDR's form).
-        reduction, validate: as in :class:`MAELoss`.
+    {args}
 
     Call: ``crit(logits [N, C], target int64 [N], index=int64 [N])`` with distinct
     dataset indices of the batch's samples.
@@ -830,60 +551,52 @@ class ALDRLoss(Loss):
         0
     """
 
+    sample_temperature: Tensor
+
     def __init__(
         self,
         num_samples: int,
-        margin: float = 0.1,
-        temperature: float = 10.0,
-        alpha: float = 2.0,
-        softplus: bool = False,
-        reduction: str = "mean",
-        validate: bool = True,
+        margin: float = _ALDR_DEFAULTS["margin"],
+        temperature: float = _ALDR_DEFAULTS["temperature"],
+        alpha: float = _ALDR_DEFAULTS["alpha"],
+        softplus: bool = _ALDR_DEFAULTS["softplus"],
+        reduction: str = _ALDR_DEFAULTS["reduction"],
+        validate: bool = _ALDR_DEFAULTS["validate"],
     ) -> None:
-        super().__init__(reduction, validate)
+        checked = _ALDR.check_all({"margin": margin, "temperature": temperature, "alpha": alpha, "softplus": softplus,
+                                   "reduction": reduction, "validate": validate})
+        super().__init__(checked["reduction"], checked["validate"])
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int (the training-set size), got {num_samples!r}")
         self.num_samples = num_samples
-        self.margin = check_number(margin, "margin")
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
-        self.softplus = bool(softplus)
+        self.margin: float = checked["margin"]
+        self.temperature: float = checked["temperature"]
+        self.alpha: float = checked["alpha"]
+        self.softplus: bool = checked["softplus"]
         self.register_buffer("sample_temperature", torch.full((num_samples,), self.temperature, dtype=torch.float32))
 
     def _hparams(self) -> dict[str, Any]:
         return {"num_samples": self.num_samples, "margin": self.margin, "temperature": self.temperature,
                 "alpha": self.alpha, "softplus": self.softplus}
 
+    def hparams(self) -> dict[str, Any]:
+        """The hyper-parameters as :func:`lossatlas.functional.aldr` takes them."""
+        return {"margin": self.margin, "temperature": self.temperature, "alpha": self.alpha, "softplus": self.softplus,
+                "reduction": self.reduction, "validate": self.validate}
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """The hyper-parameters and a *copy* of the state: the function then gives this
+        module's next result (with the same ``index=``) and leaves the module unchanged."""
+        return {**self.hparams(), "sample_temperature": self.sample_temperature.clone()}
+
     def reset(self) -> None:
         """Set every sample's λ back to Λ."""
         self.sample_temperature.fill_(self.temperature)
 
-    def _check_index(self, index: Any, n: int) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, index: Tensor | None = None) -> Tensor:
         if index is None:
             raise ValueError("ALDR keeps a temperature per training sample: call it with index=<int64 [N] dataset indices>")
-        check_tensor(index, "index")
-        if index.dtype.is_floating_point or index.dtype == torch.bool or index.is_complex():
-            raise TypeError(f"index must hold integer dataset indices (torch.long), got dtype {index.dtype}")
-        if index.dim() != 1 or index.shape[0] != n:
-            raise ValueError(f"index must have shape [N] = [{n}] (one dataset index per sample), got {tuple(index.shape)}")
-        index = index.to(self.sample_temperature.device)
-        if self.validate and not compiling() and n:
-            if int(index.min()) < 0 or int(index.max()) >= self.num_samples:
-                raise ValueError(f"index values must be in [0, num_samples={self.num_samples}); found {int(index.min())}..{int(index.max())}")
-            if torch.unique(index).numel() != n:
-                raise ValueError("index contains repeated dataset indices within one batch; each sample's state can be updated once per call")
-        return index
-
-    def forward(self, logits: Tensor, target: Tensor, index: Tensor | None = None) -> Tensor:
-        index = self._check_index(index, logits.shape[0] if isinstance(logits, Tensor) and logits.dim() == 2 else -1)
-        prev = self.sample_temperature[index]
-        loss, lam = LF.aldr(
-            logits, target, prev, margin=self.margin, temperature=self.temperature, alpha=self.alpha,
-            softplus=self.softplus, reduction=self.reduction, validate=self.validate, return_temperature=True,
-        )
-        with torch.no_grad():
-            self.sample_temperature[index] = lam.to(self.sample_temperature.dtype)
-        return loss
+        return fresh(_ALDR.function(logits, target, index=index, sample_temperature=self.sample_temperature, **self.hparams()))
 
 
 # --------------------------------------------------------------------------------------
@@ -898,10 +611,9 @@ class ALDRLoss(Loss):
     formula="l_i = Σ_{k=1}^{t} (1 - p_{i,y_i})^k / k   (t -> ∞: CE;  t = 1: MAE)",
     paper=TAYLOR_PAPER,
     code=None,
-    function=LF.taylor_ce,
-    defaults_source={"order": "lossatlas choice (t=2); the paper tunes t per dataset"},
 )
-class TaylorCELoss(_NoiseLoss):
+@fill_doc(usage=_usage('"taylor_ce", order=2', "0.625", "round(float(crit(torch.zeros(2, 2), torch.tensor([0, 1]))), 4)"))
+class TaylorCELoss(FunctionalLoss, function=LF.taylor_ce):
     r"""Taylor cross-entropy (Feng et al., 2020, "Can Cross Entropy Loss Be Robust to Label
     Noise?").
 
@@ -912,28 +624,10 @@ class TaylorCELoss(_NoiseLoss):
     noise-robust, large t fits faster. No official code; the default ``t = 2`` is this
     library's choice (the paper tunes t per dataset).
 
-    Args:
-        order: t ≥ 1, the number of Taylor terms.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("taylor_ce", order=2)
-        >>> round(float(crit(torch.zeros(2, 2), torch.tensor([0, 1]))), 4)
-        0.625
+    {usage}
     """
-
-    def __init__(self, order: int = 2, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.order = _check_order(order)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"order": self.order}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.taylor_ce(logits, target, order=self.order, **self._common())
 
 
 @register(
@@ -945,10 +639,9 @@ class TaylorCELoss(_NoiseLoss):
     formula="l_i = α/(α-1) · (1 - p_{i,y_i}^{(α-1)/α});  α = 1: CE,  α = ∞: 1 - p_y,  α = 1/2: 1/p_y - 1",
     paper=ALPHA_PAPER,
     code="sankarlab/alphaloss",
-    function=LF.alpha_loss,
-    defaults_source={"alpha": "lossatlas choice (α=2); the paper recommends α > 1 for label noise"},
 )
-class AlphaLoss(_NoiseLoss):
+@fill_doc(usage=_usage('"alpha_loss", alpha=2.0', "1.0", "round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)"))
+class AlphaLoss(FunctionalLoss, function=LF.alpha_loss):
     r"""α-loss (Sypherd et al., 2019, "A Tunable Loss Function for Robust Classification:
     Calibration, Landscape, and Generalization"; IEEE Trans. Inf. Theory 2022).
 
@@ -960,25 +653,7 @@ class AlphaLoss(_NoiseLoss):
     extreme logits). Computed as ``−expm1(c log p_y)/c`` with ``c = (α−1)/α``, exact near
     α = 1. Pass ``alpha=math.inf`` for the limit. Default α = 2 is this library's choice.
 
-    Args:
-        alpha: α > 0 or ``math.inf``.
-        ignore_index, reduction, validate: as in :class:`MAELoss`.
+    {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
-
-    Example:
-        >>> import torch, lossatlas as la
-        >>> crit = la.create("alpha_loss", alpha=2.0)
-        >>> round(float(crit(torch.zeros(2, 4), torch.tensor([0, 3]))), 4)
-        1.0
+    {usage}
     """
-
-    def __init__(self, alpha: float = 2.0, ignore_index: int = -100, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(ignore_index, reduction, validate)
-        self.alpha = _check_alpha(alpha)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
-
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        return LF.alpha_loss(logits, target, alpha=self.alpha, **self._common())
