@@ -503,3 +503,158 @@ def test_nce_rce_registered_function_matches_module():
     z, y = _batch(11, 7, seed=5)
     fn = la.info("nce_rce").function
     torch.testing.assert_close(fn(z, y, alpha=10.0, beta=0.1), la.create("nce_rce", alpha=10.0, beta=0.1)(z, y))
+
+
+# ========================================================================= the one core: function = definition
+NOISE_IDS = ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "active_passive", "nce_rce", "nce_mae",
+             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss"]
+
+
+def test_every_noise_id_is_defined_by_its_function():
+    """The registered function is la.functional.<id>, a loss_function whose Params give the
+    module's defaults and their sources."""
+    from lossatlas._spec import spec_of
+
+    assert {e.id for e in la.list(family="noise")} == set(NOISE_IDS)
+    for loss_id in NOISE_IDS:
+        entry = la.info(loss_id)
+        assert entry.function is getattr(LF, loss_id), loss_id
+        spec = spec_of(entry.function)
+        for name, default in spec.defaults.items():
+            if name in entry.defaults:
+                assert entry.defaults[name] == default, (loss_id, name)
+        assert set(spec.sources) <= set(entry.defaults_source), loss_id
+    assert "Zhang & Sabuncu" in la.info("gce").defaults_source["q"]
+    assert "logpt.data" in la.info("nfl").defaults_source["detach"]
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda z, y: LF.gce(z, y, q=2.0), ValueError, "q"),
+    (lambda z, y: LF.nfl(z, y, detach=1), TypeError, "detach"),
+    (lambda z, y: LF.ldr(z, y, softplus="no"), TypeError, "softplus"),
+    (lambda z, y: LF.ldr(z, y, temperature=torch.ones(3, dtype=torch.float64)), ValueError, "temperature"),
+    (lambda z, y: LF.ldr(z, y, temperature=-torch.ones(N, dtype=torch.float64)), ValueError, "temperature"),
+    (lambda z, y: LF.ldr(z, y, temperature=torch.ones(N, dtype=torch.long)), TypeError, "temperature"),
+    (lambda z, y: LF.active_passive(z, y, active_kwargs=[1]), TypeError, "active_kwargs"),
+    (lambda z, y: LF.logitclip(z, y, p=0.5), ValueError, "p"),
+    (lambda z, y: LF.alpha_loss(z, y, alpha=-1.0), ValueError, "alpha"),
+    (lambda z, y: la.create("nfl", detach=1), TypeError, "detach"),
+])
+def test_functions_and_modules_check_hyperparameters_by_name(call, exc, match):
+    z, y = _data()
+    with pytest.raises(exc, match=match):
+        call(z, y)
+
+
+def _nfl_official(z, y, gamma, scale=1.0):
+    """NormalizedFocalLoss.forward from its definition, per sample: every (1 - p)^γ factor is
+    computed from the detached log p (logpt.data), the log p terms keep their gradient."""
+    logp = z - torch.logsumexp(z, 1, keepdim=True)
+    normalizor = (-(1 - torch.exp(logp.detach())) ** gamma * logp).sum(1)
+    logpt = logp[torch.arange(len(y)), y]
+    pt = torch.exp(logpt.detach())
+    return scale * (-(1 - pt) ** gamma * logpt) / normalizor
+
+
+def test_nfl_gradient_is_the_official_detached_one_not_the_derivative():
+    """Why conformance's gradcheck exempts nfl: with the reference's detached factors the
+    gradient is, by design, not the derivative of the value; detach=False is."""
+    z, y = _data(scale=2.0, seed=3)
+    a = z.clone().requires_grad_()
+    b = z.clone().requires_grad_()
+    got = LF.nfl(a, y, gamma=0.5, scale=2.0, reduction="none")
+    want = _nfl_official(b, y, 0.5, 2.0)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), a)[0], torch.autograd.grad(want.sum(), b)[0], rtol=1e-10, atol=1e-12)
+    x = z[:4].clone().requires_grad_()
+    assert not torch.autograd.gradcheck(lambda t: LF.nfl(t, y[:4]), [x], eps=1e-6, atol=1e-5, rtol=1e-4, raise_exception=False)
+    assert torch.autograd.gradcheck(lambda t: LF.nfl(t, y[:4], detach=False), [x], eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def _taylor_closed_form(z, y, order):
+    p_y = torch.softmax(z, 1)[torch.arange(len(y)), y]
+    return sum((1 - p_y) ** k / k for k in range(1, order + 1))
+
+
+def test_active_passive_function_takes_any_registry_id_and_loss_modules():
+    z, y = _batch(11, 7, seed=6)
+    want = 2.0 * _nce_mae_closed_form(z, y, alpha=1.0, beta=0.0) + 0.5 * _taylor_closed_form(z, y, 3)
+    by_id = LF.active_passive(z, y, active="nce", passive="taylor_ce", passive_kwargs={"order": 3}, alpha=2.0, beta=0.5,
+                              reduction="none")
+    torch.testing.assert_close(by_id, want, rtol=1e-12, atol=1e-12)
+    by_module = LF.active_passive(z, y, active=la.create("nce", reduction="none"),
+                                  passive=la.create("taylor_ce", order=3, reduction="none"), alpha=2.0, beta=0.5, reduction="none")
+    torch.testing.assert_close(by_module, want, rtol=1e-12, atol=1e-12)
+    crit = la.create("active_passive", passive="taylor_ce", passive_kwargs={"order": 3}, alpha=2.0, beta=0.5)
+    kw = crit.functional_kwargs()
+    assert isinstance(kw["passive"], torch.nn.Module) and kw["passive_kwargs"] is None
+    torch.testing.assert_close(crit(z, y), want.mean(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="reduction='none'"):
+        LF.active_passive(z, y, active=la.create("nce"))
+    with pytest.raises(ValueError, match="active_kwargs"):
+        LF.active_passive(z, y, active=la.create("nce", reduction="none"), active_kwargs={"scale": 2.0})
+    with pytest.raises(ValueError, match="passive"):
+        LF.active_passive(z, y, passive="no_such_loss")
+
+
+def _clip_reference(z, tau, eps=1e-7):
+    norms = z.pow(2).sum(1, keepdim=True).sqrt() + eps
+    return torch.where(norms > 1 / tau, z / (tau * norms), z)
+
+
+def _focal_reference(z, y, gamma):
+    logp_y = (z - torch.logsumexp(z, 1, keepdim=True))[torch.arange(len(y)), y]
+    return -((1 - torch.exp(logp_y)) ** gamma) * logp_y
+
+
+def test_logitclip_function_takes_an_id_a_module_or_a_function_as_base():
+    z, y = _data(scale=5.0)
+    want = _focal_reference(_clip_reference(z, 0.5), y, 2.0)
+    by_id = LF.logitclip(z, y, tau=0.5, base="focal", base_kwargs={"gamma": 2.0}, reduction="none")
+    torch.testing.assert_close(by_id, want, rtol=1e-12, atol=1e-12)
+    by_module = LF.logitclip(z, y, tau=0.5, base=la.create("focal", gamma=2.0, reduction="none"), reduction="none")
+    torch.testing.assert_close(by_module, want, rtol=1e-12, atol=1e-12)
+    by_function = LF.logitclip(z, y, tau=0.5, base=LF.focal, gamma=2.0)  # call keywords go on to the base
+    torch.testing.assert_close(by_function, want.mean(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="reduction"):
+        LF.logitclip(z, y, base=la.create("mae"), reduction="none")
+    with pytest.raises(ValueError, match="base_kwargs"):
+        LF.logitclip(z, y, base=la.create("mae"), base_kwargs={"scale": 2.0})
+    with pytest.raises(ValueError, match="base"):
+        LF.logitclip(z, y, base="no_such_loss")
+    with pytest.raises(TypeError, match="base"):
+        LF.logitclip(z, y, base=3)
+
+
+def test_aldr_function_takes_the_state_explicitly_and_updates_it_in_place():
+    ref = _ALDRReference(20)
+    state = torch.full((20,), 10.0, dtype=torch.float64)
+    for z, y, ids in _aldr_steps():
+        got = LF.aldr(z, y, index=ids, sample_temperature=state)
+        torch.testing.assert_close(got, ref(z, y, ids), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(state, ref.state, rtol=1e-12, atol=1e-12)
+
+
+def test_aldr_functional_kwargs_hand_over_a_copy_of_the_state():
+    steps = _aldr_steps()
+    crit = la.create("aldr", num_samples=20).double()
+    crit(steps[0][0], steps[0][1], index=steps[0][2])  # the state is no longer all Λ
+    before = crit.sample_temperature.clone()
+    kw = crit.functional_kwargs()
+    z, y, ids = steps[1]
+    by_function = LF.aldr(z, y, index=ids, **kw)
+    assert torch.equal(crit.sample_temperature, before)  # the function changed the copy only
+    torch.testing.assert_close(by_function, crit(z, y, index=ids), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(kw["sample_temperature"], crit.sample_temperature, rtol=0, atol=0)
+
+
+def test_aldr_function_state_errors():
+    z, y = _data()
+    with pytest.raises(ValueError, match="sample_temperature"):
+        LF.aldr(z, y, index=torch.arange(N))
+    with pytest.raises(ValueError, match="shape"):
+        LF.aldr(z, y, sample_temperature=torch.full((N + 1,), 10.0))
+    with pytest.raises(ValueError, match="sample_temperature"):
+        LF.aldr(z, y, sample_temperature=torch.full((N,), 10, dtype=torch.long))
+    with pytest.raises(ValueError, match="num_samples"):
+        LF.aldr(z, y, index=torch.arange(N) + 20, sample_temperature=torch.full((20,), 10.0))
