@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 import lossatlas as la
 import lossatlas.functional as LF
-
 from helpers import assert_finite_extremes, gradcheck_loss
+from lossatlas._paths import force_path
 
 C = 5
 
@@ -67,6 +67,37 @@ def test_mask_and_ignore_index_leave_elements_out(id):
     # a row mask [N, 1] broadcasts
     rows = torch.arange(z.shape[0])[:, None] % 2 == 0
     torch.testing.assert_close(la.create(id, reduction="sum")(z, y, mask=rows), elem[::2].sum())
+
+
+@pytest.mark.parametrize("id", ML_IDS)
+def test_default_ignore_index_is_torchs_minus_100(id):
+    # rows whose target is -100 leave the loss (they used to be rejected as out of [0, 1])
+    z, y = ml_batch()
+    keep = torch.arange(z.shape[0]) % 3 != 1
+    y_ign = torch.where(keep[:, None], y, torch.full_like(y, -100.0))
+    for reduction in ("mean", "sum"):
+        crit = la.create(id, reduction=reduction)
+        assert crit.ignore_index == -100
+        torch.testing.assert_close(crit(z, y_ign), crit(z[keep], y[keep]), rtol=1e-12, atol=1e-12)
+        # the mean is over the counted elements: the plain elementwise mean of the kept rows
+        elem = la.create(id, reduction="none")(z, y)
+        expected = elem[keep].mean() if reduction == "mean" else elem[keep].sum()
+        torch.testing.assert_close(crit(z, y_ign), expected)
+        # nothing counted: 0 with a zero gradient
+        t = z.clone().requires_grad_()
+        out = crit(t, torch.full_like(y, -100.0))
+        out.backward()
+        assert out.item() == 0.0 and bool((t.grad == 0).all())
+    # a single ignored element: 0 in "none", no gradient
+    y_one = y.clone()
+    y_one[0, 0] = -100.0
+    t = z.clone().requires_grad_()
+    none = la.create(id, reduction="none")(t, y_one)
+    none.sum().backward()
+    assert none[0, 0].item() == 0.0 and t.grad[0, 0].item() == 0.0
+    # ignore_index=None turns it off: -100 is then an invalid target value
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        la.create(id, ignore_index=None)(z, y_ign)
 
 
 # ---------------------------------------------------------------- ASL (D2)
@@ -344,27 +375,32 @@ def test_sigmoid_focal_mask_is_backward_compatible():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("kwargs", [{}, {"clip": 0.0}, {"gamma_pos": 0.5, "gamma_neg": 2.0}, {"gamma_pos": 0, "gamma_neg": 0},
                                     {"eps": 0.05, "clip": 0.2}, {"eps": 0.3, "clip": 0.1}, {"eps": 0.3, "clip": 0.0}])
-def test_asl_autograd_function_equals_composed_ops(kwargs, reduction, monkeypatch):
-    from lossatlas.functional import multilabel as ML
-
+def test_asl_autograd_function_equals_composed_ops(kwargs, reduction):
     z, y = ml_batch(n=9, seed=3)
     y[0, 0] = 0.4  # a soft target
     mask = torch.ones_like(y)
     mask[1] = 0
     ignore_y = y.clone()
     ignore_y[2, 1:3] = -1.0
-    results = []
-    for threshold in (1, 10**12):  # 1: the autograd.Function; huge: the composed ops
-        monkeypatch.setattr(ML, "ASL_FUSE_MIN_NUMEL", threshold)
-        for extra, target in (({}, y), ({"mask": mask}, y), ({"ignore_index": -1.0}, ignore_y)):
-            t = z.clone().requires_grad_()
-            out = LF.asymmetric(t, target, reduction=reduction, **kwargs, **extra)
-            out.sum().backward()
-            results.append((out.detach(), t.grad))
-    half = len(results) // 2
-    for (v_f, g_f), (v_c, g_c) in zip(results[:half], results[half:]):
+    default_ignore_y = y.clone()
+    default_ignore_y[4, :2] = -100.0
+    all_ignored = torch.full_like(y, -100.0)
+    calls = (({}, y), ({"mask": mask}, y), ({"ignore_index": -1.0}, ignore_y), ({}, default_ignore_y), ({}, all_ignored))
+    results = {}
+    for path in ("fused", "plain"):  # the autograd.Function, the composed ops
+        results[path] = []
+        with force_path(path):
+            for extra, target in calls:
+                t = z.clone().requires_grad_()
+                out = LF.asymmetric(t, target, reduction=reduction, **kwargs, **extra)
+                assert ("_Asymmetric" in type(out.grad_fn).__name__) == (path == "fused"), type(out.grad_fn)
+                out.sum().backward()
+                results[path].append((out.detach(), t.grad))
+    for (v_f, g_f), (v_c, g_c) in zip(results["fused"], results["plain"]):
         torch.testing.assert_close(v_f, v_c, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(g_f, g_c, rtol=1e-12, atol=1e-12)
+    v_all, g_all = results["fused"][-1]  # nothing counted: 0 with a zero gradient on both paths
+    assert bool((v_all == 0).all()) and bool((g_all == 0).all())
 
 
 def test_asl_autograd_function_extremes():

@@ -6,45 +6,61 @@ in [0, 1]. ``reduction="none"`` returns the elementwise losses [N, C] (as
 ``"mean"`` averages over the counted elements, ``"sum"`` sums them.
 
 Masked targets: every multi-label function accepts ``mask`` (bool or float, broadcastable
-to [N, C]; 0 = not annotated, the element is left out) and ``ignore_index`` (a target value,
-e.g. ``-1``, that marks an element as not annotated, as in partially labelled data such as
-OpenImages). Masked elements contribute 0 to ``"none"``/``"sum"``, and ``"mean"`` is
-``Σ m·l / Σ m`` (0 when nothing is counted).
+to [N, C]; 0 = not annotated, the element is left out) and ``ignore_index`` (a target value
+outside [0, 1], -100 by default as in torch, that marks an element as not annotated, as in
+partially labelled data such as OpenImages; ``None`` turns it off). Masked elements
+contribute 0 to ``"none"``/``"sum"``, and ``"mean"`` is ``Σ m·l / Σ m`` (0, with a zero
+gradient, when nothing is counted).
 
 The single-label ASL and the self-adjusting Dice loss take integer targets [N] (Dice also
-accepts [N, C] targets). The module twins in :mod:`lossatlas.losses.multilabel` carry the
-full documentation.
+accepts [N, C] targets). Each public loss function is the one definition of its method
+(:func:`lossatlas._spec.loss_function`); the module twins in
+:mod:`lossatlas.losses.multilabel` are built from them and carry the full documentation.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._paths import take_fused
+from .._spec import COMMON, Param, as_bool, loss_function, nonnegative, unit_interval, weight_param
 from .._validation import (
-    as_class_weight,
     check_logits,
     check_mask,
     check_multilabel_target,
     check_num_classes,
     check_number,
-    check_reduction,
     check_tensor,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
-from .._paths import take_fused
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
+
+MULTILABEL = ("logits", "target")
+
+
+def _multilabel_ignore(value: Any, name: str) -> float:
+    """A target value outside [0, 1] (inside it would drop real labels)."""
+    v = check_number(value, name)
+    if 0.0 <= v <= 1.0:
+        raise ValueError(f"{name}={value} is a valid multi-label target value; use a value outside [0, 1] such as -100")
+    return v
+
+
+#: ``ignore_index`` of the multi-label losses: a float target value (torch's -100 by default).
+MULTILABEL_IGNORE = Param("target value marking an unannotated element (outside [0, 1]; ``None``: every element counts)",
+                          _multilabel_ignore, "torch (-100); any target value outside [0, 1]")
 
 
 def _prepare_multilabel(
     logits: Tensor,
     target: Tensor,
-    reduction: str,
     validate: bool,
     mask: Tensor | None = None,
     ignore_index: float | None = None,
@@ -54,7 +70,6 @@ def _prepare_multilabel(
     ``z`` and ``y`` are in the compute dtype; ``m`` is the [N, C] element mask (float, in the
     compute dtype) or ``None`` when every element counts.
     """
-    check_reduction(reduction)
     check_logits(logits, validate)
     check_tensor(target, "target")
     if target.shape != logits.shape:
@@ -72,13 +87,18 @@ def _prepare_multilabel(
     return z, target.to(z.dtype), m, logits.dtype
 
 
+@loss_function(inputs=MULTILABEL, call=("mask",), params={
+    "pos_weight": Param("optional weight of the positive term per class [C] (torch semantics)", weight_param,
+                        "torch default (none)"),
+    "ignore_index": MULTILABEL_IGNORE,
+})
 def bce(
     logits: Tensor,
     target: Tensor,
     *,
     pos_weight: Tensor | Sequence[float] | None = None,
     mask: Tensor | None = None,
-    ignore_index: float | None = None,
+    ignore_index: float | None = -100,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -86,10 +106,9 @@ def bce(
 
     ``l_ic = −[w_c y log σ(z) + (1 − y) log(1 − σ(z))]`` with ``w = pos_weight`` (torch semantics).
     """
-    z, y, m, out_dtype = _prepare_multilabel(logits, target, reduction, validate, mask, ignore_index)
-    pw = None
-    if pos_weight is not None:
-        pw = as_class_weight(pos_weight, "pos_weight")
+    z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, mask, ignore_index)
+    pw = cast("Tensor | None", pos_weight)
+    if pw is not None:
         check_num_classes(pw, logits, "pos_weight")
         pw = pw.to(device=z.device, dtype=z.dtype)
     if m is None and z.numel():  # torch's own reduction: one node fewer (an empty mean stays 0 below)
@@ -100,7 +119,8 @@ def bce(
 
 
 #: From this many logits ASL runs as one autograd.Function (measured on CPU: faster than the
-#: composed ops at every size tried, N·C = 640 to 10^6; tests set it high to force the other path).
+#: composed ops at every size tried, N·C = 640 to 10^6; tests force the other path with
+#: :func:`lossatlas._paths.force_path`).
 ASL_FUSE_MIN_NUMEL = 1
 
 
@@ -116,7 +136,10 @@ class _Asymmetric(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, y, m, gamma_neg, gamma_pos, clip, eps, reduction):  # type: ignore[override]
+    def forward(
+        ctx: Any, z: Tensor, y: Tensor, m: Tensor | None, gamma_neg: float, gamma_pos: float, clip: float, eps: float,
+        reduction: str,
+    ) -> Tensor:
         # lerp(a, b, y) = (1 − y)·a + y·b in one pass, exact at y ∈ {0, 1}
         sp = torch.sigmoid(z)
         sn = torch.sigmoid(-z)
@@ -149,19 +172,46 @@ class _Asymmetric(torch.autograd.Function):
             out = loss.neg_()
         elif reduction == "sum":
             out = loss.sum().neg_()
-        else:
-            denom = m.sum().clamp_min(torch.finfo(z.dtype).tiny) if m is not None else loss.numel()
+        else:  # the mean over the counted elements, as reduce_loss (0 when nothing is counted)
+            denom: Tensor | int = m.sum().clamp_min(torch.finfo(z.dtype).tiny) if m is not None else loss.numel()
             out = loss.sum().neg_() / denom
             grad.div_(denom)
         ctx.save_for_backward(grad)
         return out
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
         return grad * g, None, None, None, None, None, None, None
 
 
+_asymmetric_fused = cast(Callable[..., Tensor], _Asymmetric.apply)  # Function.apply is unannotated in torch
+
+
+def _clip(value: Any, name: str) -> float | None:
+    """``None`` (no margin) or a probability margin in [0, 1]."""
+    return None if value is None else unit_interval(value, name)
+
+
+def _log_floor(value: Any, name: str) -> float:
+    """A probability floor in (0, 1]."""
+    return check_number(value, name, low=0.0, high=1.0, low_open=True)
+
+
+@loss_function(inputs=MULTILABEL, call=("mask",), params={
+    "gamma_neg": Param("focusing exponent γ− ≥ 0 of the negatives", nonnegative, "Alibaba-MIIL/ASL AsymmetricLoss (4)"),
+    "gamma_pos": Param("focusing exponent γ+ ≥ 0 of the positives", nonnegative,
+                       "Alibaba-MIIL/ASL AsymmetricLoss (1); its train.py uses 0"),
+    "clip": Param("probability margin m in [0, 1] of the negatives (0 or ``None`` disables it)", _clip,
+                  "Alibaba-MIIL/ASL (probability margin 0.05)"),
+    "eps": Param("lower clamp in (0, 1] of the probabilities inside the logs",
+                 _log_floor, "Alibaba-MIIL/ASL (1e-8, log clamp)"),
+    "detach_weight": Param("compute the focusing weight without gradient (the gradient is then w · ∂CE/∂z)", as_bool,
+                           "Alibaba-MIIL/ASL disable_torch_grad_focal_loss=True"),
+    "ignore_index": MULTILABEL_IGNORE,
+    "reduction": Param("``'sum'`` | ``'mean'`` (over the counted elements) | ``'none'`` ([N, C])", COMMON["reduction"].check,
+                       "'sum': the reference returns -loss.sum() over all N·C elements"),
+})
 def asymmetric(
     logits: Tensor,
     target: Tensor,
@@ -172,22 +222,28 @@ def asymmetric(
     eps: float = 1e-8,
     detach_weight: bool = True,
     mask: Tensor | None = None,
-    ignore_index: float | None = None,
+    ignore_index: float | None = -100,
     reduction: str = "sum",
     validate: bool = True,
 ) -> Tensor:
     """Asymmetric loss (ASL) for multi-label targets; see :class:`lossatlas.losses.AsymmetricLoss`.
 
     The default ``reduction="sum"`` is the reference's (it returns ``−Σ`` over all N·C elements).
+    Two paths with the same values and gradients: ``"fused"`` (one autograd.Function, the
+    detached weight only) and ``"plain"`` (composed ops; the path of ``torch.compile`` and of
+    ``detach_weight=False``); :func:`lossatlas._paths.force_path` picks one.
     """
-    gamma_neg = check_number(gamma_neg, "gamma_neg", low=0.0)
-    gamma_pos = check_number(gamma_pos, "gamma_pos", low=0.0)
-    clip = 0.0 if clip is None else check_number(clip, "clip", low=0.0, high=1.0)
-    eps = check_number(eps, "eps", low=0.0, high=1.0, low_open=True)
-    z, y, m, out_dtype = _prepare_multilabel(logits, target, reduction, validate, mask, ignore_index)
+    margin = 0.0 if clip is None else clip
+    z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, mask, ignore_index)
     if detach_weight and take_fused(z, ASL_FUSE_MIN_NUMEL, cpu_only=False):
-        out = _Asymmetric.apply(z, y, m, gamma_neg, gamma_pos, clip, eps, reduction)
+        out = _asymmetric_fused(z, y, m, gamma_neg, gamma_pos, margin, eps, reduction)
         return out if out.dtype == out_dtype else out.to(out_dtype)
+    return reduce_loss(_asymmetric_plain(z, y, gamma_neg, gamma_pos, margin, eps, detach_weight), reduction, m, out_dtype)
+
+
+def _asymmetric_plain(z: Tensor, y: Tensor, gamma_neg: float, gamma_pos: float, clip: float, eps: float,
+                      detach_weight: bool) -> Tensor:
+    """Elementwise ASL [N, C] from composed ops (any ``detach_weight``)."""
     log_eps = math.log(eps)
     # Positive part: log(max(σ(z), eps)), computed as max(log σ(z), log eps) (no underflow).
     log_pos = F.logsigmoid(z).clamp_min(log_eps)
@@ -213,9 +269,15 @@ def asymmetric(
                 base = base.clamp_min(torch.finfo(z.dtype).tiny)
             w = torch.pow(base, exponent)
         losses = losses * w
-    return reduce_loss(losses, reduction, m, out_dtype)
+    return losses
 
 
+@loss_function(inputs=("logits", "target"), params={
+    "gamma_pos": Param("focusing exponent γ+ ≥ 0 of the target class", nonnegative, "Alibaba-MIIL/ASL ASLSingleLabel (0)"),
+    "gamma_neg": Param("focusing exponent γ− ≥ 0 of the other classes", nonnegative, "Alibaba-MIIL/ASL ASLSingleLabel (4)"),
+    "eps": Param("label smoothing ε in [0, 1] (not a log clamp)", unit_interval,
+                 "Alibaba-MIIL/ASL ASLSingleLabel (label smoothing 0.1)"),
+})
 def asymmetric_single_label(
     logits: Tensor,
     target: Tensor,
@@ -232,9 +294,6 @@ def asymmetric_single_label(
     ``l_i = −Σ_j t_j w_j log p_j`` with ``w_y = (1 − p_y)^γ+``, ``w_j = p_j^γ−`` (j ≠ y) and
     ``t = (1 − ε) e_y + ε / C``; per-sample losses [N] for ``"none"``.
     """
-    gamma_pos = check_number(gamma_pos, "gamma_pos", low=0.0)
-    gamma_neg = check_number(gamma_neg, "gamma_neg", low=0.0)
-    eps = check_number(eps, "eps", low=0.0, high=1.0)
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     num_classes = z.shape[1]
     logp = torch.log_softmax(z, dim=1)
@@ -256,9 +315,29 @@ def asymmetric_single_label(
     return reduce_loss(losses, reduction, sample_w, out_dtype)
 
 
-_DENOMINATORS = ("reference", "element", "batch")
+def _choice(*options: str) -> Callable[[Any, str], str]:
+    def check(value: Any, name: str) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"{name} must be one of {options}, got {value!r}")
+        return value
+
+    check.__doc__ = f"One of {options}."
+    return check
 
 
+@loss_function(inputs=("logits", "target"), params={
+    "alpha": Param("α ≥ 0, the self-adjusting exponent of ``q = (1 − p)^α p`` (0 = plain soft Dice)", nonnegative,
+                   "ShannonAI utils/get_parser.py --dice_alpha (0.01); the class default is 0"),
+    "smooth": Param("s ≥ 0 added to numerator and denominator", nonnegative, "ShannonAI utils/get_parser.py --dice_smooth (1e-4)"),
+    "square_denominator": Param("square q and y in the denominator", as_bool,
+                                "ShannonAI argparse default (False); its run scripts pass --dice_square"),
+    "denominator": Param("``'reference'`` | ``'element'`` | ``'batch'`` (see the class docstring)",
+                         _choice("reference", "element", "batch"), "'reference': ShannonAI's DiceLoss as coded (see docstring)"),
+    "activation": Param("``'softmax'`` (classes compete) or ``'sigmoid'`` (multi-label targets)", _choice("softmax", "sigmoid"),
+                        "softmax over classes, as the reference with integer targets"),
+    "ignore_index": Param("target value whose samples are skipped (integer targets only)", COMMON["ignore_index"].check,
+                          "torch (-100)"),
+})
 def dice(
     logits: Tensor,
     target: Tensor,
@@ -280,13 +359,6 @@ def dice(
     ``"reference"`` (default) reproduces ShannonAI's code: element-wise when
     ``square_denominator`` else batch-wide.
     """
-    check_reduction(reduction)
-    alpha = check_number(alpha, "alpha", low=0.0)
-    smooth = check_number(smooth, "smooth", low=0.0)
-    if denominator not in _DENOMINATORS:
-        raise ValueError(f"denominator must be one of {_DENOMINATORS}, got {denominator!r}")
-    if activation not in ("softmax", "sigmoid"):
-        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
     check_logits(logits, validate)
     check_tensor(target, "target")
     sample_w = None
@@ -315,8 +387,7 @@ def dice(
         keep = sample_w.unsqueeze(1)
         q = q * keep
         y = y * keep
-    power = 2 if square_denominator else 1
-    qk, yk = (q * q, y * y) if power == 2 else (q, y)
+    qk, yk = (q * q, y * y) if square_denominator else (q, y)
     per_element = denominator == "element" or (denominator == "reference" and square_denominator)
     if per_element:
         den = qk + yk + smooth
