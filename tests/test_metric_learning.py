@@ -11,9 +11,8 @@ import torch.nn.functional as F
 
 import lossatlas as la
 import lossatlas.functional as LF
-from lossatlas.miners import BatchHardMiner
-
 from helpers import assert_finite_extremes, gradcheck_loss
+from lossatlas.miners import BatchHardMiner
 
 PAIR_IDS = ["contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "threshold_consistent_margin"]
 CLS_IDS = ["normalized_softmax", "cosface", "arcface", "sface", "unpg", "partial_fc"]

@@ -19,7 +19,6 @@ import torch
 
 import lossatlas as la
 import lossatlas.functional as LF
-
 from helpers import gradcheck_loss
 
 CAP = -math.log(1e-30)

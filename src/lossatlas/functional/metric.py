@@ -22,7 +22,7 @@ The modules in :mod:`lossatlas.losses.metric` carry the full documentation.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
