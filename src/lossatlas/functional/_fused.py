@@ -46,6 +46,7 @@ __all__ = ["softmax_cross_entropy", "affine_logits", "cast_constant", "derived",
 #: adjusted copy of the logits or runs per-row terms); plain cross-entropy, which has
 #: nothing to fuse but the backward's exponentials, from twice that (C≈256).
 FUSE_MIN_NUMEL = 131072
+_SUM = 2  # ATen's reduction enum: 0 none, 1 mean, 2 sum
 
 
 def as_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -270,7 +271,7 @@ def _denominator(target: Tensor, ignore_index: int, weight: Tensor | None, dtype
     gives 0 with a zero gradient)."""
     valid = target != ignore_index
     if weight is None:
-        return valid.sum().clamp_min(1).to(dtype)
+        return valid.sum().clamp_min(1)  # an integer tensor: dividing by it promotes to the loss's dtype
     safe = target * valid
     return (weight.index_select(0, safe) * valid).sum().clamp_min(torch.finfo(dtype).tiny)
 
@@ -291,7 +292,12 @@ def _plain(
         add = col.index_select(0, safe)
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
     if gamma == 0.0 and not isinstance(alpha, Tensor):
-        if reduction == "mean":
+        if reduction == "mean" and not label_smoothing:
+            # ATen's NLL returns its total weight (the rows kept, or Σ w_{y_i}) beside the sum: the
+            # mean's divisor without another pass, floored so an all-ignored batch gives 0.
+            out, total = torch.ops.aten.nll_loss_forward(torch.log_softmax(u, 1), target, weight, _SUM, ignore_index)
+            out = out / total.clamp_min(torch.finfo(out.dtype).tiny)
+        elif reduction == "mean":
             out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction="sum",
                                   label_smoothing=label_smoothing)
             out = out / _denominator(target, ignore_index, weight, out.dtype)
