@@ -84,7 +84,7 @@ def test_importing_and_running_every_loss_writes_nothing(tmp_path):
     assert written == [], written
 
 
-@pytest.mark.parametrize("path", ["functional", "losses"])
+@pytest.mark.parametrize("path", ["functional"])
 def test_family_modules_do_not_shadow_loss_ids(path):
     # la.functional.<id> is the loss of every registered id; no submodule takes that name.
     pkg = getattr(la, path)
