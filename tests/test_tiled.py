@@ -122,7 +122,7 @@ def test_fully_excluded_row_is_minus_inf_with_zero_grad():
 
 
 def test_auto_tiles_large_and_not_small():
-    from lossatlas.functional.contrastive import _use_tiles
+    from lossatlas.functional.ssl import _use_tiles
 
     assert _use_tiles("auto", 4096, 4096) and not _use_tiles("auto", 64, 64)
     assert block_rows(1 << 20, None) >= 1 and block_rows(10, 3) == 3

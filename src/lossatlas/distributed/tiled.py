@@ -1,6 +1,6 @@
 """Tiled similarity reductions: contrastive losses without the N x N matrix (catalogue row G9).
 
-Every loss of :mod:`lossatlas.functional.contrastive` that depends on the similarity matrix
+Every loss of :mod:`lossatlas.functional.ssl` that depends on the similarity matrix
 ``S = scale * q k^T`` only through
 
 * row / column log-sum-exps ``lse_i = log Σ_j exp(S_ij)`` (InfoNCE, NT-Xent, decoupled,

@@ -18,7 +18,7 @@ hard-negative):
   concatenated batch and receives the exact gradient of that loss
   (see :mod:`lossatlas.distributed.gather`).
 
-The module twins in :mod:`lossatlas.losses.contrastive` carry the full documentation.
+The module twins in :mod:`lossatlas.losses.ssl` carry the full documentation.
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ from . import noise
 from . import calibration
 from . import multilabel
 from . import metric
-from . import contrastive
+from . import ssl
 from .imbalance import *  # noqa: F403
 from .noise import *  # noqa: F403
 from .calibration import *  # noqa: F403
 from .multilabel import *  # noqa: F403
 from .metric import *  # noqa: F403
-from .contrastive import *  # noqa: F403
+from .ssl import *  # noqa: F403
 
 __all__: list[str] = ["Loss", "FunctionalLoss"]
 __all__ += imbalance.__all__
@@ -27,4 +27,4 @@ __all__ += noise.__all__
 __all__ += calibration.__all__
 __all__ += multilabel.__all__
 __all__ += metric.__all__
-__all__ += contrastive.__all__
+__all__ += ssl.__all__

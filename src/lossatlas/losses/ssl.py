@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .. import functional as LF
 from .._docs import fill_doc
 from .._validation import check_int, check_number
-from ..functional.contrastive import _check_block, _check_mochi_counts, _check_tiled
+from ..functional.ssl import _check_block, _check_mochi_counts, _check_tiled
 from ..registry import Paper, register
 from ._base import Loss
 

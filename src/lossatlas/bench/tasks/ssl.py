@@ -4,7 +4,7 @@ linear probe and by retrieval (Recall@k) on the frozen representation.
 Each step draws a batch of training signals (labels unused), makes two augmented views of
 each (random time scaling, circular shift, amplitude scaling, additive Gaussian noise —
 the nuisances MNIST-1D itself is generated with), embeds both with the encoder and applies a ``pair``-kind
-loss (:mod:`lossatlas.losses.contrastive`: InfoNCE, SigLIP, DCL, debiased, HCL, MoCHi,
+loss (:mod:`lossatlas.losses.ssl`: InfoNCE, SigLIP, DCL, debiased, HCL, MoCHi,
 Barlow Twins, W-MSE). The representation evaluated is the encoder's backbone
 (``model.features``, before the projection head), as in SimCLR.
 
@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
