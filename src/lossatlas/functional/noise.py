@@ -290,9 +290,9 @@ def nce(
 
 @loss_function(inputs=CLASSIFICATION, params={
     "gamma": Param("focusing parameter γ ≥ 0 (γ = 0 is NCE)", nonnegative, f"{APL} configs"),
-    "scale": Param("s, multiplies the loss", any_number, "the APL CIFAR-10 config uses 10 for NFL alone"),
+    "scale": Param("s, multiplies the loss", any_number, "no scaling, as the other normalised losses; the APL CIFAR-10 config uses 10 for NFL alone"),
     "detach": Param("stop the gradient through the modulating factors (1 − p)^γ, as the reference does", as_bool,
-                    "reference code computes them from logpt.data"),
+                    "reference code computes the factors from logpt.data"),
 })
 def nfl(
     logits: Tensor,
