@@ -109,7 +109,7 @@ def test_float64_gradcheck(loss_id):
         pytest.skip(GRADCHECK_EXCEPTIONS[loss_id])
     if loss_id in STATEFUL_CALL:
         pytest.skip("its per-sample state changes on each call; gradcheck's repeated calls see different losses "
-                    "(tests/test_noise.py checks ALDR's gradient at fixed state)")
+                    "(tests/losses/test_noise.py checks ALDR's gradient at fixed state)")
     assert torch.autograd.gradcheck(fn, [case.inputs[i] for i in floats], eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
