@@ -100,6 +100,25 @@ def test_default_ignore_index_is_torchs_minus_100(id):
         la.create(id, ignore_index=None)(z, y_ign)
 
 
+@pytest.mark.parametrize("id", ML_IDS)
+def test_ignore_mask_skipped_when_validation_shows_nothing_is_ignored(id):
+    # validate=True reads the target's range once and builds no ignore mask when every value is in
+    # [0, 1]; validate=False (what torch.compile traces) always builds it: same values and gradients
+    z, y = ml_batch()
+    y_ign = y.clone()
+    y_ign[3, 1:] = -100.0
+    for target in (y, y_ign):
+        for reduction in ("mean", "sum", "none"):
+            outs = []
+            for validate in (True, False):
+                t = z.clone().requires_grad_()
+                out = la.create(id, reduction=reduction, validate=validate)(t, target)
+                out.sum().backward()
+                outs.append((out.detach(), t.grad))
+            torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-14, atol=1e-14)
+            torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-14, atol=1e-14)
+
+
 # ---------------------------------------------------------------- ASL (D2)
 @pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
 def test_asl_without_focusing_or_clipping_is_bce(reduction):

@@ -37,6 +37,7 @@ from .._validation import (
     check_num_classes,
     check_number,
     check_tensor,
+    compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
 
@@ -58,6 +59,13 @@ MULTILABEL_IGNORE = Param("target value marking an unannotated element (outside 
                           _multilabel_ignore, "torch (-100); any target value outside [0, 1]")
 
 
+def _in_unit_interval(target: Tensor) -> bool:
+    """Whether every value of ``target`` lies in [0, 1] (one pass, one host read; NaN gives False)."""
+    t = target if target.is_floating_point() else target.to(torch.float32)
+    lo, hi = torch.aminmax(t.detach())
+    return bool(float(lo) >= 0 and float(hi) <= 1)
+
+
 def _prepare_multilabel(
     logits: Tensor,
     target: Tensor,
@@ -76,11 +84,17 @@ def _prepare_multilabel(
         raise ValueError(f"target must have the shape of logits {tuple(logits.shape)}, got {tuple(target.shape)}")
     z = logits.to(compute_dtype(logits))
     m = None
-    if ignore_index is not None:
+    if ignore_index is None:
+        check_multilabel_target(target, logits, validate)
+    elif validate and not compiling() and target.numel() and _in_unit_interval(target):
+        # The range check has read the target: no element holds ignore_index (a value outside
+        # [0, 1]), so no mask is built (the mask costs more passes than BCE itself).
+        check_multilabel_target(target, logits, validate=False)
+    else:
         ignored = target == ignore_index
         target = torch.where(ignored, torch.zeros_like(target), target)
         m = (~ignored).to(z.dtype)
-    check_multilabel_target(target, logits, validate)
+        check_multilabel_target(target, logits, validate)
     if mask is not None:
         mm = check_mask(mask, logits, validate).to(z.dtype)
         m = mm if m is None else m * mm
