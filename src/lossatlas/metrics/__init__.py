@@ -20,14 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "lossatlas.metrics needs torchmetrics: pip install 'lossatlas[bench]' (or pip install torchmetrics)"
     ) from exc
 
-from . import calibration
-from . import classification
-from . import neural_collapse
-from . import probe
-from . import retrieval
-from . import setvalued
-from . import summary
-from . import susceptibility
+from . import calibration, classification, neural_collapse, probe, retrieval, setvalued, summary, susceptibility
 from .calibration import *  # noqa: F403
 from .classification import *  # noqa: F403
 from .neural_collapse import *  # noqa: F403

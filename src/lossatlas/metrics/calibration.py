@@ -62,6 +62,10 @@ class BinnedCalibration(Metric):
     higher_is_better = False
     full_state_update = False
 
+    count: Tensor
+    conf_sum: Tensor
+    acc_sum: Tensor
+
     def __init__(self, n_bins: int = DEFAULT_BINS, from_logits: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_bins = check_positive_int(n_bins, "n_bins")
@@ -112,6 +116,10 @@ class ClasswiseECE(Metric):
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
+
+    count: Tensor
+    prob_sum: Tensor
+    label_sum: Tensor
 
     def __init__(self, num_classes: int, n_bins: int = DEFAULT_BINS, from_logits: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)

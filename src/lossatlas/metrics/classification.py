@@ -85,6 +85,9 @@ class ShotAccuracy(Metric):
     higher_is_better = True
     full_state_update = False
 
+    correct: Tensor
+    total: Tensor
+
     def __init__(
         self,
         num_classes: int,

@@ -45,7 +45,7 @@ __all__ = ["NeuralCollapse"]
 
 
 def _equinorm(v: Tensor) -> Tensor:
-    norms = v.norm(dim=1)
+    norms: Tensor = v.norm(dim=1)  # Tensor.norm's return is unannotated in torch
     return norms.std() / norms.mean()
 
 
@@ -79,6 +79,14 @@ class NeuralCollapse(Metric):
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
+
+    count: Tensor
+    feat_sum: Tensor
+    sq_sum: Tensor
+    # list states: a list of update() batches; after a distributed sync inside compute() torchmetrics
+    # has concatenated them into one tensor (dim_zero_cat accepts both)
+    features: list[Tensor]
+    preds: list[Tensor]
 
     def __init__(
         self,

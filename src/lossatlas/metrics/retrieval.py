@@ -99,7 +99,7 @@ def _retrieval(
     return out
 
 
-def _nonempty(state: Any) -> bool:
+def _nonempty(state: Tensor | list[Tensor]) -> bool:
     return state.numel() > 0 if isinstance(state, Tensor) else any(t.numel() for t in state)
 
 
@@ -120,6 +120,13 @@ class RetrievalMetrics(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+
+    # list states: a list of update() batches; after a distributed sync inside compute() torchmetrics
+    # has concatenated them into one tensor (dim_zero_cat accepts both)
+    query_emb: list[Tensor]
+    query_labels: list[Tensor]
+    ref_emb: list[Tensor]
+    ref_labels: list[Tensor]
 
     def __init__(self, ks: Sequence[int] = (1, 2, 4, 8), metric: str = "cosine", **kwargs: Any) -> None:
         super().__init__(**kwargs)

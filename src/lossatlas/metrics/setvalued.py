@@ -58,6 +58,11 @@ class AverageKAccuracy(Metric):
     higher_is_better = True
     full_state_update = False
 
+    # list states: a list of update() batches; after a distributed sync inside compute() torchmetrics
+    # has concatenated them into one tensor (dim_zero_cat accepts both)
+    probs: list[Tensor]
+    target: list[Tensor]
+
     def __init__(self, k: int = 2, threshold: float | None = None, from_logits: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.k = check_positive_int(k, "k")

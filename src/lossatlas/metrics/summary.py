@@ -70,7 +70,8 @@ def confusion_matrix(logits: Any, target: Any, num_classes: int | None = None) -
     """The [C, C] int64 confusion matrix (rows: true class, columns: predicted), by torchmetrics."""
     logits, target = check_scores_target(logits, target, num_classes)
     cm = MulticlassConfusionMatrix(num_classes=logits.shape[1])
-    return cm(logits.argmax(dim=1), target).long()
+    matrix: Tensor = cm(logits.argmax(dim=1), target)  # Metric.__call__ (forward) is untyped
+    return matrix.long()
 
 
 def evaluate(

@@ -36,7 +36,8 @@ This module implements exactly that as:
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,7 +147,7 @@ class Susceptibility(Metric):
         self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, loss_before: float | Tensor, loss_after: float | Tensor) -> None:  # type: ignore[override]
+    def update(self, loss_before: float | Tensor, loss_after: float | Tensor) -> None:
         """Add one probe: the losses on the random-label batch before and after the step."""
         b = torch.as_tensor(loss_before, dtype=torch.float64).detach().to(self.total.device)
         a = torch.as_tensor(loss_after, dtype=torch.float64).detach().to(self.total.device)
