@@ -28,6 +28,8 @@ MEAN_IS_NOT_MEAN_OF_NONE = {
     "contrastive": "mean over the non-zero pair terms (pytorch-metric-learning's AvgNonZeroReducer)",
     "triplet_margin": "mean over the non-zero triplet terms (pytorch-metric-learning's AvgNonZeroReducer)",
     "threshold_consistent_margin": "the TCM regulariser is a batch term added to the base loss's mean",
+    "supcon": "mean over the anchors that have a positive (pytorch-metric-learning); 'none' gives 0 to the others",
+    "ntxent": "mean over the positive pairs (pytorch-metric-learning); 'none' is the per-anchor sum of its pairs' terms",
 }
 
 #: Methods that hold per-sample or running state, which a call updates.
@@ -37,6 +39,9 @@ STATEFUL_CALL = {"aldr"}
 GRADCHECK_EXCEPTIONS = {
     "nfl": "the official NormalizedFocalLoss takes its (1 - p)^γ factors from logpt.data (gradient stopped); "
            "detach=False is gradchecked in tests/losses/test_noise.py",
+    "partial_fc": "insightface's CombinedMarginLoss sets the margin under no_grad (straight-through: the backward is the "
+                  "margin-free softmax's) and DistCrossEntropy caps each loss at -log 1e-30 in value only; "
+                  "tests/losses/test_metric.py checks the official gradient and gradchecks where neither applies",
 }
 
 #: Methods gradchecked with other constructor arguments, because with their defaults the gradient is by
@@ -44,6 +49,8 @@ GRADCHECK_EXCEPTIONS = {
 GRADCHECK_KWARGS = {
     "asymmetric": ({"detach_weight": False}, "ASL's focusing weight is detached by default, as the reference's "
                    "(disable_torch_grad_focal_loss=True); tests/losses/test_multilabel.py checks that gradient is w·∂CE/∂z"),
+    "sface": ({"k": 0.0}, "SFace's sigmoid weights are computed without gradient (official code); k = 0 makes them "
+              "constant, so the gradient is the derivative; tests/losses/test_metric.py checks the official one"),
 }
 
 
@@ -177,7 +184,8 @@ def test_ignored_rows_leave_the_mean(loss_id):
     case = K.make_case(entry)
     keep = torch.tensor([True, False, True, True, False, True, True, True])
     masked = case.clone()
-    masked.inputs[1] = torch.where(keep, case.inputs[1], torch.full_like(case.inputs[1], -100))
+    rows = keep.view(-1, *[1] * (case.inputs[1].dim() - 1))  # [N], or [N, 1] against a multi-label [N, C] target
+    masked.inputs[1] = torch.where(rows, case.inputs[1], torch.full_like(case.inputs[1], -100))
     kept = K.Case([t[keep].detach().clone().requires_grad_(t.requires_grad) for t in case.inputs], dict(case.call))
     if "index" in kept.call:
         kept.call["index"] = kept.call["index"][keep]
