@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import lossatlas as la
 import lossatlas.functional as LF
 from helpers import assert_finite_extremes, gradcheck_loss
+from lossatlas._paths import force_path
 from lossatlas.miners import BatchHardMiner
 
 PAIR_IDS = ["contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "threshold_consistent_margin"]
@@ -395,11 +396,11 @@ def test_all_pairs_contrastive_equals_composed_and_reference(pattern, reduction,
     kw = {"pos_margin": 0.2, "neg_margin": 1.1, "average_nonzero": average_nonzero, "reduction": reduction}
     w = torch.rand(len(y) if reduction == "none" else (), dtype=torch.float64) + 0.5  # a non-uniform upstream gradient
     ref, ref_g = _value_and_grad(lambda x: (_brute_force_contrastive(x, y, 0.2, 1.1, average_nonzero, reduction) * w).sum(), e)
-    out, g = _value_and_grad(lambda x: (LF.pair_contrastive(x, y, **kw) * w).sum(), e)
+    out, g = _value_and_grad(lambda x: (LF.contrastive(x, y, **kw) * w).sum(), e)
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(g[0], ref_g[0])
-    monkeypatch.setattr(M, "compiling", lambda: True)  # the composed ops (mined pairs, torch.compile)
-    comp, comp_g = _value_and_grad(lambda x: (LF.pair_contrastive(x, y, **kw) * w).sum(), e)
+    with force_path("plain"):  # the composed ops (mined pairs, torch.compile)
+        comp, comp_g = _value_and_grad(lambda x: (LF.contrastive(x, y, **kw) * w).sum(), e)
     torch.testing.assert_close(comp, ref)
     torch.testing.assert_close(comp_g[0], ref_g[0])
 
@@ -409,7 +410,7 @@ def test_all_pairs_contrastive_gradcheck_and_coincident_rows(reduction):
     from lossatlas.functional import metric as M
 
     e, y = _batch(n=9, d=4, c=3, seed=21)
-    gradcheck_loss(lambda x: LF.pair_contrastive(x, y, pos_margin=0.1, neg_margin=1.3, reduction=reduction), e)
+    gradcheck_loss(lambda x: LF.contrastive(x, y, pos_margin=0.1, neg_margin=1.3, reduction=reduction), e)
     # coincident rows of different classes (d = 0) and of the same class: zero gradient through d = 0,
     # as the composed form's safe square root
     # (axis-aligned rows: the unit vectors are exact, so those distances are exactly 0)
@@ -418,13 +419,13 @@ def test_all_pairs_contrastive_gradcheck_and_coincident_rows(reduction):
     from lossatlas.functional.metric import _unit_distances
 
     assert _unit_distances(F.normalize(e))[0, 1] == 0.0
-    out, g = _value_and_grad(lambda x: LF.pair_contrastive(x, y, reduction=reduction).sum(), e)
+    out, g = _value_and_grad(lambda x: LF.contrastive(x, y, reduction=reduction).sum(), e)
     ref, ref_g = _value_and_grad(lambda x: _brute_force_contrastive(x, y, 0.0, 1.0, True, reduction).sum(), e)
     assert torch.isfinite(g[0]).all()
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(g[0], ref_g[0])
     comp, comp_g = _value_and_grad(
-        lambda x: M._pair_contrastive_composed(F.normalize(x, dim=1), y, 0.0, 1.0, True, None, reduction, x.dtype).sum(), e)
+        lambda x: M._contrastive_composed(F.normalize(x, dim=1), y, 0.0, 1.0, True, None, reduction, x.dtype).sum(), e)
     torch.testing.assert_close(out, comp)
     torch.testing.assert_close(g[0], comp_g[0])
 

@@ -5,12 +5,22 @@ the rows inside, so gradients flow through the normalisation) and integer ``labe
 Classifier-style losses (ArcFace, CosFace, NormFace, SFace, UNPG, Partial FC) also take the
 class-weight matrix ``weight`` [C, D] in ``nn.Linear`` layout (its rows are normalised too).
 
+Every loss here is a :func:`lossatlas._spec.loss_function`: its signature holds each
+hyper-parameter's name and default, its ``Param`` the check, doc line and the source of the
+default; the modules of :mod:`lossatlas.losses.metric` are built from (or call) the same
+functions.
+
 Pair and triplet losses accept ``indices=`` from a miner (:mod:`lossatlas.miners`): a
 triplet tuple ``(anchors, positives, negatives)`` or a pair tuple
 ``(anchors_pos, positives, anchors_neg, negatives)``, int64 tensors indexing the batch. A
 triplet tuple given to a pair loss becomes the pairs ``(a, p)`` and ``(a, n)``; a pair tuple
 given to the triplet loss becomes every triplet whose two pairs share the anchor
 (pytorch-metric-learning's conventions). ``indices=None`` uses every pair / triplet.
+
+Distances are Euclidean between the unit rows, ``d_ij = sqrt(2 − 2 u_i·u_j)`` from one Gram
+matrix (:func:`_unit_distances`, the one distance piece of every distance-based loss and
+miner); identical points are at distance exactly 0 with a zero (finite) gradient there, as
+``torch.cdist`` gives pytorch-metric-learning.
 
 Reductions of the pair / triplet losses: ``"none"`` returns per-anchor losses [N] (the
 sum of the terms anchored at each sample, or the anchor's loss for the per-anchor losses
@@ -22,18 +32,20 @@ The modules in :mod:`lossatlas.losses.metric` carry the full documentation.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._paths import take_fused
+from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive
 from .._validation import (
     check_class_target,
     check_finite,
     check_float,
     check_number,
-    check_reduction,
     check_same_device,
     check_tensor,
     compiling,
@@ -41,7 +53,7 @@ from .._validation import (
 from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
 
 __all__ = [
-    "pair_contrastive",
+    "contrastive",
     "triplet_margin",
     "multi_similarity",
     "multi_similarity_mine",
@@ -61,6 +73,43 @@ __all__ = [
 
 Indices = Sequence[Tensor]
 MARGIN_TYPES = ("arcface", "cosface", "normface")
+AVERAGE_OVER = ("anchors_with_positives", "all_anchors")
+EMBEDDING = ("embeddings", "labels")
+CLASSIFIER = ("embeddings", "labels", "weight")
+PML = "pytorch-metric-learning"
+INSIGHTFACE = "insightface arcface_torch"
+
+
+# --------------------------------------------------------------------------------------
+# hyper-parameter checks
+# --------------------------------------------------------------------------------------
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(value: Any, name: str) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+        return value
+
+    check.__doc__ = f"One of {choices}."
+    return check
+
+
+def _cosine_level(value: Any, name: str) -> float:
+    """A cosine similarity threshold in [−1, 1]."""
+    return check_number(value, name, low=-1.0, high=1.0)
+
+
+def _angle(value: Any, name: str) -> float:
+    """An angle in radians in [0, π]."""
+    return check_number(value, name, low=0.0, high=math.pi)
+
+
+def _rate(value: Any, name: str) -> float:
+    """A fraction in (0, 1]."""
+    return check_number(value, name, low=0.0, high=1.0, low_open=True)
+
+
+_margin_type = _one_of(MARGIN_TYPES)
+_average_over = _one_of(AVERAGE_OVER)
 
 
 # --------------------------------------------------------------------------------------
@@ -91,15 +140,53 @@ def _unit(embeddings: Tensor, labels: Tensor, validate: bool) -> tuple[Tensor, t
     return u, embeddings.dtype
 
 
-def _safe_sqrt(x: Tensor) -> Tensor:
-    """sqrt with a zero (not infinite) gradient at 0."""
-    pos = x > 0
-    return torch.where(pos, x.clamp_min(torch.finfo(x.dtype).tiny).sqrt(), torch.zeros_like(x))
+def _row_keys(u: Tensor) -> Tensor:
+    """An exact integer fingerprint [N] of each row's bits: equal rows get equal keys.
+
+    Integer sums do not depend on the order of summation, so (unlike any floating-point
+    product) two identical rows get the same key whichever kernel computes it. Each 32-bit
+    word is split in 16-bit halves and weighted by fixed multipliers below 2^24, so no sum
+    overflows int64 (D < 2^21 columns).
+    """
+    x = u.detach()
+    x = x.masked_fill(x == 0, 0.0)  # −0.0 and +0.0 are the same point
+    if x.element_size() < 4:
+        x = x.float()
+    words = x.contiguous().view(torch.int32).to(torch.int64)  # float64 rows: 2D words
+    k = torch.arange(words.shape[1], device=u.device, dtype=torch.int64)
+    lo_weight = (k * 2654435761 + 97) % 16777213 + 1
+    hi_weight = (k * 40503 + 1234567) % 16777199 + 1
+    return ((words & 0xFFFF) * lo_weight + ((words >> 16) & 0xFFFF) * hi_weight).sum(1)
+
+
+def _coincident(u: Tensor, sq: Tensor) -> Tensor:
+    """Pairs [N, N] of identical unit rows (the diagonal included), from their keys.
+
+    ``sq`` are the squared distances ``2 − 2 u_i·u_j``; identical rows leave only rounding
+    there (≤ 2(D + 4)·eps), which the bound below keeps, so a key collision of two distinct
+    rows (about 2^-40 per pair) could only zero a distance that rounding already hides.
+    """
+    keys = _row_keys(u)
+    bound = 4.0 * (u.shape[1] + 4) * torch.finfo(sq.dtype).eps
+    return (keys.unsqueeze(0) == keys.unsqueeze(1)) & (sq <= bound)
 
 
 def _unit_distances(u: Tensor) -> Tensor:
-    """Euclidean distances between unit rows, ``sqrt(2 - 2 u_i·u_j)`` [N, N]."""
-    return _safe_sqrt((2.0 - 2.0 * (u @ u.T)).clamp_min(0.0))
+    """Euclidean distances [N, N] between the unit rows of ``u``: ``sqrt(2 − 2 u_i·u_j)``.
+
+    The one distance piece of the distance-based losses (contrastive, triplet) and miners.
+    One matrix product gives every distance; identical rows are at distance exactly 0 (the
+    product alone leaves rounding of order sqrt(eps) there) and the gradient at a zero
+    distance is 0, finite, as ``torch.cdist``'s (which pytorch-metric-learning uses).
+
+    >>> import torch
+    >>> u = torch.nn.functional.normalize(torch.tensor([[3.0, 1.0], [3.0, 1.0], [0.0, 1.0]]), dim=1)
+    >>> _unit_distances(u)[0, 1].item()
+    0.0
+    """
+    sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
+    zero = _coincident(u, sq.detach()) | (sq <= 0)
+    return torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
 
 
 def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
@@ -115,7 +202,7 @@ def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     return torch.where(any_, lse, torch.full_like(lse, -math.inf))
 
 
-def _check_indices(indices: Indices, n: int, device: torch.device) -> tuple[Tensor, ...]:
+def _check_indices(indices: Indices, n: int, device: torch.device, validate: bool = True) -> tuple[Tensor, ...]:
     if not isinstance(indices, (tuple, list)) or len(indices) not in (3, 4):
         raise TypeError(
             "indices must be a miner's tuple: (anchors, positives, negatives) or "
@@ -126,7 +213,7 @@ def _check_indices(indices: Indices, n: int, device: torch.device) -> tuple[Tens
         check_tensor(t, f"indices[{k}]")
         if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() != 1:
             raise TypeError(f"indices[{k}] must be a 1-D integer tensor, got dtype {t.dtype} shape {tuple(t.shape)}")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+        if validate and not compiling() and t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
             raise ValueError(f"indices[{k}] must index the batch of {n} embeddings, found values outside [0, {n})")
         out.append(t.to(device=device, dtype=torch.long))
     if len(out) == 3 and not (out[0].numel() == out[1].numel() == out[2].numel()):
@@ -136,15 +223,27 @@ def _check_indices(indices: Indices, n: int, device: torch.device) -> tuple[Tens
     return tuple(out)
 
 
-def _pair_masks(labels: Tensor, indices: Indices | None) -> tuple[Tensor, Tensor]:
-    """Boolean [N, N] masks of the positive and negative pairs (ordered, i != j)."""
+def _pairs_of(idx: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A miner's tuple as ``(anchors_pos, positives, anchors_neg, negatives)``."""
+    if len(idx) == 3:
+        return idx[0], idx[1], idx[0], idx[2]
+    return idx[0], idx[1], idx[2], idx[3]
+
+
+def _all_pair_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Boolean [N, N] masks of every positive pair (same label, i ≠ j) and negative pair."""
     n = labels.shape[0]
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    pos = same & ~torch.eye(n, dtype=torch.bool, device=labels.device)
+    return pos, ~same
+
+
+def _pair_masks(labels: Tensor, indices: Indices | None, validate: bool = True) -> tuple[Tensor, Tensor]:
+    """Boolean [N, N] masks of the positive and negative pairs (ordered, i != j)."""
     if indices is None:
-        same = labels.unsqueeze(0) == labels.unsqueeze(1)
-        pos = same & ~torch.eye(n, dtype=torch.bool, device=labels.device)
-        return pos, ~same
-    idx = _check_indices(indices, n, labels.device)
-    a1, p, a2, nn_ = (idx[0], idx[1], idx[0], idx[2]) if len(idx) == 3 else idx
+        return _all_pair_masks(labels)
+    n = labels.shape[0]
+    a1, p, a2, nn_ = _pairs_of(_check_indices(indices, n, labels.device, validate))
     pos = torch.zeros(n, n, dtype=torch.bool, device=labels.device)
     neg = torch.zeros_like(pos)
     pos[a1, p] = True
@@ -152,18 +251,17 @@ def _pair_masks(labels: Tensor, indices: Indices | None) -> tuple[Tensor, Tensor
     return pos, neg
 
 
-def _pair_weights(labels: Tensor, indices: Indices | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _pair_weights(labels: Tensor, indices: Indices | None, dtype: torch.dtype, validate: bool = True) -> tuple[Tensor, Tensor]:
     """Multiplicities [N, N] of the positive and negative pairs.
 
     0/1 for all pairs; with ``indices`` a pair listed k times counts k times, as in the
     pair-based losses of pytorch-metric-learning (a triplet miner repeats (a, p) pairs).
     """
     if indices is None:
-        pos, neg = _pair_masks(labels, None)
+        pos, neg = _all_pair_masks(labels)
         return pos.to(dtype), neg.to(dtype)
     n = labels.shape[0]
-    idx = _check_indices(indices, n, labels.device)
-    a1, p, a2, nn_ = (idx[0], idx[1], idx[0], idx[2]) if len(idx) == 3 else idx
+    a1, p, a2, nn_ = _pairs_of(_check_indices(indices, n, labels.device, validate))
     pos = torch.zeros(n, n, dtype=dtype, device=labels.device)
     neg = torch.zeros_like(pos)
     pos.index_put_((a1, p), torch.ones_like(a1, dtype=dtype), accumulate=True)
@@ -171,26 +269,21 @@ def _pair_weights(labels: Tensor, indices: Indices | None, dtype: torch.dtype) -
     return pos, neg
 
 
-def _triplets_from(indices: Indices, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    idx = _check_indices(indices, n, device)
+def _triplets_from(indices: Indices, n: int, device: torch.device, validate: bool) -> tuple[Tensor, Tensor, Tensor]:
+    idx = _check_indices(indices, n, device, validate)
     if len(idx) == 3:
-        return idx  # type: ignore[return-value]
+        return idx[0], idx[1], idx[2]
     a1, p, a2, nn_ = idx
     i, j = torch.nonzero(a1.unsqueeze(1) == a2.unsqueeze(0), as_tuple=True)
     return a1[i], p[i], nn_[j]
 
 
-def _zero(x: Tensor) -> Tensor:
-    """A zero scalar connected to the graph (zero gradient)."""
-    return x.sum() * 0.0
-
-
-def _pairwise_reduce(per_anchor: Tensor, total_mean: Tensor, reduction: str, out_dtype: torch.dtype) -> Tensor:
-    if reduction == "none":
-        return per_anchor.to(out_dtype)
-    if reduction == "sum":
-        return per_anchor.sum().to(out_dtype)
-    return total_mean.to(out_dtype)
+def _pairwise_reduce(per_anchor: Tensor, mean: Tensor, reduction: str, out_dtype: torch.dtype) -> Tensor:
+    """``"none"``/``"sum"`` of the per-anchor losses (:func:`reduce_loss`); ``"mean"`` is the
+    method's own average ``mean`` (not always the mean of the per-anchor losses)."""
+    if reduction == "mean":
+        return mean.to(out_dtype)
+    return reduce_loss(per_anchor, reduction, None, out_dtype)
 
 
 def _wavg(values: Tensor, weights: Tensor) -> Tensor:
@@ -204,10 +297,21 @@ def _avg(values: Tensor, active: Tensor) -> Tensor:
     return values.sum() / count.clamp_min(1).to(values.dtype)
 
 
+def _zero_unless(condition: Tensor, x: Tensor) -> Tensor:
+    """``x`` where the 0-d bool ``condition`` holds, else zeros with zero gradient (no host read)."""
+    return torch.where(condition, x, torch.zeros_like(x))
+
+
 # --------------------------------------------------------------------------------------
 # F1: contrastive and triplet margin losses
 # --------------------------------------------------------------------------------------
-def pair_contrastive(
+@loss_function(inputs=EMBEDDING, call=("indices",), params={
+    "pos_margin": Param("m+, positive distances below it cost nothing", any_number, f"{PML} (0)"),
+    "neg_margin": Param("m−, negatives farther than it cost nothing", any_number, f"{PML} (1)"),
+    "average_nonzero": Param("``'mean'`` averages only the non-zero terms of each part (else every pair)", as_bool,
+                             f"{PML}'s AvgNonZeroReducer"),
+})
+def contrastive(
     embeddings: Tensor,
     labels: Tensor,
     *,
@@ -220,38 +324,44 @@ def pair_contrastive(
 ) -> Tensor:
     """Contrastive (pair) loss on L2-normalised rows; see :class:`lossatlas.losses.ContrastiveLoss`.
 
+    ``relu(d_ij − m+)`` over positive pairs and ``relu(m− − d_ij)`` over negative pairs;
     ``"mean"``: mean of the positive-pair terms > 0 plus mean of the negative-pair terms > 0
     (``average_nonzero=False``: plain means over all positive / negative pairs).
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.contrastive(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
+        0
     """
-    check_reduction(reduction)
-    pos_margin = check_number(pos_margin, "pos_margin")
-    neg_margin = check_number(neg_margin, "neg_margin")
     u, out_dtype = _unit(embeddings, labels, validate)
-    # the fused form lists the positive pairs with `nonzero` (a host read): CPU only, so that
-    # CUDA never synchronises; CUDA and torch.compile run the composed ops
-    if indices is None and not compiling() and u.device.type == "cpu":
-        out = _AllPairContrastive.apply(u, labels, pos_margin, neg_margin, reduction, average_nonzero)
-        return out.to(out_dtype)
-    return _pair_contrastive_composed(u, labels, pos_margin, neg_margin, average_nonzero, indices, reduction, out_dtype)
+    # the fused form lists the positive pairs with `nonzero` (a host read): CPU only unless
+    # forced, so that CUDA never synchronises; CUDA and torch.compile run the composed ops
+    if indices is None and take_fused(u, CONTRASTIVE_FUSE_MIN_NUMEL):
+        return _all_pair_contrastive(u, labels, pos_margin, neg_margin, reduction, average_nonzero).to(out_dtype)
+    return _contrastive_composed(u, labels, pos_margin, neg_margin, average_nonzero, indices, reduction, out_dtype, validate)
 
 
-def _pair_contrastive_composed(
+#: the fused all-pairs contrastive form is taken on the CPU from this many input elements
+CONTRASTIVE_FUSE_MIN_NUMEL = 1
+
+
+def _contrastive_composed(
     u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, average_nonzero: bool,
-    indices: Indices | None, reduction: str, out_dtype: torch.dtype,
+    indices: Indices | None, reduction: str, out_dtype: torch.dtype, validate: bool = True,
 ) -> Tensor:
     """The contrastive loss as differentiable torch ops (mined pairs; ``torch.compile``)."""
     d = _unit_distances(u)
-    wp, wn = _pair_weights(labels, indices, d.dtype)
+    wp, wn = _pair_weights(labels, indices, d.dtype, validate)
     lp = torch.where(wp > 0, F.relu(d - pos_margin), torch.zeros_like(d))
     ln = torch.where(wn > 0, F.relu(neg_margin - d), torch.zeros_like(d))
     per_anchor = (lp * wp).sum(1) + (ln * wn).sum(1)
-    if reduction == "mean":
-        if average_nonzero:
-            mean = _wavg(lp, wp * (lp > 0)) + _wavg(ln, wn * (ln > 0))
-        else:
-            mean = _wavg(lp, wp) + _wavg(ln, wn)
-        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
-    return _pairwise_reduce(per_anchor, per_anchor.sum(), reduction, out_dtype)
+    if average_nonzero:
+        mean = _wavg(lp, wp * (lp > 0)) + _wavg(ln, wn * (ln > 0))
+    else:
+        mean = _wavg(lp, wp) + _wavg(ln, wn)
+    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
 
 
 class _AllPairContrastive(torch.autograd.Function):
@@ -259,27 +369,30 @@ class _AllPairContrastive(torch.autograd.Function):
 
     Eager autograd records about twenty [N, N] operations for the composed form (distance
     chain, float pair weights, two masked relus, non-zero masks) and replays as many
-    backwards. Here the distances are computed in place on the Gram matrix, the negative
-    terms in one [N, N] buffer, the (few) positive pairs as a gathered list, and backward
-    needs one [N, N] matrix: with ``d = sqrt(2 − 2 uᵢ·uⱼ)``, an active negative term
-    ``relu(m⁻ − d)`` has ``∂/∂(uᵢ·uⱼ) = 1/d`` and an active positive term
-    ``relu(d − m⁺)`` has ``−1/d`` (zero where ``d = 0``, as the safe square root of the
-    composed form). That matrix is symmetric, so the gradient of a scalar reduction is one
-    matrix product ``2·C·u`` instead of autograd's two. Values and gradients are the
-    composed form's up to float rounding. Reads one size on the host (the number of
-    positive pairs, from ``nonzero``). No double backward.
+    backwards. Here the distances are computed in place on the Gram matrix (identical rows
+    at exactly 0, as :func:`_unit_distances`), the negative terms in one [N, N] buffer, the
+    (few) positive pairs as a gathered list, and backward needs one [N, N] matrix: with
+    ``d = sqrt(2 − 2 uᵢ·uⱼ)``, an active negative term ``relu(m⁻ − d)`` has
+    ``∂/∂(uᵢ·uⱼ) = 1/d`` and an active positive term ``relu(d − m⁺)`` has ``−1/d`` (zero
+    where ``d = 0``, as the composed form). That matrix is symmetric, so the gradient of a
+    scalar reduction is one matrix product ``2·C·u`` instead of autograd's two. Values and
+    gradients are the composed form's up to float rounding. Reads one size on the host (the
+    number of positive pairs, from ``nonzero``). No double backward.
     """
 
     @staticmethod
-    def forward(ctx, u, labels, pos_margin, neg_margin, reduction, average_nonzero):  # type: ignore[override]
+    def forward(
+        ctx: Any, u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, reduction: str, average_nonzero: bool,
+    ) -> Tensor:
         n = u.shape[0]
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         pi, pj = torch.nonzero(same, as_tuple=True)
         off = pi != pj
         pi, pj = pi[off], pj[off]
-        # distances sqrt(clamp(2 − 2 u·uᵀ, 0)), in place (the composed form's values)
+        # distances sqrt(clamp(2 − 2 u·uᵀ, 0)), in place, exactly 0 between identical rows
         d = torch.mm(u, u.T)
-        d.mul_(-2.0).add_(2.0).clamp_min_(0.0).sqrt_()
+        d.mul_(-2.0).add_(2.0).clamp_min_(0.0)
+        d.masked_fill_(_coincident(u, d), 0.0).sqrt_()
         # negative pairs: relu(m⁻ − d) off the class blocks
         ln = torch.rsub(d, neg_margin).relu_().masked_fill_(same, 0.0)
         sn = ln.sum(1)
@@ -287,6 +400,8 @@ class _AllPairContrastive(torch.autograd.Function):
         dp = d[pi, pj]
         lp = (dp - pos_margin).relu_()
         sp = torch.zeros(n, dtype=u.dtype, device=u.device).index_add_(0, pi, lp)
+        kp: Tensor | None = None
+        kn: Tensor | None = None
         if reduction == "mean":
             if average_nonzero:
                 cp, cn = torch.count_nonzero(lp), torch.count_nonzero(ln)
@@ -297,13 +412,12 @@ class _AllPairContrastive(torch.autograd.Function):
             kn = 1.0 / cn.clamp_min(1).to(u.dtype)
             out = sp.sum() * kp + sn.sum() * kn
         else:
-            kp = kn = None
             per_anchor = sp + sn
             out = per_anchor if reduction == "none" else per_anchor.sum()
         # backward coefficients, in place on d: 1/d where the negative term is active, else 0
         c = d.masked_fill_(ln <= 0, math.inf).reciprocal_()
         del ln
-        c.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # d = 0 (coincident rows): no gradient
+        c.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # d = 0 (identical rows): no gradient
         cpos = torch.where((lp > 0) & (dp > 0), dp.reciprocal(), torch.zeros_like(dp))
         ctx.save_for_backward(u, c, pi, pj, cpos, kp, kn)
         ctx.reduction = reduction
@@ -311,7 +425,7 @@ class _AllPairContrastive(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
         u, c, pi, pj, cpos, kp, kn = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
@@ -328,6 +442,9 @@ class _AllPairContrastive(torch.autograd.Function):
         return gu, None, None, None, None, None
 
 
+_all_pair_contrastive = cast(Callable[..., Tensor], _AllPairContrastive.apply)  # Function.apply is unannotated in torch
+
+
 def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
     """``relu(d_ap − d_an + margin)`` over every valid triplet, as an [N, P, N] tensor.
 
@@ -338,7 +455,7 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
     form's expression ``(d_ap − d_an) + margin``. Returns the terms, the per-anchor sums [N]
     and the number of valid triplets.
     """
-    pos, neg = _pair_masks(labels, None)
+    pos, neg = _all_pair_masks(labels)
     n_pos = pos.sum(1)
     p_max = int(n_pos.max()) if d.shape[0] else 0
     n_valid = (n_pos * neg.sum(1)).sum()
@@ -349,6 +466,12 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
     return losses, losses.sum((1, 2)), n_valid
 
 
+@loss_function(inputs=EMBEDDING, call=("indices",), params={
+    "margin": Param("α, the distance by which a negative must be farther than the positive", any_number,
+                    f"FaceNet (α = 0.2); {PML}'s default is 0.05"),
+    "average_nonzero": Param("``'mean'`` averages only the triplets with a non-zero loss (else every triplet)",
+                             as_bool, f"{PML}'s AvgNonZeroReducer"),
+})
 def triplet_margin(
     embeddings: Tensor,
     labels: Tensor,
@@ -363,26 +486,31 @@ def triplet_margin(
 
     ``"mean"``: mean over the triplets whose loss is > 0 (``average_nonzero=False``: over
     all triplets). Without ``indices`` every valid triplet is used.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.triplet_margin(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
+        0
     """
-    check_reduction(reduction)
-    margin = check_number(margin, "margin")
     u, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
     d = _unit_distances(u)
-    # gathered [N, P_max, N] form: reads P_max on the host, so CPU only (CUDA stays free of
-    # synchronisation and, like torch.compile, uses the dense form below)
+    # gathered [N, P_max, N] form: reads P_max on the host, so eager CPU only (CUDA stays free
+    # of synchronisation and, like torch.compile, uses the dense form below)
     if indices is None and not compiling() and u.device.type == "cpu":
         losses, per_anchor, n_valid = _all_triplets(d, labels, margin)
         mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / n_valid.clamp_min(1).to(losses.dtype)
         return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
     if indices is None:  # dense [a, p, n] form: no host read (CUDA, torch.compile)
-        pos, neg = _pair_masks(labels, None)
+        pos, neg = _all_pair_masks(labels)
         valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # [a, p, n]
         t = d.unsqueeze(2) - d.unsqueeze(1) + margin
         losses = torch.where(valid, F.relu(t), torch.zeros_like(t))
         per_anchor = losses.sum((1, 2))
     else:
-        a, p, ng = _triplets_from(indices, n, u.device)
+        a, p, ng = _triplets_from(indices, n, u.device, validate)
         losses = F.relu(d[a, p] - d[a, ng] + margin)
         valid = torch.ones_like(losses, dtype=torch.bool)
         per_anchor = torch.zeros(n, dtype=d.dtype, device=d.device).index_add(0, a, losses)
@@ -393,6 +521,17 @@ def triplet_margin(
 # --------------------------------------------------------------------------------------
 # F2: multi-similarity loss and its miner
 # --------------------------------------------------------------------------------------
+def _ms_masks(s: Tensor, labels: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+    """The multi-similarity miner's kept pairs as [N, N] masks (static shapes, no host read)."""
+    pos, neg = _all_pair_masks(labels)
+    hardest_neg = s.masked_fill(~neg, -math.inf).amax(1, keepdim=True) if s.numel() else s.sum(1, keepdim=True)
+    easiest_pos = s.masked_fill(~pos, math.inf).amin(1, keepdim=True) if s.numel() else s.sum(1, keepdim=True)
+    both = pos.any() & neg.any()  # a batch without a positive or a negative pair mines nothing
+    keep_pos = pos & (s - epsilon < hardest_neg) & both
+    keep_neg = neg & (s + epsilon > easiest_pos) & both
+    return keep_pos, keep_neg
+
+
 @torch.no_grad()
 def multi_similarity_mine(
     similarities: Tensor, labels: Tensor, epsilon: float = 0.1
@@ -403,22 +542,26 @@ def multi_similarity_mine(
     with ``s_in + ε > min_{p∈P_i} s_ip``. Returns the pair tuple
     ``(anchors_pos, positives, anchors_neg, negatives)``; all four are empty when the batch
     has no positive or no negative pair.
+
+    >>> import torch
+    >>> s = torch.tensor([[1.0, 0.2, 0.5], [0.2, 1.0, 0.1], [0.5, 0.1, 1.0]])
+    >>> [t.tolist() for t in multi_similarity_mine(s, torch.tensor([0, 0, 1]), 0.1)]
+    [[0, 1], [1, 0], [0, 1], [2, 2]]
     """
     epsilon = check_number(epsilon, "epsilon")
-    pos, neg = _pair_masks(labels, None)
-    empty = torch.empty(0, dtype=torch.long, device=labels.device)
-    if not bool(pos.any()) or not bool(neg.any()):
-        return empty, empty.clone(), empty.clone(), empty.clone()
-    s = similarities
-    hardest_neg = s.masked_fill(~neg, -math.inf).amax(1, keepdim=True)
-    easiest_pos = s.masked_fill(~pos, math.inf).amin(1, keepdim=True)
-    keep_pos = pos & (s - epsilon < hardest_neg)
-    keep_neg = neg & (s + epsilon > easiest_pos)
+    keep_pos, keep_neg = _ms_masks(similarities, labels, epsilon)
     a1, p = torch.nonzero(keep_pos, as_tuple=True)
     a2, n = torch.nonzero(keep_neg, as_tuple=True)
     return a1, p, a2, n
 
 
+@loss_function(inputs=EMBEDDING, call=("indices",), params={
+    "alpha": Param("α > 0, the positive pairs' scale", positive, "Wang et al. 2019 / PML (2)"),
+    "beta": Param("β > 0, the negative pairs' scale", positive, "Wang et al. 2019 / PML (50)"),
+    "base": Param("λ, the similarity margin", any_number, "λ: official code and PML (0.5); the paper reports λ = 1"),
+    "miner_epsilon": Param("ε ≥ 0 of the MS miner applied first (``None``: no mining)", nonnegative,
+                           "None = no mining; the MS miner's ε is 0.1 in the paper and PML"),
+})
 def multi_similarity(
     embeddings: Tensor,
     labels: Tensor,
@@ -435,31 +578,37 @@ def multi_similarity(
 
     Per anchor ``(1/α) log(1 + Σ_P e^{−α(s−λ)}) + (1/β) log(1 + Σ_N e^{β(s−λ)})``;
     ``"mean"`` averages over all N anchors. ``miner_epsilon`` applies the MS miner first.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.multi_similarity(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).shape
+        torch.Size([])
     """
-    check_reduction(reduction)
-    alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
-    beta = check_number(beta, "beta", low=0.0, low_open=True)
-    base = check_number(base, "base")
     u, out_dtype = _unit(embeddings, labels, validate)
     s = u @ u.T
     if miner_epsilon is not None:
         if indices is not None:
             raise ValueError("pass either indices= (from a miner) or miner_epsilon, not both")
-        indices = multi_similarity_mine(s.detach(), labels, check_number(miner_epsilon, "miner_epsilon", low=0.0))
-    pos, neg = _pair_masks(labels, indices)
+        pos, neg = _ms_masks(s.detach(), labels, miner_epsilon)
+    else:
+        pos, neg = _pair_masks(labels, indices, validate)
     zero = torch.zeros((), dtype=s.dtype, device=s.device)
     lp = torch.logaddexp(_masked_lse(-alpha * (s - base), pos), zero) / alpha
     ln = torch.logaddexp(_masked_lse(beta * (s - base), neg), zero) / beta
-    per_anchor = lp + ln
-    return reduce_loss(per_anchor, reduction, None, out_dtype)
+    return reduce_loss(lp + ln, reduction, None, out_dtype)
 
 
 # --------------------------------------------------------------------------------------
 # G2 / G1: supervised contrastive and NT-Xent
 # --------------------------------------------------------------------------------------
-AVERAGE_OVER = ("anchors_with_positives", "all_anchors")
-
-
+@loss_function(inputs=EMBEDDING, call=("indices",), params={
+    "temperature": Param("τ > 0 of the softmax over similarities", positive, "HobbitLong/SupContrast (0.07)"),
+    "base_temperature": Param("τ_b > 0; the loss is scaled by τ/τ_b", positive, "HobbitLong/SupContrast (0.07)"),
+    "average_over": Param("``'anchors_with_positives'`` (PML) | ``'all_anchors'`` (SupContrast): what ``'mean'`` averages",
+                          _average_over, f"{PML}'s convention (anchors with a positive)"),
+})
 def supcon(
     embeddings: Tensor,
     labels: Tensor,
@@ -477,14 +626,16 @@ def supcon(
     positives). ``average_over="anchors_with_positives"`` (pytorch-metric-learning): mean
     over anchors with a positive, 0 for a batch without a positive or a negative pair;
     ``"all_anchors"`` (HobbitLong/SupContrast): mean over all N anchors.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.supcon(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]), temperature=0.1).ndim
+        0
     """
-    check_reduction(reduction)
-    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-    base_temperature = check_number(base_temperature, "base_temperature", low=0.0, low_open=True)
-    if average_over not in AVERAGE_OVER:
-        raise ValueError(f"average_over must be one of {AVERAGE_OVER}, got {average_over!r}")
     u, out_dtype = _unit(embeddings, labels, validate)
-    pos, neg = _pair_masks(labels, indices)
+    pos, neg = _pair_masks(labels, indices, validate)
     z = (u @ u.T) / temperature
     denom = _masked_lse(z, pos | neg)
     log_prob = torch.where(pos, z - denom.unsqueeze(1), torch.zeros_like(z))
@@ -492,14 +643,16 @@ def supcon(
     mean_log_prob_pos = log_prob.sum(1) / npos.clamp_min(1).to(z.dtype)
     per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
     if average_over == "anchors_with_positives":
-        if not bool(pos.any()) or not bool(neg.any()):
-            per_anchor = per_anchor * 0.0
+        per_anchor = _zero_unless(pos.any() & neg.any(), per_anchor)
         mean = _avg(per_anchor, npos > 0)
     else:
-        mean = per_anchor.mean() if per_anchor.numel() else _zero(per_anchor)
+        mean = per_anchor.mean() if per_anchor.numel() else per_anchor.sum()
     return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
 
 
+@loss_function(inputs=EMBEDDING, call=("indices",), params={
+    "temperature": Param("τ > 0 of the softmax over similarities", positive, f"{PML} (0.07)"),
+})
 def ntxent(
     embeddings: Tensor,
     labels: Tensor,
@@ -513,26 +666,37 @@ def ntxent(
 
     Per ordered positive pair ``l_ap = −log e^{s_ap/τ} / (e^{s_ap/τ} + Σ_{n∈N_a} e^{s_an/τ})``;
     ``"mean"`` averages over the positive pairs, 0 when the batch lacks positives or negatives.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.ntxent(torch.randn(6, 4), torch.arange(3).repeat(2), temperature=0.5).ndim
+        0
     """
-    check_reduction(reduction)
-    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
     u, out_dtype = _unit(embeddings, labels, validate)
     z = (u @ u.T) / temperature
-    wp, wn = _pair_weights(labels, indices, z.dtype)
+    wp, wn = _pair_weights(labels, indices, z.dtype, validate)
     pos, neg = wp > 0, wn > 0
     # Σ_n w_an e^{z_an}: a negative listed k times by a miner counts k times (PML)
     lse_neg = _masked_lse(z + torch.log(wn.clamp_min(1.0)), neg).unsqueeze(1)
     pair = torch.where(pos, torch.logaddexp(z, lse_neg) - z, torch.zeros_like(z))
-    if not bool(pos.any()) or not bool(neg.any()):
-        pair = pair * 0.0
+    pair = _zero_unless(pos.any() & neg.any(), pair)
     per_anchor = (pair * wp).sum(1)
-    mean = _wavg(pair, wp)
-    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    return _pairwise_reduce(per_anchor, _wavg(pair, wp), reduction, out_dtype)
 
 
 # --------------------------------------------------------------------------------------
 # F6: threshold-consistent margin (a regulariser added to a base metric loss)
 # --------------------------------------------------------------------------------------
+@loss_function(inputs=EMBEDDING, call=("indices",), params={
+    "lambda_plus": Param("λ+ ≥ 0, weight of the hard-positive term", nonnegative, "PML / Zhang et al. (1)"),
+    "lambda_minus": Param("λ− ≥ 0, weight of the hard-negative term", nonnegative, "PML / Zhang et al. (1)"),
+    "margin_plus": Param("m+ ∈ [−1, 1]: positives with a cosine below it are penalised", _cosine_level,
+                         "PML / Zhang et al. (0.9)"),
+    "margin_minus": Param("m− ∈ [−1, 1]: negatives with a cosine above it are penalised", _cosine_level,
+                          "PML / Zhang et al. (0.5)"),
+})
 def threshold_consistent_margin(
     embeddings: Tensor,
     labels: Tensor,
@@ -548,15 +712,17 @@ def threshold_consistent_margin(
     """TCM regulariser; see :class:`lossatlas.losses.ThresholdConsistentMarginLoss`.
 
     ``"mean"``: ``λ+ · mean_{pos: s ≤ m+}(m+ − s) + λ− · mean_{neg: s ≥ m−}(s − m−)``.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.threshold_consistent_margin(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
+        0
     """
-    check_reduction(reduction)
-    lambda_plus = check_number(lambda_plus, "lambda_plus", low=0.0)
-    lambda_minus = check_number(lambda_minus, "lambda_minus", low=0.0)
-    margin_plus = check_number(margin_plus, "margin_plus", low=-1.0, high=1.0)
-    margin_minus = check_number(margin_minus, "margin_minus", low=-1.0, high=1.0)
     u, out_dtype = _unit(embeddings, labels, validate)
     s = u @ u.T
-    wp, wn = _pair_weights(labels, indices, s.dtype)
+    wp, wn = _pair_weights(labels, indices, s.dtype, validate)
     act_p = wp * (s <= margin_plus)
     act_n = wn * (s >= margin_minus)
     tp = torch.where(act_p > 0, margin_plus - s, torch.zeros_like(s))
@@ -595,9 +761,12 @@ def margin_logits(cos: Tensor, labels: Tensor, margin_type: str = "arcface", mar
     (keeps the target logit monotone in θ, as pytorch-metric-learning 2.9's ArcFaceLoss and
     insightface's earlier ``ArcFace`` head do; insightface's current ``CombinedMarginLoss``
     and the UNPG head use ``cos(θ + m)`` for every θ: see :func:`partial_fc`, :func:`unpg`).
+
+    >>> import torch
+    >>> margin_logits(torch.tensor([[0.0, 0.5]]), torch.tensor([1]), "cosface", 0.25).tolist()
+    [[0.0, 0.25]]
     """
-    if margin_type not in MARGIN_TYPES:
-        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
+    margin_type = _margin_type(margin_type, "margin_type")
     margin = check_number(margin, "margin")
     if margin_type == "normface" or cos.shape[0] == 0:
         return cos
@@ -617,28 +786,56 @@ def _ce(logits: Tensor, labels: Tensor, reduction: str, out_dtype: torch.dtype) 
     return reduce_loss(losses, reduction, None, out_dtype)
 
 
+@loss_function(inputs=CLASSIFIER, params={
+    "temperature": Param("T > 0: the logits are cos θ / T", positive, f"{PML} / Zhai & Wu 2018 (0.05, i.e. scale 20)"),
+})
 def normalized_softmax(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, temperature: float = 0.05,
     reduction: str = "mean", validate: bool = True,
 ) -> Tensor:
-    """NormFace / normalised softmax: ``CE(cos(θ) / T, y)``; see :class:`lossatlas.losses.NormalizedSoftmaxLoss`."""
-    check_reduction(reduction)
-    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+    """NormFace / normalised softmax: ``CE(cos(θ) / T, y)``; see :class:`lossatlas.losses.NormalizedSoftmaxLoss`.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.normalized_softmax(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
+        0
+    """
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
     return _ce(cos / temperature, labels, reduction, out_dtype)
 
 
+_SCALE = Param("s > 0, the scale of the cosine logits", positive, "pytorch-metric-learning / insightface (64)")
+
+
+@loss_function(inputs=CLASSIFIER, params={
+    "margin": Param("m, subtracted from the target cosine", any_number, f"{PML} / Wang et al. 2018 (0.35)"),
+    "scale": _SCALE,
+})
 def cosface(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.35, scale: float = 64.0,
     reduction: str = "mean", validate: bool = True,
 ) -> Tensor:
-    """CosFace: ``CE(s·(cos θ − m·e_y), y)``; see :class:`lossatlas.losses.CosFaceLoss`."""
-    check_reduction(reduction)
-    scale = check_number(scale, "scale", low=0.0, low_open=True)
+    """CosFace: ``CE(s·(cos θ − m·e_y), y)``; see :class:`lossatlas.losses.CosFaceLoss`.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.cosface(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
+        0
+    """
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
     return _ce(scale * margin_logits(cos, labels, "cosface", margin), labels, reduction, out_dtype)
 
 
+@loss_function(inputs=CLASSIFIER, params={
+    "margin": Param("m ∈ [0, π] in RADIANS, added to the target angle", _angle,
+                    f"{INSIGHTFACE} configs margin_list (1.0, 0.5, 0.0): 0.5 rad, the paper's m "
+                    "(PML's default is 28.6° = 0.49916 rad)"),
+    "scale": Param("s > 0, the scale of the cosine logits", positive, f"{INSIGHTFACE} CombinedMarginLoss(64, …) / PML (64)"),
+})
 def arcface(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
     reduction: str = "mean", validate: bool = True,
@@ -648,10 +845,14 @@ def arcface(
     Defaults m = 0.5 rad, s = 64 are insightface's (arcface_torch ``margin_list = (1.0, 0.5,
     0.0)``, ``CombinedMarginLoss(64, …)``) and the module's; the target logit is
     :func:`margin_logits`'s (``cos θ − m sin m`` past ``θ = π − m``).
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.arcface(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
+        0
     """
-    check_reduction(reduction)
-    scale = check_number(scale, "scale", low=0.0, low_open=True)
-    margin = check_number(margin, "margin", low=0.0, high=math.pi)
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
     return _ce(scale * margin_logits(cos, labels, "arcface", margin), labels, reduction, out_dtype)
 
@@ -659,6 +860,13 @@ def arcface(
 # --------------------------------------------------------------------------------------
 # F5: SFace
 # --------------------------------------------------------------------------------------
+@loss_function(inputs=CLASSIFIER, params={
+    "scale": Param("s > 0, the scale of the cosines", positive, "zhongyy/SFace (64)"),
+    "k": Param("k ≥ 0, the slope of both sigmoid weights (0 makes them constant 1/2)", nonnegative, "zhongyy/SFace (80)"),
+    "a": Param("a, the target angle (radians) where the intra-class weight is 1/2", any_number,
+               "zhongyy/SFace torch head (0.8)"),
+    "b": Param("b, the angle (radians) where the inter-class weights are 1/2", any_number, "zhongyy/SFace torch head (1.23)"),
+})
 def sface(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, scale: float = 64.0, k: float = 80.0,
     a: float = 0.8, b: float = 1.23, reduction: str = "mean", validate: bool = True,
@@ -667,12 +875,14 @@ def sface(
 
     ``l_i = −w_y · s cos θ_y + Σ_{j≠y} w_j · s cos θ_j`` with the weights
     ``w_y = σ(k(θ_y − a))``, ``w_j = σ(−k(θ_j − b))`` held constant (no gradient).
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.sface(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
+        0
     """
-    check_reduction(reduction)
-    scale = check_number(scale, "scale", low=0.0, low_open=True)
-    k = check_number(k, "k", low=0.0)
-    a = check_number(a, "a")
-    b = check_number(b, "b")
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
     ct = target_logit(cos, labels)
     with torch.no_grad():
@@ -691,6 +901,10 @@ def box_and_whisker_filter(values: Tensor, whisker: float = 1.5) -> Tensor:
 
     Quartiles are order statistics of the sorted values at positions ``int(0.25 L)`` and
     ``int(0.75 L)``, as in Jung-Jun-Uk/UNPG. Returns the kept values, sorted ascending.
+
+    >>> import torch
+    >>> box_and_whisker_filter(torch.tensor([0.1, 0.2, 0.15, 5.0])).tolist()
+    [0.10000000149011612, 0.15000000596046448, 0.20000000298023224]
     """
     whisker = check_number(whisker, "whisker", low=0.0)
     if values.numel() == 0:
@@ -714,7 +928,6 @@ def _unpg_head(cos: Tensor, labels: Tensor, margin_type: str, margin: float) -> 
     """
     if margin_type != "arcface":
         return margin_logits(cos, labels, margin_type, margin)
-    margin = check_number(margin, "margin")
     if cos.shape[0] == 0:
         return cos
     ct = target_logit(cos, labels)
@@ -741,6 +954,14 @@ def _whisker_mask(values: Tensor, valid: Tensor, whisker: float) -> Tensor:
         return valid & (values >= q1 - whisker * iqr) & (values <= q3 + whisker * iqr)
 
 
+@loss_function(inputs=CLASSIFIER, params={
+    "margin": Param("m of the margin head (radians for ArcFace)", any_number, "Jung-Jun-Uk/UNPG head.zoo.yaml arcface (0.5 rad)"),
+    "scale": Param("s > 0, the scale of the logits", positive, "Jung-Jun-Uk/UNPG (64)"),
+    "margin_type": Param("the margin head: ``'arcface'`` | ``'cosface'`` | ``'normface'``", _margin_type,
+                         "Jung-Jun-Uk/UNPG best setting (ArcFace head)"),
+    "whisker": Param("w ≥ 0 of the box-and-whisker filter of the negative pairs", nonnegative,
+                     "Jung-Jun-Uk/UNPG head.zoo.yaml unpg.wisk (1.5)"),
+})
 def unpg(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, margin: float = 0.5, scale: float = 64.0,
     margin_type: str = "arcface", whisker: float = 1.5, reduction: str = "mean", validate: bool = True,
@@ -753,12 +974,14 @@ def unpg(
     fallback) and ``S'_n`` the box-and-whisker-filtered cosines of the unordered
     different-label pairs of the batch (the columns the official code appends to every row).
     Defaults m = 0.5, s = 64, w = 1.5 are the official configs'.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.unpg(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
+        0
     """
-    check_reduction(reduction)
-    scale = check_number(scale, "scale", low=0.0, low_open=True)
-    whisker = check_number(whisker, "whisker", low=0.0)
-    if margin_type not in MARGIN_TYPES:
-        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
     cos, out_dtype = _cosines(embeddings, labels, weight, validate)
     logits = scale * _unpg_head(cos, labels, margin_type, margin)
     u = F.normalize(embeddings.to(cos.dtype), dim=1)
@@ -787,6 +1010,11 @@ def sample_class_centres(
 
     Returns ``(index, local_labels)``: the sorted sampled class ids [S] and ``labels``
     re-indexed into them (``index[local_labels] == labels``).
+
+    >>> import torch
+    >>> index, local = sample_class_centres(torch.tensor([7, 2, 7]), 10, 2)
+    >>> index.tolist(), local.tolist()
+    ([2, 7], [1, 0, 1])
     """
     if num_sample >= num_classes:
         index = torch.arange(num_classes, device=labels.device)
@@ -854,6 +1082,14 @@ def _pfc_margin_ce(cos: Tensor, local: Tensor, margin_type: str, margin: float, 
     return ce - (ce - PFC_CE_CAP).clamp_min(0.0).detach()
 
 
+@loss_function(inputs=CLASSIFIER, call=("generator", "index"), params={
+    "sample_rate": Param("r ∈ (0, 1], the fraction of class centres sampled per call (1: all)", _rate,
+                         "insightface configs (0.1 for very many classes; 1.0 = full softmax)"),
+    "margin": Param("m of the margin (radians for ArcFace)", any_number,
+                    f"{INSIGHTFACE} margin_list (1.0, 0.5, 0.0): ArcFace 0.5 rad"),
+    "scale": Param("s > 0, the scale of the logits", positive, f"{INSIGHTFACE} CombinedMarginLoss(64, …)"),
+    "margin_type": Param("``'arcface'`` | ``'cosface'`` | ``'normface'``", _margin_type, "insightface default (ArcFace)"),
+})
 def partial_fc(
     embeddings: Tensor, labels: Tensor, weight: Tensor, *, sample_rate: float = 0.1, margin: float = 0.5,
     scale: float = 64.0, margin_type: str = "arcface", generator: torch.Generator | None = None,
@@ -867,14 +1103,16 @@ def partial_fc(
     straight through, ``∂L/∂cos_ij = s·(softmax_ij − 1[j = y_i])/N`` for ``"mean"``. Each
     per-sample loss is capped at ``−log 1e-30`` in value only. The centres are ``index``
     (sorted int64 class ids that include every label) when given, else every class of the
-    batch plus random others (:func:`sample_class_centres`); ``sample_rate=1.0`` uses all.
+    batch plus random others (:func:`sample_class_centres`, drawn from ``generator`` or
+    torch's global RNG); ``sample_rate=1.0`` uses all.
+
+    {args}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.partial_fc(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(50, 3)).ndim
+        0
     """
-    check_reduction(reduction)
-    sample_rate = check_number(sample_rate, "sample_rate", low=0.0, high=1.0, low_open=True)
-    scale = check_number(scale, "scale", low=0.0, low_open=True)
-    margin = check_number(margin, "margin")
-    if margin_type not in MARGIN_TYPES:
-        raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
     check_float(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape [num_classes, embedding_size], got {tuple(weight.shape)}")

@@ -4,23 +4,28 @@ embedding form).
 Call convention (input kind ``embedding``): ``loss(embeddings [N, D], labels int64 [N])``.
 Embeddings are raw; every loss L2-normalises them inside, so gradients flow through the
 normalisation. Pair / triplet losses also take ``indices=`` from a miner
-(:mod:`lossatlas.miners`). Classifier-style losses hold the class-weight matrix as the
-parameter ``weight`` [C, D] (``nn.Linear`` layout).
+(:mod:`lossatlas.miners`); they are the module twins of their functions
+(:class:`~lossatlas.losses.FunctionalLoss`). Classifier-style losses hold the class-weight
+matrix as the parameter ``weight`` [C, D] (``nn.Linear`` layout): their modules are written
+by hand, validate with their function's spec and call the same function with that
+parameter (:meth:`_ClassifierLoss.functional_kwargs` gives the keywords).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
-from .._validation import check_int, check_number
-from ..functional.metric import AVERAGE_OVER, MARGIN_TYPES, Indices
+from .._docs import fill_doc
+from .._spec import FunctionSpec, fresh, spec_of
+from .._validation import check_int
+from ..functional.metric import Indices
 from ..registry import Paper, register
-from ._base import Loss
+from ._base import FunctionalLoss, Loss
 
 __all__ = [
     "ContrastiveLoss",
@@ -52,11 +57,13 @@ UNPG_PAPER = Paper("J. Jung, S. Lee, H.-S. Oh, Y. Park, J. Park, S. Son", "Unifi
 PFC_PAPER = Paper("X. An, X. Zhu, Y. Gao, Y. Xiao, Y. Zhao, Z. Feng, L. Wu, B. Qin, M. Zhang, D. Zhang, Y. Fu", "Partial FC: Training 10 Million Identities on a Single Machine", "ICCV Workshops", 2021, "2010.05222")
 
 
-class _PairLoss(Loss):
-    """Base of the losses computed from the batch's pairs / triplets (accept ``indices=``)."""
+class _PairLoss(FunctionalLoss):
+    """Module twin of a pair / triplet loss function: its call takes a miner's ``indices=``."""
 
-    def __init__(self, reduction: str, validate: bool) -> None:
-        super().__init__(reduction, validate)
+    # the signature names the call keyword (the metric benchmark task and readers look for
+    # `indices` in it); FunctionalLoss.forward takes any inputs and keywords
+    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
+        return super().forward(embeddings, labels, indices=indices)
 
 
 # ----------------------------------------------------------------------------- F1
@@ -69,11 +76,8 @@ class _PairLoss(Loss):
     formula="pos pairs: relu(d_ij − m_pos); neg pairs: relu(m_neg − d_ij); d = ‖u_i − u_j‖, u = e/‖e‖; mean = mean_{>0}(pos) + mean_{>0}(neg)",
     paper=HADSELL,
     code=f"{PML} losses/contrastive_loss.py::ContrastiveLoss",
-    function=LF.pair_contrastive,
-    defaults_source={"pos_margin": "pytorch-metric-learning (0)", "neg_margin": "pytorch-metric-learning (1)",
-                     "average_nonzero": "pytorch-metric-learning's AvgNonZeroReducer"},
 )
-class ContrastiveLoss(_PairLoss):
+class ContrastiveLoss(_PairLoss, function=LF.contrastive):
     r"""Contrastive (pair) loss (Hadsell, Chopra & LeCun, 2006, "Dimensionality Reduction by
     Learning an Invariant Mapping"), in pytorch-metric-learning's form.
 
@@ -84,14 +88,12 @@ class ContrastiveLoss(_PairLoss):
     a miner gives through ``indices=``. ``reduction="mean"`` is the reference's:
     mean of the positive terms > 0 plus mean of the negative terms > 0 (a part with no
     non-zero term adds 0); ``average_nonzero=False`` averages over all pairs instead.
-    ``"none"`` returns per-anchor sums of terms [N], ``"sum"`` their total. Defaults
-    (m+ = 0, m− = 1) are pytorch-metric-learning's (parity case ``emb_contrastive``).
+    ``"none"`` returns per-anchor sums of terms [N], ``"sum"`` their total. Identical
+    points are at distance exactly 0 (their positive term is 0 and not counted in the
+    mean), as pytorch-metric-learning's ``torch.cdist`` gives. Defaults (m+ = 0, m− = 1)
+    are pytorch-metric-learning's (parity case ``emb_contrastive``).
 
-    Args:
-        pos_margin: m+, positive distances below it cost nothing.
-        neg_margin: m−, negatives farther than it cost nothing.
-        average_nonzero: average only the non-zero terms (reference default).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+    {args}
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; optional ``indices``.
 
@@ -101,21 +103,6 @@ class ContrastiveLoss(_PairLoss):
         >>> float(crit(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))) >= 0
         True
     """
-
-    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, average_nonzero: bool = True,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.pos_margin = check_number(pos_margin, "pos_margin")
-        self.neg_margin = check_number(neg_margin, "neg_margin")
-        self.average_nonzero = bool(average_nonzero)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return LF.pair_contrastive(embeddings, labels, pos_margin=self.pos_margin, neg_margin=self.neg_margin,
-                              average_nonzero=self.average_nonzero, indices=indices,
-                              reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -127,11 +114,8 @@ class ContrastiveLoss(_PairLoss):
     formula="l_apn = relu(d_ap − d_an + margin), d = ‖u_a − u_·‖, u = e/‖e‖; mean over l > 0",
     paper=FACENET,
     code=f"{PML} losses/triplet_margin_loss.py::TripletMarginLoss",
-    function=LF.triplet_margin,
-    defaults_source={"margin": "FaceNet (α = 0.2); pytorch-metric-learning's default is 0.05",
-                     "average_nonzero": "pytorch-metric-learning's AvgNonZeroReducer"},
 )
-class TripletMarginLoss(_PairLoss):
+class TripletMarginLoss(_PairLoss, function=LF.triplet_margin):
     r"""Triplet margin loss (Schroff, Kalenichenko & Philbin, 2015, "FaceNet: A Unified
     Embedding for Face Recognition and Clustering").
 
@@ -142,8 +126,11 @@ class TripletMarginLoss(_PairLoss):
     :class:`lossatlas.miners.BatchSemiHardMiner`). ``"mean"`` averages the triplets with a
     non-zero loss (pytorch-metric-learning's AvgNonZeroReducer; parity ``emb_triplet_margin``);
     ``average_nonzero=False`` averages all. ``"none"``: per-anchor sums [N]. Default
-    α = 0.2 is FaceNet's (PML uses 0.05). All triplets are formed as an [N, N, N] tensor:
-    use a miner for large batches.
+    α = 0.2 is FaceNet's (PML uses 0.05). Without a miner, eager CPU calls gather each
+    anchor's positives ([N, P, N], one host read of P); CUDA and ``torch.compile`` form the
+    dense [N, N, N] tensor: use a miner for large batches.
+
+    {args}
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; optional ``indices``.
 
@@ -153,18 +140,6 @@ class TripletMarginLoss(_PairLoss):
         >>> crit(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim
         0
     """
-
-    def __init__(self, margin: float = 0.2, average_nonzero: bool = True, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.margin = check_number(margin, "margin")
-        self.average_nonzero = bool(average_nonzero)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"margin": self.margin}
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return LF.triplet_margin(embeddings, labels, margin=self.margin, average_nonzero=self.average_nonzero,
-                                 indices=indices, reduction=self.reduction, validate=self.validate)
 
 
 # ----------------------------------------------------------------------------- F2
@@ -177,12 +152,8 @@ class TripletMarginLoss(_PairLoss):
     formula="l_i = (1/α) log(1 + Σ_{p∈P_i} e^{−α(s_ip − λ)}) + (1/β) log(1 + Σ_{n∈N_i} e^{β(s_in − λ)}); mean over anchors",
     paper=MS_PAPER,
     code="msight-tech/research-ms-loss; " + f"{PML} losses/multi_similarity_loss.py::MultiSimilarityLoss",
-    function=LF.multi_similarity,
-    defaults_source={"alpha": "Wang et al. 2019 / PML (2)", "beta": "Wang et al. 2019 / PML (50)",
-                     "base": "λ: official code and PML (0.5); the paper reports λ = 1",
-                     "miner_epsilon": "None = no mining; the MS miner's ε is 0.1 in the paper and PML"},
 )
-class MultiSimilarityLoss(_PairLoss):
+class MultiSimilarityLoss(_PairLoss, function=LF.multi_similarity):
     r"""Multi-similarity loss (Wang, Han, Huang, Dong & Scott, 2019, "Multi-Similarity Loss with
     General Pair Weighting for Deep Metric Learning").
 
@@ -196,6 +167,8 @@ class MultiSimilarityLoss(_PairLoss):
     (parity ``emb_multi_similarity_miner``); any other miner works through ``indices=``.
     Defaults α = 2, β = 50, λ = 0.5 are the official code's and PML's.
 
+    {args}
+
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; ``"none"`` gives [N].
 
     Example:
@@ -204,22 +177,6 @@ class MultiSimilarityLoss(_PairLoss):
         >>> crit(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim
         0
     """
-
-    def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, miner_epsilon: float | None = None,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
-        self.beta = check_number(beta, "beta", low=0.0, low_open=True)
-        self.base = check_number(base, "base")
-        self.miner_epsilon = None if miner_epsilon is None else check_number(miner_epsilon, "miner_epsilon", low=0.0)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "beta": self.beta, "base": self.base, "miner_epsilon": self.miner_epsilon}
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return LF.multi_similarity(embeddings, labels, alpha=self.alpha, beta=self.beta, base=self.base,
-                                   miner_epsilon=self.miner_epsilon, indices=indices,
-                                   reduction=self.reduction, validate=self.validate)
 
 
 # ----------------------------------------------------------------------------- G2 / G1
@@ -232,11 +189,8 @@ class MultiSimilarityLoss(_PairLoss):
     formula="l_i = −(τ/τ_b) · (1/|P_i|) Σ_{p∈P_i} log( e^{s_ip/τ} / Σ_{k≠i} e^{s_ik/τ} )",
     paper=SUPCON_PAPER,
     code="HobbitLong/SupContrast losses.py::SupConLoss; " + f"{PML} losses/supcon_loss.py::SupConLoss",
-    function=LF.supcon,
-    defaults_source={"temperature": "HobbitLong/SupContrast (0.07)", "base_temperature": "HobbitLong/SupContrast (0.07)",
-                     "average_over": "pytorch-metric-learning's convention (anchors with a positive)"},
 )
-class SupConLoss(_PairLoss):
+class SupConLoss(_PairLoss, function=LF.supcon):
     r"""Supervised contrastive loss (Khosla et al., 2020, "Supervised Contrastive Learning"),
     the L_out form, on one batch of (multi-view) embeddings with labels.
 
@@ -251,6 +205,8 @@ class SupConLoss(_PairLoss):
     all N anchors; parity ``emb_supcon_supcontrast``). Defaults τ = τ_b = 0.07 are
     SupContrast's (PML: τ = 0.1 and no τ_b, i.e. τ_b = τ).
 
+    {args}
+
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; ``"none"`` gives [N].
 
     Example:
@@ -259,22 +215,6 @@ class SupConLoss(_PairLoss):
         >>> crit(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim
         0
     """
-
-    def __init__(self, temperature: float = 0.07, base_temperature: float = 0.07,
-                 average_over: str = "anchors_with_positives", reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.base_temperature = check_number(base_temperature, "base_temperature", low=0.0, low_open=True)
-        if average_over not in AVERAGE_OVER:
-            raise ValueError(f"average_over must be one of {AVERAGE_OVER}, got {average_over!r}")
-        self.average_over = average_over
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "base_temperature": self.base_temperature, "average_over": self.average_over}
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return LF.supcon(embeddings, labels, temperature=self.temperature, base_temperature=self.base_temperature,
-                         average_over=self.average_over, indices=indices, reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -286,11 +226,9 @@ class SupConLoss(_PairLoss):
     formula="l_ap = −log( e^{s_ap/τ} / (e^{s_ap/τ} + Σ_{n: y_n≠y_a} e^{s_an/τ}) ), mean over ordered positive pairs",
     paper=SIMCLR,
     code=f"{PML} losses/ntxent_loss.py::NTXentLoss",
-    function=LF.ntxent,
-    defaults_source={"temperature": "pytorch-metric-learning (0.07)"},
     notes="Labelled batch form. The paired-views form (a, b) is the contrastive family's 'infonce'.",
 )
-class NTXentLoss(_PairLoss):
+class NTXentLoss(_PairLoss, function=LF.ntxent):
     r"""NT-Xent (Chen et al., 2020, "A Simple Framework for Contrastive Learning of Visual
     Representations") in pytorch-metric-learning's labelled form.
 
@@ -300,6 +238,9 @@ class NTXentLoss(_PairLoss):
     denominator. ``"mean"`` averages over the positive pairs (parity ``emb_ntxent``) and is 0
     for a batch without a positive or a negative pair; ``"none"`` gives per-anchor sums [N].
     SimCLR's two-view batch is ``cat([z1, z2])`` with labels ``arange(B)`` tiled twice.
+    Default τ = 0.07 is pytorch-metric-learning's.
+
+    {args}
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; optional ``indices``.
 
@@ -309,17 +250,6 @@ class NTXentLoss(_PairLoss):
         >>> crit(torch.randn(8, 4), torch.arange(4).repeat(2)).ndim
         0
     """
-
-    def __init__(self, temperature: float = 0.07, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"temperature": self.temperature}
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return LF.ntxent(embeddings, labels, temperature=self.temperature, indices=indices,
-                         reduction=self.reduction, validate=self.validate)
 
 
 # ----------------------------------------------------------------------------- F6
@@ -332,12 +262,9 @@ class NTXentLoss(_PairLoss):
     formula="λ+ · mean_{pos: s ≤ m+}(m+ − s) + λ− · mean_{neg: s ≥ m−}(s − m−), s = cosine similarity",
     paper=TCM_PAPER,
     code=f"{PML} losses/tcm_loss.py::ThresholdConsistentMarginLoss",
-    function=LF.threshold_consistent_margin,
-    defaults_source={"lambda_plus": "PML / Zhang et al. (1)", "lambda_minus": "PML / Zhang et al. (1)",
-                     "margin_plus": "PML / Zhang et al. (0.9)", "margin_minus": "PML / Zhang et al. (0.5)"},
     notes="A regulariser: add it to a base metric loss (composition, e.g. multi_similarity(e, y) + tcm(e, y)).",
 )
-class ThresholdConsistentMarginLoss(_PairLoss):
+class ThresholdConsistentMarginLoss(_PairLoss, function=LF.threshold_consistent_margin):
     r"""Threshold-consistent margin (TCM) regulariser (Zhang et al., 2024 [arXiv 2023],
     "Threshold-Consistent Margin Loss for Open-World Deep Metric Learning").
 
@@ -349,6 +276,8 @@ class ThresholdConsistentMarginLoss(_PairLoss):
     base loss (the paper pairs it with SmoothAP, MS, ...); it is one module, compose by
     summing. Defaults are the paper's / PML's. ``"none"`` gives per-anchor sums [N].
 
+    {args}
+
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; optional ``indices``.
 
     Example:
@@ -358,43 +287,79 @@ class ThresholdConsistentMarginLoss(_PairLoss):
         0
     """
 
-    def __init__(self, lambda_plus: float = 1.0, lambda_minus: float = 1.0, margin_plus: float = 0.9,
-                 margin_minus: float = 0.5, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(reduction, validate)
-        self.lambda_plus = check_number(lambda_plus, "lambda_plus", low=0.0)
-        self.lambda_minus = check_number(lambda_minus, "lambda_minus", low=0.0)
-        self.margin_plus = check_number(margin_plus, "margin_plus", low=-1.0, high=1.0)
-        self.margin_minus = check_number(margin_minus, "margin_minus", low=-1.0, high=1.0)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"lambda_plus": self.lambda_plus, "lambda_minus": self.lambda_minus,
-                "margin_plus": self.margin_plus, "margin_minus": self.margin_minus}
-
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return LF.threshold_consistent_margin(
-            embeddings, labels, lambda_plus=self.lambda_plus, lambda_minus=self.lambda_minus,
-            margin_plus=self.margin_plus, margin_minus=self.margin_minus, indices=indices,
-            reduction=self.reduction, validate=self.validate)
-
 
 # ----------------------------------------------------------------------------- F3 / F4 / F5 / F7
-class _ClassifierLoss(Loss):
-    """Losses with a learnable class-weight matrix ``weight`` [num_classes, embedding_size]."""
+_HEAD_ARGS = (
+    "    num_classes: C, the number of class centres (rows of ``weight``).",
+    "    embedding_size: D, the embedding width (columns of ``weight``).",
+)
 
-    def __init__(self, num_classes: int, embedding_size: int, reduction: str, validate: bool) -> None:
-        super().__init__(reduction, validate)
+
+class _ClassifierLoss(Loss):
+    """A loss with a learnable class-weight matrix ``weight`` [num_classes, embedding_size]
+    (``nn.Parameter``, Xavier-uniform initialised): ``class X(_ClassifierLoss, function=f)``.
+
+    The hyper-parameters are ``f``'s (checked by its spec, once, here); ``forward`` calls
+    ``f``'s body with ``weight`` as its third input, and :meth:`functional_kwargs` gives the
+    keywords that make ``f(embeddings, labels, **kw)`` this module's call. A ``{args}`` line
+    of the docstring becomes the Args block (``num_classes``, ``embedding_size``, then ``f``'s
+    hyper-parameters and ``extra_args``).
+    """
+
+    spec: ClassVar[FunctionSpec]
+    function: ClassVar[Callable[..., Tensor]]
+    weight: nn.Parameter
+
+    def __init_subclass__(cls, function: Callable[..., Tensor] | None = None, extra_args: tuple[str, ...] = (),
+                          **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if function is None:
+            return
+        cls.spec = spec_of(function)
+        cls.function = staticmethod(function)
+        rows = cls.spec.args_doc().split("\n")[1:]
+        fill_doc(args="\n".join(["Args:", *_HEAD_ARGS, *rows, *extra_args]))(cls)
+
+    def __init__(self, num_classes: int, embedding_size: int, **hparams: Any) -> None:
+        values = self.spec.check_all(hparams)
+        unknown = set(values) - set(self.spec.hparams)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown hyper-parameter(s) {sorted(unknown)}")
+        super().__init__(values.pop("reduction"), values.pop("validate"))
         self.num_classes = check_int(num_classes, "num_classes")
         self.embedding_size = check_int(embedding_size, "embedding_size")
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_size))
         nn.init.xavier_uniform_(self.weight)
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyper-parameters as the function takes them (``reduction`` and ``validate`` included)."""
+        return {name: getattr(self, name) for name in self.spec.hparams}
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """``weight`` (this module's parameter) and the hyper-parameters."""
+        return {"weight": self.weight, **self.hparams()}
 
     def _hparams(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, "embedding_size": self.embedding_size}
+        shown = {k: v for k, v in self.hparams().items() if k not in ("reduction", "validate")}
+        return {"num_classes": self.num_classes, "embedding_size": self.embedding_size, **shown}
 
     def logits(self, embeddings: Tensor) -> Tensor:
         """Cosine similarities [N, C] to the class centres, for prediction (no margin)."""
         u = nn.functional.normalize(embeddings, dim=1)
         return u @ nn.functional.normalize(self.weight.to(u.dtype), dim=1).T
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return fresh(self.spec.function(embeddings, labels, self.weight, **self.hparams()))
+
+
+_NORM = spec_of(LF.normalized_softmax).defaults
+_COS = spec_of(LF.cosface).defaults
+_ARC = spec_of(LF.arcface).defaults
+_SFACE = spec_of(LF.sface).defaults
+_UNPG = spec_of(LF.unpg).defaults
+_PFC = spec_of(LF.partial_fc).defaults
 
 
 @register(
@@ -406,10 +371,8 @@ class _ClassifierLoss(Loss):
     formula="l_i = CE(cos θ_i / T, y_i),  cos θ_ij = ⟨e_i/‖e_i‖, W_j/‖W_j‖⟩",
     paper=NORMFACE,
     code=f"{PML} losses/normalized_softmax_loss.py::NormalizedSoftmaxLoss",
-    function=LF.normalized_softmax,
-    defaults_source={"temperature": "pytorch-metric-learning / Zhai & Wu 2018 (0.05, i.e. scale 20)"},
 )
-class NormalizedSoftmaxLoss(_ClassifierLoss):
+class NormalizedSoftmaxLoss(_ClassifierLoss, function=LF.normalized_softmax):
     r"""Normalised softmax / NormFace (Wang, Xiang, Cheng & Yuille, 2017, "NormFace: L2
     Hypersphere Embedding for Face Verification").
 
@@ -420,6 +383,8 @@ class NormalizedSoftmaxLoss(_ClassifierLoss):
     layout; pytorch-metric-learning stores the transpose). Default T = 0.05 is PML's (after
     Zhai & Wu, 2018). Parity ``emb_normalized_softmax``. ``"none"``: per-sample [N].
 
+    {args}
+
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
     Example:
@@ -429,17 +394,11 @@ class NormalizedSoftmaxLoss(_ClassifierLoss):
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, temperature: float = 0.05,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(num_classes, embedding_size, reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+    temperature: float
 
-    def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "temperature": self.temperature}
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return LF.normalized_softmax(embeddings, labels, self.weight, temperature=self.temperature,
-                                     reduction=self.reduction, validate=self.validate)
+    def __init__(self, num_classes: int, embedding_size: int, temperature: float = _NORM["temperature"],
+                 reduction: str = _NORM["reduction"], validate: bool = _NORM["validate"]) -> None:
+        super().__init__(num_classes, embedding_size, temperature=temperature, reduction=reduction, validate=validate)
 
 
 @register(
@@ -451,10 +410,8 @@ class NormalizedSoftmaxLoss(_ClassifierLoss):
     formula="l_i = CE(s·(cos θ_i − m·e_{y_i}), y_i)",
     paper=COSFACE,
     code=f"{PML} losses/cosface_loss.py::CosFaceLoss",
-    function=LF.cosface,
-    defaults_source={"margin": "pytorch-metric-learning / Wang et al. 2018 (0.35)", "scale": "pytorch-metric-learning / insightface (64)"},
 )
-class CosFaceLoss(_ClassifierLoss):
+class CosFaceLoss(_ClassifierLoss, function=LF.cosface):
     r"""CosFace / large margin cosine loss (Wang et al., 2018, "CosFace: Large Margin Cosine
     Loss for Deep Face Recognition").
 
@@ -462,6 +419,8 @@ class CosFaceLoss(_ClassifierLoss):
 
     Defaults m = 0.35, s = 64 are PML's (parity ``emb_cosface``). m = 0 is the normalised
     softmax with T = 1/s. ``weight`` [C, D] is a parameter.
+
+    {args}
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
@@ -472,18 +431,12 @@ class CosFaceLoss(_ClassifierLoss):
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.35, scale: float = 64.0,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(num_classes, embedding_size, reduction, validate)
-        self.margin = check_number(margin, "margin")
-        self.scale = check_number(scale, "scale", low=0.0, low_open=True)
+    margin: float
+    scale: float
 
-    def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "margin": self.margin, "scale": self.scale}
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return LF.cosface(embeddings, labels, self.weight, margin=self.margin, scale=self.scale,
-                          reduction=self.reduction, validate=self.validate)
+    def __init__(self, num_classes: int, embedding_size: int, margin: float = _COS["margin"], scale: float = _COS["scale"],
+                 reduction: str = _COS["reduction"], validate: bool = _COS["validate"]) -> None:
+        super().__init__(num_classes, embedding_size, margin=margin, scale=scale, reduction=reduction, validate=validate)
 
 
 @register(
@@ -495,13 +448,9 @@ class CosFaceLoss(_ClassifierLoss):
     formula="l_i = CE(s·cos(θ_i + m·e_{y_i}), y_i); target: cos(θ+m) if θ ≤ π−m else cos θ − m sin m; m in radians",
     paper=ARCFACE,
     code=f"{PML} losses/arcface_loss.py::ArcFaceLoss; deepinsight/insightface recognition/arcface_torch/losses.py",
-    function=LF.arcface,
-    defaults_source={"margin": "insightface arcface_torch configs margin_list (1.0, 0.5, 0.0): 0.5 rad, the paper's m "
-                               "(PML's default is 28.6° = 0.49916 rad)",
-                     "scale": "insightface arcface_torch CombinedMarginLoss(64, …) / PML (64)"},
     notes="margin is in RADIANS here; pytorch-metric-learning's ArcFaceLoss takes degrees (pass math.radians(deg)).",
 )
-class ArcFaceLoss(_ClassifierLoss):
+class ArcFaceLoss(_ClassifierLoss, function=LF.arcface):
     r"""ArcFace / additive angular margin loss (Deng, Guo, Xue & Zafeiriou, 2019, "ArcFace:
     Additive Angular Margin Loss for Deep Face Recognition").
 
@@ -517,6 +466,8 @@ class ArcFaceLoss(_ClassifierLoss):
     ``emb_arcface`` passes it explicitly). m = 0 is the normalised softmax with T = 1/s.
     ``weight`` [C, D] is a parameter.
 
+    {args}
+
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
     Example:
@@ -526,18 +477,12 @@ class ArcFaceLoss(_ClassifierLoss):
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.5, scale: float = 64.0,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(num_classes, embedding_size, reduction, validate)
-        self.margin = check_number(margin, "margin", low=0.0, high=math.pi)
-        self.scale = check_number(scale, "scale", low=0.0, low_open=True)
+    margin: float
+    scale: float
 
-    def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "margin": self.margin, "scale": self.scale}
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return LF.arcface(embeddings, labels, self.weight, margin=self.margin, scale=self.scale,
-                          reduction=self.reduction, validate=self.validate)
+    def __init__(self, num_classes: int, embedding_size: int, margin: float = _ARC["margin"], scale: float = _ARC["scale"],
+                 reduction: str = _ARC["reduction"], validate: bool = _ARC["validate"]) -> None:
+        super().__init__(num_classes, embedding_size, margin=margin, scale=scale, reduction=reduction, validate=validate)
 
 
 @register(
@@ -549,11 +494,8 @@ class ArcFaceLoss(_ClassifierLoss):
     formula="l_i = −w_y·s cos θ_y + Σ_{j≠y} w_j·s cos θ_j,  w_y = σ(k(θ_y − a)), w_j = σ(−k(θ_j − b)) (no gradient through w)",
     paper=SFACE,
     code="zhongyy/SFace SFace_torch/head/metrics.py::SFaceLoss",
-    function=LF.sface,
-    defaults_source={"scale": "zhongyy/SFace (64)", "k": "zhongyy/SFace (80)", "a": "zhongyy/SFace torch head (0.8)",
-                     "b": "zhongyy/SFace torch head (1.23)"},
 )
-class SFaceLoss(_ClassifierLoss):
+class SFaceLoss(_ClassifierLoss, function=LF.sface):
     r"""SFace: sigmoid-constrained hypersphere loss (Zhong et al., 2021, "SFace:
     Sigmoid-Constrained Hypersphere Loss for Robust Face Recognition").
 
@@ -563,8 +505,12 @@ class SFaceLoss(_ClassifierLoss):
     The sigmoid weights are constants (computed without gradient, as in the official code),
     so the gradient moves the target angle down until θ_y ≈ a and the non-target angles up
     until θ_j ≈ b, and then stops: easy and noisy samples are not over-fitted. The
-    official code returns ``mean(intra) + mean(inter)`` = the mean of ``l_i``. The loss can
-    be negative. Defaults s = 64, k = 80, a = 0.8, b = 1.23 are the official torch head's.
+    gradient is therefore not the derivative of the value unless k = 0 (constant weights
+    1/2). The official code returns ``mean(intra) + mean(inter)`` = the mean of ``l_i``. The
+    loss can be negative. Defaults s = 64, k = 80, a = 0.8, b = 1.23 are the official torch
+    head's.
+
+    {args}
 
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
@@ -575,20 +521,15 @@ class SFaceLoss(_ClassifierLoss):
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, scale: float = 64.0, k: float = 80.0, a: float = 0.8,
-                 b: float = 1.23, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(num_classes, embedding_size, reduction, validate)
-        self.scale = check_number(scale, "scale", low=0.0, low_open=True)
-        self.k = check_number(k, "k", low=0.0)
-        self.a = check_number(a, "a")
-        self.b = check_number(b, "b")
+    scale: float
+    k: float
+    a: float
+    b: float
 
-    def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "scale": self.scale, "k": self.k, "a": self.a, "b": self.b}
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return LF.sface(embeddings, labels, self.weight, scale=self.scale, k=self.k, a=self.a, b=self.b,
-                        reduction=self.reduction, validate=self.validate)
+    def __init__(self, num_classes: int, embedding_size: int, scale: float = _SFACE["scale"], k: float = _SFACE["k"],
+                 a: float = _SFACE["a"], b: float = _SFACE["b"], reduction: str = _SFACE["reduction"],
+                 validate: bool = _SFACE["validate"]) -> None:
+        super().__init__(num_classes, embedding_size, scale=scale, k=k, a=a, b=b, reduction=reduction, validate=validate)
 
 
 @register(
@@ -600,11 +541,8 @@ class SFaceLoss(_ClassifierLoss):
     formula="l_i = log(Σ_j e^{s·ℓ_ij} + Σ_{k∈S'_n} e^{s·s_k}) − s·ℓ_{i,y_i}; ℓ_{i,y_i} = cos(θ + m) for every θ (ArcFace head), S'_n = box-and-whisker-filtered negative-pair cosines",
     paper=UNPG_PAPER,
     code="Jung-Jun-Uk/UNPG recognition/models/build.py (box_and_whisker_algorithm) + head.py::UNPG",
-    function=LF.unpg,
-    defaults_source={"margin": "Jung-Jun-Uk/UNPG head.zoo.yaml arcface (0.5 rad)", "scale": "Jung-Jun-Uk/UNPG (64)",
-                     "margin_type": "Jung-Jun-Uk/UNPG best setting (ArcFace head)", "whisker": "Jung-Jun-Uk/UNPG head.zoo.yaml unpg.wisk (1.5)"},
 )
-class UNPGLoss(_ClassifierLoss):
+class UNPGLoss(_ClassifierLoss, function=LF.unpg):
     r"""UNPG: unified negative pair generation (Jung et al., 2022, "Unified Negative Pair
     Generation toward Well-discriminative Feature Space for Face Recognition").
 
@@ -621,6 +559,8 @@ class UNPGLoss(_ClassifierLoss):
     denominator grows by one shared log-sum-exp (the same value; no [N, C + |S'_n|] matrix).
     Defaults m = 0.5, s = 64 (head.zoo.yaml ``arcface``), w = 1.5 (``unpg.wisk``).
 
+    {args}
+
     Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N] in [0, C).
 
     Example:
@@ -630,22 +570,16 @@ class UNPGLoss(_ClassifierLoss):
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, margin: float = 0.5, scale: float = 64.0,
-                 margin_type: str = "arcface", whisker: float = 1.5, reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(num_classes, embedding_size, reduction, validate)
-        if margin_type not in MARGIN_TYPES:
-            raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
-        self.margin = check_number(margin, "margin")
-        self.scale = check_number(scale, "scale", low=0.0, low_open=True)
-        self.margin_type = margin_type
-        self.whisker = check_number(whisker, "whisker", low=0.0)
+    margin: float
+    scale: float
+    margin_type: str
+    whisker: float
 
-    def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "margin": self.margin, "scale": self.scale, "margin_type": self.margin_type, "whisker": self.whisker}
-
-    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return LF.unpg(embeddings, labels, self.weight, margin=self.margin, scale=self.scale, margin_type=self.margin_type,
-                       whisker=self.whisker, reduction=self.reduction, validate=self.validate)
+    def __init__(self, num_classes: int, embedding_size: int, margin: float = _UNPG["margin"], scale: float = _UNPG["scale"],
+                 margin_type: str = _UNPG["margin_type"], whisker: float = _UNPG["whisker"],
+                 reduction: str = _UNPG["reduction"], validate: bool = _UNPG["validate"]) -> None:
+        super().__init__(num_classes, embedding_size, margin=margin, scale=scale, margin_type=margin_type, whisker=whisker,
+                         reduction=reduction, validate=validate)
 
 
 @register(
@@ -657,13 +591,10 @@ class UNPGLoss(_ClassifierLoss):
     formula="l_i = min(CE(s·ℓ_i, y_i), −log 1e-30) over centres S = index or {classes in the batch} ∪ random others, |S| = max(⌊r·C⌋, #present); ℓ = clamp(cos, −1, 1) with the target set to cos(θ+m) in value only (straight-through gradient)",
     paper=PFC_PAPER,
     code="deepinsight/insightface recognition/arcface_torch/partial_fc_v2.py::PartialFC_V2 + losses.py::CombinedMarginLoss",
-    function=LF.partial_fc,
-    defaults_source={"sample_rate": "insightface configs (0.1 for very many classes; 1.0 = full softmax)",
-                     "margin": "insightface arcface_torch margin_list (1.0, 0.5, 0.0): ArcFace 0.5 rad",
-                     "scale": "insightface arcface_torch CombinedMarginLoss(64, …)",
-                     "margin_type": "insightface default (ArcFace)", "seed": "None = torch's global RNG"},
+    defaults_source={"seed": "None = torch's global RNG"},
 )
-class PartialFCLoss(_ClassifierLoss):
+class PartialFCLoss(_ClassifierLoss, function=LF.partial_fc, extra_args=(
+        "    seed: seed of a private generator for the sampling (``None``: torch's global RNG). Default ``None``.",)):
     r"""Partial FC (An et al., 2021, "Partial FC: Training 10 Million Identities on a Single
     Machine"): a margin softmax whose denominator uses a subset of class centres, computed
     as insightface's arcface_torch (``PartialFC_V2`` with ``CombinedMarginLoss`` and
@@ -686,11 +617,7 @@ class PartialFCLoss(_ClassifierLoss):
     while θ ≤ π − m and no loss reaches the cap; its ArcFace gradient is the straight-through
     one, not the derivative of ``cos(θ + m)``.
 
-    Args:
-        num_classes, embedding_size: shape of ``weight`` [C, D].
-        sample_rate: r in (0, 1].
-        margin, scale, margin_type: the margin softmax (``arcface`` radians | ``cosface`` | ``normface``).
-        seed: seed of a private generator for the sampling (None: global RNG).
+    {args}
 
     Call: ``crit(embeddings, labels, index=None)``.
 
@@ -703,24 +630,37 @@ class PartialFCLoss(_ClassifierLoss):
         0
     """
 
-    def __init__(self, num_classes: int, embedding_size: int, sample_rate: float = 0.1, margin: float = 0.5,
-                 scale: float = 64.0, margin_type: str = "arcface", seed: int | None = None,
-                 reduction: str = "mean", validate: bool = True) -> None:
-        super().__init__(num_classes, embedding_size, reduction, validate)
-        if margin_type not in MARGIN_TYPES:
-            raise ValueError(f"margin_type must be one of {MARGIN_TYPES}, got {margin_type!r}")
-        self.sample_rate = check_number(sample_rate, "sample_rate", low=0.0, high=1.0, low_open=True)
-        self.margin = check_number(margin, "margin")
-        self.scale = check_number(scale, "scale", low=0.0, low_open=True)
-        self.margin_type = margin_type
+    sample_rate: float
+    margin: float
+    scale: float
+    margin_type: str
+
+    def __init__(self, num_classes: int, embedding_size: int, sample_rate: float = _PFC["sample_rate"],
+                 margin: float = _PFC["margin"], scale: float = _PFC["scale"], margin_type: str = _PFC["margin_type"],
+                 seed: int | None = None, reduction: str = _PFC["reduction"], validate: bool = _PFC["validate"]) -> None:
+        super().__init__(num_classes, embedding_size, sample_rate=sample_rate, margin=margin, scale=scale,
+                         margin_type=margin_type, reduction=reduction, validate=validate)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.seed = seed
-        self._generator = None if seed is None else torch.Generator().manual_seed(int(seed))
+        self._generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     def _hparams(self) -> dict[str, Any]:
-        return {**super()._hparams(), "sample_rate": self.sample_rate, "margin": self.margin, "scale": self.scale,
-                "margin_type": self.margin_type}
+        return {**super()._hparams(), "seed": self.seed}
+
+    def _generator_copy(self) -> torch.Generator | None:
+        if self._generator is None:
+            return None
+        copy = torch.Generator(device=self._generator.device)
+        copy.set_state(self._generator.get_state())
+        return copy
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """``weight``, the hyper-parameters and a *copy* of the sampling generator: the
+        function then draws this module's next centres and leaves the module's draws as
+        they were."""
+        return {**super().functional_kwargs(), "generator": self._generator_copy()}
 
     def forward(self, embeddings: Tensor, labels: Tensor, index: Tensor | None = None) -> Tensor:
-        return LF.partial_fc(embeddings, labels, self.weight, sample_rate=self.sample_rate, margin=self.margin,
-                             scale=self.scale, margin_type=self.margin_type, generator=self._generator,
-                             index=index, reduction=self.reduction, validate=self.validate)
+        return fresh(self.spec.function(embeddings, labels, self.weight, generator=self._generator, index=index,
+                                        **self.hparams()))
