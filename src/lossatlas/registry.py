@@ -73,11 +73,11 @@ class Entry:
 
     @property
     def parameters(self) -> dict[str, inspect.Parameter]:
-        sig = inspect.signature(self.cls.__init__)
+        sig = inspect.signature(self.cls)  # the constructor's signature, without self
         return {
             n: p
             for n, p in sig.parameters.items()
-            if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         }
 
     @property
@@ -257,7 +257,7 @@ def create(id: str, **kwargs: Any) -> Any:
             f"see lossatlas.info({entry.id!r}) for their meaning"
         )
     accepts_var_kw = any(
-        p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.cls.__init__).parameters.values()
+        p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.cls).parameters.values()
     )
     unexpected = [k for k in kwargs if k not in params]
     if unexpected and not accepts_var_kw:

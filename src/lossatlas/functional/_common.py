@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -79,11 +79,10 @@ def prepare_classification(
     if ignore_index is not None:
         mask = target != ignore_index
         safe_target = torch.where(mask, target, torch.zeros_like(target))
-    if weight is not None:
-        w = as_class_weight(weight)
+    w = as_class_weight(weight)
+    if w is not None:
         check_num_classes(w, logits, "weight")
-        w = w.to(device=logits.device, dtype=z.dtype)
-        sample_weights = w[safe_target]
+        sample_weights = w.to(device=logits.device, dtype=z.dtype)[safe_target]
     if mask is not None:
         m = mask.to(z.dtype)
         sample_weights = m if sample_weights is None else sample_weights * m
@@ -154,11 +153,11 @@ def run_deferred(
     return out if out.dtype == out_dtype else out.to(out_dtype)
 
 
-def class_weight_like(weight: Tensor | None, z: Tensor, validate: bool = True) -> Tensor | None:
+def class_weight_like(weight: Tensor | Sequence[float] | None, z: Tensor, validate: bool = True) -> Tensor | None:
     """Per-class weights [C] checked against ``z`` [N, C] and cast to its device and dtype."""
-    if weight is None:
-        return None
     w = as_class_weight(weight) if validate or not isinstance(weight, Tensor) else weight
+    if w is None:
+        return None
     check_num_classes(w, z, "weight")
     return w.to(device=z.device, dtype=z.dtype)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -180,7 +180,10 @@ class _SoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z, idx, add, scale, bias, divisor, row_w, row_scale, gamma, reduction):  # type: ignore[override]
+    def forward(
+        ctx: Any, z: Tensor, idx: Tensor, add: Tensor | None, scale: Tensor | float | None, bias: Tensor | None,
+        divisor: Tensor | None, row_w: Tensor | None, row_scale: Tensor | float | None, gamma: float, reduction: str,
+    ) -> Tensor:
         p, ce = _softmax_and_nll(_adjusted_logits(z, idx, add, scale, bias, divisor), idx)
         if gamma == 0.0:
             loss, c = ce, row_w  # c = None means 1 per row
@@ -198,6 +201,7 @@ class _SoftmaxCE(torch.autograd.Function):
             if row_w is not None:
                 denom = row_w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
                 out = loss.sum() / denom
+                assert c is not None  # row weights given: c is them, or focal's coefficient times them
                 c = c / denom
             else:
                 out = loss.mean()
@@ -216,7 +220,7 @@ class _SoftmaxCE(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, neg_c, idx, vec = ctx.saved_tensors
         cg = (neg_c * grad).unsqueeze_(1)  # grad: a scalar, or [N] for "none"
         gz = p * cg.neg()
@@ -224,6 +228,9 @@ class _SoftmaxCE(torch.autograd.Function):
         if vec is not None:
             gz = gz.div_(vec) if ctx.divide else gz.mul_(vec)
         return gz, None, None, None, None, None, None, None, None, None
+
+
+_softmax_ce_fused = cast(Callable[..., Tensor], _SoftmaxCE.apply)  # Function.apply is unannotated in torch
 
 
 def _focal_terms(lpt: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
@@ -295,8 +302,9 @@ def _plain(
         if reduction == "mean" and not label_smoothing:
             # ATen's NLL returns its total weight (the rows kept, or Σ w_{y_i}) beside the sum: the
             # mean's divisor without another pass, floored so an all-ignored batch gives 0.
-            out, total = torch.ops.aten.nll_loss_forward(torch.log_softmax(u, 1), target, weight, _SUM, ignore_index)
-            out = out / total.clamp_min(torch.finfo(out.dtype).tiny)
+            nll: tuple[Tensor, Tensor] = torch.ops.aten.nll_loss_forward(torch.log_softmax(u, 1), target, weight, _SUM,
+                                                                          ignore_index)
+            out = nll[0] / nll[1].clamp_min(torch.finfo(u.dtype).tiny)
         elif reduction == "mean":
             out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction="sum",
                                   label_smoothing=label_smoothing)
@@ -357,5 +365,5 @@ def softmax_cross_entropy(
         safe, row_w = _rows(target, ignore_index, weight, z.dtype)
         add = None if col is None else col.index_select(0, safe)  # [N, 1]: each row's target shift
         row_scale = alpha.index_select(0, safe) if isinstance(alpha, Tensor) else alpha
-        return _SoftmaxCE.apply(z, safe.unsqueeze(1), add, scale, bias, divisor, row_w, row_scale, gamma, reduction)
+        return _softmax_ce_fused(z, safe.unsqueeze(1), add, scale, bias, divisor, row_w, row_scale, gamma, reduction)
     return _plain(z, target, col, scale, bias, divisor, weight, gamma, alpha, ignore_index, reduction, label_smoothing)

@@ -60,7 +60,7 @@ CLASSIFICATION = ("logits", "target")
 def _class_ce(
     logits: Tensor,
     target: Tensor,
-    weight: Tensor | None,
+    weight: Tensor | Sequence[float] | None,
     ignore_index: int,
     reduction: str,
     validate: bool,
@@ -93,7 +93,7 @@ def _check_soft_target(logits: Tensor, target: Tensor, validate: bool) -> None:
 def _soft_cross_entropy(
     logits: Tensor,
     target: Tensor,
-    weight: Tensor | None,
+    weight: Tensor | Sequence[float] | None,
     reduction: str,
     validate: bool,
     *,
@@ -305,7 +305,7 @@ def _biased_ce(
     bias: Tensor,
     reduction: str,
     validate: bool,
-    weight: Tensor | None,
+    weight: Tensor | Sequence[float] | None,
     ignore_index: int,
     divisor: Tensor | None = None,
 ) -> Tensor:

@@ -75,7 +75,7 @@ class Loss(nn.Module):
 def _registered_function(module: nn.Module) -> Callable[..., Any]:
     from ..registry import info
 
-    function = info(type(module).registry_id).function
+    function = info(getattr(type(module), "registry_id", type(module).__name__)).function
     if function is None:
         raise TypeError(f"{type(module).__name__} has no registered function")
     return function
@@ -101,7 +101,7 @@ class FunctionalLoss(Loss):
             return
         spec = spec_of(function)
         cls.spec = spec
-        cls.function = staticmethod(function)  # type: ignore[assignment]
+        cls.function = staticmethod(function)
         cls._hparam_names = spec.hparams
         params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
         for name in spec.hparams:
@@ -116,7 +116,7 @@ class FunctionalLoss(Loss):
         __init__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         __init__.__doc__ = f"Build the loss; arguments as :func:`{function.__module__}.{function.__name__}`."
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-        cls.__init__ = __init__  # type: ignore[method-assign]
+        setattr(cls, "__init__", __init__)  # noqa: B010 - a generated constructor with the function's signature
         if cls.__doc__ and "{args}" in cls.__doc__:
             cls.__doc__ = fill_args(cls.__doc__, spec)
 

@@ -200,6 +200,9 @@ class LogitAdjustedLoss(FunctionalLoss, function=LF.logit_adjusted):
     {shapes_example}
     """
 
+    tau: float
+    class_counts: Tensor
+
     def adjust(self, logits: Tensor) -> Tensor:
         """Post-hoc adjusted logits ``z − τ log π`` for prediction."""
         return LF.posthoc_logit_adjustment(logits, self.class_counts, tau=self.tau)

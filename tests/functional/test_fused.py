@@ -246,7 +246,7 @@ def test_benchmark_peer_specs_name_registered_losses_and_valid_kwargs():
     import pathlib
     import sys
 
-    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "peers.py"
+    path = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "peers.py"
     spec = importlib.util.spec_from_file_location("lossatlas_bench_peers", path)
     peers = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = peers  # dataclasses look their module up while the file runs
