@@ -36,10 +36,10 @@ def check_tensor(x: Any, name: str) -> Tensor:
 
 
 def check_float(x: Any, name: str) -> Tensor:
-    check_tensor(x, name)
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}; cast it with .float()")
-    return x
+    t = check_tensor(x, name)
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}; cast it with .float()")
+    return t
 
 
 def check_finite(x: Tensor, name: str, validate: bool, **more: Tensor) -> None:
@@ -68,13 +68,13 @@ def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
 
 def check_logits(logits: Any, validate: bool = True, name: str = "logits") -> Tensor:
     """A float [N, C] tensor with C >= 1."""
-    check_float(logits, name)
-    if logits.dim() != 2:
-        raise ValueError(f"{name} must have shape [N, C], got {tuple(logits.shape)}")
-    if logits.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one class column, got shape {tuple(logits.shape)}")
-    check_finite(logits, name, validate)
-    return logits
+    z = check_float(logits, name)
+    if z.dim() != 2:
+        raise ValueError(f"{name} must have shape [N, C], got {tuple(z.shape)}")
+    if z.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one class column, got shape {tuple(z.shape)}")
+    check_finite(z, name, validate)
+    return z
 
 
 def check_class_target(
@@ -85,48 +85,48 @@ def check_class_target(
     name: str = "target",
 ) -> Tensor:
     """An int64 [N] tensor of class indices in [0, C) (or ``ignore_index``)."""
-    check_tensor(target, name)
-    if target.dtype.is_floating_point or target.dtype == torch.bool or target.is_complex():
+    t = check_tensor(target, name)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise TypeError(
-            f"{name} must hold integer class indices (torch.long), got dtype {target.dtype}; "
+            f"{name} must hold integer class indices (torch.long), got dtype {t.dtype}; "
             "this loss does not accept probability targets"
         )
-    if target.dim() != 1 or target.shape[0] != logits.shape[0]:
+    if t.dim() != 1 or t.shape[0] != logits.shape[0]:
         raise ValueError(
             f"{name} must have shape [N] = [{logits.shape[0]}] to match logits {tuple(logits.shape)}, "
-            f"got {tuple(target.shape)}"
+            f"got {tuple(t.shape)}"
         )
-    check_same_device("logits", logits, name, target)
-    if validate and not compiling() and target.numel():
+    check_same_device("logits", logits, name, t)
+    if validate and not compiling() and t.numel():
         num_classes = logits.shape[1]
-        lo, hi = (int(v) for v in torch.aminmax(target))  # one cheap pass; exact check only if needed
+        lo, hi = (int(v) for v in torch.aminmax(t))  # one cheap pass; exact check only if needed
         if lo >= 0 and hi < num_classes:
-            return target
-        valid = (target >= 0) & (target < num_classes)
+            return t
+        valid = (t >= 0) & (t < num_classes)
         if ignore_index is not None:
-            valid |= target == ignore_index
+            valid |= t == ignore_index
         if not bool(valid.all()):
-            bad = target[~valid][:5].tolist()
+            bad = t[~valid][:5].tolist()
             raise ValueError(
                 f"{name} values must be in [0, {num_classes}) for logits with {num_classes} classes"
                 + (f" (or ignore_index={ignore_index})" if ignore_index is not None else "")
                 + f"; found {bad}"
             )
-    return target
+    return t
 
 
 def check_multilabel_target(target: Any, logits: Tensor, validate: bool = True, name: str = "target") -> Tensor:
     """A float [N, C] tensor of values in [0, 1], same shape as logits."""
-    check_tensor(target, name)
-    if target.shape != logits.shape:
-        raise ValueError(f"{name} must have the shape of logits {tuple(logits.shape)}, got {tuple(target.shape)}")
-    check_same_device("logits", logits, name, target)
-    if validate and not compiling() and target.numel():
-        t = target.to(torch.float32) if not target.is_floating_point() else target
+    y = check_tensor(target, name)
+    if y.shape != logits.shape:
+        raise ValueError(f"{name} must have the shape of logits {tuple(logits.shape)}, got {tuple(y.shape)}")
+    check_same_device("logits", logits, name, y)
+    if validate and not compiling() and y.numel():
+        t = y.to(torch.float32) if not y.is_floating_point() else y
         lo, hi = torch.aminmax(t.detach())  # one pass; NaN propagates and fails both comparisons
         if not (float(lo) >= 0 and float(hi) <= 1):
             raise ValueError(f"{name} values must lie in [0, 1] (multi-hot or probabilities)")
-    return target
+    return y
 
 
 def as_count_vector(values: Any, name: str, sequences: tuple[type, ...]) -> Tensor:
@@ -198,14 +198,14 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
             value = float(value)
         else:
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):  # math, not numpy: torch.compile traces numpy calls as tensors
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
-    return value
+    v = float(value)
+    if not math.isfinite(v):  # math, not numpy: torch.compile traces numpy calls as tensors
+        raise ValueError(f"{name} must be finite, got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {v}")
+    return v
 
 
 def check_int(value: Any, name: str, *, low: int = 1) -> int:

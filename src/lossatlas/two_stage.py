@@ -24,7 +24,8 @@ Recipe (cRT)::
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -60,10 +61,10 @@ def _check_linear(layer: Any, name: str) -> nn.Linear:
 
 
 def _check_weight(weight: Any, name: str = "weight") -> Tensor:
-    check_float(weight, name)
-    if weight.dim() != 2:
-        raise ValueError(f"{name} must be a classifier weight [C, D] (nn.Linear layout), got shape {tuple(weight.shape)}")
-    return weight
+    w = check_float(weight, name)
+    if w.dim() != 2:
+        raise ValueError(f"{name} must be a classifier weight [C, D] (nn.Linear layout), got shape {tuple(w.shape)}")
+    return w
 
 
 def freeze_except(model: nn.Module, *keep: nn.Module) -> list[nn.Parameter]:
@@ -100,7 +101,9 @@ def crt_parameters(model: nn.Module, classifier: nn.Module, reinit: bool = True)
         if not resettable:
             raise ValueError(f"{type(classifier).__name__} has no reset_parameters(); pass reinit=False")
         for m in resettable:
-            m.reset_parameters()
+            # present by the hasattr above; nn.Module.__getattr__ would type it Tensor | Module
+            reset = cast(Callable[[], object], m.reset_parameters)
+            reset()
     return params
 
 
@@ -108,7 +111,8 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
     r"""``w_j / ‖w_j‖_2^τ`` row by row (τ = 0: unchanged; τ = 1: unit rows). Differentiable."""
     _check_weight(weight)
     tau = check_number(tau, "tau", low=0.0)
-    norms = weight.norm(dim=1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+    norms: Tensor = weight.norm(dim=1, keepdim=True)  # Tensor.norm's return is unannotated in torch
+    norms = norms.clamp_min(torch.finfo(weight.dtype).tiny)
     return weight / norms.pow(tau)
 
 
@@ -133,6 +137,9 @@ class TauNormalizedClassifier(nn.Module):
         True
     """
 
+    weight: Tensor  # buffers
+    bias: Tensor | None
+
     def __init__(self, weight: Tensor, bias: Tensor | None = None, tau: float = 1.0) -> None:
         super().__init__()
         _check_weight(weight)
@@ -146,7 +153,7 @@ class TauNormalizedClassifier(nn.Module):
         self.register_buffer("bias", bias)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, tau: float = 1.0, keep_bias: bool = False) -> "TauNormalizedClassifier":
+    def from_linear(cls, linear: nn.Linear, tau: float = 1.0, keep_bias: bool = False) -> TauNormalizedClassifier:
         """Build it from a trained ``nn.Linear`` classifier (bias dropped unless ``keep_bias``)."""
         _check_linear(linear, "linear")
         bias = linear.bias if (keep_bias and linear.bias is not None) else None
@@ -193,14 +200,16 @@ class LWSClassifier(nn.Module):
         self.scales = nn.Parameter(torch.ones(linear.out_features, dtype=linear.weight.dtype, device=linear.weight.device))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(x) * self.scales
+        logits: Tensor = self.fc(x)  # nn.Module.__call__ is untyped
+        return logits * self.scales
 
 
 def per_class_norms(weight: Tensor | nn.Linear, p: float = 2.0) -> Tensor:
     """‖w_j‖_p of each class row of a classifier weight [C, D] (or an ``nn.Linear``), detached."""
     w = weight.weight if isinstance(weight, nn.Linear) else weight
     _check_weight(w)
-    return torch.linalg.vector_norm(w.detach(), ord=p, dim=1)
+    norms: Tensor = torch.linalg.vector_norm(w.detach(), ord=p, dim=1)  # torch.linalg's functions are unannotated
+    return norms
 
 
 def max_norm_(weight: Tensor, max_norm: float | Tensor, p: float = 2.0) -> Tensor:

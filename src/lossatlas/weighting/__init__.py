@@ -6,15 +6,11 @@ Every public name of every module (its ``__all__``) is re-exported here, so
 
 from __future__ import annotations
 
-from . import base
-from . import class_balanced
-from . import class_difficulty
-from . import absgd
-from . import loss_based
+from . import absgd, base, class_balanced, class_difficulty, loss_based
+from .absgd import *  # noqa: F403
 from .base import *  # noqa: F403
 from .class_balanced import *  # noqa: F403
 from .class_difficulty import *  # noqa: F403
-from .absgd import *  # noqa: F403
 from .loss_based import *  # noqa: F403
 
 __all__: list[str] = []

@@ -62,15 +62,15 @@ def absgd_weights(
     gamma = check_number(gamma, "gamma", low=0.0, high=1.0, low_open=True)
     alpha = check_number(alpha, "alpha", low=0.0, low_open=True)
     dtype = torch.float32 if losses.dtype in (torch.float16, torch.bfloat16) else losses.dtype
-    l = losses.detach().to(dtype)
+    x = losses.detach().to(dtype)
     if log_u is None:
-        prev = torch.full((), -math.inf, dtype=dtype, device=l.device)
+        prev = torch.full((), -math.inf, dtype=dtype, device=x.device)
     else:
-        prev = torch.as_tensor(log_u, dtype=dtype, device=l.device)
-    b = l.numel()
+        prev = torch.as_tensor(log_u, dtype=dtype, device=x.device)
+    b = x.numel()
     if lam >= UNIFORM_LAMBDA or b == 0:
-        return torch.full_like(l, 1.0 / max(b, 1)).to(losses.dtype), prev
-    s = l / lam
+        return torch.full_like(x, 1.0 / max(b, 1)).to(losses.dtype), prev
+    s = x / lam
     # log mean exp(s) + log(γα), combined with log((1-γ) u) without leaving log space.
     new_term = torch.logsumexp(s, 0) - math.log(b) + math.log(gamma * alpha)
     if gamma < 1.0:
@@ -144,6 +144,9 @@ class ABSGD(Weighting):
         10.0
     """
 
+    log_u: Tensor  # buffers
+    epoch: Tensor
+
     def __init__(
         self,
         lam: float = 1.0,
@@ -191,7 +194,8 @@ class ABSGD(Weighting):
         return w.detach()
 
     def sample_weights(self, losses: Tensor, target: Tensor | None = None) -> Tensor:
-        return self(losses)
+        weights: Tensor = self(losses)  # nn.Module.__call__ is untyped
+        return weights
 
     def extra_repr(self) -> str:
         return f"lam={self.lam}, gamma={self.gamma}, alpha={self.alpha}, start_epoch={self.start_epoch}"

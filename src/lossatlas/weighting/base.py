@@ -15,7 +15,6 @@ the same value (torch's weighted mean ``Σ w_{y_i} l_i / Σ w_{y_i}``).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .._validation import check_class_target, check_reduction, check_tensor

@@ -49,6 +49,9 @@ class EffectiveNumberWeights(ClassWeighting):
         3.0
     """
 
+    class_counts: Tensor  # buffers
+    weights: Tensor
+
     def __init__(self, class_counts: Any, beta: float = 0.9999) -> None:
         super().__init__()
         self.beta = check_number(beta, "beta", low=0.0, high=1.0)
@@ -90,6 +93,10 @@ class DRW(ClassWeighting):
         >>> drw.set_epoch(2); drw()[2] > drw()[0]
         tensor(True)
     """
+
+    class_counts: Tensor  # buffers
+    weights: Tensor
+    epoch: Tensor
 
     def __init__(self, class_counts: Any, beta: float = 0.9999, start_epoch: int = 160) -> None:
         super().__init__()

@@ -204,6 +204,8 @@ class ClassDifficultyWeights(ClassWeighting):
         0
     """
 
+    weights: Tensor | None  # buffer (None until the first class accuracies without num_classes)
+
     def __init__(self, tau: float | str = "dynamic", num_classes: int | None = None, reduction: str = "mean",
                  validate: bool = True) -> None:
         super().__init__()
@@ -239,7 +241,7 @@ class ClassDifficultyWeights(ClassWeighting):
             )
         return self.weights
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: Any = None, target: Tensor | None = None, *, class_accuracy: Any = None
     ) -> Tensor:
         if target is None:

@@ -8,7 +8,7 @@ cap high ones), **Quadratic** (favour medium losses) and **Extremes** (favour bo
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -89,11 +89,11 @@ def loss_based_weights(
     r = check_number(r, "r", low=0.0, low_open=True)
     delta = check_number(delta, "delta", low=0.0, low_open=True)
     dtype = torch.float32 if losses.dtype in (torch.float16, torch.bfloat16) else losses.dtype
-    l = losses.detach().to(dtype)
-    b = l.numel()
+    x = losses.detach().to(dtype)
+    b = x.numel()
     if b == 0:
         return losses.detach().clone()
-    f = STRATEGIES[key](normalise_losses(l, delta), delta)
+    f = STRATEGIES[key](normalise_losses(x, delta), delta)
     w = torch.softmax(f / r, dim=0) * b
     return w.to(losses.dtype)
 
@@ -152,6 +152,8 @@ class LossBasedReweighting(Weighting):
         1.0
     """
 
+    step: Tensor  # buffer
+
     def __init__(
         self,
         strategy: str = "linupper",
@@ -180,7 +182,8 @@ class LossBasedReweighting(Weighting):
         return loss_based_weights(losses, self.strategy, self.r, self.delta).detach()
 
     def sample_weights(self, losses: Tensor, target: Tensor | None = None) -> Tensor:
-        return self(losses)
+        weights: Tensor = self(losses)  # nn.Module.__call__ is untyped
+        return weights
 
     def extra_repr(self) -> str:
         return f"strategy={self.strategy!r}, r={self.r}, delta={self.delta}, burnout_steps={self.burnout_steps}"
