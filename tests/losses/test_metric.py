@@ -17,33 +17,43 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 import lossatlas as la
 import lossatlas.functional as LF
 from helpers import assert_finite_extremes, gradcheck_loss
 from lossatlas._paths import force_path
+from lossatlas.losses.metric import _ClassifierLoss
 from lossatlas.miners import BatchHardMiner
 
 PAIR_IDS = ["contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "threshold_consistent_margin"]
 CLS_IDS = ["normalized_softmax", "cosface", "arcface", "sface", "unpg", "partial_fc"]
 
 
-def _batch(n=24, d=8, c=5, seed=0, dtype=torch.float64):
+def _batch(n: int = 24, d: int = 8, c: int = 5, seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, d, generator=g, dtype=dtype), torch.randint(0, c, (n,), generator=g)
 
 
-def _cls(id_, c=5, d=8, **kw):
-    crit = la.create(id_, num_classes=c, embedding_size=d, **kw).double()
+def _head(id_: str, **kw: Any) -> _ClassifierLoss:
+    """A loss with learned class centres (typed: ``weight``, ``hparams()``, ``functional_kwargs()``)."""
+    crit = la.create(id_, **kw)
+    assert isinstance(crit, _ClassifierLoss)
     return crit
 
 
-def _value_and_grad(fn, e, *extra):
+def _cls(id_: str, c: int = 5, d: int = 8, **kw: Any) -> _ClassifierLoss:
+    return _head(id_, num_classes=c, embedding_size=d, **kw).double()
+
+
+def _value_and_grad(fn: Callable[[Tensor], Tensor], e: Tensor, *extra: Tensor) -> tuple[Tensor, list[Tensor]]:
     e = e.clone().requires_grad_()
     params = [p for p in extra if isinstance(p, torch.Tensor) and p.requires_grad]
     out = fn(e)
@@ -53,15 +63,14 @@ def _value_and_grad(fn, e, *extra):
 
 # ------------------------------------------------------------------ oracle: pytorch-metric-learning
 @pytest.fixture(scope="module")
-def pml():
-    pytest.importorskip("pytorch_metric_learning")
-    import pytorch_metric_learning.losses
-    import pytorch_metric_learning.miners
+def pml() -> Any:
+    module: Any = pytest.importorskip("pytorch_metric_learning")  # no type information: Any
+    pytest.importorskip("pytorch_metric_learning.losses")
+    pytest.importorskip("pytorch_metric_learning.miners")
+    return module
 
-    return pytorch_metric_learning
 
-
-def _pml_pair(pml, id_):
+def _pml_pair(pml: Any, id_: str) -> tuple[Callable[[], Any], dict[str, float]]:
     L = pml.losses
     return {
         "contrastive": (lambda: L.ContrastiveLoss(pos_margin=0.1, neg_margin=0.8), {"pos_margin": 0.1, "neg_margin": 0.8}),
@@ -75,7 +84,7 @@ def _pml_pair(pml, id_):
 
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("id_", PAIR_IDS)
-def test_pair_losses_match_pml_on_random_batches(pml, id_, seed):
+def test_pair_losses_match_pml_on_random_batches(pml: Any, id_: str, seed: int) -> None:
     e, y = _batch(n=20, c=4 + seed, seed=seed)
     make_ref, kw = _pml_pair(pml, id_)
     ours, g_ours = _value_and_grad(lambda x: la.create(id_, **kw)(x, y), e)
@@ -85,7 +94,7 @@ def test_pair_losses_match_pml_on_random_batches(pml, id_, seed):
 
 
 @pytest.mark.parametrize("id_", ["contrastive", "triplet_margin", "multi_similarity", "ntxent", "threshold_consistent_margin"])
-def test_pair_losses_match_pml_with_mined_indices(pml, id_):
+def test_pair_losses_match_pml_with_mined_indices(pml: Any, id_: str) -> None:
     e, y = _batch(n=20, c=4, seed=3)
     make_ref, kw = _pml_pair(pml, id_)
     for miner in (pml.miners.TripletMarginMiner(margin=0.3, type_of_triplets="semihard"), pml.miners.MultiSimilarityMiner(0.1)):
@@ -102,7 +111,7 @@ def test_pair_losses_match_pml_with_mined_indices(pml, id_):
     ("cosface", "CosFaceLoss", {"margin": 0.2, "scale": 16.0}, {"margin": 0.2, "scale": 16.0}),
     ("normalized_softmax", "NormalizedSoftmaxLoss", {"temperature": 0.1}, {"temperature": 0.1}),
 ])
-def test_classifier_losses_match_pml(pml, id_, pml_cls, kw, pml_kw):
+def test_classifier_losses_match_pml(pml: Any, id_: str, pml_cls: str, kw: dict[str, float], pml_kw: dict[str, float]) -> None:
     e, y = _batch(n=16, d=6, c=7, seed=4)
     ours = _cls(id_, c=7, d=6, **kw)
     ref = getattr(pml.losses, pml_cls)(num_classes=7, embedding_size=6, **pml_kw).double()
@@ -116,7 +125,7 @@ def test_classifier_losses_match_pml(pml, id_, pml_cls, kw, pml_kw):
 
 
 # ------------------------------------------------------------------ identities
-def test_margin_zero_reduces_to_normalised_softmax():
+def test_margin_zero_reduces_to_normalised_softmax() -> None:
     e, y = _batch(c=5)
     arc = _cls("arcface", margin=0.0, scale=20.0)
     cos = _cls("cosface", margin=0.0, scale=20.0)
@@ -128,7 +137,7 @@ def test_margin_zero_reduces_to_normalised_softmax():
         torch.testing.assert_close(m(e, y), ref)
 
 
-def test_arcface_target_logit_is_cos_theta_plus_m():
+def test_arcface_target_logit_is_cos_theta_plus_m() -> None:
     cos = torch.tensor([[0.3, -0.2], [-0.99, 0.5]], dtype=torch.float64)
     y = torch.tensor([0, 0])
     out = LF.margin_logits(cos, y, "arcface", 0.5)
@@ -138,7 +147,7 @@ def test_arcface_target_logit_is_cos_theta_plus_m():
     assert out[:, 1].tolist() == cos[:, 1].tolist()
 
 
-def test_arcface_and_cosface_penalise_the_target():
+def test_arcface_and_cosface_penalise_the_target() -> None:
     e, y = _batch()
     base = _cls("normalized_softmax", temperature=1 / 64.0)
     for id_ in ("arcface", "cosface"):
@@ -152,7 +161,7 @@ def test_arcface_and_cosface_penalise_the_target():
     ("cosface", "cosface", {"margin": 0.5, "scale": 64.0}),
     ("normface", "normalized_softmax", {"temperature": 1 / 64.0}),
 ])
-def test_partial_fc_with_rate_one_is_the_full_margin_loss(margin_type, ref_id, ref_kw):
+def test_partial_fc_with_rate_one_is_the_full_margin_loss(margin_type: str, ref_id: str, ref_kw: dict[str, Any]) -> None:
     # insightface caps each loss at −log 1e-30 (value only) and applies the margin under
     # no_grad: values match the full loss capped; gradients match where the margin's
     # derivative is the identity (CosFace, NormFace); ArcFace's is checked in test_metric_official
@@ -170,7 +179,7 @@ def test_partial_fc_with_rate_one_is_the_full_margin_loss(margin_type, ref_id, r
         torch.testing.assert_close(g1[1], g2[1])
 
 
-def test_partial_fc_sampling_always_keeps_the_positive_centres():
+def test_partial_fc_sampling_always_keeps_the_positive_centres() -> None:
     g = torch.Generator().manual_seed(0)
     for trial in range(20):
         labels = torch.randint(0, 1000, (int(torch.randint(1, 64, (1,), generator=g)),), generator=g)
@@ -184,10 +193,11 @@ def test_partial_fc_sampling_always_keeps_the_positive_centres():
     assert torch.equal(index, labels) and torch.equal(local, torch.arange(labels.numel()))
 
 
-def test_partial_fc_gradient_reaches_only_sampled_centres_and_varies_per_call():
+def test_partial_fc_gradient_reaches_only_sampled_centres_and_varies_per_call() -> None:
     e, y = _batch(n=8, c=3)
     crit = _cls("partial_fc", c=200, sample_rate=0.05, seed=0)
     crit(e, y).backward()
+    assert crit.weight.grad is not None
     touched = (crit.weight.grad.abs().sum(1) > 0).nonzero().flatten()
     assert set(y.tolist()) <= set(touched.tolist()) and touched.numel() <= 10
     # the sampled negatives change between calls; the same seed reproduces them
@@ -197,7 +207,7 @@ def test_partial_fc_gradient_reaches_only_sampled_centres_and_varies_per_call():
     assert torch.equal(a, c) and not torch.equal(a, b)
 
 
-def test_unpg_equals_ce_over_classes_and_filtered_negative_pairs():
+def test_unpg_equals_ce_over_classes_and_filtered_negative_pairs() -> None:
     e, y = _batch(n=16, c=4)
     crit = _cls("unpg", c=4, margin=0.5, scale=16.0, whisker=1.5)
     w = crit.weight
@@ -218,7 +228,7 @@ def test_unpg_equals_ce_over_classes_and_filtered_negative_pairs():
     assert crit(e, y).item() > arc(e, y).item()
 
 
-def test_unpg_without_negative_pairs_is_arcface():
+def test_unpg_without_negative_pairs_is_arcface() -> None:
     e, _ = _batch(n=6)
     y = torch.full((6,), 2)
     crit = _cls("unpg", margin=0.4, scale=30.0)
@@ -227,7 +237,7 @@ def test_unpg_without_negative_pairs_is_arcface():
     torch.testing.assert_close(crit(e, y), arc(e, y))
 
 
-def test_box_and_whisker_drops_outliers():
+def test_box_and_whisker_drops_outliers() -> None:
     v = torch.tensor([0.0, 0.1, 0.12, 0.11, 0.09, 0.1, 0.95, -0.9], dtype=torch.float64)
     kept = LF.box_and_whisker_filter(v, 1.5)
     # sorted: -0.9, 0, .09, .1, .1, .11, .12, .95; Q1 = x[2] = .09, Q3 = x[6] = .12, band [.045, .165]
@@ -235,7 +245,7 @@ def test_box_and_whisker_drops_outliers():
     assert LF.box_and_whisker_filter(v, 100.0).numel() == 8
 
 
-def test_sface_matches_official_formula_and_stops_gradient_through_weights():
+def test_sface_matches_official_formula_and_stops_gradient_through_weights() -> None:
     e, y = _batch(n=10, c=4)
     crit = _cls("sface", c=4, scale=64.0, k=80.0, a=0.8, b=1.23)
     cos = F.normalize(e) @ F.normalize(crit.weight).T
@@ -255,7 +265,7 @@ def test_sface_matches_official_formula_and_stops_gradient_through_weights():
     torch.testing.assert_close(g_out, g_ref)
 
 
-def test_supcon_two_views_equals_ntxent_and_simclr_cross_entropy():
+def test_supcon_two_views_equals_ntxent_and_simclr_cross_entropy() -> None:
     g = torch.Generator().manual_seed(5)
     b, t = 6, 0.5
     e = torch.randn(2 * b, 5, generator=g, dtype=torch.float64)
@@ -269,7 +279,7 @@ def test_supcon_two_views_equals_ntxent_and_simclr_cross_entropy():
     torch.testing.assert_close(nt, simclr)
 
 
-def test_supcon_base_temperature_scales_and_averaging_conventions():
+def test_supcon_base_temperature_scales_and_averaging_conventions() -> None:
     e, y = _batch(n=12, c=6, seed=7)
     y[0] = 9  # an anchor without positives
     a = la.create("supcon", temperature=0.1, base_temperature=0.1, reduction="none")(e, y)
@@ -281,7 +291,7 @@ def test_supcon_base_temperature_scales_and_averaging_conventions():
     torch.testing.assert_close(la.create("supcon", temperature=0.1, base_temperature=0.1, average_over="all_anchors")(e, y), a.mean())
 
 
-def test_multi_similarity_none_matches_per_anchor_formula():
+def test_multi_similarity_none_matches_per_anchor_formula() -> None:
     e, y = _batch(n=10, c=3, seed=8)
     out = la.create("multi_similarity", alpha=2.0, beta=10.0, base=0.5, reduction="none")(e, y)
     u = F.normalize(e)
@@ -294,7 +304,7 @@ def test_multi_similarity_none_matches_per_anchor_formula():
         assert out[i].item() == pytest.approx(ref, rel=1e-10)
 
 
-def test_triplet_with_batch_hard_miner_equals_manual_batch_hard():
+def test_triplet_with_batch_hard_miner_equals_manual_batch_hard() -> None:
     e, y = _batch(n=16, c=4, seed=9)
     out = la.create("triplet_margin", margin=0.3, average_nonzero=False)(e, y, indices=BatchHardMiner()(e, y))
     d = torch.cdist(F.normalize(e), F.normalize(e))
@@ -305,7 +315,7 @@ def test_triplet_with_batch_hard_miner_equals_manual_batch_hard():
 
 
 @pytest.mark.parametrize("id_", PAIR_IDS)
-def test_pair_losses_are_scale_and_permutation_invariant(id_):
+def test_pair_losses_are_scale_and_permutation_invariant(id_: str) -> None:
     e, y = _batch(n=12, c=3, seed=10)
     crit = la.create(id_)
     perm = torch.randperm(12)
@@ -317,7 +327,7 @@ def test_pair_losses_are_scale_and_permutation_invariant(id_):
     torch.testing.assert_close(la.create(id_, reduction="sum")(e, y), none.sum())
 
 
-def test_pair_reductions_are_the_documented_averages():
+def test_pair_reductions_are_the_documented_averages() -> None:
     e, y = _batch(n=12, c=3, seed=11)
     d = torch.cdist(F.normalize(e), F.normalize(e))
     same = (y[:, None] == y[None]) & ~torch.eye(12, dtype=torch.bool)
@@ -342,14 +352,14 @@ LABEL_PATTERNS = {
 }
 
 
-def _ref_distances(e):
+def _ref_distances(e: Tensor) -> Tensor:
     """sqrt(2 − 2 uᵢ·uⱼ), exactly 0 (with zero gradient) where the argument is ≤ 0."""
     u = F.normalize(e, dim=1)
     x = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
     return torch.where(x > 0, x.clamp_min(1e-300).sqrt(), torch.zeros_like(x))
 
 
-def _brute_force_triplets(e, y, margin, average_nonzero, reduction):
+def _brute_force_triplets(e: Tensor, y: Tensor, margin: float, average_nonzero: bool, reduction: str) -> Tensor:
     """relu(d_ap − d_an + margin) over the dense [a, p, n] tensor, written out."""
     d = _ref_distances(e)
     n = len(y)
@@ -364,7 +374,7 @@ def _brute_force_triplets(e, y, margin, average_nonzero, reduction):
     return t.sum() / max(int(count), 1)
 
 
-def _brute_force_contrastive(e, y, pm, nm, average_nonzero, reduction):
+def _brute_force_contrastive(e: Tensor, y: Tensor, pm: float, nm: float, average_nonzero: bool, reduction: str) -> Tensor:
     d = _ref_distances(e)
     same = y[:, None] == y[None]
     pos = same & ~torch.eye(len(y), dtype=torch.bool)
@@ -380,12 +390,12 @@ def _brute_force_contrastive(e, y, pm, nm, average_nonzero, reduction):
 @pytest.mark.parametrize("pattern", list(LABEL_PATTERNS))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("average_nonzero", [True, False])
-def test_all_triplets_equal_brute_force_dense_reference(pattern, reduction, average_nonzero, monkeypatch):
+def test_all_triplets_equal_brute_force_dense_reference(pattern: str, reduction: str, average_nonzero: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from lossatlas.functional import metric as M
 
     y = torch.tensor(LABEL_PATTERNS[pattern])
     e = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(len(y)), dtype=torch.float64)
-    kw = {"margin": 0.7, "average_nonzero": average_nonzero, "reduction": reduction}
+    kw: dict[str, Any] = {"margin": 0.7, "average_nonzero": average_nonzero, "reduction": reduction}
     ref, ref_g = _value_and_grad(lambda x: _brute_force_triplets(x, y, 0.7, average_nonzero, reduction).sum(), e)
     out, g = _value_and_grad(lambda x: LF.triplet_margin(x, y, **kw).sum(), e)
     torch.testing.assert_close(out, ref)
@@ -402,10 +412,10 @@ def test_all_triplets_equal_brute_force_dense_reference(pattern, reduction, aver
 @pytest.mark.parametrize("pattern", list(LABEL_PATTERNS))
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("average_nonzero", [True, False])
-def test_all_pairs_contrastive_equals_composed_and_reference(pattern, reduction, average_nonzero):
+def test_all_pairs_contrastive_equals_composed_and_reference(pattern: str, reduction: str, average_nonzero: bool) -> None:
     y = torch.tensor(LABEL_PATTERNS[pattern])
     e = torch.randn(len(y), 5, generator=torch.Generator().manual_seed(3 + len(y)), dtype=torch.float64)
-    kw = {"pos_margin": 0.2, "neg_margin": 1.1, "average_nonzero": average_nonzero, "reduction": reduction}
+    kw: dict[str, Any] = {"pos_margin": 0.2, "neg_margin": 1.1, "average_nonzero": average_nonzero, "reduction": reduction}
     w = torch.rand(len(y) if reduction == "none" else (), dtype=torch.float64) + 0.5  # a non-uniform upstream gradient
     ref, ref_g = _value_and_grad(lambda x: (_brute_force_contrastive(x, y, 0.2, 1.1, average_nonzero, reduction) * w).sum(), e)
     out, g = _value_and_grad(lambda x: (LF.contrastive(x, y, **kw) * w).sum(), e)
@@ -418,7 +428,7 @@ def test_all_pairs_contrastive_equals_composed_and_reference(pattern, reduction,
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_all_pairs_contrastive_gradcheck_and_coincident_rows(reduction):
+def test_all_pairs_contrastive_gradcheck_and_coincident_rows(reduction: str) -> None:
     from lossatlas.functional import metric as M
 
     e, y = _batch(n=9, d=4, c=3, seed=21)
@@ -444,7 +454,7 @@ def test_all_pairs_contrastive_gradcheck_and_coincident_rows(reduction):
 
 # ------------------------------------------------------------------ gradients
 @pytest.mark.parametrize("id_", PAIR_IDS + ["supcon_all"])
-def test_gradcheck_pair_losses(id_):
+def test_gradcheck_pair_losses(id_: str) -> None:
     e, y = _batch(n=8, d=4, c=3, seed=12)
     kw = {"average_over": "all_anchors"} if id_ == "supcon_all" else {}
     crit = la.create("supcon" if id_ == "supcon_all" else id_, **kw)
@@ -452,27 +462,24 @@ def test_gradcheck_pair_losses(id_):
 
 
 @pytest.mark.parametrize("id_", CLS_IDS)
-def test_gradcheck_classifier_losses(id_):
+def test_gradcheck_classifier_losses(id_: str) -> None:
     e, y = _batch(n=6, d=4, c=5, seed=13)
-    kw = {"scale": 8.0} if id_ not in ("normalized_softmax",) else {}
+    kw: dict[str, Any] = {"scale": 8.0} if id_ not in ("normalized_softmax",) else {}
     if id_ == "sface":
         kw["k"] = 0.0  # the sigmoid weights carry no gradient (by design); k = 0 makes them constant
     if id_ == "partial_fc":
         # insightface's ArcFace margin is straight-through in backward (not the derivative of
-        # its value; see test_metric_official); CosFace's margin is a constant shift
+        # its value; see the official-definition tests below); CosFace's margin is a constant shift
         kw.update(sample_rate=1.0, margin_type="cosface")
     crit = _cls(id_, c=5, d=4, **kw)
     w = crit.weight.detach().clone()
-    fn = {
-        "normalized_softmax": LF.normalized_softmax, "cosface": LF.cosface, "arcface": LF.arcface,
-        "sface": LF.sface, "unpg": LF.unpg, "partial_fc": LF.partial_fc,
-    }[id_]
+    fn: Callable[..., Tensor] = getattr(LF, id_)
     gradcheck_loss(lambda x, ww: fn(x, y, ww, **kw), e, w)
 
 
 # ------------------------------------------------------------------ extremes, dtypes
 @pytest.mark.parametrize("id_", PAIR_IDS + CLS_IDS)
-def test_extreme_embeddings_stay_finite(id_):
+def test_extreme_embeddings_stay_finite(id_: str) -> None:
     if id_ in CLS_IDS:
         crit = la.create(id_, num_classes=5, embedding_size=5)
     else:
@@ -481,11 +488,10 @@ def test_extreme_embeddings_stay_finite(id_):
 
 
 @pytest.mark.parametrize("id_", PAIR_IDS + CLS_IDS)
-def test_low_precision_computed_in_float32(id_):
+def test_low_precision_computed_in_float32(id_: str) -> None:
     e, y = _batch(n=12, d=5, c=5, dtype=torch.float32)
-    crit = la.create(id_, num_classes=5, embedding_size=5) if id_ in CLS_IDS else la.create(id_)
-    if id_ == "partial_fc":
-        crit.sample_rate = 1.0
+    rate = {"sample_rate": 1.0} if id_ == "partial_fc" else {}
+    crit = la.create(id_, num_classes=5, embedding_size=5, **rate) if id_ in CLS_IDS else la.create(id_)
     ref = crit(e, y)
     out = crit(e.bfloat16(), y)
     assert out.dtype == torch.bfloat16
@@ -494,7 +500,7 @@ def test_low_precision_computed_in_float32(id_):
 
 # ------------------------------------------------------------------ edge cases
 @pytest.mark.parametrize("id_", PAIR_IDS + CLS_IDS)
-def test_empty_batch_gives_zero(id_):
+def test_empty_batch_gives_zero(id_: str) -> None:
     crit = la.create(id_, num_classes=5, embedding_size=4) if id_ in CLS_IDS else la.create(id_)
     e = torch.zeros(0, 4, requires_grad=True)
     out = crit(e, torch.zeros(0, dtype=torch.long))
@@ -502,7 +508,7 @@ def test_empty_batch_gives_zero(id_):
     out.backward()
 
 
-def test_one_class_batch():
+def test_one_class_batch() -> None:
     e, _ = _batch(n=6)
     y = torch.zeros(6, dtype=torch.long)
     er = e.clone().requires_grad_()
@@ -521,7 +527,7 @@ def test_one_class_batch():
     assert bool((ms > 0).all())
 
 
-def test_no_positive_pair_batch():
+def test_no_positive_pair_batch() -> None:
     e, _ = _batch(n=5)
     y = torch.arange(5)
     assert la.create("triplet_margin")(e, y).item() == 0.0
@@ -534,7 +540,7 @@ def test_no_positive_pair_batch():
     assert ms.item() == 0.0
 
 
-def test_single_sample_and_duplicate_embeddings():
+def test_single_sample_and_duplicate_embeddings() -> None:
     e = torch.randn(1, 4, requires_grad=True)
     for id_ in PAIR_IDS:
         out = la.create(id_)(e, torch.tensor([0]))
@@ -549,7 +555,7 @@ def test_single_sample_and_duplicate_embeddings():
 
 
 # ------------------------------------------------------------------ bad input
-def test_bad_inputs_raise_clear_errors():
+def test_bad_inputs_raise_clear_errors() -> None:
     e, y = _batch(n=6, c=3)
     crit = la.create("triplet_margin")
     with pytest.raises(ValueError, match="embeddings must have shape"):
@@ -590,7 +596,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 # ------------------------------------------------------------------ benchmark task `metric`
-def test_metric_task_validates_recipes():
+def test_metric_task_validates_recipes() -> None:
     from lossatlas.bench.tasks import metric
 
     r = metric.validate({"task": "metric"})
@@ -609,7 +615,7 @@ def test_metric_task_validates_recipes():
 
 
 @pytest.mark.parametrize("loss,miner", [({"id": "triplet_margin"}, {"name": "batch_hard"}), ({"id": "arcface"}, None)])
-def test_metric_task_runs_and_reports_retrieval(loss, miner):
+def test_metric_task_runs_and_reports_retrieval(loss: dict[str, Any], miner: dict[str, Any] | None) -> None:
     from lossatlas.bench.tasks import metric
 
     recipe = {"task": "metric", "data": {"num_samples": 400}, "model": {"name": "mlp", "embedding_size": 8},
@@ -629,11 +635,11 @@ CAP = -math.log(1e-30)
 DT = torch.float64
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True)
+def _unit(x: Tensor) -> Tensor:
+    return x / x.pow(2).sum(1, keepdim=True).sqrt()
 
 
-def _adversarial_batch(n=12, d=6, c=7, seed=0, flip=(0, 3)):
+def _adversarial_batch(n: int = 12, d: int = 6, c: int = 7, seed: int = 0, flip: tuple[int, int] = (0, 3)) -> tuple[Tensor, Tensor, Tensor]:
     """Random embeddings / centres where the rows in ``flip`` point (almost) opposite their
     class centre, so θ_y + 0.5 > π there; one of them is also close to another centre,
     which pushes its cross-entropy past −log 1e-30 at scale 64."""
@@ -648,7 +654,7 @@ def _adversarial_batch(n=12, d=6, c=7, seed=0, flip=(0, 3)):
     return e, y, w
 
 
-def _target_angles(e, y, w):
+def _target_angles(e: Tensor, y: Tensor, w: Tensor) -> Tensor:
     return torch.acos((_unit(e) @ _unit(w).T).gather(1, y[:, None]).squeeze(1).clamp(-1, 1))
 
 
@@ -657,7 +663,7 @@ def _reduce(per: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 # ===================================================================== 1. ArcFace defaults
-def _arcface_ref(e, y, w, m, s):
+def _arcface_ref(e: Tensor, y: Tensor, w: Tensor, m: float, s: float) -> Tensor:
     """CE(s·z, y), z = cos with the target cos(θ + m) (θ ≤ π − m here, so no fallback)."""
     cos = _unit(e) @ _unit(w).T
     theta = torch.acos(cos.gather(1, y[:, None]).clamp(-1, 1))
@@ -665,7 +671,7 @@ def _arcface_ref(e, y, w, m, s):
     return torch.mean(torch.logsumexp(s * z, dim=1) - s * z.gather(1, y[:, None]).squeeze(1))
 
 
-def test_arcface_module_and_function_share_insightface_defaults():
+def test_arcface_module_and_function_share_insightface_defaults() -> None:
     crit = la.create("arcface", num_classes=5, embedding_size=4)
     assert crit.margin == 0.5 and crit.scale == 64.0
     sig = inspect.signature(LF.arcface).parameters
@@ -676,10 +682,10 @@ def test_arcface_module_and_function_share_insightface_defaults():
     assert "insightface" in entry.defaults_source["scale"]
 
 
-def test_arcface_default_loss_is_insightface_m_half_s_64():
+def test_arcface_default_loss_is_insightface_m_half_s_64() -> None:
     g = torch.Generator().manual_seed(3)
     e, y = torch.randn(10, 4, generator=g, dtype=DT), torch.randint(0, 5, (10,), generator=g)
-    crit = la.create("arcface", num_classes=5, embedding_size=4).double()
+    crit = _head("arcface", num_classes=5, embedding_size=4).double()
     w = crit.weight.detach()
     assert bool((_target_angles(e, y, w) <= math.pi - 0.5).all())
     ref = _arcface_ref(e, y, w, 0.5, 64.0)
@@ -690,7 +696,8 @@ def test_arcface_default_loss_is_insightface_m_half_s_64():
 
 
 # ===================================================================== 2. UNPG
-def _unpg_ref(e, y, w, m=0.5, s=64.0, wisk=1.5, reduction="mean"):
+def _unpg_ref(e: Tensor, y: Tensor, w: Tensor, m: float = 0.5, s: float = 64.0, wisk: float = 1.5,
+              reduction: str = "mean") -> tuple[Tensor, int, int]:
     """Jung-Jun-Uk/UNPG's ArcFace head + box_and_whisker_algorithm + UNPG head, in float64."""
     u, wn = _unit(e), _unit(w)
     cos = u @ wn.T
@@ -709,15 +716,16 @@ def _unpg_ref(e, y, w, m=0.5, s=64.0, wisk=1.5, reduction="mean"):
     return _reduce(per, reduction), len(x), len(kept)
 
 
-def test_unpg_defaults_are_the_official_configs():
+def test_unpg_defaults_are_the_official_configs() -> None:
     crit = la.create("unpg", num_classes=5, embedding_size=4)
+    assert isinstance(crit, la.losses.UNPGLoss)
     assert (crit.margin, crit.scale, crit.whisker, crit.margin_type) == (0.5, 64.0, 1.5, "arcface")
     sig = inspect.signature(LF.unpg).parameters
     assert (sig["margin"].default, sig["scale"].default, sig["whisker"].default) == (0.5, 64.0, 1.5)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_unpg_matches_official_definition_past_pi_minus_m(reduction):
+def test_unpg_matches_official_definition_past_pi_minus_m(reduction: str) -> None:
     # D = 32: random cosines concentrate near 0, so a near-duplicate different-label pair
     # (cos ≈ 1) is an outlier negative pair that the filter drops
     e, y, w = _adversarial_batch(d=32, seed=1)
@@ -736,12 +744,12 @@ def test_unpg_matches_official_definition_past_pi_minus_m(reduction):
     for a, b in zip(g_ours, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
     # the module with its defaults is the same loss
-    crit = la.create("unpg", num_classes=w.shape[0], embedding_size=w.shape[1], reduction=reduction).double()
+    crit = _head("unpg", num_classes=w.shape[0], embedding_size=w.shape[1], reduction=reduction).double()
     crit.weight.data.copy_(w)
     torch.testing.assert_close(crit(e, y), ref.detach(), rtol=1e-10, atol=1e-10)
 
 
-def test_unpg_gradcheck_past_pi_minus_m():
+def test_unpg_gradcheck_past_pi_minus_m() -> None:
     e, y, w = _adversarial_batch(n=8, d=4, c=5, seed=2, flip=(0, 2))
     e[0] = e[0] + 0.3 * torch.randn(4, generator=torch.Generator().manual_seed(9), dtype=DT)  # keep |cos| < 1
     assert bool((_target_angles(e, y, w) + 0.5 > math.pi).any())
@@ -749,7 +757,8 @@ def test_unpg_gradcheck_past_pi_minus_m():
 
 
 # ===================================================================== 3. Partial FC
-def _pfc_ref(e, y, w, index, m=0.5, s=64.0, margin_type="arcface", reduction="mean"):
+def _pfc_ref(e: Tensor, y: Tensor, w: Tensor, index: Tensor, m: float = 0.5, s: float = 64.0, margin_type: str = "arcface",
+             reduction: str = "mean") -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """insightface PartialFC_V2 + CombinedMarginLoss + DistCrossEntropy (one process), float64.
 
     Returns the loss and the analytic gradients w.r.t. ``e`` and the full ``w``:
@@ -784,7 +793,7 @@ def _pfc_ref(e, y, w, index, m=0.5, s=64.0, margin_type="arcface", reduction="me
     return _reduce(per, reduction), g_e, g_w, per
 
 
-def _ours_with_grads(fn, e, w):
+def _ours_with_grads(fn: Callable[[Tensor, Tensor], Tensor], e: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     ee, ww = e.clone().requires_grad_(), w.clone().requires_grad_()
     out = fn(ee, ww)
     g_e, g_w = torch.autograd.grad(out.sum(), [ee, ww])
@@ -793,7 +802,7 @@ def _ours_with_grads(fn, e, w):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("margin_type", ["arcface", "cosface", "normface"])
-def test_partial_fc_matches_insightface_value_and_straight_through_gradient(margin_type, reduction):
+def test_partial_fc_matches_insightface_value_and_straight_through_gradient(margin_type: str, reduction: str) -> None:
     e, y, w = _adversarial_batch(seed=0)
     index = torch.arange(w.shape[0])
     ref, g_e, g_w, per = _pfc_ref(e, y, w, index, margin_type=margin_type, reduction=reduction)
@@ -807,9 +816,10 @@ def test_partial_fc_matches_insightface_value_and_straight_through_gradient(marg
     torch.testing.assert_close(gw, g_w, rtol=1e-8, atol=1e-10)
 
 
-def test_partial_fc_module_defaults_match_insightface_reference():
+def test_partial_fc_module_defaults_match_insightface_reference() -> None:
     e, y, w = _adversarial_batch(seed=4)
     crit = la.create("partial_fc", num_classes=w.shape[0], embedding_size=w.shape[1], sample_rate=1.0).double()
+    assert isinstance(crit, la.losses.PartialFCLoss)
     assert (crit.margin, crit.scale, crit.margin_type) == (0.5, 64.0, "arcface")
     crit.weight.data.copy_(w)
     ee = e.clone().requires_grad_()
@@ -821,7 +831,7 @@ def test_partial_fc_module_defaults_match_insightface_reference():
     torch.testing.assert_close(crit.weight.grad, g_w, rtol=1e-8, atol=1e-10)
 
 
-def test_partial_fc_clamps_cosines_to_unit_interval():
+def test_partial_fc_clamps_cosines_to_unit_interval() -> None:
     # an embedding parallel to its centre: the raw cosine may round above 1; clamped it is 1
     g = torch.Generator().manual_seed(5)
     w = torch.randn(4, 3, generator=g, dtype=DT)
@@ -836,7 +846,7 @@ def test_partial_fc_clamps_cosines_to_unit_interval():
     torch.testing.assert_close(gw, g_w, rtol=1e-8, atol=1e-10)
 
 
-def test_partial_fc_index_keyword_uses_exactly_those_centres():
+def test_partial_fc_index_keyword_uses_exactly_those_centres() -> None:
     e, y, w = _adversarial_batch(n=10, c=40, seed=6)
     index = torch.unique(torch.cat([y, torch.tensor([2, 11, 37])]))
     ref, g_e, g_w, _ = _pfc_ref(e, y, w, index)
@@ -849,7 +859,7 @@ def test_partial_fc_index_keyword_uses_exactly_those_centres():
     touched = torch.nonzero(gw.abs().sum(1) > 0).flatten()
     assert torch.equal(touched, index)
     # the module takes it as a call keyword
-    crit = la.create("partial_fc", num_classes=40, embedding_size=w.shape[1], sample_rate=0.01, seed=0).double()
+    crit = _head("partial_fc", num_classes=40, embedding_size=w.shape[1], sample_rate=0.01, seed=0).double()
     crit.weight.data.copy_(w)
     torch.testing.assert_close(crit(e, y, index=index), ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(crit(e, y, index=index.to(torch.int32)), ref, rtol=1e-10, atol=1e-10)
@@ -864,7 +874,7 @@ def test_partial_fc_index_keyword_uses_exactly_those_centres():
     (torch.arange(8).reshape(2, 4), "1-D"),                  # not [S]
     (torch.zeros(0, dtype=torch.long), "non-empty"),         # empty
 ])
-def test_partial_fc_bad_index_raises_value_error_naming_index(bad, match):
+def test_partial_fc_bad_index_raises_value_error_naming_index(bad: Tensor, match: str) -> None:
     g = torch.Generator().manual_seed(7)
     e = torch.randn(6, 4, generator=g, dtype=DT)
     y = torch.tensor([0, 1, 2, 3, 4, 6])
@@ -877,16 +887,16 @@ def test_partial_fc_bad_index_raises_value_error_naming_index(bad, match):
         crit(e.float(), y, index=bad)
 
 
-def test_partial_fc_index_of_wrong_type_raises_type_error_naming_index():
+def test_partial_fc_index_of_wrong_type_raises_type_error_naming_index() -> None:
     e, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
     w = torch.randn(5, 4)
     with pytest.raises(TypeError, match="index"):
         LF.partial_fc(e, y, w, index=torch.tensor([0.0, 1.0, 2.0]))
     with pytest.raises(TypeError, match="index"):
-        LF.partial_fc(e, y, w, index=[0, 1, 2])
+        LF.partial_fc(e, y, w, index=[0, 1, 2])  # type: ignore[arg-type]  # the wrong type is the test
 
 
-def test_unpg_filter_mask_equals_box_and_whisker_on_every_length():
+def test_unpg_filter_mask_equals_box_and_whisker_on_every_length() -> None:
     from lossatlas.functional.metric import _whisker_mask
 
     g = torch.Generator().manual_seed(8)
@@ -902,9 +912,9 @@ def test_unpg_filter_mask_equals_box_and_whisker_on_every_length():
             torch.testing.assert_close(kept, LF.box_and_whisker_filter(values[valid], wisk), rtol=0, atol=0)
 
 
-def test_unpg_compiles_to_one_graph():
+def test_unpg_compiles_to_one_graph() -> None:
     e, y, w = _adversarial_batch(d=8, seed=3)
-    crit = la.create("unpg", num_classes=w.shape[0], embedding_size=8, validate=False).double()
+    crit = _head("unpg", num_classes=w.shape[0], embedding_size=8, validate=False).double()
     crit.weight.data.copy_(w)
     torch._dynamo.reset()
     compiled = torch.compile(crit, backend="aot_eager", fullgraph=True)
