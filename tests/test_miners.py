@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 import lossatlas as la
 from lossatlas.miners import BatchHardMiner, BatchSemiHardMiner, MultiSimilarityMiner, TripletMarginMiner
 
 
-def _batch(n=24, d=8, c=5, seed=0):
+def _batch(n: int = 24, d: int = 8, c: int = 5, seed: int = 0) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randint(0, c, (n,), generator=g)
 
 
-def _set(t):
+def _set(t: Sequence[Tensor]) -> set[tuple[int, ...]]:
     return set(zip(*[x.tolist() for x in t]))
 
 
 @pytest.fixture(scope="module")
-def pml_miners():
-    pytest.importorskip("pytorch_metric_learning")
-    import pytorch_metric_learning.miners as m
-
-    return m
+def pml_miners() -> Any:
+    module: Any = pytest.importorskip("pytorch_metric_learning.miners")  # no type information: Any
+    return module
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_batch_hard_matches_pml(pml_miners, seed):
+def test_batch_hard_matches_pml(pml_miners: Any, seed: int) -> None:
     e, y = _batch(seed=seed)
     assert _set(BatchHardMiner()(e, y)) == _set(pml_miners.BatchHardMiner()(e, y))
 
 
 @pytest.mark.parametrize("kind", ["all", "hard", "semihard", "easy"])
-def test_triplet_margin_miner_matches_pml(pml_miners, kind):
+def test_triplet_margin_miner_matches_pml(pml_miners: Any, kind: str) -> None:
     e, y = _batch(n=16, seed=2)
     ours = TripletMarginMiner(margin=0.2, type_of_triplets=kind)(e, y)
     assert len(ours) == 3 and ours[0].numel() > 0
@@ -42,14 +44,14 @@ def test_triplet_margin_miner_matches_pml(pml_miners, kind):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.5])
-def test_multi_similarity_miner_matches_pml(pml_miners, eps):
+def test_multi_similarity_miner_matches_pml(pml_miners: Any, eps: float) -> None:
     e, y = _batch(seed=3)
     ours = MultiSimilarityMiner(epsilon=eps)(e, y)
     ref = pml_miners.MultiSimilarityMiner(epsilon=eps)(e, y)
     assert _set(ours[:2]) == _set(ref[:2]) and _set(ours[2:]) == _set(ref[2:])
 
 
-def test_batch_hard_rule():
+def test_batch_hard_rule() -> None:
     e, y = _batch(n=12, c=3, seed=4)
     a, p, n = BatchHardMiner()(e, y)
     d = torch.cdist(F.normalize(e), F.normalize(e))
@@ -61,7 +63,7 @@ def test_batch_hard_rule():
     assert _set(BatchHardMiner(distance="cosine")(e, y)) == _set((a, p, n))
 
 
-def test_semi_hard_rule_and_fallback():
+def test_semi_hard_rule_and_fallback() -> None:
     e, y = _batch(n=12, c=3, seed=5)
     a, p, n = BatchSemiHardMiner()(e, y)
     d = torch.cdist(F.normalize(e), F.normalize(e))
@@ -80,7 +82,7 @@ def test_semi_hard_rule_and_fallback():
             assert d[i, j] < d[i, k] < d[i, j] + 0.1
 
 
-def test_miners_run_without_gradient_and_handle_degenerate_batches():
+def test_miners_run_without_gradient_and_handle_degenerate_batches() -> None:
     e, y = _batch(n=8, c=2)
     e.requires_grad_()
     for miner in (BatchHardMiner(), BatchSemiHardMiner(), TripletMarginMiner(), MultiSimilarityMiner()):
@@ -93,7 +95,7 @@ def test_miners_run_without_gradient_and_handle_degenerate_batches():
 
 
 @pytest.mark.parametrize("id_", ["contrastive", "triplet_margin", "multi_similarity", "supcon", "ntxent", "threshold_consistent_margin"])
-def test_every_pair_loss_accepts_triplet_and_pair_tuples(id_):
+def test_every_pair_loss_accepts_triplet_and_pair_tuples(id_: str) -> None:
     e, y = _batch(n=12, c=3, seed=6)
     crit = la.create(id_)
     for miner in (BatchHardMiner(), MultiSimilarityMiner(0.1), TripletMarginMiner(0.2, "semihard")):
@@ -111,7 +113,7 @@ def test_every_pair_loss_accepts_triplet_and_pair_tuples(id_):
     assert g is None or torch.count_nonzero(g) == 0
 
 
-def test_mined_pairs_restrict_the_loss():
+def test_mined_pairs_restrict_the_loss() -> None:
     e, y = _batch(n=12, c=3, seed=7)
     a, p, n = BatchHardMiner()(e, y)
     # the triplet tuple as pairs: (a, p) positives and (a, n) negatives
@@ -127,7 +129,7 @@ def test_mined_pairs_restrict_the_loss():
     assert mined.item() <= full.item()
 
 
-def test_bad_miner_arguments():
+def test_bad_miner_arguments() -> None:
     with pytest.raises(ValueError, match="distance"):
         BatchHardMiner(distance="manhattan")
     with pytest.raises(ValueError, match="type_of_triplets"):
@@ -140,7 +142,7 @@ def test_bad_miner_arguments():
         BatchHardMiner()(torch.randn(4, 2), torch.rand(4))
 
 
-def test_module_doctests():
+def test_module_doctests() -> None:
     import doctest
 
     import lossatlas.miners
