@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +42,12 @@ class DatasetSplits:
             if y.size and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
                 raise ValueError(f"{self.name}: y_{split} must hold class ids in [0, {self.num_classes}), got range [{int(y.min())}, {int(y.max())}]")
 
-    def subset_train(self, indices: np.ndarray, y_train: np.ndarray | None = None) -> "DatasetSplits":
+    def subset_train(self, indices: np.ndarray, y_train: np.ndarray | None = None) -> DatasetSplits:
         """A copy whose training split keeps ``indices`` (and optionally new labels)."""
         y = self.y_train[indices] if y_train is None else np.asarray(y_train, dtype=np.int64)
         return DatasetSplits(self.name, self.x_train[indices], y, self.x_test, self.y_test, self.num_classes, self.class_names)
 
-    def with_train_labels(self, y_train: np.ndarray) -> "DatasetSplits":
+    def with_train_labels(self, y_train: np.ndarray) -> DatasetSplits:
         """A copy with the training labels replaced (e.g. by noisy ones)."""
         return DatasetSplits(self.name, self.x_train, np.asarray(y_train, dtype=np.int64), self.x_test, self.y_test, self.num_classes, self.class_names)
 
@@ -201,7 +202,7 @@ def load_npz(path: str | os.PathLike[str], test_fraction: float = 0.2, seed: int
         if {"x_train", "y_train", "x_test", "y_test"} <= keys:
             arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
         else:
-            pair = next(((f, l) for f, l in (("features", "labels"), ("x", "y")) if {f, l} <= keys), None)
+            pair = next(((f, lab) for f, lab in (("features", "labels"), ("x", "y")) if {f, lab} <= keys), None)
             if pair is None:
                 raise ValueError(f"{p}: expected arrays x_train/y_train/x_test/y_test, or features/labels (or x/y); found {sorted(keys)}")
             x, y = z[pair[0]], z[pair[1]]
@@ -215,11 +216,12 @@ def load_npz(path: str | os.PathLike[str], test_fraction: float = 0.2, seed: int
         if not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"{p}: {k} must hold integer class ids, got dtype {a.dtype}")
     name = os.path.splitext(os.path.basename(p))[0]
-    return _as_splits(name, *arrays, num_classes=num_classes)
+    x_tr, y_tr, x_te, y_te = arrays
+    return _as_splits(name, x_tr, y_tr, x_te, y_te, num_classes=num_classes)
 
 
 #: Loader of each data-set name a recipe's ``data.name`` may use.
-DATASETS = {"mnist1d": load_mnist1d, "digits": load_digits, "cifar": load_cifar, "npz": load_npz}
+DATASETS: dict[str, Callable[..., DatasetSplits]] = {"mnist1d": load_mnist1d, "digits": load_digits, "cifar": load_cifar, "npz": load_npz}
 
 
 def load_dataset(name: str, **kwargs: Any) -> DatasetSplits:

@@ -144,7 +144,8 @@ def transition_matrix(clean: Any, noisy: Any, num_classes: int | None = None) ->
     rows = counts.sum(1, keepdims=True)
     empty = rows[:, 0] == 0
     counts[empty, np.flatnonzero(empty)] = 1.0
-    return counts / counts.sum(1, keepdims=True)
+    matrix: np.ndarray = counts / counts.sum(1, keepdims=True)  # numpy types this division's result as Any
+    return matrix
 
 
 def _result(y: np.ndarray, noisy: np.ndarray, c: int) -> NoisyLabels:
@@ -332,7 +333,7 @@ def instance_dependent(
         raise ValueError(f"norm_std must be a number >= 0, got {norm_std!r}")
     if c < 2 and r > 0 and y.size:
         raise ValueError("instance-dependent noise needs at least 2 classes")
-    n = y.shape[0]
+    n: int = y.shape[0]  # an int, so rng.random(n) is typed as an array, not a float
     # rate 0 means clean labels (the reference's n == 0 branch uses a zero-width distribution)
     q = _truncated_normal(rng, r, float(norm_std) if r > 0 else 0.0, n)
     w = rng.standard_normal((c, x.shape[1], c))

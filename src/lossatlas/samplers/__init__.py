@@ -8,9 +8,7 @@ Only torch and numpy are needed. Every public name of every module is re-exporte
 
 from __future__ import annotations
 
-from . import class_balanced
-from . import class_difficulty
-from . import pk
+from . import class_balanced, class_difficulty, pk
 from .class_balanced import *  # noqa: F403
 from .class_difficulty import *  # noqa: F403
 from .pk import *  # noqa: F403

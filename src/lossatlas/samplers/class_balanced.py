@@ -8,7 +8,8 @@ instance- to class-balanced over training.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
