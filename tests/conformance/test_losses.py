@@ -42,6 +42,9 @@ GRADCHECK_EXCEPTIONS = {
     "partial_fc": "insightface's CombinedMarginLoss sets the margin under no_grad (straight-through: the backward is the "
                   "margin-free softmax's) and DistCrossEntropy caps each loss at -log 1e-30 in value only; "
                   "tests/losses/test_metric.py checks the official gradient and gradchecks where neither applies",
+    "mochi": "as MoCo, the key b and the synthetic points (the query mixes h' = normalize(βq + (1-β)n) too) carry no "
+             "gradient by definition, while the value moves with them; tests/losses/test_ssl.py gradchecks the query "
+             "with fixed pair mixes and checks the query-mix gradient against a float64 reference",
 }
 
 #: Methods gradchecked with other constructor arguments, because with their defaults the gradient is by
@@ -49,6 +52,9 @@ GRADCHECK_EXCEPTIONS = {
 GRADCHECK_KWARGS = {
     "asymmetric": ({"detach_weight": False}, "ASL's focusing weight is detached by default, as the reference's "
                    "(disable_torch_grad_focal_loss=True); tests/losses/test_multilabel.py checks that gradient is w·∂CE/∂z"),
+    "wmse": ({"eps": 0.1}, "at the gradcheck batch (N = 6 = D) a whitening sub-batch has no more rows than dimensions, so "
+             "the covariance is singular and eps = 0 raises ValueError; eps > 0 shrinks it to full rank "
+             "(tests/losses/test_ssl.py gradchecks eps = 0 at N > D)"),
     "sface": ({"k": 0.0}, "SFace's sigmoid weights are computed without gradient (official code); k = 0 makes them "
               "constant, so the gradient is the derivative; tests/losses/test_metric.py checks the official one"),
 }

@@ -68,7 +68,7 @@ def cached_backward(
     if callable(encoders) and not isinstance(encoders, (list, tuple)):
         encs = [encoders] * len(inputs)
     else:
-        encs = list(encoders)  # type: ignore[arg-type]
+        encs = list(encoders)
         if len(encs) != len(inputs):
             raise ValueError(f"encoders has {len(encs)} entries but inputs has {len(inputs)}; pass one encoder per input or a single shared one")
     for i, x in enumerate(inputs):

@@ -18,7 +18,8 @@ gradient of the global loss.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -49,7 +50,7 @@ def _gather_sizes(n: int, device: torch.device, group: Any) -> list[int]:
 
 class _AllGather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, group: Any, sizes: list[int]) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, group: Any, sizes: list[int]) -> Tensor:
         ctx.group = group
         ctx.sizes = sizes
         ctx.rank = dist.get_rank(group)
@@ -61,11 +62,14 @@ class _AllGather(torch.autograd.Function):
         return torch.cat([p[:s] for p, s in zip(parts, sizes)])
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
         start = sum(ctx.sizes[: ctx.rank])
         return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+_all_gather = cast(Callable[[Tensor, Any, list[int]], Tensor], _AllGather.apply)  # Function.apply is unannotated in torch
 
 
 def all_gather_with_grad(x: Tensor, group: Any = None) -> tuple[Tensor, int]:
@@ -79,7 +83,7 @@ def all_gather_with_grad(x: Tensor, group: Any = None) -> tuple[Tensor, int]:
     if not is_distributed(group):
         return x, 0
     sizes = _gather_sizes(x.shape[0], x.device, group)
-    out = _AllGather.apply(x, group, sizes)
+    out = _all_gather(x, group, sizes)
     return out, sum(sizes[: dist.get_rank(group)])
 
 

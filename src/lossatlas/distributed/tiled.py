@@ -21,7 +21,8 @@ floating-point summation order (tests/test_tiled.py: 1e-10 relative in float64).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +88,8 @@ def _backward_products(w: Tensor, q: Tensor, k: Tensor, r0: int, r1: int, need: 
         if need_s:
             grad_s += (wk * q[r0:r1]).sum()
     if need_k:
-        grad_k.addmm_(w.T, q[r0:r1])  # type: ignore[union-attr]
+        assert grad_k is not None  # allocated when needed
+        grad_k.addmm_(w.T, q[r0:r1])
 
 
 def _shift_and_gain(lse: Tensor, g: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -102,7 +104,7 @@ def _shift_and_gain(lse: Tensor, g: Tensor) -> tuple[Tensor, Tensor | None]:
 
 class _TiledLSE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None,  # type: ignore[override]
+    def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, exclude: Tensor | None,
                 rows: bool, cols: bool, bs: int) -> tuple[Tensor, Tensor]:
         nq, nk = q.shape[0], k.shape[0]
         qs = q * scale
@@ -142,7 +144,7 @@ class _TiledLSE(torch.autograd.Function):
         return lse_r, lse_c
 
     @staticmethod
-    def backward(ctx: Any, g_r: Tensor | None, g_c: Tensor | None) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g_r: Tensor | None, g_c: Tensor | None) -> tuple[Any, ...]:
         q, k, scale, exclude, lse_r, lse_c = ctx.saved_tensors
         rows = ctx.rows and g_r is not None
         cols = ctx.cols and g_c is not None
@@ -152,8 +154,10 @@ class _TiledLSE(torch.autograd.Function):
         grad_s = torch.zeros((), dtype=q.dtype, device=q.device)
         if rows or cols:
             if rows:
+                assert g_r is not None
                 shift_r, gain_r = _shift_and_gain(lse_r, g_r)
             if cols:
+                assert g_c is not None
                 shift_c, gain_c = _shift_and_gain(lse_c, g_c)
             qs = q * scale
             nq, nk = q.shape[0], k.shape[0]
@@ -177,6 +181,7 @@ class _TiledLSE(torch.autograd.Function):
                     if gain_c is not None:
                         s.mul_(gain_c)
                     w = s if w is None else w.add_(s)
+                assert w is not None  # rows or cols
                 _backward_products(w, q, k, r0, r1, need, grad_q, grad_k, grad_s)
         if grad_q is not None:
             grad_q.mul_(scale)
@@ -187,7 +192,7 @@ class _TiledLSE(torch.autograd.Function):
 
 class _TiledSoftplusSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, bias: Tensor, bs: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, q: Tensor, k: Tensor, scale: Tensor, bias: Tensor, bs: int) -> Tensor:
         nq, nk = q.shape[0], k.shape[0]
         qs = q * scale
         out = q.new_zeros(nq)
@@ -204,7 +209,7 @@ class _TiledSoftplusSum(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:
         q, k, scale, bias = ctx.saved_tensors
         need = tuple(ctx.needs_input_grad[:3])
         need_b = ctx.needs_input_grad[3]
@@ -231,6 +236,11 @@ class _TiledSoftplusSum(torch.autograd.Function):
             grad_k.mul_(scale)
         return (grad_q, grad_k, grad_s.reshape(scale.shape) if need[2] else None,
                 grad_b.reshape(bias.shape) if need_b else None, None)
+
+
+# Function.apply is unannotated in torch
+_tiled_lse = cast(Callable[..., tuple[Tensor, Tensor]], _TiledLSE.apply)
+_tiled_softplus_sum = cast(Callable[..., Tensor], _TiledSoftplusSum.apply)
 
 
 def _as_scalar(x: float | Tensor, like: Tensor) -> Tensor:
@@ -266,7 +276,7 @@ def pairwise_logsumexp(
     bs = block_rows(k.shape[0], block_size)
     if exclude is not None:
         exclude = exclude.to(device=q.device, dtype=torch.long)
-    lr, lc = _TiledLSE.apply(q, k, sc, exclude, rows, cols, bs)
+    lr, lc = _tiled_lse(q, k, sc, exclude, rows, cols, bs)
     return (lr if rows else None, lc if cols else None)
 
 
@@ -289,4 +299,4 @@ def pairwise_softplus_sum(
         else:
             logits = torch.addmm(bi, q, k.T, alpha=float(scale))
         return F.softplus(logits, threshold=40.0).sum(1)
-    return _TiledSoftplusSum.apply(q, k, _as_scalar(scale, q), bi, block_rows(k.shape[0], block_size))
+    return _tiled_softplus_sum(q, k, _as_scalar(scale, q), bi, block_rows(k.shape[0], block_size))

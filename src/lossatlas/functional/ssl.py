@@ -2,8 +2,12 @@
 
 Every function takes two views ``a`` [N, D] and ``b`` [N, D] (row i of ``a`` and row i of
 ``b`` are a positive pair), L2-normalises them inside (``normalize=False`` when they are
-already unit rows; Barlow Twins standardises instead) and returns a scalar for
-``reduction="mean"|"sum"`` and per-pair losses [N] for ``"none"``.
+already unit rows; Barlow Twins standardises instead, W-MSE whitens) and returns a scalar
+for ``reduction="mean"|"sum"`` and per-pair losses [N] for ``"none"`` (Barlow Twins: per
+feature [D]). Each function is the definition of its method (:func:`lossatlas._spec.loss_function`):
+its signature holds every default, its Params the checks and the defaults' sources.
+Reductions follow :func:`lossatlas.functional._common.reduce_loss`: an empty batch gives 0
+(``"mean"`` and ``"sum"``, with a zero gradient) and an empty ``"none"``.
 
 Shared options of the similarity-matrix losses (InfoNCE, SigLIP, decoupled, debiased,
 hard-negative):
@@ -24,16 +28,18 @@ The module twins in :mod:`lossatlas.losses.ssl` carry the full documentation.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation import check_finite, check_float, check_int, check_number, check_reduction, check_same_device, compiling
+from .._spec import COMMON, Param, any_number, as_bool, loss_function, nonnegative, positive, unit_interval
+from .._validation import check_finite, check_float, check_int, check_number, check_same_device, compiling
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
 from ..distributed.tiled import block_rows, pairwise_logsumexp, pairwise_softplus_sum
-from ._common import compute_dtype
+from ._common import compute_dtype, reduce_loss
 
 __all__ = [
     "infonce",
@@ -46,15 +52,85 @@ __all__ = [
     "wmse",
 ]
 
-Scalar = Any  # float or 0-dim tensor (learnable)
+#: A hyper-parameter that may be learned: a float, or a one-element tensor (e.g. an ``nn.Parameter``).
+Scalar = float | Tensor
 
 #: ``tiled="auto"`` tiles above this many similarity entries (N > 2048 for a square matrix).
 AUTO_TILE_ELEMENTS = 1 << 22
 
+PAIR = ("a", "b")
+
+
+# ----------------------------------------------------------------------------- checks of hyper-parameters
+def _tensor_scalar(value: Tensor, name: str) -> Tensor:
+    if value.numel() != 1:
+        raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+    return value
+
+
+def positive_scalar(value: Any, name: str) -> Scalar:
+    """A finite real number > 0, or a one-element floating-point tensor (learnable; its value is not read)."""
+    return _tensor_scalar(value, name) if isinstance(value, Tensor) else positive(value, name)
+
+
+def any_scalar(value: Any, name: str) -> Scalar:
+    """A finite real number, or a one-element floating-point tensor (learnable; its value is not read)."""
+    return _tensor_scalar(value, name) if isinstance(value, Tensor) else any_number(value, name)
+
+
+def tiled_option(value: Any, name: str) -> bool | str:
+    """``True``, ``False`` or ``"auto"``."""
+    if not (value is True or value is False or value == "auto"):
+        raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
+    return cast("bool | str", value)
+
+
+def block_size_option(value: Any, name: str) -> int:
+    """A positive int (``None`` is accepted before this check)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int (query rows per block) or None, got {value!r}")
+    return value
+
+
+def count(value: Any, name: str) -> int:
+    """A non-negative int."""
+    return check_int(value, name, low=0)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """A positive int."""
+    return check_int(value, name, low=1)
+
+
+def prior(value: Any, name: str) -> float:
+    """A real number in [0, 1)."""
+    return check_number(value, name, low=0.0, high=1.0, high_open=True)
+
+
+#: Options shared by the similarity-matrix losses (and MoCHi's tiling).
+SHARED: dict[str, Param] = {
+    "normalize": Param("L2-normalise the rows of a and b inside (``False`` when they are already unit rows)", as_bool,
+                       "CLIP / SimCLR compare unit embeddings"),
+    "tiled": Param("``True`` computes the loss in blocks of ``block_size`` query rows with a custom backward "
+                   "(Inf-CL, Cheng et al. 2024): the dense form's values and gradients, memory linear in N; "
+                   "``False`` builds the N x N matrix; ``'auto'`` tiles above 4M matrix entries", tiled_option,
+                   "this library (tiling only pays off at large N)"),
+    "block_size": Param("query rows per block of the tiled form (``None``: about 16M matrix entries per block)",
+                        block_size_option, "this library"),
+    "distributed": Param("with an initialised ``torch.distributed`` group, every process's rows are negatives "
+                         "(all-gather with gradients); each process returns the loss of the concatenated batch and "
+                         "gets its exact gradient (under DDP, which averages gradients, multiply the loss by the "
+                         "world size)", as_bool, "off: a single process"),
+    "group": Param("the ``torch.distributed`` process group of ``distributed`` (``None``: the default group)"),
+}
+
+_TEMPERATURE = "T > 0 (a float, or a one-element tensor such as a learnable parameter)"
+
 
 # ----------------------------------------------------------------------------- helpers
-def _prepare_pair(a: Tensor, b: Tensor, reduction: str, validate: bool, normalize: bool) -> tuple[Tensor, Tensor, torch.dtype]:
-    check_reduction(reduction)
+def _prepare_pair(a: Tensor, b: Tensor, validate: bool, normalize: bool) -> tuple[Tensor, Tensor, torch.dtype]:
     check_float(a, "a")
     check_float(b, "b")
     if a.dim() != 2:
@@ -71,46 +147,16 @@ def _prepare_pair(a: Tensor, b: Tensor, reduction: str, validate: bool, normaliz
     return a, b, out_dtype
 
 
-def _check_tiled(tiled: Any) -> None:
-    if tiled not in (True, False, "auto"):
-        raise ValueError(f"tiled must be True, False or 'auto', got {tiled!r}")
-
-
 def _use_tiles(tiled: bool | str, nq: int, nk: int) -> bool:
-    _check_tiled(tiled)
+    tiled = tiled_option(tiled, "tiled")
     if tiled == "auto":
         return nq * nk > AUTO_TILE_ELEMENTS
     return bool(tiled)
 
 
-def _check_block(block_size: int | None) -> None:
-    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
-        raise ValueError(f"block_size must be a positive int (query rows per block) or None, got {block_size!r}")
-
-
-def _prepare_matrix(
-    a: Tensor, b: Tensor, reduction: str, validate: bool, normalize: bool, tiled: Any, block_size: int | None,
-) -> tuple[Tensor, Tensor, torch.dtype]:
-    """:func:`_prepare_pair` for a similarity-matrix loss: the tiling options are checked too."""
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize)
-    _check_block(block_size)
-    _check_tiled(tiled)
-    return a, b, out_dtype
-
-
-def _scalar(x: Scalar, name: str, like: Tensor, **bounds: Any) -> Scalar:
-    """A float checked against ``bounds`` (see ``check_number``), or a one-element tensor
-    (e.g. a learnable parameter, not checked) cast to the compute dtype."""
-    if isinstance(x, Tensor):
-        if x.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(x.shape)}")
-        return x.reshape(()).to(like.dtype)
-    return check_number(x, name, **bounds)
-
-
-def _positive(x: Scalar, name: str, like: Tensor) -> Scalar:
-    """A positive float, or a tensor (e.g. a learnable parameter) cast to the compute dtype."""
-    return _scalar(x, name, like, low=0.0, low_open=True)
+def _as_compute(x: Scalar, like: Tensor) -> Scalar:
+    """A float as it is, a one-element tensor (a learnable parameter) cast to the compute dtype."""
+    return x.reshape(()).to(like.dtype) if isinstance(x, Tensor) else x
 
 
 def _gather(x: Tensor, on: bool, group: Any) -> tuple[Tensor, int]:
@@ -124,15 +170,16 @@ def _gather_pair(a: Tensor, b: Tensor, on: bool, group: Any) -> tuple[Tensor, Te
     return ag, bg, off
 
 
-def _zero_loss(a: Tensor, b: Tensor, n: int, reduction: str, out_dtype: torch.dtype) -> Tensor:
-    """Zero losses connected to the graph (empty batch, no negatives)."""
-    zero = (a.sum() + b.sum()) * 0.0
-    out = zero.expand(n).clone() if reduction == "none" else zero
-    return out.to(out_dtype)
-
-
 def _finish(per: Tensor, reduction: str, total: int, on: bool, group: Any, out_dtype: torch.dtype) -> Tensor:
-    return global_reduce(per, reduction, total, group, on).to(out_dtype)
+    """The one reduction (:func:`reduce_loss`); across processes, the global batch's loss."""
+    if on:
+        return global_reduce(per, reduction, total, group, on).to(out_dtype)
+    return reduce_loss(per, reduction, out_dtype=out_dtype)
+
+
+def _no_pairs(a: Tensor, b: Tensor, reduction: str, out_dtype: torch.dtype) -> Tensor:
+    """An empty batch: per-pair losses [0] connected to both inputs, reduced (0, zero gradient)."""
+    return reduce_loss((a * b).sum(1), reduction, out_dtype=out_dtype)
 
 
 def _check_labels(labels: Any, n: int, device: torch.device, validate: bool) -> Tensor:
@@ -144,7 +191,7 @@ def _check_labels(labels: Any, n: int, device: torch.device, validate: bool) -> 
         raise ValueError(f"labels must have shape [N] = [{n}] (one per pair), got {tuple(labels.shape)}")
     if labels.device != device:
         raise ValueError(f"labels is on {labels.device} but a is on {device}; move them to the same device")
-    if validate and n and int(labels.min()) < 0:
+    if validate and not compiling() and n and int(labels.min()) < 0:
         raise ValueError("labels must be non-negative class ids")
     return labels.long()
 
@@ -170,7 +217,25 @@ def _two_view_queries(
     return q, keys, excl
 
 
+def _lse(q: Tensor, k: Tensor, scale: Scalar, tiled: bool | str, block_size: int | None,
+         exclude: Tensor | None = None) -> Tensor:
+    """Row log-sum-exps of ``scale * q kᵀ`` (excluded entries removed), tiled or dense."""
+    lse, _ = pairwise_logsumexp(q, k, scale, exclude=exclude, tiled=_use_tiles(tiled, q.shape[0], k.shape[0]),
+                                block_size=block_size)
+    assert lse is not None
+    return lse
+
+
 # ----------------------------------------------------------------------------- G1
+@loss_function(inputs=PAIR, call=("labels",), params={
+    "temperature": Param(_TEMPERATURE, positive_scalar,
+                         "CLIP's initial logit scale 1/0.07 (Radford et al. 2021; open_clip init log(1/0.07))"),
+    "symmetric": Param("average the a→b and b→a losses (CLIP); ``False`` is the one-way a→b loss", as_bool,
+                       "CLIP / open_clip ClipLoss (image→text and text→image, averaged)"),
+    "intra_view_negatives": Param("SimCLR's 2N form: the other rows of the anchor's own view are negatives too", as_bool,
+                                  "CLIP's cross-view negatives (open_clip ClipLoss)"),
+    **SHARED,
+})
 def infonce(
     a: Tensor,
     b: Tensor,
@@ -191,18 +256,23 @@ def infonce(
 
     ``l_i = -log softmax_j(a_i·b_j / T)_i`` (one-way); symmetric adds the b -> a term and
     halves. ``intra_view_negatives=True`` is SimCLR's 2N form (the other rows of the same
-    view are negatives too, the anchor itself is excluded). ``labels`` [N] makes every
-    same-label key a positive (the loss averages ``-log p`` over them, SupCon-style; with
-    ``intra_view_negatives=True`` this is SupCon on the 2N views). ``temperature`` may be a
-    tensor (learnable). See :class:`lossatlas.losses.InfoNCELoss`.
+    view are negatives too, the anchor itself is excluded). ``labels`` [N] (a call keyword)
+    makes every same-label key a positive (the loss averages ``-log p`` over them,
+    SupCon-style; with ``intra_view_negatives=True`` this is SupCon on the 2N views).
+    See :class:`lossatlas.losses.InfoNCELoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.infonce(torch.randn(8, 4), torch.randn(8, 4), temperature=0.1).shape
+        torch.Size([])
     """
-    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
-    t = _positive(temperature, "temperature", a)
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize)
+    t = _as_compute(temperature, a)
     scale = 1.0 / t
     n = a.shape[0]
-    on = bool(distributed) and is_distributed(group)
+    on = distributed and is_distributed(group)
     if n == 0:
-        return _zero_loss(a, b, 0, reduction, out_dtype)
+        return _no_pairs(a, b, reduction, out_dtype)
     ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
     if labels is None:
@@ -211,31 +281,33 @@ def infonce(
         y = _check_labels(labels, n, a.device, validate)
         yg, _ = _gather(y, on, group)
         num = int(yg.max()) + 1
-        count = torch.bincount(yg, minlength=num).to(a.dtype)
+        cnt = torch.bincount(yg, minlength=num).to(a.dtype)
         sum_a = a.new_zeros((num, a.shape[1])).index_add(0, yg, ag)
         sum_b = a.new_zeros((num, a.shape[1])).index_add(0, yg, bg)
     if not intra_view_negatives:
         if labels is not None:  # mean similarity to the same-label keys of the other view
-            pos_r = scale * (a * sum_b[y]).sum(1) / count[y]
-            pos_c = scale * (b * sum_a[y]).sum(1) / count[y]
+            pos_r = scale * (a * sum_b[y]).sum(1) / cnt[y]
+            pos_c = scale * (b * sum_a[y]).sum(1) / cnt[y]
         use = _use_tiles(tiled, n, n_global)
         if on:
             lr, _ = pairwise_logsumexp(a, bg, scale, tiled=use, block_size=block_size)
             lc = pairwise_logsumexp(b, ag, scale, tiled=use, block_size=block_size)[0] if symmetric else None
         else:
-            lr, lc = pairwise_logsumexp(a, b, scale, rows=True, cols=bool(symmetric), tiled=use, block_size=block_size)
+            lr, lc = pairwise_logsumexp(a, b, scale, rows=True, cols=symmetric, tiled=use, block_size=block_size)
+        assert lr is not None
         per = lr - pos_r
         if symmetric:
+            assert lc is not None
             per = 0.5 * (per + (lc - pos_c))
     else:
         q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric, drop_positive=False)
-        lse, _ = pairwise_logsumexp(q, keys, scale, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
+        lse = _lse(q, keys, scale, tiled, block_size, excl)
         if labels is None:
             pos_q = torch.cat([pos, pos])[: q.shape[0]]
         else:  # SupCon: every other same-label row of either view, the anchor's own row excluded
             yq = torch.cat([y, y])[: q.shape[0]]
             others = (sum_a + sum_b)[yq] - keys[excl[:, 0]]
-            pos_q = scale * (q * others).sum(1) / (2 * count[yq] - 1)
+            pos_q = scale * (q * others).sum(1) / (2 * cnt[yq] - 1)
         per = lse[:n] - pos_q[:n]
         if symmetric:
             per = 0.5 * (per + (lse[n:] - pos_q[n:]))
@@ -243,6 +315,12 @@ def infonce(
 
 
 # ----------------------------------------------------------------------------- G3
+@loss_function(inputs=PAIR, params={
+    "scale": Param("t > 0, the already-exponentiated logit scale (a float or a one-element tensor)", positive_scalar,
+                   "Zhai et al. 2023: t = exp(t'), t' = log 10 at init"),
+    "bias": Param("b, the logit bias (a float or a one-element tensor)", any_scalar, "Zhai et al. 2023: b = -10 at init"),
+    **SHARED,
+})
 def siglip(
     a: Tensor,
     b: Tensor,
@@ -260,16 +338,20 @@ def siglip(
     """SigLIP pairwise sigmoid loss, ``l_i = -Σ_j log σ(z_ij (t a_i·b_j + bias))``.
 
     ``z_ij = +1`` for j = i and -1 otherwise; ``"mean"`` is ``Σ_i l_i / N`` (open_clip's
-    sum over N² pairs divided by N). ``scale`` (t, already exponentiated) and ``bias`` may be
-    tensors (learnable). See :class:`lossatlas.losses.SigLIPLoss`.
+    sum over N² pairs divided by N). See :class:`lossatlas.losses.SigLIPLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.siglip(torch.randn(8, 4), torch.randn(8, 4), reduction="none").shape
+        torch.Size([8])
     """
-    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
-    t = _scalar(scale, "scale", a)
-    bi = _scalar(bias, "bias", a)
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize)
+    t = _as_compute(scale, a)
+    bi = _as_compute(bias, a)
     n = a.shape[0]
-    on = bool(distributed) and is_distributed(group)
+    on = distributed and is_distributed(group)
     if n == 0:
-        return _zero_loss(a, b, 0, reduction, out_dtype)
+        return _no_pairs(a, b, reduction, out_dtype)
     bg, _ = _gather(b, on, group)
     rows = pairwise_softplus_sum(a, bg, t, bi, tiled=_use_tiles(tiled, n, bg.shape[0]), block_size=block_size)
     # -log σ(L) = softplus(L) - L: the positive's term replaces its negative-pair term.
@@ -278,6 +360,14 @@ def siglip(
 
 
 # ----------------------------------------------------------------------------- G4
+@loss_function(inputs=PAIR, params={
+    "temperature": Param(_TEMPERATURE, positive_scalar, "Yeh et al. 2022 and lightly DCLLoss: 0.1"),
+    "symmetric": Param("average L(a, b) and L(b, a)", as_bool, "lightly DCLLoss (the reference)"),
+    "weighted": Param("DCLW: weight the positive by the von Mises-Fisher ``w_i = 2 - N softmax_i(â·b̂ / σ)``",
+                      as_bool, "Yeh et al. 2022: DCL (DCLW is the variant)"),
+    "sigma": Param("σ > 0 of the DCLW weighting", positive, "Yeh et al. 2022 DCLW: σ = 0.5"),
+    **SHARED,
+})
 def decoupled_contrastive(
     a: Tensor,
     b: Tensor,
@@ -300,26 +390,30 @@ def decoupled_contrastive(
     ``(L(a,b) + L(b,a)) / 2``; ``w_i = 1`` (DCL) or, with ``weighted=True`` (DCLW),
     ``w_i = 2 - N softmax_i(a·b / σ)`` on detached similarities. See
     :class:`lossatlas.losses.DecoupledContrastiveLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.decoupled_contrastive(torch.randn(8, 4), torch.randn(8, 4)).shape
+        torch.Size([])
     """
-    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
-    t = _positive(temperature, "temperature", a)
-    check_number(sigma, "sigma", low=0.0, low_open=True)
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize)
+    t = _as_compute(temperature, a)
     n = a.shape[0]
-    on = bool(distributed) and is_distributed(group)
+    on = distributed and is_distributed(group)
     if n == 0:
-        return _zero_loss(a, b, 0, reduction, out_dtype)
+        return _no_pairs(a, b, reduction, out_dtype)
     ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
     sim = (a * b).sum(1)
+    if n_global == 1:  # no negative at all: nothing to contrast, the loss is 0
+        return _finish(sim * 0.0, reduction, n_global, on, group, out_dtype)
     pos = sim / t
     if weighted:
         sim_g, _ = _gather(sim.detach(), on, group)
         w = 2.0 - n_global * torch.softmax(sim_g / sigma, dim=0)[off : off + n]
         pos = w * pos
     q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric, drop_positive=True)
-    lse, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_size)
-    if n_global == 1:  # no negative at all: nothing to contrast, the loss is 0
-        return _finish(sim * 0.0, reduction, n_global, on, group, out_dtype)
+    lse = _lse(q, keys, 1.0 / t, tiled, block_size, excl)
     per = lse[:n] - pos
     if symmetric:
         per = 0.5 * (per + (lse[n:] - pos))
@@ -327,18 +421,17 @@ def decoupled_contrastive(
 
 
 # ----------------------------------------------------------------------------- G5, G6
-def _debiased_core(
+def _debiased(
     a: Tensor, b: Tensor, temperature: Scalar, tau_plus: float, beta: float, normalize: bool,
     tiled: bool | str, block_size: int | None, distributed: bool, group: Any, reduction: str, validate: bool,
 ) -> Tensor:
-    a, b, out_dtype = _prepare_matrix(a, b, reduction, validate, normalize, tiled, block_size)
-    t = _positive(temperature, "temperature", a)
-    tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
-    beta = check_number(beta, "beta", low=0.0)
+    """The debiased estimator (β = 0) and its hard-negative reweighting (β > 0)."""
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize)
+    t = _as_compute(temperature, a)
     n = a.shape[0]
-    on = bool(distributed) and is_distributed(group)
+    on = distributed and is_distributed(group)
     if n == 0:
-        return _zero_loss(a, b, 0, reduction, out_dtype)
+        return _no_pairs(a, b, reduction, out_dtype)
     ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
     m = 2 * n_global - 2  # negatives per anchor
@@ -347,23 +440,32 @@ def _debiased_core(
     pos_logit = (a * b).sum(1) / t
     pos_logit = torch.cat([pos_logit, pos_logit])
     q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric=True, drop_positive=True)
-    use = _use_tiles(tiled, q.shape[0], keys.shape[0])
     if beta == 0.0:
-        log_reweight, _ = pairwise_logsumexp(q, keys, 1.0 / t, exclude=excl, tiled=use, block_size=block_size)
+        log_reweight = _lse(q, keys, 1.0 / t, tiled, block_size, excl)
     else:
         # Σ imp·neg / mean(imp) with imp = neg^β, neg = exp(s/T): two log-sum-exps.
-        l1, _ = pairwise_logsumexp(q, keys, (beta + 1.0) / t, exclude=excl, tiled=use, block_size=block_size)
-        l0, _ = pairwise_logsumexp(q, keys, beta / t, exclude=excl, tiled=use, block_size=block_size)
+        l1 = _lse(q, keys, (beta + 1.0) / t, tiled, block_size, excl)
+        l0 = _lse(q, keys, beta / t, tiled, block_size, excl)
         log_reweight = math.log(m) + l1 - l0
     pos = torch.exp(pos_logit)
     ng = (torch.exp(log_reweight) - tau_plus * m * pos) / (1.0 - tau_plus)
-    t_value = float(t.detach()) if isinstance(t, Tensor) else t
-    ng = torch.clamp(ng, min=m * math.exp(-1.0 / t_value))
+    if isinstance(t, Tensor):  # a learnable T: the floor is a constant of the step (no host read)
+        ng = torch.maximum(ng, (m * torch.exp(-1.0 / t)).detach())
+    else:
+        ng = torch.clamp(ng, min=m * math.exp(-1.0 / t))
     loss2 = torch.log(pos + ng) - pos_logit
     per = 0.5 * (loss2[:n] + loss2[n:])
     return _finish(per, reduction, n_global, on, group, out_dtype)
 
 
+_TAU_PLUS = Param("class prior τ⁺ in [0, 1): the probability that an in-batch negative shares the anchor's class", prior)
+
+
+@loss_function(inputs=PAIR, params={
+    "temperature": Param(_TEMPERATURE, positive_scalar, "chingyaoc/DCL main.py default 0.5"),
+    "tau_plus": Param(_TAU_PLUS.doc, prior, "chingyaoc/DCL main.py default 0.1"),
+    **SHARED,
+})
 def debiased_contrastive(
     a: Tensor,
     b: Tensor,
@@ -383,10 +485,22 @@ def debiased_contrastive(
     2N anchors, M = 2N - 2 negatives each; ``Ng = max((Σ_neg e^{s/T} - τ⁺ M e^{s⁺/T}) /
     (1 - τ⁺), M e^{-1/T})``, ``l = -log(e^{s⁺/T} / (e^{s⁺/T} + Ng))``; per pair the mean of
     its two anchors. See :class:`lossatlas.losses.DebiasedContrastiveLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.debiased_contrastive(torch.randn(8, 4), torch.randn(8, 4), tau_plus=0.1).shape
+        torch.Size([])
     """
-    return _debiased_core(a, b, temperature, tau_plus, 0.0, normalize, tiled, block_size, distributed, group, reduction, validate)
+    return _debiased(a, b, temperature, tau_plus, 0.0, normalize, tiled, block_size, distributed, group, reduction, validate)
 
 
+@loss_function(inputs=PAIR, params={
+    "temperature": Param(_TEMPERATURE, positive_scalar, "joshr17/HCL image/main.py: 0.5"),
+    "tau_plus": Param(_TAU_PLUS.doc, prior, "joshr17/HCL: 0.1"),
+    "beta": Param("concentration β ≥ 0 of the importance weights ``e^{β s/T}`` (β = 0 is the debiased loss)",
+                  nonnegative, "joshr17/HCL: 1.0"),
+    **SHARED,
+})
 def hard_negative_contrastive(
     a: Tensor,
     b: Tensor,
@@ -405,17 +519,16 @@ def hard_negative_contrastive(
     """Hard negative sampling (HCL, Robinson et al. 2021): the debiased estimator with the
     negatives importance-weighted by ``neg^β``. β = 0 is :func:`debiased_contrastive`.
     See :class:`lossatlas.losses.HardNegativeContrastiveLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.hard_negative_contrastive(torch.randn(8, 4), torch.randn(8, 4), beta=1.0).shape
+        torch.Size([])
     """
-    return _debiased_core(a, b, temperature, tau_plus, beta, normalize, tiled, block_size, distributed, group, reduction, validate)
+    return _debiased(a, b, temperature, tau_plus, beta, normalize, tiled, block_size, distributed, group, reduction, validate)
 
 
 # ----------------------------------------------------------------------------- G7
-def _check_mochi_counts(num_hard: int, num_mix: int, num_query_mix: int) -> None:
-    check_int(num_hard, "num_hard", low=0)
-    check_int(num_mix, "num_mix", low=0)
-    check_int(num_query_mix, "num_query_mix", low=0)
-
-
 class _ZeroGradientTo(torch.autograd.Function):
     """``out`` unchanged; ``x`` joins the graph with an exact zero gradient.
 
@@ -425,14 +538,17 @@ class _ZeroGradientTo(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, out: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, out: Tensor, x: Tensor) -> Tensor:
         ctx.x_meta = (x.shape, x.dtype, x.device)
         return out.clone()
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:
         shape, dtype, device = ctx.x_meta
         return g, torch.zeros(shape, dtype=dtype, device=device)
+
+
+_zero_gradient_to = cast(Callable[[Tensor, Tensor], Tensor], _ZeroGradientTo.apply)  # Function.apply is unannotated in torch
 
 
 def _mochi_keyword(x: Any, name: str, shape: tuple[int, ...], spelled: str, integer: bool, device: torch.device) -> Tensor | None:
@@ -469,6 +585,51 @@ def _check_weights(x: Tensor, name: str, like: Tensor, validate: bool) -> Tensor
     return x.to(like.dtype)
 
 
+def _prepare_queue(queue: Any, a: Tensor, validate: bool, normalize: bool) -> Tensor | None:
+    if queue is None:
+        return None
+    check_float(queue, "queue")
+    if queue.dim() != 2 or queue.shape[1] != a.shape[1]:
+        raise ValueError(f"queue must have shape [K, D] = [K, {a.shape[1]}], got {tuple(queue.shape)}")
+    check_same_device("a", a, "queue", queue)
+    check_finite(queue, "queue", validate)
+    out = queue.detach().to(a.dtype)
+    return F.normalize(out, dim=1) if normalize else out
+
+
+def _hardest(q: Tensor, negs: Tensor, h: int, rows: int, skip_own: bool) -> Tensor:
+    """Indices [N, h] of the ``h`` negatives most similar to each query, most similar first,
+    in blocks of ``rows`` query rows (``skip_own``: row i's own column i is no negative)."""
+    n, dev = q.shape[0], q.device
+    hard = torch.empty((n, h), dtype=torch.long, device=dev)
+    for r0 in range(0, n, rows):
+        r1 = min(r0 + rows, n)
+        sim = q[r0:r1] @ negs.T
+        if skip_own:
+            sim[torch.arange(r1 - r0, device=dev), torch.arange(r0, r1, device=dev)] = float("-inf")
+        hard[r0:r1] = sim.topk(h, dim=1).indices
+    return hard
+
+
+@loss_function(
+    inputs=PAIR,
+    call=("queue", "mix_index", "mix_alpha", "query_mix_index", "query_mix_beta", "generator"),
+    params={
+        "temperature": Param("T > 0", positive, "MoCo v2, which MoCHi builds on: T = 0.2"),
+        "num_hard": Param("N, hard negatives per query to mix from (capped by the number of negatives)", count,
+                          "Kalantidis et al. 2020 name runs MoCHi (N, s, s') and ablate N, s, s' with no single default; "
+                          "N = 1024 is this library's choice"),
+        "num_mix": Param("s, mixtures of two hard negatives per query", count,
+                         "this library's choice of s (the paper ablates s, no single default)"),
+        "num_query_mix": Param("s', mixtures of the query with one hard negative (0 turns them off)", count,
+                               "this library's choice of s' (the paper ablates s', no single default; s' = 0 turns it off)"),
+        "normalize": Param("L2-normalise a, b and the queue inside", as_bool, "MoCo compares unit embeddings"),
+        "tiled": Param("the denominator over the queue as a tiled log-sum-exp and the hard-negative search in blocks "
+                       "of query rows (``True`` / ``False`` / ``'auto'``, as InfoNCE); same values and gradients",
+                       tiled_option, "this library (tiling only pays off at large N·K)"),
+        "block_size": SHARED["block_size"],
+    },
+)
 def mochi(
     a: Tensor,
     b: Tensor,
@@ -500,53 +661,38 @@ def mochi(
     ``h' = normalize(β q + (1-β) n_r)`` (``num_query_mix``), with ranks and weights from
     ``mix_index`` [N, num_mix, 2] / ``mix_alpha`` [N, num_mix] and ``query_mix_index``
     [N, num_query_mix] / ``query_mix_beta`` [N, num_query_mix], or drawn with ``generator``
-    (ranks uniform, α ~ U(0, 1), β ~ U(0, 0.5); weights drawn in float64). No gradient reaches the key ``b`` (it
-    receives zeros), the queue or the synthetic points. See :class:`lossatlas.losses.MoCHiLoss`.
+    (ranks uniform, α ~ U(0, 1), β ~ U(0, 0.5); weights drawn in float64). The call keywords
+    are ``queue``, the four mixing tensors and ``generator``. No gradient reaches the key ``b``
+    (it receives zeros), the queue or the synthetic points. See :class:`lossatlas.losses.MoCHiLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.mochi(torch.randn(8, 4), torch.randn(8, 4), num_hard=4, num_mix=8, num_query_mix=2).shape
+        torch.Size([])
     """
     # the key is used detached throughout; the raw b rejoins the graph, with zero gradient, at the end
     b_in = b
-    a, k, out_dtype = _prepare_pair(a, b.detach() if isinstance(b, Tensor) else b, reduction, validate, normalize)
-    t = check_number(temperature, "temperature", low=0.0, low_open=True)
-    _check_mochi_counts(num_hard, num_mix, num_query_mix)
-    _check_block(block_size)
-    _check_tiled(tiled)
-    n, d = a.shape
-    dev = a.device
+    a, k, out_dtype = _prepare_pair(a, b.detach() if isinstance(b, Tensor) else b, validate, normalize)
+    n, dev = a.shape[0], a.device
     mix_index = _mochi_keyword(mix_index, "mix_index", (n, num_mix, 2), "[N, num_mix, 2]", True, dev)
     mix_alpha = _mochi_keyword(mix_alpha, "mix_alpha", (n, num_mix), "[N, num_mix]", False, dev)
     query_mix_index = _mochi_keyword(query_mix_index, "query_mix_index", (n, num_query_mix), "[N, num_query_mix]", True, dev)
     query_mix_beta = _mochi_keyword(query_mix_beta, "query_mix_beta", (n, num_query_mix), "[N, num_query_mix]", False, dev)
-    if queue is not None:
-        check_float(queue, "queue")
-        if queue.dim() != 2 or queue.shape[1] != d:
-            raise ValueError(f"queue must have shape [K, D] = [K, {d}], got {tuple(queue.shape)}")
-        check_same_device("a", a, "queue", queue)
-        check_finite(queue, "queue", validate)
-        queue = queue.detach().to(a.dtype)
-        if normalize:
-            queue = F.normalize(queue, dim=1)
+    queue = _prepare_queue(queue, a, validate, normalize)
     if n == 0:
-        return _zero_loss(a, b_in, 0, reduction, out_dtype)
-    scale = 1.0 / t
+        return _no_pairs(a, b_in, reduction, out_dtype)
+    scale = 1.0 / temperature
     pos = (a * k).sum(1) * scale
     if queue is None:
         # the batch keys stand in for the queue: column i of row i is the positive itself, so
         # the row log-sum-exp over k is the whole InfoNCE denominator
-        negs = k
-        n_neg = n - 1
+        negs, n_neg = k, n - 1
         use = _use_tiles(tiled, n, n)
-        lse_b, _ = pairwise_logsumexp(a, k, scale, tiled=use, block_size=block_size)
-        assert lse_b is not None
-        lse = lse_b
+        lse = _lse(a, k, scale, use, block_size)
     else:
-        negs = queue
-        n_neg = queue.shape[0]
+        negs, n_neg = queue, queue.shape[0]
         use = _use_tiles(tiled, n, n_neg)
-        lse = pos
-        if n_neg:
-            lse_q, _ = pairwise_logsumexp(a, queue, scale, tiled=use, block_size=block_size)
-            assert lse_q is not None
-            lse = torch.logaddexp(pos, lse_q)
+        lse = torch.logaddexp(pos, _lse(a, queue, scale, use, block_size)) if n_neg else pos
     h = min(num_hard, n_neg)
     if mix_index is not None:
         mix_index = _check_ranks(mix_index, "mix_index", h, validate)
@@ -559,15 +705,7 @@ def mochi(
     if h > 0 and (num_mix > 0 or num_query_mix > 0):
         with torch.no_grad():
             qd = a.detach()
-            # the h most similar negatives of every query, most similar first, in blocks of query rows
-            rows = block_rows(negs.shape[0], block_size) if use else n
-            hard = torch.empty((n, h), dtype=torch.long, device=dev)
-            for r0 in range(0, n, rows):
-                r1 = min(r0 + rows, n)
-                sim = qd[r0:r1] @ negs.T
-                if queue is None:  # a query's own key is its positive, not a negative
-                    sim[torch.arange(r1 - r0, device=dev), torch.arange(r0, r1, device=dev)] = float("-inf")
-                hard[r0:r1] = sim.topk(h, dim=1).indices
+            hard = _hardest(qd, negs, h, block_rows(negs.shape[0], block_size) if use else n, skip_own=queue is None)
             # draws, in this order, for what the caller did not give; the weights are drawn in
             # float64 whatever the input dtype, so one seed gives one mixing in every precision
             if num_mix > 0 and mix_index is None:
@@ -595,11 +733,23 @@ def mochi(
         lse = torch.logaddexp(lse, lse_syn)
     per = lse - pos
     if isinstance(b_in, Tensor) and b_in.requires_grad:
-        per = _ZeroGradientTo.apply(per, b_in)
-    return _finish(per, reduction, n, False, None, out_dtype)
+        per = _zero_gradient_to(per, b_in)
+    return reduce_loss(per, reduction, out_dtype=out_dtype)
 
 
 # ----------------------------------------------------------------------------- G8
+@loss_function(inputs=PAIR, params={
+    "lambd": Param("λ ≥ 0, weight of the off-diagonal (redundancy) terms", nonnegative,
+                   "facebookresearch/barlowtwins main.py --lambd 0.0051"),
+    "eps": Param("ε ≥ 0 inside the square root of the batch variance", nonnegative,
+                 "nn.BatchNorm1d default eps (the reference's standardisation)"),
+    "distributed": Param("standardise and correlate over every process's rows (all-gather with gradients); each "
+                         "process returns the loss of the concatenated batch", as_bool, "off: a single process"),
+    "group": SHARED["group"],
+    "reduction": Param("``'sum'`` over the D feature rows (the reference) | ``'mean'`` over them | ``'none'`` "
+                       "(per feature row ``(1 - C_ii)² + λ Σ_{j≠i} C_ij²``, [D])", COMMON["reduction"].check,
+                       "the reference sums over the D x D terms"),
+})
 def barlow_twins(
     a: Tensor,
     b: Tensor,
@@ -616,19 +766,25 @@ def barlow_twins(
     ``bn`` standardises each feature over the batch (biased variance, ``eps`` inside the
     square root, as ``BatchNorm1d(affine=False)`` in training mode). ``"none"`` returns the
     D per-feature rows ``(1 - C_ii)² + λ Σ_{j≠i} C_ij²``, ``"sum"`` (default) their sum,
-    ``"mean"`` their mean. See :class:`lossatlas.losses.BarlowTwinsLoss`.
+    ``"mean"`` their mean. An empty batch gives 0 (``"none"``: an empty tensor); one sample
+    cannot be standardised (``ValueError``). See :class:`lossatlas.losses.BarlowTwinsLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.barlow_twins(torch.randn(16, 4), torch.randn(16, 4), reduction="none").shape
+        torch.Size([4])
     """
     a_in, b_in = a, b
     # The finiteness check is deferred to the (D-element) result: a NaN or Inf anywhere in a
     # feature column reaches that column's batch statistics, hence C's row or column and the
     # diagonal term, so a finite result proves finite inputs, and only a non-finite one pays
     # for reading the inputs. Same errors, no [N, D] reductions on the common path.
-    a, b, out_dtype = _prepare_pair(a, b, reduction, False, normalize=False)
-    lambd = check_number(lambd, "lambd", low=0.0)
-    eps = check_number(eps, "eps", low=0.0)
-    on = bool(distributed) and is_distributed(group)
+    a, b, out_dtype = _prepare_pair(a, b, False, normalize=False)
+    on = distributed and is_distributed(group)
     ag, bg, _ = _gather_pair(a, b, on, group)
     n = ag.shape[0]
+    if n == 0:
+        return _no_pairs(a, b, reduction, out_dtype)
     if n < 2:
         raise ValueError(f"barlow_twins needs at least 2 samples to standardise each feature over the batch, got N={n}")
 
@@ -652,12 +808,36 @@ def barlow_twins(
     if validate and not compiling() and not bool(torch.isfinite(per).all()):
         check_finite(a_in, "a", True)
         check_finite(b_in, "b", True)
-    out = per if reduction == "none" else (per.sum() if reduction == "sum" else per.mean())
+    out = reduce_loss(per, reduction, out_dtype=out_dtype)
     if on and reduction != "none":
         out = replicated_loss(out, group)
-    return out.to(out_dtype)
+    return out
 
 
+# ----------------------------------------------------------------------------- W-MSE
+def _whiten(x: Tensor, eps: float, eye: Tensor, validate: bool) -> Tensor:
+    """``(x - μ) Lᵀ⁻¹`` with ``L Lᵀ = (1 - eps) Σ + eps I`` (Σ the unbiased covariance of the rows)."""
+    xn = x - x.mean(0)
+    cov = xn.T @ xn / (x.shape[0] - 1)
+    cov = (1.0 - eps) * cov + eps * eye
+    chol, info = torch.linalg.cholesky_ex(cov)
+    if validate and not compiling() and int(info) != 0:
+        raise ValueError(
+            "wmse: the covariance of a whitening sub-batch is singular (features are linearly "
+            "dependent within the sub-batch); set eps > 0 (e.g. 1e-3) or use a larger w_size"
+        )
+    w: Tensor = torch.linalg.solve_triangular(chol, eye, upper=False)
+    return xn @ w.T
+
+
+@loss_function(inputs=PAIR, call=("generator",), params={
+    "w_size": Param("rows per whitening sub-batch (capped at N; N must be a multiple of it, and it must exceed D "
+                    "unless eps > 0)", positive_int, "htdt/self-supervised cfg --w_size 128"),
+    "w_iter": Param("whitening iterations, each with a fresh permutation (their losses are averaged)", positive_int,
+                    "htdt/self-supervised cfg --w_iter 1"),
+    "eps": Param("covariance shrinkage in [0, 1]: ``(1 - eps) Σ + eps I``", unit_interval,
+                 "Whitening2d eps=0 (--w_eps 0)"),
+})
 def wmse(
     a: Tensor,
     b: Tensor,
@@ -673,16 +853,21 @@ def wmse(
 
     Each view is whitened separately within random sub-batches of ``w_size`` rows
     (Cholesky whitening of the unbiased covariance, shrunk by ``eps``), ``w_iter`` times
-    with fresh permutations; the per-pair losses are averaged over iterations. See
+    with fresh permutations (drawn with the call keyword ``generator``, or torch's global
+    RNG); the per-pair losses are averaged over iterations. With ``validate=True`` a
+    singular sub-batch covariance raises ``ValueError`` (a host read; ``validate=False``
+    and ``torch.compile`` skip it, and a singular covariance then gives NaN). See
     :class:`lossatlas.losses.WMSELoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> la.functional.wmse(torch.randn(32, 4), torch.randn(32, 4), w_size=16).shape
+        torch.Size([])
     """
-    a, b, out_dtype = _prepare_pair(a, b, reduction, validate, normalize=False)
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize=False)
     n, d = a.shape
-    check_int(w_size, "w_size")
-    check_int(w_iter, "w_iter")
-    eps = check_number(eps, "eps", low=0.0, high=1.0)
     if n == 0:
-        return _zero_loss(a, b, 0, reduction, out_dtype)
+        return _no_pairs(a, b, reduction, out_dtype)
     ws = min(w_size, n)
     if n % ws:
         raise ValueError(f"the batch size N={n} must be a multiple of w_size={w_size}; change the batch size or w_size")
@@ -692,27 +877,12 @@ def wmse(
             "the covariance is singular; raise w_size / the batch size, or set eps > 0"
         )
     eye = torch.eye(d, dtype=a.dtype, device=a.device)
-
-    def whiten(x: Tensor) -> Tensor:
-        xn = x - x.mean(0)
-        cov = xn.T @ xn / (x.shape[0] - 1)
-        cov = (1.0 - eps) * cov + eps * eye
-        chol, info = torch.linalg.cholesky_ex(cov)
-        if int(info) != 0:
-            raise ValueError(
-                "wmse: the covariance of a whitening sub-batch is singular (features are linearly "
-                "dependent within the sub-batch); set eps > 0 (e.g. 1e-3) or use a larger w_size"
-            )
-        w = torch.linalg.solve_triangular(chol, eye, upper=False)
-        return xn @ w.T
-
     per = a.new_zeros(n)
     for _ in range(w_iter):
         perm = torch.randperm(n, generator=generator).to(a.device)
         za, zb = torch.empty_like(a), torch.empty_like(b)
         for idx in perm.view(-1, ws):
-            za = za.index_put((idx,), whiten(a[idx]))
-            zb = zb.index_put((idx,), whiten(b[idx]))
+            za = za.index_put((idx,), _whiten(a[idx], eps, eye, validate))
+            zb = zb.index_put((idx,), _whiten(b[idx], eps, eye, validate))
         per = per + (2.0 - 2.0 * (F.normalize(za, dim=1) * F.normalize(zb, dim=1)).sum(1))
-    per = per / w_iter
-    return _finish(per, reduction, n, False, None, out_dtype)
+    return reduce_loss(per / w_iter, reduction, out_dtype=out_dtype)

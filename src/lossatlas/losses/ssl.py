@@ -5,6 +5,15 @@ Input kind ``pair``: ``(a[N, D], b[N, D])`` raw embeddings of two views (row i o
 positive pair), L2-normalised inside unless ``normalize=False``. SupCon and NT-Xent with
 class labels (kind ``embedding``) live in :mod:`lossatlas.losses.metric`.
 
+Every method is defined by its function in :mod:`lossatlas.functional.ssl` (names,
+defaults, checks and the defaults' sources). Decoupled, debiased, hard-negative
+contrastive, Barlow Twins and W-MSE are that function's module twins
+(:class:`~lossatlas.losses.FunctionalLoss`); InfoNCE and SigLIP keep a module of their own
+for the learnable temperature / scale and bias (``learnable=True``), MoCHi for its call
+signature (``forward(a, b, queue, generator, ...)``); all three validate with the
+function's spec and call the same function, and ``functional_kwargs()`` gives the keywords
+that make the function equal the module.
+
 Scaling options shared by InfoNCE, SigLIP, decoupled, debiased and hard-negative losses:
 ``tiled`` (True / False / "auto") computes the loss in blocks with a custom backward, with
 the dense form's values and gradients and memory linear in N; ``distributed=True`` takes
@@ -22,10 +31,9 @@ from torch import Tensor, nn
 
 from .. import functional as LF
 from .._docs import fill_doc
-from .._validation import check_int, check_number
-from ..functional.ssl import _check_block, _check_mochi_counts, _check_tiled
+from .._spec import as_bool, fresh, positive, spec_of
 from ..registry import Paper, register
-from ._base import Loss
+from ._base import FunctionalLoss, Loss
 
 __all__ = [
     "InfoNCELoss",
@@ -47,52 +55,17 @@ MOCHI_PAPER = Paper("Y. Kalantidis, M. B. Sariyildiz, N. Pion, P. Weinzaepfel, D
 BARLOW_PAPER = Paper("J. Zbontar, L. Jing, I. Misra, Y. LeCun, S. Deny", "Barlow Twins: Self-Supervised Learning via Redundancy Reduction", "ICML", 2021, "2103.03230")
 WMSE_PAPER = Paper("A. Ermolov, A. Siarohin, E. Sangineto, N. Sebe", "Whitening for Self-Supervised Representation Learning", "ICML", 2021, "2007.06346")
 
-
-#: The "Scaling" section of every similarity-matrix loss's docstring (its ``{scaling}`` line).
-_SCALING_DOC = """\
-Scaling (catalogue G9, G10):
-    tiled: ``True`` computes the loss in blocks of ``block_size`` query rows with a
-        custom backward (Inf-CL, Cheng et al. 2024): same values and gradients as the
-        dense form, memory linear in N and the work in matrix multiplies; ``False``
-        builds the N x N matrix; ``"auto"`` (default) tiles above 4M matrix entries.
-    block_size: query rows per block (default ~16M entries per block).
-    distributed: with an initialised ``torch.distributed`` group, every process's rows
-        are negatives (all-gather with gradients); each process returns the loss of
-        the concatenated batch and gets its exact gradient (set ``module.group`` for a
-        non-default process group; under DDP, which averages gradients, multiply the
-        loss by the world size).
-"""
+_INFONCE = spec_of(LF.infonce)
+_SIGLIP = spec_of(LF.siglip)
+_MOCHI = spec_of(LF.mochi)
 
 
-class _TiledLoss(Loss):
-    """Common options of the losses that can tile their similarity matrix."""
-
-    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, reduction: str, validate: bool) -> None:
-        super().__init__(reduction, validate)
-        _check_tiled(tiled)
-        _check_block(block_size)
-        self.normalize = bool(normalize)
-        self.tiled = tiled
-        self.block_size = block_size
-
-    def _opts(self) -> dict[str, Any]:
-        return {"normalize": self.normalize, "tiled": self.tiled, "block_size": self.block_size,
-                "reduction": self.reduction, "validate": self.validate}
+def _args(spec_doc: str, *module_only: str) -> str:
+    """An ``Args:`` block: the module-only arguments, then the function's."""
+    return "\n".join(["Args:", *(f"    {line}" for line in module_only), *spec_doc.split("\n")[1:]])
 
 
-class _PairLoss(_TiledLoss):
-    """Common options of the similarity-matrix losses: tiling and distributed negatives."""
-
-    def __init__(self, normalize: bool, tiled: bool | str, block_size: int | None, distributed: bool,
-                 reduction: str, validate: bool) -> None:
-        super().__init__(normalize, tiled, block_size, reduction, validate)
-        self.distributed = bool(distributed)
-        self.group: Any = None
-
-    def _opts(self) -> dict[str, Any]:
-        return {**super()._opts(), "distributed": self.distributed, "group": self.group}
-
-
+# ----------------------------------------------------------------------------- G1
 @register(
     "infonce",
     aliases=("info_nce", "clip", "clip_loss"),
@@ -103,14 +76,16 @@ class _PairLoss(_TiledLoss):
     paper=CPC_PAPER,
     code="mlfoundations/open_clip src/open_clip/loss.py::ClipLoss; KevinMusgrave/pytorch-metric-learning NTXentLoss",
     function=LF.infonce,
-    defaults_source={
-        "temperature": "CLIP's initial logit scale 1/0.07 (Radford et al. 2021; open_clip init log(1/0.07))",
-        "symmetric": "CLIP / open_clip ClipLoss (image→text and text→image, averaged)",
-        "max_scale": "CLIP clamps the learnable logit scale at 100",
-    },
+    defaults_source={**_INFONCE.sources, "max_scale": "CLIP clamps the learnable logit scale at 100",
+                     "learnable": "a fixed temperature (CLIP learns it: learnable=True)"},
 )
-@fill_doc(scaling=_SCALING_DOC)
-class InfoNCELoss(_PairLoss):
+@fill_doc(args=_args(
+    _INFONCE.args_doc(),
+    "learnable: make the temperature an ``nn.Parameter`` ``logit_scale = log(1/T)``, as CLIP; the",
+    "    scale ``exp(logit_scale)`` is clamped at ``max_scale``. Default ``False``.",
+    "max_scale: the clamp of the learnable scale 1/T. Default ``100.0`` (CLIP).",
+))
+class InfoNCELoss(Loss):
     r"""InfoNCE / NT-Xent with in-batch negatives; one-way or symmetric (CLIP) form.
 
     .. math:: \ell_i^{a\to b} = -\log \frac{\exp(\hat a_i\cdot\hat b_i/T)}{\sum_j \exp(\hat a_i\cdot\hat b_j/T)},
@@ -126,17 +101,12 @@ class InfoNCELoss(_PairLoss):
     ``-log p`` over them): with ``intra_view_negatives=True`` that is SupCon (Khosla et al.
     2020) on the 2N views with ``base_temperature = temperature``, and it tiles and
     distributes like the rest (the positives' mean similarity is linear: class sums).
+    The function is :func:`lossatlas.functional.infonce`; ``functional_kwargs()`` hands it
+    the (learnable) temperature.
 
-    Args:
-        temperature: T > 0 (default 0.07, CLIP's initial value).
-        symmetric: average the a→b and b→a losses (default True).
-        intra_view_negatives: SimCLR's 2N form (default False: CLIP's cross-view negatives).
-        learnable: make the temperature an ``nn.Parameter`` ``logit_scale = log(1/T)``, as
-            CLIP; the scale ``exp(logit_scale)`` is clamped at ``max_scale`` (default 100).
-        normalize: L2-normalise a and b inside (default True).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
-    {scaling}
-    Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
+    {args}
+
+    Shapes: ``a``, ``b`` [N, D], ``labels`` int64 [N] (optional); output scalar or [N].
 
     Example:
         >>> import torch, lossatlas as la
@@ -144,6 +114,8 @@ class InfoNCELoss(_PairLoss):
         >>> float(crit(torch.randn(8, 4), torch.randn(8, 4))) > 0
         True
     """
+
+    logit_scale: nn.Parameter | None
 
     def __init__(
         self,
@@ -156,20 +128,33 @@ class InfoNCELoss(_PairLoss):
         tiled: bool | str = "auto",
         block_size: int | None = None,
         distributed: bool = False,
+        group: Any = None,
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
-        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
-        t = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.max_scale = check_number(max_scale, "max_scale", low=0.0, low_open=True)
-        self.symmetric = bool(symmetric)
-        self.intra_view_negatives = bool(intra_view_negatives)
-        self.learnable = bool(learnable)
-        self._temperature = t
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / t))) if self.learnable else None
+        if isinstance(temperature, Tensor):
+            raise TypeError("temperature must be a real number (learnable=True makes it a parameter)")
+        checked = _INFONCE.check_all({
+            "temperature": temperature, "symmetric": symmetric, "intra_view_negatives": intra_view_negatives,
+            "normalize": normalize, "tiled": tiled, "block_size": block_size, "distributed": distributed,
+            "group": group, "reduction": reduction, "validate": validate,
+        })
+        super().__init__(checked.pop("reduction"), checked.pop("validate"))
+        self.learnable = as_bool(learnable, "learnable")
+        self.max_scale = positive(max_scale, "max_scale")
+        self._temperature: float = checked.pop("temperature")
+        self.symmetric: bool = checked["symmetric"]
+        self.intra_view_negatives: bool = checked["intra_view_negatives"]
+        self.normalize: bool = checked["normalize"]
+        self.tiled: bool | str = checked["tiled"]
+        self.block_size: int | None = checked["block_size"]
+        self.distributed: bool = checked["distributed"]
+        self.group: Any = checked["group"]
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / self._temperature))) if self.learnable else None
 
     @property
     def temperature(self) -> float | Tensor:
+        """T: the float given, or ``1 / min(exp(logit_scale), max_scale)`` when learnable."""
         if self.logit_scale is None:
             return self._temperature
         return 1.0 / self.logit_scale.exp().clamp(max=self.max_scale)
@@ -177,11 +162,17 @@ class InfoNCELoss(_PairLoss):
     def _hparams(self) -> dict[str, Any]:
         return {"temperature": self._temperature, "symmetric": self.symmetric, "learnable": self.learnable, "tiled": self.tiled}
 
+    def functional_kwargs(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "symmetric": self.symmetric,
+                "intra_view_negatives": self.intra_view_negatives, "normalize": self.normalize, "tiled": self.tiled,
+                "block_size": self.block_size, "distributed": self.distributed, "group": self.group,
+                "reduction": self.reduction, "validate": self.validate}
+
     def forward(self, a: Tensor, b: Tensor, labels: Tensor | None = None) -> Tensor:
-        return LF.infonce(a, b, temperature=self.temperature, symmetric=self.symmetric,
-                          intra_view_negatives=self.intra_view_negatives, labels=labels, **self._opts())
+        return fresh(_INFONCE.function(a, b, labels=labels, **self.functional_kwargs()))
 
 
+# ----------------------------------------------------------------------------- G3
 @register(
     "siglip",
     aliases=("sigmoid_contrastive", "siglip_loss"),
@@ -192,10 +183,14 @@ class InfoNCELoss(_PairLoss):
     paper=SIGLIP_PAPER,
     code="mlfoundations/open_clip src/open_clip/loss.py::SigLipLoss; google-research/big_vision",
     function=LF.siglip,
-    defaults_source={"scale": "Zhai et al. 2023: t = exp(t'), t' = log 10 at init", "bias": "Zhai et al. 2023: b = -10 at init"},
+    defaults_source={**_SIGLIP.sources, "learnable": "fixed scale and bias (SigLIP learns them: learnable=True)"},
 )
-@fill_doc(scaling=_SCALING_DOC)
-class SigLIPLoss(_PairLoss):
+@fill_doc(args=_args(
+    _SIGLIP.args_doc(),
+    "learnable: make ``logit_scale = log t`` and ``logit_bias = b`` ``nn.Parameter``\\ s (as SigLIP).",
+    "    Default ``False``.",
+))
+class SigLIPLoss(Loss):
     r"""SigLIP pairwise sigmoid loss (Zhai, Mustafa, Kolesnikov & Beyer, 2023, "Sigmoid Loss
     for Language Image Pre-Training").
 
@@ -204,15 +199,13 @@ class SigLIPLoss(_PairLoss):
 
     Every pair is an independent binary problem, so no softmax normaliser couples the
     batch. ``reduction="mean"`` is ``Σ_i ℓ_i / N``: open_clip's sum over the N² pairs
-    divided by N (parity case ``pair_siglip``), not a mean over pairs.
+    divided by N (parity case ``pair_siglip``), not a mean over pairs; ``"none"`` is per
+    anchor a_i. The defaults t = 10, b = -10 are the paper's initial values (so that the
+    many negatives start near 0 loss). The function is :func:`lossatlas.functional.siglip`;
+    ``functional_kwargs()`` hands it the (learnable) scale and bias.
 
-    Args:
-        scale: t > 0, the already-exponentiated logit scale (default 10, the paper's init).
-        bias: b (default -10, the paper's init, so that the many negatives start near 0 loss).
-        learnable: make ``logit_scale = log t`` and ``logit_bias = b`` ``nn.Parameter``\ s.
-        normalize: L2-normalise a and b inside (default True).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per anchor a_i, [N]).
-    {scaling}
+    {args}
+
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -221,6 +214,9 @@ class SigLIPLoss(_PairLoss):
         >>> crit(torch.randn(8, 4), torch.randn(8, 4)).shape
         torch.Size([])
     """
+
+    logit_scale: nn.Parameter | None
+    logit_bias: nn.Parameter | None
 
     def __init__(
         self,
@@ -231,13 +227,25 @@ class SigLIPLoss(_PairLoss):
         tiled: bool | str = "auto",
         block_size: int | None = None,
         distributed: bool = False,
+        group: Any = None,
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
-        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
-        self._scale = check_number(scale, "scale", low=0.0, low_open=True)
-        self._bias = check_number(bias, "bias")
-        self.learnable = bool(learnable)
+        if isinstance(scale, Tensor) or isinstance(bias, Tensor):
+            raise TypeError("scale and bias must be real numbers (learnable=True makes them parameters)")
+        checked = _SIGLIP.check_all({
+            "scale": scale, "bias": bias, "normalize": normalize, "tiled": tiled, "block_size": block_size,
+            "distributed": distributed, "group": group, "reduction": reduction, "validate": validate,
+        })
+        super().__init__(checked.pop("reduction"), checked.pop("validate"))
+        self.learnable = as_bool(learnable, "learnable")
+        self._scale: float = checked["scale"]
+        self._bias: float = checked["bias"]
+        self.normalize: bool = checked["normalize"]
+        self.tiled: bool | str = checked["tiled"]
+        self.block_size: int | None = checked["block_size"]
+        self.distributed: bool = checked["distributed"]
+        self.group: Any = checked["group"]
         if self.learnable:
             self.logit_scale = nn.Parameter(torch.tensor(math.log(self._scale)))
             self.logit_bias = nn.Parameter(torch.tensor(self._bias))
@@ -247,19 +255,27 @@ class SigLIPLoss(_PairLoss):
 
     @property
     def scale(self) -> float | Tensor:
+        """t: the float given, or ``exp(logit_scale)`` when learnable."""
         return self._scale if self.logit_scale is None else self.logit_scale.exp()
 
     @property
     def bias(self) -> float | Tensor:
+        """b: the float given, or ``logit_bias`` when learnable."""
         return self._bias if self.logit_bias is None else self.logit_bias
 
     def _hparams(self) -> dict[str, Any]:
         return {"scale": self._scale, "bias": self._bias, "learnable": self.learnable, "tiled": self.tiled}
 
+    def functional_kwargs(self) -> dict[str, Any]:
+        return {"scale": self.scale, "bias": self.bias, "normalize": self.normalize, "tiled": self.tiled,
+                "block_size": self.block_size, "distributed": self.distributed, "group": self.group,
+                "reduction": self.reduction, "validate": self.validate}
+
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return LF.siglip(a, b, scale=self.scale, bias=self.bias, **self._opts())
+        return fresh(_SIGLIP.function(a, b, **self.functional_kwargs()))
 
 
+# ----------------------------------------------------------------------------- G4
 @register(
     "decoupled_contrastive",
     aliases=("decoupled_cl", "dcl_loss"),
@@ -269,11 +285,8 @@ class SigLIPLoss(_PairLoss):
     formula="L(a,b)_i = -w_i â_i·b̂_i/T + log Σ_{j≠i}[exp(â_i·â_j/T) + exp(â_i·b̂_j/T)]; l_i = (L(a,b)_i + L(b,a)_i)/2",
     paper=DCL_PAPER,
     code="lightly-ai/lightly lightly/loss/dcl_loss.py::DCLLoss (no official code)",
-    function=LF.decoupled_contrastive,
-    defaults_source={"temperature": "Yeh et al. 2022 and lightly DCLLoss: 0.1", "sigma": "Yeh et al. 2022 DCLW: σ = 0.5"},
 )
-@fill_doc(scaling=_SCALING_DOC)
-class DecoupledContrastiveLoss(_PairLoss):
+class DecoupledContrastiveLoss(FunctionalLoss, function=LF.decoupled_contrastive):
     r"""Decoupled contrastive learning, DCL (Yeh et al., 2022, "Decoupled Contrastive Learning").
 
     .. math:: L(a,b)_i = -w_i\,\hat a_i\cdot\hat b_i/T + \log\sum_{j\ne i}\big[e^{\hat a_i\cdot\hat a_j/T} + e^{\hat a_i\cdot\hat b_j/T}\big]
@@ -283,15 +296,10 @@ class DecoupledContrastiveLoss(_PairLoss):
     can be negative. Symmetric ``(L(a,b) + L(b,a))/2`` by default, as lightly's ``DCLLoss``
     (the reference, parity case ``pair_decoupled_contrastive``; no official code exists).
     ``weighted=True`` is DCLW: ``w_i = 2 - N softmax_i(â·b̂ / σ)`` on detached similarities.
+    A single pair has no negative: its loss is 0.
 
-    Args:
-        temperature: T > 0 (default 0.1).
-        symmetric: average both directions (default True).
-        weighted: DCLW von Mises-Fisher weighting of the positive (default False).
-        sigma: σ of DCLW (default 0.5).
-        normalize: L2-normalise a and b inside (default True).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
-    {scaling}
+    {args}
+
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -301,33 +309,8 @@ class DecoupledContrastiveLoss(_PairLoss):
         torch.Size([])
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        symmetric: bool = True,
-        weighted: bool = False,
-        sigma: float = 0.5,
-        normalize: bool = True,
-        tiled: bool | str = "auto",
-        block_size: int | None = None,
-        distributed: bool = False,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.symmetric = bool(symmetric)
-        self.weighted = bool(weighted)
-        self.sigma = check_number(sigma, "sigma", low=0.0, low_open=True)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "symmetric": self.symmetric, "weighted": self.weighted, "tiled": self.tiled}
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return LF.decoupled_contrastive(a, b, temperature=self.temperature, symmetric=self.symmetric,
-                                        weighted=self.weighted, sigma=self.sigma, **self._opts())
-
-
+# ----------------------------------------------------------------------------- G5
 @register(
     "debiased_contrastive",
     aliases=("debiased_cl",),
@@ -337,11 +320,8 @@ class DecoupledContrastiveLoss(_PairLoss):
     formula="Ng = max((Σ_neg e^{s/T} - τ⁺ M e^{s⁺/T})/(1-τ⁺), M e^{-1/T}), l = -log(e^{s⁺/T}/(e^{s⁺/T}+Ng)), M = 2N-2",
     paper=DEBIASED_PAPER,
     code="chingyaoc/DCL main.py::train (debiased=True)",
-    function=LF.debiased_contrastive,
-    defaults_source={"temperature": "chingyaoc/DCL main.py default 0.5", "tau_plus": "chingyaoc/DCL main.py default 0.1"},
 )
-@fill_doc(scaling=_SCALING_DOC)
-class DebiasedContrastiveLoss(_PairLoss):
+class DebiasedContrastiveLoss(FunctionalLoss, function=LF.debiased_contrastive):
     r"""Debiased contrastive loss (Chuang, Robinson, Yen-Chen, Torralba & Jegelka, 2020,
     "Debiased Contrastive Learning").
 
@@ -355,12 +335,8 @@ class DebiasedContrastiveLoss(_PairLoss):
     the reference. τ⁺ = 0 is SimCLR's NT-Xent without the positive in the denominator.
     ``"none"`` returns per pair [N] the mean of its two anchors' losses.
 
-    Args:
-        temperature: T > 0 (default 0.5).
-        tau_plus: class prior τ⁺ in [0, 1) (default 0.1).
-        normalize: L2-normalise a and b inside (default True).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
-    {scaling}
+    {args}
+
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -370,28 +346,8 @@ class DebiasedContrastiveLoss(_PairLoss):
         torch.Size([])
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        tau_plus: float = 0.1,
-        normalize: bool = True,
-        tiled: bool | str = "auto",
-        block_size: int | None = None,
-        distributed: bool = False,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "tau_plus": self.tau_plus, "tiled": self.tiled}
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return LF.debiased_contrastive(a, b, temperature=self.temperature, tau_plus=self.tau_plus, **self._opts())
-
-
+# ----------------------------------------------------------------------------- G6
 @register(
     "hard_negative_contrastive",
     aliases=("hcl", "hard_negative_cl"),
@@ -401,11 +357,8 @@ class DebiasedContrastiveLoss(_PairLoss):
     formula="reweight = Σ_neg e^{(β+1)s/T} / mean_neg e^{βs/T}; Ng = max((reweight - τ⁺ M e^{s⁺/T})/(1-τ⁺), M e^{-1/T}); l = -log(e^{s⁺/T}/(e^{s⁺/T}+Ng))",
     paper=HCL_PAPER,
     code="joshr17/HCL image/main.py::criterion (estimator='hard')",
-    function=LF.hard_negative_contrastive,
-    defaults_source={"temperature": "joshr17/HCL image/main.py: 0.5", "tau_plus": "joshr17/HCL: 0.1", "beta": "joshr17/HCL: 1.0"},
 )
-@fill_doc(scaling=_SCALING_DOC)
-class HardNegativeContrastiveLoss(_PairLoss):
+class HardNegativeContrastiveLoss(FunctionalLoss, function=LF.hard_negative_contrastive):
     r"""Hard negative sampling, HCL (Robinson, Chuang, Sra & Jegelka, 2021, "Contrastive
     Learning with Hard Negative Samples").
 
@@ -418,14 +371,10 @@ class HardNegativeContrastiveLoss(_PairLoss):
     with ``estimator='hard'`` (parity case ``pair_hard_negative_contrastive``), including
     the gradient through the weights (they are not detached there). The weighted sum is
     computed as ``M·exp(lse_{(β+1)/T} - lse_{β/T})``, so the tiled form needs no N×N matrix.
+    ``"none"`` returns per pair [N] the mean of its two anchors' losses.
 
-    Args:
-        temperature: T > 0 (default 0.5).
-        tau_plus: class prior τ⁺ in [0, 1) (default 0.1).
-        beta: concentration β >= 0 (default 1.0).
-        normalize: L2-normalise a and b inside (default True).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N], mean of both anchors).
-    {scaling}
+    {args}
+
     Shapes: ``a``, ``b`` [N, D]; output scalar or [N].
 
     Example:
@@ -435,31 +384,8 @@ class HardNegativeContrastiveLoss(_PairLoss):
         torch.Size([])
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        tau_plus: float = 0.1,
-        beta: float = 1.0,
-        normalize: bool = True,
-        tiled: bool | str = "auto",
-        block_size: int | None = None,
-        distributed: bool = False,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(normalize, tiled, block_size, distributed, reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        self.tau_plus = check_number(tau_plus, "tau_plus", low=0.0, high=1.0, high_open=True)
-        self.beta = check_number(beta, "beta", low=0.0)
 
-    def _hparams(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "tau_plus": self.tau_plus, "beta": self.beta, "tiled": self.tiled}
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return LF.hard_negative_contrastive(a, b, temperature=self.temperature, tau_plus=self.tau_plus,
-                                            beta=self.beta, **self._opts())
-
-
+# ----------------------------------------------------------------------------- G7
 @register(
     "mochi",
     aliases=("hard_negative_mixing",),
@@ -471,15 +397,10 @@ class HardNegativeContrastiveLoss(_PairLoss):
     paper=MOCHI_PAPER,
     code="(paper, Sec. 4; no official code: the authors released pretrained models only)",
     function=LF.mochi,
-    defaults_source={
-        "temperature": "MoCo v2, which MoCHi builds on: T = 0.2",
-        "num_hard": "Kalantidis et al. 2020 name runs MoCHi (N, s, s') and ablate N, s, s' with no single default; "
-                    "N = 1024 is this library's choice",
-        "num_mix": "this library's choice of s (the paper ablates s, no single default)",
-        "num_query_mix": "this library's choice of s' (the paper ablates s', no single default; s' = 0 turns it off)",
-    },
+    defaults_source=_MOCHI.sources,
 )
-class MoCHiLoss(_TiledLoss):
+@fill_doc(args=_MOCHI.args_doc())
+class MoCHiLoss(Loss):
     r"""MoCHi, hard negative mixing (Kalantidis, Sariyildiz, Pion, Weinzaepfel & Larlus, 2020,
     "Hard Negative Mixing for Contrastive Learning", NeurIPS).
 
@@ -512,21 +433,13 @@ class MoCHiLoss(_TiledLoss):
     ``queue=None`` (no memory bank) uses the batch's own keys, detached, as the queue: the
     negatives of query i are then ``b_j``, j ≠ i (MoCHi on in-batch negatives).
 
-    Args:
-        temperature: T > 0 (default 0.2, MoCo v2).
-        num_hard: N, hard negatives per query to mix from (default 1024; capped by K).
-        num_mix: s, mixtures of two hard negatives per query (default 1024).
-        num_query_mix: s', mixtures of the query with a hard negative (default 256).
-        normalize: L2-normalise a, b and the queue inside (default True).
-        tiled: the denominator over the queue as a tiled log-sum-exp and the hard-negative
-            search in blocks of query rows (True / False / "auto", as InfoNCE); same values
-            and gradients as the dense form.
-        block_size: query rows per block.
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per query [N]).
+    {args}
 
     Defaults: the paper names its runs MoCHi (N, s, s') and ablates the three counts per
     dataset without fixing one setting; 1024 / 1024 / 256 is this library's choice (see
     ``lossatlas.info("mochi").defaults_source``). T = 0.2 is MoCo v2's, which MoCHi uses.
+    The module holds no state: it is :func:`lossatlas.functional.mochi` with its
+    hyper-parameters (``functional_kwargs()``) and a call signature of its own.
 
     Shapes: ``a``, ``b`` [N, D]; ``forward(a, b, queue=None, generator=None, *, mix_index,
     mix_alpha, query_mix_index, query_mix_beta)`` with ``queue`` [K, D], ``mix_index`` int64
@@ -553,13 +466,26 @@ class MoCHiLoss(_TiledLoss):
         reduction: str = "mean",
         validate: bool = True,
     ) -> None:
-        super().__init__(normalize, tiled, block_size, reduction, validate)
-        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
-        _check_mochi_counts(num_hard, num_mix, num_query_mix)
-        self.num_hard, self.num_mix, self.num_query_mix = num_hard, num_mix, num_query_mix
+        checked = _MOCHI.check_all({
+            "temperature": temperature, "num_hard": num_hard, "num_mix": num_mix, "num_query_mix": num_query_mix,
+            "normalize": normalize, "tiled": tiled, "block_size": block_size, "reduction": reduction, "validate": validate,
+        })
+        super().__init__(checked.pop("reduction"), checked.pop("validate"))
+        self.temperature: float = checked["temperature"]
+        self.num_hard: int = checked["num_hard"]
+        self.num_mix: int = checked["num_mix"]
+        self.num_query_mix: int = checked["num_query_mix"]
+        self.normalize: bool = checked["normalize"]
+        self.tiled: bool | str = checked["tiled"]
+        self.block_size: int | None = checked["block_size"]
 
     def _hparams(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "num_hard": self.num_hard, "num_mix": self.num_mix, "num_query_mix": self.num_query_mix}
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "num_hard": self.num_hard, "num_mix": self.num_mix,
+                "num_query_mix": self.num_query_mix, "normalize": self.normalize, "tiled": self.tiled,
+                "block_size": self.block_size, "reduction": self.reduction, "validate": self.validate}
 
     def forward(
         self,
@@ -573,12 +499,12 @@ class MoCHiLoss(_TiledLoss):
         query_mix_index: Tensor | None = None,
         query_mix_beta: Tensor | None = None,
     ) -> Tensor:
-        return LF.mochi(a, b, temperature=self.temperature, num_hard=self.num_hard, num_mix=self.num_mix,
-                        num_query_mix=self.num_query_mix, queue=queue, mix_index=mix_index, mix_alpha=mix_alpha,
-                        query_mix_index=query_mix_index, query_mix_beta=query_mix_beta, generator=generator,
-                        **self._opts())
+        return fresh(_MOCHI.function(a, b, queue=queue, generator=generator, mix_index=mix_index, mix_alpha=mix_alpha,
+                                     query_mix_index=query_mix_index, query_mix_beta=query_mix_beta,
+                                     **self.functional_kwargs()))
 
 
+# ----------------------------------------------------------------------------- G8
 @register(
     "barlow_twins",
     aliases=("barlowtwins",),
@@ -588,14 +514,8 @@ class MoCHiLoss(_TiledLoss):
     formula="C = bn(a)ᵀ bn(b) / N; L = Σ_i (1 - C_ii)² + λ Σ_{i≠j} C_ij²",
     paper=BARLOW_PAPER,
     code="facebookresearch/barlowtwins main.py::BarlowTwins.forward",
-    function=LF.barlow_twins,
-    defaults_source={
-        "lambd": "facebookresearch/barlowtwins main.py --lambd 0.0051",
-        "eps": "nn.BatchNorm1d default eps (the reference's standardisation)",
-        "reduction": "the reference sums over the D x D terms",
-    },
 )
-class BarlowTwinsLoss(Loss):
+class BarlowTwinsLoss(FunctionalLoss, function=LF.barlow_twins):
     r"""Barlow Twins redundancy reduction (Zbontar, Jing, Misra, LeCun & Deny, 2021,
     "Barlow Twins: Self-Supervised Learning via Redundancy Reduction").
 
@@ -607,13 +527,11 @@ class BarlowTwinsLoss(Loss):
     facebookresearch/barlowtwins; parity case ``pair_barlow_twins``). No L2 normalisation.
     The loss lives on the D × D cross-correlation, so its memory is O(N·D + D²) at any N.
     With ``distributed=True`` the batch statistics and C are those of the concatenated batch.
+    One loss per batch: ``"none"`` gives its D per-feature rows. A batch of one sample
+    cannot be standardised (``ValueError``); an empty batch gives 0 (``"none"``: an empty
+    tensor) with a zero gradient.
 
-    Args:
-        lambd: λ, off-diagonal weight (default 0.0051, the reference's).
-        eps: variance epsilon of the standardisation (default 1e-5).
-        distributed: compute C over every process's rows (all-gather with gradients).
-        reduction: ``"sum"`` (default, the reference) | ``"mean"`` (over the D feature rows) |
-            ``"none"`` (per feature row i: ``(1 - C_ii)² + λ Σ_{j≠i} C_ij²``, [D]).
+    {args}
 
     Shapes: ``a``, ``b`` [N, D] with N >= 2; output scalar or [D].
 
@@ -623,27 +541,6 @@ class BarlowTwinsLoss(Loss):
         >>> float(crit(torch.randn(16, 4), torch.randn(16, 4))) > 0
         True
     """
-
-    def __init__(
-        self,
-        lambd: float = 0.0051,
-        eps: float = 1e-5,
-        distributed: bool = False,
-        reduction: str = "sum",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        self.lambd = check_number(lambd, "lambd", low=0.0)
-        self.eps = check_number(eps, "eps", low=0.0)
-        self.distributed = bool(distributed)
-        self.group: Any = None
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"lambd": self.lambd, "eps": self.eps}
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return LF.barlow_twins(a, b, lambd=self.lambd, eps=self.eps, distributed=self.distributed, group=self.group,
-                               reduction=self.reduction, validate=self.validate)
 
 
 @register(
@@ -655,10 +552,8 @@ class BarlowTwinsLoss(Loss):
     formula="z = normalize(W(x - μ)) per view and sub-batch, WΣWᵀ = I (Cholesky); l_i = 2 - 2 z_a,i·z_b,i",
     paper=WMSE_PAPER,
     code="htdt/self-supervised methods/w_mse.py + methods/whitening.py::Whitening2d",
-    function=LF.wmse,
-    defaults_source={"w_size": "htdt/self-supervised cfg --w_size 128", "w_iter": "htdt/self-supervised cfg --w_iter 1", "eps": "Whitening2d eps=0 (--w_eps 0)"},
 )
-class WMSELoss(Loss):
+class WMSELoss(FunctionalLoss, function=LF.wmse):
     r"""W-MSE, whitening MSE (Ermolov, Siarohin, Sangineto & Sebe, 2021, "Whitening for
     Self-Supervised Representation Learning").
 
@@ -669,14 +564,13 @@ class WMSELoss(Loss):
     random sub-batches of ``w_size`` rows, repeated ``w_iter`` times with fresh
     permutations, then the normalised MSE of the positive pairs is taken, as
     htdt/self-supervised ``WMSE`` with ``Whitening2d``. Whitening scatters the batch on the
-    unit sphere, so no negatives are needed. Needs ``w_size > D`` (or ``eps > 0``).
-    Randomness of the permutation: torch's global RNG.
+    unit sphere, so no negatives are needed. Needs ``min(w_size, N) > D`` (or ``eps > 0``):
+    otherwise a ``ValueError`` says so. A singular sub-batch covariance raises with
+    ``validate=True`` (a host read) and gives NaN with ``validate=False`` or under
+    ``torch.compile``. Randomness of the permutation: the call keyword ``generator``, or
+    torch's global RNG.
 
-    Args:
-        w_size: sub-batch size for whitening (default 128; capped at N).
-        w_iter: number of whitening iterations (default 1).
-        eps: covariance shrinkage, ``(1-eps)Σ + eps·I`` (default 0).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per pair [N]).
+    {args}
 
     Shapes: ``a``, ``b`` [N, D], N a multiple of ``min(w_size, N)``; output scalar or [N].
 
@@ -686,22 +580,3 @@ class WMSELoss(Loss):
         >>> float(crit(torch.randn(32, 4), torch.randn(32, 4))) >= 0
         True
     """
-
-    def __init__(
-        self,
-        w_size: int = 128,
-        w_iter: int = 1,
-        eps: float = 0.0,
-        reduction: str = "mean",
-        validate: bool = True,
-    ) -> None:
-        super().__init__(reduction, validate)
-        self.w_size, self.w_iter = check_int(w_size, "w_size"), check_int(w_iter, "w_iter")
-        self.eps = check_number(eps, "eps", low=0.0, high=1.0)
-
-    def _hparams(self) -> dict[str, Any]:
-        return {"w_size": self.w_size, "w_iter": self.w_iter, "eps": self.eps}
-
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return LF.wmse(a, b, w_size=self.w_size, w_iter=self.w_iter, eps=self.eps,
-                       reduction=self.reduction, validate=self.validate)
