@@ -919,3 +919,215 @@ def test_unpg_compiles_to_one_graph() -> None:
     torch._dynamo.reset()
     compiled = torch.compile(crit, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(e, y), _unpg_ref(e, y, w)[0], rtol=1e-10, atol=1e-10)
+
+
+# ========================================================================= identical points (distance exactly 0)
+def _duplicated_batch(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """12 rows, 5 classes; rows 1, 4, 11 repeat rows 0, 3, 10 (same label), row 7 is 4 × row 5
+    (the same unit row: a power-of-two scale normalises exactly), row 9 repeats row 2 with
+    another label. 12 ≤ 25 rows: torch.cdist (pytorch-metric-learning's distance) takes its
+    exact difference path, where identical points are at distance 0."""
+    g = torch.Generator().manual_seed(0)
+    e = torch.randn(12, 5, generator=g, dtype=dtype)
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4])
+    e[1], e[4], e[7], e[11], e[9] = e[0], e[3], 4 * e[5], e[10], e[2]
+    return e, y
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_contrastive_equals_pml_on_duplicated_same_label_rows(pml: Any, dtype: torch.dtype, path: str) -> None:
+    # identical positives are at distance 0: their term relu(0 − m+) is 0 and AvgNonZero does
+    # not count it (a rounding distance of ~1e-8 would count it and change the mean)
+    e, y = _duplicated_batch(dtype)
+    tol: dict[str, Any] = {"rtol": 1e-6, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    for kw in ({}, {"pos_margin": 0.1, "neg_margin": 0.8}):
+        with force_path(path):  # type: ignore[arg-type]  # the path names are the parameter
+            ours, g_ours = _value_and_grad(lambda x: la.create("contrastive", **kw)(x, y), e)
+        ref, g_ref = _value_and_grad(lambda x: pml.losses.ContrastiveLoss(**kw)(x, y), e)
+        assert torch.isfinite(g_ours[0]).all()
+        torch.testing.assert_close(ours, ref, **tol)
+        torch.testing.assert_close(g_ours[0], g_ref[0], **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triplet_equals_pml_on_duplicated_rows(pml: Any, dtype: torch.dtype) -> None:
+    e, y = _duplicated_batch(dtype)
+    tol: dict[str, Any] = {"rtol": 1e-6, "atol": 1e-7} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    ours, g_ours = _value_and_grad(lambda x: la.create("triplet_margin", margin=0.05)(x, y), e)
+    ref, g_ref = _value_and_grad(lambda x: pml.losses.TripletMarginLoss(margin=0.05)(x, y), e)
+    torch.testing.assert_close(ours, ref, **tol)
+    torch.testing.assert_close(g_ours[0], g_ref[0], **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_identical_points_are_at_distance_exactly_zero_with_zero_gradient(dtype: torch.dtype) -> None:
+    from lossatlas.functional.metric import _unit_distances
+
+    # a batch large enough that a Gram matrix leaves rounding on the diagonal and between
+    # duplicates (2 − 2 u·u ≠ 0): the distances must still be exactly 0 there
+    g = torch.Generator().manual_seed(1)
+    e = torch.randn(64, 128, generator=g, dtype=dtype)
+    src, dst = torch.arange(0, 20), torch.arange(40, 60)
+    e[dst] = e[src] * 2.0
+    e.requires_grad_()
+    u = F.normalize(e, dim=1)
+    d = _unit_distances(u)
+    same = (u.detach().unsqueeze(1) == u.detach().unsqueeze(0)).all(-1)
+    assert int(same.sum()) == 64 + 2 * 20
+    assert bool((d[same] == 0).all())
+    # elsewhere: the exact-difference distance (torch.cdist without the matrix product)
+    exact = torch.cdist(u, u, compute_mode="donot_use_mm_for_euclid_dist")
+    tol: dict[str, Any] = {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    torch.testing.assert_close(d, exact, **tol)
+    # gradient w.r.t. the raw rows (sqrt(2 − 2 u·u) and ‖u_i − u_j‖ differ off the sphere, not on
+    # it): finite, cdist's, and zero through the zero distances (as cdist's)
+    w = torch.rand(64, 64, generator=g, dtype=dtype)
+    (g_ours,) = torch.autograd.grad((d * w).sum(), e, retain_graph=True)
+    (g_exact,) = torch.autograd.grad((exact * w).sum(), e, retain_graph=True)
+    assert torch.isfinite(g_ours).all()
+    torch.testing.assert_close(g_ours, g_exact, **tol)
+    (g_dup,) = torch.autograd.grad((d * same).sum(), e)
+    assert bool((g_dup == 0).all())
+
+
+# ========================================================================= the one core: function = definition
+METRIC_IDS = PAIR_IDS + CLS_IDS
+
+
+def test_every_metric_id_is_defined_by_its_function() -> None:
+    """la.functional.<id> is the registered loss_function; its Params give the module's
+    defaults and their sources; the pair losses are FunctionalLoss twins, the heads with class
+    centres check with the same spec."""
+    from lossatlas._spec import spec_of
+
+    assert {e.id for e in la.list(family="metric")} == set(METRIC_IDS)
+    for loss_id in METRIC_IDS:
+        entry = la.info(loss_id)
+        assert entry.function is getattr(LF, loss_id), loss_id
+        spec = spec_of(entry.function)
+        assert spec.inputs == (("embeddings", "labels") if loss_id in PAIR_IDS else ("embeddings", "labels", "weight"))
+        for name, default in spec.defaults.items():
+            assert entry.defaults[name] == default, (loss_id, name)
+        assert set(spec.sources) <= set(entry.defaults_source), loss_id
+        if loss_id in PAIR_IDS:
+            assert issubclass(entry.cls, la.FunctionalLoss) and "indices" in spec.call, loss_id
+        else:
+            assert issubclass(entry.cls, _ClassifierLoss) and entry.cls.spec is spec, loss_id
+    # the metric contrastive loss owns the name (the SSL family's pair losses live in functional.ssl)
+    assert LF.contrastive.__module__ == "lossatlas.functional.metric"
+    assert la.info("pair_contrastive").id == "contrastive"
+    assert "pytorch-metric-learning" in la.info("contrastive").defaults_source["neg_margin"]
+    assert "insightface" in la.info("partial_fc").defaults_source["sample_rate"]
+
+
+def _w(c: int = 5, d: int = 4) -> Tensor:
+    return torch.randn(c, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda e, y: LF.contrastive(e, y, average_nonzero=1), TypeError, "average_nonzero"),  # type: ignore[arg-type]  # the wrong type is the test
+    (lambda e, y: la.create("contrastive", pos_margin="0"), TypeError, "pos_margin"),
+    (lambda e, y: LF.triplet_margin(e, y, margin=math.inf), ValueError, "margin"),
+    (lambda e, y: LF.supcon(e, y, average_over="anchors"), ValueError, "average_over"),
+    (lambda e, y: la.create("supcon", base_temperature=0.0), ValueError, "base_temperature"),
+    (lambda e, y: LF.multi_similarity(e, y, miner_epsilon=-0.1), ValueError, "miner_epsilon"),
+    (lambda e, y: LF.threshold_consistent_margin(e, y, margin_plus=1.5), ValueError, "margin_plus"),
+    (lambda e, y: LF.arcface(e, y, _w(), margin=4.0), ValueError, "margin"),
+    (lambda e, y: la.create("arcface", num_classes=5, embedding_size=4, margin=-0.1), ValueError, "margin"),
+    (lambda e, y: la.create("cosface", num_classes=5, embedding_size=4, scale=0.0), ValueError, "scale"),
+    (lambda e, y: la.create("cosface", num_classes=5, embedding_size=4, margn=0.2), TypeError, "margn"),
+    (lambda e, y: LF.sface(e, y, _w(), k=-1.0), ValueError, "k"),
+    (lambda e, y: la.create("sface", num_classes=5, embedding_size=4, validate="yes"), TypeError, "validate"),
+    (lambda e, y: LF.unpg(e, y, _w(), margin_type="sphereface"), ValueError, "margin_type"),
+    (lambda e, y: la.create("unpg", num_classes=5, embedding_size=4, whisker=-1.0), ValueError, "whisker"),
+    (lambda e, y: LF.partial_fc(e, y, _w(), sample_rate=1.5), ValueError, "sample_rate"),
+    (lambda e, y: la.create("partial_fc", num_classes=5, embedding_size=4, seed=1.5), TypeError, "seed"),
+    (lambda e, y: LF.normalized_softmax(e, y, _w(), reduction="avg"), ValueError, "reduction"),
+])
+def test_functions_and_modules_check_hyperparameters_by_name(call: Callable[[Tensor, Tensor], object],
+                                                             exc: type[Exception], match: str) -> None:
+    e, y = _batch(n=6, d=4, c=5)
+    with pytest.raises(exc, match=match):
+        call(e, y)
+
+
+@pytest.mark.parametrize("id_,kw", [
+    ("normalized_softmax", {"temperature": 0.2}),
+    ("cosface", {"margin": 0.2, "scale": 16.0, "reduction": "none"}),
+    ("arcface", {"margin": 0.3, "scale": 10.0, "reduction": "sum"}),
+    ("sface", {"scale": 8.0, "k": 10.0, "a": 0.7, "b": 1.3}),
+    ("unpg", {"margin": 0.2, "scale": 8.0, "margin_type": "cosface", "whisker": 1.0}),
+    ("partial_fc", {"sample_rate": 0.5, "margin": 0.3, "scale": 8.0, "margin_type": "cosface", "seed": 3}),
+])
+def test_head_functional_kwargs_make_the_function_the_module(id_: str, kw: dict[str, Any]) -> None:
+    e, y = _batch(n=10, d=6, c=8, seed=5)
+    crit = _cls(id_, c=8, d=6, **kw)
+    fn = la.info(id_).function
+    assert fn is not None
+    fkw = crit.functional_kwargs()
+    assert fkw["weight"] is crit.weight
+    assert {k: v for k, v in fkw.items() if k not in ("weight", "generator")} == crit.hparams()
+    torch.manual_seed(7)
+    out = fn(e, y, **fkw)
+    (g_fn,) = torch.autograd.grad(out.sum(), crit.weight)
+    torch.manual_seed(7)
+    ref = crit(e, y)
+    (g_mod,) = torch.autograd.grad(ref.sum(), crit.weight)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    torch.testing.assert_close(g_fn, g_mod, rtol=0, atol=0)
+
+
+def test_partial_fc_functional_kwargs_hand_a_copy_of_the_generator() -> None:
+    e, y = _batch(n=6, d=4, c=3)
+    crit = _cls("partial_fc", c=200, d=4, sample_rate=0.05, seed=11)
+    first = crit.functional_kwargs()
+    again = crit.functional_kwargs()
+    touched = []
+    for kw in (first, again):
+        w = crit.weight.detach().clone().requires_grad_()
+        LF.partial_fc(e, y, **{**kw, "weight": w}).backward()
+        assert w.grad is not None
+        touched.append(torch.nonzero(w.grad.abs().sum(1) > 0).flatten())
+    assert torch.equal(touched[0], touched[1])  # the module's generator did not move
+    crit(e, y).backward()  # the module's own next draw is the one the copies made
+    assert crit.weight.grad is not None
+    assert torch.equal(torch.nonzero(crit.weight.grad.abs().sum(1) > 0).flatten(), touched[0])
+    # the next call draws other centres
+    crit.weight.grad = None
+    crit(e, y).backward()
+    assert crit.weight.grad is not None
+    assert not torch.equal(torch.nonzero(crit.weight.grad.abs().sum(1) > 0).flatten(), touched[0])
+
+
+# ========================================================================= torch.compile without host reads
+@pytest.mark.parametrize("id_,kw,mined", [
+    ("supcon", {}, False), ("supcon", {"average_over": "all_anchors"}, False), ("ntxent", {}, False),
+    ("multi_similarity", {"miner_epsilon": 0.1}, False), ("contrastive", {}, True), ("ntxent", {}, True),
+    ("threshold_consistent_margin", {}, True), ("triplet_margin", {}, True),
+])
+@pytest.mark.parametrize("labels", ["pairs", "one_class", "all_distinct"])
+def test_compiled_pair_losses_capture_one_graph_on_degenerate_batches(id_: str, kw: dict[str, Any], mined: bool,
+                                                                      labels: str) -> None:
+    # the "no positive or no negative pair" rules are torch.where, not Python branches on
+    # tensor values: fullgraph capture works for every batch, and gives eager's values
+    e, _ = _batch(n=12, d=5, seed=14)
+    y = {"pairs": torch.arange(12) % 6, "one_class": torch.zeros(12, dtype=torch.long), "all_distinct": torch.arange(12)}[labels]
+    call = {"indices": BatchHardMiner()(e, torch.arange(12) % 4)} if mined else {}
+    crit = la.create(id_, validate=False, **kw)
+    ref, g_ref = _value_and_grad(lambda x: crit(x, y, **call), e)
+    torch._dynamo.reset()
+    compiled = torch.compile(crit, backend="aot_eager", fullgraph=True)
+    out, g = _value_and_grad(lambda x: compiled(x, y, **call), e)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g[0], g_ref[0], rtol=1e-9, atol=1e-11)
+
+
+def test_mined_indices_are_range_checked_only_with_validate() -> None:
+    e, y = _batch(n=6, d=4, c=3)
+    bad = (torch.tensor([0]), torch.tensor([9]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="index the batch"):
+        LF.contrastive(e, y, indices=bad)
+    # validate=False reads no tensor values: the check is skipped (indexing then fails in torch)
+    with pytest.raises(IndexError):
+        LF.contrastive(e, y, indices=bad, validate=False)
