@@ -8,7 +8,8 @@ replaces that line with the fragment, indented like the marker, so ``__doc__``,
 from __future__ import annotations
 
 import textwrap
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["fill_doc"]
 

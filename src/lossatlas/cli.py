@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from .registry import families, info, list_entries

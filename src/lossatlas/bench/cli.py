@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Any
 
 __all__ = ["add_bench_parser"]
 
@@ -53,7 +52,7 @@ def _cmd_suites(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_bench_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Add ``bench`` (with ``run``, ``report``, ``suites``) to the ``lossatlas`` sub-commands."""
     bench = subparsers.add_parser(
         "bench",

@@ -7,7 +7,8 @@ for the data's input shape and number of classes.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +67,8 @@ class CNN1D(nn.Module):
         return x.mean(dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
+        logits: Tensor = self.fc(self.features(x))  # nn.Module.__call__ is untyped
+        return logits
 
 
 class MLP(nn.Module):
@@ -83,10 +85,12 @@ class MLP(nn.Module):
         self.fc = _head(width, num_classes, classifier)
 
     def features(self, x: Tensor) -> Tensor:
-        return self.body(x.flatten(1))
+        h: Tensor = self.body(x.flatten(1))  # nn.Module.__call__ is untyped
+        return h
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
+        logits: Tensor = self.fc(self.features(x))  # nn.Module.__call__ is untyped
+        return logits
 
 
 class _BasicBlock(nn.Module):
@@ -135,10 +139,12 @@ class ResNet32(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layers(out)
-        return out.mean(dim=(2, 3))
+        pooled: Tensor = out.mean(dim=(2, 3))  # out is untyped: nn.Module.__call__
+        return pooled
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
+        logits: Tensor = self.fc(self.features(x))  # nn.Module.__call__ is untyped
+        return logits
 
 
 MODELS = ("cnn1d", "mlp", "resnet32")

@@ -38,7 +38,7 @@ LEADERBOARD_METRICS = (
 _CSV_EXTRA = ("worst_class_accuracy", "train_time_s")
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
+def _stats(values: list[float | None]) -> tuple[float, float]:
     v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     if v.size == 0:
         return float("nan"), float("nan")
@@ -79,9 +79,9 @@ def _rank_metric(runs: list[dict[str, Any]]) -> str:
         if isinstance(primary, str):
             return primary
     for r in runs:
-        keys = sorted(k for k in (r["metrics"] or {}) if _is_score(k))
-        if keys:
-            return keys[0]
+        scores: list[str] = sorted(k for k in (r["metrics"] or {}) if _is_score(k))
+        if scores:
+            return scores[0]
     return "balanced_accuracy"
 
 
@@ -257,12 +257,12 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
         w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS + ["rank_by"] + extra_cols, extrasaction="ignore")
         w.writeheader()
         for e in board:
-            w.writerow({k: (("" if isinstance(v, float) and not math.isfinite(v) else (f"{v:.6g}" if isinstance(v, float) else v)) ) for k, v in e.items()})
+            w.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else (f"{v:.6g}" if isinstance(v, float) else v) ) for k, v in e.items()})
 
     by_suite: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_suite[r["suite"]][r["method"]].append(r)
-    md = [f"# lossatlas benchmark report", "", f"lossatlas {__version__}; {len(rows)} finished runs from `{dbp}`"
+    md = ["# lossatlas benchmark report", "", f"lossatlas {__version__}; {len(rows)} finished runs from `{dbp}`"
           f" ({pending['pending']} pending, {pending['running']} running, {pending['failed']} failed).", "",
           "Classification suites are ranked by balanced accuracy (other tasks by their primary metric); mean ± std over seeds; accuracies in %, ECE in [0, 1]. "
           "Many/medium/few: classes with > 100, 20–100, < 20 training samples (– when a split is empty).", ""]

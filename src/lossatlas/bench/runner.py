@@ -118,7 +118,7 @@ def _spawn_workers(n: int, suite_arg: str, db: str, seeds: int | None, device: s
     if seeds is not None:
         argv += ["--seeds", str(seeds)]
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(argv,), daemon=False) for _ in range(n)]
+    procs: list[BaseProcess] = [ctx.Process(target=_worker, args=(argv,), daemon=False) for _ in range(n)]
     for p in procs:
         p.start()
     return procs
@@ -186,11 +186,11 @@ def run_suite(
                 bars.start_run(label)
                 last_beat = [time.time()]
 
-                def progress_cb(done: int, total: int, message: str = "", _key: RunKey = key) -> None:
+                def progress_cb(done: int, total: int, message: str = "", _key: RunKey = key, _beat: list[float] = last_beat) -> None:
                     bars.run(done, total, message)
                     now = time.time()
-                    if now - last_beat[0] > _HEARTBEAT_EVERY:
-                        last_beat[0] = now
+                    if now - _beat[0] > _HEARTBEAT_EVERY:
+                        _beat[0] = now
                         store.heartbeat(_key, owner)
 
                 task = get_task(recipe.config["task"])

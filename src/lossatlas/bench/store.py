@@ -28,8 +28,9 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = ["ResultsStore", "RunKey", "make_owner"]
 
@@ -158,13 +159,13 @@ class ResultsStore:
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
-    def _transaction(self) -> "ResultsStore._Txn":
+    def _transaction(self) -> ResultsStore._Txn:
         return ResultsStore._Txn(self.conn)
 
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "ResultsStore":
+    def __enter__(self) -> ResultsStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -210,7 +211,8 @@ class ResultsStore:
                     "WHERE recipe_hash = ? AND seed = ?",
                     (owner, now, now, now, row["recipe_hash"], row["seed"]),
                 )
-                return c.execute("SELECT * FROM runs WHERE recipe_hash = ? AND seed = ?", (row["recipe_hash"], row["seed"])).fetchone()
+                claimed: sqlite3.Row | None = c.execute("SELECT * FROM runs WHERE recipe_hash = ? AND seed = ?", (row["recipe_hash"], row["seed"])).fetchone()
+                return claimed
         return None
 
     def heartbeat(self, key: RunKey, owner: str) -> bool:

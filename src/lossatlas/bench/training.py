@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import os
 import random
-from typing import Any, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ def validate_schedule(spec: Any) -> dict[str, Any]:
 def build_optimizer(params: Iterable[torch.nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
     """The optimiser of a validated ``optimizer`` spec."""
     kw = {k: v for k, v in spec.items() if k != "name"}
-    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    optimizers: dict[str, Callable[..., torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     return optimizers[spec["name"]](params, **kw)
 
 
@@ -102,7 +103,7 @@ def build_schedule(optimizer: torch.optim.Optimizer, spec: dict[str, Any], epoch
     warm = int(round(spec.get("warmup_epochs", 0) * steps_per_epoch))
     name = spec["name"]
     milestones = [int(round(f * total)) for f in spec.get("milestones", [])]
-    gamma = spec.get("gamma", 0.1)
+    gamma: float = spec.get("gamma", 0.1)
 
     def factor(step: int) -> float:
         if step < warm:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Collection
+from collections.abc import Callable, Collection
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -90,7 +91,8 @@ def check_entry(
         tail = f", expected one of {kinds}" if need is None else need
         raise ValueError(f"'{field}': {spec['id']!r} is a {entry.kind} entry{tail}")
     kwargs = {k: v for k, v in spec.items() if k not in {"id", *extra}}
-    check_kwargs(entry.cls.__init__, kwargs, field, injected, open_ended)
+    cls: type[object] = entry.cls  # type[object]: its unbound __init__ may be read (on a plain `type` mypy flags it)
+    check_kwargs(cls.__init__, kwargs, field, injected, open_ended)
     return {**spec, "id": entry.id}
 
 
@@ -110,5 +112,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = 2048, features: bool
     """The model's outputs (its ``features`` backbone's, when asked and present) on ``x``, in eval
     mode and batches, as float32 on the CPU."""
     model.eval()
-    fn = model.features if features and hasattr(model, "features") else model
+    # model.features is present by the hasattr; nn.Module.__getattr__ would type it Tensor | Module
+    fn = cast(Callable[[torch.Tensor], torch.Tensor], model.features) if features and hasattr(model, "features") else model
     return torch.cat([fn(x[i : i + batch]) for i in range(0, x.shape[0], batch)]).float().cpu()

@@ -34,7 +34,8 @@ import inspect
 import logging
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ _NOISE_TYPES = ("symmetric", "pair_flip", "asymmetric_cifar10", "cifar100_superc
 _INJECTED = {"class_counts", "num_classes", "reduction", "validate", "labels", "seed", "num_epochs"}
 
 
-def _check_entry(spec: Any, field: str, kinds: tuple[str, ...], extra: set[str] = set()) -> dict[str, Any] | None:
+def _check_entry(spec: Any, field: str, kinds: tuple[str, ...], extra: Collection[str] = frozenset()) -> dict[str, Any] | None:
     return check_entry(spec, field, kinds, _INJECTED, extra=extra, open_ended=True)
 
 
@@ -199,8 +200,8 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             order = list(iter(sampler))
-            batches = order if order and isinstance(order[0], (list, tuple)) else [order[i : i + bs] for i in range(0, len(order), bs)]
-            batches = [torch.as_tensor(b, dtype=torch.long, device=device) for b in batches]
+            chunks = order if order and isinstance(order[0], (list, tuple)) else [order[i : i + bs] for i in range(0, len(order), bs)]
+            batches = [torch.as_tensor(b, dtype=torch.long, device=device) for b in chunks]
         else:
             perm = torch.randperm(n, generator=gen).to(device)
             batches = [perm[i : i + bs] for i in range(0, n, bs)]

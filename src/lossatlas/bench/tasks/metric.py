@@ -34,7 +34,8 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ MINERS = {"batch_hard": "BatchHardMiner", "semi_hard": "BatchSemiHardMiner", "tr
           "multi_similarity": "MultiSimilarityMiner"}
 
 
-def _check_loss(spec: Any, field: str, extra: set[str] = set()) -> dict[str, Any] | None:
+def _check_loss(spec: Any, field: str, extra: Collection[str] = frozenset()) -> dict[str, Any] | None:
     return check_entry(spec, field, ("embedding",), _INJECTED, "; the metric task needs an embedding loss", extra)
 
 
