@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 __all__: list[str] = ["class_counts"]
 
 
