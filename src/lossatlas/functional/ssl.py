@@ -449,8 +449,8 @@ def _debiased(
         log_reweight = math.log(m) + l1 - l0
     pos = torch.exp(pos_logit)
     ng = (torch.exp(log_reweight) - tau_plus * m * pos) / (1.0 - tau_plus)
-    if isinstance(t, Tensor):  # a learnable T: the floor is a constant of the step (no host read)
-        ng = torch.maximum(ng, (m * torch.exp(-1.0 / t)).detach())
+    if isinstance(t, Tensor):  # a learnable T: the floor on the device (no host read), with its derivative in T
+        ng = torch.maximum(ng, m * torch.exp(-1.0 / t))
     else:
         ng = torch.clamp(ng, min=m * math.exp(-1.0 / t))
     loss2 = torch.log(pos + ng) - pos_logit
@@ -484,7 +484,9 @@ def debiased_contrastive(
 
     2N anchors, M = 2N - 2 negatives each; ``Ng = max((Σ_neg e^{s/T} - τ⁺ M e^{s⁺/T}) /
     (1 - τ⁺), M e^{-1/T})``, ``l = -log(e^{s⁺/T} / (e^{s⁺/T} + Ng))``; per pair the mean of
-    its two anchors. See :class:`lossatlas.losses.DebiasedContrastiveLoss`.
+    its two anchors. ``temperature`` may be a one-element tensor (learnable): the value is
+    the same, and its gradient includes the floor's where the floor is active.
+    See :class:`lossatlas.losses.DebiasedContrastiveLoss`.
 
     Example:
         >>> import torch, lossatlas as la
