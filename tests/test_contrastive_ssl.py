@@ -14,7 +14,7 @@ TINY = {"task": "ssl", "name": "t", "data": {"num_samples": 600}, "model": {"nam
         "batch_size": 64, "epochs": 1, "probe": {"max_iter": 20}}
 
 
-def test_suite_loads_and_every_recipe_validates():
+def test_suite_loads_and_every_recipe_validates() -> None:
     suite = load_suite("ssl")
     names = {r.name for r in suite.recipes}
     assert {"untrained", "infonce_clip", "siglip", "barlow_twins", "wmse", "infonce_gradcache"} <= names
@@ -24,7 +24,7 @@ def test_suite_loads_and_every_recipe_validates():
     assert next(r for r in suite.recipes if r.name == "untrained").config["epochs"] == 0
 
 
-def test_validate_fills_defaults_and_rejects_bad_fields():
+def test_validate_fills_defaults_and_rejects_bad_fields() -> None:
     r = ssl.validate({"task": "ssl", "name": "x"})
     assert r["loss"] == {"id": "infonce"} and r["augment"] == {"shift": 10, "scale": 0.3, "amplitude": 0.2, "noise": 0.3}
     assert r["batch_size"] == 256 and r["chunk_size"] is None
@@ -43,7 +43,7 @@ def test_validate_fills_defaults_and_rejects_bad_fields():
         ssl.validate({"task": "ssl", "name": "x", "sampler": {}})
 
 
-def test_augment_shifts_scales_and_adds_noise():
+def test_augment_shifts_scales_and_adds_noise() -> None:
     x = torch.arange(20.0).repeat(3, 1)
     g = torch.Generator().manual_seed(0)
     shifted = ssl.augment(x, shift=3, scale=0.0, noise=0.0, generator=g)
@@ -63,7 +63,7 @@ def test_augment_shifts_scales_and_adds_noise():
     assert torch.equal(a1, a2)
 
 
-def test_tiny_run_reports_probe_and_retrieval():
+def test_tiny_run_reports_probe_and_retrieval() -> None:
     out = ssl.run(TINY, seed=0, device=torch.device("cpu"))
     for key in ("probe_accuracy", "recall@1", "map@r", "train_time_s", "final_train_loss"):
         assert key in out
@@ -73,12 +73,12 @@ def test_tiny_run_reports_probe_and_retrieval():
     assert out["final_train_loss"] == out["final_train_loss"]  # trained: not NaN
 
 
-def test_untrained_baseline_does_not_train():
+def test_untrained_baseline_does_not_train() -> None:
     out = ssl.run({**TINY, "epochs": 0}, seed=0, device=torch.device("cpu"))
     assert out["final_train_loss"] != out["final_train_loss"] and 0.0 <= out["probe_accuracy"] <= 1.0
 
 
-def test_gradcache_recipe_trains_like_the_plain_one():
+def test_gradcache_recipe_trains_like_the_plain_one() -> None:
     plain = ssl.run({**TINY, "loss": {"id": "infonce", "temperature": 0.1}}, seed=1, device=torch.device("cpu"))
     cached = ssl.run({**TINY, "loss": {"id": "infonce", "temperature": 0.1}, "chunk_size": 16}, seed=1, device=torch.device("cpu"))
     assert cached["final_train_loss"] == pytest.approx(plain["final_train_loss"], rel=1e-4)

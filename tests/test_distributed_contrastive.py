@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ SIZES = (7, 5)  # uneven shards
 D = 6
 
 # (id, kwargs) — every loss that takes distributed=True
-CASES = [
+CASES: list[tuple[str, dict[str, Any]]] = [
     ("infonce", {"temperature": 0.1}),
     ("infonce", {"temperature": 0.1, "symmetric": False}),
     ("infonce", {"temperature": 0.2, "intra_view_negatives": True}),
@@ -38,7 +39,8 @@ CASES = [
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,17 +52,18 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 LABELS = torch.tensor([0, 1, 2, 0, 3, 1, 2, 0, 4, 1, 3, 2])  # classes shared across the shards
 
 
-def _split(kw: dict) -> tuple[dict, bool]:
+def _split(kw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     kw = dict(kw)
     return kw, bool(kw.pop("labels", False))
 
 
-def _run(crit: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+def _run(crit: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
     loss = crit(a, b) if labels is None else crit(a, b, labels)
     loss.backward()
     out = {"loss": loss.detach(), "grad_a": a.grad, "grad_b": b.grad}
     for name, p in crit.named_parameters():
+        assert p.grad is not None
         out[f"grad_{name}"] = p.grad.detach().clone()
     return out
 
@@ -86,13 +89,14 @@ def _worker(rank: int, port: int, path: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def gathered(tmp_path_factory):
+def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, torch.Tensor]]]:
     path = str(tmp_path_factory.mktemp("dist") / "out")
-    mp.spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
+    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
+    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
     return [torch.load(f"{path}.{r}") for r in range(WORLD)]
 
 
-def test_distributed_loss_and_gradients_equal_single_process(gathered):
+def test_distributed_loss_and_gradients_equal_single_process(gathered: list[list[dict[str, torch.Tensor]]]) -> None:
     a, b = _data()
     i = 0
     for id_, kw in CASES:
@@ -111,7 +115,7 @@ def test_distributed_loss_and_gradients_equal_single_process(gathered):
             i += 1
 
 
-def test_not_initialised_means_single_process():
+def test_not_initialised_means_single_process() -> None:
     from lossatlas.distributed import all_gather_with_grad, world_size
 
     x = torch.randn(3, 2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -47,8 +50,9 @@ CASES = [
 ]
 
 
-def _kw(kwargs: dict) -> tuple[dict, list[torch.Tensor]]:
-    out, params = {}, []
+def _kw(kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[torch.Tensor]]:
+    out: dict[str, Any] = {}
+    params: list[torch.Tensor] = []
     for k, v in kwargs.items():
         if v == "queue":
             out[k] = torch.randn(9, 6, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
@@ -65,7 +69,7 @@ def _kw(kwargs: dict) -> tuple[dict, list[torch.Tensor]]:
 
 @pytest.mark.parametrize("name,fn,kwargs", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_tiled_equals_dense(name, fn, kwargs, reduction):
+def test_tiled_equals_dense(name: str, fn: Callable[..., torch.Tensor], kwargs: dict[str, Any], reduction: str) -> None:
     a, b = _inputs()
     results = []
     for tiled in (False, True):
@@ -80,7 +84,7 @@ def test_tiled_equals_dense(name, fn, kwargs, reduction):
 
 
 @pytest.mark.parametrize("block", [1, 4, 64])
-def test_pairwise_logsumexp_matches_dense(block):
+def test_pairwise_logsumexp_matches_dense(block: int) -> None:
     g = torch.Generator().manual_seed(1)
     q = torch.randn(19, 4, generator=g, dtype=torch.float64, requires_grad=True)
     k = torch.randn(13, 4, generator=g, dtype=torch.float64, requires_grad=True)
@@ -89,39 +93,47 @@ def test_pairwise_logsumexp_matches_dense(block):
     res = []
     for tiled in (False, True):
         lr, lc = pairwise_logsumexp(q, k, s, exclude=excl, rows=True, cols=True, tiled=tiled, block_size=block)
+        assert lr is not None and lc is not None
         loss = (lr * torch.arange(19.0, dtype=torch.float64)).sum() + lc.square().sum()
         res.append((lr, lc, *torch.autograd.grad(loss, [q, k, s])))
     for d, t in zip(*res):
         _rel_close(t.detach(), d.detach())
 
 
-def test_tiled_functions_gradcheck():
+def test_tiled_functions_gradcheck() -> None:
     g = torch.Generator().manual_seed(2)
     q = torch.randn(7, 3, generator=g, dtype=torch.float64, requires_grad=True)
     k = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
     s = torch.tensor(1.7, dtype=torch.float64, requires_grad=True)
     bias = torch.tensor(-0.4, dtype=torch.float64, requires_grad=True)
     excl = torch.tensor([[0], [1], [2], [3], [4], [0], [1]])
-    assert torch.autograd.gradcheck(
-        lambda q, k, s: sum(x.sum() * (i + 1) for i, x in enumerate(
-            pairwise_logsumexp(q, k, s, exclude=excl, rows=True, cols=True, tiled=True, block_size=3))),
-        (q, k, s))
-    assert torch.autograd.gradcheck(
-        lambda q, k, s, bias: pairwise_softplus_sum(q, k, s, bias, tiled=True, block_size=2).sin().sum(), (q, k, s, bias))
+
+    def both(q: torch.Tensor, k: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        lr, lc = pairwise_logsumexp(q, k, s, exclude=excl, rows=True, cols=True, tiled=True, block_size=3)
+        assert lr is not None and lc is not None
+        return lr.sum() + 2 * lc.sum()
+
+    def softplus(q: torch.Tensor, k: torch.Tensor, s: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return pairwise_softplus_sum(q, k, s, bias, tiled=True, block_size=2).sin().sum()
+
+    assert torch.autograd.gradcheck(both, (q, k, s))
+    assert torch.autograd.gradcheck(softplus, (q, k, s, bias))
 
 
-def test_fully_excluded_row_is_minus_inf_with_zero_grad():
+def test_fully_excluded_row_is_minus_inf_with_zero_grad() -> None:
     q = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     excl = torch.tensor([[0, 1], [0, 0], [1, 1]])
     lr, _ = pairwise_logsumexp(q, k, 1.0, exclude=excl, tiled=True, block_size=2)
+    assert lr is not None
     assert lr[0] == float("-inf") and torch.isfinite(lr[1:]).all()
     lr[1:].sum().backward()
+    assert q.grad is not None and k.grad is not None
     assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
     assert torch.all(q.grad[0] == 0)
 
 
-def test_auto_tiles_large_and_not_small():
+def test_auto_tiles_large_and_not_small() -> None:
     from lossatlas.functional.ssl import _use_tiles
 
     assert _use_tiles("auto", 4096, 4096) and not _use_tiles("auto", 64, 64)
@@ -132,10 +144,10 @@ class _LargestAllocation(TorchDispatchMode):
     """Largest tensor produced by any aten op (what an N x N similarity matrix would be)."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # torch leaves TorchDispatchMode.__init__ unannotated
         self.largest = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
@@ -143,17 +155,18 @@ class _LargestAllocation(TorchDispatchMode):
         return out
 
 
-def _largest(n: int, tiled: bool, fn=LF.infonce, **kw) -> int:
+def _largest(n: int, tiled: bool, fn: Callable[..., torch.Tensor] = LF.infonce, **kw: Any) -> int:
     a, b = torch.randn(n, 16, requires_grad=True), torch.randn(n, 16, requires_grad=True)
     with _LargestAllocation() as mode:
         fn(a, b, tiled=tiled, block_size=16, **kw).backward()
-    return mode.largest
+    largest: int = mode.largest
+    return largest
 
 
 @pytest.mark.parametrize("fn,kw", [(LF.infonce, {}), (LF.siglip, {}), (LF.hard_negative_contrastive, {}),
                                    (LF.mochi, {"num_hard": 8, "num_mix": 4, "num_query_mix": 2})],
                          ids=["infonce", "siglip", "hcl", "mochi"])
-def test_tiled_memory_is_linear_in_n(fn, kw):
+def test_tiled_memory_is_linear_in_n(fn: Callable[..., torch.Tensor], kw: dict[str, int]) -> None:
     n1, n2 = 256, 512
     dense = _largest(n1, False, fn, **kw)
     assert dense >= n1 * n1  # the detector does see the dense matrix
@@ -164,7 +177,7 @@ def test_tiled_memory_is_linear_in_n(fn, kw):
     assert big <= 2.2 * small, f"largest allocation grew from {small} to {big} when N doubled"
 
 
-def test_module_tiled_option_equals_dense():
+def test_module_tiled_option_equals_dense() -> None:
     a, b = _inputs(17, 5, seed=3)
     for id_ in ("infonce", "siglip", "decoupled_contrastive", "debiased_contrastive", "hard_negative_contrastive"):
         dense = la.create(id_, tiled=False).double()(a, b)
@@ -173,7 +186,7 @@ def test_module_tiled_option_equals_dense():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_column_lse_far_below_the_matrix_maximum_stays_exact(dtype):
+def test_column_lse_far_below_the_matrix_maximum_stays_exact(dtype: torch.dtype) -> None:
     # column 0 lies ~800 (log space) below the others: the single-exp column pass would
     # underflow there, the tiled form must notice and recompute it exactly
     g = torch.Generator().manual_seed(4)
@@ -185,6 +198,7 @@ def test_column_lse_far_below_the_matrix_maximum_stays_exact(dtype):
     res = []
     for tiled in (False, True):
         lr, lc = pairwise_logsumexp(q, k, 20.0, rows=True, cols=True, tiled=tiled, block_size=7)
+        assert lr is not None and lc is not None
         res.append((lr, lc, *torch.autograd.grad(lr.sum() + lc.sum(), [q, k])))
     for d, t in zip(*res):
         _rel_close(t.detach(), d.detach(), rtol=RTOL if dtype == torch.float64 else 1e-5)
