@@ -42,23 +42,31 @@ def check_float(x: Any, name: str) -> Tensor:
     return t
 
 
-def check_finite(x: Tensor, name: str, validate: bool, **more: Tensor) -> None:
+def check_finite(x: Tensor, name: str, validate: bool, *, allow_neg_inf: bool = False, **more: Tensor) -> bool:
     """Raise ``ValueError`` naming the first of ``x`` (called ``name``) and ``more`` (name=tensor)
-    that holds NaN/Inf.
+    that holds NaN/Inf (NaN/+Inf with ``allow_neg_inf``, e.g. logits of a masked class).
 
     One reduction (a sum) per tensor is ~40x cheaper than ``isfinite(x).all()``: NaN/Inf
     propagate into the sums, read on the host once for all tensors, and only a non-finite
     total (which may also be an overflow of huge finite values) pays for the exact check.
+    Returns whether that exact check ran (then ``-inf`` may be present, where allowed).
     """
     if not validate or compiling():
-        return
+        return False
     tensors = {name: x, **more}
     sums = [t.detach().sum() for t in tensors.values() if t.numel()]  # detached: no graph node
-    if not sums or math.isfinite(sum(sums).item()):  # type: ignore[union-attr]
-        return
+    if not sums or math.isfinite(float(sum(sums))):
+        return False
     for label, t in tensors.items():
-        if t.numel() and not bool(torch.isfinite(t).all()):
+        if not t.numel():
+            continue
+        if allow_neg_inf:
+            if bool((torch.isnan(t) | torch.isposinf(t)).any()):
+                raise ValueError(f"{label} contains NaN or +Inf values; check the model output or the data "
+                                 "(-inf is allowed: a masked class)")
+        elif not bool(torch.isfinite(t).all()):
             raise ValueError(f"{label} contains NaN or Inf values; check the model output or the data")
+    return True
 
 
 def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
@@ -66,15 +74,26 @@ def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
         raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; move them to the same device")
 
 
-def check_logits(logits: Any, validate: bool = True, name: str = "logits") -> Tensor:
-    """A float [N, C] tensor with C >= 1."""
+def check_logits(logits: Any, validate: bool = True, name: str = "logits", *, masked: bool = False) -> Tensor:
+    """A float [N, C] tensor with C >= 1, without NaN/Inf (with ``masked``, ``-inf`` is allowed:
+    a masked class; the caller checks that no target is masked, see :func:`check_unmasked_targets`)."""
     z = check_float(logits, name)
     if z.dim() != 2:
         raise ValueError(f"{name} must have shape [N, C], got {tuple(z.shape)}")
     if z.shape[1] < 1:
         raise ValueError(f"{name} must have at least one class column, got shape {tuple(z.shape)}")
-    check_finite(z, name, validate)
+    check_finite(z, name, validate, allow_neg_inf=masked)
     return z
+
+
+def check_unmasked_targets(logits: Tensor, safe_target: Tensor, keep: Tensor | None, name: str = "logits") -> None:
+    """``ValueError`` if a row's target logit is ``-inf`` (its class is masked, so its loss is
+    infinite); ``keep`` marks the rows that count (not ignored). One gather, on the host."""
+    t = logits.detach().gather(1, safe_target.unsqueeze(1)).squeeze(1)
+    bad = torch.isneginf(t) if keep is None else torch.isneginf(t) & keep
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{name} is -inf at the target class of row(s) {rows}: a masked class cannot be the target")
 
 
 def check_class_target(

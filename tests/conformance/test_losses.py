@@ -269,3 +269,51 @@ def test_signature_defaults_match_between_module_and_function(loss_id):
     for name, p in entry.parameters.items():
         if name in fn and fn[name].default is not inspect.Parameter.empty and p.default is not inspect.Parameter.empty:
             assert fn[name].default == p.default, f"{loss_id}.{name}: module {p.default!r} vs function {fn[name].default!r}"
+
+
+def _classification_ids() -> list[str]:
+    return [i for i in IDS if ENTRIES[i].kind == "classification"]
+
+
+#: Classification losses whose definition has no value for a class with probability 0, with the reason.
+MASKED_CLASS_EXCEPTIONS: dict[str, str] = {
+    "squentropy": "its second term is the mean of the squared wrong-class logits: a -inf logit makes it infinite by definition",
+    "spherical_z_loss": "it normalises the logit vector by its norm (de Brébisson & Vincent), infinite with a -inf entry",
+    "logitclip": "it clips the logits by their L2 norm (Wei et al.), infinite with a -inf entry",
+    "aldr": "its official default divides the logits by their mean absolute value, infinite with a -inf entry",
+}
+
+
+#: Losses that stay finite when the target's own class is masked (then no error is owed), with the reason.
+MASKED_TARGET_IS_FINITE = {
+    "anyloss": "a soft confusion-matrix loss: p_y = 0 is its worst, finite value",
+}
+
+
+@pytest.mark.parametrize("loss_id", _classification_ids())
+def test_minus_inf_in_a_non_target_column_is_a_masked_class(loss_id):
+    # DESIGN.md: -inf in a non-target column is allowed (a masked class): finite loss and
+    # gradient, with validate=True; NaN anywhere raises.
+    if loss_id in MASKED_CLASS_EXCEPTIONS:
+        pytest.skip(MASKED_CLASS_EXCEPTIONS[loss_id])
+    entry = _entry(loss_id)
+    case = K.make_case(entry)
+    with torch.no_grad():
+        target = case.inputs[1]
+        col = (target[0] + 1) % K.C
+        case.inputs[0][0, col] = float("-inf")
+    out, grads = K.value_and_grads(K.create(entry), case)
+    assert torch.isfinite(out).all(), out
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+    bad = K.make_case(entry)
+    with torch.no_grad():
+        bad.inputs[0][0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        K.call(K.create(entry), bad)
+    if loss_id in MASKED_TARGET_IS_FINITE:
+        return
+    masked_target = K.make_case(entry)
+    with torch.no_grad():
+        masked_target.inputs[0][0, masked_target.inputs[1][0]] = float("-inf")
+    with pytest.raises(ValueError, match="inf|Inf"):  # a masked class cannot be a target
+        K.call(K.create(entry), masked_target)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,6 +17,7 @@ from .._validation import (
     check_logits,
     check_num_classes,
     check_reduction,
+    check_unmasked_targets,
     compiling,
 )
 
@@ -68,7 +70,7 @@ def prepare_classification(
     is ``weight[target]`` times the not-ignored mask (``None`` when neither applies).
     """
     check_reduction(reduction)
-    check_logits(logits, validate)
+    masked = check_finite_logits(logits, validate)
     check_class_target(target, logits, validate, ignore_index)
     out_dtype = logits.dtype
     z = logits.float() if out_dtype in _LOW_PRECISION else logits
@@ -79,6 +81,8 @@ def prepare_classification(
     if ignore_index is not None:
         mask = target != ignore_index
         safe_target = torch.where(mask, target, torch.zeros_like(target))
+    if masked:  # a -inf logit was seen: it must not be a target's
+        check_unmasked_targets(logits, safe_target, mask)
     w = as_class_weight(weight)
     if w is not None:
         check_num_classes(w, logits, "weight")
@@ -87,6 +91,13 @@ def prepare_classification(
         m = mask.to(z.dtype)
         sample_weights = m if sample_weights is None else sample_weights * m
     return z, safe_target, sample_weights, out_dtype
+
+
+def check_finite_logits(logits: Any, validate: bool) -> bool:
+    """:func:`check_logits` for a classification loss: ``-inf`` (a masked class) is allowed;
+    returns whether one may be present (then the caller checks that no target is masked)."""
+    z = check_logits(logits, validate=False)
+    return check_finite(z, "logits", validate, allow_neg_inf=True)
 
 
 def check_ignore_index(ignore_index: int | None, num_classes: int) -> None:

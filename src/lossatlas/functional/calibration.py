@@ -262,7 +262,7 @@ def _anyloss_inputs(logits: Tensor, target: Tensor, validate: bool) -> tuple[Ten
         logits = logits.unsqueeze(1)
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape [N] or [N, 1] (binary) or [N, C] (multi-class), got {tuple(logits.shape)}")
-    check_finite(logits, "logits", validate)
+    check_finite(logits, "logits", validate, allow_neg_inf=True)  # -inf: p = 0, a masked class (softmax) or a sure negative (sigmoid)
     check_same_device("logits", logits, "target", target)
     z = logits.to(compute_dtype(logits))
     if logits.shape[1] == 1:

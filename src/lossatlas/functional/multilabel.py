@@ -323,7 +323,9 @@ def asymmetric_single_label(
     else:
         w_y = torch.ones_like(logp_y)
     w = w.scatter(1, idx, w_y)
-    weighted = w * logp
+    # A masked class (-inf logit, p_j = 0) contributes p_j^γ− log p_j → 0 (γ− > 0); log p_j is
+    # replaced by 0 there so that neither the value nor the gradient sees 0 · (−inf).
+    weighted = w * torch.where(torch.isneginf(logp), 0.0, logp)
     wl_y = weighted.gather(1, idx).squeeze(1)
     losses = -((eps / num_classes) * weighted.sum(1) + (1.0 - eps) * wl_y)
     return reduce_loss(losses, reduction, sample_w, out_dtype)
@@ -373,13 +375,14 @@ def dice(
     ``"reference"`` (default) reproduces ShannonAI's code: element-wise when
     ``square_denominator`` else batch-wide.
     """
-    check_logits(logits, validate)
+    check_logits(logits, validate=False)  # shapes; values: by prepare_classification or below
     check_tensor(target, "target")
     sample_w = None
     if target.dim() == 1:
         z, yi, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
         y = F.one_hot(yi, z.shape[1]).to(z.dtype)
     else:
+        check_logits(logits, validate)
         check_multilabel_target(target, logits, validate)
         out_dtype = logits.dtype
         z = logits.to(compute_dtype(logits))
