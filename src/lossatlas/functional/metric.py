@@ -143,32 +143,54 @@ def _unit(embeddings: Tensor, labels: Tensor, validate: bool) -> tuple[Tensor, t
 def _row_keys(u: Tensor) -> Tensor:
     """An exact integer fingerprint [N] of each row's bits: equal rows get equal keys.
 
-    Integer sums do not depend on the order of summation, so (unlike any floating-point
-    product) two identical rows get the same key whichever kernel computes it. Each 32-bit
-    word is split in 16-bit halves and weighted by fixed multipliers below 2^24, so no sum
-    overflows int64 (D < 2^21 columns).
+    ``Σ_k w_k · word_k`` over the row's 32-bit words (a float64 row has 2D), with fixed
+    weights ``w_k ∈ [1, 2^16)``: integer sums do not depend on the order of summation, so
+    (unlike any floating-point product) two identical rows get the same key whichever kernel
+    computes it, and no sum overflows int64 (D < 2^15 columns). Two rows that differ in one
+    word never share a key.
     """
-    x = u.detach()
-    x = x.masked_fill(x == 0, 0.0)  # −0.0 and +0.0 are the same point
+    x = u.detach() + 0.0  # −0.0 + 0.0 = +0.0: the two zeros are the same point
     if x.element_size() < 4:
         x = x.float()
     words = x.contiguous().view(torch.int32).to(torch.int64)  # float64 rows: 2D words
     k = torch.arange(words.shape[1], device=u.device, dtype=torch.int64)
-    lo_weight = (k * 2654435761 + 97) % 16777213 + 1
-    hi_weight = (k * 40503 + 1234567) % 16777199 + 1
-    return ((words & 0xFFFF) * lo_weight + ((words >> 16) & 0xFFFF) * hi_weight).sum(1)
+    weights = (k * 40503 + 12345) % 65521 + 1
+    return (words * weights).sum(1)
 
 
-def _coincident(u: Tensor, sq: Tensor) -> Tensor:
-    """Pairs [N, N] of identical unit rows (the diagonal included), from their keys.
+def _has_repeats(keys: Tensor) -> bool:
+    """Whether two rows share a key (a host read; O(N log N))."""
+    if keys.numel() < 2:
+        return False
+    s = keys.sort().values
+    return bool((s[1:] == s[:-1]).any())
 
-    ``sq`` are the squared distances ``2 − 2 u_i·u_j``; identical rows leave only rounding
-    there (≤ 2(D + 4)·eps), which the bound below keeps, so a key collision of two distinct
-    rows (about 2^-40 per pair) could only zero a distance that rounding already hides.
+
+def _identical_pairs(u: Tensor, sq: Tensor, keys: Tensor) -> Tensor:
+    """Pairs [N, N] of identical rows (the diagonal included): equal keys, and a squared
+    distance ``sq = 2 − 2 u_i·u_j`` under the rounding that identical rows leave there
+    (≤ 2(D + 4)·eps), so a key collision of distinct rows could only zero a distance that
+    rounding already hides."""
+    bound = 4.0 * (u.shape[1] + 4) * torch.finfo(sq.dtype).eps
+    return (sq <= bound) & (keys.unsqueeze(0) == keys.unsqueeze(1))
+
+
+def _zero_distance_pairs(u: Tensor, sq: Tensor) -> Tensor:
+    """Pairs [N, N] at distance exactly 0: a row with itself, identical rows, and pairs whose
+    squared distance ``sq`` rounds to ≤ 0.
+
+    Eager CPU calls look on the host whether two rows share a key and build the [N, N] key
+    comparison only then; CUDA and ``torch.compile`` build it without a host read.
     """
     keys = _row_keys(u)
-    bound = 4.0 * (u.shape[1] + 4) * torch.finfo(sq.dtype).eps
-    return (keys.unsqueeze(0) == keys.unsqueeze(1)) & (sq <= bound)
+    if not compiling() and u.device.type == "cpu":
+        zero = sq <= 0
+        zero.diagonal().fill_(True)
+        if _has_repeats(keys):
+            zero |= _identical_pairs(u, sq, keys)
+        return zero
+    eye = torch.eye(sq.shape[0], dtype=torch.bool, device=sq.device)
+    return (sq <= 0) | eye | _identical_pairs(u, sq, keys)
 
 
 def _unit_distances(u: Tensor) -> Tensor:
@@ -185,7 +207,7 @@ def _unit_distances(u: Tensor) -> Tensor:
     0.0
     """
     sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
-    zero = _coincident(u, sq.detach()) | (sq <= 0)
+    zero = _zero_distance_pairs(u, sq.detach())
     return torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
 
 
@@ -392,7 +414,10 @@ class _AllPairContrastive(torch.autograd.Function):
         # distances sqrt(clamp(2 − 2 u·uᵀ, 0)), in place, exactly 0 between identical rows
         d = torch.mm(u, u.T)
         d.mul_(-2.0).add_(2.0).clamp_min_(0.0)
-        d.masked_fill_(_coincident(u, d), 0.0).sqrt_()
+        keys = _row_keys(u)
+        if _has_repeats(keys):  # (the diagonal is no pair here)
+            d.masked_fill_(_identical_pairs(u, d, keys), 0.0)
+        d.sqrt_()
         # negative pairs: relu(m⁻ − d) off the class blocks
         ln = torch.rsub(d, neg_margin).relu_().masked_fill_(same, 0.0)
         sn = ln.sum(1)
