@@ -8,17 +8,12 @@ means adding it to the two import lists below (explicit, so static tools see eve
 
 from __future__ import annotations
 
-from . import imbalance
-from . import noise
-from . import calibration
-from . import multilabel
-from . import metric
-from . import ssl
-from .imbalance import *  # noqa: F403
-from .noise import *  # noqa: F403
+from . import calibration, imbalance, metric, multilabel, noise, ssl
 from .calibration import *  # noqa: F403
-from .multilabel import *  # noqa: F403
+from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
+from .multilabel import *  # noqa: F403
+from .noise import *  # noqa: F403
 from .ssl import *  # noqa: F403
 
 __all__: list[str] = []

@@ -7,18 +7,13 @@ module means adding it to the import lists below.
 
 from __future__ import annotations
 
+from . import calibration, imbalance, metric, multilabel, noise, ssl
 from ._base import FunctionalLoss, Loss
-from . import imbalance
-from . import noise
-from . import calibration
-from . import multilabel
-from . import metric
-from . import ssl
-from .imbalance import *  # noqa: F403
-from .noise import *  # noqa: F403
 from .calibration import *  # noqa: F403
-from .multilabel import *  # noqa: F403
+from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
+from .multilabel import *  # noqa: F403
+from .noise import *  # noqa: F403
 from .ssl import *  # noqa: F403
 
 __all__: list[str] = ["Loss", "FunctionalLoss"]
