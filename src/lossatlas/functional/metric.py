@@ -327,6 +327,10 @@ def _zero_unless(condition: Tensor, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------
 # F1: contrastive and triplet margin losses
 # --------------------------------------------------------------------------------------
+#: the fused all-pairs contrastive form is taken on the CPU from this many input elements
+CONTRASTIVE_FUSE_MIN_NUMEL = 1
+
+
 @loss_function(inputs=EMBEDDING, call=("indices",), params={
     "pos_margin": Param("m+, positive distances below it cost nothing", any_number, f"{PML} (0)"),
     "neg_margin": Param("m−, negatives farther than it cost nothing", any_number, f"{PML} (1)"),
@@ -365,10 +369,6 @@ def contrastive(
     return _contrastive_composed(u, labels, pos_margin, neg_margin, average_nonzero, indices, reduction, out_dtype, validate)
 
 
-#: the fused all-pairs contrastive form is taken on the CPU from this many input elements
-CONTRASTIVE_FUSE_MIN_NUMEL = 1
-
-
 def _contrastive_composed(
     u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, average_nonzero: bool,
     indices: Indices | None, reduction: str, out_dtype: torch.dtype, validate: bool = True,
@@ -379,11 +379,13 @@ def _contrastive_composed(
     lp = torch.where(wp > 0, F.relu(d - pos_margin), torch.zeros_like(d))
     ln = torch.where(wn > 0, F.relu(neg_margin - d), torch.zeros_like(d))
     per_anchor = (lp * wp).sum(1) + (ln * wn).sum(1)
+    if reduction != "mean":
+        return reduce_loss(per_anchor, reduction, None, out_dtype)
     if average_nonzero:
         mean = _wavg(lp, wp * (lp > 0)) + _wavg(ln, wn * (ln > 0))
     else:
         mean = _wavg(lp, wp) + _wavg(ln, wn)
-    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    return mean.to(out_dtype)
 
 
 class _AllPairContrastive(torch.autograd.Function):
