@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 import lossatlas as la
-
 from helpers import PARITY_DIR, parity_cases, require_parity_dir, run_parity_case
 
 CASES = parity_cases()

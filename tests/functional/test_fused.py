@@ -12,11 +12,10 @@ import torch
 import torch.nn.functional as F
 
 import lossatlas as la
-from lossatlas.functional import _fused
-from lossatlas._paths import force_path
-from lossatlas.functional._fused import as_dtype, cast_constant, softmax_cross_entropy
-
 from helpers import gradcheck_loss
+from lossatlas._paths import force_path
+from lossatlas.functional import _fused
+from lossatlas.functional._fused import as_dtype, cast_constant, softmax_cross_entropy
 
 N, C = 7, 5
 REDUCTIONS = ("mean", "sum", "none")

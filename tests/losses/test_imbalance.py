@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 import lossatlas as la
 import lossatlas.functional as LF
-
 from helpers import assert_finite_extremes, gradcheck_loss
 
 COUNTS = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
