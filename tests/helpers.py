@@ -26,9 +26,17 @@ def parity_cases() -> list[dict[str, Any]]:
     return cases
 
 
+#: CI sets CI=true: there the parity fixtures are required (a missing folder fails the run).
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def require_parity_dir() -> None:
+    """Skip (locally) or fail (in CI) when the parity fixtures are absent, saying why."""
     if not PARITY_DIR.is_dir():
-        pytest.skip(f"parity fixtures not found at {PARITY_DIR} (set LOSSATLAS_PARITY_DIR); these tests need ../shared/parity")
+        why = f"parity fixtures not found at {PARITY_DIR} (set LOSSATLAS_PARITY_DIR); these tests need ../shared/parity"
+        if IN_CI:
+            pytest.fail(f"{why}; CI requires them (CI is set)", pytrace=False)
+        pytest.skip(why)
 
 
 def _resolve(value: Any, arrays: Any, step: int | None) -> Any:
