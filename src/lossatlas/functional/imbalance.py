@@ -1,9 +1,13 @@
 """Long-tailed classification losses (catalogue rows A1–A8), as pure functions.
 
-Every function takes ``logits`` [N, C] and integer ``target`` [N] (class indices),
+Every softmax function takes ``logits`` [N, C] and integer ``target`` [N] (class indices),
 returns a scalar for ``reduction="mean"|"sum"`` and per-sample losses [N] for ``"none"``.
-Optional per-class ``weight`` [C] follows ``F.cross_entropy``: ``"mean"`` becomes the
-weighted mean ``Σ_i w_{y_i} l_i / Σ_i w_{y_i}``. The module twins live in
+Like ``F.cross_entropy`` they also take K-dimensional inputs ``[N, C, d1, …, dk]`` with
+targets ``[N, d1, …, dk]`` (one loss per position: segmentation, token classification;
+``"none"`` returns ``[N, d1, …, dk]``, ``"mean"`` averages over every position) and an
+unbatched ``[C]`` input with a 0-dim target. Optional per-class ``weight`` [C] follows
+``F.cross_entropy``: ``"mean"`` becomes the weighted mean ``Σ_i w_{y_i} l_i / Σ_i w_{y_i}``.
+:func:`sigmoid_focal` is elementwise on any shape. The module twins live in
 :mod:`lossatlas.losses.imbalance` and carry the full documentation.
 """
 
@@ -20,22 +24,26 @@ from torch import Tensor
 from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, unit_interval
 from .._validation import (
     as_class_counts,
+    check_finite,
+    check_float,
     check_logits,
     check_mask,
     check_multilabel_target,
     check_num_classes,
     check_number,
     check_reduction,
+    check_tensor,
 )
 from ._common import (
     check_classification_deferred,
     check_ignore_index,
     class_weight_like,
     compute_dtype,
+    raise_target_error,
     reduce_loss,
     run_deferred,
 )
-from ._fused import affine_logits, cast_constant, derived, softmax_cross_entropy
+from ._fused import affine_logits, as_dtype, cast_constant, derived, softmax_cross_entropy
 
 __all__ = [
     "cross_entropy",
@@ -57,6 +65,74 @@ ClassCounts = Any  # list / tuple / numpy array / tensor of positive counts
 CLASSIFICATION = ("logits", "target")
 
 
+def _class_rows(logits: Any, target: Any, soft: bool = False) -> tuple[Any, Any, tuple[int, ...] | None]:
+    """``F.cross_entropy``'s input layouts as the rows [M, C] / [M] the family's kernel takes.
+
+    ``[N, C, d1, …, dk]`` with target ``[N, d1, …, dk]`` (``soft``: probabilities of the
+    logits' shape) becomes one row per position (the class dim moved last, then flattened);
+    an unbatched ``[C]`` with a 0-dim (or one-element) target becomes one row. Returns
+    ``(logits, target, shape)``, ``shape`` being that of the ``"none"`` result (``None`` for
+    ``[N, C]`` inputs, which are returned unchanged, and for non-tensors, which the usual
+    checks reject by name).
+    """
+    if not isinstance(logits, Tensor) or not isinstance(target, Tensor) or logits.dim() == 2:
+        return logits, target, None
+    zs, ts = tuple(logits.shape), tuple(target.shape)
+    if logits.dim() == 0:
+        raise ValueError(f"logits must have shape [N, C] (or [C], or [N, C, d1, ..., dk]), got {zs}")
+    if soft:
+        if ts != zs:
+            raise ValueError(f"target must have the shape of logits {zs}, got {ts}")
+    elif logits.dim() == 1:
+        if target.numel() != 1 or target.dim() > 1:
+            raise ValueError(f"logits must have shape [N, C] (or [C] with a 0-dim target, or [N, C, d1, ..., dk] "
+                             f"with target [N, d1, ..., dk]); got logits {zs} and target {ts}")
+    elif ts != zs[:1] + zs[2:]:
+        raise ValueError(f"target must have shape [N, d1, ..., dk] = {list(zs[:1] + zs[2:])} to match logits {zs}, got {ts}")
+    if logits.dim() == 1:
+        return logits.unsqueeze(0), (target.unsqueeze(0) if soft else target.reshape(1)), ()
+    c = zs[1]
+    if c < 1:
+        raise ValueError(f"logits must have at least one class column, got shape {zs}")
+    rows = logits.movedim(1, -1).reshape(-1, c)
+    return rows, (target.movedim(1, -1).reshape(-1, c) if soft else target.reshape(-1)), zs[:1] + zs[2:]
+
+
+def _unrows(out: Tensor, shape: tuple[int, ...] | None, reduction: str) -> Tensor:
+    """The ``"none"`` result of :func:`_class_rows`'s rows in the caller's layout."""
+    return out if shape is None or reduction != "none" else out.reshape(shape)
+
+
+def _smoothing_target_error(logits: Tensor, target: Tensor, ignore_index: int) -> bool:
+    """Whether an infinite label-smoothed loss comes from bad logits (NaN/+inf anywhere, or
+    ``-inf`` at a counted row's target) rather than from a masked non-target class."""
+    z = logits.detach()
+    if bool((torch.isnan(z) | torch.isposinf(z)).any()):
+        return True
+    keep = target != ignore_index
+    at_target = z.gather(1, torch.where(keep, target, 0).unsqueeze(1)).squeeze(1)
+    return bool((torch.isneginf(at_target) & keep).any())
+
+
+def _run_smoothed(
+    kernel: Callable[[], Tensor], deferred: bool, target: Tensor, logits: Tensor, ignore_index: int, out_dtype: torch.dtype,
+) -> Tensor:
+    """:func:`run_deferred` for label smoothing. Its target puts ε/C on every class, so a
+    masked (``-inf``) non-target class makes the loss ``+inf`` by definition: that is
+    ``F.cross_entropy``'s value (its gradient ``p − t`` stays finite) and is returned; NaN or
+    ``+inf`` logits and a masked target class raise the usual ``ValueError``."""
+    try:
+        out = kernel()
+    except (IndexError, RuntimeError):
+        raise_target_error(deferred, target, logits, ignore_index)
+        raise
+    if deferred and out.numel():
+        total = out.detach() if out.dim() == 0 else out.detach().sum()
+        if not math.isfinite(total.item()) and _smoothing_target_error(logits, target, ignore_index):
+            check_finite(logits, "logits", True)  # raises its ValueError
+    return as_dtype(out, out_dtype)
+
+
 def _class_ce(
     logits: Tensor,
     target: Tensor,
@@ -64,21 +140,27 @@ def _class_ce(
     ignore_index: int,
     reduction: str,
     validate: bool,
-    class_counts: Tensor | None = None,
+    per_class: dict[str, Tensor] | None = None,
     **kernel: Any,
 ) -> Tensor:
     """The integer-target CE family: checks, then :func:`_fused.softmax_cross_entropy` with
-    ``kernel``'s constants (callables are called with ``z``, the logits in the compute dtype)."""
-    z, out_dtype, deferred = check_classification_deferred(logits, target, reduction, validate, ignore_index)
-    check_ignore_index(ignore_index, logits.shape[1])
-    if class_counts is not None:
-        check_num_classes(class_counts, logits, "class_counts")
+    ``kernel``'s constants (callables are called with ``z``, the logits in the compute dtype).
+
+    Every layout of :func:`_class_rows` is computed as rows [M, C] and the ``"none"`` result
+    put back in the input's layout; ``per_class`` (name → tensor [C]) are checked against C."""
+    rows, target, shape = _class_rows(logits, target)
+    z, out_dtype, deferred = check_classification_deferred(rows, target, reduction, validate, ignore_index)
+    check_ignore_index(ignore_index, rows.shape[1])
+    for name, values in (per_class or {}).items():
+        check_num_classes(values, rows, name)
     w = class_weight_like(weight, z, validate=False)
     consts = {k: (v(z) if callable(v) else v) for k, v in kernel.items()}
-    return run_deferred(
+    run = _run_smoothed if consts.get("label_smoothing") else run_deferred
+    out = run(
         lambda: softmax_cross_entropy(z, target, weight=w, ignore_index=ignore_index, reduction=reduction, **consts),
-        deferred, target, logits, ignore_index, out_dtype,
+        deferred, target, rows, ignore_index, out_dtype,
     )
+    return _unrows(out, shape, reduction)
 
 
 def _check_soft_target(logits: Tensor, target: Tensor, validate: bool) -> None:
@@ -102,8 +184,10 @@ def _soft_cross_entropy(
     class_counts: Tensor | None = None,
 ) -> Tensor:
     """``F.cross_entropy(transform(z), p)`` for class-probability targets ``p`` [N, C] (e.g.
-    mixup / CutMix labels); ``transform`` is a prior-aware loss's logit adjustment. ``"mean"``
-    is torch's (over the N rows; 0 for an empty batch)."""
+    mixup / CutMix labels; also ``[N, C, d1, …, dk]`` and unbatched ``[C]``, as
+    :func:`_class_rows`); ``transform`` is a prior-aware loss's logit adjustment. ``"mean"``
+    is torch's (over the rows; 0 for an empty batch)."""
+    logits, target, shape = _class_rows(logits, target, soft=True)
     _check_soft_target(logits, target, validate)
     if class_counts is not None:
         check_num_classes(class_counts, logits, "class_counts")
@@ -111,7 +195,7 @@ def _soft_cross_entropy(
     w = class_weight_like(weight, z, validate=False)
     u = z if transform is None else transform(z)
     losses = F.cross_entropy(u, target.to(z.dtype), weight=w, label_smoothing=label_smoothing, reduction="none")
-    return reduce_loss(losses, reduction, None, logits.dtype)
+    return _unrows(reduce_loss(losses, reduction, None, logits.dtype), shape, reduction)
 
 
 def _is_soft(target: Any) -> bool:
@@ -134,7 +218,9 @@ def cross_entropy(
 ) -> Tensor:
     """Cross-entropy with optional class weights and label smoothing (torch semantics).
 
-    ``target`` is int64 [N] or class probabilities [N, C]. See
+    ``target`` is int64 [N] or class probabilities [N, C]; K-dimensional ``[N, C, d1, …, dk]``
+    logits (targets ``[N, d1, …, dk]`` or probabilities of the logits' shape) and an unbatched
+    ``[C]`` (0-dim target) are taken as torch takes them. See
     :class:`lossatlas.losses.CrossEntropyLoss`.
     """
     if _is_soft(target):
@@ -172,10 +258,11 @@ def focal(
 ) -> Tensor:
     """Softmax focal loss ``α_t (1 − p_t)^γ · (−log p_t)``; see :class:`lossatlas.losses.FocalLoss`."""
     a: Any = alpha
+    per_class = None
     if isinstance(alpha, Tensor):
-        check_num_classes(alpha, logits, "alpha")
+        per_class = {"alpha": alpha}
         a = lambda z: cast_constant(alpha, z)  # noqa: E731
-    return _class_ce(logits, target, weight, ignore_index, reduction, validate, gamma=float(gamma), alpha=a)
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, per_class, gamma=float(gamma), alpha=a)
 
 
 def _sigmoid_alpha(value: Any, name: str) -> float | None:
@@ -202,11 +289,14 @@ def sigmoid_focal(
 ) -> Tensor:
     """Sigmoid (binary / multi-label) focal loss; see :class:`lossatlas.losses.SigmoidFocalLoss`.
 
-    ``reduction="none"`` returns the elementwise losses [N, C]; ``"mean"`` averages all N·C.
-    Optional ``mask`` (broadcastable to [N, C], 1 = count, 0 = unannotated) zeroes left-out
+    Elementwise on any shape (``logits`` and ``target`` the same shape: [N, C], [N],
+    [N, C, H, W], …, as torchvision's ``sigmoid_focal_loss``). ``reduction="none"`` returns
+    the elementwise losses in that shape; ``"mean"`` averages all elements. Optional ``mask``
+    (broadcastable to the logits' shape, 1 = count, 0 = unannotated) zeroes left-out
     elements and makes ``"mean"`` the masked mean ``Σ m·l / Σ m``.
     """
     check_reduction(reduction)
+    logits, target, mask, shape = elementwise_rows(logits, target, mask, validate)
     check_logits(logits, validate)
     check_multilabel_target(target, logits, validate)
     out_dtype = logits.dtype
@@ -227,7 +317,31 @@ def sigmoid_focal(
         # α y + (1 − α)(1 − y) = (1 − α) + (2α − 1) y, built without a gradient.
         losses = losses * y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
     m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
-    return reduce_loss(losses, reduction, m, out_dtype)
+    return _unrows(reduce_loss(losses, reduction, m, out_dtype), shape, reduction)
+
+
+def elementwise_rows(
+    logits: Any, target: Any, mask: Tensor | None, validate: bool
+) -> tuple[Any, Any, Tensor | None, tuple[int, ...] | None]:
+    """An elementwise (sigmoid) loss's inputs of any shape as the [M, L] the checks take.
+
+    ``logits`` and ``target`` must have the same shape; ``L`` is its last dim (1 for a
+    0-dim input or an empty last dim), so a per-class tensor [L] broadcasts over the last
+    dim as in torch.
+    ``mask`` is checked against the original shape (``ValueError`` naming it), then laid
+    out the same way. Returns ``(logits, target, mask, shape)`` with ``shape`` the
+    ``"none"`` result's (``None`` for [N, C] inputs, returned unchanged)."""
+    check_float(logits, "logits")
+    check_tensor(target, "target")
+    if logits.dim() == 2:
+        return logits, target, mask, None
+    shape = tuple(logits.shape)
+    if tuple(target.shape) != shape:
+        raise ValueError(f"target must have the shape of logits {shape}, got {tuple(target.shape)}")
+    if mask is not None:
+        mask = check_mask(mask, logits, validate)
+    rows = (math.prod(shape[:-1]), shape[-1]) if shape and shape[-1] else (logits.numel(), 1)
+    return (logits.reshape(rows), target.reshape(rows), None if mask is None else mask.reshape(rows), shape)
 
 
 def effective_number_weights(class_counts: ClassCounts, beta: float = 0.9999) -> Tensor:
@@ -285,7 +399,7 @@ def ldam(
     """LDAM loss ``CE(s · (z − m_y e_y), y)``; see :class:`lossatlas.losses.LDAMLoss`."""
     margins = derived(_ldam_margins, class_counts, max_margin)
     # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target.
-    return _class_ce(logits, target, weight, ignore_index, reduction, validate, class_counts, scale=scale,
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, {"class_counts": class_counts}, scale=scale,
                      shift=lambda z: cast_constant(margins, z, -scale, column=True))
 
 
@@ -317,7 +431,7 @@ def _biased_ce(
             return affine_logits(z, None, cast_constant(bias, z), None if divisor is None else cast_constant(divisor, z))
 
         return _soft_cross_entropy(logits, target, weight, reduction, validate, transform=adjust, class_counts=class_counts)
-    return _class_ce(logits, target, weight, ignore_index, reduction, validate, class_counts,
+    return _class_ce(logits, target, weight, ignore_index, reduction, validate, {"class_counts": class_counts},
                      bias=lambda z: cast_constant(bias, z),
                      divisor=None if divisor is None else (lambda z: cast_constant(divisor, z)))
 

@@ -40,6 +40,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
+from .imbalance import elementwise_rows
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
 
@@ -119,7 +120,11 @@ def bce(
     """Sigmoid binary cross-entropy per label; see :class:`lossatlas.losses.BCELoss`.
 
     ``l_ic = −[w_c y log σ(z) + (1 − y) log(1 − σ(z))]`` with ``w = pos_weight`` (torch semantics).
+    Elementwise on any shape (``logits`` and ``target`` the same shape, as
+    ``F.binary_cross_entropy_with_logits``; ``pos_weight`` then runs along the last dim, as
+    torch broadcasts it); ``"none"`` returns that shape.
     """
+    logits, target, mask, shape = elementwise_rows(logits, target, mask, validate)
     z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, mask, ignore_index)
     pw = cast("Tensor | None", pos_weight)
     if pw is not None:
@@ -127,9 +132,11 @@ def bce(
         pw = pw.to(device=z.device, dtype=z.dtype)
     if m is None and z.numel():  # torch's own reduction: one node fewer (an empty mean stays 0 below)
         out = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction=reduction)
-        return out if out.dtype == out_dtype else out.to(out_dtype)
-    losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
-    return reduce_loss(losses, reduction, m, out_dtype)
+        out = out if out.dtype == out_dtype else out.to(out_dtype)
+    else:
+        losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
+        out = reduce_loss(losses, reduction, m, out_dtype)
+    return out if shape is None or reduction != "none" else out.reshape(shape)
 
 
 #: From this many logits ASL runs as one autograd.Function (measured on CPU: faster than the

@@ -31,6 +31,13 @@ VS_PAPER = Paper("G. R. Kini, O. Paraskevas, S. Oymak, C. Thrampoulidis", "Label
 LS_PAPER = Paper("C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna", "Rethinking the Inception Architecture for Computer Vision", "CVPR", 2016, "1512.00567")
 
 
+#: The layouts every softmax loss of this family takes beside [N, C], as ``F.cross_entropy``.
+_KD_SHAPES = """\
+Also ``[N, C, d1, ..., dk]`` logits with ``[N, d1, ..., dk]`` targets (a loss per position:
+segmentation, tokens; ``reduction='none'`` returns ``[N, d1, ..., dk]``, ``'mean'``
+averages every position) and an unbatched ``[C]`` with a 0-dim target, as ``F.cross_entropy``."""
+
+
 def _prior_tail(create_args: str, soft: bool = True) -> str:
     """The shapes line and runnable example the class-count losses share, for their
     ``{shapes_example}`` docstring line (``la.create(create_args)``); ``soft``: the loss also
@@ -38,6 +45,7 @@ def _prior_tail(create_args: str, soft: bool = True) -> str:
     soft_text = " or class probabilities [N, C] (soft labels, e.g. mixup; the adjusted logits' cross-entropy)" if soft else ""
     return f"""\
 Shapes: ``logits`` [N, C]; ``target`` int64 [N]{soft_text}.
+{_KD_SHAPES}
 
 Example:
     >>> import torch, lossatlas as la
@@ -57,6 +65,7 @@ Example:
     paper=LS_PAPER,
     code="torch.nn.functional.cross_entropy",
 )
+@fill_doc(kd_shapes=_KD_SHAPES)
 class CrossEntropyLoss(FunctionalLoss, function=LF.cross_entropy):
     r"""Cross-entropy with class weights and label smoothing, exactly as ``torch.nn.CrossEntropyLoss``.
 
@@ -65,17 +74,25 @@ class CrossEntropyLoss(FunctionalLoss, function=LF.cross_entropy):
 
     The baseline every other classification loss is compared with. Label smoothing is from
     Szegedy et al. (2016), "Rethinking the Inception Architecture for Computer Vision".
-    Difference from torch: a ``"mean"`` over an empty batch is 0 (with a gradient), not NaN.
+    Differences from torch (docs/differences.md lists them all): a ``"mean"`` over an empty
+    or all-ignored batch is 0 (with a gradient), not NaN; bad values (NaN/+inf logits, an
+    out-of-range target) raise ``ValueError``. A ``-inf`` logit is a masked class; with label
+    smoothing, whose target gives it ε/C, the loss is +inf as in torch (gradient finite).
 
     {args}
 
-    Shapes: ``logits`` [N, C]; ``target`` int64 [N] or class probabilities [N, C].
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N] or class probabilities [N, C] (in every
+    layout, probability targets have the logits' shape).
+    {kd_shapes}
 
     Example:
         >>> import torch, lossatlas as la
         >>> crit = la.create("cross_entropy", label_smoothing=0.1)
         >>> crit(torch.randn(8, 5), torch.randint(0, 5, (8,))).shape
         torch.Size([])
+        >>> seg = la.create("cross_entropy", reduction="none")  # [N, C, H, W] -> [N, H, W]
+        >>> seg(torch.randn(2, 5, 4, 4), torch.randint(0, 5, (2, 4, 4))).shape
+        torch.Size([2, 4, 4])
     """
 
 
@@ -89,6 +106,7 @@ class CrossEntropyLoss(FunctionalLoss, function=LF.cross_entropy):
     paper=FOCAL_PAPER,
     code="kaidic/LDAM-DRW losses.py::FocalLoss (softmax form); facebookresearch/Detectron (sigmoid form)",
 )
+@fill_doc(kd_shapes=_KD_SHAPES)
 class FocalLoss(FunctionalLoss, function=LF.focal):
     r"""Softmax focal loss (Lin et al., 2017, "Focal Loss for Dense Object Detection").
 
@@ -101,6 +119,7 @@ class FocalLoss(FunctionalLoss, function=LF.focal):
     {args}
 
     Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+    {kd_shapes}
 
     Example:
         >>> import torch, lossatlas as la
@@ -128,11 +147,13 @@ class SigmoidFocalLoss(FunctionalLoss, function=LF.sigmoid_focal):
 
     Same values and gradients as ``torchvision.ops.sigmoid_focal_loss`` (parity case
     ``ml_sigmoid_focal``). ``alpha=None`` (or negative) disables the α balance.
-    ``reduction="mean"`` averages over all N·C elements; ``"none"`` returns [N, C].
-    An optional call argument ``mask`` (broadcastable to [N, C], 1 = annotated) leaves
-    unannotated labels out; ``"mean"`` is then over the counted elements.
+    Elementwise, so any shape works as in torchvision ([N, C], [N], [N, C, H, W], ...):
+    ``reduction="mean"`` averages over all elements; ``"none"`` returns the input's shape.
+    An optional call argument ``mask`` (broadcastable to the logits' shape, 1 = annotated)
+    leaves unannotated labels out; ``"mean"`` is then over the counted elements.
 
-    Shapes: ``logits`` [N, C]; ``target`` float multi-hot (or soft) [N, C] in [0, 1].
+    Shapes: ``logits`` [N, C] (or any shape); ``target`` float multi-hot (or soft) in [0, 1],
+    the logits' shape.
 
     Example:
         >>> import torch, lossatlas as la
