@@ -125,6 +125,8 @@ def build_ours(entry: Any, kwargs: dict, inputs: dict, n: int, d: int, validate:
 
 def call(kind: str, module: Any, inputs: dict) -> Callable[[], torch.Tensor]:
     if kind in ("classification", "multilabel"):
+        if "index" in inputs:  # a loss with per-sample state (num_samples): the batch's dataset indices
+            return lambda: module(inputs["logits"], inputs["target"], index=inputs["index"])
         return lambda: module(inputs["logits"], inputs["target"])
     if kind == "embedding":
         return lambda: module(inputs["emb"], inputs["labels"])
@@ -257,6 +259,8 @@ def run_case(entry: Any, spec: Spec | None, n: int, d: int, args: argparse.Names
     gen = torch.Generator().manual_seed(0)
     kind = entry.kind
     inputs = make_inputs(kind, n, d, device, gen, entry.id)
+    if "num_samples" in entry.required:
+        inputs["index"] = torch.arange(n, device=device)
     if "num_classes" in entry.required:  # proxy losses: labels index PROXY_CLASSES class weights
         inputs["labels"] = inputs["labels"] % PROXY_CLASSES
     kwargs = spec.kwargs if spec else {}
@@ -327,16 +331,17 @@ def compile_check(device: torch.device, timer: Timer | None = None, args: argpar
             torch._dynamo.reset()
             cm = torch.compile(m, fullgraph=True)
             z = inputs["logits"]
-            lc = cm(z, inputs["target"])
+            extra = {"index": torch.arange(64, device=device)} if "num_samples" in entry.required else {}
+            lc = cm(z, inputs["target"], **extra)
             lc.backward()
             gc = z.grad.clone()
             z.grad = None
-            le = m(z, inputs["target"])
+            le = m(z, inputs["target"], **extra)
             le.backward()
             ok = torch.allclose(lc, le, rtol=1e-5, atol=1e-6) and torch.allclose(gc, z.grad, rtol=1e-5, atol=1e-7)
             out.append({"id": loss_id, "fullgraph": True, "matches_eager": bool(ok), "compile_s": time.perf_counter() - t0})
             if timer is not None and args is not None:
-                out[-1].update(_time_compiled(m, cm, kind, device, timer, args))
+                out[-1].update(_time_compiled(m, cm, kind, device, timer, args, needs_index=bool(extra)))
         except Exception as exc:  # noqa: BLE001
             out.append({"id": loss_id, "fullgraph": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
         if device.type == "cuda":  # validate=False must never synchronise the device with the host
@@ -357,12 +362,15 @@ def compile_check(device: torch.device, timer: Timer | None = None, args: argpar
 COMPILE_C = 100
 
 
-def _time_compiled(m: Any, cm: Any, kind: str, device: torch.device, timer: Timer, args: argparse.Namespace) -> dict:
+def _time_compiled(m: Any, cm: Any, kind: str, device: torch.device, timer: Timer, args: argparse.Namespace,
+                   needs_index: bool = False) -> dict:
     """Median fwd+bwd of the compiled and the eager loss, and of the plain torch loss, at N=1024, C=COMPILE_C."""
     inputs = make_inputs(kind, 1024, COMPILE_C, device, torch.Generator().manual_seed(2))
     z, y = inputs["logits"], inputs["target"]
+    kw = {"index": torch.arange(64, device=device).repeat(16)} if needs_index else {}  # the module has 64 samples' state
     plain = F.cross_entropy if kind == "classification" else F.binary_cross_entropy_with_logits
-    med = measure({"compiled": (lambda: cm(z, y), [z]), "eager": (lambda: m(z, y), [z]), "plain": (lambda: plain(z, y), [z])},
+    med = measure({"compiled": (lambda: cm(z, y, **kw), [z]), "eager": (lambda: m(z, y, **kw), [z]),
+                   "plain": (lambda: plain(z, y), [z])},
                   timer, args.budget, args.min_reps, args.max_reps)
     return {"compiled_vs_plain": med["compiled"] / med["plain"], "eager_vs_plain": med["eager"] / med["plain"],
             "plain_name": plain.__name__}
@@ -431,17 +439,23 @@ def write_report(res: dict, out: str) -> None:
     own = [r for r in peer_rows if r.get("family") in OWN_FAMILIES]
     best = best_ratio
     la_rows = [r for r in res["cases"] if r["id"] in LA_FAMILY and r.get("vs_ce") is not None]
-    missed = sorted({r["D_or_C"] for r in la_rows if max(r["vs_ce"], r["vs_ce_novalidate"]) > 1.5})
-    worst = max((max(r["vs_ce"], r["vs_ce_novalidate"]) for r in la_rows), default=float("nan"))
+
+    def within(r: dict, key: str) -> bool:
+        return bool(r[key] <= ce_target(r["D_or_C"]))
+
+    missed = sorted({r["D_or_C"] for r in la_rows if not (within(r, "vs_ce") and within(r, "vs_ce_novalidate"))})
+    worst = {c: max((max(r["vs_ce"], r["vs_ce_novalidate"]) for r in la_rows if r["D_or_C"] == c), default=float("nan"))
+             for c in sorted({r["D_or_C"] for r in la_rows})}
     lines += [
         "", "## Summary", "",
         f"- Peer comparisons: {sum(best(r) <= 1.0 for r in peer_rows)} of {len(peer_rows)} rows at ≤ 1.0× the best peer "
         f"(validate=False where timed, else default); imbalance family (this suite's hot paths): "
         f"{sum(best(r) <= 1.0 for r in own)} of {len(own)}, worst {max((best(r) for r in own), default=float('nan')):.2f}×.",
-        f"- LA / BS / LDAM / VS / focal vs `F.cross_entropy`: {sum(r['vs_ce_novalidate'] <= 1.5 for r in la_rows)} of "
-        f"{len(la_rows)} rows within 1.5× with validate=False, {sum(r['vs_ce'] <= 1.5 for r in la_rows)} with the default "
-        f"validate=True; " + (f"the misses are at C ∈ {missed} and are listed below with their reason." if missed
-                              else f"no miss (worst {worst:.2f}×)."),
+        f"- LA / BS / LDAM / VS / focal vs `F.cross_entropy` (targets: 1.5× at C = 1000, 2× at C ≤ 100): "
+        f"{sum(within(r, 'vs_ce_novalidate') for r in la_rows)} of {len(la_rows)} rows within target with validate=False, "
+        f"{sum(within(r, 'vs_ce') for r in la_rows)} with the default validate=True; worst by C: "
+        + ", ".join(f"C = {c}: {w:.2f}×" for c, w in worst.items()) + "; "
+        + (f"the misses are at C ∈ {missed} and are listed below with their reason." if missed else "no miss."),
         _memory_line(la_rows),
     ]
     lines += ["", "## Targets", ""]
@@ -479,6 +493,12 @@ def _memory_line(rows: list[dict]) -> str:
 
 WRAPPERS = {"cross_entropy", "bce"}
 LA_FAMILY = {"ldam", "logit_adjusted", "balanced_softmax", "vs", "focal"}
+
+
+def ce_target(num_classes: int) -> float:
+    """The target ratio to ``F.cross_entropy`` of the LA family at N = 1024: 1.5× at C = 1000
+    (where the passes over the logits dominate), 2× at C ≤ 100 (where fixed per-call costs do)."""
+    return 1.5 if num_classes >= 1000 else 2.0
 OWN_FAMILIES = {"imbalance"}  # the cross-entropy family, whose misses have the reasons below
 
 
@@ -506,10 +526,11 @@ def verdicts(cases: list[dict]) -> list[str]:
                     why = "same_passes" if r["vs_peer_novalidate"] <= 1.08 else "see notes"
                 out.append(f"{r['id']} N={r['N']} C/D={r['D_or_C']}: ours {r['vs_peer']:.2f}× / nv {fmt_ratio(r['vs_peer_novalidate'])} "
                            f"the best peer ({r['best_peer']}) — misses 1.0× ({why})")
-        if r["id"] in LA_FAMILY and r.get("vs_ce") is not None and r["vs_ce_novalidate"] > 1.5:
-            out.append(f"{r['id']} C={r['D_or_C']}: nv {r['vs_ce_novalidate']:.2f}× CE — misses 1.5× ({'small_c' if r['D_or_C'] <= 100 else 'see notes'})")
-        elif r["id"] in LA_FAMILY and r.get("vs_ce") is not None and r["vs_ce"] > 1.5:
-            out.append(f"{r['id']} C={r['D_or_C']}: default {r['vs_ce']:.2f}× CE (nv {r['vs_ce_novalidate']:.2f}×) — validate=True misses 1.5× (validation)")
+        target = ce_target(r["D_or_C"])
+        if r["id"] in LA_FAMILY and r.get("vs_ce") is not None and r["vs_ce_novalidate"] > target:
+            out.append(f"{r['id']} C={r['D_or_C']}: nv {r['vs_ce_novalidate']:.2f}× CE — misses {target}× ({'small_c' if r['D_or_C'] <= 100 else 'see notes'})")
+        elif r["id"] in LA_FAMILY and r.get("vs_ce") is not None and r["vs_ce"] > target:
+            out.append(f"{r['id']} C={r['D_or_C']}: default {r['vs_ce']:.2f}× CE (nv {r['vs_ce_novalidate']:.2f}×) — validate=True misses {target}× (validation)")
     if not out:
         out.append("all targets met")
     return out
