@@ -283,6 +283,26 @@ def _denominator(target: Tensor, ignore_index: int, weight: Tensor | None, dtype
     return (weight.index_select(0, safe) * valid).sum().clamp_min(torch.finfo(dtype).tiny)
 
 
+def _smoothed_weighted_ce(u: Tensor, target: Tensor, weight: Tensor, ignore_index: int, reduction: str, eps: float) -> Tensor:
+    """torch's label-smoothed cross-entropy with class weights ``w``,
+    ``ℓ_i = (1 − ε) w_{y_i} (−log p_{i y_i}) + (ε/C) Σ_j w_j (−log p_{ij})``, ``"mean"`` ÷ ``Σ_i w_{y_i}``
+    over the rows kept, with two differences where torch has no number: a class of weight 0
+    adds 0 even when it is masked (``−inf`` logit; torch computes 0·∞ = NaN), and a mean with
+    nothing counted (``Σ_i w_{y_i} = 0``, while the smoothing sum need not be 0) is 0."""
+    logp = torch.log_softmax(u, 1)
+    nll = F.nll_loss(logp, target, weight=weight, ignore_index=ignore_index, reduction="none")  # 0 on ignored rows
+    smooth = torch.where(weight > 0, logp * weight, 0.0).sum(1).neg()
+    smooth = torch.where(target != ignore_index, smooth, 0.0)  # where, not a product: ignored rows may be +inf
+    losses = nll * (1.0 - eps) + smooth * (eps / u.shape[1])
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    den = _denominator(target, ignore_index, weight, total.dtype)
+    return torch.where(den > torch.finfo(total.dtype).tiny, total / den, 0.0)
+
+
 def _plain(
     z: Tensor, target: Tensor, col: Tensor | None, scale: Tensor | float | None, bias: Tensor | None,
     divisor: Tensor | None, weight: Tensor | None, gamma: float, alpha: Tensor | float | None,
@@ -299,7 +319,9 @@ def _plain(
         add = col.index_select(0, safe)
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
     if gamma == 0.0 and not isinstance(alpha, Tensor):
-        if reduction == "mean" and not label_smoothing:
+        if label_smoothing and weight is not None:
+            out = _smoothed_weighted_ce(u, target, weight, ignore_index, reduction, label_smoothing)
+        elif reduction == "mean" and not label_smoothing:
             # ATen's NLL returns its total weight (the rows kept, or Σ w_{y_i}) beside the sum: the
             # mean's divisor without another pass, floored so an all-ignored batch gives 0.
             nll: tuple[Tensor, Tensor] = torch.ops.aten.nll_loss_forward(torch.log_softmax(u, 1), target, weight, _SUM,

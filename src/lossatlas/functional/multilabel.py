@@ -34,7 +34,6 @@ from .._validation import (
     check_logits,
     check_mask,
     check_multilabel_target,
-    check_num_classes,
     check_number,
     check_tensor,
     compiling,
@@ -102,8 +101,33 @@ def _prepare_multilabel(
     return z, target.to(z.dtype), m, logits.dtype
 
 
+def _pos_weight(value: Any, name: str) -> Tensor:
+    """Weights of the positive terms: finite, non-negative, any shape (broadcast against the
+    logits at the call, as torch does); a float64 tensor unless given as a float tensor."""
+    t = value if isinstance(value, Tensor) else torch.as_tensor(value, dtype=torch.float64)
+    checked = weight_param(t.reshape(-1), name)
+    assert checked is not None
+    return checked.reshape(t.shape)
+
+
+def _check_pos_weight(pw: Tensor, shape: tuple[int, ...]) -> None:
+    """torch's rule: ``pos_weight`` broadcasts to the logits' shape without enlarging it."""
+    try:
+        ok = tuple(torch.broadcast_shapes(tuple(pw.shape), shape)) == shape
+    except RuntimeError:
+        ok = False
+    if ok:
+        return
+    if pw.dim() == 1 and shape:
+        raise ValueError(f"pos_weight has {pw.shape[0]} entries but logits have {shape[-1]} classes (their last dim); "
+                         "they must match")
+    raise ValueError(f"pos_weight of shape {tuple(pw.shape)} must broadcast to the logits' shape {shape} "
+                     "(as in torch: [C] runs along the last dim; use [C, 1, 1] for [N, C, H, W] logits)")
+
+
 @loss_function(inputs=MULTILABEL, call=("mask",), params={
-    "pos_weight": Param("optional weight of the positive term per class [C] (torch semantics)", weight_param,
+    "pos_weight": Param("optional weight of the positive term, broadcast against the logits as torch does: [C] "
+                        "per class of [N, C] logits, [C, 1, 1] per channel of [N, C, H, W]", _pos_weight,
                         "torch default (none)"),
     "ignore_index": MULTILABEL_IGNORE,
 })
@@ -121,22 +145,23 @@ def bce(
 
     ``l_ic = −[w_c y log σ(z) + (1 − y) log(1 − σ(z))]`` with ``w = pos_weight`` (torch semantics).
     Elementwise on any shape (``logits`` and ``target`` the same shape, as
-    ``F.binary_cross_entropy_with_logits``; ``pos_weight`` then runs along the last dim, as
-    torch broadcasts it); ``"none"`` returns that shape.
+    ``F.binary_cross_entropy_with_logits``; ``pos_weight`` broadcasts against them as in torch:
+    a [C] tensor runs along the last dim, [C, 1, 1] along dim 1 of [N, C, H, W]);
+    ``"none"`` returns that shape.
     """
-    logits, target, mask, shape = elementwise_rows(logits, target, mask, validate)
-    z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, mask, ignore_index)
+    rows, target, mask, shape = elementwise_rows(logits, target, mask, validate)
+    z, y, m, out_dtype = _prepare_multilabel(rows, target, validate, mask, ignore_index)
+    if shape is not None:  # checked as rows; computed in the caller's shape (pos_weight broadcasts as in torch)
+        z, y, m = z.reshape(shape), y.reshape(shape), None if m is None else m.reshape(shape)
     pw = cast("Tensor | None", pos_weight)
     if pw is not None:
-        check_num_classes(pw, logits, "pos_weight")
+        _check_pos_weight(pw, tuple(z.shape))
         pw = pw.to(device=z.device, dtype=z.dtype)
     if m is None and z.numel():  # torch's own reduction: one node fewer (an empty mean stays 0 below)
         out = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction=reduction)
-        out = out if out.dtype == out_dtype else out.to(out_dtype)
-    else:
-        losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
-        out = reduce_loss(losses, reduction, m, out_dtype)
-    return out if shape is None or reduction != "none" else out.reshape(shape)
+        return out if out.dtype == out_dtype else out.to(out_dtype)
+    losses = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
+    return reduce_loss(losses, reduction, m, out_dtype)
 
 
 #: From this many logits ASL runs as one autograd.Function (measured on CPU: faster than the
