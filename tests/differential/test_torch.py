@@ -672,3 +672,45 @@ def test_bce_module_keeps_a_channel_pos_weight() -> None:
     ref.backward()
     assert x.grad is not None and x_ref.grad is not None
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_validation_differences_are_deliberate() -> None:
+    # docs/differences.md: where torch computes (or fails obscurely) on a bad input, lossatlas
+    # raises a ValueError naming the argument. Each row checks torch's behaviour too, so a
+    # change on torch's side shows up here.
+    z = torch.randn(3, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    nan = z.clone()
+    nan[0, 3] = float("nan")
+    assert F.cross_entropy(nan, y).isnan()
+    with pytest.raises(ValueError, match="^logits contains NaN or Inf"):
+        LF.cross_entropy(nan, y)
+    # ignore_index inside [0, C): torch silently drops that class's rows
+    torch.testing.assert_close(F.cross_entropy(z, y, ignore_index=1), F.cross_entropy(z[[0, 2]], y[[0, 2]]))
+    with pytest.raises(ValueError, match="^ignore_index=1 is a valid class index for 4 classes"):
+        LF.cross_entropy(z, y, ignore_index=1)
+    with pytest.raises(IndexError):
+        F.cross_entropy(z, torch.tensor([0, 1, 7]))
+    with pytest.raises(ValueError, match=r"^target values must be in \[0, 4\).*found \[7\]"):
+        LF.cross_entropy(z, torch.tensor([0, 1, 7]))
+    unnormalised = torch.full((3, 4), 0.3, dtype=torch.float64)
+    assert torch.isfinite(F.cross_entropy(z, unnormalised))
+    with pytest.raises(ValueError, match="sum to 1"):
+        LF.cross_entropy(z, unnormalised)
+    masked_target = z.clone()
+    masked_target[1, 1] = float("-inf")
+    assert F.cross_entropy(masked_target, y).isinf()
+    with pytest.raises(ValueError, match="^logits contains NaN or Inf"):
+        LF.cross_entropy(masked_target, y)
+    # bce: a target of 2 is computed by torch, refused here; -100 (ignore_index) is left out
+    t = torch.rand(3, 4, dtype=torch.float64)
+    t2 = t.clone()
+    t2[0, 0] = 2.0
+    assert torch.isfinite(F.binary_cross_entropy_with_logits(z, t2))
+    with pytest.raises(ValueError, match=r"^target values must lie in \[0, 1\]"):
+        LF.bce(z, t2)
+    t2[0, 0] = -100.0
+    keep = torch.ones(3, 4, dtype=torch.bool)
+    keep[0, 0] = False
+    torch.testing.assert_close(LF.bce(z, t2), F.binary_cross_entropy_with_logits(z[keep], t[keep]))
+    torch.testing.assert_close(LF.bce(z, t2, ignore_index=None, validate=False), F.binary_cross_entropy_with_logits(z, t2))
