@@ -215,10 +215,10 @@ def test_calibration_perfect_and_empty():
     # one-hot probabilities that are always right: every calibration error is 0
     probs = torch.eye(4, dtype=torch.float64).repeat(3, 1)
     target = torch.arange(4).repeat(3)
-    m = BinnedCalibration(from_logits=False)
+    m = BinnedCalibration(input="probs")
     m.update(probs, target)
     assert float(m.compute()["ece"]) == 0.0 and float(m.compute()["mce"]) == 0.0
-    cw = ClasswiseECE(4, from_logits=False)
+    cw = ClasswiseECE(4, input="probs")
     cw.update(probs, target)
     assert float(cw.compute()["classwise_ece"]) == 0.0
     assert math.isnan(float(BinnedCalibration().compute()["ece"]))
@@ -535,8 +535,8 @@ def test_bad_inputs():
         evaluate(logits.masked_fill(torch.eye(10, 3, dtype=torch.bool), float("nan")), target)
     with pytest.raises(ValueError, match="k="):
         AverageKAccuracy(k=5).update(logits, target)
-    with pytest.raises(ValueError, match="probabilities"):
-        BinnedCalibration(from_logits=False).update(logits * 10, target)
+    with pytest.raises(ValueError, match=r"input='probs' but preds has values outside \[0, 1\]"):
+        BinnedCalibration(input="probs").update(logits * 10, target)
     with pytest.raises(TypeError, match="n_bins"):
         BinnedCalibration(n_bins=2.5)
 
@@ -617,3 +617,151 @@ def test_retrieval_chunking_does_not_change_results():
     whole = _retrieval(x, y, x, y, (1, 5), "cosine", leave_one_out=True)
     assert _retrieval(x, y, x, y, (1, 5), "cosine", leave_one_out=True, chunk=7) == pytest.approx(whole)
     assert whole == pytest.approx(_numpy_retrieval(x.double().numpy(), y.numpy(), x.double().numpy(), y.numpy(), (1, 5), loo=True))
+
+
+# ---------------------------------------------------------------- logits or probabilities (issue 20)
+
+
+def _calibration_results(preds, target, c, **kw):
+    """Every calibration number the package gives, for scores ``preds`` [N, C]."""
+    binned = BinnedCalibration(n_bins=10, **kw)
+    binned.update(preds, target)
+    cw = ClasswiseECE(c, n_bins=10, **kw)
+    cw.update(preds, target)
+    avgk = AverageKAccuracy(k=2, **kw)
+    avgk.update(preds, target)
+    return {
+        "binned": binned.compute(),
+        "classwise": cw.compute(),
+        "avgk": avgk.compute(),
+        "diagram": {k: v for k, v in reliability_diagram(preds, target, n_bins=10, **kw).items() if k != "input"},
+        "ranking": ranking_metrics(preds, target, **kw),
+        "evaluate": evaluate(preds, target, train_class_counts=[90, 40, 20, 9, 3], **kw),
+    }
+
+
+def test_calibration_of_probabilities_equals_that_of_their_logits():
+    # The trap: ECE of softmax probabilities used to be computed on a softmax of them
+    # (0.359 against 0.092 on the same predictions). Expected values: the numpy ECE of the
+    # probabilities, written in this file.
+    logits, target = _data(n=400, c=5, seed=21, scale=3.0)
+    probs = torch.softmax(logits, dim=1)  # float64, the same operation the metric applies to logits
+    ref = _numpy_binned(probs.numpy(), target.numpy(), 10)
+    from_logits = _calibration_results(logits, target, 5)
+    from_probs = _calibration_results(probs, target, 5)
+    for name in from_logits:
+        _close_dicts(from_probs[name], from_logits[name])
+    _close_dicts(from_probs["binned"], ref)
+    ref15 = _numpy_binned(probs.numpy(), target.numpy(), 15)  # evaluate's default bins
+    assert from_probs["evaluate"]["mce"] == pytest.approx(ref15["mce"], rel=1e-12)
+    assert from_probs["evaluate"]["ece"] == pytest.approx(ref15["ece"], abs=1e-6)  # torchmetrics, float32
+    # numpy arrays of probabilities are probabilities too
+    assert reliability_diagram(probs.numpy(), target.numpy(), n_bins=10)["ece"] == pytest.approx(ref["ece"], rel=1e-12)
+    # the old behaviour (a second softmax) gives a different, wrong number on these data
+    assert abs(_numpy_binned(_softmax(probs.numpy()), target.numpy(), 10)["ece"] - ref["ece"]) > 0.05
+
+
+def test_metrics_say_which_input_they_assumed():
+    from lossatlas.metrics import infer_input
+
+    logits, target = _data(n=50, c=4, seed=22)
+    probs = torch.softmax(logits, dim=1)
+    assert reliability_diagram(logits, target)["input"] == "logits"
+    assert reliability_diagram(probs, target)["input"] == "probs"
+    for metric in (BinnedCalibration(), ClasswiseECE(4), AverageKAccuracy(k=2)):
+        assert metric.input == "auto" and metric.input_kind is None
+        metric.update(probs[:0], target[:0])  # an empty batch assumes nothing
+        assert metric.input_kind is None
+        metric.update(probs, target)
+        assert metric.input_kind == "probs"
+        metric.reset()
+        assert metric.input_kind is None
+        metric.update(logits, target)
+        assert metric.input_kind == "logits"
+    assert infer_input(probs) == "probs" and infer_input(logits) == "logits"
+    # in [0, 1] but the rows are not distributions (sigmoid outputs): logits, as the row sums say
+    assert infer_input(torch.sigmoid(logits)) == "logits"
+    # probabilities rounded to half precision, or printed to 4 decimals, are still probabilities
+    assert infer_input(probs.half()) == "probs" and infer_input(probs.bfloat16()) == "probs"
+    assert infer_input(np.round(probs.numpy(), 4)) == "probs"
+
+
+def test_explicit_input_is_obeyed_and_checked():
+    logits, target = _data(n=120, c=4, seed=23)
+    probs = torch.softmax(logits, dim=1)
+    t = target.numpy()
+    # "logits" on probabilities: taken at their word, a softmax of them (numpy reference)
+    m = BinnedCalibration(n_bins=10, input="logits")
+    m.update(probs, target)
+    _close_dicts(m.compute(), _numpy_binned(_softmax(probs.numpy()), t, 10))
+    assert m.input_kind == "logits"
+    # "probs" on probabilities: as given
+    m = BinnedCalibration(n_bins=10, input="probs")
+    m.update(probs, target)
+    _close_dicts(m.compute(), _numpy_binned(probs.numpy(), t, 10))
+    # "probs" contradicted by the data: a ValueError that says what is wrong and what to pass
+    bad = {
+        r"outside \[0, 1\]": logits,
+        r"do not sum to 1": torch.sigmoid(logits),
+    }
+    for msg, x in bad.items():
+        for make in (lambda: BinnedCalibration(input="probs"), lambda: ClasswiseECE(4, input="probs"),
+                     lambda: AverageKAccuracy(input="probs")):
+            with pytest.raises(ValueError, match=rf"input='probs' but .*{msg}.*input='logits'"):
+                make().update(x, target)
+        with pytest.raises(ValueError, match=msg):
+            reliability_diagram(x, target, input="probs")
+        with pytest.raises(ValueError, match=msg):
+            evaluate(x, target, input="probs")
+        with pytest.raises(ValueError, match=msg):
+            ranking_metrics(x, target, input="probs")
+    for bad_kind in ("prob", "softmax", True, None):
+        with pytest.raises(ValueError, match="input must be 'auto', 'logits' or 'probs'"):
+            BinnedCalibration(input=bad_kind)
+        with pytest.raises(ValueError, match="input must be"):
+            evaluate(logits, target, input=bad_kind)
+    # the old switch names its replacement
+    with pytest.raises(TypeError, match="from_logits was replaced by input="):
+        BinnedCalibration(from_logits=False)
+    with pytest.raises(TypeError, match="from_logits was replaced by input="):
+        AverageKAccuracy(from_logits=True)
+
+
+def test_auto_input_refuses_mixed_batches():
+    logits, target = _data(n=60, c=3, seed=24)
+    m = ClasswiseECE(3)
+    m.update(logits[:30], target[:30])
+    with pytest.raises(ValueError, match="looked like logits, this one like probs.*input="):
+        m.update(torch.softmax(logits[30:], dim=1), target[30:])
+    # explicit input: no detection, no complaint
+    m = ClasswiseECE(3, input="logits")
+    m.update(logits[:30], target[:30])
+    m.update(torch.softmax(logits[30:], dim=1), target[30:])
+
+
+def test_batched_probabilities_equal_one_pass():
+    logits, target = _data(n=200, c=6, seed=25)
+    probs = torch.softmax(logits, dim=1)
+    ref = _numpy_binned(probs.numpy(), target.numpy(), 15)
+    _close_dicts(_batched(BinnedCalibration(), probs, target), ref)
+
+
+def test_float32_probabilities_match_float32_logits():
+    # the everyday case: torch.softmax of float32 logits; the two ECEs agree to float32
+    # rounding when no confidence lies within rounding of a bin edge (checked here)
+    logits, target = _data(n=500, c=10, seed=26, scale=2.5)
+    z = logits.float()
+    conf = torch.softmax(z.double(), dim=1).max(dim=1).values
+    assert float(((conf * 15) - (conf * 15).round()).abs().min()) > 1e-4
+    a = reliability_diagram(z, target)
+    b = reliability_diagram(torch.softmax(z, dim=1), target)
+    assert (a["input"], b["input"]) == ("logits", "probs")
+    assert a["count"] == b["count"] and b["ece"] == pytest.approx(a["ece"], abs=1e-6)
+
+
+def test_infer_input_doctest():
+    import doctest
+
+    import lossatlas.metrics._common as common
+
+    assert doctest.testmod(common).failed == 0

@@ -16,11 +16,17 @@ and it only matters for saturated predictions).
 
 The states are per-bin sums, so batch accumulation is exact and sync across processes is a sum.
 
+Scores may be logits or probabilities: ``input="auto"`` (the default) takes them as
+probabilities when every value is in [0, 1] and every row sums to 1, as logits (softmax)
+otherwise, and the metric's ``input_kind`` says which it assumed; ``input="logits"`` or
+``"probs"`` says it explicitly (``"probs"`` on values that are not probability rows is a
+``ValueError``). The ECE of probabilities equals the ECE of the logits that produced them.
+
 >>> import torch
 >>> from lossatlas.metrics import reliability_diagram
 >>> d = reliability_diagram(torch.tensor([[4., 0.], [0., 4.]]), torch.tensor([0, 0]), n_bins=10)
->>> sum(d["count"]), d["bin_lower"][9], round(d["accuracy"][9], 2)
-(2, 0.9, 0.5)
+>>> sum(d["count"]), d["bin_lower"][9], round(d["accuracy"][9], 2), d["input"]
+(2, 0.9, 0.5, 'logits')
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from ._common import Tensor, check_positive_int, check_scores_target, softmax64
+from ._common import InputKind, Tensor, check_positive_int, check_scores_target, infer_input
 
-__all__ = ["BinnedCalibration", "ClasswiseECE", "reliability_diagram"]
+__all__ = ["BinnedCalibration", "ClasswiseECE", "reliability_diagram", "infer_input"]
 
 #: torchmetrics' default number of bins (and Guo et al. 2017's).
 DEFAULT_BINS = 15
@@ -44,14 +50,15 @@ def _bin_index(values: Tensor, n_bins: int) -> Tensor:
     return (torch.bucketize(values, edges, right=True) - 1).clamp(0, n_bins - 1)
 
 
-class BinnedCalibration(Metric):
+class BinnedCalibration(InputKind, Metric):
     """Top-1 confidence binned into ``n_bins`` equal-width bins: ECE, MCE and reliability data.
 
     States (summed across processes): per-bin ``count``, ``conf_sum`` (sum of top-1
     probabilities) and ``acc_sum`` (number of correct top-1 predictions), float64.
 
-    ``update(logits, target)``: scores [N, C] (softmax is applied unless
-    ``from_logits=False``, in which case rows are probabilities) and int64 targets [N].
+    ``update(preds, target)``: scores [N, C], logits or probabilities (``input``:
+    ``"auto"`` by default, see the module doc; ``input_kind`` is what was assumed), and int64
+    targets [N].
 
     ``compute()`` returns ``ece``, ``mce`` and the diagram: ``bin_lower``, ``bin_upper``,
     ``confidence`` and ``accuracy`` (per-bin means, NaN for an empty bin) and ``count``.
@@ -66,16 +73,21 @@ class BinnedCalibration(Metric):
     conf_sum: Tensor
     acc_sum: Tensor
 
-    def __init__(self, n_bins: int = DEFAULT_BINS, from_logits: bool = True, **kwargs: Any) -> None:
+    def __init__(self, n_bins: int = DEFAULT_BINS, input: str = "auto", **kwargs: Any) -> None:
+        self._check_kwargs(kwargs)
         super().__init__(**kwargs)
         self.n_bins = check_positive_int(n_bins, "n_bins")
-        self.from_logits = bool(from_logits)
+        self._init_input(input)
         for name in ("count", "conf_sum", "acc_sum"):
             self.add_state(name, default=torch.zeros(self.n_bins, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, logits: Tensor, target: Tensor) -> None:
-        logits, target = check_scores_target(logits, target)
-        probs = softmax64(logits, self.from_logits).to(self.count.device)
+    def reset(self) -> None:
+        super().reset()
+        self.input_kind = None
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        preds, target = check_scores_target(preds, target)
+        probs = self._probs(preds).to(self.count.device)
         conf, pred = probs.max(dim=1)
         hit = (pred == target.to(pred.device)).to(torch.float64)
         idx = _bin_index(conf, self.n_bins)
@@ -102,7 +114,7 @@ class BinnedCalibration(Metric):
         }
 
 
-class ClasswiseECE(Metric):
+class ClasswiseECE(InputKind, Metric):
     """Classwise ECE (Kull et al. 2019): the ECE of every class's probability, averaged over classes.
 
     For class c, the probabilities ``p_ic`` of all samples are binned into ``n_bins``
@@ -110,7 +122,9 @@ class ClasswiseECE(Metric):
     metric is ``mean_c ece_c``. States (summed across processes): per class and bin
     ``count``, ``prob_sum`` and ``label_sum`` [C, n_bins], float64.
 
-    ``compute()`` returns a dict with ``classwise_ece`` and ``per_class_ece`` [C].
+    ``update(preds, target)``: scores [N, C], logits or probabilities (``input``, as for
+    :class:`BinnedCalibration`), and int64 targets [N]. ``compute()`` returns a dict with
+    ``classwise_ece`` and ``per_class_ece`` [C].
     """
 
     is_differentiable = False
@@ -121,18 +135,23 @@ class ClasswiseECE(Metric):
     prob_sum: Tensor
     label_sum: Tensor
 
-    def __init__(self, num_classes: int, n_bins: int = DEFAULT_BINS, from_logits: bool = True, **kwargs: Any) -> None:
+    def __init__(self, num_classes: int, n_bins: int = DEFAULT_BINS, input: str = "auto", **kwargs: Any) -> None:
+        self._check_kwargs(kwargs)
         super().__init__(**kwargs)
         self.num_classes = check_positive_int(num_classes, "num_classes")
         self.n_bins = check_positive_int(n_bins, "n_bins")
-        self.from_logits = bool(from_logits)
+        self._init_input(input)
         shape = (self.num_classes, self.n_bins)
         for name in ("count", "prob_sum", "label_sum"):
             self.add_state(name, default=torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, logits: Tensor, target: Tensor) -> None:
-        logits, target = check_scores_target(logits, target, self.num_classes)
-        probs = softmax64(logits, self.from_logits).to(self.count.device)
+    def reset(self) -> None:
+        super().reset()
+        self.input_kind = None
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        preds, target = check_scores_target(preds, target, self.num_classes)
+        probs = self._probs(preds).to(self.count.device)
         C, B = self.num_classes, self.n_bins
         onehot = torch.nn.functional.one_hot(target.to(probs.device), C).to(torch.float64)
         # flat index (class, bin) so one bincount fills the whole [C, B] table
@@ -150,19 +169,21 @@ class ClasswiseECE(Metric):
         return {"classwise_ece": per_class.mean(), "per_class_ece": per_class}
 
 
-def reliability_diagram(logits: Any, target: Any, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
+def reliability_diagram(preds: Any, target: Any, n_bins: int = DEFAULT_BINS, input: str = "auto") -> dict[str, Any]:
     """Reliability-diagram data for the top-1 confidence, as plain lists.
 
     Returns ``bin_lower``, ``bin_upper`` (the equal-width bin edges), ``confidence`` and
-    ``accuracy`` (per-bin means; NaN for an empty bin), ``count`` (ints), plus the scalar
-    ``ece`` and ``mce``. ``logits`` [N, C] are raw scores (softmax is applied).
+    ``accuracy`` (per-bin means; NaN for an empty bin), ``count`` (ints), the scalar ``ece``
+    and ``mce``, and ``input``: ``"logits"`` or ``"probs"``, what ``preds`` [N, C] were taken
+    to be (``input="auto"`` detects it, see the module doc; ``None`` for an empty ``preds``).
     """
-    m = BinnedCalibration(n_bins=n_bins)
-    logits, target = check_scores_target(logits, target)
-    m.update(logits.cpu(), target.cpu())
+    m = BinnedCalibration(n_bins=n_bins, input=input)
+    preds, target = check_scores_target(preds, target)
+    m.update(preds.cpu(), target.cpu())
     r = m.compute()
     out: dict[str, Any] = {k: [float(v) for v in r[k]] for k in ("bin_lower", "bin_upper", "confidence", "accuracy")}
     out["count"] = [int(v) for v in r["count"]]
     out["ece"] = float(r["ece"])
     out["mce"] = float(r["mce"])
+    out["input"] = m.input_kind
     return out

@@ -77,8 +77,8 @@ class ShotAccuracy(Metric):
         many_threshold: a class is many-shot with count > this (default 100, OLTR).
         few_threshold: a class is few-shot with count < this (default 20, OLTR).
 
-    ``update(preds, target)`` takes scores [N, C] (argmax is the prediction) or predicted
-    labels [N], and int64 targets [N].
+    ``update(preds, target)`` takes scores [N, C] (argmax is the prediction: logits or
+    probabilities alike) or predicted labels [N], and int64 targets [N].
     """
 
     is_differentiable = False
@@ -143,14 +143,16 @@ class ShotAccuracy(Metric):
         return out
 
 
-def per_class_accuracy(logits: Any, target: Any, num_classes: int | None = None) -> list[float]:
+def per_class_accuracy(preds: Any, target: Any, num_classes: int | None = None) -> list[float]:
     """Top-1 accuracy of each class, as a list of C floats (NaN for a class with no test sample).
+
+    The prediction is the argmax of ``preds`` [N, C]: logits or probabilities alike.
 
     >>> import torch
     >>> per_class_accuracy(torch.tensor([[2., 0], [2., 0], [0, 2.]]), torch.tensor([0, 1, 1]), 2)
     [1.0, 0.5]
     """
-    logits, target = check_scores_target(logits, target, num_classes)
-    m = ShotAccuracy(num_classes=logits.shape[1])
-    m.update(logits.cpu(), target.cpu())
+    preds, target = check_scores_target(preds, target, num_classes)
+    m = ShotAccuracy(num_classes=preds.shape[1])
+    m.update(preds.cpu(), target.cpu())
     return [float(v) for v in m.compute()["per_class_accuracy"]]

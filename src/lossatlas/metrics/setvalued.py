@@ -18,7 +18,7 @@ on that set), in which case the realised average set size is reported.
 
 >>> import torch
 >>> from lossatlas.metrics import AverageKAccuracy
->>> m = AverageKAccuracy(k=1, from_logits=False)
+>>> m = AverageKAccuracy(k=1, input="probs")
 >>> probs = torch.tensor([[0.55, 0.45, 0.], [1., 0., 0.], [0.34, 0.33, 0.33]])
 >>> m.update(probs, torch.tensor([1, 0, 2]))
 >>> {k: round(float(v), 2) for k, v in m.compute().items()}
@@ -33,12 +33,12 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from ._common import Tensor, check_positive_int, check_scores_target, softmax64
+from ._common import InputKind, Tensor, check_positive_int, check_scores_target
 
 __all__ = ["AverageKAccuracy"]
 
 
-class AverageKAccuracy(Metric):
+class AverageKAccuracy(InputKind, Metric):
     """Top-k and average-k set-valued accuracy (Lorieul et al. 2021).
 
     States (concatenated across processes): the class probabilities [N, C] and targets [N]
@@ -48,7 +48,10 @@ class AverageKAccuracy(Metric):
         k: the (average) set size K.
         threshold: a fixed probability threshold; ``None`` (default) fits it on the data so
             that the average set size is K.
-        from_logits: apply a softmax to the scores given to ``update`` (default True).
+        input: what the scores given to ``update`` are: ``"auto"`` (default: probabilities
+            when every value is in [0, 1] and every row sums to 1, logits otherwise; the
+            metric's ``input_kind`` says which it assumed), ``"logits"`` (a softmax is
+            applied) or ``"probs"`` (checked: a ``ValueError`` if they are not probability rows).
 
     ``compute()`` returns ``top_k_accuracy``, ``average_k_accuracy``, ``threshold`` and
     ``average_set_size``.
@@ -63,21 +66,26 @@ class AverageKAccuracy(Metric):
     probs: list[Tensor]
     target: list[Tensor]
 
-    def __init__(self, k: int = 2, threshold: float | None = None, from_logits: bool = True, **kwargs: Any) -> None:
+    def __init__(self, k: int = 2, threshold: float | None = None, input: str = "auto", **kwargs: Any) -> None:
+        self._check_kwargs(kwargs)
         super().__init__(**kwargs)
         self.k = check_positive_int(k, "k")
         if threshold is not None and not (0.0 <= float(threshold) <= 1.0):
             raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
         self.threshold = None if threshold is None else float(threshold)
-        self.from_logits = bool(from_logits)
+        self._init_input(input)
         self.add_state("probs", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
 
-    def update(self, logits: Tensor, target: Tensor) -> None:
-        logits, target = check_scores_target(logits, target)
-        if self.k > logits.shape[1]:
-            raise ValueError(f"k={self.k} is larger than the number of classes {logits.shape[1]}")
-        self.probs.append(softmax64(logits, self.from_logits))
+    def reset(self) -> None:
+        super().reset()
+        self.input_kind = None
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        preds, target = check_scores_target(preds, target)
+        if self.k > preds.shape[1]:
+            raise ValueError(f"k={self.k} is larger than the number of classes {preds.shape[1]}")
+        self.probs.append(self._probs(preds))
         self.target.append(target)
 
     @staticmethod
