@@ -253,3 +253,136 @@ def test_class_difficulty_errors():
     cdb = ClassDifficultyWeights(num_classes=3)
     with pytest.raises(ValueError, match="3"):
         cdb([0.5, 0.5])
+
+
+# ------------------------------------------------------- DRW: explicit schedule, live weights (issue 20)
+
+DRW_COUNTS = [400, 120, 30, 6]
+
+
+def _effective_number(counts, beta):
+    """Cui et al. 2019: w_j = (1 - β) / (1 - β^{n_j}), rescaled to sum to C (float64, numpy)."""
+    n = np.asarray(counts, dtype=np.float64)
+    w = (1 - beta) / (1 - beta**n)
+    return w / w.sum() * len(n)
+
+
+def test_drw_start_epoch_is_required_and_documented():
+    from lossatlas.weighting import DRW
+
+    with pytest.raises(TypeError, match="requires the argument.*start_epoch"):
+        la.create("drw", class_counts=DRW_COUNTS)
+    with pytest.raises(TypeError, match="start_epoch"):
+        DRW(DRW_COUNTS)
+    entry = la.info("drw")
+    assert "start_epoch" in entry.required and "start_epoch" not in entry.defaults
+    doc = DRW.__doc__ or ""
+    assert "160" in doc and "200" in doc  # where LDAM-DRW's CIFAR recipe switches, said in words
+    with pytest.raises(TypeError, match="start_epoch must be an int"):
+        DRW(DRW_COUNTS, start_epoch=1.5)
+    with pytest.raises(ValueError, match="start_epoch must be >= 0"):
+        DRW(DRW_COUNTS, start_epoch=-1)
+
+
+def test_drw_weights_are_a_fresh_tensor_not_its_buffer():
+    drw = la.create("drw", class_counts=DRW_COUNTS, start_epoch=0)
+    w = drw()
+    w.mul_(0)  # a caller scribbling on the vector it was given
+    np.testing.assert_allclose(drw().numpy(), _effective_number(DRW_COUNTS, 0.9999), rtol=1e-12)
+
+
+def test_drw_schedule_reads_no_host_value():
+    # the switch is a select on the epoch buffer, not int(epoch): it runs where no value can be
+    # read (the meta device), as it must on a GPU without a synchronisation
+    drw = la.create("drw", class_counts=DRW_COUNTS, start_epoch=3).to("meta")
+    assert drw().device.type == "meta" and drw().shape == (4,)
+
+
+LOSSES_WITH_WEIGHT = ["cross_entropy", "focal", "poly1", "ldam", "logit_adjusted", "balanced_softmax", "vs"]
+
+
+def _make_loss(id, **kw):
+    if "class_counts" in la.info(id).required:
+        kw["class_counts"] = DRW_COUNTS
+    return la.create(id, **kw)
+
+
+@pytest.mark.parametrize("id", LOSSES_WITH_WEIGHT)
+@pytest.mark.parametrize("built_with_weight", [False, True])
+def test_attached_drw_is_followed_by_the_loss(id, built_with_weight):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3] * 3)
+    drw = la.create("drw", class_counts=DRW_COUNTS, start_epoch=5)
+    crit = _make_loss(id, **({"weight": torch.ones(4)} if built_with_weight else {}))
+    drw.attach(crit)
+    per_sample = _make_loss(id, reduction="none")(z, y).numpy()  # unweighted per-sample losses
+
+    def weighted_mean(w):  # torch's weighted mean, Σ w_{y_i} l_i / Σ w_{y_i}
+        return (w[y.numpy()] * per_sample).sum() / w[y.numpy()].sum()
+
+    for epoch, w in ((0, np.ones(4)), (4, np.ones(4)), (5, _effective_number(DRW_COUNTS, 0.9999)), (9, _effective_number(DRW_COUNTS, 0.9999))):
+        drw.set_epoch(epoch)
+        assert float(crit(z, y)) == pytest.approx(weighted_mean(w), rel=1e-10), epoch
+    # the apply route gives the same number
+    composed = la.weighting.apply(_make_loss(id, reduction="none")(z, y), drw, y)
+    assert float(composed) == pytest.approx(float(crit(z, y)), rel=1e-12)
+    # after loading an earlier epoch into the schedule, the loss follows that too
+    early = la.create("drw", class_counts=DRW_COUNTS, start_epoch=5)
+    drw.load_state_dict(early.state_dict())
+    assert float(crit(z, y)) == pytest.approx(weighted_mean(np.ones(4)), rel=1e-10)
+
+
+def test_attach_handle_detaches_and_one_weighting_per_argument():
+    drw = la.create("drw", class_counts=DRW_COUNTS, start_epoch=1)
+    crit = la.create("ldam", class_counts=DRW_COUNTS)
+    handle = drw.attach(crit)
+    with pytest.raises(ValueError, match="already follows a DRW"):
+        la.create("effective_number", class_counts=DRW_COUNTS).attach(crit)
+    handle.remove()
+    z, y = torch.randn(8, 4, dtype=torch.float64), torch.arange(4).repeat(2)
+    before = crit(z, y)
+    drw.set_epoch(3)
+    assert torch.equal(crit(z, y), before)  # detached: keeps the last weights (uniform)
+    la.create("effective_number", class_counts=DRW_COUNTS).attach(crit)  # free again
+
+
+def test_attach_survives_two_calls_before_one_backward():
+    # gradient accumulation across the switch: the weights are replaced, never written in
+    # place, so the first call's graph (which may hold the float64 weight itself) stays valid
+    drw = la.create("drw", class_counts=DRW_COUNTS, start_epoch=1)
+    crit = la.create("cross_entropy")
+    drw.attach(crit)
+    z = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(4).repeat(2)
+    first = crit(z, y)
+    drw.set_epoch(1)
+    second = crit(z, y)
+    (first + second).backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_attach_errors_and_the_weight_object_trap():
+    drw = la.create("drw", class_counts=DRW_COUNTS, start_epoch=1)
+    with pytest.raises(TypeError, match="not a weight tensor.*attach"):
+        la.create("ldam", class_counts=DRW_COUNTS, weight=drw)
+    with pytest.raises(TypeError, match="nn.Module"):
+        drw.attach(lambda z, y: z)
+    with pytest.raises(ValueError, match="no class-weight argument 'weight'"):
+        drw.attach(la.create("mae"))
+    with pytest.raises(ValueError, match=r"has shape \(3,\) but DRW gives 4"):
+        drw.attach(la.create("focal", weight=[1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="no weights yet"):
+        la.create("class_difficulty").attach(la.create("focal"))
+
+
+def test_attached_class_difficulty_follows_its_updates():
+    cdb = ClassDifficultyWeights(tau=1.0, num_classes=3)
+    crit = la.create("cross_entropy")
+    cdb.attach(crit)
+    z, y = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 2, 1, 0])
+    per_sample = la.create("cross_entropy", reduction="none")(z, y).numpy()
+    cdb([0.9, 0.5, 0.2])  # a validation pass: new weights, set after the loss was built
+    d = 1 - np.array([0.9, 0.5, 0.2])
+    w = (d / d.sum() * 3)[y.numpy()]
+    assert float(crit(z, y)) == pytest.approx((w * per_sample).sum() / w.sum(), rel=1e-12)

@@ -75,7 +75,8 @@ class EffectiveNumberWeights(ClassWeighting):
     formula="w(epoch) = effective_number(β=0) = 1 before start_epoch, effective_number(β) from start_epoch on",
     paper=LDAM_PAPER,
     code="kaidic/LDAM-DRW cifar_train.py (train_rule 'DRW')",
-    defaults_source={"beta": "LDAM-DRW (β = 0.9999)", "start_epoch": "LDAM-DRW CIFAR recipe: epoch 160 of 200"},
+    defaults_source={"beta": "LDAM-DRW (β = 0.9999)"},
+    notes="start_epoch is required (no default): LDAM-DRW's CIFAR recipe switches at epoch 160 of 200.",
 )
 class DRW(ClassWeighting):
     r"""Deferred re-weighting schedule (Cao et al., 2019).
@@ -83,26 +84,38 @@ class DRW(ClassWeighting):
     .. math:: w_j(e) = \begin{cases} 1 & e < e_0 \\ \frac{1-\beta}{1-\beta^{n_j}}\ \text{(sum } C) & e \ge e_0\end{cases}
 
     Train with uniform weights first, so the representation is learnt from all data, then
-    switch to class-balanced weights. Defaults: β = 0.9999, switch at epoch 160 (of 200),
-    as in kaidic/LDAM-DRW. Call :meth:`set_epoch` each epoch (the epoch is a buffer, saved
-    in ``state_dict``); ``drw()`` returns the current weights [C].
+    switch to class-balanced weights. β = 0.9999 by default, as in kaidic/LDAM-DRW.
+    ``start_epoch`` (e₀, 0-based, keyword) is required: it belongs to the training schedule,
+    not to the method. LDAM-DRW's CIFAR recipe trains 200 epochs and switches at 160, at its
+    learning-rate decay (``start_epoch=160``); a schedule of E epochs usually takes the same
+    fraction, ``round(0.8 * E)``.
+
+    Call :meth:`set_epoch` each epoch (the epoch is a buffer, saved in ``state_dict``).
+    ``drw()`` returns the weights [C] of the current epoch, a new tensor: a loss built with
+    ``weight=drw()`` keeps *that* vector and never sees the switch. To train LDAM-DRW, either
+    :meth:`attach` the schedule to the loss (its ``weight`` then follows ``set_epoch``) or
+    reduce per-sample losses with :func:`lossatlas.weighting.apply`.
 
     Example:
-        >>> import lossatlas as la
+        >>> import torch, lossatlas as la
         >>> drw = la.create("drw", class_counts=[500, 50, 5], start_epoch=2)
-        >>> drw.set_epoch(2); drw()[2] > drw()[0]
-        tensor(True)
+        >>> crit = la.create("ldam", class_counts=[500, 50, 5]); _ = drw.attach(crit)
+        >>> drw.set_epoch(2); loss = crit(torch.randn(4, 3), torch.tensor([0, 1, 2, 2]))
+        >>> bool(drw()[2] > drw()[0]) and torch.equal(crit.weight, drw())  # the weights of that call
+        True
     """
 
     class_counts: Tensor  # buffers
     weights: Tensor
     epoch: Tensor
 
-    def __init__(self, class_counts: Any, beta: float = 0.9999, start_epoch: int = 160) -> None:
+    def __init__(self, class_counts: Any, beta: float = 0.9999, *, start_epoch: int) -> None:
         super().__init__()
         self.beta = check_number(beta, "beta", low=0.0, high=1.0)
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
-            raise ValueError(f"start_epoch must be a non-negative int, got {start_epoch!r}")
+        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int):
+            raise TypeError(f"start_epoch must be an int (the 0-based epoch of the switch), got {type(start_epoch).__name__}")
+        if start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
         self.start_epoch = start_epoch
         counts = as_class_counts(class_counts)
         self.register_buffer("class_counts", counts.clone())
@@ -115,9 +128,8 @@ class DRW(ClassWeighting):
         self.epoch.fill_(epoch)
 
     def class_weights(self) -> Tensor:
-        if int(self.epoch) >= self.start_epoch:
-            return self.weights
-        return torch.ones_like(self.weights)
+        # a select, not a Python branch: no host read when the buffers live on a GPU
+        return torch.where(self.epoch >= self.start_epoch, self.weights, torch.ones_like(self.weights))
 
     def extra_repr(self) -> str:
         return f"num_classes={self.weights.numel()}, beta={self.beta}, start_epoch={self.start_epoch}"
