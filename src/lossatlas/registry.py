@@ -251,19 +251,31 @@ def create(id: str, **kwargs: Any) -> Any:
     entry = info(id)
     params = entry.parameters
     missing = [n for n in entry.required if n not in kwargs]
-    if missing:
-        raise TypeError(
-            f"{entry.id} requires the argument(s) {', '.join(missing)}; "
-            f"see lossatlas.info({entry.id!r}) for their meaning"
-        )
     accepts_var_kw = any(
         p.kind is p.VAR_KEYWORD for p in inspect.signature(entry.cls).parameters.values()
     )
     unexpected = [k for k in kwargs if k not in params]
     if unexpected and not accepts_var_kw:
+        # a misspelt name is also a missing one: name the unknown ones first, with the closest
+        # accepted name for each (as info() does for ids)
+        free = [n for n in params if n not in kwargs]
+        close = {k: difflib.get_close_matches(_canonical(k), free, n=1) for k in unexpected}
+        hints = [(k, m[0]) for k, m in close.items() if m]
+        if len(hints) == 1 and len(unexpected) == 1:
+            hint = f"; did you mean {hints[0][1]!r}?"
+        elif hints:
+            hint = "; did you mean " + ", ".join(f"{m!r} (for {k})" for k, m in hints) + "?"
+        else:
+            hint = "."
+        still = f" It also requires {', '.join(missing)}." if missing else ""
         raise TypeError(
-            f"{entry.id} got unexpected argument(s) {', '.join(unexpected)}; "
-            f"it accepts {', '.join(params) or 'no arguments'}"
+            f"{entry.id} got unexpected argument(s) {', '.join(unexpected)}{hint} "
+            f"It accepts {', '.join(params) or 'no arguments'}.{still}"
+        )
+    if missing:
+        raise TypeError(
+            f"{entry.id} requires the argument(s) {', '.join(missing)}; "
+            f"see lossatlas.info({entry.id!r}) for their meaning"
         )
     return entry.cls(**kwargs)
 
