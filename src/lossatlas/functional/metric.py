@@ -20,7 +20,8 @@ given to the triplet loss becomes every triplet whose two pairs share the anchor
 Distances are Euclidean between the unit rows, ``d_ij = sqrt(2 − 2 u_i·u_j)`` from one Gram
 matrix (:func:`_unit_distances`, the one distance piece of every distance-based loss and
 miner); identical points are at distance exactly 0 with a zero (finite) gradient there, as
-``torch.cdist`` gives pytorch-metric-learning.
+``torch.cdist`` gives pytorch-metric-learning, and have bit-identical distances to every
+row (so a miner's or a triplet's exact ties stay exact).
 
 Reductions of the pair / triplet losses: ``"none"`` returns per-anchor losses [N] (the
 sum of the terms anchored at each sample, or the anchor's loss for the per-anchor losses
@@ -175,22 +176,26 @@ def _identical_pairs(u: Tensor, sq: Tensor, keys: Tensor) -> Tensor:
     return (sq <= bound) & (keys.unsqueeze(0) == keys.unsqueeze(1))
 
 
-def _zero_distance_pairs(u: Tensor, sq: Tensor) -> Tensor:
-    """Pairs [N, N] at distance exactly 0: a row with itself, identical rows, and pairs whose
-    squared distance ``sq`` rounds to ≤ 0.
+def _zero_distance_pairs(u: Tensor, sq: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Pairs [N, N] at distance exactly 0 (a row with itself, identical rows, and pairs whose
+    squared distance ``sq`` rounds to ≤ 0), and each row's representative [N]: the first row
+    identical to it (``None`` when no two rows are identical, known on eager CPU only).
 
     Eager CPU calls look on the host whether two rows share a key and build the [N, N] key
     comparison only then; CUDA and ``torch.compile`` build it without a host read.
     """
     keys = _row_keys(u)
+    n = sq.shape[0]
     if not compiling() and u.device.type == "cpu":
         zero = sq <= 0
         zero.diagonal().fill_(True)
-        if _has_repeats(keys):
-            zero |= _identical_pairs(u, sq, keys)
-        return zero
-    eye = torch.eye(sq.shape[0], dtype=torch.bool, device=sq.device)
-    return (sq <= 0) | eye | _identical_pairs(u, sq, keys)
+        if not _has_repeats(keys):
+            return zero, None
+        same = _identical_pairs(u, sq, keys)
+        same.diagonal().fill_(True)
+        return zero | same, same.to(torch.uint8).argmax(1)
+    same = _identical_pairs(u, sq, keys) | torch.eye(n, dtype=torch.bool, device=sq.device)
+    return (sq <= 0) | same, (same.to(torch.uint8).argmax(1) if n else None)
 
 
 def _unit_distances(u: Tensor) -> Tensor:
@@ -200,6 +205,10 @@ def _unit_distances(u: Tensor) -> Tensor:
     One matrix product gives every distance; identical rows are at distance exactly 0 (the
     product alone leaves rounding of order sqrt(eps) there) and the gradient at a zero
     distance is 0, finite, as ``torch.cdist``'s (which pytorch-metric-learning uses).
+    Identical rows also have bit-identical distances to every row (the product can round
+    two equal columns differently, which would break the exact ties a miner or a triplet
+    margin compares, e.g. a positive and a negative at the same point): every entry takes its
+    representatives' value, ``d[rep_i, rep_j]``, and keeps its own gradient.
 
     >>> import torch
     >>> u = torch.nn.functional.normalize(torch.tensor([[3.0, 1.0], [3.0, 1.0], [0.0, 1.0]]), dim=1)
@@ -207,8 +216,11 @@ def _unit_distances(u: Tensor) -> Tensor:
     0.0
     """
     sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
-    zero = _zero_distance_pairs(u, sq.detach())
-    return torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
+    zero, rep = _zero_distance_pairs(u, sq.detach())
+    d = torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
+    if rep is None:
+        return d
+    return d.detach()[rep][:, rep] + (d - d.detach())  # the value of the representatives, the gradient of d
 
 
 def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
@@ -802,8 +814,11 @@ def margin_logits(cos: Tensor, labels: Tensor, margin_type: str = "arcface", mar
         new = ct - margin
     else:
         cm, sm = math.cos(margin), math.sin(margin)
-        # sin θ with a finite gradient at |cos θ| = 1 (where d acos / d cos is infinite)
-        sin_t = (1.0 - ct * ct).clamp_min(1e-12).sqrt()
+        # sin θ: the exact value, with the gradient of sqrt(max(1 − cos²θ, 1e-12)), finite at
+        # |cos θ| = 1 (where d acos / d cos is infinite; pytorch-metric-learning's is NaN there)
+        sin2 = 1.0 - ct * ct
+        grad_sin = sin2.clamp_min(1e-12).sqrt()
+        sin_t = sin2.clamp_min(0.0).sqrt().detach() + (grad_sin - grad_sin.detach())
         new = torch.where(ct >= -cm, ct * cm - sin_t * sm, ct - margin * sm)
     return add_to_target(cos, labels, new - ct)
 

@@ -202,8 +202,11 @@ class SupConLoss(_PairLoss, function=LF.supcon):
     ``average_over="anchors_with_positives"`` (default; pytorch-metric-learning: mean over
     anchors with ≥ 1 positive, and 0 for a batch without a positive or without a negative
     pair; parity ``emb_supcon``) and ``"all_anchors"`` (HobbitLong/SupContrast: mean over
-    all N anchors; parity ``emb_supcon_supcontrast``). Defaults τ = τ_b = 0.07 are
-    SupContrast's (PML: τ = 0.1 and no τ_b, i.e. τ_b = τ).
+    all N anchors; parity ``emb_supcon_supcontrast``). PML's reducer averages the non-zero
+    anchor losses, which is the same mean unless an anchor's loss is exactly 0 (it rounds to
+    0, or a mined anchor has one positive and no negative): PML drops such an anchor, lossatlas
+    counts it (docs/differences.md). Defaults τ = τ_b = 0.07 are SupContrast's (PML: τ = 0.1
+    and no τ_b, i.e. τ_b = τ).
 
     {args}
 
