@@ -714,3 +714,19 @@ def test_validation_differences_are_deliberate() -> None:
     keep[0, 0] = False
     torch.testing.assert_close(LF.bce(z, t2), F.binary_cross_entropy_with_logits(z[keep], t[keep]))
     torch.testing.assert_close(LF.bce(z, t2, ignore_index=None, validate=False), F.binary_cross_entropy_with_logits(z, t2))
+
+
+def test_bfloat16_probability_targets_are_accepted() -> None:
+    # A bfloat16 probability row is exact only to ~2^-8: summed in bfloat16 (as the check did)
+    # some rows of these inputs miss 1 by 2^-8, more than the old 1e-3 tolerance; torch takes
+    # them, and so does lossatlas (the sum is now taken in float32, to the dtype's eps).
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 7, generator=g, dtype=torch.float64).to(torch.bfloat16)
+    p = torch.softmax(torch.randn(64, 7, generator=g, dtype=torch.float64), 1).to(torch.bfloat16)
+    assert float((p.sum(1).double() - 1).abs().max()) > 1e-3
+    out = LF.cross_entropy(z, p)
+    ref = F.cross_entropy(z.double(), p.double())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.double(), ref, rtol=2.0**-7, atol=1e-6)
+    with pytest.raises(ValueError, match="sum to 1"):  # a real mistake is still caught
+        LF.cross_entropy(z, p * 0.9)
