@@ -228,7 +228,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
     # --- D. multi-label --------------------------------------------------------------------------
     "bce": {
         "pos_weight": (None, "torch F.binary_cross_entropy_with_logits (pos_weight=None)"),
-        "ignore_index": (-100, TORCH_II),
+        "ignore_index": (None, "torch F.binary_cross_entropy_with_logits has no ignore value (opt in with -100)"),
         "reduction": ("mean", "torch F.binary_cross_entropy_with_logits ('mean')"),
     },
     "asymmetric": {
@@ -237,7 +237,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "clip": (0.05, "Alibaba-MIIL/ASL src/loss_functions/losses.py AsymmetricLoss(clip=0.05)"),
         "eps": (1e-8, "Alibaba-MIIL/ASL src/loss_functions/losses.py AsymmetricLoss(eps=1e-8)"),
         "detach_weight": (True, "Alibaba-MIIL/ASL AsymmetricLoss(disable_torch_grad_focal_loss=True)"),
-        "ignore_index": (-100, TORCH_II),
+        "ignore_index": (None, "Alibaba-MIIL/ASL AsymmetricLoss has no ignore value (opt in with -100)"),
         "reduction": ("sum", "Alibaba-MIIL/ASL AsymmetricLoss returns -loss.sum()"),
     },
     "asymmetric_single_label": {
@@ -813,6 +813,12 @@ def test_ignore_index_default(id_):
     """
     entry, extra, case = _setup(id_, "ignore_index")
     default, _ = DEFAULTS[id_]["ignore_index"]
+    if default is None:  # ignoring is opt-in (multi-label, as torch's BCE): -100 is refused unless asked for
+        with pytest.raises(ValueError):
+            _run(entry, extra, _with_target(case, -100))
+        opted = _run(entry, extra, _with_target(case, -100), ignore_index=-100)
+        assert torch.isfinite(opted[0]).all() and not _close(opted, _run(entry, extra, case))
+        return
     skipped = _run(entry, extra, _with_target(case, default))
     assert torch.isfinite(skipped[0]).all()
     assert _equal(skipped, _run(entry, extra, _with_target(case, -1), ignore_index=-1))

@@ -172,6 +172,11 @@ def _ignoring(loss_id: str) -> list[str]:
     return [i for i in IDS if "ignore_index" in ENTRIES[i].parameters]
 
 
+def _ignore_kw(entry) -> dict:
+    """-100 as the ignored value: the default where it is one, passed where ignoring is opt-in."""
+    return {} if entry.parameters["ignore_index"].default == -100 else {"ignore_index": -100}
+
+
 @pytest.mark.parametrize("loss_id", _ignoring(""))
 def test_all_ignored_batch_is_zero_with_zero_gradient(loss_id):
     entry = _entry(loss_id)
@@ -179,7 +184,7 @@ def test_all_ignored_batch_is_zero_with_zero_gradient(loss_id):
     case.inputs[1] = torch.full_like(case.inputs[1], -100)
     for path in ("plain", "fused"):
         with force_path(path):
-            out, grads = K.value_and_grads(K.create(entry), case.clone())
+            out, grads = K.value_and_grads(K.create(entry, **_ignore_kw(entry)), case.clone())
         assert float(out) == 0.0, (path, out)
         assert all(g is None or bool((g == 0).all()) for g in grads), path
 
@@ -195,7 +200,8 @@ def test_ignored_rows_leave_the_mean(loss_id):
     kept = K.Case([t[keep].detach().clone().requires_grad_(t.requires_grad) for t in case.inputs], dict(case.call))
     if "index" in kept.call:
         kept.call["index"] = kept.call["index"][keep]
-    torch.testing.assert_close(K.call(K.create(entry), masked), K.call(K.create(entry), kept), rtol=1e-10, atol=1e-12)
+    kw = _ignore_kw(entry)
+    torch.testing.assert_close(K.call(K.create(entry, **kw), masked), K.call(K.create(entry, **kw), kept), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("loss_id", IDS)

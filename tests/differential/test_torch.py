@@ -702,7 +702,7 @@ def test_validation_differences_are_deliberate() -> None:
     assert F.cross_entropy(masked_target, y).isinf()
     with pytest.raises(ValueError, match="^logits contains NaN or Inf"):
         LF.cross_entropy(masked_target, y)
-    # bce: a target of 2 is computed by torch, refused here; -100 (ignore_index) is left out
+    # bce: a target of 2 is computed by torch, refused here; -100 is left out with ignore_index=-100
     t = torch.rand(3, 4, dtype=torch.float64)
     t2 = t.clone()
     t2[0, 0] = 2.0
@@ -712,7 +712,7 @@ def test_validation_differences_are_deliberate() -> None:
     t2[0, 0] = -100.0
     keep = torch.ones(3, 4, dtype=torch.bool)
     keep[0, 0] = False
-    torch.testing.assert_close(LF.bce(z, t2), F.binary_cross_entropy_with_logits(z[keep], t[keep]))
+    torch.testing.assert_close(LF.bce(z, t2, ignore_index=-100), F.binary_cross_entropy_with_logits(z[keep], t[keep]))
     torch.testing.assert_close(LF.bce(z, t2, ignore_index=None, validate=False), F.binary_cross_entropy_with_logits(z, t2))
 
 

@@ -70,13 +70,17 @@ def test_mask_and_ignore_index_leave_elements_out(id):
 
 
 @pytest.mark.parametrize("id", ML_IDS)
-def test_default_ignore_index_is_torchs_minus_100(id):
-    # rows whose target is -100 leave the loss (they used to be rejected as out of [0, 1])
+def test_ignore_index_minus_100_is_opt_in(id):
+    # off by default (as torch's BCE-with-logits); with ignore_index=-100, rows whose target is
+    # -100 leave the loss
     z, y = ml_batch()
     keep = torch.arange(z.shape[0]) % 3 != 1
     y_ign = torch.where(keep[:, None], y, torch.full_like(y, -100.0))
+    assert la.create(id).ignore_index is None
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        la.create(id)(z, y_ign)
     for reduction in ("mean", "sum"):
-        crit = la.create(id, reduction=reduction)
+        crit = la.create(id, reduction=reduction, ignore_index=-100)
         assert crit.ignore_index == -100
         torch.testing.assert_close(crit(z, y_ign), crit(z[keep], y[keep]), rtol=1e-12, atol=1e-12)
         # the mean is over the counted elements: the plain elementwise mean of the kept rows
@@ -92,12 +96,9 @@ def test_default_ignore_index_is_torchs_minus_100(id):
     y_one = y.clone()
     y_one[0, 0] = -100.0
     t = z.clone().requires_grad_()
-    none = la.create(id, reduction="none")(t, y_one)
+    none = la.create(id, reduction="none", ignore_index=-100)(t, y_one)
     none.sum().backward()
     assert none[0, 0].item() == 0.0 and t.grad[0, 0].item() == 0.0
-    # ignore_index=None turns it off: -100 is then an invalid target value
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        la.create(id, ignore_index=None)(z, y_ign)
 
 
 @pytest.mark.parametrize("id", ML_IDS)
@@ -112,7 +113,7 @@ def test_ignore_mask_skipped_when_validation_shows_nothing_is_ignored(id):
             outs = []
             for validate in (True, False):
                 t = z.clone().requires_grad_()
-                out = la.create(id, reduction=reduction, validate=validate)(t, target)
+                out = la.create(id, reduction=reduction, validate=validate, ignore_index=-100)(t, target)
                 out.sum().backward()
                 outs.append((out.detach(), t.grad))
             torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-14, atol=1e-14)
@@ -404,7 +405,8 @@ def test_asl_autograd_function_equals_composed_ops(kwargs, reduction):
     default_ignore_y = y.clone()
     default_ignore_y[4, :2] = -100.0
     all_ignored = torch.full_like(y, -100.0)
-    calls = (({}, y), ({"mask": mask}, y), ({"ignore_index": -1.0}, ignore_y), ({}, default_ignore_y), ({}, all_ignored))
+    m100 = {"ignore_index": -100.0}
+    calls = (({}, y), ({"mask": mask}, y), ({"ignore_index": -1.0}, ignore_y), (m100, default_ignore_y), (m100, all_ignored))
     results = {}
     for path in ("fused", "plain"):  # the autograd.Function, the composed ops
         results[path] = []

@@ -54,9 +54,10 @@ def _multilabel_ignore(value: Any, name: str) -> float:
     return v
 
 
-#: ``ignore_index`` of the multi-label losses: a float target value (torch's -100 by default).
-MULTILABEL_IGNORE = Param("target value marking an unannotated element (outside [0, 1]; ``None``: every element counts)",
-                          _multilabel_ignore, "torch (-100); any target value outside [0, 1]")
+#: ``ignore_index`` of the multi-label losses: a float target value, off by default (torch's
+#: ``binary_cross_entropy_with_logits`` has none, and checking for it costs a pass over N·C).
+MULTILABEL_IGNORE = Param("target value marking an unannotated element (outside [0, 1], e.g. -100; ``None``: every element counts)",
+                          _multilabel_ignore, "None, as torch's binary_cross_entropy_with_logits (no ignore value); opt in with e.g. -100")
 
 
 def _in_unit_interval(target: Tensor) -> bool:
@@ -137,7 +138,7 @@ def bce(
     *,
     pos_weight: Tensor | Sequence[float] | None = None,
     mask: Tensor | None = None,
-    ignore_index: float | None = -100,
+    ignore_index: float | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -268,7 +269,7 @@ def asymmetric(
     eps: float = 1e-8,
     detach_weight: bool = True,
     mask: Tensor | None = None,
-    ignore_index: float | None = -100,
+    ignore_index: float | None = None,
     reduction: str = "sum",
     validate: bool = True,
 ) -> Tensor:
