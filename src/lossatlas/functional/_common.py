@@ -149,9 +149,12 @@ def run_deferred(
     logits: Tensor,
     ignore_index: int | None,
     out_dtype: torch.dtype,
+    nonfinite_is_error: Callable[[], bool] | None = None,
 ) -> Tensor:
     """``kernel()`` cast to ``out_dtype``, with the value checks that
-    :func:`check_classification_deferred` moved after it."""
+    :func:`check_classification_deferred` moved after it: a non-finite loss means NaN/Inf
+    logits (then their ``ValueError``), unless ``nonfinite_is_error()`` says the loss is
+    infinite by definition (label smoothing over a masked class)."""
     try:
         out = kernel()
     except (IndexError, RuntimeError):
@@ -159,7 +162,7 @@ def run_deferred(
         raise
     if deferred and out.numel():
         total = out.detach() if out.dim() == 0 else out.detach().sum()
-        if not math.isfinite(total.item()):  # NaN/Inf logits make the loss non-finite
+        if not math.isfinite(total.item()) and (nonfinite_is_error is None or nonfinite_is_error()):
             check_finite(logits, "logits", True)
     return out if out.dtype == out_dtype else out.to(out_dtype)
 

@@ -24,7 +24,6 @@ from torch import Tensor
 from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, unit_interval
 from .._validation import (
     as_class_counts,
-    check_finite,
     check_float,
     check_logits,
     check_mask,
@@ -39,11 +38,10 @@ from ._common import (
     check_ignore_index,
     class_weight_like,
     compute_dtype,
-    raise_target_error,
     reduce_loss,
     run_deferred,
 )
-from ._fused import affine_logits, as_dtype, cast_constant, derived, softmax_cross_entropy
+from ._fused import affine_logits, cast_constant, derived, softmax_cross_entropy
 
 __all__ = [
     "cross_entropy",
@@ -114,25 +112,6 @@ def _smoothing_target_error(logits: Tensor, target: Tensor, ignore_index: int) -
     return bool((torch.isneginf(at_target) & keep).any())
 
 
-def _run_smoothed(
-    kernel: Callable[[], Tensor], deferred: bool, target: Tensor, logits: Tensor, ignore_index: int, out_dtype: torch.dtype,
-) -> Tensor:
-    """:func:`run_deferred` for label smoothing. Its target puts ε/C on every class, so a
-    masked (``-inf``) non-target class makes the loss ``+inf`` by definition: that is
-    ``F.cross_entropy``'s value (its gradient ``p − t`` stays finite) and is returned; NaN or
-    ``+inf`` logits and a masked target class raise the usual ``ValueError``."""
-    try:
-        out = kernel()
-    except (IndexError, RuntimeError):
-        raise_target_error(deferred, target, logits, ignore_index)
-        raise
-    if deferred and out.numel():
-        total = out.detach() if out.dim() == 0 else out.detach().sum()
-        if not math.isfinite(total.item()) and _smoothing_target_error(logits, target, ignore_index):
-            check_finite(logits, "logits", True)  # raises its ValueError
-    return as_dtype(out, out_dtype)
-
-
 def _class_ce(
     logits: Tensor,
     target: Tensor,
@@ -155,10 +134,12 @@ def _class_ce(
         check_num_classes(values, rows, name)
     w = class_weight_like(weight, z, validate=False)
     consts = {k: (v(z) if callable(v) else v) for k, v in kernel.items()}
-    run = _run_smoothed if consts.get("label_smoothing") else run_deferred
-    out = run(
+    # label smoothing puts ε/C on every class: a masked (-inf) non-target class makes the loss
+    # +inf by definition, F.cross_entropy's value (its gradient p − t stays finite), not an error
+    smoothed = (lambda: _smoothing_target_error(rows, target, ignore_index)) if consts.get("label_smoothing") else None
+    out = run_deferred(
         lambda: softmax_cross_entropy(z, target, weight=w, ignore_index=ignore_index, reduction=reduction, **consts),
-        deferred, target, rows, ignore_index, out_dtype,
+        deferred, target, rows, ignore_index, out_dtype, smoothed,
     )
     return _unrows(out, shape, reduction)
 
@@ -363,10 +344,11 @@ def effective_number_weights(class_counts: ClassCounts, beta: float = 0.9999) ->
     return w / w.sum() * counts.numel()
 
 
-def drw_weights(
-    class_counts: ClassCounts, epoch: int, *, start_epoch: int = 160, beta: float = 0.9999
-) -> Tensor:
-    """Deferred re-weighting: uniform weights before ``start_epoch``, then effective-number weights."""
+def drw_weights(class_counts: ClassCounts, epoch: int, *, start_epoch: int, beta: float = 0.9999) -> Tensor:
+    """Deferred re-weighting: uniform weights before ``start_epoch``, then effective-number weights.
+
+    ``start_epoch`` has no default: LDAM-DRW's CIFAR recipe switches at 160 of 200 epochs, a
+    schedule to choose for each training run."""
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
     return effective_number_weights(class_counts, beta if epoch >= start_epoch else 0.0)

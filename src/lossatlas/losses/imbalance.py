@@ -172,7 +172,8 @@ class SigmoidFocalLoss(FunctionalLoss, function=LF.sigmoid_focal):
     formula="l_i = CE(s·(z_i - m_{y_i} e_{y_i}), y_i),  m_j = max_margin · n_j^{-1/4} / max_k n_k^{-1/4}",
     paper=LDAM_PAPER,
     code="kaidic/LDAM-DRW losses.py::LDAMLoss",
-    notes="LDAM-DRW = this loss + the 'drw' weighting (pass weight=drw() or compose with reduction='none').",
+    notes="LDAM-DRW = this loss + the 'drw' weighting: drw.attach(crit) keeps the loss's weight live across set_epoch "
+          "(or compose with reduction='none' and la.weighting.apply); weight=drw() is a snapshot of one epoch.",
 )
 @fill_doc(shapes_example=_prior_tail('"ldam", class_counts=[500, 50, 5]', soft=False))
 class LDAMLoss(FunctionalLoss, function=LF.ldam):
