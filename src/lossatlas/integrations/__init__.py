@@ -1,0 +1,16 @@
+"""Use lossatlas from training frameworks.
+
+Each submodule is imported explicitly, and none imports its framework: ``import lossatlas``
+(and ``import lossatlas.integrations``) stays free of ``transformers`` and ``lightning``.
+
+- :mod:`lossatlas.integrations.huggingface`: :func:`~lossatlas.integrations.huggingface.compute_loss_func`
+  turns a lossatlas classification loss into ``transformers.Trainer(compute_loss_func=...)``,
+  gradient accumulation included (``pip install 'lossatlas[hf]'``).
+- :mod:`lossatlas.integrations.lightning`: :func:`~lossatlas.integrations.lightning.loggable`
+  turns a metric result (``lossatlas.metrics``: dicts with vector entries) into the scalars
+  ``LightningModule.log_dict`` accepts (``pip install 'lossatlas[lightning]'``).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
