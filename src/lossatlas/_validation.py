@@ -96,6 +96,35 @@ def check_unmasked_targets(logits: Tensor, safe_target: Tensor, keep: Tensor | N
         raise ValueError(f"{name} is -inf at the target class of row(s) {rows}: a masked class cannot be the target")
 
 
+#: The dtypes every loss takes as class indices (targets, labels), computed with as int64.
+#: torch's ``F.cross_entropy`` takes int64 and uint8 and rejects int32/int16/int8; uint8 is
+#: left out until every caller computes with :func:`check_class_target`'s returned tensor
+#: (a uint8 tensor used as an index is a boolean mask), so that each dtype is accepted by
+#: every loss or refused by every loss with the same ``TypeError``.
+CLASS_INDEX_DTYPES: tuple[torch.dtype, ...] = (torch.int64,)
+
+
+def check_class_indices(target: Any, name: str = "target", hint: str = "") -> Tensor:
+    """Class indices as an int64 tensor (any shape; values unchecked).
+
+    A tensor of a dtype in :data:`CLASS_INDEX_DTYPES` is returned as int64 (cast once if
+    needed); any other dtype raises ``TypeError`` naming ``name`` (``hint`` is appended for a
+    float, bool or complex tensor).
+    """
+    t = check_tensor(target, name)
+    if t.dtype in CLASS_INDEX_DTYPES:
+        return t if t.dtype == torch.int64 else t.to(torch.int64)
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(
+            f"{name} must hold integer class indices (torch.long), got dtype {t.dtype}" + (f"; {hint}" if hint else "")
+        )
+    accepted = ", ".join(str(d) for d in CLASS_INDEX_DTYPES)
+    raise TypeError(
+        f"{name} must hold class indices of dtype {accepted} (torch.long), got dtype {t.dtype}; "
+        f"cast it once with {name}.long()"
+    )
+
+
 def check_class_target(
     target: Any,
     logits: Tensor,
@@ -104,12 +133,7 @@ def check_class_target(
     name: str = "target",
 ) -> Tensor:
     """An int64 [N] tensor of class indices in [0, C) (or ``ignore_index``)."""
-    t = check_tensor(target, name)
-    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-        raise TypeError(
-            f"{name} must hold integer class indices (torch.long), got dtype {t.dtype}; "
-            "this loss does not accept probability targets"
-        )
+    t = check_class_indices(target, name, "this loss does not accept probability targets")
     if t.dim() != 1 or t.shape[0] != logits.shape[0]:
         raise ValueError(
             f"{name} must have shape [N] = [{logits.shape[0]}] to match logits {tuple(logits.shape)}, "

@@ -279,6 +279,151 @@ def test_supcon_two_views_equals_ntxent_and_simclr_cross_entropy() -> None:
     torch.testing.assert_close(nt, simclr)
 
 
+# ------------------------------------------------------------------ SimCLR's two views; SupContrast's [bsz, n_views, D]
+def _simclr_ntxent_ref(z1: Tensor, z2: Tensor, t: float) -> Tensor:
+    """SimCLR's NT-Xent (Chen et al. 2020, Algorithm 1), float64, one row at a time: row i of
+    ``cat([z1, z2])`` has the other view of its sample as its positive and the other 2N − 2
+    rows as negatives, ``ℓ_i = −log e^{s_ij/τ} / Σ_{k≠i} e^{s_ik/τ}`` with cosine ``s``.
+    Returns the 2N row losses."""
+    z = torch.cat([z1, z2]).double()
+    m = z.shape[0]
+    n = m // 2
+    losses = []
+    for i in range(m):
+        sim = torch.stack([F.cosine_similarity(z[i], z[k], dim=0, eps=0.0) for k in range(m)]) / t
+        j = (i + n) % m
+        others = torch.tensor([k for k in range(m) if k != i])
+        losses.append(torch.logsumexp(sim[others], 0) - sim[j])
+    return torch.stack(losses)
+
+
+def _supcontrast_ref(features: Tensor, labels: Tensor | None, t: float, tb: float) -> tuple[Tensor, Tensor]:
+    """HobbitLong/SupContrast ``SupConLoss(temperature=t, contrast_mode='all', base_temperature=tb)``
+    (losses.py at HEAD: no-positive anchors give 0 and are counted), float64, one anchor at a time.
+
+    ``features`` [B, V, D] are the model's unit rows; anchors are ``cat(unbind(features, 1))``
+    (row v·B + i is features[i, v]); labels ``None`` make each sample its own class. Anchor a:
+    ``−(t/tb) · mean_{p∈P_a} [s_ap/t − log Σ_{k≠a} e^{s_ak/t}]`` (0 without positives); the
+    loss is the mean over all V·B anchors. Returns (loss, per-anchor losses)."""
+    b, v, _ = features.shape
+    rows = [features[i, k] for k in range(v) for i in range(b)]
+    ids = [i for _ in range(v) for i in range(b)]
+    cls = ids if labels is None else [int(labels[i]) for i in ids]
+    per = []
+    for a in range(v * b):
+        logits = torch.stack([rows[a] @ rows[k] for k in range(v * b)]) / t
+        others = [k for k in range(v * b) if k != a]
+        lse = torch.logsumexp(logits[others], 0)
+        pos = [k for k in others if cls[k] == cls[a]]
+        mean_pos = torch.stack([logits[p] - lse for p in pos]).mean() if pos else logits.sum() * 0.0
+        per.append(-(t / tb) * mean_pos)
+    per_t = torch.stack(per)
+    return per_t.mean(), per_t
+
+
+def _grads(fn: Callable[..., Tensor], *xs: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+    leaves = [x.detach().clone().requires_grad_() for x in xs]
+    out = fn(*leaves)
+    return out.detach(), torch.autograd.grad(out.sum(), leaves)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ntxent_two_views_is_simclr_and_the_labelled_form(reduction: str) -> None:
+    g = torch.Generator().manual_seed(21)
+    n, t = 5, 0.5
+    z1, z2 = torch.randn(n, 6, generator=g, dtype=torch.float64), torch.randn(n, 6, generator=g, dtype=torch.float64)
+    crit = la.create("ntxent", temperature=t, reduction=reduction)
+    two, g_two = _grads(lambda a, b: LF.ntxent(a, b, temperature=t, reduction=reduction), z1, z2)
+    mod, g_mod = _grads(lambda a, b: crit(a, b), z1, z2)
+    y = torch.cat([torch.arange(n), torch.arange(n)])
+    lab, g_lab = _grads(lambda a, b: LF.ntxent(torch.cat([a, b]), y, temperature=t, reduction=reduction), z1, z2)
+    ref, g_ref = _grads(lambda a, b: _reduce(_simclr_ntxent_ref(a, b, t), reduction), z1, z2)
+    assert two.shape == ((2 * n,) if reduction == "none" else ())
+    for value, grads in ((two, g_two), (mod, g_mod), (lab, g_lab)):
+        torch.testing.assert_close(value, ref)
+        for got, want in zip(grads, g_ref):
+            torch.testing.assert_close(got, want)
+    # SupCon with one positive per anchor is NT-Xent: the same two-view call, τ_b = τ
+    torch.testing.assert_close(LF.supcon(z1, z2, temperature=t, base_temperature=t, reduction=reduction), ref)
+
+
+def test_ntxent_and_supcon_two_views_gradcheck() -> None:
+    g = torch.Generator().manual_seed(22)
+    z1, z2 = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    gradcheck_loss(lambda a, b: LF.ntxent(a, b, temperature=0.5), z1, z2)
+    gradcheck_loss(lambda a, b: LF.supcon(a, b, temperature=0.5), z1, z2)
+    gradcheck_loss(lambda f: LF.supcon(f, torch.tensor([0, 0, 1, 2]), temperature=0.5), torch.stack([z1, z2], 1))
+
+
+@pytest.mark.parametrize("views,labels,t,tb", [
+    (2, [0, 0, 1, 2, 2, 3], 0.1, 0.07),
+    (3, [4, 1, 4, 4, 0], 0.07, 0.07),
+    (2, None, 0.2, 0.07),  # SupContrast's labels=None: SimCLR
+    (1, [0, 0, 1, 2, 3, 3], 0.1, 0.1),  # one view: anchors 2 and 3 have no positive (0, counted)
+])
+def test_supcon_features_layout_matches_supcontrast(views: int, labels: list[int] | None, t: float, tb: float) -> None:
+    g = torch.Generator().manual_seed(23)
+    b = 6 if labels is None else len(labels)
+    raw = torch.randn(b, views, 5, generator=g, dtype=torch.float64)
+    y = None if labels is None else torch.tensor(labels)
+    # SupContrast's models hand it unit rows (SupConResNet normalises); lossatlas normalises inside
+    ref, g_ref = _grads(lambda f: _supcontrast_ref(F.normalize(f, dim=-1), y, t, tb)[0], raw)
+    every_anchor_has_a_positive = views > 1
+    for average_over in ("all_anchors", "anchors_with_positives"):
+        kw: dict[str, Any] = {"temperature": t, "base_temperature": tb, "average_over": average_over}
+        crit = la.create("supcon", **kw)
+        for fn in (lambda f: LF.supcon(f, y, **kw), lambda f: crit(f, y)):
+            out, g_out = _grads(fn, raw)
+            if average_over == "all_anchors" or every_anchor_has_a_positive:
+                torch.testing.assert_close(out, ref)
+                torch.testing.assert_close(g_out[0], g_ref[0])
+    per_ref = _supcontrast_ref(F.normalize(raw, dim=-1), y, t, tb)[1]
+    torch.testing.assert_close(LF.supcon(raw, y, temperature=t, base_temperature=tb, reduction="none"), per_ref)
+
+
+@pytest.mark.parametrize("id_", ["supcon", "ntxent"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_features_layout_equals_the_flattened_batch(id_: str, reduction: str) -> None:
+    g = torch.Generator().manual_seed(24)
+    b, v = 5, 3
+    raw = torch.randn(b, v, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 2, 1])
+    flat = torch.cat(torch.unbind(raw, 1))  # SupContrast's view-major order
+    fn = getattr(LF, id_)
+    for labels, flat_labels in ((y, y.repeat(v)), (None, torch.arange(b).repeat(v))):
+        got, g_got = _grads(lambda f: fn(f, labels, temperature=0.3, reduction=reduction), raw)
+        want, g_want = _grads(lambda f: fn(torch.cat(torch.unbind(f, 1)), flat_labels, temperature=0.3, reduction=reduction), raw)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(g_got[0], g_want[0])
+        mod = la.create(id_, temperature=0.3, reduction=reduction)
+        torch.testing.assert_close(mod(raw, labels), fn(flat, flat_labels, temperature=0.3, reduction=reduction))
+
+
+def test_multi_view_call_forms_raise_clear_errors() -> None:
+    g = torch.Generator().manual_seed(25)
+    z1, z2 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    feats = torch.stack([z1, z2], 1)
+    for fn in (LF.ntxent, LF.supcon, la.create("ntxent"), la.create("supcon")):
+        with pytest.raises(ValueError, match=r"second view and must have the shape of embeddings \(4, 3\), got \(4,\)"):
+            fn(z1, z2[:, 0])
+        with pytest.raises(ValueError, match=r"second view .* got \(4, 2\)"):
+            fn(z1, z2[:, :2])
+        with pytest.raises(ValueError, match="labels are required with embeddings of shape"):
+            fn(z1)
+        with pytest.raises(ValueError, match="^the second view contains NaN"):
+            fn(z1, z2 * float("nan"))
+        with pytest.raises(ValueError, match="^embeddings contains NaN"):
+            fn(feats * float("nan"))
+        with pytest.raises(TypeError, match=r"labels must be integer class ids \[bsz\] or None"):
+            fn(feats, torch.zeros(4))
+        with pytest.raises(ValueError, match=r"labels must have shape \[bsz\] = \[4\]"):
+            fn(feats, torch.arange(8))
+        with pytest.raises(TypeError, match=r"^labels must hold class indices of dtype torch.int64"):
+            fn(feats, torch.arange(4, dtype=torch.int32))
+        with pytest.raises(ValueError, match=r"embeddings must have shape \[N, D\] or \[bsz, n_views, D\]"):
+            fn(feats.unsqueeze(0))
+
+
 def test_supcon_base_temperature_scales_and_averaging_conventions() -> None:
     e, y = _batch(n=12, c=6, seed=7)
     y[0] = 9  # an anchor without positives

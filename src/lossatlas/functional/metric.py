@@ -43,6 +43,7 @@ from torch import Tensor
 from .._paths import take_fused
 from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive
 from .._validation import (
+    check_class_indices,
     check_class_target,
     check_finite,
     check_float,
@@ -116,15 +117,15 @@ _average_over = _one_of(AVERAGE_OVER)
 # --------------------------------------------------------------------------------------
 # shared pieces
 # --------------------------------------------------------------------------------------
-def _check_embeddings(embeddings: Tensor, labels: Tensor, validate: bool) -> None:
+def _check_embeddings(embeddings: Tensor, labels: Tensor, validate: bool) -> Tensor:
+    """Check ``embeddings`` [N, D] (float, finite) and ``labels`` [N]; return the labels as
+    int64 (the class-index dtypes every loss takes: :func:`~lossatlas._validation.check_class_indices`)."""
     check_float(embeddings, "embeddings")
     if embeddings.dim() != 2:
         raise ValueError(f"embeddings must have shape [N, D], got {tuple(embeddings.shape)}")
     if embeddings.shape[1] < 1:
         raise ValueError(f"embeddings must have at least one feature column, got shape {tuple(embeddings.shape)}")
-    check_tensor(labels, "labels")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
-        raise TypeError(f"labels must hold integer class ids (torch.long), got dtype {labels.dtype}")
+    labels = check_class_indices(labels, "labels")
     if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
             f"labels must have shape [N] = [{embeddings.shape[0]}] to match embeddings "
@@ -132,13 +133,71 @@ def _check_embeddings(embeddings: Tensor, labels: Tensor, validate: bool) -> Non
         )
     check_same_device("embeddings", embeddings, "labels", labels)
     check_finite(embeddings, "embeddings", validate)
+    return labels
 
 
-def _unit(embeddings: Tensor, labels: Tensor, validate: bool) -> tuple[Tensor, torch.dtype]:
-    """Validate, cast to the compute dtype and L2-normalise the rows."""
-    _check_embeddings(embeddings, labels, validate)
+def _unit(embeddings: Tensor, labels: Tensor, validate: bool) -> tuple[Tensor, Tensor, torch.dtype]:
+    """Validate, cast to the compute dtype and L2-normalise the rows; also returns the labels
+    as int64 and the output dtype."""
+    labels = _check_embeddings(embeddings, labels, validate)
     u = F.normalize(embeddings.to(compute_dtype(embeddings)), p=2.0, dim=1)
-    return u, embeddings.dtype
+    return u, labels, embeddings.dtype
+
+
+def _views(embeddings: Any, labels: Any, validate: bool) -> tuple[Tensor, Tensor]:
+    """The labelled batch ``(embeddings [M, D], labels [M])`` of a SupCon / NT-Xent call.
+
+    Three call forms, told apart by the inputs' dtypes and shapes:
+
+    * ``(embeddings [N, D], labels [N])`` with INTEGER labels: returned as given;
+    * ``(z1 [N, D], z2 [N, D])``, a FLOATING-POINT second argument: two views of the same N
+      samples (SimCLR), the batch ``cat([z1, z2])`` [2N, D] with labels ``cat([arange(N),
+      arange(N)])``: each row's one positive is the other view of its sample;
+    * ``(features [B, V, D], labels [B] or None)``: SupContrast's layout (``V`` views of B
+      samples), flattened view-major as SupContrast's ``torch.cat(torch.unbind(features, 1))``
+      (row ``v·B + i`` is ``features[i, v]``) with the labels tiled V times; ``None`` gives
+      every sample its own label (SupContrast's ``labels=None``: SimCLR).
+    """
+    e = check_float(embeddings, "embeddings")
+    if e.dim() == 3:
+        b, v, d = e.shape
+        if v < 1 or d < 1:
+            raise ValueError(f"embeddings [bsz, n_views, D] needs n_views >= 1 and D >= 1, got shape {tuple(e.shape)}")
+        if labels is None:
+            y = torch.arange(b, device=e.device)
+        else:
+            check_tensor(labels, "labels")
+            if labels.is_floating_point():
+                raise TypeError(
+                    f"with embeddings of shape [bsz, n_views, D] = {tuple(e.shape)}, labels must be integer class ids "
+                    f"[bsz] or None, got a {labels.dtype} tensor (a second view is only for [N, D] embeddings)"
+                )
+            y = check_class_indices(labels, "labels")
+            if y.dim() != 1 or y.shape[0] != b:
+                raise ValueError(
+                    f"labels must have shape [bsz] = [{b}] to match embeddings [bsz, n_views, D] = {tuple(e.shape)}, "
+                    f"got {tuple(y.shape)}"
+                )
+            check_same_device("embeddings", e, "labels", y)
+        return e.transpose(0, 1).reshape(v * b, d), y.repeat(v)
+    if e.dim() != 2:
+        raise ValueError(f"embeddings must have shape [N, D] or [bsz, n_views, D], got {tuple(e.shape)}")
+    if labels is None:
+        raise ValueError(
+            "labels are required with embeddings of shape [N, D]: pass integer labels [N], a second view [N, D] "
+            "(SimCLR's two views), or embeddings of shape [bsz, n_views, D] (labels optional)"
+        )
+    if isinstance(labels, Tensor) and labels.is_floating_point():
+        if labels.shape != e.shape:
+            raise ValueError(
+                f"a floating-point second argument is the second view and must have the shape of embeddings "
+                f"{tuple(e.shape)}, got {tuple(labels.shape)}; class labels must be an integer tensor (labels.long())"
+            )
+        check_same_device("embeddings", e, "the second view", labels)
+        check_finite(labels, "the second view", validate)
+        n = e.shape[0]
+        return torch.cat([e, labels]), torch.arange(n, device=e.device).repeat(2)
+    return e, labels
 
 
 def _row_keys(u: Tensor) -> Tensor:
@@ -373,7 +432,7 @@ def contrastive(
         >>> la.functional.contrastive(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
         0
     """
-    u, out_dtype = _unit(embeddings, labels, validate)
+    u, labels, out_dtype = _unit(embeddings, labels, validate)
     # the fused form lists the positive pairs with `nonzero` (a host read): CPU only unless
     # forced, so that CUDA never synchronises; CUDA and torch.compile run the composed ops
     if indices is None and take_fused(u, CONTRASTIVE_FUSE_MIN_NUMEL):
@@ -533,7 +592,7 @@ def triplet_margin(
         >>> la.functional.triplet_margin(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
         0
     """
-    u, out_dtype = _unit(embeddings, labels, validate)
+    u, labels, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
     d = _unit_distances(u)
     # gathered [N, P_max, N] form: reads P_max on the host, so eager CPU only (CUDA stays free
@@ -625,7 +684,7 @@ def multi_similarity(
         >>> la.functional.multi_similarity(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).shape
         torch.Size([])
     """
-    u, out_dtype = _unit(embeddings, labels, validate)
+    u, labels, out_dtype = _unit(embeddings, labels, validate)
     s = u @ u.T
     if miner_epsilon is not None:
         if indices is not None:
@@ -650,7 +709,7 @@ def multi_similarity(
 })
 def supcon(
     embeddings: Tensor,
-    labels: Tensor,
+    labels: Tensor | None = None,
     *,
     temperature: float = 0.07,
     base_temperature: float = 0.07,
@@ -666,14 +725,24 @@ def supcon(
     over anchors with a positive, 0 for a batch without a positive or a negative pair;
     ``"all_anchors"`` (HobbitLong/SupContrast): mean over all N anchors.
 
+    Call forms (the second argument's dtype decides): ``supcon(embeddings [N, D], labels
+    [N])`` with integer labels; ``supcon(z1, z2)`` with two float [N, D] views of the same
+    samples (SimCLR: the batch ``cat([z1, z2])``, labels ``arange(N)`` twice);
+    ``supcon(features [bsz, n_views, D], labels [bsz] or None)``, SupContrast's layout
+    (flattened view-major, row ``v·bsz + i`` = ``features[i, v]``; ``None``: SimCLR).
+    ``"none"`` and ``indices`` refer to the rows of the flattened batch.
+
     {args}
 
     Example:
         >>> import torch, lossatlas as la
         >>> la.functional.supcon(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]), temperature=0.1).ndim
         0
+        >>> la.functional.supcon(torch.randn(3, 2, 4), torch.tensor([0, 0, 1])).ndim  # [bsz, n_views, D]
+        0
     """
-    u, out_dtype = _unit(embeddings, labels, validate)
+    embeddings, labels = _views(embeddings, labels, validate)
+    u, labels, out_dtype = _unit(embeddings, labels, validate)
     pos, neg = _pair_masks(labels, indices, validate)
     z = (u @ u.T) / temperature
     denom = _masked_lse(z, pos | neg)
@@ -694,17 +763,26 @@ def supcon(
 })
 def ntxent(
     embeddings: Tensor,
-    labels: Tensor,
+    labels: Tensor | None = None,
     *,
     temperature: float = 0.07,
     indices: Indices | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
-    """NT-Xent with labels (pytorch-metric-learning's form); see :class:`lossatlas.losses.NTXentLoss`.
+    """NT-Xent (SimCLR), with labels as pytorch-metric-learning or on two views; see
+    :class:`lossatlas.losses.NTXentLoss`.
 
     Per ordered positive pair ``l_ap = −log e^{s_ap/τ} / (e^{s_ap/τ} + Σ_{n∈N_a} e^{s_an/τ})``;
     ``"mean"`` averages over the positive pairs, 0 when the batch lacks positives or negatives.
+
+    Call forms (the second argument's dtype decides): ``ntxent(embeddings [N, D], labels
+    [N])`` with integer labels; ``ntxent(z1, z2)`` with two float [N, D] views of the same N
+    samples: SimCLR's NT-Xent, each row's positive the other view of its sample and its
+    negatives the other 2N − 2 rows (= the labelled form on ``cat([z1, z2])`` with labels
+    ``arange(N)`` twice); ``ntxent(features [bsz, n_views, D], labels [bsz] or None)``,
+    SupContrast's layout (flattened view-major; ``None``: each sample its own label).
+    ``"none"`` and ``indices`` refer to the rows of the flattened batch (``cat([z1, z2])``).
 
     {args}
 
@@ -712,8 +790,11 @@ def ntxent(
         >>> import torch, lossatlas as la
         >>> la.functional.ntxent(torch.randn(6, 4), torch.arange(3).repeat(2), temperature=0.5).ndim
         0
+        >>> la.functional.ntxent(torch.randn(3, 4), torch.randn(3, 4), temperature=0.5).ndim  # two views
+        0
     """
-    u, out_dtype = _unit(embeddings, labels, validate)
+    embeddings, labels = _views(embeddings, labels, validate)
+    u, labels, out_dtype = _unit(embeddings, labels, validate)
     z = (u @ u.T) / temperature
     wp, wn = _pair_weights(labels, indices, z.dtype, validate)
     pos, neg = wp > 0, wn > 0
@@ -759,7 +840,7 @@ def threshold_consistent_margin(
         >>> la.functional.threshold_consistent_margin(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
         0
     """
-    u, out_dtype = _unit(embeddings, labels, validate)
+    u, labels, out_dtype = _unit(embeddings, labels, validate)
     s = u @ u.T
     wp, wn = _pair_weights(labels, indices, s.dtype, validate)
     act_p = wp * (s <= margin_plus)
@@ -774,9 +855,10 @@ def threshold_consistent_margin(
 # --------------------------------------------------------------------------------------
 # F3: normalised-softmax classifiers (NormFace, CosFace, ArcFace) and their pieces
 # --------------------------------------------------------------------------------------
-def _cosines(embeddings: Tensor, labels: Tensor, weight: Tensor, validate: bool) -> tuple[Tensor, torch.dtype]:
-    """cos(θ_ij) [N, C] between normalised embeddings and normalised class vectors."""
-    _check_embeddings(embeddings, labels, validate)
+def _cosines(embeddings: Tensor, labels: Tensor, weight: Tensor, validate: bool) -> tuple[Tensor, Tensor, torch.dtype]:
+    """cos(θ_ij) [N, C] between normalised embeddings and normalised class vectors, the labels
+    (int64, checked against the C classes) and the output dtype."""
+    labels = _check_embeddings(embeddings, labels, validate)
     check_float(weight, "weight")
     if weight.dim() != 2 or weight.shape[1] != embeddings.shape[1]:
         raise ValueError(
@@ -788,8 +870,8 @@ def _cosines(embeddings: Tensor, labels: Tensor, weight: Tensor, validate: bool)
     u = F.normalize(embeddings.to(dt), dim=1)
     w = F.normalize(weight.to(dt), dim=1)
     cos = u @ w.T
-    check_class_target(labels, cos, validate, name="labels")
-    return cos, embeddings.dtype
+    labels = check_class_target(labels, cos, validate, name="labels")
+    return cos, labels, embeddings.dtype
 
 
 def margin_logits(cos: Tensor, labels: Tensor, margin_type: str = "arcface", margin: float = 0.5) -> Tensor:
@@ -844,7 +926,7 @@ def normalized_softmax(
         >>> la.functional.normalized_softmax(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
         0
     """
-    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    cos, labels, out_dtype = _cosines(embeddings, labels, weight, validate)
     return _ce(cos / temperature, labels, reduction, out_dtype)
 
 
@@ -868,7 +950,7 @@ def cosface(
         >>> la.functional.cosface(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
         0
     """
-    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    cos, labels, out_dtype = _cosines(embeddings, labels, weight, validate)
     return _ce(scale * margin_logits(cos, labels, "cosface", margin), labels, reduction, out_dtype)
 
 
@@ -895,7 +977,7 @@ def arcface(
         >>> la.functional.arcface(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
         0
     """
-    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    cos, labels, out_dtype = _cosines(embeddings, labels, weight, validate)
     return _ce(scale * margin_logits(cos, labels, "arcface", margin), labels, reduction, out_dtype)
 
 
@@ -925,7 +1007,7 @@ def sface(
         >>> la.functional.sface(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
         0
     """
-    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    cos, labels, out_dtype = _cosines(embeddings, labels, weight, validate)
     ct = target_logit(cos, labels)
     with torch.no_grad():
         theta = torch.acos(cos.clamp(-1.0, 1.0))
@@ -1024,7 +1106,7 @@ def unpg(
         >>> la.functional.unpg(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), torch.randn(5, 3)).ndim
         0
     """
-    cos, out_dtype = _cosines(embeddings, labels, weight, validate)
+    cos, labels, out_dtype = _cosines(embeddings, labels, weight, validate)
     logits = scale * _unpg_head(cos, labels, margin_type, margin)
     u = F.normalize(embeddings.to(cos.dtype), dim=1)
     n = u.shape[0]
@@ -1158,7 +1240,7 @@ def partial_fc(
     check_float(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(f"weight must have shape [num_classes, embedding_size], got {tuple(weight.shape)}")
-    _check_embeddings(embeddings, labels, validate)
+    labels = _check_embeddings(embeddings, labels, validate)
     num_classes = weight.shape[0]
     # validate the global labels before sampling (the local ones are in range by construction)
     if validate and not compiling() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
@@ -1167,7 +1249,7 @@ def partial_fc(
         index, local = sample_class_centres(labels, num_classes, int(sample_rate * num_classes), generator)
     else:
         index = _check_pfc_index(index, labels, num_classes, validate)
-        local = torch.searchsorted(index, labels.to(torch.long))
-    cos, out_dtype = _cosines(embeddings, local, weight[index], validate=False)
+        local = torch.searchsorted(index, labels)
+    cos, _, out_dtype = _cosines(embeddings, local, weight[index], validate=False)
     losses = _pfc_margin_ce(cos.clamp(-1.0, 1.0), local, margin_type, margin, scale)
     return reduce_loss(losses, reduction, None, out_dtype)

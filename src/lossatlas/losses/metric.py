@@ -1,8 +1,11 @@
 """Metric-learning losses (catalogue rows F1–F7; SupCon G2 and NT-Xent G1 in their labelled,
 embedding form).
 
-Call convention (input kind ``embedding``): ``loss(embeddings [N, D], labels int64 [N])``.
-Embeddings are raw; every loss L2-normalises them inside, so gradients flow through the
+Call convention (input kind ``embedding``): ``loss(embeddings [N, D], labels [N])``, labels
+of an integer class-index dtype (int64, or uint8: the dtypes ``F.cross_entropy`` takes; others
+raise a ``TypeError`` naming ``labels``). SupCon and NT-Xent also take two views
+``loss(z1 [N, D], z2 [N, D])`` (a floating-point second argument) and SupContrast's
+``loss(features [bsz, n_views, D], labels [bsz] or None)``. Embeddings are raw; every loss L2-normalises them inside, so gradients flow through the
 normalisation. Pair / triplet losses also take ``indices=`` from a miner
 (:mod:`lossatlas.miners`); they are the module twins of their functions
 (:class:`~lossatlas.losses.FunctionalLoss`). Classifier-style losses hold the class-weight
@@ -180,6 +183,14 @@ class MultiSimilarityLoss(_PairLoss, function=LF.multi_similarity):
 
 
 # ----------------------------------------------------------------------------- G2 / G1
+class _MultiViewLoss(_PairLoss):
+    """SupCon / NT-Xent: the second argument is integer labels, a float second view, or (with
+    [bsz, n_views, D] features) optional labels; see :func:`lossatlas.functional.metric._views`."""
+
+    def forward(self, embeddings: Tensor, labels: Tensor | None = None, indices: Indices | None = None) -> Tensor:
+        return FunctionalLoss.forward(self, embeddings, labels, indices=indices)
+
+
 @register(
     "supcon",
     aliases=("supervised_contrastive", "supcon_loss"),
@@ -190,15 +201,31 @@ class MultiSimilarityLoss(_PairLoss, function=LF.multi_similarity):
     paper=SUPCON_PAPER,
     code="HobbitLong/SupContrast losses.py::SupConLoss; " + f"{PML} losses/supcon_loss.py::SupConLoss",
 )
-class SupConLoss(_PairLoss, function=LF.supcon):
+class SupConLoss(_MultiViewLoss, function=LF.supcon):
     r"""Supervised contrastive loss (Khosla et al., 2020, "Supervised Contrastive Learning"),
     the L_out form, on one batch of (multi-view) embeddings with labels.
 
     .. math:: \ell_i = -\frac{\tau}{\tau_b}\,\frac{1}{|P_i|}\sum_{p\in P_i}
               \log\frac{e^{s_{ip}/\tau}}{\sum_{k\neq i} e^{s_{ik}/\tau}}
 
-    Multi-view batches are passed flattened (e.g. view-major ``cat([v1, v2])`` with labels
-    tiled); anchors without a positive give 0. Two averaging conventions exist:
+    Three call forms, told apart by the second argument (unambiguous: labels are integers,
+    views are floats):
+
+    * ``crit(embeddings [N, D], labels [N])``, integer labels: every other row with the
+      anchor's label is a positive (a multi-view batch flattened, e.g. ``cat([v1, v2])`` with
+      labels tiled);
+    * ``crit(features [bsz, n_views, D], labels [bsz])``: HobbitLong/SupContrast's layout,
+      the same loss as the flattened batch ``torch.cat(torch.unbind(features, 1))`` (row
+      ``v·bsz + i`` is ``features[i, v]``) with labels tiled ``n_views`` times; ``labels=None``
+      (or omitted) gives every sample its own label, SupContrast's unsupervised (SimCLR) case;
+    * ``crit(z1 [N, D], z2 [N, D])``, a float second argument: two views of the same N
+      samples, the same as ``features = stack([z1, z2], 1)`` without labels.
+
+    ``"none"`` and a miner's ``indices`` refer to the rows of the flattened batch.
+    SupContrast's ``SupConLoss(contrast_mode='all')`` is ``average_over="all_anchors"``
+    (equal to the default whenever every anchor has a positive, e.g. n_views ≥ 2, and the
+    batch has a negative pair); its features are unit rows from the model, here the rows are
+    normalised inside. Anchors without a positive give 0. Two averaging conventions exist:
     ``average_over="anchors_with_positives"`` (default; pytorch-metric-learning: mean over
     anchors with ≥ 1 positive, and 0 for a batch without a positive or without a negative
     pair; parity ``emb_supcon``) and ``"all_anchors"`` (HobbitLong/SupContrast: mean over
@@ -210,12 +237,16 @@ class SupConLoss(_PairLoss, function=LF.supcon):
 
     {args}
 
-    Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; ``"none"`` gives [N].
+    Shapes: ``embeddings`` [N, D] (raw) with ``labels`` int64 [N], or two float views
+    [N, D], or ``features`` [bsz, n_views, D] with ``labels`` [bsz] or ``None``; ``"none"``
+    gives the flattened batch's per-anchor losses ([N], [2N] or [n_views·bsz]).
 
     Example:
         >>> import torch, lossatlas as la
         >>> crit = la.create("supcon", temperature=0.1, base_temperature=0.1)
         >>> crit(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).ndim
+        0
+        >>> crit(torch.randn(4, 2, 8), torch.tensor([0, 0, 1, 1])).ndim  # SupContrast's [bsz, n_views, D]
         0
     """
 
@@ -229,9 +260,10 @@ class SupConLoss(_PairLoss, function=LF.supcon):
     formula="l_ap = −log( e^{s_ap/τ} / (e^{s_ap/τ} + Σ_{n: y_n≠y_a} e^{s_an/τ}) ), mean over ordered positive pairs",
     paper=SIMCLR,
     code=f"{PML} losses/ntxent_loss.py::NTXentLoss",
-    notes="Labelled batch form. The paired-views form (a, b) is the contrastive family's 'infonce'.",
+    notes="Labelled batch form (embeddings, labels), SimCLR's two views (z1, z2) (a float second argument) or "
+          "[bsz, n_views, D] features; the contrastive family's 'infonce' is the paired-views form with more options.",
 )
-class NTXentLoss(_PairLoss, function=LF.ntxent):
+class NTXentLoss(_MultiViewLoss, function=LF.ntxent):
     r"""NT-Xent (Chen et al., 2020, "A Simple Framework for Contrastive Learning of Visual
     Representations") in pytorch-metric-learning's labelled form.
 
@@ -240,17 +272,35 @@ class NTXentLoss(_PairLoss, function=LF.ntxent):
     for every ordered positive pair (a, p); the anchor's other positives are not in the
     denominator. ``"mean"`` averages over the positive pairs (parity ``emb_ntxent``) and is 0
     for a batch without a positive or a negative pair; ``"none"`` gives per-anchor sums [N].
-    SimCLR's two-view batch is ``cat([z1, z2])`` with labels ``arange(B)`` tiled twice.
     Default τ = 0.07 is pytorch-metric-learning's.
+
+    Three call forms, told apart by the second argument (unambiguous: labels are integers,
+    views are floats):
+
+    * ``crit(embeddings [N, D], labels [N])``, integer labels (pytorch-metric-learning's form);
+    * ``crit(z1 [N, D], z2 [N, D])``, a float second argument: SimCLR's NT-Xent on two views
+      of the same N samples. Each of the 2N rows has one positive, the other view of its
+      sample, and the other 2N − 2 rows as negatives:
+      ``ℓ_i = −log e^{s_{i,j(i)}/τ} / Σ_{k≠i} e^{s_ik/τ}``, averaged over the 2N rows. It is
+      the labelled form on ``cat([z1, z2])`` with labels ``cat([arange(N), arange(N)])``;
+    * ``crit(features [bsz, n_views, D], labels [bsz] or None)``: SupContrast's layout,
+      flattened view-major (row ``v·bsz + i`` is ``features[i, v]``) with labels tiled;
+      ``None`` gives every sample its own label.
+
+    ``"none"`` and a miner's ``indices`` refer to the rows of the flattened batch.
 
     {args}
 
-    Shapes: ``embeddings`` [N, D] (raw); ``labels`` int64 [N]; optional ``indices``.
+    Shapes: ``embeddings`` [N, D] (raw) with ``labels`` int64 [N], or two float views
+    [N, D] (``"none"``: [2N]), or ``features`` [bsz, n_views, D] with ``labels`` [bsz] or
+    ``None``; optional ``indices``.
 
     Example:
         >>> import torch, lossatlas as la
         >>> crit = la.create("ntxent", temperature=0.5)
         >>> crit(torch.randn(8, 4), torch.arange(4).repeat(2)).ndim
+        0
+        >>> crit(torch.randn(4, 16), torch.randn(4, 16)).ndim  # SimCLR: two views z1, z2
         0
     """
 
