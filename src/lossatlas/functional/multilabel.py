@@ -279,6 +279,13 @@ def asymmetric(
     Two paths with the same values and gradients: ``"fused"`` (one autograd.Function, the
     detached weight only) and ``"plain"`` (composed ops; the path of ``torch.compile`` and of
     ``detach_weight=False``); :func:`lossatlas._paths.force_path` picks one.
+
+    ``1 − p_t`` is computed from ``σ(−z)`` and ``σ(z) − clip`` (no ``1 − σ(z)`` cancellation), and
+    with ``detach_weight=False`` and 0 < γ < 1 it is clamped at the dtype's smallest normal. Where
+    timm's ``AsymmetricLossMultiLabel`` rounds ``1 − p_t`` to 0 (float32: a positive at z ≳ 17, or a
+    negative without a clip at z ≲ −17) its gradient is NaN (∞ · 0 in the derivative of x^γ at 0);
+    this function's value and gradient there are finite and match an exact mpmath reference
+    (tests/differential/test_peers.py; docs/differences.md).
     """
     margin = 0.0 if clip is None else clip
     z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, mask, ignore_index)
@@ -339,7 +346,11 @@ def asymmetric_single_label(
     """Single-label ASL (softmax, label smoothing ε); see :class:`lossatlas.losses.AsymmetricSingleLabelLoss`.
 
     ``l_i = −Σ_j t_j w_j log p_j`` with ``w_y = (1 − p_y)^γ+``, ``w_j = p_j^γ−`` (j ≠ y) and
-    ``t = (1 − ε) e_y + ε / C``; per-sample losses [N] for ``"none"``.
+    ``t = (1 − ε) e_y + ε / C``; per-sample losses [N] for ``"none"``. The weights are
+    ``exp(γ− log p_j)`` and ``(1 − p_y)^γ+`` with ``1 − p_y = −expm1(log p_y)``, clamped at the smallest
+    normal for γ+ < 1: with a γ below 1, where timm's ``AsymmetricLossSingleLabel`` rounds
+    ``1 − (1 − p_j)`` to 0 (its weight 0, its gradient NaN), the value and gradient here match an
+    exact mpmath reference (tests/differential/test_peers.py).
     """
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     num_classes = z.shape[1]
