@@ -1047,15 +1047,20 @@ def _unpg_head(cos: Tensor, labels: Tensor, margin_type: str, margin: float) -> 
 
     ArcFace: ``cos(θ_y + m)`` for EVERY θ (the official head takes ``acos`` in place, adds
     m and takes ``cos``: no ``θ > π − m`` fallback, no easy margin), written as
-    ``cos θ · cos m − sin θ · sin m`` (the same value for θ ∈ [0, π] and the same gradient
-    ``sin(θ + m) / sin θ``, finite at |cos θ| = 1). CosFace / NormFace: :func:`margin_logits`.
+    ``cos θ · cos m − sin θ · sin m`` (the same value for θ ∈ [0, π] and the gradient
+    ``sin(θ + m) / sin θ``, sin θ's derivative taken from ``sqrt(max(1 − cos²θ, 1e-12))`` so that
+    it stays finite at |cos θ| = 1). CosFace / NormFace: :func:`margin_logits`.
     """
     if margin_type != "arcface":
         return margin_logits(cos, labels, margin_type, margin)
     if cos.shape[0] == 0:
         return cos
     ct = target_logit(cos, labels)
-    sin_t = (1.0 - ct * ct).clamp_min(1e-12).sqrt()
+    # sin θ: the exact value (so cos(θ + m) is exact at θ = 0), with the gradient of
+    # sqrt(max(1 − cos²θ, 1e-12)), finite at |cos θ| = 1 (as margin_logits)
+    sin2 = 1.0 - ct * ct
+    grad_sin = sin2.clamp_min(1e-12).sqrt()
+    sin_t = sin2.clamp_min(0.0).sqrt().detach() + (grad_sin - grad_sin.detach())
     new = ct * math.cos(margin) - sin_t * math.sin(margin)
     return add_to_target(cos, labels, new - ct)
 

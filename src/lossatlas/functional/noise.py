@@ -171,9 +171,15 @@ def _rce_terms(z: Tensor, y: Tensor, log_zero: float) -> Tensor:
     return -log_zero * others
 
 
+def _safe_divide(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den``, and 0 with a zero gradient where ``den = 0`` (dividing by ``den`` clamped at
+    tiny would scale ``num``'s gradient by 1/tiny there: NaN or inf under a loss weight ≥ 4)."""
+    return torch.where(den > 0, num / den.clamp_min(_tiny(den)), 0.0)
+
+
 def _normalised(terms: Tensor, y: Tensor) -> Tensor:
     """``terms[i, y_i] / Σ_j terms[i, j]`` (0 where the normaliser is 0)."""
-    return target_logit(terms, y) / terms.sum(1).clamp_min(_tiny(terms))
+    return _safe_divide(target_logit(terms, y), terms.sum(1))
 
 
 def _nce_terms(z: Tensor, y: Tensor) -> Tensor:
@@ -515,10 +521,13 @@ def logitclip(
 # B5: LDR and ALDR
 # --------------------------------------------------------------------------------------
 def ldr_normalise(logits: Tensor, softplus: bool = True) -> Tensor:
-    """LDR's logit normalisation ``f(z) / (‖f(z)‖_1 / C)``, ``f = softplus`` (or identity)."""
+    """LDR's logit normalisation ``f(z) / (‖f(z)‖_1 / C)``, ``f = softplus`` (or identity).
+
+    An all-zero row of ``f`` (``softplus=False``; the reference divides 0 by 0) is returned as 0
+    with a zero gradient."""
     f = F.softplus(logits) if softplus else logits
     mean_abs = f.abs().sum(1, keepdim=True) / f.shape[1]
-    return f / mean_abs.clamp_min(_tiny(f))
+    return _safe_divide(f, mean_abs)  # an all-zero row stays 0, with a zero gradient
 
 
 def _ldr_core(zn: Tensor, y: Tensor, margin: float, lam: Tensor | float) -> Tensor:
