@@ -40,7 +40,6 @@ sentence-transformers, torchvision").
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,7 +72,10 @@ def _peer(module: str, pip_name: str) -> Any:
             return importlib.import_module(module)
         except ImportError as exc:
             pytest.fail(f"LOSSATLAS_REQUIRE_PEERS is set but the {reason}: {exc!r}")
-    return pytest.importorskip(module, reason=reason)
+    try:
+        return pytest.importorskip(module, reason=reason)
+    except (OSError, RuntimeError) as exc:  # installed but broken beside this torch (torchvision's C ops)
+        pytest.skip(f"{reason}: {exc!r}")
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +95,6 @@ def tv_ops() -> Any:
 
 @pytest.fixture(scope="module")
 def st_lib() -> Any:
-    if importlib.util.find_spec("sentence_transformers") is not None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a hub
     return _peer("sentence_transformers.sentence_transformer.losses", "sentence-transformers")
 
 
