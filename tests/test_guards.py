@@ -596,7 +596,7 @@ def test_anyloss_of_an_empty_batch(metric: str) -> None:
     z = torch.zeros(0, 3, dtype=torch.float64, requires_grad=True)
     out = F.anyloss_per_class(z, torch.zeros(0, dtype=torch.long), metric=metric)
     assert out.tolist() == [1.0, 1.0, 1.0]
-    assert float(F.anyloss(z, torch.zeros(0, dtype=torch.long), metric=metric)) == 0.0
+    assert float(F.anyloss(z, torch.zeros(0, dtype=torch.long), metric=metric).detach()) == 0.0
 
 
 # ============================================================================= multilabel.py
@@ -749,7 +749,9 @@ def test_dice_zero_denominator_without_smoothing() -> None:
 
 
 # ============================================================================= metric.py
-def _pair_terms(xs: list[Any], labels: Sequence[int], d: int, pos_margin: Any, neg_margin: Any) -> tuple[list[Any], ...]:
+def _pair_terms(xs: list[Any], labels: Sequence[int], d: int, pos_margin: Any, neg_margin: Any,
+                zero: frozenset[tuple[int, int]] = frozenset()) -> tuple[list[Any], ...]:
+    """Contrastive pair terms; the pairs in ``zero`` are at distance 0 (constant)."""
     u = [mp_unit(r) for r in rows_of(xs, d)]
     n = len(u)
     lp, ln = [], []
@@ -757,7 +759,7 @@ def _pair_terms(xs: list[Any], labels: Sequence[int], d: int, pos_margin: Any, n
         for j in range(n):
             if i == j:
                 continue
-            dist = mp_dist(u[i], u[j])
+            dist = mpf(0) if (i, j) in zero else mp_dist(u[i], u[j])
             if labels[i] == labels[j]:
                 lp.append(max(dist - pos_margin, 0))
             else:
@@ -765,13 +767,14 @@ def _pair_terms(xs: list[Any], labels: Sequence[int], d: int, pos_margin: Any, n
     return lp, ln
 
 
-def _contrastive_ref(labels: Sequence[int], d: int, average_nonzero: bool, pos_margin: float = 0.0) -> MpFn:
+def _contrastive_ref(labels: Sequence[int], d: int, average_nonzero: bool, pos_margin: float = 0.0,
+                     zero: frozenset[tuple[int, int]] = frozenset()) -> MpFn:
     def mean(v: list[Any]) -> Any:
         keep = [x for x in v if x > 0] if average_nonzero else v
         return mpmath.fsum(keep) / len(keep) if keep else mpf(0)
 
     def f(xs: list[Any]) -> Any:
-        lp, ln = _pair_terms(xs, labels, d, mpf(pos_margin), mpf(1))
+        lp, ln = _pair_terms(xs, labels, d, mpf(pos_margin), mpf(1), zero)
         return mean(lp) + mean(ln)
     return f
 
@@ -791,6 +794,27 @@ def test_contrastive_at_zero_distance(path: str, pos_margin: float) -> None:
     with force_path(path):
         out = F.contrastive(x, torch.tensor(labels), pos_margin=pos_margin)
     ref = _contrastive_ref(labels, 3, True, pos_margin)
+    xs = flat(x)
+    assert_close(out.reshape(1), [ref(xs)], what="value")
+    assert_close(grad_of(out, x), num_grad(ref, xs), what="grad")
+
+
+#: a row whose Gram product with itself rounds above 1 (and with its 1-ulp neighbours too)
+ROUNDS_ABOVE_ONE = [0.19199507185683629, 0.5427713494727768, -2.2187793699300005, 0.2589845413662202]
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+def test_contrastive_distinct_rows_whose_squared_distance_rounds_below_zero(path: str) -> None:
+    """metric.py `_unit_distances` / `_AllPairContrastive`: 2 − 2 u·u' clamped at 0 (it rounds to
+    −4.4e-16 for two distinct rows one ulp apart, whose true distance ~1e-16 is below rounding):
+    distance 0 with a zero gradient, as for identical rows, not sqrt(negative) = NaN."""
+    near = list(ROUNDS_ABOVE_ONE)
+    near[2] = math.nextafter(near[2], math.inf)
+    x = leaf([ROUNDS_ABOVE_ONE, near, [0.3, -0.2, 0.5, 0.1], [0.2, 0.4, -0.1, 0.3]])
+    labels = [0, 1, 1, 0]
+    with force_path(path):
+        out = F.contrastive(x, torch.tensor(labels))
+    ref = _contrastive_ref(labels, 4, True, zero=frozenset({(0, 1), (1, 0)}))
     xs = flat(x)
     assert_close(out.reshape(1), [ref(xs)], what="value")
     assert_close(grad_of(out, x), num_grad(ref, xs), what="grad")
@@ -979,7 +1003,7 @@ def test_arcface_sin_theta_exact_in_value_clamped_in_gradient(head: str) -> None
 def test_partial_fc_cap_in_value_only_and_cos_clamp() -> None:
     """metric.py `_pfc_margin_ce`: each loss capped at −log 1e-30 in VALUE only (the gradient
     is the uncapped CE's, straight through the margin), and cos clamped to [−1, 1] before acos."""
-    v = [0.19199507185683629, 0.5427713494727768, -2.2187793699300005, 0.2589845413662202]  # û·û rounds above 1
+    v = ROUNDS_ABOVE_ONE  # û·û rounds above 1
     w = leaf([v, [-x for x in v], [0.3, -0.2, 0.5, 0.1]])
     x = leaf([[-e for e in v], [0.5, 0.1, -0.3, 0.2], v])  # anti-parallel to its class (capped); parallel
     labels = [0, 2, 0]
@@ -1014,7 +1038,7 @@ def test_partial_fc_cap_in_value_only_and_cos_clamp() -> None:
 def test_sface_acos_of_a_cosine_rounded_above_one() -> None:
     """metric.py `sface`: the detached θ = acos(clamp(cos, −1, 1)) (θ = 0, not NaN, where û·ŵ
     rounds above 1)."""
-    v = [0.19199507185683629, 0.5427713494727768, -2.2187793699300005, 0.2589845413662202]
+    v = ROUNDS_ABOVE_ONE
     w = torch.tensor([v, [0.3, -0.2, 0.5, 0.1]], dtype=torch.float64)
     x = leaf([v, [0.5, 0.1, -0.3, 0.2]])
     labels = [0, 1]
