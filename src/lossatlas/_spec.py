@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import torch
 from torch import Tensor
 
 from ._validation import as_class_counts, as_class_weight, check_number, check_reduction
@@ -44,6 +45,7 @@ __all__ = [
     "loss_function",
     "spec_of",
     "fresh",
+    "mean_divisor",
     "COMMON",
     "any_number",
     "nonnegative",
@@ -142,6 +144,14 @@ def fresh(out: Tensor) -> Tensor:
     """``out``, copied if it is a view of other storage: a loss never aliases internal buffers,
     so ``loss *= 2`` (what the Hugging Face Trainer does) and a backward after it work."""
     return out.clone() if out._base is not None else out
+
+
+def mean_divisor(total: Tensor) -> Tensor:
+    """The divisor of a ``"mean"`` over a total weight: ``total``, or 1 where it is 0 (nothing
+    counted; the numerator is then 0 too). Not a floor at ``tiny``: that would scale the
+    numerator's gradient by 1/tiny, which overflows under a loss weight and meets the zero
+    weights as inf · 0 = NaN."""
+    return torch.where(total > 0, total, torch.ones_like(total))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._spec import fresh
+from .._spec import fresh, mean_divisor
 from .._validation import (
     as_class_weight,
     check_class_target,
@@ -49,7 +49,7 @@ def reduce_loss(
     elif reduction == "sum":
         out = losses.sum()
     elif weights is not None:
-        out = losses.sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
+        out = losses.sum() / mean_divisor(weights.sum())
     else:
         out = losses.mean() if losses.numel() else losses.sum()
     return fresh(out if out_dtype is None else out.to(out_dtype))

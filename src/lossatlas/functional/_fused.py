@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._paths import compiling, take_fused
+from .._spec import mean_divisor
 
 __all__ = ["softmax_cross_entropy", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
 
@@ -199,7 +200,7 @@ class _SoftmaxCE(torch.autograd.Function):
         factor = 1.0 if row_scale is None else row_scale
         if reduction == "mean":
             if row_w is not None:
-                denom = row_w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+                denom = mean_divisor(row_w.sum())
                 out = loss.sum() / denom
                 assert c is not None  # row weights given: c is them, or focal's coefficient times them
                 c = c / denom
@@ -272,15 +273,19 @@ def _focal_from_ce(ce: Tensor, gamma: float, total: bool = False) -> Tensor:
 
 
 
-def _denominator(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """The ``"mean"``'s divisor: the number of rows not ignored, or ``Σ w_{y_i}`` over them
-    (at least 1, resp. the dtype's smallest normal, so that an empty or all-ignored batch
-    gives 0 with a zero gradient)."""
+def _total_weight(target: Tensor, ignore_index: int, weight: Tensor | None) -> Tensor:
+    """What a ``"mean"`` counts: the number of rows not ignored (an integer tensor), or
+    ``Σ w_{y_i}`` over them; divide by :func:`~lossatlas._spec.mean_divisor` of it, so that
+    an empty or all-ignored batch gives 0 with a zero gradient."""
     valid = target != ignore_index
     if weight is None:
-        return valid.sum().clamp_min(1)  # an integer tensor: dividing by it promotes to the loss's dtype
-    safe = target * valid
-    return (weight.index_select(0, safe) * valid).sum().clamp_min(torch.finfo(dtype).tiny)
+        return valid.sum()
+    return (weight.index_select(0, target * valid) * valid).sum()
+
+
+def _denominator(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """The ``"mean"``'s divisor (see :func:`_total_weight`)."""
+    return mean_divisor(_total_weight(target, ignore_index, weight))
 
 
 def _smoothed_weighted_ce(u: Tensor, target: Tensor, weight: Tensor, ignore_index: int, reduction: str, eps: float) -> Tensor:
@@ -299,8 +304,8 @@ def _smoothed_weighted_ce(u: Tensor, target: Tensor, weight: Tensor, ignore_inde
     total = losses.sum()
     if reduction == "sum":
         return total
-    den = _denominator(target, ignore_index, weight, total.dtype)
-    return torch.where(den > torch.finfo(total.dtype).tiny, total / den, 0.0)
+    counted = _total_weight(target, ignore_index, weight)  # the smoothing term is weighted by every class: 0 if nothing counted
+    return torch.where(counted > 0, total / mean_divisor(counted), 0.0)
 
 
 def _plain(
@@ -323,10 +328,10 @@ def _plain(
             out = _smoothed_weighted_ce(u, target, weight, ignore_index, reduction, label_smoothing)
         elif reduction == "mean" and not label_smoothing:
             # ATen's NLL returns its total weight (the rows kept, or Σ w_{y_i}) beside the sum: the
-            # mean's divisor without another pass, floored so an all-ignored batch gives 0.
+            # mean's divisor without another pass (1 where it is 0: an all-ignored batch gives 0).
             nll: tuple[Tensor, Tensor] = torch.ops.aten.nll_loss_forward(torch.log_softmax(u, 1), target, weight, _SUM,
                                                                           ignore_index)
-            out = nll[0] / nll[1].clamp_min(torch.finfo(u.dtype).tiny)
+            out = nll[0] / mean_divisor(nll[1])
         elif reduction == "mean":
             out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction="sum",
                                   label_smoothing=label_smoothing)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._paths import take_fused
-from .._spec import COMMON, Param, as_bool, loss_function, nonnegative, unit_interval, weight_param
+from .._spec import COMMON, Param, as_bool, loss_function, mean_divisor, nonnegative, unit_interval, weight_param
 from .._validation import (
     check_logits,
     check_mask,
@@ -220,7 +220,7 @@ class _Asymmetric(torch.autograd.Function):
         elif reduction == "sum":
             out = loss.sum().neg_()
         else:  # the mean over the counted elements, as reduce_loss (0 when nothing is counted)
-            denom: Tensor | int = m.sum().clamp_min(torch.finfo(z.dtype).tiny) if m is not None else loss.numel()
+            denom: Tensor | int = mean_divisor(m.sum()) if m is not None else loss.numel()
             out = loss.sum().neg_() / denom
             grad.div_(denom)
         ctx.save_for_backward(grad)
