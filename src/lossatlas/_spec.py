@@ -46,6 +46,7 @@ __all__ = [
     "spec_of",
     "fresh",
     "mean_divisor",
+    "safe_ratio",
     "COMMON",
     "any_number",
     "nonnegative",
@@ -152,6 +153,12 @@ def mean_divisor(total: Tensor) -> Tensor:
     numerator's gradient by 1/tiny, which overflows under a loss weight and meets the zero
     weights as inf · 0 = NaN."""
     return torch.where(total > 0, total, torch.ones_like(total))
+
+
+def safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den``, and 0 with a zero gradient where ``den = 0`` (a ratio that is undefined
+    there, e.g. a normaliser or a confusion-matrix rate of an absent class)."""
+    return torch.where(den > 0, num / mean_divisor(den), torch.zeros_like(num))
 
 
 @dataclass(frozen=True)

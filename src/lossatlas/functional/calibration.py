@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, unit_interval
+from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, safe_ratio, unit_interval
 from .._validation import (
     check_class_target,
     check_finite,
@@ -308,26 +308,19 @@ def soft_confusion_matrix(logits: Tensor, target: Tensor, *, amplifier: float = 
     return _soft_confusion(p, y, amplifier)
 
 
-def _ratio(num: Tensor, den: Tensor) -> Tensor:
-    """``num / den``, and 0 with a zero gradient where ``den = 0``. (Dividing by ``den`` clamped
-    at tiny instead scales ``num``'s gradient by 1/tiny there: its terms, which cancel exactly,
-    absorb the other terms' gradient, or overflow to NaN under a loss weight ≥ 4.)"""
-    return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), 0.0)
-
-
 def _anyloss_scores(cm: Tensor, metric: str, beta: float) -> Tensor:
     """``1 − metric`` per class, from soft confusion matrices [K, 2, 2]; undefined ratios are 0."""
     tn, fp, fn, tp = cm[:, 0, 0], cm[:, 0, 1], cm[:, 1, 0], cm[:, 1, 1]
     tiny = torch.finfo(cm.dtype).tiny
     if metric == "accuracy":
-        score = _ratio(tp + tn, tn + fp + fn + tp)
+        score = safe_ratio(tp + tn, tn + fp + fn + tp)
     elif metric == "f_beta":
         b2 = beta * beta
-        score = _ratio((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * fn + fp)
+        score = safe_ratio((1.0 + b2) * tp, (1.0 + b2) * tp + b2 * fn + fp)
     else:
         # TP + FN = Σ y and TN + FP = N − Σ y are the (exact) class sizes.
-        tpr = _ratio(tp, tp + fn)
-        tnr = _ratio(tn, tn + fp)
+        tpr = safe_ratio(tp, tp + fn)
+        tnr = safe_ratio(tn, tn + fp)
         score = 0.5 * (tpr + tnr) if metric == "balanced_accuracy" else (tpr * tnr).clamp_min(tiny).sqrt()
     return 1.0 - score
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, unit_interval
+from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, unit_interval
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
 from .imbalance import cross_entropy
@@ -171,15 +171,9 @@ def _rce_terms(z: Tensor, y: Tensor, log_zero: float) -> Tensor:
     return -log_zero * others
 
 
-def _safe_divide(num: Tensor, den: Tensor) -> Tensor:
-    """``num / den``, and 0 with a zero gradient where ``den = 0`` (dividing by ``den`` clamped at
-    tiny would scale ``num``'s gradient by 1/tiny there: NaN or inf under a loss weight ≥ 4)."""
-    return torch.where(den > 0, num / den.clamp_min(_tiny(den)), 0.0)
-
-
 def _normalised(terms: Tensor, y: Tensor) -> Tensor:
     """``terms[i, y_i] / Σ_j terms[i, j]`` (0 where the normaliser is 0)."""
-    return _safe_divide(target_logit(terms, y), terms.sum(1))
+    return safe_ratio(target_logit(terms, y), terms.sum(1))
 
 
 def _nce_terms(z: Tensor, y: Tensor) -> Tensor:
@@ -527,7 +521,7 @@ def ldr_normalise(logits: Tensor, softplus: bool = True) -> Tensor:
     with a zero gradient."""
     f = F.softplus(logits) if softplus else logits
     mean_abs = f.abs().sum(1, keepdim=True) / f.shape[1]
-    return _safe_divide(f, mean_abs)  # an all-zero row stays 0, with a zero gradient
+    return safe_ratio(f, mean_abs)  # an all-zero row stays 0, with a zero gradient
 
 
 def _ldr_core(zn: Tensor, y: Tensor, margin: float, lam: Tensor | float) -> Tensor:
