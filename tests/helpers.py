@@ -18,11 +18,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PARITY_DIR = Path(os.environ.get("LOSSATLAS_PARITY_DIR", ROOT.parent / "shared" / "parity"))
 
 
+def parity_dirs() -> list[Path]:
+    """``../shared/parity`` and its sibling fixture folders (``parity-auc``, ...): ``parity*``.
+
+    With ``LOSSATLAS_PARITY_DIR`` set, that folder and its ``<name>-*`` siblings.
+    """
+    return [PARITY_DIR] + sorted(p for p in PARITY_DIR.parent.glob(f"{PARITY_DIR.name}-*") if p.is_dir())
+
+
 def parity_cases() -> list[dict[str, Any]]:
-    """All manifest entries (empty when the fixtures folder is absent)."""
+    """All manifest entries of every fixture folder (empty when they are absent).
+
+    Each entry gets ``_dir``: the folder its arrays are in.
+    """
     cases: list[dict[str, Any]] = []
-    for path in sorted(PARITY_DIR.glob("manifest*.json")):
-        cases.extend(json.loads(path.read_text()))
+    for folder in parity_dirs():
+        for path in sorted(folder.glob("manifest*.json")):
+            cases.extend({**c, "_dir": str(folder)} for c in json.loads(path.read_text()))
     return cases
 
 
@@ -58,7 +70,7 @@ def _array(arrays: Any, name: str, step: int | None) -> np.ndarray:
 
 def run_parity_case(case: dict[str, Any]) -> None:
     """Create the object as the manifest says, call it, and compare every output."""
-    arrays = np.load(PARITY_DIR / f"{case['case']}.npz")
+    arrays = np.load(Path(case.get("_dir", PARITY_DIR)) / f"{case['case']}.npz")
     steps = case.get("sequence")
     kwargs = _resolve(case["kwargs"], arrays, None)
     obj = la.create(case["id"], **kwargs)

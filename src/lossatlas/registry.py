@@ -33,6 +33,8 @@ KINDS = {
     "multilabel": "(logits[N, C], target multi-hot float[N, C])",
     "embedding": "(embeddings[N, D], labels int64[N])",
     "pair": "(a[N, D], b[N, D]) with optional labels",
+    "binary": "(scores[N], target int64 0/1 [N]); stateful ones also index=int64[N]",
+    "ranking": "(scores[Q, P + M]: each query's P positive then M negative items' scores) with index=",
     "weighting": "called as documented per entry; returns weights",
     "regulariser": "(logits[N, C]) -> scalar penalty",
     "sampler": "torch.utils.data.Sampler over a dataset's labels",

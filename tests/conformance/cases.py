@@ -18,7 +18,7 @@ from torch import Tensor
 import lossatlas as la
 from lossatlas.registry import Entry
 
-LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser")
+LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser", "binary", "ranking")
 C, N, D = 4, 8, 6
 COUNTS = [40.0, 20.0, 10.0, 5.0]
 
@@ -32,7 +32,7 @@ def loss_ids() -> list[str]:
 
 
 def constructor_kwargs(entry: Entry) -> dict[str, Any]:
-    fill = {"class_counts": COUNTS, "num_classes": C, "embedding_size": D, "num_samples": N}
+    fill = {"class_counts": COUNTS, "num_classes": C, "embedding_size": D, "num_samples": N, "data_len": 2 * N, "num_labels": C}
     missing = [n for n in entry.required if n not in fill]
     if missing:
         raise AssertionError(f"{entry.id}: the conformance suite cannot fill required argument(s) {missing}")
@@ -88,9 +88,13 @@ def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed
         a = torch.randn(n, D, generator=g, dtype=torch.float64)
         b = a + 0.3 * torch.randn(n, D, generator=g, dtype=torch.float64)
         case = Case([a.to(dtype), b.to(dtype)])
+    elif entry.kind == "binary":
+        scores = torch.rand(n, generator=g, dtype=torch.float64) * 0.98 + 0.01  # scores in (0, 1)
+        target = (torch.arange(n) % 3 == 0).long()  # positives and negatives both present
+        case = Case([scores.to(dtype), target])
     else:
         raise AssertionError(f"{entry.id}: no input builder for kind {entry.kind!r}")
-    if "num_samples" in entry.required:
+    if "num_samples" in entry.required or "data_len" in entry.required:
         case.call["index"] = torch.arange(n)
     return case.clone(dtype)
 

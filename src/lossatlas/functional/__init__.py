@@ -8,12 +8,14 @@ means adding it to the two import lists below (explicit, so static tools see eve
 
 from __future__ import annotations
 
-from . import calibration, imbalance, metric, multilabel, noise, ssl
+from . import auc, calibration, imbalance, metric, multilabel, noise, ranking, ssl
+from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
 from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .multilabel import *  # noqa: F403
 from .noise import *  # noqa: F403
+from .ranking import *  # noqa: F403
 from .ssl import *  # noqa: F403
 
 __all__: list[str] = []
@@ -23,3 +25,5 @@ __all__ += calibration.__all__
 __all__ += multilabel.__all__
 __all__ += metric.__all__
 __all__ += ssl.__all__
+__all__ += auc.__all__
+__all__ += ranking.__all__
