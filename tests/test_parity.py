@@ -15,7 +15,6 @@ REGISTERED = {e.id for e in la.list()}
 PENDING: set[str] = {
     # issue 19 (../shared/parity-auc): being implemented
     "pairwise_auc", "aucm", "compositional_auc", "multilabel_aucm",
-    "ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "ndcg", "listwise_ce", "multilabel_ap", "multilabel_pauc",
     "sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal",
 }
 

@@ -1,8 +1,9 @@
 """Inputs and constructor arguments for any registered loss, built from its registry entry.
 
 Nothing here names a loss id: a loss's kind (``classification``, ``multilabel``,
-``embedding``, ``pair``) gives its inputs, and its required constructor arguments are
-filled by name (``class_counts``, ``num_classes``, ``embedding_size``, ``num_samples``). A
+``embedding``, ``pair``, ``binary``, ``ranking``) gives its inputs, and its required constructor
+arguments are filled by name (``class_counts``, ``num_classes``, ``embedding_size``,
+``num_samples``, ``data_len``, ``num_labels``, ``num_pos``, ``num_items``, ``num_queries``). A
 new id gets every conformance test by being registered.
 """
 
@@ -16,10 +17,12 @@ import torch
 from torch import Tensor
 
 import lossatlas as la
+from lossatlas._spec import spec_of
 from lossatlas.registry import Entry
 
 LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser", "binary", "ranking")
 C, N, D = 4, 8, 6
+P, M = 2, 4  # ranking: relevant then negative columns per query
 COUNTS = [40.0, 20.0, 10.0, 5.0]
 
 
@@ -32,7 +35,8 @@ def loss_ids() -> list[str]:
 
 
 def constructor_kwargs(entry: Entry) -> dict[str, Any]:
-    fill = {"class_counts": COUNTS, "num_classes": C, "embedding_size": D, "num_samples": N, "data_len": 2 * N, "num_labels": C}
+    fill = {"class_counts": COUNTS, "num_classes": C, "embedding_size": D, "num_samples": N, "data_len": 2 * N, "num_labels": C,
+            "num_pos": P, "num_items": 50, "num_queries": N}
     missing = [n for n in entry.required if n not in fill]
     if missing:
         raise AssertionError(f"{entry.id}: the conformance suite cannot fill required argument(s) {missing}")
@@ -92,11 +96,30 @@ def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed
         scores = torch.rand(n, generator=g, dtype=torch.float64) * 0.98 + 0.01  # scores in (0, 1)
         target = (torch.arange(n) % 3 == 0).long()  # positives and negatives both present
         case = Case([scores.to(dtype), target])
+    elif entry.kind == "ranking":
+        return _ranking_case(entry, n, dtype, g, scale)
     else:
         raise AssertionError(f"{entry.id}: no input builder for kind {entry.kind!r}")
     if "num_samples" in entry.required or "data_len" in entry.required:
         case.call["index"] = torch.arange(n)
     return case.clone(dtype)
+
+
+def _ranking_case(entry: Entry, n: int, dtype: torch.dtype, g: torch.Generator, scale: float) -> Case:
+    """Queries [n, P + M] (P relevant columns first), and the call keywords the loss's function
+    names: pair ids [n, P] (distinct, < data_len = 2N), query ids, relevance grades [n, P] for
+    a ``rating`` input, each query's number of relevant items and ideal DCG."""
+    spec = spec_of(entry.function)
+    scores = torch.randn(n, P + M, generator=g, dtype=torch.float64) * scale / 2
+    rating = torch.randint(1, 5, (n, P), generator=g)
+    inputs = [scores.to(dtype)] + ([rating] if "rating" in spec.inputs else [])
+    npi = torch.full((n,), P + 1)
+    # ideal DCG of P + 1 relevant items: the batch's grades, sorted, and one more of grade 1
+    gains = torch.cat([2.0 ** rating.double() - 1, torch.ones(n, 1, dtype=torch.float64)], 1).sort(1, descending=True).values
+    idcg = (gains / torch.log2(torch.arange(2, P + 3, dtype=torch.float64))).sum(1)
+    given = {"index": torch.arange(n * P).reshape(n, P), "query_index": torch.arange(n),
+             "num_pos_items": npi, "ideal_dcg": idcg}
+    return Case(inputs, {k: v for k, v in given.items() if k in spec.call}).clone(dtype)
 
 
 def create(entry: Entry, **kwargs: Any) -> torch.nn.Module:

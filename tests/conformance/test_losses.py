@@ -30,10 +30,18 @@ MEAN_IS_NOT_MEAN_OF_NONE = {
     "threshold_consistent_margin": "the TCM regulariser is a batch term added to the base loss's mean",
     "supcon": "mean over the anchors that have a positive (pytorch-metric-learning); 'none' gives 0 to the others",
     "ntxent": "mean over the positive pairs (pytorch-metric-learning); 'none' is the per-anchor sum of its pairs' terms",
+    # H3 / D5: LibAUC's X-risks average over the positive anchors only; 'none' gives 0 to the other rows
+    **{i: "mean over the positive anchors (LibAUC's mean of the n_pos x N pair matrix); 'none' is per batch row, "
+          "0 at negative rows" for i in ("ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl")},
+    **{i: "mean over labels of each label's mean over its positive anchors (LibAUC); 'none' is [N, num_labels], "
+          "0 where the target is 0" for i in ("multilabel_ap", "multilabel_pauc")},
 }
 
 #: Methods that hold per-sample or running state, which a call updates.
-STATEFUL_CALL = {"aldr"}
+STATEFUL_CALL = {"aldr",
+                 # H3 / D5: per-sample moving averages (LibAUC's u) written at index on every call;
+                 # tests/losses/test_ranking.py checks their gradients at fixed state
+                 "ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "multilabel_ap", "multilabel_pauc", "ndcg", "listwise_ce"}
 
 #: Methods whose gradient is by definition not the derivative of their value, with the reason.
 GRADCHECK_EXCEPTIONS = {
