@@ -14,8 +14,6 @@ REGISTERED = {e.id for e in la.list()}
 # visible here, and test_no_stale_pending fails once it is registered but still listed.
 PENDING: set[str] = {
     # issue 19 (../shared/parity-auc): being implemented
-    "pairwise_auc", "aucm", "compositional_auc", "multilabel_aucm",
-    "sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal",
 }
 
 

@@ -41,7 +41,9 @@ MEAN_IS_NOT_MEAN_OF_NONE = {
 STATEFUL_CALL = {"aldr",
                  # H3 / D5: per-sample moving averages (LibAUC's u) written at index on every call;
                  # tests/losses/test_ranking.py checks their gradients at fixed state
-                 "ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "multilabel_ap", "multilabel_pauc", "ndcg", "listwise_ce"}
+                 "ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "multilabel_ap", "multilabel_pauc", "ndcg", "listwise_ce",
+                 # G16: per-sample moving averages u (and iSogCLR's temperatures) written at index on every call
+                 "sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal"}
 
 #: Methods whose gradient is by definition not the derivative of their value, with the reason.
 GRADCHECK_EXCEPTIONS = {
@@ -50,6 +52,11 @@ GRADCHECK_EXCEPTIONS = {
     "partial_fc": "insightface's CombinedMarginLoss sets the margin under no_grad (straight-through: the backward is the "
                   "margin-free softmax's) and DistCrossEntropy caps each loss at -log 1e-30 in value only; "
                   "tests/losses/test_metric.py checks the official gradient and gradchecks where neither applies",
+    **{i: "SogCLR's value is LibAUC's surrogate -(l_ii - Σ_k p_ik l_ik / (2(B-1))) with the weights p detached: its "
+          "gradient is SogCLR's estimator of the global contrastive gradient, not the derivative of the value (and each "
+          "call updates the state); tests/losses/test_sogclr.py checks the gradient against finite differences of the "
+          "objective it estimates at fixed state"
+       for i in ("sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal")},
     "mochi": "as MoCo, the key b and the synthetic points (the query mixes h' = normalize(βq + (1-β)n) too) carry no "
              "gradient by definition, while the value moves with them; tests/losses/test_ssl.py gradchecks the query "
              "with fixed pair mixes and checks the query-mix gradient against a float64 reference",

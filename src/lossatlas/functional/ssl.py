@@ -50,6 +50,10 @@ __all__ = [
     "mochi",
     "barlow_twins",
     "wmse",
+    "sogclr",
+    "isogclr",
+    "sogclr_bimodal",
+    "isogclr_bimodal",
 ]
 
 #: A hyper-parameter that may be learned: a float, or a one-element tensor (e.g. an ``nn.Parameter``).
@@ -888,3 +892,510 @@ def wmse(
             zb = zb.index_put((idx,), _whiten(b[idx], eps, eye, validate))
         per = per + (2.0 - 2.0 * (F.normalize(za, dim=1) * F.normalize(zb, dim=1)).sum(1))
     return reduce_loss(per / w_iter, reduction, out_dtype=out_dtype)
+
+
+# ----------------------------------------------------------------------------- G16: SogCLR / iSogCLR
+# Global contrastive losses with a per-sample moving average of each anchor's negative term
+# (LibAUC GCLoss_v1 / GCLoss_v2). The state tensors are call keywords, updated IN PLACE at
+# the batch's dataset indices (as F.batch_norm updates its running statistics).
+
+def _state_index(index: Any, n: int, data_len: int, validate: bool, name: str = "index") -> Tensor:
+    """``index`` as int64 [n]; its values are read (range) only when validating outside compile."""
+    if not isinstance(index, Tensor):
+        raise TypeError(f"{name} must be a tensor of dataset indices (int64), got {type(index).__name__}")
+    if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of dataset indices, got dtype {index.dtype}")
+    if index.ndim != 1 or index.shape[0] != n:
+        raise ValueError(f"{name} must have shape [{n}] (one dataset index per row), got {list(index.shape)}")
+    if validate and not compiling() and n:
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= data_len:
+            raise ValueError(f"{name} must lie in [0, data_len={data_len}) (the length of the state), "
+                             f"got values in [{lo}, {hi}]")
+    return index.long()
+
+
+def _check_unique(index: Tensor, validate: bool, name: str = "index") -> None:
+    if validate and not compiling() and index.numel() and torch.unique(index).numel() != index.numel():
+        raise ValueError(
+            f"{name} repeats a dataset index within one batch (across processes under torch.distributed: "
+            "DistributedSampler pads the last batch with repeats, use drop_last=True); each sample's state "
+            "is updated once per call")
+
+
+def _states(names: tuple[str, ...], values: tuple[Any, ...], index: Any, n: int, device: torch.device,
+            validate: bool) -> tuple[list[Tensor] | None, Tensor | None]:
+    """The state tensors (all given, or all ``None``: a stateless call) and the checked ``index``."""
+    given = [v is not None for v in values]
+    if not any(given):
+        if index is not None:
+            raise ValueError(f"index= needs the state it indexes ({', '.join(n + '=' for n in names)})")
+        return None, None
+    if not all(given):
+        missing = [nm for nm, g in zip(names, given) if not g]
+        raise ValueError(f"the state is given in part: pass {', '.join(names)} together (missing {', '.join(missing)})")
+    states: list[Tensor] = []
+    for nm, v in zip(names, values):
+        check_float(v, nm)
+        if v.dim() != 1:
+            raise ValueError(f"{nm} must be a 1-D tensor [data_len] (one entry per training sample), got shape {tuple(v.shape)}")
+        if v.shape != values[0].shape:
+            raise ValueError(f"{nm} must have the length of {names[0]} ({values[0].shape[0]}), got {v.shape[0]}")
+        if v.device != device:
+            raise ValueError(f"{nm} is on {v.device} but a is on {device}; move the state with the loss (.to(device))")
+        states.append(v)
+    if index is None:
+        raise ValueError(f"{names[0]}= needs index= (int64 [N], the dataset index of each row)")
+    return states, _state_index(index, n, states[0].shape[0], validate)
+
+
+def _gather_values(x: Tensor, on: bool, group: Any) -> Tensor:
+    """Every process's ``x`` (values, no graph), concatenated in rank order."""
+    if not on:
+        return x
+    from ..losses._state import gather_batch  # here: lossatlas.losses imports this module
+
+    return gather_batch(x.detach(), group=group)[0][0]
+
+
+def _negatives(q: Tensor, keys: Tensor, inv_tau: Tensor, exclude: Tensor, tiled: bool | str,
+               block_size: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Per query row i over the key columns it does not exclude, with ``l_ik = q_i·k_k``:
+
+    * ``lse_i = log Σ_k exp(l_ik / τ_i)`` (with its gradient),
+    * ``max_i = max_k l_ik`` and ``mean_i = Σ_k softmax_k(l_ik / τ_i) l_ik`` (detached).
+
+    Dense, or in blocks of query rows: the log-sum-exp by :func:`pairwise_logsumexp` (custom
+    backward, memory linear in N), max and mean by one more no-grad pass over the blocks.
+    """
+    use = _use_tiles(tiled, q.shape[0], keys.shape[0])
+    if not use:
+        logits = (q @ keys.T).scatter(1, exclude, float("-inf"))
+        lse = torch.logsumexp(logits * inv_tau[:, None], 1)
+        ld = logits.detach()
+        w = torch.exp(ld * inv_tau[:, None] - lse.detach()[:, None])
+        mean = (w * torch.where(torch.isfinite(ld), ld, torch.zeros_like(ld))).sum(1)
+        return lse, ld.amax(1), mean
+    lse_t, _ = pairwise_logsumexp(q * inv_tau[:, None], keys, 1.0, exclude=exclude, tiled=True, block_size=block_size)
+    assert lse_t is not None
+    rows = block_rows(keys.shape[0], block_size)
+    with torch.no_grad():
+        qd, kd, ld_lse = q.detach(), keys.detach(), lse_t.detach()
+        top, mean = qd.new_empty(q.shape[0]), qd.new_empty(q.shape[0])
+        for r0 in range(0, q.shape[0], rows):
+            r1 = min(r0 + rows, q.shape[0])
+            blk = (qd[r0:r1] @ kd.T).scatter_(1, exclude[r0:r1], float("-inf"))
+            top[r0:r1] = blk.amax(1)
+            w = torch.exp(blk * inv_tau[r0:r1, None] - ld_lse[r0:r1, None])
+            mean[r0:r1] = (w * torch.where(torch.isfinite(blk), blk, torch.zeros_like(blk))).sum(1)
+    return lse_t, top, mean
+
+
+def _gradient_through(lse: Tensor, tau: Tensor) -> Tensor:
+    """0 in value; gradient ``τ ∇lse`` = ``Σ_k softmax_k ∇l_k`` (τ is constant state)."""
+    return tau * (lse - lse.detach())
+
+
+def _first_visit_gamma(u_old_global: Tensor, gamma: float) -> Tensor:
+    """LibAUC: γ = 1 when the whole (global) batch's state is still 0 (never visited), else γ."""
+    total = u_old_global.sum()
+    return torch.where(total == 0, torch.ones_like(total), torch.full_like(total, gamma))
+
+
+def _check_tau_range(tau_min: float, tau_max: float) -> None:
+    if tau_min > tau_max:
+        raise ValueError(f"tau_min must be <= tau_max, got tau_min={tau_min}, tau_max={tau_max}")
+
+
+def _update_temperature(tau: Tensor, tau_grad: Tensor, rows: Tensor, grad: Tensor, *, tau_min: float,
+                        tau_max: float, eta: float, beta: float) -> None:
+    """iSogCLR's per-sample temperature step, in place at ``rows``:
+    ``m ← (1-β) m + β g``, ``τ ← clamp(τ - η m, τ_min, τ_max)``."""
+    with torch.no_grad():
+        rows = rows.to(tau.device)
+        m = (1.0 - beta) * tau_grad[rows] + beta * grad.to(tau_grad)
+        tau_grad.index_copy_(0, rows, m)
+        tau.index_copy_(0, rows, (tau[rows] - eta * m).clamp(min=tau_min, max=tau_max).to(tau))
+
+
+def _gcl_unimodal(
+    a: Tensor, b: Tensor, index: Any, u: Tensor | None, tau_state: tuple[Tensor | None, Tensor | None], *,
+    temperature: float, gamma: float, eps: float, isogclr: dict[str, float] | None, normalize: bool,
+    tiled: bool | str, block_size: int | None, distributed: bool, group: Any, reduction: str, validate: bool,
+) -> Tensor:
+    """SogCLR / iSogCLR, unimodal (GCLoss_v1): see :func:`sogclr`."""
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize)
+    n, dev = a.shape[0], a.device
+    names: tuple[str, ...] = ("u", "tau", "tau_grad") if isogclr is not None else ("u",)
+    values: tuple[Any, ...] = (u, *tau_state) if isogclr is not None else (u,)
+    states, idx = _states(names, values, index, n, dev, validate)
+    on = distributed and is_distributed(group)
+    if n == 0:
+        return _no_pairs(a, b, reduction, out_dtype)
+    ag, bg, off = _gather_pair(a, b, on, group)
+    n_global = ag.shape[0]
+    if n_global == 1:  # a single pair: no negative, nothing to contrast; the state is left alone
+        return _finish((a * b).sum(1) * 0.0, reduction, n_global, on, group, out_dtype)
+    idx_g = _gather_values(idx, on, group) if idx is not None else None
+    if idx_g is not None:
+        _check_unique(idx_g, validate)
+    # the temperature of each anchor: the global one, or iSogCLR's per-sample state at index
+    if states is not None and isogclr is not None:
+        assert idx is not None
+        tau = states[1][idx].to(a.dtype)
+    else:
+        tau = a.new_full((n,), temperature)
+    tau2 = torch.cat([tau, tau])
+    count = 2 * (n_global - 1)  # negatives per anchor
+    q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric=True, drop_positive=True)
+    lse, _, mean = _negatives(q, keys, 1.0 / tau2, excl, tiled, block_size)
+    batch_u = torch.exp(lse.detach()) / count  # the anchors' in-batch estimate of E exp(h/τ)
+    if states is None:
+        u_new = batch_u
+    else:
+        assert idx is not None and idx_g is not None
+        g = _first_visit_gamma(states[0][idx_g.to(states[0].device)].to(a.dtype), gamma)
+        u_old = states[0][idx].to(a.dtype)
+        u_new = (1.0 - g) * torch.cat([u_old, u_old]) + g * batch_u
+    denom = u_new.clamp(min=eps)
+    coef = batch_u / denom  # Σ_k p_ik / count, p_ik = e_ik / max(u_i, eps) (detached)
+    pos = (a * b).sum(1)
+    per2 = coef * (_gradient_through(lse, tau2) + mean)  # Σ_k p_ik l_ik / count
+    per = per2[:n] + per2[n:] - 2.0 * pos
+    if states is not None:
+        assert idx is not None and idx_g is not None
+        u_state = states[0]
+        u_keep = 0.5 * (u_new[:n] + u_new[n:])
+        with torch.no_grad():
+            u_state.index_copy_(0, idx_g.to(u_state.device), _gather_values(u_keep, on, group).to(u_state))
+        if isogclr is not None:
+            # ∂/∂τ_i of the RGCL objective, estimated as LibAUC does: log u + ρ - Σ_k p_ik (l_ik/τ_i) / count
+            grad2 = torch.log(u_new) + isogclr["rho"] - coef * mean / tau2
+            grad = 0.5 * (grad2[:n] + grad2[n:])
+            _update_temperature(states[1], states[2], idx_g, _gather_values(grad, on, group),
+                                tau_min=isogclr["tau_min"], tau_max=isogclr["tau_max"],
+                                eta=isogclr["eta"], beta=isogclr["beta"])
+    return _finish(per, reduction, n_global, on, group, out_dtype)
+
+
+def _gcl_bimodal_side(
+    q: Tensor, keys: Tensor, pos: Tensor, tau: Tensor, off: int, states: list[Tensor] | None,
+    idx: Tensor | None, idx_g: Tensor | None, *, gamma: float, eps: float, isogclr: dict[str, float] | None,
+    tiled: bool | str, block_size: int | None, on: bool, group: Any,
+) -> Tensor:
+    """One direction of GCLoss_v2 (image→text or text→image): per anchor ``Σ_j p_ij d_ij``.
+
+    ``states`` = [u, running max b] (+ [τ, τ moving gradient] for iSogCLR), updated in place.
+    """
+    n = q.shape[0]
+    excl = (torch.arange(n, device=q.device) + off)[:, None]
+    lse, top, mean = _negatives(q, keys, 1.0 / tau, excl, tiled, block_size)
+    pos_d = pos.detach()
+    # d_ij = l_ij - l_ii; LibAUC's running max b_i = max(b_i, max_j d_ij/τ_i), j = i (d_ii = 0) included
+    row_max = torch.clamp((top - pos_d) / tau, min=0.0)
+    # in-batch Σ_{j≠i} exp(d_ij/τ_i - b_i) / (B - 1), before and after the shift b
+    log_s = lse.detach() - pos_d / tau
+    count = keys.shape[0] - 1
+    if states is None:
+        b_new = row_max
+        u_new = torch.exp(log_s - b_new) / count
+    else:
+        assert idx is not None and idx_g is not None
+        u_state, b_state = states[0], states[1]
+        b_old = b_state[idx].to(q.dtype)
+        b_new = torch.maximum(b_old, row_max)
+        g = _first_visit_gamma(u_state[idx_g.to(u_state.device)].to(q.dtype), gamma)
+        u_old = u_state[idx].to(q.dtype)
+        u_new = (1.0 - g) * u_old * torch.exp(b_old - b_new) + g * torch.exp(log_s - b_new) / count
+    u_new = u_new.clamp(min=eps)
+    coef = torch.exp(log_s - b_new) / u_new  # Σ_j p_ij, p_ij = e_ij / u_i (detached)
+    per = coef * (_gradient_through(lse, tau) + mean - pos_d) - coef * (pos - pos_d)
+    if states is not None:
+        assert idx_g is not None
+        with torch.no_grad():
+            rows = idx_g.to(states[0].device)
+            states[0].index_copy_(0, rows, _gather_values(u_new, on, group).to(states[0]))
+            states[1].index_copy_(0, rows, _gather_values(b_new, on, group).to(states[1]))
+        if isogclr is not None:
+            # log u + ρ + b - Σ_j p_ij (d_ij/τ_i) / (B - 1)
+            grad = torch.log(u_new) + isogclr["rho"] + b_new - coef * (mean - pos_d) / tau / count
+            _update_temperature(states[2], states[3], idx_g, _gather_values(grad, on, group),
+                                tau_min=isogclr["tau_min"], tau_max=isogclr["tau_max"],
+                                eta=isogclr["eta"], beta=isogclr["beta"])
+    return per
+
+
+def _gcl_bimodal(
+    a: Tensor, b: Tensor, index: Any, state_a: tuple[Tensor | None, ...], state_b: tuple[Tensor | None, ...], *,
+    temperature: float, gamma: float, eps: float, isogclr: dict[str, float] | None, normalize: bool,
+    tiled: bool | str, block_size: int | None, distributed: bool, group: Any, reduction: str, validate: bool,
+) -> Tensor:
+    """SogCLR / iSogCLR, bimodal (GCLoss_v2): see :func:`sogclr_bimodal`."""
+    a, b, out_dtype = _prepare_pair(a, b, validate, normalize)
+    n, dev = a.shape[0], a.device
+    names: tuple[str, ...] = ("u_a", "max_a", "u_b", "max_b")
+    if isogclr is not None:
+        names = ("u_a", "max_a", "tau_a", "tau_grad_a", "u_b", "max_b", "tau_b", "tau_grad_b")
+    states, idx = _states(names, (*state_a, *state_b), index, n, dev, validate)
+    on = distributed and is_distributed(group)
+    if n == 0:
+        return _no_pairs(a, b, reduction, out_dtype)
+    ag, bg, off = _gather_pair(a, b, on, group)
+    n_global = ag.shape[0]
+    if n_global == 1:  # a single pair: no negative, nothing to contrast; the state is left alone
+        return _finish((a * b).sum(1) * 0.0, reduction, n_global, on, group, out_dtype)
+    idx_g = _gather_values(idx, on, group) if idx is not None else None
+    if idx_g is not None:
+        _check_unique(idx_g, validate)
+    half = len(names) // 2
+    st_a = states[:half] if states is not None else None
+    st_b = states[half:] if states is not None else None
+    if st_a is not None and st_b is not None and isogclr is not None:
+        assert idx is not None
+        tau_a, tau_b = st_a[2][idx].to(a.dtype), st_b[2][idx].to(a.dtype)
+    else:
+        tau_a = tau_b = a.new_full((n,), temperature)
+    pos = (a * b).sum(1)
+    common = {"gamma": gamma, "eps": eps, "isogclr": isogclr, "tiled": tiled, "block_size": block_size,
+              "on": on, "group": group}
+    side_a = _gcl_bimodal_side(a, bg, pos, tau_a, off, st_a, idx, idx_g, **common)
+    side_b = _gcl_bimodal_side(b, ag, pos, tau_b, off, st_b, idx, idx_g, **common)
+    return _finish(0.5 * (side_a + side_b), reduction, n_global, on, group, out_dtype)
+
+
+_LIBAUC_GCL = "LibAUC GCLoss_v1 (libauc/losses/contrastive.py)"
+_LIBAUC_GCL2 = "LibAUC GCLoss_v2 (libauc/losses/contrastive.py)"
+_GCL_TILED = Param("``True`` computes each anchor's negative sum as a tiled log-sum-exp (blocks of ``block_size`` query "
+                   "rows, custom backward: memory linear in N) plus one no-grad pass for the weighted mean; ``False`` "
+                   "builds the similarity matrix; ``'auto'`` tiles above 4M entries", tiled_option,
+                   "this library (LibAUC builds the matrix)")
+_GCL_DISTRIBUTED = Param("with an initialised ``torch.distributed`` group of more than one process, every process's rows "
+                         "are negatives (all-gather with gradients) and the state is updated at the global batch's "
+                         "indices, so every process holds the same table and returns the loss of the concatenated batch",
+                         as_bool, "LibAUC distributed=False; on here, because a state updated per process diverges "
+                         "between processes (no effect without a process group)")
+
+
+def _gcl_params(source: str, temperature_source: str, eps_doc: str, eps_source: str, normalize_doc: str,
+                normalize_source: str) -> dict[str, Param]:
+    return {
+        "temperature": Param("τ > 0 (iSogCLR: the initial per-sample temperature)", positive, temperature_source),
+        "gamma": Param("γ in [0, 1], the moving-average weight of the new batch estimate of each sample's negative term "
+                       "(a call whose whole batch was never visited uses 1)", unit_interval, source),
+        "eps": Param(eps_doc, positive, eps_source),
+        "normalize": Param(normalize_doc, as_bool, normalize_source),
+        "tiled": _GCL_TILED,
+        "block_size": SHARED["block_size"],
+        "distributed": _GCL_DISTRIBUTED,
+        "group": SHARED["group"],
+    }
+
+
+def _isogclr_params(source: str, tau_min: str, tau_max: str, rho: str) -> dict[str, Param]:
+    return {
+        "tau_min": Param("lower bound of the per-sample temperatures (> 0; tau_min <= tau_max)", positive, f"{source} {tau_min}"),
+        "tau_max": Param("upper bound of the per-sample temperatures", positive, f"{source} {tau_max}"),
+        "rho": Param("ρ, the weight of the temperature penalty τ_i ρ of the RGCL objective", any_number, f"{source} {rho}"),
+        "eta": Param("η ≥ 0, the step size of the temperature update", nonnegative, f"{source} eta=0.01"),
+        "beta": Param("β in [0, 1], the moving-average weight of the temperature gradient", unit_interval,
+                      f"{source} beta=0.9"),
+    }
+
+
+_UNIMODAL = _gcl_params(
+    _LIBAUC_GCL + " gamma=0.9", _LIBAUC_GCL + " tau=0.1",
+    "ε > 0: the weights divide by max(u_i, ε)", _LIBAUC_GCL + " eps=1e-8",
+    "L2-normalise the rows of a and b inside (gradients flow through the normalisation)", "GCLoss_v1 normalises inside")
+_BIMODAL = _gcl_params(
+    _LIBAUC_GCL2 + " gamma=0.9", _LIBAUC_GCL2 + " tau=0.01",
+    "ε > 0: the state u_i is clamped at ε", _LIBAUC_GCL2 + " hard-codes 1e-20",
+    "L2-normalise the rows of a and b inside (``False``: they are taken as given, CLIP pipelines pass unit rows)",
+    "GCLoss_v2 takes the features as given")
+
+
+@loss_function(inputs=PAIR, call=("index", "u"), params=_UNIMODAL)
+def sogclr(
+    a: Tensor,
+    b: Tensor,
+    *,
+    index: Tensor | None = None,
+    u: Tensor | None = None,
+    temperature: float = 0.1,
+    gamma: float = 0.9,
+    eps: float = 1e-8,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = True,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """SogCLR's global contrastive loss, unimodal (two views of one sample; LibAUC ``GCLoss_v1``).
+
+    Anchor ``a_i`` has the 2(B-1) negatives ``{a_i·b_k, a_i·a_k : k ≠ i}`` (unit rows),
+    ``e_ik = exp(l_ik / τ)``; the per-sample state ``u`` [data_len] keeps a moving average of
+    ``mean_k e_ik``: ``u1_i = (1-γ) u[index_i] + γ Σ_k e_ik / (2(B-1))`` (likewise ``u2_i`` for
+    anchor ``b_i``, from the same old ``u``), written back as ``u[index_i] = (u1_i + u2_i)/2``
+    *in place*. ``p_ik = e_ik / max(u1_i, ε)`` (detached) and
+    ``ℓ_i = -(l_ii - Σ_k p_ik l_ik / (2(B-1)))`` + the same for anchor ``b_i``; its gradient is
+    the stochastic gradient of ``τ log E_k exp((l_ik - l_ii)/τ)`` (Yuan et al. 2022). γ = 1
+    when the whole batch's state is 0 (never visited). Without ``u`` (and ``index``) every
+    sample is on its first visit and nothing is stored. See :class:`lossatlas.losses.SogCLRLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> u = torch.zeros(100)
+        >>> la.functional.sogclr(torch.randn(8, 4), torch.randn(8, 4), index=torch.arange(8), u=u).shape
+        torch.Size([])
+    """
+    return _gcl_unimodal(a, b, index, u, (None, None), temperature=temperature, gamma=gamma, eps=eps, isogclr=None,
+                         normalize=normalize, tiled=tiled, block_size=block_size, distributed=distributed,
+                         group=group, reduction=reduction, validate=validate)
+
+
+@loss_function(inputs=PAIR, call=("index", "u", "tau", "tau_grad"), params={
+    **_UNIMODAL, **_isogclr_params(_LIBAUC_GCL, "tau_min=0.05", "tau_max=0.7", "rho=0.3 (its comment recommends 0.1-0.5 for unimodal tasks)")})
+def isogclr(
+    a: Tensor,
+    b: Tensor,
+    *,
+    index: Tensor | None = None,
+    u: Tensor | None = None,
+    tau: Tensor | None = None,
+    tau_grad: Tensor | None = None,
+    temperature: float = 0.1,
+    gamma: float = 0.9,
+    eps: float = 1e-8,
+    tau_min: float = 0.05,
+    tau_max: float = 0.7,
+    rho: float = 0.3,
+    eta: float = 0.01,
+    beta: float = 0.9,
+    normalize: bool = True,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = True,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """iSogCLR, unimodal: :func:`sogclr` with a per-sample temperature ``τ_i`` (LibAUC
+    ``GCLoss_v1(enable_isogclr=True)``, Qiu et al. 2023).
+
+    ``e_ik = exp(l_ik / τ_i)`` with ``τ_i = tau[index_i]`` read before the call; after it,
+    in place: ``g_i = ½ Σ_views (log u_i + ρ - Σ_k p_ik (l_ik / τ_i) / (2(B-1)))``,
+    ``tau_grad[index_i] ← (1-β) tau_grad[index_i] + β g_i``,
+    ``tau[index_i] ← clamp(tau[index_i] - η tau_grad[index_i], tau_min, tau_max)``. The state
+    is ``u``, ``tau`` (initialised to ``temperature``) and ``tau_grad`` (zeros), all [data_len];
+    without them every sample is on its first visit at ``temperature``. See
+    :class:`lossatlas.losses.ISogCLRLoss`.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> u, tau, m = torch.zeros(100), torch.full((100,), 0.1), torch.zeros(100)
+        >>> la.functional.isogclr(torch.randn(8, 4), torch.randn(8, 4), index=torch.arange(8), u=u, tau=tau, tau_grad=m).shape
+        torch.Size([])
+    """
+    _check_tau_range(tau_min, tau_max)
+    return _gcl_unimodal(a, b, index, u, (tau, tau_grad), temperature=temperature, gamma=gamma, eps=eps,
+                         isogclr={"tau_min": tau_min, "tau_max": tau_max, "rho": rho, "eta": eta, "beta": beta},
+                         normalize=normalize, tiled=tiled, block_size=block_size, distributed=distributed,
+                         group=group, reduction=reduction, validate=validate)
+
+
+@loss_function(inputs=PAIR, call=("index", "u_a", "u_b", "max_a", "max_b"), params=_BIMODAL)
+def sogclr_bimodal(
+    a: Tensor,
+    b: Tensor,
+    *,
+    index: Tensor | None = None,
+    u_a: Tensor | None = None,
+    u_b: Tensor | None = None,
+    max_a: Tensor | None = None,
+    max_b: Tensor | None = None,
+    temperature: float = 0.01,
+    gamma: float = 0.9,
+    eps: float = 1e-20,
+    normalize: bool = False,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = True,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """SogCLR's global contrastive loss, bimodal (image ``a``, text ``b``; LibAUC ``GCLoss_v2``).
+
+    ``d_ij = a_i·b_j - a_i·b_i`` (image anchor i against text j ≠ i) and, for the text side,
+    ``d'_ij = b_i·a_j - b_i·a_i``. Per side, with a running shift ``max_a[index_i] ←
+    max(max_a[index_i], max_j d_ij/τ)`` (j = i, d_ii = 0, included) against overflow:
+    ``e_ij = exp(d_ij/τ - max_a_i)``, ``u_a[index_i] ← max((1-γ) u_a_i exp(max_old - max_new) +
+    γ Σ_{j≠i} e_ij/(B-1), ε)``, ``p_ij = e_ij / u_a_i`` (detached) and the side's term
+    ``Σ_{j≠i} p_ij d_ij``; ``ℓ_i`` is the mean of the two sides. As LibAUC's code, the term is
+    not divided by B-1: its gradient is (B-1) times that of ``τ log E_j exp(d_ij/τ)``. γ = 1
+    for a side whose state is 0 over the whole batch. No normalisation inside by default.
+    See :class:`lossatlas.losses.SogCLRBimodalLoss`.
+
+    Example:
+        >>> import torch, torch.nn.functional as F, lossatlas as la
+        >>> st = {k: torch.zeros(100) for k in ("u_a", "u_b", "max_a", "max_b")}
+        >>> la.functional.sogclr_bimodal(F.normalize(torch.randn(8, 4), dim=1), F.normalize(torch.randn(8, 4), dim=1), index=torch.arange(8), **st).shape
+        torch.Size([])
+    """
+    return _gcl_bimodal(a, b, index, (u_a, max_a), (u_b, max_b), temperature=temperature, gamma=gamma, eps=eps,
+                        isogclr=None, normalize=normalize, tiled=tiled, block_size=block_size,
+                        distributed=distributed, group=group, reduction=reduction, validate=validate)
+
+
+@loss_function(inputs=PAIR, call=("index", "u_a", "u_b", "max_a", "max_b", "tau_a", "tau_b", "tau_grad_a", "tau_grad_b"),
+               params={**_BIMODAL, **_isogclr_params(_LIBAUC_GCL2, "tau_min=0.005", "tau_max=0.05", "rho=6.0")})
+def isogclr_bimodal(
+    a: Tensor,
+    b: Tensor,
+    *,
+    index: Tensor | None = None,
+    u_a: Tensor | None = None,
+    u_b: Tensor | None = None,
+    max_a: Tensor | None = None,
+    max_b: Tensor | None = None,
+    tau_a: Tensor | None = None,
+    tau_b: Tensor | None = None,
+    tau_grad_a: Tensor | None = None,
+    tau_grad_b: Tensor | None = None,
+    temperature: float = 0.01,
+    gamma: float = 0.9,
+    eps: float = 1e-20,
+    tau_min: float = 0.005,
+    tau_max: float = 0.05,
+    rho: float = 6.0,
+    eta: float = 0.01,
+    beta: float = 0.9,
+    normalize: bool = False,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = True,
+    group: Any = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """iSogCLR, bimodal: :func:`sogclr_bimodal` with per-sample temperatures ``tau_a`` (image
+    side) and ``tau_b`` (text side) (LibAUC ``GCLoss_v2(enable_isogclr=True)``).
+
+    Per side, after the loss, in place: ``g_i = log u_i + ρ + max_i - Σ_j p_ij (d_ij/τ_i)/(B-1)``,
+    ``tau_grad ← (1-β) tau_grad + β g``, ``tau ← clamp(tau - η tau_grad, tau_min, tau_max)``.
+    See :class:`lossatlas.losses.ISogCLRBimodalLoss`.
+
+    Example:
+        >>> import torch, torch.nn.functional as F, lossatlas as la
+        >>> st = {k: torch.zeros(100) for k in ("u_a", "u_b", "max_a", "max_b", "tau_grad_a", "tau_grad_b")}
+        >>> st.update(tau_a=torch.full((100,), 0.01), tau_b=torch.full((100,), 0.01))
+        >>> la.functional.isogclr_bimodal(F.normalize(torch.randn(8, 4), dim=1), F.normalize(torch.randn(8, 4), dim=1), index=torch.arange(8), **st).shape
+        torch.Size([])
+    """
+    _check_tau_range(tau_min, tau_max)
+    return _gcl_bimodal(a, b, index, (u_a, max_a, tau_a, tau_grad_a), (u_b, max_b, tau_b, tau_grad_b),
+                        temperature=temperature, gamma=gamma, eps=eps,
+                        isogclr={"tau_min": tau_min, "tau_max": tau_max, "rho": rho, "eta": eta, "beta": beta},
+                        normalize=normalize, tiled=tiled, block_size=block_size, distributed=distributed,
+                        group=group, reduction=reduction, validate=validate)

@@ -1,4 +1,4 @@
-"""Contrastive losses on paired views (catalogue rows G1, G3–G8; G9 tiling and G10
+"""Contrastive losses on paired views (catalogue rows G1, G3–G8 and G16; G9 tiling and G10
 distributed negatives are options of every similarity-matrix loss here).
 
 Input kind ``pair``: ``(a[N, D], b[N, D])`` raw embeddings of two views (row i of each is a
@@ -12,7 +12,9 @@ contrastive, Barlow Twins and W-MSE are that function's module twins
 for the learnable temperature / scale and bias (``learnable=True``), MoCHi for its call
 signature (``forward(a, b, queue, generator, ...)``); all three validate with the
 function's spec and call the same function, and ``functional_kwargs()`` gives the keywords
-that make the function equal the module.
+that make the function equal the module. The SogCLR family (G16: ``sogclr``, ``isogclr``,
+``sogclr_bimodal``, ``isogclr_bimodal``) keeps its per-sample moving averages in
+:class:`~lossatlas.losses._state.PerSampleState` buffers and is called with ``index=``.
 
 Scaling options shared by InfoNCE, SigLIP, decoupled, debiased and hard-negative losses:
 ``tiled`` (True / False / "auto") computes the loss in blocks with a custom backward, with
@@ -23,17 +25,20 @@ batch see :func:`lossatlas.distributed.cached_backward` (GradCache).
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
 from .._docs import fill_doc
-from .._spec import as_bool, fresh, positive, spec_of
+from .._spec import FunctionSpec, as_bool, fresh, positive, spec_of
 from ..registry import Paper, register
 from ._base import FunctionalLoss, Loss
+from ._state import PerSampleState
 
 __all__ = [
     "InfoNCELoss",
@@ -44,6 +49,10 @@ __all__ = [
     "MoCHiLoss",
     "BarlowTwinsLoss",
     "WMSELoss",
+    "SogCLRLoss",
+    "ISogCLRLoss",
+    "SogCLRBimodalLoss",
+    "ISogCLRBimodalLoss",
 ]
 
 CPC_PAPER = Paper("A. van den Oord, Y. Li, O. Vinyals", "Representation Learning with Contrastive Predictive Coding", "arXiv", 2018, "1807.03748")
@@ -579,4 +588,292 @@ class WMSELoss(FunctionalLoss, function=LF.wmse):
         >>> crit = la.create("wmse", w_size=16)
         >>> float(crit(torch.randn(32, 4), torch.randn(32, 4))) >= 0
         True
+    """
+
+
+# ----------------------------------------------------------------------------- G16
+SOGCLR_PAPER = Paper("Z. Yuan, Y. Wu, Z.-H. Qiu, X. Du, L. Zhang, D. Zhou, T. Yang",
+                     "Provable Stochastic Optimization for Global Contrastive Learning: Small Batch Does Not Harm "
+                     "Performance", "ICML", 2022, "2202.12387")
+ISOGCLR_PAPER = Paper("Z.-H. Qiu, Q. Hu, Z. Yuan, D. Zhou, L. Zhang, T. Yang",
+                      "Not All Semantics are Created Equal: Contrastive Self-supervised Learning with Automatic "
+                      "Temperature Individualization", "ICML", 2023, "2305.11965")
+
+_DATA_LEN_DOC = ("data_len: the number of training samples: every state table has one entry per dataset index "
+                 "``0 .. data_len - 1`` (LibAUC ``N``, default 100000 there; required here, the state must match the dataset).")
+
+
+class _GlobalContrastiveLoss(Loss):
+    """SogCLR-family module: the function's hyper-parameters, and its state in
+    :class:`PerSampleState` buffers (``state_dict``, ``.to()``, ``.double()``).
+
+    A subclass names its function and its state (``name -> initial value``: ``0.0`` or
+    ``"temperature"``); the constructor's signature is ``(data_len, *, <the function's
+    hyper-parameters>)``, generated from the function as :class:`FunctionalLoss` does.
+    """
+
+    spec: ClassVar[FunctionSpec]
+    function: ClassVar[Callable[..., Tensor]]
+    state_names: ClassVar[dict[str, float | str]]
+
+    def __init_subclass__(cls, function: Callable[..., Tensor] | None = None,
+                          states: dict[str, float | str] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if function is None or states is None:
+            return
+        spec = spec_of(function)
+        cls.spec = spec
+        cls.function = staticmethod(function)
+        cls.state_names = states
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                  inspect.Parameter("data_len", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int)]
+        params += [spec.signature.parameters[n].replace(kind=inspect.Parameter.KEYWORD_ONLY) for n in spec.hparams]
+
+        def __init__(self: _GlobalContrastiveLoss, *args: Any, **kw: Any) -> None:
+            _GlobalContrastiveLoss._construct(self, *args, **kw)
+
+        __init__.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        __init__.__doc__ = f"Build the loss: ``data_len`` and the arguments of :func:`{function.__module__}.{function.__name__}`."
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        setattr(cls, "__init__", __init__)  # noqa: B010 - a generated constructor with the function's signature
+
+    def _construct(self, *args: Any, **kwargs: Any) -> None:
+        sig = inspect.signature(type(self).__init__)
+        try:
+            bound = sig.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}: {exc}") from None
+        bound.apply_defaults()
+        values = {n: v for n, v in bound.arguments.items() if n not in ("self", "data_len")}
+        values = self.spec.check_all(values)
+        if "tau_min" in values and values["tau_min"] > values["tau_max"]:
+            raise ValueError(f"tau_min must be <= tau_max, got tau_min={values['tau_min']}, tau_max={values['tau_max']}")
+        Loss.__init__(self, values.pop("reduction"), values.pop("validate"))
+        self._hparam_names = tuple(values)
+        for name, value in values.items():
+            setattr(self, name, value)
+        data_len = bound.arguments["data_len"]
+        for name, init in self.state_names.items():
+            start = float(values["temperature"]) if init == "temperature" else float(init)
+            state = PerSampleState(data_len, init=start)
+            # float64 tables: a temperature of 0.01 stays 0.01 (a float32 table holds 0.0099999998, which
+            # .double() keeps), and long moving averages round less; .float() / .to() still convert them
+            state.value = torch.full((data_len,), start, dtype=torch.float64)
+            self.add_module(name, state)
+        self.data_len: int = data_len
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyper-parameters as the function takes them."""
+        return {n: getattr(self, n) for n in (*self._hparam_names, "reduction", "validate")}
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"data_len": self.data_len, **{n: getattr(self, n) for n in self._hparam_names if n != "group"}}
+
+    def state(self) -> dict[str, Tensor]:
+        """The state tables (the buffers themselves, [data_len] each), by the function's keyword names."""
+        out: dict[str, Tensor] = {}
+        for name in self.state_names:
+            state = self.get_submodule(name)
+            assert isinstance(state, PerSampleState)
+            out[name] = state.value
+        return out
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """The hyper-parameters and a *copy* of the state: the function then gives this
+        module's next result (with the same ``index=``) and leaves the module unchanged."""
+        return {**self.hparams(), **{k: v.clone() for k, v in self.state().items()}}
+
+    def reset(self) -> None:
+        """Every state entry back to its initial value (as a new loss)."""
+        for name in self.state_names:
+            state = self.get_submodule(name)
+            assert isinstance(state, PerSampleState)
+            state.reset()
+
+    def forward(self, a: Tensor, b: Tensor, index: Tensor | None = None) -> Tensor:
+        if index is None:
+            raise ValueError(f"{type(self).__name__} keeps a state per training sample: call it with "
+                             "index=<int64 [N], the dataset index of each row>")
+        return fresh(self.spec.function(a, b, index=index, **self.hparams(), **self.state()))
+
+
+_GCL_CALL = """Call: ``crit(a [N, D], b [N, D], index=int64 [N])``, ``index`` the distinct dataset indices of the
+rows; output scalar, or [N] per anchor pair for ``reduction="none"``."""
+
+
+@register(
+    "sogclr",
+    aliases=("gcl", "global_contrastive"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G16",
+    formula="u_i ← (1-γ)u_i + γ mean_k e^{l_ik/τ};  l_i = Σ_views -(l_ii - Σ_k (e^{l_ik/τ}/u_i) l_ik / (2(B-1)))",
+    paper=SOGCLR_PAPER,
+    code="Optimization-AI/LibAUC libauc/losses/contrastive.py::GCLoss_v1",
+)
+@fill_doc(args=_args(LF.sogclr.spec.args_doc(), _DATA_LEN_DOC), call=_GCL_CALL)  # type: ignore[attr-defined]
+class SogCLRLoss(_GlobalContrastiveLoss, function=LF.sogclr, states={"u": 0.0}):
+    r"""SogCLR: the global contrastive loss optimised with a per-sample moving average (Yuan,
+    Wu, Qiu, Du, Zhang, Zhou & Yang, 2022, "Provable Stochastic Optimization for Global
+    Contrastive Learning: Small Batch Does Not Harm Performance"), unimodal form.
+
+    .. math:: F(w) = \frac1n\sum_i \tau \log \mathbb{E}_{z\in S_i^-} \exp\Big(\frac{h_i(z)}{\tau}\Big),\qquad
+              h_i(z) = \hat a_i\cdot z - \hat a_i\cdot \hat b_i
+
+    The inner mean over *all* of sample i's negatives in the dataset is tracked by
+    ``u_i ← (1-γ) u_i + γ \frac{1}{2(B-1)}\sum_k e^{l_ik/τ}`` (the batch's 2(B-1) negatives of
+    anchor ``â_i``: ``â_i·b̂_k``, ``â_i·â_k``, k ≠ i), and the loss is LibAUC's surrogate
+    ``ℓ_i = -(l_ii - Σ_k p_ik l_ik/(2(B-1)))`` with ``p_ik = e^{l_ik/τ}/max(u_i, ε)`` detached,
+    summed over the two views (anchor ``b̂_i`` likewise); ``"mean"`` averages over the pairs.
+    Its gradient is the SogCLR gradient estimator; its value is not F (a weighted mean
+    of the logits). **State:** ``u`` [data_len], a :class:`~lossatlas.losses._state.PerSampleState`
+    (float64, whatever the inputs' dtype; ``state_dict``, ``.to()``), written *in place* at ``index``: ``u ← (u1 + u2)/2`` of the
+    two views' estimates, both from the same old ``u``. A call whose whole batch is unseen
+    (state 0) uses γ = 1 (LibAUC; a batch that mixes unseen and seen samples uses γ for all).
+    Under ``torch.distributed`` (``distributed=True``, default) the batch of every process
+    is gathered, so each process returns the loss of the concatenated batch, gets its exact
+    gradient, and holds the same table (tests/test_sogclr_ddp.py). ``tiled`` computes the
+    negative sums blockwise (the tiled log-sum-exp of :mod:`lossatlas.distributed.tiled`
+    gives ``Σ_k e^{l_ik/τ}`` and, through its backward, ``Σ_k p_ik ∇l_ik``; one more
+    no-grad pass gives the value's weighted mean). The function
+    :func:`lossatlas.functional.sogclr` takes the state explicitly (``u=``, ``index=``);
+    :meth:`functional_kwargs` hands it a copy. Parity: LibAUC ``GCLoss(mode='unimodal')``
+    (cases ``sogclr``).
+
+    {args}
+
+    {call}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("sogclr", data_len=100)
+        >>> crit(torch.randn(8, 16), torch.randn(8, 16), index=torch.arange(8)).shape
+        torch.Size([])
+    """
+
+
+@register(
+    "isogclr",
+    aliases=("isogclr_unimodal", "rgcl"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G16",
+    formula="SogCLR with τ_i per sample: τ_i ← clamp(τ_i - η m_i, τ_min, τ_max), m_i ← (1-β)m_i + β(log u_i + ρ - Σ_k p_ik l_ik/τ_i/(2(B-1)))",
+    paper=ISOGCLR_PAPER,
+    code="Optimization-AI/LibAUC libauc/losses/contrastive.py::GCLoss_v1 (enable_isogclr=True)",
+)
+@fill_doc(args=_args(LF.isogclr.spec.args_doc(), _DATA_LEN_DOC), call=_GCL_CALL)  # type: ignore[attr-defined]
+class ISogCLRLoss(_GlobalContrastiveLoss, function=LF.isogclr,
+                  states={"u": 0.0, "tau": "temperature", "tau_grad": 0.0}):
+    r"""iSogCLR: SogCLR with individualised temperatures (Qiu, Hu, Yuan, Zhou, Zhang & Yang,
+    2023, "Not All Semantics are Created Equal: Contrastive Self-supervised Learning with
+    Automatic Temperature Individualization"), unimodal form.
+
+    .. math:: F(w, \tau) = \frac1n\sum_i \tau_i \log \mathbb{E}_{z\in S_i^-} \exp\Big(\frac{h_i(z)}{\tau_i}\Big) + \tau_i\rho
+
+    :class:`SogCLRLoss` with ``e^{l_ik/τ_i}``, ``τ_i = tau[index_i]`` read before the call.
+    After the loss, each sample's temperature takes one momentum step on the objective's
+    τ-gradient estimate, as LibAUC: ``g_i = ½Σ_views(log u_i + ρ - Σ_k p_ik (l_ik/τ_i)/(2(B-1)))``,
+    ``tau_grad_i ← (1-β) tau_grad_i + β g_i``, ``τ_i ← clamp(τ_i - η tau_grad_i, τ_min, τ_max)``.
+    **State:** ``u`` (zeros), ``tau`` (``temperature``) and ``tau_grad`` (zeros), each
+    [data_len] in a :class:`~lossatlas.losses._state.PerSampleState`. LibAUC keeps the
+    graph of ``u`` in the stored temperatures (memory grows across calls); here every state
+    update is detached (same values). The state tables are float64 (see :class:`SogCLRLoss`). Distributed and tiled as :class:`SogCLRLoss`.
+    Parity: case ``isogclr``.
+
+    {args}
+
+    {call}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("isogclr", data_len=100)
+        >>> crit(torch.randn(8, 16), torch.randn(8, 16), index=torch.arange(8)).shape
+        torch.Size([])
+    """
+
+
+@register(
+    "sogclr_bimodal",
+    aliases=("gcl_bimodal", "sogclr_clip"),
+    family="contrastive",
+    kind="pair",
+    catalogue="G16",
+    formula="d_ij = a_i·b_j - a_i·b_i; u_i ← (1-γ)u_i + γ mean_{j≠i} e^{d_ij/τ}; l_i = ½(Σ_j (e^{d_ij/τ}/u_i) d_ij + text side)",
+    paper=SOGCLR_PAPER,
+    code="Optimization-AI/LibAUC libauc/losses/contrastive.py::GCLoss_v2",
+)
+@fill_doc(args=_args(LF.sogclr_bimodal.spec.args_doc(), _DATA_LEN_DOC), call=_GCL_CALL)  # type: ignore[attr-defined]
+class SogCLRBimodalLoss(_GlobalContrastiveLoss, function=LF.sogclr_bimodal,
+                        states={"u_a": 0.0, "u_b": 0.0, "max_a": 0.0, "max_b": 0.0}):
+    r"""SogCLR, bimodal (image-text) form (Yuan et al., 2022, "Provable Stochastic Optimization
+    for Global Contrastive Learning: Small Batch Does Not Harm Performance"; LibAUC ``GCLoss_v2``).
+
+    .. math:: F(w) = \frac1n\sum_i \tau \log \mathbb{E}_{t\in T_i^-} e^{h_{x_i}(t)/\tau}
+              + \tau \log \mathbb{E}_{x\in I_i^-} e^{h_{t_i}(x)/\tau}
+
+    ``a`` are image features, ``b`` text features (taken as given: CLIP pipelines pass unit
+    rows; ``normalize=True`` normalises inside). Image side: ``d_ij = a_i·b_j - a_i·b_i``;
+    with the running shift ``max_a_i ← max(max_a_i, max_j d_ij/τ)`` (j = i, d_ii = 0,
+    included; against overflow at small τ), ``e_ij = e^{d_ij/τ - max_a_i}``,
+    ``u_a_i ← max((1-γ) u_a_i e^{max_old - max_new} + γ Σ_{j≠i} e_ij/(B-1), ε)``,
+    ``p_ij = e_ij/u_a_i`` (detached) and the term ``Σ_{j≠i} p_ij d_ij``; the text side
+    likewise with ``d'_ij = b_i·a_j - b_i·a_i``, ``u_b``, ``max_b``; ``ℓ_i`` is the mean of the
+    two sides. As LibAUC's code, the terms are not divided by B-1, so the gradient is
+    (B-1) times the gradient estimator of F (scale the learning rate accordingly). γ = 1 for
+    a side whose state is 0 over the whole batch. **State:** ``u_a``, ``u_b``, ``max_a``,
+    ``max_b`` [data_len] (zeros), written in place at ``index``. Under ``torch.distributed``
+    the running shifts are gathered and written on every process like ``u`` (LibAUC writes
+    them at the local indices only, so its processes' tables drift apart). Parity: case
+    ``sogclr_bimodal``.
+
+    {args}
+
+    {call}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("sogclr_bimodal", data_len=100, normalize=True)
+        >>> crit(torch.randn(8, 16), torch.randn(8, 16), index=torch.arange(8)).shape
+        torch.Size([])
+    """
+
+
+@register(
+    "isogclr_bimodal",
+    aliases=("isogclr_clip",),
+    family="contrastive",
+    kind="pair",
+    catalogue="G16",
+    formula="SogCLR bimodal with τ_i, τ'_i per sample; per side m_i ← (1-β)m_i + β(log u_i + ρ + max_i - Σ_j p_ij d_ij/τ_i/(B-1)), τ_i ← clamp(τ_i - η m_i)",
+    paper=ISOGCLR_PAPER,
+    code="Optimization-AI/LibAUC libauc/losses/contrastive.py::GCLoss_v2 (enable_isogclr=True)",
+)
+@fill_doc(args=_args(LF.isogclr_bimodal.spec.args_doc(), _DATA_LEN_DOC), call=_GCL_CALL)  # type: ignore[attr-defined]
+class ISogCLRBimodalLoss(_GlobalContrastiveLoss, function=LF.isogclr_bimodal,
+                         states={"u_a": 0.0, "u_b": 0.0, "max_a": 0.0, "max_b": 0.0, "tau_a": "temperature",
+                                 "tau_b": "temperature", "tau_grad_a": 0.0, "tau_grad_b": 0.0}):
+    r"""iSogCLR, bimodal (image-text) form (Qiu et al., 2023, "Not All Semantics are Created
+    Equal: Contrastive Self-supervised Learning with Automatic Temperature Individualization";
+    LibAUC ``GCLoss_v2(enable_isogclr=True)``).
+
+    .. math:: F(w, \tau, \tau') = \frac1n\sum_i (\tau_i + \tau'_i)\rho + \tau_i \log \mathbb{E}_{t\in T_i^-} e^{h_{x_i}(t)/\tau_i}
+              + \tau'_i \log \mathbb{E}_{x\in I_i^-} e^{h_{t_i}(x)/\tau'_i}
+
+    :class:`SogCLRBimodalLoss` with a temperature per image (``tau_a``) and per text
+    (``tau_b``), read at ``index`` before the call; after it, per side:
+    ``g_i = log u_i + ρ + max_i - Σ_j p_ij (d_ij/τ_i)/(B-1)``, ``tau_grad_i ← (1-β) tau_grad_i + β g_i``,
+    ``τ_i ← clamp(τ_i - η tau_grad_i, τ_min, τ_max)``. **State:** as SogCLR bimodal plus
+    ``tau_a``, ``tau_b`` (``temperature``) and ``tau_grad_a``, ``tau_grad_b`` (zeros), all
+    [data_len]. Parity: case ``isogclr_bimodal``.
+
+    {args}
+
+    {call}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("isogclr_bimodal", data_len=100, normalize=True)
+        >>> crit(torch.randn(8, 16), torch.randn(8, 16), index=torch.arange(8)).shape
+        torch.Size([])
     """
