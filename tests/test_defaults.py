@@ -47,9 +47,78 @@ APL = "HanxunH/Active-Passive-Losses loss.py"
 PML = "KevinMusgrave/pytorch-metric-learning src/pytorch_metric_learning/losses/"
 LDR = "Optimization-AI/ICML2023_LDR"
 SAMPLER = "torch DistributedSampler semantics"
+LIBAUC_AUC = "Optimization-AI/LibAUC 2.0.1 libauc/losses/auc.py"
+LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
+#: call keywords of the X-risk functions that hold the per-sample state their modules keep
+_STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q"}
 
 #: {id: {argument: (default, source)}}: written by hand from the sources, never from the code.
 DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
+    # --- H3 / D5. stateful X-risk losses (LibAUC 2.0.1 code defaults) ----------------------------
+    "ap_soap": {
+        "gamma": (0.9, f"{LIBAUC_AUC} AveragePrecisionLoss(gamma=0.9)"),
+        "margin": (1.0, f"{LIBAUC_AUC} AveragePrecisionLoss(margin=1.0)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_AUC} AveragePrecisionLoss(surr_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: torch.mean of the n_pos x N weighted pair matrix"),
+    },
+    "pauc_cvar": {
+        "margin": (1.0, f"{LIBAUC_AUC} pAUC_CVaR_Loss(margin=1.0)"),
+        "beta": (0.2, f"{LIBAUC_AUC} pAUC_CVaR_Loss(beta=0.2)"),
+        "eta": (0.1, f"{LIBAUC_AUC} pAUC_CVaR_Loss(eta=0.1)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_AUC} pAUC_CVaR_Loss(surr_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: torch.mean of the n_pos x n_neg pair matrix, / beta"),
+    },
+    "pauc_dro": {
+        "gamma": (0.9, f"{LIBAUC_AUC} pAUC_DRO_Loss(gamma=0.9)"),
+        "margin": (1.0, f"{LIBAUC_AUC} pAUC_DRO_Loss(margin=1.0)"),
+        "temperature": (1.0, f"{LIBAUC_AUC} pAUC_DRO_Loss(Lambda=1.0)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_AUC} pAUC_DRO_Loss(surr_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: torch.mean of the n_pos x n_neg weighted pair matrix"),
+    },
+    "tpauc_kl": {
+        "gamma": (0.9, f"{LIBAUC_AUC} tpAUC_KL_Loss(gammas=(0.9, 0.9)), gammas[0]"),
+        "gamma_outer": (0.9, f"{LIBAUC_AUC} tpAUC_KL_Loss(gammas=(0.9, 0.9)), gammas[1]"),
+        "margin": (1.0, f"{LIBAUC_AUC} tpAUC_KL_Loss(margin=1.0)"),
+        "temperature": (1.0, f"{LIBAUC_AUC} tpAUC_KL_Loss(Lambda=1.0)"),
+        "temperature_pos": (1.0, f"{LIBAUC_AUC} tpAUC_KL_Loss(tau=1.0)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_AUC} tpAUC_KL_Loss(surr_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: torch.mean of the n_pos x n_neg weighted pair matrix"),
+    },
+    "multilabel_ap": {
+        "margin": (1.0, f"{LIBAUC_AUC} meanAveragePrecisionLoss(margin=1.0)"),
+        "gamma": (0.9, f"{LIBAUC_AUC} meanAveragePrecisionLoss(gamma=0.9)"),
+        "top_k": (-1, f"{LIBAUC_AUC} meanAveragePrecisionLoss(top_k=-1)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_AUC} meanAveragePrecisionLoss(surr_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: total_loss / len(task_id), the mean over labels"),
+    },
+    "multilabel_pauc": {
+        "mode": ("1w", f"{LIBAUC_AUC} MultiLabelpAUCLoss(mode='1w')"),
+        "gamma": (0.9, f"{LIBAUC_AUC} pAUC_DRO_Loss(gamma=0.9) / tpAUC_KL_Loss(gammas[0]=0.9)"),
+        "gamma_outer": (0.9, f"{LIBAUC_AUC} tpAUC_KL_Loss(gammas[1]=0.9)"),
+        "margin": (1.0, f"{LIBAUC_AUC} pAUC_DRO_Loss / tpAUC_KL_Loss(margin=1.0)"),
+        "temperature": (1.0, f"{LIBAUC_AUC} pAUC_DRO_Loss / tpAUC_KL_Loss(Lambda=1.0)"),
+        "temperature_pos": (1.0, f"{LIBAUC_AUC} tpAUC_KL_Loss(tau=1.0)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_AUC} pAUC_DRO_Loss / tpAUC_KL_Loss(surr_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: total_loss / len(task_id), the mean over labels"),
+    },
+    "ndcg": {
+        "gamma": (0.9, f"{LIBAUC_RANKING} NDCGLoss(gamma0=0.9)"),
+        "gamma_lambda": (0.9, f"{LIBAUC_RANKING} NDCGLoss(gamma1=0.9)"),
+        "eta": (0.01, f"{LIBAUC_RANKING} NDCGLoss(eta0=0.01)"),
+        "margin": (1.0, f"{LIBAUC_RANKING} NDCGLoss(margin=1.0)"),
+        "top_k": (-1, f"{LIBAUC_RANKING} NDCGLoss(topk=-1) in code (docstring: 1e-10)"),
+        "top_k_version": ("theo", f"{LIBAUC_RANKING} NDCGLoss(topk_version='theo')"),
+        "tau_1": (0.01, f"{LIBAUC_RANKING} NDCGLoss(tau_1=0.01)"),
+        "tau_2": (0.0001, f"{LIBAUC_RANKING} NDCGLoss(tau_2=0.0001)"),
+        "sigmoid_alpha": (2.0, f"{LIBAUC_RANKING} NDCGLoss(sigmoid_alpha=2.0) in code (docstring: 1.0)"),
+        "surrogate": ("squared_hinge", f"{LIBAUC_RANKING} NDCGLoss(surrogate_loss='squared_hinge')"),
+        "reduction": ("mean", "LibAUC: .mean() over the batch's queries"),
+    },
+    "listwise_ce": {
+        "gamma": (0.9, "LibAUC's ListwiseCELoss has no default; ../shared/parity-auc README uses 0.9 (NDCGLoss's gamma0)"),
+        "eps": (1e-10, f"{LIBAUC_RANKING} ListwiseCELoss(eps=1e-10)"),
+        "reduction": ("mean", "LibAUC: the batch sum / batch_size, the mean over queries"),
+    },
     # --- A. long-tailed / imbalanced classification -------------------------------------------
     "cross_entropy": {
         "weight": (None, "torch F.cross_entropy (no class weights)"),
@@ -661,6 +730,12 @@ OTHER: dict[tuple[str, str], Any] = {
     ("partial_fc", "sample_rate"): 0.5,  # with 40 classes (see _setup): 4 sampled centres → 20
     ("partial_fc", "seed"): 0,  # its own generator instead of the global RNG: other centres are sampled
     ("unpg", "margin_type"): "cosface",
+    **{(i, "surrogate"): "hinge" for i in ("ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "multilabel_ap",
+                                          "multilabel_pauc", "ndcg")},
+    ("multilabel_pauc", "mode"): "2w",
+    ("ndcg", "top_k"): 2,  # K-SONG; 0 is still SONG (LibAUC tests topk > 0)
+    ("ndcg", "top_k_version"): "prac",  # with top_k = 2 (see _setup)
+    ("listwise_ce", "eps"): 1.0,  # added to u ~ 0.1-1: 1e-10 -> 5e-11 is below float64's resolution there
 }
 
 #: Arguments whose other values cannot change the loss by definition: the test checks that the
@@ -681,6 +756,10 @@ NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
                  "barlow_twins") for n in ("distributed", "group")},
     **{(i, "ignore_index"): "an ignore_index absent from the batch cannot change it: test_ignore_index_default"
        for i in DEFAULTS if "ignore_index" in DEFAULTS[i]},
+    ("pauc_cvar", "eta"): "SOPA's threshold step comes after the thresholds are read, so a first call cannot show it: "
+                          "tests/losses/test_ranking.py checks the next call",
+    ("ndcg", "eta"): "K-SONG's threshold step comes after ψ reads λ_q, so a first call cannot show it: "
+                     "tests/losses/test_ranking.py checks the next call",
 }
 
 
@@ -724,6 +803,10 @@ def _setup(id_: str, name: str | None = None) -> tuple[Any, dict[str, Any], K.Ca
         extra["weighted"] = True  # σ is DCLW's (weighted=True) only
     if (id_, name) == ("infonce", "max_scale"):
         extra["learnable"] = True  # the clamp acts on the learned scale only
+    if id_ == "ndcg" and name in ("gamma_lambda", "tau_1", "tau_2", "sigmoid_alpha", "top_k_version"):
+        extra["top_k"] = 2  # K-SONG's hyper-parameters act with top_k > 0 only (SONG, top_k = -1, is the default)
+    if id_ == "multilabel_pauc" and name in ("gamma_outer", "temperature_pos"):
+        extra["mode"] = "2w"  # the two-way (SOTA-s) hyper-parameters
     if name == "block_size" and (id_, name) in SAME_BY_DESIGN:
         extra["tiled"] = True
     return entry, extra, case
@@ -768,7 +851,8 @@ def test_function_with_no_keywords_equals_the_defaults_spelled_out(id_):
     def call(**kw: Any) -> tuple[Tensor, list[Tensor | None]]:
         c = case.clone()
         inputs = list(c.inputs) + [getattr(crit, n).detach() for n in spec.inputs[len(c.inputs):]]
-        if "sample_temperature" in spec.call:  # ALDR: the per-sample state the module keeps, fresh
+        if "sample_temperature" in spec.call or _STATE_KEYWORDS & set(spec.call):
+            # ALDR, the X-risk losses: without the per-sample state the module keeps, the function runs a first visit
             c.call.pop("index", None)
         torch.manual_seed(1234)
         out = entry.function(*inputs, **c.call, **required, **kw)
