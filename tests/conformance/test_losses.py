@@ -30,6 +30,9 @@ MEAN_IS_NOT_MEAN_OF_NONE = {
     "threshold_consistent_margin": "the TCM regulariser is a batch term added to the base loss's mean",
     "supcon": "mean over the anchors that have a positive (pytorch-metric-learning); 'none' gives 0 to the others",
     "ntxent": "mean over the positive pairs (pytorch-metric-learning); 'none' is the per-anchor sum of its pairs' terms",
+    # H1 / G12: pairwise AUC surrogates
+    **{i: "mean over all positive x negative pairs; 'none' is per positive row (its mean over the negatives), 0 at "
+          "negative rows, and 'mean' averages the positive rows" for i in ("pairwise_auc", "mw")},
     # H3 / D5: LibAUC's X-risks average over the positive anchors only; 'none' gives 0 to the other rows
     **{i: "mean over the positive anchors (LibAUC's mean of the n_pos x N pair matrix); 'none' is per batch row, "
           "0 at negative rows" for i in ("ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl")},
@@ -43,7 +46,10 @@ STATEFUL_CALL = {"aldr",
                  # tests/losses/test_ranking.py checks their gradients at fixed state
                  "ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "multilabel_ap", "multilabel_pauc", "ndcg", "listwise_ce",
                  # G16: per-sample moving averages u (and iSogCLR's temperatures) written at index on every call
-                 "sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal"}
+                 "sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal",
+                 # H2: compositional AUC alternates CE and AUC-M calls on a call counter (LibAUC's schedule);
+                 # tests/losses/test_auc.py gradchecks each phase at a fixed step
+                 "compositional_auc"}
 
 #: Methods whose gradient is by definition not the derivative of their value, with the reason.
 GRADCHECK_EXCEPTIONS = {
@@ -141,8 +147,17 @@ def test_float64_gradcheck(loss_id):
     assert torch.autograd.gradcheck(fn, [case.inputs[i] for i in floats], eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
+#: Losses whose inputs are bounded by definition, so that the ±1e4 inputs are refused, with the reason.
+EXTREME_INPUT_EXCEPTIONS = {
+    "compositional_auc": "its cross-entropy calls are binary cross-entropy on probabilities (LibAUC): scores outside "
+                         "[0, 1] are refused (ValueError); tests/losses/test_auc.py checks scores at exactly 0 and 1",
+}
+
+
 @pytest.mark.parametrize("loss_id", IDS)
 def test_extreme_inputs_float32_finite(loss_id):
+    if loss_id in EXTREME_INPUT_EXCEPTIONS:
+        pytest.skip(EXTREME_INPUT_EXCEPTIONS[loss_id])
     entry = _entry(loss_id)
     case = K.make_case(entry, dtype=torch.float32, scale=1.0)
     x = case.inputs[0]
