@@ -47,10 +47,14 @@ APL = "HanxunH/Active-Passive-Losses loss.py"
 PML = "KevinMusgrave/pytorch-metric-learning src/pytorch_metric_learning/losses/"
 LDR = "Optimization-AI/ICML2023_LDR"
 SAMPLER = "torch DistributedSampler semantics"
+LIBAUC_GCL = "Optimization-AI/LibAUC 2.0.1 libauc/losses/contrastive.py"
+GCL_DIST = ("lossatlas: gathers the global batch when a process group of > 1 is initialised, so the per-sample state "
+            "is the same on every process (LibAUC distributed=False); no effect in one process")
+_GCL_IDS = ("sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal")
 LIBAUC_AUC = "Optimization-AI/LibAUC 2.0.1 libauc/losses/auc.py"
 LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
 #: call keywords of the X-risk functions that hold the per-sample state their modules keep
-_STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q"}
+_STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q", "u_a"}
 
 #: {id: {argument: (default, source)}}: written by hand from the sources, never from the code.
 DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
@@ -503,6 +507,61 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "eps": (0.0, "htdt/self-supervised cfg.py --w_eps default 0"),
         "reduction": ("mean", TORCH_RED),
     },
+    # --- G16. SogCLR / iSogCLR (LibAUC 2.0.1 libauc/losses/contrastive.py code defaults) ------------
+    "sogclr": {
+        "temperature": (0.1, f"{LIBAUC_GCL} GCLoss_v1(tau=0.1)"),
+        "gamma": (0.9, f"{LIBAUC_GCL} GCLoss_v1(gamma=0.9)"),
+        "eps": (1e-8, f"{LIBAUC_GCL} GCLoss_v1(eps=1e-8)"),
+        "normalize": (True, f"{LIBAUC_GCL} GCLoss_v1.forward: F.normalize(hidden1/hidden2, p=2, dim=1)"),
+        "tiled": ("auto", TILED),
+        "block_size": (None, BLOCK),
+        "distributed": (True, GCL_DIST),
+        "group": (None, GROUP),
+        "reduction": ("mean", f"{LIBAUC_GCL} GCLoss_v1: (loss_a + loss_b).mean() over the anchors"),
+    },
+    "isogclr": {
+        "temperature": (0.1, f"{LIBAUC_GCL} GCLoss_v1(tau=0.1): the initial per-sample temperature"),
+        "gamma": (0.9, f"{LIBAUC_GCL} GCLoss_v1(gamma=0.9)"),
+        "eps": (1e-8, f"{LIBAUC_GCL} GCLoss_v1(eps=1e-8)"),
+        "tau_min": (0.05, f"{LIBAUC_GCL} GCLoss_v1(tau_min=0.05)"),
+        "tau_max": (0.7, f"{LIBAUC_GCL} GCLoss_v1(tau_max=0.7)"),
+        "rho": (0.3, f"{LIBAUC_GCL} GCLoss_v1(rho=0.3)"),
+        "eta": (0.01, f"{LIBAUC_GCL} GCLoss_v1(eta=0.01)"),
+        "beta": (0.9, f"{LIBAUC_GCL} GCLoss_v1(beta=0.9)"),
+        "normalize": (True, f"{LIBAUC_GCL} GCLoss_v1.forward: F.normalize(hidden1/hidden2, p=2, dim=1)"),
+        "tiled": ("auto", TILED),
+        "block_size": (None, BLOCK),
+        "distributed": (True, GCL_DIST),
+        "group": (None, GROUP),
+        "reduction": ("mean", f"{LIBAUC_GCL} GCLoss_v1: (loss_a + loss_b).mean() over the anchors"),
+    },
+    "sogclr_bimodal": {
+        "temperature": (0.01, f"{LIBAUC_GCL} GCLoss_v2(tau=0.01)"),
+        "gamma": (0.9, f"{LIBAUC_GCL} GCLoss_v2(gamma=0.9)"),
+        "eps": (1e-20, f"{LIBAUC_GCL} GCLoss_v2: self.eps = 1e-20 (hard-coded)"),
+        "normalize": (False, f"{LIBAUC_GCL} GCLoss_v2.forward uses image_features / text_features as given"),
+        "tiled": ("auto", TILED),
+        "block_size": (None, BLOCK),
+        "distributed": (True, GCL_DIST),
+        "group": (None, GROUP),
+        "reduction": ("mean", f"{LIBAUC_GCL} GCLoss_v2: (img_loss + txt_loss) / 2, each a mean over the anchors"),
+    },
+    "isogclr_bimodal": {
+        "temperature": (0.01, f"{LIBAUC_GCL} GCLoss_v2(tau=0.01): the initial per-sample temperatures"),
+        "gamma": (0.9, f"{LIBAUC_GCL} GCLoss_v2(gamma=0.9)"),
+        "eps": (1e-20, f"{LIBAUC_GCL} GCLoss_v2: self.eps = 1e-20 (hard-coded)"),
+        "tau_min": (0.005, f"{LIBAUC_GCL} GCLoss_v2(tau_min=0.005)"),
+        "tau_max": (0.05, f"{LIBAUC_GCL} GCLoss_v2(tau_max=0.05)"),
+        "rho": (6.0, f"{LIBAUC_GCL} GCLoss_v2(rho=6.0)"),
+        "eta": (0.01, f"{LIBAUC_GCL} GCLoss_v2(eta=0.01)"),
+        "beta": (0.9, f"{LIBAUC_GCL} GCLoss_v2(beta=0.9)"),
+        "normalize": (False, f"{LIBAUC_GCL} GCLoss_v2.forward uses image_features / text_features as given"),
+        "tiled": ("auto", TILED),
+        "block_size": (None, BLOCK),
+        "distributed": (True, GCL_DIST),
+        "group": (None, GROUP),
+        "reduction": ("mean", f"{LIBAUC_GCL} GCLoss_v2: (img_loss + txt_loss) / 2, each a mean over the anchors"),
+    },
     # --- I. samplers -------------------------------------------------------------------------------
     "class_balanced_sampler": {
         "num_samples": (None, "lossatlas: len(labels) per epoch (Kang et al. 2020's ClassAwareSampler draws n_max·C)"),
@@ -736,11 +795,22 @@ OTHER: dict[tuple[str, str], Any] = {
     ("ndcg", "top_k"): 2,  # K-SONG; 0 is still SONG (LibAUC tests topk > 0)
     ("ndcg", "top_k_version"): "prac",  # with top_k = 2 (see _setup)
     ("listwise_ce", "eps"): 1.0,  # added to u ~ 0.1-1: 1e-10 -> 5e-11 is below float64's resolution there
+    ("sogclr", "eps"): 1e6,  # a floor above every u_i = mean_k e^{l_ik/0.1} <= e^10 of the batch
+    ("isogclr", "eps"): 1e6,
+    ("sogclr_bimodal", "eps"): 10.0,  # u_i <= 1 (shifted by the running max): a floor above it
+    ("isogclr_bimodal", "eps"): 10.0,
+    # the conformance batch's raw dot products reach several units: at τ = 0.01 or 0.005 each row's weights sit on
+    # its largest negative (the same loss, to 1e-88); τ = 1 spreads them
+    ("sogclr_bimodal", "temperature"): 1.0,
+    ("isogclr_bimodal", "temperature"): 1.0,
 }
 
 #: Arguments whose other values cannot change the loss by definition: the test checks that the
 #: value and gradients stay the same (up to rounding). {(id, name): (other, reason)}
 SAME_BY_DESIGN: dict[tuple[str, str], tuple[Any, str]] = {
+    **{(i, "tiled"): (True, "the negative sums as a tiled log-sum-exp block by block (exact up to rounding)")
+       for i in _GCL_IDS},
+    **{(i, "block_size"): (3, "the tile size of the tiled path (forced by tiled=True): the same loss") for i in _GCL_IDS},
     **{(i, "tiled"): (True, "tiling computes the same loss block by block (exact up to rounding)")
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
                  "mochi")},
@@ -760,6 +830,12 @@ NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
                           "tests/losses/test_ranking.py checks the next call",
     ("ndcg", "eta"): "K-SONG's threshold step comes after ψ reads λ_q, so a first call cannot show it: "
                      "tests/losses/test_ranking.py checks the next call",
+    **{(i, n): "needs an initialised process group: tests/test_sogclr_ddp.py"
+       for i in _GCL_IDS for n in ("distributed", "group")},
+    **{(i, n): "acts on the per-sample state (γ: on a visited sample; the iSogCLR rates and bounds: the temperature "
+               "step after the loss), so a first call cannot show it: "
+               "tests/losses/test_sogclr.py::test_state_hyperparameters_act_on_the_next_call checks the next call"
+       for i in _GCL_IDS for n in ("gamma", "tau_min", "tau_max", "rho", "eta", "beta") if n in DEFAULTS[i]},
 }
 
 

@@ -820,8 +820,11 @@ class SogCLRBimodalLoss(_GlobalContrastiveLoss, function=LF.sogclr_bimodal,
     ``p_ij = e_ij/u_a_i`` (detached) and the term ``Σ_{j≠i} p_ij d_ij``; the text side
     likewise with ``d'_ij = b_i·a_j - b_i·a_i``, ``u_b``, ``max_b``; ``ℓ_i`` is the mean of the
     two sides. As LibAUC's code, the terms are not divided by B-1, so the gradient is
-    (B-1) times the gradient estimator of F (scale the learning rate accordingly). γ = 1 for
-    a side whose state is 0 over the whole batch. **State:** ``u_a``, ``u_b``, ``max_a``,
+    (B-1) times the gradient estimator of F (scale the learning rate accordingly). The floor
+    ``ε = 1e-20`` is LibAUC's: because the shift is at least ``d_ii/τ = 0``, a row whose
+    negatives all lie far below its positive (``d_ij < -46τ``, e.g. -0.5 at τ = 0.01) has
+    ``u`` below ε, and the floor then scales that row's weights down. γ = 1 for a side
+    whose state is 0 over the whole batch. **State:** ``u_a``, ``u_b``, ``max_a``,
     ``max_b`` [data_len] (zeros), written in place at ``index``. Under ``torch.distributed``
     the running shifts are gathered and written on every process like ``u`` (LibAUC writes
     them at the local indices only, so its processes' tables drift apart). Parity: case
