@@ -19,7 +19,8 @@ SRC = ROOT / "src" / "lossatlas"
 
 
 def test_every_subpackage_is_an_attribute_after_import():
-    for name in ("functional", "losses", "weighting", "samplers", "miners", "two_stage", "distributed", "data", "metrics"):
+    for name in ("functional", "losses", "weighting", "samplers", "miners", "two_stage", "distributed", "data", "metrics",
+                 "optim"):
         assert hasattr(la, name), name
         assert name in la.__all__
     for name in la.__all__:
