@@ -123,6 +123,36 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "eps": (1e-10, f"{LIBAUC_RANKING} ListwiseCELoss(eps=1e-10)"),
         "reduction": ("mean", "LibAUC: the batch sum / batch_size, the mean over queries"),
     },
+    # --- H1 / H2 / D5 / G12. AUC surrogates and AUC-M (LibAUC 2.0.1 code defaults) -------------------
+    "pairwise_auc": {
+        "surrogate": ("logistic", f"{LIBAUC_AUC} PairwiseAUCLoss(surr_loss='logistic') (its docstring: squared_hinge)"),
+        "margin": (1.0, f"{LIBAUC_AUC} PairwiseAUCLoss(hparam=1.0): the margin of the hinge/squared surrogates"),
+        "scale": (1.0, f"{LIBAUC_AUC} PairwiseAUCLoss(hparam=1.0): the scale of logistic"),
+        "reduction": ("mean", "LibAUC: loss.mean() over the n_pos x n_neg pair matrix"),
+    },
+    "mw": {
+        "scale": (1.0, "Sheikholeslami et al. 2025 (arXiv 2510.00137): BCE on the plain score difference"),
+        "reduction": ("mean", "Sheikholeslami et al. 2025: the mean over the positive x negative pairs"),
+    },
+    "aucm": {
+        "margin": (1.0, f"{LIBAUC_AUC} AUCMLoss(margin=1.0)"),
+        "imratio": (None, f"{LIBAUC_AUC} AUCMLoss(imratio=None): the batch's positive fraction"),
+        "version": ("v1", f"{LIBAUC_AUC} AUCMLoss(version='v1')"),
+        "reduction": ("mean", "LibAUC: torch.mean over the batch rows"),
+    },
+    "compositional_auc": {
+        "margin": (1.0, f"{LIBAUC_AUC} CompositionalAUCLoss(margin=1.0)"),
+        "k": (1, f"{LIBAUC_AUC} CompositionalAUCLoss(k=1)"),
+        "imratio": (None, f"{LIBAUC_AUC} CompositionalAUCLoss(imratio=None): the batch's positive fraction"),
+        "version": ("v1", f"{LIBAUC_AUC} CompositionalAUCLoss(version='v1')"),
+        "reduction": ("mean", "LibAUC: F.binary_cross_entropy's mean / torch.mean over the batch rows"),
+    },
+    "multilabel_aucm": {
+        "margin": (1.0, f"{LIBAUC_AUC} MultiLabelAUCMLoss(margin=1.0)"),
+        "imratio": (None, f"{LIBAUC_AUC} MultiLabelAUCMLoss(imratio=None): each label's batch positive fraction"),
+        "version": ("v1", f"{LIBAUC_AUC} MultiLabelAUCMLoss(version='v1')"),
+        "reduction": ("mean", "LibAUC: total_loss / len(task_id), each label's loss a torch.mean over the rows"),
+    },
     # --- A. long-tailed / imbalanced classification -------------------------------------------
     "cross_entropy": {
         "weight": (None, "torch F.cross_entropy (no class weights)"),
@@ -803,11 +833,18 @@ OTHER: dict[tuple[str, str], Any] = {
     # its largest negative (the same loss, to 1e-88); τ = 1 spreads them
     ("sogclr_bimodal", "temperature"): 1.0,
     ("isogclr_bimodal", "temperature"): 1.0,
+    ("pairwise_auc", "surrogate"): "squared_hinge",
+    ("aucm", "imratio"): 0.3,  # the test batch's positive fraction is 3/8
+    ("aucm", "version"): "v2",
+    ("multilabel_aucm", "imratio"): 0.3,
+    ("multilabel_aucm", "version"): "v2",
 }
 
 #: Arguments whose other values cannot change the loss by definition: the test checks that the
 #: value and gradients stay the same (up to rounding). {(id, name): (other, reason)}
 SAME_BY_DESIGN: dict[tuple[str, str], tuple[Any, str]] = {
+    ("pairwise_auc", "margin"): (0.5, "the default surrogate 'logistic' reads the scale only (LibAUC's hparam is its "
+                                      "scale there); tests/losses/test_auc.py checks margin with the hinge surrogates"),
     **{(i, "tiled"): (True, "the negative sums as a tiled log-sum-exp block by block (exact up to rounding)")
        for i in _GCL_IDS},
     **{(i, "block_size"): (3, "the tile size of the tiled path (forced by tiled=True): the same loss") for i in _GCL_IDS},
@@ -821,6 +858,10 @@ SAME_BY_DESIGN: dict[tuple[str, str], tuple[Any, str]] = {
 
 #: Arguments not exercised by the generic test, with the reason (and where they are).
 NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
+    **{("compositional_auc", n): "the first call of compositional AUC is a cross-entropy call (LibAUC's schedule), "
+                                 "which no AUC-M hyper-parameter changes: tests/losses/test_auc.py::"
+                                 "test_compositional_hyperparameters_act_on_the_auc_calls checks the AUC calls"
+       for n in ("margin", "k", "imratio", "version")},
     **{(i, n): "needs an initialised process group: tests/test_distributed_contrastive.py"
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
                  "barlow_twins") for n in ("distributed", "group")},
