@@ -98,6 +98,15 @@ def _slices(loss_id: str) -> list[slice]:
     return [slice(sum(sizes[:r]), sum(sizes[: r + 1])) for r in range(WORLD)]
 
 
+#: cases run with every row on rank 0 and an empty shard on rank 1
+EMPTY_SHARD_CASES: list[tuple[str, dict[str, Any]]] = [("ap_soap", {}), ("listwise_ce", {})]
+
+
+def _all_on_rank_0(loss_id: str) -> list[slice]:
+    n = sum(RANK_SIZES if loss_id in ("ndcg", "listwise_ce") else BIN_SIZES)
+    return [slice(0, n), slice(n, n)]
+
+
 def _run(loss_id: str, kw: dict[str, Any], part: slice | None) -> list[dict[str, torch.Tensor]]:
     """Each step: value and input gradient of "mean", the "none" rows and the gradient of their
     sum, the state after the step; on ``part`` of every global batch (None: all of it)."""
@@ -132,6 +141,7 @@ def _worker(rank: int, port: int, path: str) -> None:
     try:
         torch.set_num_threads(1)
         out = [_run(loss_id, kw, _slices(loss_id)[rank]) for loss_id, kw in CASES]
+        out += [_run(loss_id, kw, _all_on_rank_0(loss_id)[rank]) for loss_id, kw in EMPTY_SHARD_CASES]
         torch.save(out, f"{path}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -172,3 +182,16 @@ def test_a_local_shard_without_a_positive_is_allowed(gathered: list[list[list[di
     assert int(y[_slices("ap_soap")[1]].sum()) == 0 and int(y.sum()) > 0
     assert torch.isfinite(gathered[1][0][1]["loss"])
     assert call["index"].shape == (sum(BIN_SIZES),)
+
+
+@pytest.mark.parametrize("case", range(len(EMPTY_SHARD_CASES)), ids=[i for i, _ in EMPTY_SHARD_CASES])
+def test_an_empty_shard(gathered: list[list[list[dict[str, torch.Tensor]]]], case: int) -> None:
+    # rank 1 brings no rows: both ranks still return the global loss, rank 0's rows get the whole gradient
+    loss_id, kw = EMPTY_SHARD_CASES[case]
+    ref = _run(loss_id, kw, None)
+    for t, want in enumerate(ref):
+        for r in range(WORLD):
+            got = gathered[r][len(CASES) + case][t]
+            torch.testing.assert_close(got["loss"], want["loss"], rtol=1e-12, atol=1e-15)
+            torch.testing.assert_close(got["grad"], want["grad"][_all_on_rank_0(loss_id)[r]], rtol=1e-10, atol=1e-14)
+            assert got["none"].shape[0] == (want["none"].shape[0] if r == 0 else 0)

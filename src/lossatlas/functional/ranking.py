@@ -132,10 +132,10 @@ def _gather(*tensors: Tensor) -> tuple[list[Tensor], int]:
     return gather_batch(*tensors)
 
 
-def _finish(out: Tensor, reduction: str, offset: int, n_local: int, n_global: int) -> Tensor:
+def _finish(out: Tensor, reduction: str, offset: int, n_local: int) -> Tensor:
     """The global loss as :mod:`lossatlas.distributed.gather` prescribes; the input unchanged
     in a single process."""
-    if n_local == n_global:
+    if not is_distributed():
         return out
     if reduction == "none":
         return out[offset: offset + n_local]
@@ -381,7 +381,7 @@ def _reduce_binary(per: Tensor, pos: Tensor, reduction: str, out_dtype: torch.dt
     """Per-anchor losses [1, N] to the loss: ``"mean"`` over the positive anchors (LibAUC's mean
     over the n_pos × n pair matrix), ``"sum"`` over them, ``"none"`` per row (0 at negatives)."""
     out = reduce_loss(per[0], reduction, pos[0].to(per.dtype), out_dtype)
-    return _finish(out, reduction, offset, n, per.shape[1])
+    return _finish(out, reduction, offset, n)
 
 
 def _reduce_labels(per: Tensor, pos: Tensor, reduction: str, out_dtype: torch.dtype, offset: int, n: int) -> Tensor:
@@ -396,7 +396,7 @@ def _reduce_labels(per: Tensor, pos: Tensor, reduction: str, out_dtype: torch.dt
         out = terms.sum()
     else:
         out = (terms.sum(1) / mean_divisor(posf.sum(1))).mean()
-    return _finish(out.to(out_dtype), reduction, offset, n, per.shape[1])
+    return _finish(out.to(out_dtype), reduction, offset, n)
 
 
 # --------------------------------------------------------------------------------------
@@ -838,7 +838,7 @@ def ndcg(
     per = _ndcg_kernel(s, rating.to(dtype), rows, queries, npi.to(dtype), idcg.to(dtype), u, lambda_q, s_q,
                        num_items, num_pos, gamma, gamma_lambda, eta, margin, top_k, top_k_version, tau_1, tau_2,
                        sigmoid_alpha, surrogate)
-    return _finish(reduce_loss(per, reduction, None, scores.dtype), reduction, offset, b, nb)
+    return _finish(reduce_loss(per, reduction, None, scores.dtype), reduction, offset, b)
 
 
 def _ndcg_kernel(
@@ -932,4 +932,4 @@ def listwise_ce(
         _write(u, rows, new_u)
         weight = e / (new_u.unsqueeze(2) + eps)
     per = (diff * weight).sum((1, 2))
-    return _finish(reduce_loss(per, reduction, None, scores.dtype), reduction, offset, b, nb)
+    return _finish(reduce_loss(per, reduction, None, scores.dtype), reduction, offset, b)
