@@ -2,7 +2,9 @@
 
 For each suite: the leaderboard (mean ± std over seeds, ranked by balanced accuracy, with
 accuracy, many/medium/few-shot accuracy, ECE and macro-F1), per-class accuracy against
-training class size, and reliability diagrams. Figures are drawn with matplotlib's Agg
+training class size, and reliability diagrams. A suite whose runs name their ``group``
+(the ``binary`` task: one group per data set and positive fraction) is shown as method ×
+task tables of each metric and one ranked table per task, ranks counted within a task. Figures are drawn with matplotlib's Agg
 backend; the HTML embeds them as base64 PNG (no external files), the Markdown links the
 PNG files written next to it.
 """
@@ -97,7 +99,8 @@ def _columns(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Aggregate finished runs into one entry per (suite, method), ranked within each suite
-    by mean balanced accuracy (best first)."""
+    (and within each ``group`` a task reports, e.g. the binary task's data set and positive
+    fraction) by the rank metric's mean (best first)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["suite"], r["method"])].append(r)
@@ -109,20 +112,78 @@ def leaderboard(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in keys:
             e[f"{key}_mean"], e[f"{key}_std"] = _stats([(r["metrics"] or {}).get(key) for r in runs])
         e.update(_describe(runs[-1]["recipe"]))
+        extra = runs[-1].get("extra") or {}
+        e["group"] = str(extra.get("group") or "")
+        e["label"] = str(extra.get("label") or method)
         e["version"] = runs[-1]["version"]
         e["rank_by"] = _rank_metric(runs)
         out.append(e)
 
-    def order(e: dict[str, Any]) -> tuple[str, float]:
+    def order(e: dict[str, Any]) -> tuple[str, str, float]:
         v = e.get(f"{e['rank_by']}_mean", float("nan"))
-        return e["suite"], -(v if math.isfinite(v) else -1e300)
+        return e["suite"], e["group"], -(v if math.isfinite(v) else -1e300)
 
     out.sort(key=order)
-    rank: dict[str, int] = defaultdict(int)
+    rank: dict[tuple[str, str], int] = defaultdict(int)
     for e in out:
-        rank[e["suite"]] += 1
-        e["rank"] = rank[e["suite"]]
+        rank[(e["suite"], e["group"])] += 1
+        e["rank"] = rank[(e["suite"], e["group"])]
     return out
+
+
+def _describe_optimizer(recipe: dict[str, Any]) -> str:
+    spec = recipe.get("optimizer")
+    if not isinstance(spec, dict):
+        return ""
+    opts = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "name")
+    return f"{spec.get('name', '')}({opts})" if opts else str(spec.get("name", ""))
+
+
+def _grouped_tables(entries: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, head, body) tables of a suite whose entries have groups: per metric, methods
+    (rows, by mean rank over the tasks) × tasks (columns, in the suite's order), the best
+    mean of each column in bold; then one ranked table per task."""
+    group_of = {e["method"]: e["group"] for e in entries}
+    group_order: list[str] = []
+    for method in runs:  # the store's order: the suite's recipe order
+        if method in group_of and group_of[method] not in group_order:
+            group_order.append(group_of[method])
+    labels: list[str] = []
+    for e in entries:
+        if e["label"] not in labels:
+            labels.append(e["label"])
+    mean_rank = {lab: float(np.mean([e["rank"] for e in entries if e["label"] == lab])) for lab in labels}
+    labels.sort(key=lambda lab: mean_rank[lab])
+    cell = {(e["label"], e["group"]): e for e in entries}
+    cols = _columns(entries)
+    tables = []
+    for key, title in cols:
+        best = {}
+        for g in group_order:
+            vals = [cell[(lab, g)].get(f"{key}_mean", float("nan")) for lab in labels if (lab, g) in cell]
+            vals = [v for v in vals if math.isfinite(v)]
+            best[g] = max(vals) if vals else float("nan")
+        head = ["method", "mean rank"] + group_order
+        body = []
+        for lab in labels:
+            row = [lab, f"{mean_rank[lab]:.1f}"]
+            for g in group_order:
+                found = cell.get((lab, g))
+                if found is None:
+                    row.append("–")
+                    continue
+                m = found.get(f"{key}_mean", float("nan"))
+                text = _fmt(m, found.get(f"{key}_std", float("nan")), pct=False)
+                row.append(f"**{text}**" if math.isfinite(m) and m == best[g] else text)
+            body.append(row)
+        tables.append((f"{title} by method and task (mean ± std over seeds; best in bold; mean rank by {entries[0]['rank_by']})", head, body))
+    for g in group_order:
+        sub = [e for e in entries if e["group"] == g]
+        head, body = _table(sub)
+        head = head[:1] + ["method"] + head[2:] + ["optimizer"]
+        body = [row[:1] + [e["label"]] + row[2:] + [_describe_optimizer(runs[e["method"]][-1]["recipe"]) or "–"] for row, e in zip(body, sub)]
+        tables.append((f"Task {g}", head, body))
+    return tables
 
 
 def _fmt(mean: float, std: float, pct: bool) -> str:
@@ -145,6 +206,13 @@ def _table(entries: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
         cells += [e.get(k) or "–" for k in pieces]
         body.append(cells)
     return head, body
+
+
+def _html_cell(text: str) -> str:
+    """A table cell; Markdown's **bold** becomes <b>."""
+    if text.startswith("**") and text.endswith("**") and len(text) > 4:
+        return f"<td><b>{html.escape(text[2:-2])}</b></td>"
+    return f"<td>{html.escape(text)}</td>"
 
 
 def _png(fig: Any) -> bytes:
@@ -230,7 +298,7 @@ def _reliability_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list
     return data
 
 
-_CSV_COLUMNS = ["suite", "method", "rank", "seeds"] + [f"{k}_{s}" for k, _ in LEADERBOARD_METRICS for s in ("mean", "std")] + [f"{k}_{s}" for k in _CSV_EXTRA for s in ("mean", "std")] + list(_PIECES) + ["version"]
+_CSV_COLUMNS = ["suite", "group", "method", "label", "rank", "seeds"] + [f"{k}_{s}" for k, _ in LEADERBOARD_METRICS for s in ("mean", "std")] + [f"{k}_{s}" for k in _CSV_EXTRA for s in ("mean", "std")] + list(_PIECES) + ["version"]
 
 
 def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], suites: list[str] | None = None) -> dict[str, str]:
@@ -276,13 +344,22 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
     for suite in sorted(by_suite):
         entries = [e for e in board if e["suite"] == suite]
         order = [e["method"] for e in entries]
-        head, body = _table(entries)
-        md += [f"## Suite `{suite}`", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-        md += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
-        md.append("")
-        parts.append(f"<h2>Suite <code>{html.escape(suite)}</code></h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
-        parts.append("</table>")
+        md += [f"## Suite `{suite}`", ""]
+        parts.append(f"<h2>Suite <code>{html.escape(suite)}</code></h2>")
+        if any(e["group"] for e in entries):
+            tables = _grouped_tables(entries, by_suite[suite])
+        else:
+            tables = [("", *_table(entries))]
+        for title, head, body in tables:
+            if title:
+                md += [f"### {title}", ""]
+                parts.append(f"<h3>{html.escape(title)}</h3>")
+            md += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+            md += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+            md.append("")
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+            parts += ["<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in body]
+            parts.append("</table>")
         for kind, fn in (("per_class", _per_class_figure), ("reliability", _reliability_figure)):
             png = fn(by_suite[suite], order)
             if png is None:

@@ -3,7 +3,9 @@
 Task plug-ins (``bench/tasks/*.py``) use these so every task reads the ``optimizer`` and
 ``schedule`` recipe fields the same way.
 
-``optimizer``: ``{"name": "sgd"|"adam"|"adamw", "lr", "momentum", "weight_decay", "nesterov"}``.
+``optimizer``: ``{"name": "sgd"|"adam"|"adamw", "lr", "momentum", "weight_decay", "nesterov"}``,
+or ``{"name": "pesg"|"pdsca", <options>}``: the AUC optimisers of :mod:`lossatlas.optim`
+(options checked against their signature, their own defaults otherwise), given the loss.
 ``schedule``: ``{"name": "constant"|"cosine"|"step"|"onecycle", "warmup_epochs": 0,
 "milestones": [fractions of the run, e.g. 0.8, 0.9], "gamma": 0.1, "pct_start": 0.3}``;
 the schedule is stepped once per optimisation step, so it scales with the recipe's length.
@@ -11,6 +13,7 @@ the schedule is stepped once per optimisation step, so it scales with the recipe
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import random
@@ -20,13 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "validate_optimizer", "validate_schedule", "build_optimizer", "build_schedule"]
+__all__ = ["seed_everything", "validate_optimizer", "validate_schedule", "build_optimizer", "build_schedule", "decay_learning_rate"]
 
 _OPT_DEFAULTS: dict[str, dict[str, Any]] = {
     "sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": False},
     "adam": {"lr": 1e-3, "weight_decay": 0.0},
     "adamw": {"lr": 1e-3, "weight_decay": 1e-2},
 }
+#: optimisers of lossatlas.optim that take the loss (its learnable a, b, alpha and, for the
+#: min-max ones, which of them to ascend on); their defaults are their own
+_LOSS_OPTIMIZERS = {"pesg": "PESG", "pdsca": "PDSCA"}
 _SCHED_DEFAULTS: dict[str, dict[str, Any]] = {
     "constant": {"warmup_epochs": 0},
     "cosine": {"warmup_epochs": 0},
@@ -63,8 +69,31 @@ def _with_defaults(spec: Any, table: dict[str, dict[str, Any]], field: str, defa
     return {**defaults, **spec}
 
 
+def _loss_optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    from .. import optim
+
+    cls: type[torch.optim.Optimizer] | None = getattr(optim, _LOSS_OPTIMIZERS[name], None)
+    if cls is None:  # pragma: no cover - only while lossatlas.optim is being written
+        raise ValueError(f"optimizer {name!r}: lossatlas.optim.{_LOSS_OPTIMIZERS[name]} is not available in this version")
+    return cls
+
+
 def validate_optimizer(spec: Any) -> dict[str, Any]:
     """Fill the optimiser's defaults; ``ValueError`` naming the bad field."""
+    if isinstance(spec, dict) and spec.get("name") in _LOSS_OPTIMIZERS:
+        try:
+            cls = _loss_optimizer_class(spec["name"])
+        except ImportError:  # pragma: no cover - only while lossatlas.optim is being written
+            raise ValueError(f"optimizer {spec['name']!r} needs lossatlas.optim, which this version lacks") from None
+        params = inspect.signature(cls.__init__).parameters
+        allowed = set(params) - {"self", "params", "loss", "loss_fn"}
+        unknown = set(spec) - allowed - {"name"}
+        if unknown:
+            raise ValueError(f"'optimizer' has unknown fields {sorted(unknown)}; {cls.__name__} takes {sorted(allowed)}")
+        lr = spec.get("lr", 0.1)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+            raise ValueError(f"optimizer.lr must be a positive number, got {lr!r}")
+        return dict(spec)
     out = _with_defaults(spec, _OPT_DEFAULTS, "optimizer", "sgd")
     for k in ("lr", "weight_decay", "momentum"):
         if k in out and (isinstance(out[k], bool) or not isinstance(out[k], (int, float)) or out[k] < 0 or (k == "lr" and out[k] == 0)):
@@ -87,11 +116,35 @@ def validate_schedule(spec: Any) -> dict[str, Any]:
     return out
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], spec: dict[str, Any]) -> torch.optim.Optimizer:
-    """The optimiser of a validated ``optimizer`` spec."""
+def build_optimizer(params: Iterable[torch.nn.Parameter], spec: dict[str, Any], loss: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """The optimiser of a validated ``optimizer`` spec over ``params`` and the parameters of
+    ``loss`` (a loss with learnable parameters, e.g. AUC-M's a, b, alpha; ``pesg`` / ``pdsca``
+    receive the loss itself)."""
     kw = {k: v for k, v in spec.items() if k != "name"}
+    params = list(params)
+    if spec["name"] in _LOSS_OPTIMIZERS:
+        if loss is None:
+            raise ValueError(f"optimizer {spec['name']!r} needs the loss (build_optimizer(..., loss=criterion))")
+        cls: Callable[..., torch.optim.Optimizer] = _loss_optimizer_class(spec["name"])
+        taken = inspect.signature(cls).parameters
+        kw["loss" if "loss" in taken else "loss_fn"] = loss
+        return cls(params, **kw)
+    if loss is not None:
+        params += [p for p in loss.parameters() if p.requires_grad]
     optimizers: dict[str, Callable[..., torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     return optimizers[spec["name"]](params, **kw)
+
+
+def decay_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Divide every group's learning rate by ``factor``; an optimiser with
+    ``update_regularizer(decay_factor=...)`` (PESG, PDSCA: LibAUC's stage restart, which also
+    moves the epoch-level reference point) is asked to do it itself."""
+    update = getattr(optimizer, "update_regularizer", None)
+    if callable(update):
+        update(decay_factor=factor)
+        return
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] / factor
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, spec: dict[str, Any], epochs: int, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
