@@ -14,6 +14,9 @@ unbatched ``[C]`` input with a 0-dim target. Optional per-class ``weight`` [C] f
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +35,7 @@ from .._validation import (
     check_number,
     check_reduction,
     check_tensor,
+    compiling,
 )
 from ._common import (
     check_classification_deferred,
@@ -381,11 +385,50 @@ def ldam(
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
-    """LDAM loss ``CE(s · (z − m_y e_y), y)``; see :class:`lossatlas.losses.LDAMLoss`."""
+    """LDAM loss ``CE(s · (z − m_y e_y), y)``; see :class:`lossatlas.losses.LDAMLoss`.
+
+    With ``validate=True`` and ``scale > 1`` it warns (once per process) when the logits
+    cannot be cosines, ``max |z| > 1.01``: the scale assumes a normalised classifier
+    (:class:`lossatlas.heads.NormedLinear`)."""
     margins = derived(_ldam_margins, class_counts, max_margin)
+    # |z| read after the kernel: the CE family's deferred check has already waited for it
+    peak = _ldam_peak(logits) if validate and not _LDAM_WARNED[0] and float(scale) > 1.0 and not compiling() else None
     # s·(z − m_y e_y) without a one-hot matrix: scale, then subtract s·m_y at the target.
-    return _class_ce(logits, target, weight, ignore_index, reduction, validate, {"class_counts": class_counts}, scale=scale,
-                     shift=lambda z: cast_constant(margins, z, -scale, column=True))
+    out = _class_ce(logits, target, weight, ignore_index, reduction, validate, {"class_counts": class_counts}, scale=scale,
+                    shift=lambda z: cast_constant(margins, z, -scale, column=True))
+    if peak is not None:
+        _warn_unnormalised(float(peak), float(scale))
+    return out
+
+
+#: Cosine logits are in [-1, 1]; rounding (bfloat16: 2^-8) stays well below this tolerance.
+LDAM_COSINE_TOLERANCE = 0.01
+_LDAM_WARNED = [False]  # warn once per process
+
+
+def _ldam_peak(logits: Tensor) -> Tensor | None:
+    """max |z| over the finite logits (a masked class's -inf is not a magnitude), on the device."""
+    if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.numel() == 0:
+        return None  # the checks of the call report bad logits
+    return logits.detach().abs().nan_to_num(0.0, 0.0, 0.0).amax()
+
+
+def _warn_unnormalised(peak: float, scale: float) -> None:
+    if peak > 1.0 + LDAM_COSINE_TOLERANCE and not _LDAM_WARNED[0]:
+        _LDAM_WARNED[0] = True
+        # point at the user's line: skip the frames of lossatlas and of torch (nn.Module.__call__)
+        inside = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.path.dirname(os.path.abspath(torch.__file__)))
+        frame, level = sys._getframe(0), 1
+        while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(
+            f"ldam: logits reach |z| = {peak:.3g} > 1 with scale={scale:g}. LDAM's scale assumes cosine logits in [-1, 1] "
+            "from a normalised classifier (lossatlas.heads.NormedLinear, kaidic/LDAM-DRW's NormedLinear); on a plain "
+            "nn.Linear head the scaled logits grow without bound and training can diverge to NaN. Use "
+            "la.heads.NormedLinear as the last layer, or scale=1 for plain logits. (Warned once; validate=False skips the check.)",
+            UserWarning,
+            stacklevel=level,
+        )
 
 
 def log_prior(class_counts: ClassCounts) -> Tensor:

@@ -172,7 +172,9 @@ class SigmoidFocalLoss(FunctionalLoss, function=LF.sigmoid_focal):
     formula="l_i = CE(s·(z_i - m_{y_i} e_{y_i}), y_i),  m_j = max_margin · n_j^{-1/4} / max_k n_k^{-1/4}",
     paper=LDAM_PAPER,
     code="kaidic/LDAM-DRW losses.py::LDAMLoss",
-    notes="LDAM-DRW = this loss + the 'drw' weighting: drw.attach(crit) keeps the loss's weight live across set_epoch "
+    notes="scale=30 assumes cosine logits in [-1, 1]: use lossatlas.heads.NormedLinear as the classifier (a plain "
+          "nn.Linear head can diverge to NaN; validate=True warns once on logits with |z| > 1.01). "
+          "LDAM-DRW = this loss + the 'drw' weighting: drw.attach(crit) keeps the loss's weight live across set_epoch "
           "(or compose with reduction='none' and la.weighting.apply); weight=drw() is a snapshot of one epoch.",
 )
 @fill_doc(shapes_example=_prior_tail('"ldam", class_counts=[500, 50, 5]', soft=False))
@@ -185,8 +187,12 @@ class LDAMLoss(FunctionalLoss, function=LF.ldam):
 
     Rare classes get larger margins. Defaults ``max_margin=0.5``, ``scale=30`` are those of
     kaidic/LDAM-DRW (parity cases ``cls_ldam``, ``cls_ldam_drw``). The logits are used as
-    given: the paper feeds cosine similarities (a normalised linear layer) — put that in
-    the model. With zero margins and ``scale=1`` this is cross-entropy.
+    given, and ``scale=30`` assumes they are cosine similarities in [-1, 1], the output of
+    the official code's normalised classifier: make :class:`lossatlas.heads.NormedLinear`
+    the model's last layer. On a plain ``nn.Linear`` head the scaled logits grow without
+    bound and training can diverge to NaN; with ``validate=True`` and ``scale > 1`` the
+    loss warns once per process when it sees ``max |z| > 1.01`` (for plain logits use
+    ``scale=1``). With zero margins and ``scale=1`` this is cross-entropy.
 
     {args}
 
