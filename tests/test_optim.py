@@ -398,3 +398,12 @@ def test_bad_loss_and_schedule_arguments():
         opt.update_regularizer(decay_factor=0.0)
     with pytest.raises(ValueError, match="decay_factor0 must lie"):
         PDSCA(_model().parameters(), la.create("compositional_auc")).update_lr(decay_factor0=-2.0)
+
+
+@pytest.mark.parametrize("module", ["lossatlas.optim", "lossatlas.optim.pesg", "lossatlas.optim.pdsca"])
+def test_module_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

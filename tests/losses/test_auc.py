@@ -514,3 +514,12 @@ def test_loss_module_copies_keep_their_parameters():
         crit.alpha.fill_(0.3)
     clone = copy.deepcopy(crit)
     assert float(clone.alpha) == pytest.approx(0.3) and clone.alpha is not crit.alpha
+
+
+def test_functional_module_doctests():
+    import doctest
+
+    import lossatlas.functional.auc as mod
+
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

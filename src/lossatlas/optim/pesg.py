@@ -79,7 +79,7 @@ class PESG(MinMaxAUCOptimizer):
         >>> opt = la.optim.PESG(model.parameters(), loss_fn=crit, lr=0.1)
         >>> x, y = torch.randn(8, 3), torch.tensor([1, 0, 0, 1, 0, 0, 0, 0])
         >>> crit(torch.sigmoid(model(x)).squeeze(1), y).backward(); opt.step()
-        >>> opt.optim_step, float(crit.alpha) > 0
+        >>> opt.optim_step, float(crit.alpha.detach()) > 0
         (1, True)
     """
 
