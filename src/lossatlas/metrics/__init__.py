@@ -5,7 +5,9 @@ matrix, AUROC, average precision, ECE); the rest are :class:`torchmetrics.Metric
 subclasses here, so they accumulate over batches and sync across processes: shot split and
 worst-class accuracy, MCE / classwise ECE / reliability diagram, average-k set-valued
 accuracy, neural collapse NC1-NC4, retrieval Recall@k and MAP@R.
-:func:`evaluate` returns all of them as one flat dict.
+:func:`evaluate` returns all of them as one flat dict. :mod:`.ranking` adds LibAUC's evaluation
+metrics for binary and multi-label scores (functions and Metric classes, in float64): AUROC, AP,
+one- and two-way partial AUROC and NDCG@k.
 
 Every public name of every module (its ``__all__``) is re-exported here. ``import lossatlas``
 imports this package on first use of ``lossatlas.metrics`` (it needs the extra).
@@ -20,11 +22,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "lossatlas.metrics needs torchmetrics: pip install 'lossatlas[bench]' (or pip install torchmetrics)"
     ) from exc
 
-from . import calibration, classification, neural_collapse, probe, retrieval, setvalued, summary, susceptibility
+from . import calibration, classification, neural_collapse, probe, ranking, retrieval, setvalued, summary, susceptibility
 from .calibration import *  # noqa: F403
 from .classification import *  # noqa: F403
 from .neural_collapse import *  # noqa: F403
 from .probe import *  # noqa: F403
+from .ranking import *  # noqa: F403
 from .retrieval import *  # noqa: F403
 from .setvalued import *  # noqa: F403
 from .summary import *  # noqa: F403
@@ -35,6 +38,7 @@ __all__ += calibration.__all__
 __all__ += classification.__all__
 __all__ += neural_collapse.__all__
 __all__ += probe.__all__
+__all__ += ranking.__all__
 __all__ += retrieval.__all__
 __all__ += setvalued.__all__
 __all__ += summary.__all__
