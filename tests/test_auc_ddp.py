@@ -1,6 +1,7 @@
-"""AUC-M, multi-label AUC-M and compositional AUC under torch.distributed (issue 19).
+"""Pairwise AUC, MW, AUC-M, multi-label AUC-M and compositional AUC under torch.distributed
+(issue 19).
 
-Their batch means (the positive fraction p, the class means of v2, BCE's mean) are means over
+Their pairs and batch means (the positive fraction p, the class means of v2, BCE's mean) are means over
 the global batch: with 2 gloo processes and uneven shards (one without positives), every
 process returns the single-process loss of the concatenated batch and the single-process
 gradients of a, b, alpha, and its own scores get their slice of the single-process gradient.
@@ -28,6 +29,9 @@ ML_TARGET = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [0, 1], [1, 0], [0, 0]
 
 # (id, kwargs, calls): calls > 1 runs a sequence on one object (compositional: CE, AUC, CE)
 CASES: list[tuple[str, dict[str, Any], int]] = [
+    ("pairwise_auc", {}, 1),
+    ("pairwise_auc", {"surrogate": "squared_hinge", "reduction": "none"}, 1),
+    ("mw", {"reduction": "sum"}, 1),
     ("aucm", {}, 1),
     ("aucm", {"version": "v2", "margin": 0.7}, 1),
     ("aucm", {"imratio": 0.2}, 1),

@@ -248,9 +248,12 @@ def _pairwise_loss(scores: Any, target: Any, surrogate: str, margin: float, scal
                    validate: bool, loss: str) -> Tensor:
     check_reduction(reduction)
     s, y, out_dtype = _binary_inputs(scores, target, validate)
+    n = s.shape[0]
+    s, y, offset = _global_batch(s, y, reduction)
     _require_both(y, loss, validate)
     rows = _pairwise_rows(s, y, surrogate, margin, scale)
-    return reduce_loss(rows, reduction, weights=y, out_dtype=out_dtype)
+    return reduce_loss(_local(rows, reduction, offset, n), reduction, weights=_local(y, reduction, offset, n),
+                       out_dtype=out_dtype)
 
 
 @loss_function(inputs=("scores", "target"), params={

@@ -71,7 +71,9 @@ class PairwiseAUCLoss(FunctionalLoss, function=LF.pairwise_auc):
     ``reduction='none'`` returns, per row, the mean surrogate of a positive row against the
     batch's negatives (0 at negative rows); ``'mean'`` averages it over the positive rows,
     which is the mean over all pairs, and ``'sum'`` sums it. The pairs are computed densely
-    (N x N), so the loss compiles without graph breaks.
+    (N x N), so the loss compiles without graph breaks. Under ``torch.distributed`` the pairs
+    are those of the global batch (every process's batch, gathered): every process returns
+    the loss of the concatenated batch and its scores get their slice of its gradient.
 
     {args}
 
@@ -121,7 +123,8 @@ class MWLoss(FunctionalLoss, function=LF.mw):
     A batch needs a relevant and an irrelevant pair (``ValueError`` otherwise; 0 with a zero
     gradient with ``validate=False``). ``reduction='none'`` returns, per scored pair, its
     mean term against the negatives (0 at negatives) in the input's shape; ``'mean'``
-    averages over the positives (= the mean over all pairs).
+    averages over the positives (= the mean over all pairs). Under ``torch.distributed``
+    the pairs are those of the global batch, as :class:`PairwiseAUCLoss`.
 
     {args}
 
