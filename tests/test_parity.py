@@ -12,9 +12,7 @@ REGISTERED = {e.id for e in la.list()}
 
 # Manifest ids whose method has not landed yet. Kept explicit so that a missing method is
 # visible here, and test_no_stale_pending fails once it is registered but still listed.
-PENDING: set[str] = {
-    # issue 19 (../shared/parity-auc): being implemented
-}
+PENDING: set[str] = set()  # (issue 19's parity-auc ids have all landed; an empty {} would be a dict)
 
 
 def _parity_params() -> list:
