@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from typing import Any
 
 __all__ = ["add_bench_parser"]
 
@@ -14,12 +15,22 @@ _DEFAULT_DB = os.path.join("lossatlas-results", "results.sqlite")
 _DEFAULT_OUT = os.path.join("lossatlas-results", "report")
 
 
+def _run_done_line(result: dict[str, Any]) -> str:
+    """One line per finished run (above the progress bars, and the only progress when the
+    output is not a terminal, where rich draws no bars): method, seed, its headline metric."""
+    key = "balanced_accuracy" if "balanced_accuracy" in result else result.get("primary_metric")
+    value = result.get(key) if isinstance(key, str) else None
+    score = f": {key} {value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    return f"finished {result.get('method')} seed {result.get('seed')}{score}"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_suite
 
     summary = run_suite(
         args.suite, args.db, seeds=args.seeds, device=args.device, threads=args.threads,
         workers=args.workers, progress=not args.no_progress, retry_failed=not args.no_retry,
+        on_run_done=lambda result: print(_run_done_line(result), flush=True),
     )
     print(
         f"suite {summary.suite}: {summary.done}/{summary.total} runs done "
