@@ -375,3 +375,22 @@ def test_bad_inputs():
             crit(z.long(), y)
         with pytest.raises(ValueError, match="reduction"):
             la.create(id, reduction="avg")
+
+
+# ---------------------------------------------------------------- conventions at non-default settings
+# (issue 26: each paper convention also checked by a float64 closed form away from its defaults)
+def test_log_z_squared_coefficient_and_squentropy_average_at_non_default_settings():
+    z, y = batch(n=11)
+    c = z.shape[1]
+    lse = torch.logsumexp(z, 1)
+    ce = lse - z.gather(1, y[:, None]).squeeze(1)
+    # PaLM z-loss: CE + c · (log Z)^2 per sample, averaged over samples; c = 0.05
+    torch.testing.assert_close(LF.log_z_squared(z, y, coefficient=0.05), (ce + 0.05 * lse**2).mean())
+    torch.testing.assert_close(LF.log_z_squared(z, y, coefficient=0.05, reduction="sum"), (ce + 0.05 * lse**2).sum())
+    # squentropy (Hui, Belkin, Wright 2023): CE + the MEAN over the C - 1 wrong classes of z_j^2
+    # (not the sum, not over all C), on logits far from the defaults' scale
+    z3 = 4.0 * z
+    lse3 = torch.logsumexp(z3, 1)
+    ce3 = lse3 - z3.gather(1, y[:, None]).squeeze(1)
+    sq = (z3**2).sum(1) - z3.gather(1, y[:, None]).squeeze(1) ** 2
+    torch.testing.assert_close(LF.squentropy(z3, y, reduction="sum"), (ce3 + sq / (c - 1)).sum())

@@ -396,3 +396,47 @@ def test_prior_losses_reject_bad_probability_targets():
         crit(torch.randn(2, 3), torch.full((2, 4), 0.25))
     with pytest.raises(TypeError, match="probability targets"):
         la.create("ldam", class_counts=[5, 3, 2])(torch.randn(2, 3), torch.full((2, 3), 1 / 3))
+
+
+# ----------------------------------------------------------------- conventions at non-default settings
+# (issue 26: each paper convention also checked by a float64 closed form away from its defaults)
+
+
+def _ce_rows(z, y):
+    """-log softmax(z)_y per row, written out."""
+    return torch.logsumexp(z, 1) - z.gather(1, y[:, None]).squeeze(1)
+
+
+def test_conventions_closed_forms_at_non_default_settings():
+    z, y = batch(n=12, seed=5)
+    n = torch.tensor(COUNTS, dtype=torch.float64)
+    prior = n / n.sum()
+    onehot = F.one_hot(y, C).double()
+    # LDAM (Cao et al. 2019): margin Δ_j = m · n_j^{-1/4} / max_k n_k^{-1/4}, subtracted from the
+    # target logit BEFORE the scale s: CE(s · (z - Δ_y e_y))
+    delta = 0.3 * n.pow(-0.25) / n.pow(-0.25).max()
+    ref = _ce_rows(10.0 * (z - delta[y][:, None] * onehot), y).mean()
+    torch.testing.assert_close(LF.ldam(z, y, COUNTS, max_margin=0.3, scale=10.0), ref)
+    # logit adjustment (Menon et al. 2021): CE(z + τ log π), τ = 0.5
+    torch.testing.assert_close(LF.logit_adjusted(z, y, COUNTS, tau=0.5, reduction="none"), _ce_rows(z + 0.5 * prior.log(), y))
+    # VS (Kini et al. 2021; README's CIFAR-10-LT setting γ = 0.2, τ = 1.2): CE(z / Δ + ι),
+    # Δ_j = (n_max / n_j)^γ, ι_j = τ log π_j
+    vs_delta = (n.max() / n) ** 0.2
+    torch.testing.assert_close(LF.vs(z, y, COUNTS, gamma=0.2, tau=1.2, reduction="sum"),
+                               _ce_rows(z / vs_delta + 1.2 * prior.log(), y).sum())
+    # focal (Lin et al. 2017), softmax form: α_y (1 - p_y)^γ (-log p_y), γ = 0.5, per-class α
+    alpha = torch.linspace(0.2, 0.9, C, dtype=torch.float64)
+    ce = _ce_rows(z, y)
+    p_y = torch.exp(-ce)
+    torch.testing.assert_close(LF.focal(z, y, gamma=0.5, alpha=alpha, reduction="none"), alpha[y] * (1 - p_y) ** 0.5 * ce)
+    # ... with a class weight as well: the mean divides by Σ w_y (torch's weighted mean)
+    w = torch.linspace(1.0, 3.0, C, dtype=torch.float64)
+    per = alpha[y] * (1 - p_y) ** 0.5 * ce
+    torch.testing.assert_close(LF.focal(z, y, gamma=0.5, alpha=alpha, weight=w), (w[y] * per).sum() / w[y].sum())
+    # sigmoid focal (torchvision's form): α on positives, 1 - α on negatives, α = 0.6, γ = 1.5
+    t = (torch.rand(12, C, generator=torch.Generator().manual_seed(1)) < 0.3).double()
+    q = torch.sigmoid(z)
+    p_t = q * t + (1 - q) * (1 - t)
+    bce = -(t * torch.log(q) + (1 - t) * torch.log(1 - q))
+    ref = ((0.6 * t + 0.4 * (1 - t)) * (1 - p_t) ** 1.5 * bce).mean()
+    torch.testing.assert_close(LF.sigmoid_focal(z, t, alpha=0.6, gamma=1.5), ref)

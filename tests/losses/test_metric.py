@@ -1282,3 +1282,57 @@ def test_mined_indices_are_range_checked_only_with_validate() -> None:
     # validate=False reads no tensor values: the check is skipped (indexing then fails in torch)
     with pytest.raises(IndexError):
         LF.contrastive(e, y, indices=bad, validate=False)
+
+
+# ------------------------------------------------------------------ conventions at non-default settings
+# (issue 26: each paper convention also checked by a float64 closed form away from its defaults)
+def _supcon_from_the_paper(e: Tensor, y: Tensor, tau: float, tau_b: float) -> Tensor:
+    """Khosla et al. 2020, eq. 2 as HobbitLong/SupContrast computes it, one anchor at a time:
+    -(τ/τ_b) · 1/|P(i)| Σ_{p∈P(i)} log( exp(s_ip/τ) / Σ_{a≠i} exp(s_ia/τ) ), 0 without positives."""
+    u = e / e.norm(dim=1, keepdim=True)
+    out = []
+    for i in range(len(y)):
+        others = [a for a in range(len(y)) if a != i]
+        log_den = math.log(sum(math.exp(float(u[i] @ u[a]) / tau) for a in others))
+        pos = [p for p in others if y[p] == y[i]]
+        if not pos:
+            out.append(0.0)
+            continue
+        out.append(-(tau / tau_b) * sum(float(u[i] @ u[p]) / tau - log_den for p in pos) / len(pos))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_supcon_temperature_ratio_and_averages_closed_form_with_tau_unlike_tau_b() -> None:
+    e, y = _batch(n=10, c=4, seed=31)
+    y[3] = 7  # an anchor without positives
+    ref = _supcon_from_the_paper(e, y, tau=0.2, tau_b=0.05)
+    got = LF.supcon(e, y, temperature=0.2, base_temperature=0.05, reduction="none")
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    has_pos = torch.tensor([bool((y == y[i]).sum() > 1) for i in range(10)])
+    assert not bool(has_pos.all())
+    # "mean": PML's average over the anchors that have a positive; SupContrast's over all anchors
+    torch.testing.assert_close(LF.supcon(e, y, temperature=0.2, base_temperature=0.05), ref[has_pos].mean(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(LF.supcon(e, y, temperature=0.2, base_temperature=0.05, average_over="all_anchors"),
+                               ref.mean(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(LF.supcon(e, y, temperature=0.2, base_temperature=0.05, reduction="sum"), ref.sum(),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_cosface_and_normalized_softmax_closed_forms_at_non_default_settings() -> None:
+    e, y = _batch(n=9, c=4, seed=2)
+    w = torch.randn(4, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    cos = (e / e.norm(dim=1, keepdim=True)) @ (w / w.norm(dim=1, keepdim=True)).T
+
+    def ce(logits: Tensor) -> Tensor:
+        return (torch.logsumexp(logits, 1) - logits.gather(1, y[:, None]).squeeze(1)).mean()
+
+    onehot = F.one_hot(y, 4).double()
+    # CosFace (Wang et al. 2018): the margin is subtracted from the target cosine BEFORE the scale
+    torch.testing.assert_close(LF.cosface(e, y, w, margin=0.2, scale=16.0), ce(16.0 * (cos - 0.2 * onehot)))
+    # ArcFace (Deng et al. 2019): the margin is added to the target ANGLE, then scaled
+    theta = torch.acos(cos.gather(1, y[:, None]).squeeze(1))
+    assert bool((theta + 0.3 < math.pi).all())
+    arc = cos.scatter(1, y[:, None], torch.cos(theta + 0.3)[:, None])
+    torch.testing.assert_close(LF.arcface(e, y, w, margin=0.3, scale=16.0), ce(16.0 * arc))
+    # NormFace: CE(cos θ / T), T = 0.2
+    torch.testing.assert_close(LF.normalized_softmax(e, y, w, temperature=0.2), ce(cos / 0.2))

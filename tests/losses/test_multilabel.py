@@ -431,3 +431,22 @@ def test_asl_autograd_function_extremes():
     out = LF.asymmetric(big, torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
     out.backward()
     assert torch.isfinite(out) and torch.isfinite(big.grad).all()
+
+
+# ---------------------------------------------------------------- conventions at non-default settings
+# (issue 26: each paper convention also checked by a float64 closed form away from its defaults)
+def test_asl_conventions_closed_form_at_non_default_settings():
+    """ASL (Ridnik et al. 2021): the probability shift acts on negatives only, p_m = max(p - m, 0);
+    positives weigh (1 - p)^γ+, negatives p_m^γ-; the loss is the SUM over elements (the reference's
+    return value), eps floors the probabilities inside the logs."""
+    z, y = ml_batch()
+    p = torch.sigmoid(z)
+    m, gp, gn, eps = 0.1, 0.5, 2.0, 1e-6
+    pm = (p - m).clamp_min(0)
+    per = -(y * (1 - p) ** gp * torch.log(p.clamp_min(eps)) + (1 - y) * pm ** gn * torch.log((1 - pm).clamp_min(eps)))
+    got = LF.asymmetric(z, y, gamma_neg=gn, gamma_pos=gp, clip=m, eps=eps)
+    torch.testing.assert_close(got, per.sum())
+    torch.testing.assert_close(LF.asymmetric(z, y, gamma_neg=gn, gamma_pos=gp, clip=m, eps=eps, reduction="mean"), per.mean())
+    # clip = 0: no shift at all (negatives keep their full probability)
+    per0 = -(y * (1 - p) ** gp * torch.log(p) + (1 - y) * p ** gn * torch.log(1 - p))
+    torch.testing.assert_close(LF.asymmetric(z, y, gamma_neg=gn, gamma_pos=gp, clip=0.0, reduction="none"), per0)

@@ -671,3 +671,48 @@ def test_aldr_function_state_errors() -> None:
         LF.aldr(z, y, sample_temperature=torch.full((N,), 10, dtype=torch.long))
     with pytest.raises(ValueError, match="num_samples"):
         LF.aldr(z, y, index=torch.arange(N) + 20, sample_temperature=torch.full((20,), 10.0))
+
+
+# ------------------------------------------------------------------------- conventions at non-default settings
+# (issue 26: each convention of a paper also checked by a float64 closed form away from its defaults)
+
+
+def test_conventions_closed_forms_at_non_default_settings() -> None:
+    z, y = _data(n=9, c=6, scale=1.5, seed=3)
+    c = z.shape[1]
+    p = torch.softmax(z, 1)
+    p_y = p.gather(1, y[:, None]).squeeze(1)
+    logp = torch.log(p)
+    nll = -logp
+    # GCE (Zhang & Sabuncu 2018): (1 - p_y^q) / q, q = 0.4, mean over samples
+    torch.testing.assert_close(LF.gce(z, y, q=0.4), ((1 - p_y**0.4) / 0.4).mean())
+    # MAE (APL code): scale · (1 - p_y)
+    torch.testing.assert_close(LF.mae(z, y, scale=3.5, reduction="sum"), (3.5 * (1 - p_y)).sum())
+    # NCE (Ma et al. 2020): scale · (-log p_y) / Σ_j (-log p_j)
+    torch.testing.assert_close(LF.nce(z, y, scale=2.5, reduction="none"), 2.5 * nll.gather(1, y[:, None]).squeeze(1) / nll.sum(1))
+    # NFL: scale · (1-p_y)^γ (-log p_y) / Σ_j (1-p_j)^γ (-log p_j), γ = 1.5
+    fl = (1 - p) ** 1.5 * nll
+    torch.testing.assert_close(LF.nfl(z, y, gamma=1.5, scale=2.0, reduction="none"),
+                               2.0 * fl.gather(1, y[:, None]).squeeze(1) / fl.sum(1))
+    # RCE (Wang et al. 2019): -Σ_j p_j log q_j with q the one-hot target and log 0 := A; = -A · (1 - p_y)
+    a = math.log(1e-3)
+    torch.testing.assert_close(LF.rce(z, y, scale=0.5, log_zero=a, reduction="none"), 0.5 * -a * (1 - p_y))
+    # NGCE: scale · (1 - p_y^q) / Σ_j (1 - p_j^q) = scale · (1 - p_y^q) / (C - Σ_j p_j^q)
+    torch.testing.assert_close(LF.ngce(z, y, q=0.3, scale=1.5, reduction="none"),
+                               1.5 * (1 - p_y**0.3) / (c - (p**0.3).sum(1)))
+    # Taylor CE (Feng et al. 2020): Σ_{k=1}^{t} (1 - p_y)^k / k, t = 4
+    torch.testing.assert_close(LF.taylor_ce(z, y, order=4, reduction="none"), sum((1 - p_y) ** k / k for k in range(1, 5)))
+    # α-loss (Sypherd et al. 2022): α/(α-1) · (1 - p_y^{(α-1)/α}), α = 3
+    torch.testing.assert_close(LF.alpha_loss(z, y, alpha=3.0, reduction="none"), 1.5 * (1 - p_y ** (2 / 3)))
+    # LDR (Zhu et al. 2023): λ · log mean_j exp((m·1[j≠y] + z̃_j - z̃_y)/λ), z̃ = softplus(z) / mean_j softplus(z)
+    sp = F.softplus(z)
+    zt = sp / sp.mean(1, keepdim=True)
+    d = 0.3 * (1 - F.one_hot(y, c).double()) + zt - zt.gather(1, y[:, None])
+    lam = 2.0
+    ref = lam * torch.log(torch.exp(d / lam).mean(1))
+    torch.testing.assert_close(LF.ldr(z, y, margin=0.3, temperature=lam, reduction="none"), ref)
+    # and without softplus: divided by the mean |z|
+    zt2 = z / z.abs().mean(1, keepdim=True)
+    d2 = 0.3 * (1 - F.one_hot(y, c).double()) + zt2 - zt2.gather(1, y[:, None])
+    torch.testing.assert_close(LF.ldr(z, y, margin=0.3, temperature=lam, softplus=False, reduction="none"),
+                               lam * torch.log(torch.exp(d2 / lam).mean(1)))

@@ -924,3 +924,55 @@ def test_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------- conventions at non-default settings
+# (issue 26: each paper convention also checked by a float64 closed form away from its defaults)
+def _dcl_reference(a: Tensor, b: Tensor, t: float, tau_plus: float, beta: float) -> Tensor:
+    """chingyaoc/DCL main.py (β = 0) and joshr17/HCL (β > 0), written out: 2N anchors, the
+    2N - 2 others but the positive are the negatives, Ng = max((Σ imp·neg / mean imp - τ⁺ M pos)
+    / (1 - τ⁺), M e^{-1/t}), loss = mean of -log(pos / (pos + Ng))."""
+    out = F.normalize(torch.cat([a, b]), dim=1)
+    n2 = out.shape[0]
+    n = n2 // 2
+    neg = torch.exp(out @ out.T / t)
+    keep = ~(torch.eye(n2, dtype=torch.bool) | torch.eye(n2, dtype=torch.bool).roll(n, 1))
+    neg = neg[keep].view(n2, n2 - 2)
+    pos = torch.exp((out[:n] * out[n:]).sum(1) / t)
+    pos = torch.cat([pos, pos])
+    m = n2 - 2
+    imp = torch.exp(beta * torch.log(neg))
+    reweight = (imp * neg).sum(1) / imp.mean(1)
+    ng = ((reweight - tau_plus * m * pos) / (1 - tau_plus)).clamp(min=m * math.exp(-1 / t))
+    return (-torch.log(pos / (pos + ng))).mean()
+
+
+def test_debiased_and_hard_negative_closed_forms_at_non_default_settings() -> None:
+    a, b = _pair(n=7, d=5)
+    torch.testing.assert_close(LF.debiased_contrastive(a, b, temperature=0.3, tau_plus=0.2), _dcl_reference(a, b, 0.3, 0.2, 0.0))
+    torch.testing.assert_close(LF.hard_negative_contrastive(a, b, temperature=0.3, tau_plus=0.05, beta=1.5),
+                               _dcl_reference(a, b, 0.3, 0.05, 1.5))
+    # a large τ⁺ drives the estimator onto its floor M e^{-1/t}: the floor is part of the convention
+    torch.testing.assert_close(LF.debiased_contrastive(a, b, temperature=0.3, tau_plus=0.9), _dcl_reference(a, b, 0.3, 0.9, 0.0))
+
+
+def test_decoupled_weighted_closed_form_at_non_default_settings() -> None:
+    """Yeh et al. 2022: the positive leaves the denominator; DCLW weighs it by
+    w_i = 2 - N softmax_i(a_i·b_i / σ); symmetric = the mean of both directions."""
+    a, b = _pair(n=6, d=5)
+    t, sigma = 0.3, 0.8
+    ah, bh = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    n = len(a)
+    s = (ah * bh).sum(1)
+    w = 2 - n * torch.softmax(s / sigma, 0)
+    off = ~torch.eye(n, dtype=torch.bool)
+
+    def one_way(x: Tensor, y: Tensor) -> Tensor:
+        den = torch.cat([torch.exp(x @ x.T / t)[off].view(n, n - 1), torch.exp(x @ y.T / t)[off].view(n, n - 1)], 1)
+        return -w * s / t + torch.log(den.sum(1))
+
+    ref = 0.5 * (one_way(ah, bh) + one_way(bh, ah))
+    torch.testing.assert_close(LF.decoupled_contrastive(a, b, temperature=t, weighted=True, sigma=sigma, reduction="none"), ref)
+    torch.testing.assert_close(LF.decoupled_contrastive(a, b, temperature=t, symmetric=False, reduction="sum"),
+                               (-s / t + torch.log(torch.cat([torch.exp(ah @ ah.T / t)[off].view(n, n - 1),
+                                                               torch.exp(ah @ bh.T / t)[off].view(n, n - 1)], 1).sum(1))).sum())
