@@ -485,8 +485,10 @@ def test_site_in_headless_chromium(browser: Any, tmp_path: Path) -> None:
     for num_bottom, den_top, num_h, den_h in math["fractions"]:
         assert num_h > 0 and den_h > 0 and num_bottom <= den_top + 1, "a fraction is not stacked: MathML not laid out"
     shot = tmp_path / "docs-site.png"
-    driver.get(driver.base + "families/imbalance.html#loss-ldam")
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    driver.execute_script(  # LDAM's section (a fraction in its formula); the theme scrolls smoothly: jump
+        "document.documentElement.style.scrollBehavior = 'auto';"
+        "document.getElementById('loss-ldam').scrollIntoView({behavior: 'instant', block: 'start'});")
+    WebDriverWait(driver, 10).until(lambda d: abs(d.execute_script("return document.getElementById('loss-ldam').getBoundingClientRect().top")) < 5)
     assert driver.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     if os.environ.get("LOSSATLAS_DOCS_SCREENSHOT"):
