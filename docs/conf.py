@@ -9,7 +9,7 @@ at each build from the registry by docs/_ext/lossatlas_pages.py; the API referen
 autodoc + napoleon over the package's Google-style docstrings, whose formulas are
 ``.. math::`` blocks.
 
-Math: rendered to MathML at build time by docs/_ext/mathml.py (the ``latex2mathml`` package
+Math: rendered to MathML at build time by docs/_ext/lossatlas_mathml.py (the ``latex2mathml`` package
 of the ``docs`` extra), not by MathJax/KaTeX in the browser. Reasons: Sphinx's default
 MathJax loads a script from a CDN, and the site must work with no network at build, test
 or view time; vendoring MathJax or KaTeX would tie the build to distribution packages
@@ -37,7 +37,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "myst_parser",
-    "mathml",  # docs/_ext/mathml.py: LaTeX -> MathML at build time
+    "lossatlas_mathml",  # docs/_ext/lossatlas_mathml.py: LaTeX -> MathML at build time
     "lossatlas_pages",  # docs/_ext/lossatlas_pages.py: family pages and benchmark tables from the registry
 ]
 

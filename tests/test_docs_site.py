@@ -393,7 +393,7 @@ def test_bare_pipes_in_docstrings_are_escaped_outside_literals_and_math() -> Non
 
 
 def test_mathml_renderer_flags_what_it_cannot_convert() -> None:
-    import mathml
+    import lossatlas_mathml as mathml
 
     out, problem = mathml.to_mathml(r"\frac{a}{b} + \texttt{max\_margin}", "block")
     assert problem is None and "<mfrac>" in out and "max_margin" in out and "\\" not in out
