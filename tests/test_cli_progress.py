@@ -115,3 +115,13 @@ def test_bench_run_prints_a_line_per_finished_run(tmp_path, capsys):
     # a rerun has nothing to do: no run lines, the summary only
     assert main(["bench", "run", str(suite), "--db", str(tmp_path / "r.sqlite"), "--no-progress"]) == 0
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("finished ")]
+
+
+def test_readme_first_command_announces_its_set_up_then_runs_the_bench():
+    """The README's first command: an echo of what the silent pip installs are doing, first
+    thing; then ``lossatlas bench run quick`` (whose own first line is tested above)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = text.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    steps = [s.strip() for s in first.split("&&")]
+    assert steps[0].startswith("echo ") and "set-up" in steps[0]
+    assert steps.index(".venv/bin/lossatlas bench run quick") > steps.index("python3 -m venv .venv")
