@@ -386,6 +386,29 @@ def test_parity_counts_every_manifest_of_every_fixture_folder(monkeypatch: pytes
     assert "fixtures not available" in lossatlas_pages._parity_line("focal", None)
 
 
+def test_leaderboard_csv_numbers_reach_the_family_pages_and_the_guide(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With a report's leaderboard.csv (lossatlas bench report), its numbers are on the pages."""
+    import csv
+
+    from lossatlas.bench.report import _CSV_COLUMNS  # the columns the report writes
+
+    path = tmp_path / "leaderboard.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerow({"suite": "lt", "method": "ldam_drw", "rank": 1, "seeds": 3, "balanced_accuracy_mean": 0.8761, "balanced_accuracy_std": 0.004})
+        w.writerow({"suite": "lt", "method": "ce", "rank": 7, "seeds": 3, "balanced_accuracy_mean": 0.7712, "balanced_accuracy_std": 0.01})
+    monkeypatch.setenv("LOSSATLAS_LEADERBOARD", str(path))
+    page = lossatlas_pages.family_page("imbalance", list(la.list(family="imbalance")))
+    ldam = page[page.index(".. _loss-ldam:"):]
+    assert "recipe ``ldam_drw`` (loss): rank 1" in ldam and "balanced\\_accuracy 0.8761 ± 0.004" in ldam
+    guide = lossatlas_pages.benchmarks_rst()
+    assert "0.8761" in guide and "0.7712" in guide and str(path) in guide
+    monkeypatch.setenv("LOSSATLAS_LEADERBOARD", str(tmp_path / "absent.csv"))
+    if lossatlas_pages.leaderboard_path() is None:  # no report in the checkout either
+        assert "rank 1" not in lossatlas_pages.family_page("imbalance", list(la.list(family="imbalance")))
+
+
 def test_bare_pipes_in_docstrings_are_escaped_outside_literals_and_math() -> None:
     text = "mean |z| and ``a |b| c`` and :math:`|q|` [N, |S'_n|] x | y\n\n.. math:: |x|\n   |y|_2\n\nend |e|"
     out = lossatlas_pages.escape_substitutions(text)
@@ -405,7 +428,7 @@ def test_mathml_renderer_flags_what_it_cannot_convert() -> None:
 
 
 @pytest.fixture(scope="module")
-def browser(site: Path) -> Any:
+def browser(request: pytest.FixtureRequest) -> Any:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         _unavailable(f"{' and '.join(missing)} not found: apt-get install chromium chromium-driver")
@@ -414,6 +437,7 @@ def browser(site: Path) -> Any:
         from selenium.webdriver.chrome.service import Service
     except ImportError:
         _unavailable("selenium is not installed (pip install -e '.[test]')")
+    site: Path = request.getfixturevalue("site")  # built only once the browser is known to be there
 
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
