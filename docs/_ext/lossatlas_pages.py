@@ -451,10 +451,15 @@ def family_page(family: str, entries: list[Any]) -> str:
     usage = suite_usage()
     board = leaderboard()
     out = [GENERATED_NOTE, f".. _family-{family}:\n", heading(family_title(family), "=")]
+    n_fn = sum(e.function is not None for e in entries)
+    made = "``la.create(id, ...)`` builds each one"
+    if n_fn == len(entries):
+        made += "; each is also a function in :mod:`lossatlas.functional`"
+    elif n_fn:
+        made += f"; {n_fn} of them are also functions in :mod:`lossatlas.functional`"
     out.append(
         f"The {len(entries)} registered methods of the ``{family}`` family "
-        f"(``la.list(family=\"{family}\")``). Each is a module (``la.create(id, ...)``) and a function "
-        "in :mod:`lossatlas.functional`; the formula, paper, defaults and example come from the "
+        f"(``la.list(family=\"{family}\")``). {made}. The formula, paper, defaults and example come from the "
         "registry and the docstrings, the parity status from the official-code fixtures found "
         "when this page was built.\n"
     )
