@@ -976,3 +976,24 @@ def test_decoupled_weighted_closed_form_at_non_default_settings() -> None:
     torch.testing.assert_close(LF.decoupled_contrastive(a, b, temperature=t, symmetric=False, reduction="sum"),
                                (-s / t + torch.log(torch.cat([torch.exp(ah @ ah.T / t)[off].view(n, n - 1),
                                                                torch.exp(ah @ bh.T / t)[off].view(n, n - 1)], 1).sum(1))).sum())
+
+
+def test_wmse_sub_batches_shrinkage_and_iterations_closed_form_at_non_default_settings() -> None:
+    """Ermolov et al. 2021 (htdt/self-supervised): each view whitened within random
+    sub-batches of w_size rows (Cholesky of the unbiased covariance, shrunk (1-eps)Σ + eps I),
+    2 - 2 cos per pair, averaged over w_iter permutations."""
+    a, b = _pair(n=16, d=3)
+    ws, eps, iters = 8, 0.1, 2
+    draws = torch.Generator().manual_seed(4)
+    per = torch.zeros(16, dtype=torch.float64)
+    for _ in range(iters):
+        perm = torch.randperm(16, generator=draws)
+        za, zb = torch.empty_like(a), torch.empty_like(b)
+        for idx in perm.view(-1, ws):
+            for x, z in ((a, za), (b, zb)):
+                xn = x[idx] - x[idx].mean(0)
+                cov = (1 - eps) * (xn.T @ xn / (ws - 1)) + eps * torch.eye(3, dtype=torch.float64)
+                z[idx] = xn @ torch.linalg.inv(torch.linalg.cholesky(cov)).T
+        per += 2 - 2 * (za * zb).sum(1) / (za.norm(dim=1) * zb.norm(dim=1))
+    got = LF.wmse(a, b, w_size=ws, w_iter=iters, eps=eps, generator=torch.Generator().manual_seed(4), reduction="none")
+    torch.testing.assert_close(got, per / iters)
