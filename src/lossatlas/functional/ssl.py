@@ -1241,7 +1241,9 @@ def sogclr(
     ``ℓ_i = -(l_ii - Σ_k p_ik l_ik / (2(B-1)))`` + the same for anchor ``b_i``; its gradient is
     the stochastic gradient of ``τ log E_k exp((l_ik - l_ii)/τ)`` (Yuan et al. 2022). γ = 1
     when the whole batch's state is 0 (never visited). Without ``u`` (and ``index``) every
-    sample is on its first visit and nothing is stored. See :class:`lossatlas.losses.SogCLRLoss`.
+    sample is on its first visit and nothing is stored. Shapes: ``a``, ``b`` [N, D], ``index``
+    int64 [N] (distinct), ``u`` float [data_len]; output scalar, or [N] for ``"none"``. See
+    :class:`lossatlas.losses.SogCLRLoss`.
 
     Example:
         >>> import torch, lossatlas as la
