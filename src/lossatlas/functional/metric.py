@@ -870,7 +870,16 @@ def _cosines(embeddings: Tensor, labels: Tensor, weight: Tensor, validate: bool)
     u = F.normalize(embeddings.to(dt), dim=1)
     w = F.normalize(weight.to(dt), dim=1)
     cos = u @ w.T
-    labels = check_class_target(labels, cos, validate, name="labels")
+    # the range is checked here against the class vectors, the user's num_classes (the shared
+    # check would name the internal cosine matrix as "logits")
+    num_classes = weight.shape[0]
+    if validate and not compiling() and labels.numel():
+        lo, hi = (int(v) for v in torch.aminmax(labels))
+        if lo < 0 or hi >= num_classes:
+            bad = labels[(labels < 0) | (labels >= num_classes)][:5].tolist()
+            raise ValueError(f"labels values must be in [0, {num_classes}) (num_classes={num_classes}, the rows of "
+                             f"weight); found {bad}")
+    labels = check_class_target(labels, cos, False, name="labels")
     return cos, labels, embeddings.dtype
 
 
@@ -1249,7 +1258,9 @@ def partial_fc(
     num_classes = weight.shape[0]
     # validate the global labels before sampling (the local ones are in range by construction)
     if validate and not compiling() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"labels values must be in [0, {num_classes}) for a weight with {num_classes} classes")
+        bad = labels[(labels < 0) | (labels >= num_classes)][:5].tolist()
+        raise ValueError(f"labels values must be in [0, {num_classes}) (num_classes={num_classes}, the rows of weight); "
+                         f"found {bad}")
     if index is None:
         index, local = sample_class_centres(labels, num_classes, int(sample_rate * num_classes), generator)
     else:

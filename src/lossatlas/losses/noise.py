@@ -279,6 +279,15 @@ class NGCELoss(FunctionalLoss, function=LF.ngce):
     """
 
 
+def _create_part(arg: str, loss_id: str, **kwargs: Any) -> nn.Module:
+    """``create(loss_id, **kwargs)`` for the argument ``arg`` of a composite loss; an unknown id
+    or keyword is reported as that argument's (``active='nfll': unknown lossatlas id ...``)."""
+    try:
+        return create(loss_id, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{arg}={loss_id!r}: {exc}") from None
+
+
 # --------------------------------------------------------------------------------------
 # B3: active-passive composition
 # --------------------------------------------------------------------------------------
@@ -319,10 +328,10 @@ class ActivePassiveLoss(FunctionalLoss, function=LF.active_passive):
 
     def setup(self) -> None:
         if isinstance(self.active, str):
-            self.active = create(self.active, reduction="none", **(self.active_kwargs or {}))
+            self.active = _create_part("active", self.active, reduction="none", **(self.active_kwargs or {}))
             self.active_kwargs = None
         if isinstance(self.passive, str):
-            self.passive = create(self.passive, reduction="none", **(self.passive_kwargs or {}))
+            self.passive = _create_part("passive", self.passive, reduction="none", **(self.passive_kwargs or {}))
             self.passive_kwargs = None
 
     def _hparams(self) -> dict[str, Any]:  # the parts are shown as submodules
@@ -441,7 +450,7 @@ class LogitClipLoss(FunctionalLoss, function=LF.logitclip):
 
     def setup(self) -> None:
         if self.base is None or isinstance(self.base, str):
-            self.base = create(self.base or "cross_entropy", reduction=self.reduction, **(self.base_kwargs or {}))
+            self.base = _create_part("base", self.base or "cross_entropy", reduction=self.reduction, **(self.base_kwargs or {}))
             self.base_kwargs = None
         elif isinstance(self.base, nn.Module):
             _same_reduction(self.base, self.reduction)
