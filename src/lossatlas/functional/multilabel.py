@@ -39,6 +39,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
+from ._fused import log_softmax_rows, reduce_rows, softmax_rows
 from .imbalance import elementwise_rows
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
@@ -353,6 +354,8 @@ def asymmetric_single_label(
     exact mpmath reference (tests/differential/test_peers.py).
     """
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    if take_fused(z, SOFTMAX_FUSE_MIN_NUMEL):
+        return _asl_single_fused(z, y.unsqueeze(1), gamma_pos, gamma_neg, eps, sample_w, reduction).to(out_dtype)
     num_classes = z.shape[1]
     logp = torch.log_softmax(z, dim=1)
     idx = y.unsqueeze(1)
@@ -373,6 +376,159 @@ def asymmetric_single_label(
     wl_y = weighted.gather(1, idx).squeeze(1)
     losses = -((eps / num_classes) * weighted.sum(1) + (1.0 - eps) * wl_y)
     return reduce_loss(losses, reduction, sample_w, out_dtype)
+
+
+#: From this many logits (on the CPU, with a gradient) single-label ASL and the softmax Dice
+#: loss run as one ``torch.autograd.Function`` with a hand-derived backward; measured at
+#: N = 1024 on CPU, faster than the composed ops from C = 10 up.
+SOFTMAX_FUSE_MIN_NUMEL = 1
+
+
+def _power(x: Tensor, gamma: float) -> Tensor:
+    """``x^γ`` (a new tensor), by multiplication for the integer exponents 0 to 4."""
+    if gamma == 0.0:
+        return torch.ones_like(x)
+    if gamma in (1.0, 2.0, 3.0, 4.0):
+        out = x.square() if gamma >= 2.0 else x.clone()
+        if gamma == 3.0:
+            out.mul_(x)
+        elif gamma == 4.0:
+            out.square_()
+        return out
+    return x.pow(gamma)
+
+
+class _AsymmetricSingleLabel(torch.autograd.Function):
+    """Single-label ASL from one softmax and one log-softmax, hand-derived backward.
+
+    ``ℓ = −Σ_j t_j w_j log p_j`` with ``t = (1 − ε) e_y + ε/C``, ``w_j = p_j^{γ−}`` (j ≠ y) and
+    ``w_y = (1 − p_y)^{γ+}`` (both differentiated, as the plain path): ``∂ℓ/∂ log p_j = −t_j
+    w_j (1 + γ− log p_j)`` off the target and ``−t_y ((1 − p_y)^{γ+} − γ+ (1 − p_y)^{γ+−1} p_y log p_y)``
+    at it, then the log-softmax's ``g − p Σ_j g_j``. A masked class (``log p_j = −inf``, ``w_j = 0``)
+    contributes 0 to both, as the plain path's guard does.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, gamma_pos: float, gamma_neg: float, eps: float,
+                row_w: Tensor | None, reduction: str) -> Tensor:
+        num_classes = z.shape[1]
+        p = softmax_rows(z)
+        logp = log_softmax_rows(z)
+        if gamma_neg == 0.0:  # weight 1 except at a masked class (log p = −inf), which adds 0
+            finite = ~torch.isneginf(logp)
+            w = finite.to(z.dtype).scatter_(1, idx, 0.0)
+            logp = torch.where(finite, logp, 0.0)
+        else:  # a masked class has w = p^γ− = 0: log p made finite so that w·log p = 0
+            w = _power(p, gamma_neg).scatter_(1, idx, 0.0)  # the target's weight is added below
+            logp.clamp_min_(torch.finfo(z.dtype).min)
+        lp_y = logp.gather(1, idx).squeeze_(1)
+        p_y = p.gather(1, idx).squeeze_(1)
+        one_minus = -torch.expm1(lp_y)
+        tiny = torch.finfo(z.dtype).tiny
+        if 0.0 < gamma_pos < 1.0:
+            kept = one_minus >= tiny
+            one_minus = one_minus.clamp_min(tiny)
+        w_y = one_minus.pow(gamma_pos) if gamma_pos != 0.0 else torch.ones_like(one_minus)
+        off = eps / num_classes
+        total = torch.linalg.vecdot(w, logp)  # Σ_{j≠y} w_j log p_j
+        loss = (total * off + w_y * lp_y * (off + 1.0 - eps)).neg_()
+        if row_w is not None and float(row_w.min()) == 1.0:
+            row_w = None
+        out, k = reduce_rows(loss, row_w, reduction)
+        # ∂ℓ/∂ log p_y (without the factor −t_y): (1 − p_y)^γ+ − γ+ (1 − p_y)^(γ+−1) p_y log p_y
+        slope_y = w_y.clone()
+        if gamma_pos != 0.0:
+            term = one_minus.pow(gamma_pos - 1.0) * p_y * lp_y * gamma_pos
+            if 0.0 < gamma_pos < 1.0:
+                term = term * kept
+            slope_y = slope_y - term
+        ctx.k = k
+        ctx.consts = (off, off + 1.0 - eps, gamma_neg)
+        ctx.slope_y = slope_y
+        ctx.save_for_backward(p, w, logp, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, w, logp, idx = ctx.saved_tensors
+        off, t_y, gamma_neg = ctx.consts
+        g_lp = torch.addcmul(w, w, logp, value=gamma_neg) if gamma_neg != 0.0 else w.clone()  # w (1 + γ− log p)
+        g_lp.mul_(-off).scatter_(1, idx, (ctx.slope_y * -t_y).unsqueeze_(1))
+        total = g_lp.sum(1, keepdim=True)
+        gz = g_lp.addcmul_(p, total, value=-1.0)  # log-softmax backward
+        kg = ctx.k * grad if isinstance(ctx.k, Tensor) else grad * ctx.k
+        return gz.mul_(kg.unsqueeze(1) if kg.dim() == 1 else kg), None, None, None, None, None, None
+
+
+_asl_single_fused = cast(Callable[..., Tensor], _AsymmetricSingleLabel.apply)
+
+
+class _DiceSums(torch.autograd.Function):
+    """The softmax Dice loss's batch sums from one softmax, hand-derived backward.
+
+    With ``q = (1 − p)^α p`` (``1 − p`` clamped at the smallest normal for α < 1) and row
+    weights ``m`` (0 for ignored rows), returns ``Σ_n m_n q_nc`` (or ``Σ_n m_n q_nc²``) [C]
+    and the target entries ``q_{n,y_n}`` [N]; ``∂q/∂p = (1 − p)^α (1 − α p/(1 − p))`` is kept
+    from the forward and the backward ends in the softmax's ``p ⊙ (g − ⟨g, p⟩)``. The [C]-sized
+    rest of the loss stays with autograd.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, keep: Tensor | None, alpha: float, square: bool) -> tuple[Tensor, Tensor]:
+        p = softmax_rows(z)
+        if alpha != 0.0:
+            tiny = torch.finfo(z.dtype).tiny
+            one_minus = torch.rsub(p, 1.0)
+            mask = None
+            if alpha < 1.0:
+                mask = one_minus >= tiny  # the clamp passes no gradient below tiny
+                one_minus.clamp_min_(tiny)
+            v = one_minus.pow(alpha - 1.0) if alpha != 1.0 else torch.ones_like(p)
+            w = v * one_minus  # (1 − p)^α
+            q = w * p
+            pv = p * v
+            if mask is not None:
+                pv.mul_(mask)
+            slope = torch.add(w, pv, alpha=-alpha)  # ∂q/∂p = (1 − p)^α − α p (1 − p)^(α−1)
+        else:
+            q, slope = p, None
+        qk = q * q if square else q
+        sums = qk.sum(0) if keep is None else torch.mv(qk.t(), keep)
+        ctx.square, ctx.slope = square, slope
+        ctx.save_for_backward(p, q, idx, keep)
+        return sums, q.gather(1, idx).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, g_sums: Tensor, g_qy: Tensor) -> tuple[Tensor | None, ...]:
+        p, q, idx, keep = ctx.saved_tensors
+        slope = ctx.slope
+        g_q = torch.mul(q, g_sums, out=None).mul_(2.0) if ctx.square else g_sums.expand_as(p)
+        if keep is not None:
+            g_q = g_q * keep.unsqueeze(1)
+        g_p = g_q * slope if slope is not None else g_q.clone()
+        at_y = g_qy if slope is None else g_qy * slope.gather(1, idx).squeeze(1)
+        g_p.scatter_add_(1, idx, at_y.unsqueeze(1))
+        dot = torch.linalg.vecdot(g_p, p)  # softmax backward: p ⊙ (g − ⟨g, p⟩)
+        return g_p.sub_(dot.unsqueeze_(1)).mul_(p), None, None, None, None
+
+
+_dice_sums = cast(Callable[..., "tuple[Tensor, Tensor]"], _DiceSums.apply)
+
+
+def _dice_batch_fused(z: Tensor, y: Tensor, sample_w: Tensor | None, alpha: float, smooth: float, square: bool,
+                      reduction: str) -> Tensor:
+    """The softmax Dice loss with a batch denominator on the fused path: ``l_i = C − s Σ_c 1/D_c −
+    2 q_{i,y_i}/D_{y_i}`` (the per-class sum of ``1 − (2 q y + s)/D`` with one-hot ``y``)."""
+    num_classes = z.shape[1]
+    keep = None if sample_w is None or float(sample_w.min()) == 1.0 else sample_w
+    sums, q_y = _dice_sums(z, y.unsqueeze(1), keep, alpha, square)
+    counts = torch.bincount(y, weights=keep, minlength=num_classes).to(z.dtype)  # Σ_n y_nc (= Σ y² for 0/1)
+    den = (sums + counts + smooth).clamp_min(torch.finfo(z.dtype).tiny)
+    inv = den.reciprocal()
+    if keep is not None:
+        q_y = q_y * keep
+    losses = (num_classes - smooth * inv.sum()) - 2.0 * q_y * inv.index_select(0, y)
+    return reduce_loss(losses, reduction, sample_w, None)
 
 
 def _choice(*options: str) -> Callable[[Any, str], str]:
@@ -422,8 +578,11 @@ def dice(
     check_logits(logits, validate=False)  # shapes; values: by prepare_classification or below
     check_tensor(target, "target")
     sample_w = None
+    per_element = denominator == "element" or (denominator == "reference" and square_denominator)
     if target.dim() == 1:
         z, yi, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+        if activation == "softmax" and not per_element and take_fused(z, SOFTMAX_FUSE_MIN_NUMEL):
+            return _dice_batch_fused(z, yi, sample_w, alpha, smooth, square_denominator, reduction).to(out_dtype)
         y = F.one_hot(yi, z.shape[1]).to(z.dtype)
     else:
         check_logits(logits, validate)
@@ -449,7 +608,6 @@ def dice(
         q = q * keep
         y = y * keep
     qk, yk = (q * q, y * y) if square_denominator else (q, y)
-    per_element = denominator == "element" or (denominator == "reference" and square_denominator)
     if per_element:
         den = qk + yk + smooth
     else:

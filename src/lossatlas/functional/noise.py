@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, unit_interval
+from .._paths import take_fused
+from .._spec import Param, any_number, as_bool, loss_function, mean_divisor, nonnegative, positive, safe_ratio, spec_of, unit_interval
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
+from ._fused import log_softmax_rows, next_below, reduce_rows, softmax_and_log_target, softmax_row_loss, softmax_rows
 from .imbalance import cross_entropy
 
 __all__ = [
@@ -61,6 +63,11 @@ P_MIN = 1e-7
 _LOG_P_MIN = math.log(P_MIN)
 #: RCE's value of log 0: the reference clamps the one-hot target to [1e-4, 1].
 RCE_LOG_ZERO = math.log(1e-4)
+#: From this many logits (on the CPU, with a gradient) a loss of this module runs as one
+#: ``torch.autograd.Function`` (one softmax, hand-derived backward): measured at N = 1024
+#: on CPU, faster than the composed ops from C = 10 up; :func:`lossatlas._paths.force_path`
+#: picks either path for the tests.
+FUSE_MIN_NUMEL = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -150,6 +157,13 @@ def _box_cox(logp: Tensor, q: float) -> Tensor:
     return -torch.expm1(q * logp) / q
 
 
+def _box_cox_slope(logp: Tensor, q: float) -> Tensor:
+    """``∂/∂ log p`` of :func:`_box_cox`: ``−p^q`` (−1 for ``q = 0``)."""
+    if q == 0.0:
+        return torch.full_like(logp, -1.0)
+    return torch.exp(q * logp).neg_()
+
+
 def _tiny(x: Tensor) -> float:
     return torch.finfo(x.dtype).tiny
 
@@ -181,6 +195,93 @@ def _nce_terms(z: Tensor, y: Tensor) -> Tensor:
     return _normalised(-torch.log_softmax(z, dim=1), y)
 
 
+def _log_prob_sum(z: Tensor, idx: Tensor, lpy: Tensor) -> Tensor:
+    """``Σ_j log p_j`` [N] from the logits and ``log p_y``: ``Σ_j z_j − C·log Z`` with
+    ``log Z = z_y − log p_y``, the row sums taken in float64 (no pass over a log-softmax)."""
+    num_classes = z.shape[1]
+    wide = torch.float64
+    z_sum = z.sum(1, dtype=wide)
+    z_y = z.gather(1, idx).squeeze(1).to(wide)
+    return (z_sum - num_classes * z_y + num_classes * lpy.to(wide)).to(z.dtype)
+
+
+class _NoiseMix(torch.autograd.Function):
+    """``w_ce·(−log p_y) + w_mae·(1 − p_y) + w_nce·NCE + w_rce·Σ_{j≠y} max(p_j, 1e-7)`` from ONE
+    softmax, with a hand-derived backward (the fused path of MAE, RCE, SCE, NCE, NCE+RCE,
+    NCE+MAE and active-passive pairs of them).
+
+    With ``T = Σ_j log p_j`` and ``r = log p_y / T`` (NCE), every term's gradient is
+    ``a (e_y − p) + b p + c`` per row (``∂r/∂z = (e_y − p)/T − r (1 − C p)/T``) except RCE's,
+    ``t − p Σ_j t_j`` with ``t_j = p_j [p_j ≥ 1e-7] [j ≠ y]`` (the clamp's mask), rebuilt in the
+    backward from ``p`` by one threshold pass. A zero normaliser ``T`` gives NCE 0 with a zero
+    gradient, as :func:`lossatlas._spec.safe_ratio` does on the plain path.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
+                row_w: Tensor | None, reduction: str) -> Tensor:
+        p, lpy = softmax_and_log_target(z, idx)
+        loss: Tensor = torch.zeros_like(lpy)
+        a: Tensor | float = 0.0  # coefficient of (e_y − p)
+        b: Tensor | float = 0.0  # of p
+        c: Tensor | float = 0.0  # of 1
+        if w_ce:
+            loss = loss - w_ce * lpy
+            a = -w_ce
+        if w_mae:
+            loss = loss - w_mae * torch.expm1(lpy)
+            a = a - w_mae * lpy.exp()
+        if w_nce:
+            den = -_log_prob_sum(z, idx, lpy)
+            inv = torch.where(den > 0, 1.0 / mean_divisor(den), 0.0)  # 0 where NCE is undefined
+            r = lpy * -inv  # = log p_y / Σ_j log p_j
+            loss = loss + w_nce * r
+            a = a - w_nce * inv
+            b = -w_nce * z.shape[1] * r * inv
+            c = w_nce * r * inv
+        if w_rce:
+            kept = p.clamp_min(P_MIN).scatter_(1, idx, 0.0)
+            loss = loss + w_rce * kept.sum(1)
+        if row_w is not None and float(row_w.min()) == 1.0:
+            row_w = None
+        out, k = reduce_rows(loss, row_w, reduction)
+        ctx.coefs = (a * k, (b - a) * k, c * k if w_nce else None, w_rce * k if w_rce else None)
+        ctx.save_for_backward(p, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, idx = ctx.saved_tensors
+        a, b, c, rce = ctx.coefs
+        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
+
+        def col(x: Tensor | float) -> Tensor:
+            return x.unsqueeze(1) * g if isinstance(x, Tensor) else g * x
+
+        t = None
+        if rce is not None:  # RCE: t − p Σ t, t = p where the clamp passed the gradient, 0 at y
+            t = F.threshold(p, next_below(P_MIN, p.dtype), 0.0).scatter_(1, idx, 0.0)
+            b = b - rce * t.sum(1)
+        gz = torch.addcmul(col(c), p, col(b)) if c is not None else p * col(b)
+        if t is not None:
+            gz.addcmul_(t, col(rce))
+        ea = col(a)
+        gz.scatter_add_(1, idx, ea if ea.dim() == 2 else ea.expand(idx.shape[0], 1))
+        return gz, None, None, None, None, None, None, None
+
+
+_noise_mix = cast(Callable[..., Tensor], _NoiseMix.apply)
+
+
+def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None,
+           w_ce: float = 0.0, w_mae: float = 0.0, w_nce: float = 0.0, w_rce: float = 0.0) -> Tensor | None:
+    """A combination of CE, MAE, NCE and RCE on the fused path, or ``None`` where the plain one runs."""
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if not take_fused(z, FUSE_MIN_NUMEL):
+        return None
+    return _noise_mix(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
+
+
 # --------------------------------------------------------------------------------------
 # B1: MAE and GCE
 # --------------------------------------------------------------------------------------
@@ -198,6 +299,11 @@ def mae(
 ) -> Tensor:
     """Mean absolute error on the softmax, ``scale · (1 − p_y)``; see :class:`lossatlas.losses.MAELoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if take_fused(z, FUSE_MIN_NUMEL):
+        def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
+            return -torch.expm1(lpy) * scale, lpy.exp() * -scale, None
+
+        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
     return reduce_loss(_mae_terms(z, y) * scale, reduction, w, out_dtype)
 
 
@@ -216,6 +322,13 @@ def gce(
 ) -> Tensor:
     """Generalised cross-entropy ``(1 − p_y^q)/q`` with ``p_y ≥ 1e-7``; see :class:`lossatlas.losses.GCELoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if take_fused(z, FUSE_MIN_NUMEL):
+        def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
+            kept = lpy >= _LOG_P_MIN  # clamp_min's gradient mask
+            lpc = lpy.clamp_min(_LOG_P_MIN)
+            return _box_cox(lpc, q), _box_cox_slope(lpc, q).mul_(kept), None
+
+        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
     logp_y = _log_p_y(z, y).clamp_min(_LOG_P_MIN)
     return reduce_loss(_box_cox(logp_y, q), reduction, w, out_dtype)
 
@@ -242,6 +355,9 @@ def rce(
     validate: bool = True,
 ) -> Tensor:
     """Reverse cross-entropy ``−A · Σ_{j≠y} p_j``, ``A = log_zero``; see :class:`lossatlas.losses.RCELoss`."""
+    fused = _mixed(logits, target, reduction, validate, ignore_index, w_rce=-log_zero * scale)
+    if fused is not None:
+        return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     return reduce_loss(_rce_terms(z, y, log_zero) * scale, reduction, w, out_dtype)
 
@@ -263,6 +379,9 @@ def sce(
     validate: bool = True,
 ) -> Tensor:
     """Symmetric cross-entropy ``α·CE + β·RCE``; see :class:`lossatlas.losses.SCELoss`."""
+    fused = _mixed(logits, target, reduction, validate, ignore_index, w_ce=alpha, w_rce=-log_zero * beta)
+    if fused is not None:
+        return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     ce = -_log_p_y(z, y)
     return reduce_loss(alpha * ce + beta * _rce_terms(z, y, log_zero), reduction, w, out_dtype)
@@ -284,6 +403,9 @@ def nce(
     validate: bool = True,
 ) -> Tensor:
     """Normalised cross-entropy ``log p_y / Σ_j log p_j``; see :class:`lossatlas.losses.NCELoss`."""
+    fused = _mixed(logits, target, reduction, validate, ignore_index, w_nce=scale)
+    if fused is not None:
+        return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     return reduce_loss(_nce_terms(z, y) * scale, reduction, w, out_dtype)
 
@@ -310,6 +432,11 @@ def nfl(
     ``detach=True`` (the reference's convention) stops the gradient through every
     modulating factor ``(1 − p_j)^γ``: the gradient is then not the derivative of the value.
     """
+    if gamma == 0.0 or detach:
+        fused = (_mixed(logits, target, reduction, validate, ignore_index, w_nce=scale) if gamma == 0.0 else
+                 _fused_normalised(_nfl_fused, logits, target, reduction, validate, ignore_index, gamma, scale))
+        if fused is not None:
+            return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     logp = torch.log_softmax(z, dim=1)
     if gamma == 0.0:
@@ -337,9 +464,118 @@ def ngce(
     validate: bool = True,
 ) -> Tensor:
     """Normalised GCE ``(1 − p_y^q) / Σ_j (1 − p_j^q)``, ``p ≥ 1e-7``; see :class:`lossatlas.losses.NGCELoss`."""
+    if q > 0.0:
+        fused = _fused_normalised(_ngce_fused, logits, target, reduction, validate, ignore_index, q, scale)
+        if fused is not None:
+            return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     terms = _box_cox(torch.log_softmax(z, dim=1).clamp_min(_LOG_P_MIN), q)
     return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
+
+
+def _normalised_out(ctx: Any, r: Tensor, inv: Tensor, num_slope: Tensor, row_w: Tensor | None, reduction: str,
+                    scale: float) -> Tensor:
+    """Reduce ``scale · r`` and keep the backward's per-row factors ``r/den`` and ``1/den``."""
+    if row_w is not None and float(row_w.min()) == 1.0:
+        row_w = None
+    out, k = reduce_rows(r * scale, row_w, reduction)
+    ctx.k = k * scale
+    ctx.r_inv, ctx.inv = r * inv, inv
+    return out
+
+
+def _scaled(x: Tensor, k: Tensor | float, g: Tensor) -> Tensor:
+    """``x · k · g`` as a [N, 1] column (``g``: the upstream gradient, 0-dim or [N])."""
+    out = x * k * g
+    return out.unsqueeze(1)
+
+
+class _NormalisedGCE(torch.autograd.Function):
+    """NGCE ``r = t_y / Σ_j t_j``, ``t_j = (1 − max(p_j, 1e-7)^q)/q`` (q > 0), from two softmaxes
+    (``p`` and ``softmax(q z)``, whose rescaling is ``p^q`` without a power pass), with a
+    hand-derived backward: with ``c_j = p_j^q [p_j ≥ 1e-7]`` (the clamp's mask),
+    ``∂r/∂z = c (r/D) + p (c_y − r Σc)/D − e_y c_y/D``, ``D = Σ_j t_j`` (0 where ``D = 0``)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, q: float, scale: float, row_w: Tensor | None,
+                reduction: str) -> Tensor:
+        num_classes = z.shape[1]
+        p, lpy = softmax_and_log_target(z, idx)
+        if q == 1.0:
+            pq = p
+        else:
+            sq = softmax_rows(z * q)
+            pq = sq * (p.amax(1).pow_(q) / sq.amax(1)).unsqueeze_(1)  # = p^q: both are 1 at the row's max
+        floor = P_MIN**q
+        kept = F.threshold(pq, next_below(floor, pq.dtype), 0.0)  # p^q where the clamp passes, else 0
+        kept_sum = kept.sum(1)
+        clamped = num_classes - torch.count_nonzero(kept, dim=1).to(z.dtype)
+        den = (num_classes - kept_sum - floor * clamped) / q  # Σ_j (1 − max(p_j, 1e-7)^q)/q
+        inv = torch.where(den > 0, 1.0 / mean_divisor(den), 0.0)
+        r = _box_cox(lpy.clamp_min(_LOG_P_MIN), q) * inv
+        kept_y = kept.gather(1, idx).squeeze_(1)
+        out = _normalised_out(ctx, r, inv, kept_y, row_w, reduction, scale)
+        ctx.kept_y, ctx.kept_sum = kept_y, kept_sum
+        ctx.save_for_backward(p, kept, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, kept, idx = ctx.saved_tensors
+        k, r_inv, inv, kept_y = ctx.k, ctx.r_inv, ctx.inv, ctx.kept_y
+        gz = kept * _scaled(r_inv, k, grad)
+        gz.addcmul_(p, _scaled(kept_y * inv - r_inv * ctx.kept_sum, k, grad))
+        gz.scatter_add_(1, idx, _scaled(kept_y * -inv, k, grad))
+        return gz, None, None, None, None, None
+
+
+class _NormalisedFocal(torch.autograd.Function):
+    """NFL ``r = FL_y / Σ_j FL_j``, ``FL_j = −w_j log p_j`` with the factors ``w = (1 − p)^γ``
+    detached (the reference's convention), with a hand-derived backward:
+    ``∂r/∂z = w (r/D) + p (w_y − r Σw)/D − e_y w_y/D``, ``D = Σ_j FL_j`` (0 where ``D = 0``)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, gamma: float, scale: float, row_w: Tensor | None,
+                reduction: str) -> Tensor:
+        p = softmax_rows(z)
+        logp = log_softmax_rows(z)
+        w = torch.rsub(p, 1.0)
+        if gamma == 0.5:
+            w.sqrt_()
+        elif gamma == 2.0:
+            w.square_()
+        elif gamma != 1.0:
+            w.pow_(gamma)
+        den = torch.linalg.vecdot(w, logp).neg_()  # Σ_j FL_j
+        inv = torch.where(den > 0, 1.0 / mean_divisor(den), 0.0)
+        w_y = w.gather(1, idx).squeeze_(1)
+        r = w_y * logp.gather(1, idx).squeeze_(1) * -inv
+        out = _normalised_out(ctx, r, inv, w_y, row_w, reduction, scale)
+        ctx.w_y, ctx.w_sum = w_y, w.sum(1)
+        ctx.save_for_backward(p, w, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, w, idx = ctx.saved_tensors
+        k, r_inv, inv, w_y = ctx.k, ctx.r_inv, ctx.inv, ctx.w_y
+        gz = w * _scaled(r_inv, k, grad)
+        gz.addcmul_(p, _scaled(w_y * inv - r_inv * ctx.w_sum, k, grad))
+        gz.scatter_add_(1, idx, _scaled(w_y * -inv, k, grad))
+        return gz, None, None, None, None, None
+
+
+_ngce_fused = cast(Callable[..., Tensor], _NormalisedGCE.apply)
+_nfl_fused = cast(Callable[..., Tensor], _NormalisedFocal.apply)
+
+
+def _fused_normalised(kernel: Callable[..., Tensor], logits: Tensor, target: Tensor, reduction: str, validate: bool,
+                      ignore_index: int, exponent: float, scale: float) -> Tensor | None:
+    """NGCE / NFL on the fused path, or ``None`` where the plain one runs."""
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if not take_fused(z, FUSE_MIN_NUMEL):
+        return None
+    return kernel(z, y.unsqueeze(1), exponent, scale, w, reduction).to(out_dtype)
 
 
 def _registered_function(id: str, name: str) -> Callable[..., Tensor]:
@@ -366,6 +602,32 @@ def _per_sample(part: str | Callable[..., Tensor], options: Mapping[str, Any] | 
     if isinstance(part, str):
         return _registered_function(part, name)(z, y, reduction="none", validate=False, **dict(options or {}))
     return part(z, y, reduction="none", **dict(options or {}))
+
+
+#: Active-passive parts the fused path computes: registry id → its weight's name in :class:`_NoiseMix`.
+_MIX_PARTS: dict[str, str] = {"nce": "w_nce", "rce": "w_rce", "mae": "w_mae"}
+
+
+def _mix_weights(part: Any, options: Mapping[str, Any] | None, weight: float, name: str) -> dict[str, float] | None:
+    """``{w_*: value}`` of an active-passive part (an id, or the module of one, without hooks) for
+    :class:`_NoiseMix`; ``None`` where the part is not one of them (the plain path runs)."""
+    if isinstance(part, nn.Module):
+        part_id = getattr(type(part), "registry_id", None)
+        if part_id not in _MIX_PARTS or options or part._forward_pre_hooks or part._forward_hooks:
+            return None
+        opts = {k: v for k, v in cast(Any, part).functional_kwargs().items() if k not in ("ignore_index", "reduction", "validate")}
+        part = part_id  # its hyper-parameters were checked when it was built
+    elif isinstance(part, str) and part in _MIX_PARTS:
+        opts = dict(options or {})
+    else:
+        return None
+    spec = spec_of(_registered_function(part, name))
+    if not set(opts) <= {"scale", "log_zero"} or ("log_zero" in opts and part != "rce"):
+        return None  # the plain path reports what is wrong with them
+    scale = spec.check("scale", opts.get("scale", 1.0))
+    if part == "rce":
+        return {"w_rce": -spec.check("log_zero", opts.get("log_zero", RCE_LOG_ZERO)) * scale * weight}
+    return {_MIX_PARTS[part]: scale * weight}
 
 
 @loss_function(inputs=CLASSIFICATION, params={
@@ -398,6 +660,14 @@ def active_passive(
     The logits and targets are validated once here; the parts receive them (in the compute
     dtype, ignored rows' targets replaced by 0) and return per-sample losses.
     """
+    mix = _mix_weights(active, active_kwargs, alpha, "active")
+    other = _mix_weights(passive, passive_kwargs, beta, "passive")
+    if mix is not None and other is not None:
+        for key, value in other.items():
+            mix[key] = mix.get(key, 0.0) + value
+        fused = _mixed(logits, target, reduction, validate, ignore_index, **mix)
+        if fused is not None:
+            return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     losses = alpha * _per_sample(active, active_kwargs, z, y, "active") + beta * _per_sample(passive, passive_kwargs, z, y, "passive")
     return reduce_loss(losses, reduction, w, out_dtype)
@@ -418,6 +688,9 @@ def nce_rce(
     validate: bool = True,
 ) -> Tensor:
     """NCE+RCE ``α·NCE + β·RCE`` (RCE with ``A = log 1e-4``); see :class:`lossatlas.losses.NCERCELoss`."""
+    fused = _mixed(logits, target, reduction, validate, ignore_index, w_nce=alpha, w_rce=-RCE_LOG_ZERO * beta)
+    if fused is not None:
+        return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     return reduce_loss(alpha * _nce_terms(z, y) + beta * _rce_terms(z, y, RCE_LOG_ZERO), reduction, w, out_dtype)
 
@@ -437,6 +710,9 @@ def nce_mae(
     validate: bool = True,
 ) -> Tensor:
     """NCE+MAE ``α·NCE + β·(1 − p_y)`` (MAE at the APL reference's scale); see :class:`lossatlas.losses.NCEMAELoss`."""
+    fused = _mixed(logits, target, reduction, validate, ignore_index, w_nce=alpha, w_mae=beta)
+    if fused is not None:
+        return fused
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     return reduce_loss(alpha * _nce_terms(z, y) + beta * _mae_terms(z, y), reduction, w, out_dtype)
 
@@ -461,6 +737,62 @@ def clip_logits(logits: Tensor, *, tau: float = 1.0, p: float = 2.0, eps: float 
     check_logits(logits, validate=False)
     z = logits.to(compute_dtype(logits))
     return _clip(z, positive(tau, "tau"), _norm_order(p, "p"), nonnegative(eps, "eps"))
+
+
+def _plain_cross_entropy(base: Any, base_kwargs: Mapping[str, Any] | None, base_call: Mapping[str, Any]) -> tuple[int, bool] | None:
+    """``(ignore_index, validate)`` when LogitClip's base is plain cross-entropy (no class weights,
+    no label smoothing, no hooks; as an id, a module or the default), else ``None``."""
+    if base_call:
+        return None
+    if base is None or base == "cross_entropy":
+        kw = dict(base_kwargs or {})
+    elif isinstance(base, nn.Module) and getattr(type(base), "registry_id", None) == "cross_entropy" and not base_kwargs:
+        if base._forward_pre_hooks or base._forward_hooks or not hasattr(base, "functional_kwargs"):
+            return None  # e.g. class weights attached by a hook at call time
+        kw = cast(Any, base).functional_kwargs()
+    else:
+        return None
+    if not set(kw) <= {"weight", "ignore_index", "label_smoothing", "reduction", "validate"}:
+        return None
+    if kw.get("weight") is not None or kw.get("label_smoothing", 0.0) != 0.0:
+        return None
+    ignore = kw.get("ignore_index", -100)
+    return (ignore, bool(kw.get("validate", True))) if isinstance(ignore, int) and not isinstance(ignore, bool) else None
+
+
+class _ClippedCE(torch.autograd.Function):
+    """Cross-entropy of LogitClip's L2-clipped logits ``u = s z``, ``s = 1/(τ(‖z‖ + ε))`` where that
+    is below 1 (else 1), from one softmax, hand-derived backward: with ``g_u = p − e_y``,
+    ``∂ℓ/∂z = s g_u − [clipped] s/(‖z‖ (‖z‖ + ε)) ⟨g_u, z⟩ z``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, tau: float, eps: float, row_w: Tensor | None, reduction: str) -> Tensor:
+        bound = 1.0 / tau
+        norm = torch.linalg.vector_norm(z, dim=1)
+        padded = norm + eps
+        clipped = padded > bound
+        s = torch.where(clipped, bound / padded, 1.0)
+        p, lpy = softmax_and_log_target(z * s.unsqueeze(1), idx)
+        if row_w is not None and float(row_w.min()) == 1.0:
+            row_w = None
+        out, k = reduce_rows(lpy.neg(), row_w, reduction)
+        dot = torch.linalg.vecdot(p, z) - z.gather(1, idx).squeeze_(1)  # ⟨p − e_y, z⟩
+        slope = torch.where(clipped & (norm > 0), s / (norm * padded), 0.0)
+        ctx.coef_p = s * k
+        ctx.coef_z = slope * dot * -k
+        ctx.save_for_backward(z, p, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        z, p, idx = ctx.saved_tensors
+        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
+        coef_p = ctx.coef_p.unsqueeze(1) * g
+        gz = torch.addcmul(p * coef_p, z, ctx.coef_z.unsqueeze(1) * g)
+        return gz.scatter_add_(1, idx, coef_p.neg()), None, None, None, None, None
+
+
+_clipped_ce_fused = cast(Callable[..., Tensor], _ClippedCE.apply)
 
 
 def _same_reduction(base: Any, reduction: str, name: str = "base") -> None:
@@ -499,6 +831,11 @@ def logitclip(
     Further keywords of the call (e.g. ``index=`` for ALDR) are passed on to ``base``.
     """
     check_logits(logits, validate)
+    plain_ce = _plain_cross_entropy(base, base_kwargs, base_call) if p == 2.0 else None
+    if plain_ce is not None and take_fused(logits, FUSE_MIN_NUMEL):
+        ignore, check_target = plain_ce  # the cross-entropy's own checks, on the logits it would see clipped
+        z, y, w, out_dtype = prepare_classification(logits, target, reduction, check_target, None, ignore)
+        return _clipped_ce_fused(z, y.unsqueeze(1), tau, eps, w, reduction).to(out_dtype)
     z = _clip(logits.to(compute_dtype(logits)), tau, p, eps)
     if isinstance(base, nn.Module):
         _same_reduction(base, reduction)
@@ -572,7 +909,53 @@ def ldr(
     """
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     lam = _per_sample_temperature(temperature, z, validate)
+    if softplus and take_fused(z, FUSE_MIN_NUMEL):
+        return _ldr_fused(z, y.unsqueeze(1), margin, lam, w, reduction).to(out_dtype)
     return reduce_loss(_ldr_core(ldr_normalise(z, softplus), y, margin, lam), reduction, w, out_dtype)
+
+
+class _LDR(torch.autograd.Function):
+    """LDR with softplus normalisation from one softmax, hand-derived backward.
+
+    With ``f = softplus(z)``, ``v = C / Σ_j f_j`` (0 for an all-zero row) and ``u = (v f + m [j ≠ y])/λ``,
+    the loss ``λ (log Σ_j e^{u_j} − u_y − log C)`` is LDR's ``λ log mean_j exp(d_j/λ)``. Its gradient
+    w.r.t. ``f`` is ``v (q − e_y) − (v²/C)(⟨q, f⟩ − f_y)`` with ``q = softmax(u)``, then softplus's
+    own backward (``torch.ops.aten.softplus_backward``, the plain path's).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, margin: float, lam: Tensor | float, row_w: Tensor | None,
+                reduction: str) -> Tensor:
+        num_classes = z.shape[1]
+        f = F.softplus(z)
+        total = f.sum(1)  # Σ|f| (softplus ≥ 0)
+        v = torch.where(total > 0, num_classes / mean_divisor(total), 0.0)
+        lam_col = lam.unsqueeze(1) if isinstance(lam, Tensor) else lam
+        shift = margin / lam_col
+        u = (f * (v.unsqueeze(1) / lam_col)).add_(shift)  # (v f + m)/λ, then the target's margin removed
+        u.scatter_add_(1, idx, -shift if isinstance(shift, Tensor) else torch.full_like(total, -shift).unsqueeze_(1))
+        q, lqy = softmax_and_log_target(u, idx)
+        loss = (lqy.neg_() - math.log(num_classes)) * lam
+        if row_w is not None and float(row_w.min()) == 1.0:
+            row_w = None
+        out, k = reduce_rows(loss, row_w, reduction)
+        f_y = f.gather(1, idx).squeeze_(1)
+        ctx.coef_q = v * k
+        ctx.coef_1 = (torch.linalg.vecdot(q, f) - f_y) * (v * v / num_classes) * -k
+        ctx.save_for_backward(z, q, idx)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        z, q, idx = ctx.saved_tensors
+        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
+        coef_q = ctx.coef_q.unsqueeze(1) * g
+        g_f = torch.addcmul(ctx.coef_1.unsqueeze(1) * g, q, coef_q)
+        g_f.scatter_add_(1, idx, coef_q.neg())
+        return torch.ops.aten.softplus_backward(g_f, z, 1.0, 20.0), None, None, None, None, None
+
+
+_ldr_fused = cast(Callable[..., Tensor], _LDR.apply)
 
 
 def aldr_temperature(
@@ -687,6 +1070,17 @@ def taylor_ce(
 ) -> Tensor:
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if take_fused(z, FUSE_MIN_NUMEL):
+        def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
+            u = -torch.expm1(lpy)  # 1 - p_y
+            loss, power, slope = torch.zeros_like(u), torch.ones_like(u), torch.zeros_like(u)
+            for k in range(1, order + 1):  # Σ u^k / k and its derivative Σ u^(k−1) (t terms of N values)
+                slope = slope + power
+                power = power * u
+                loss = loss + power / k
+            return loss, slope.mul_(lpy.exp()).neg_(), None  # ∂u/∂ log p_y = −p_y
+
+        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
     u = _mae_terms(z, y)  # 1 - p_y
     losses = torch.zeros_like(u)
     power = torch.ones_like(u)
@@ -712,4 +1106,9 @@ def alpha_loss(
     """α-loss ``α/(α−1) · (1 − p_y^{(α−1)/α})``; α = 1 is CE, α = ∞ is ``1 − p_y``. See :class:`lossatlas.losses.AlphaLoss`."""
     c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if take_fused(z, FUSE_MIN_NUMEL):
+        def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
+            return _box_cox(lpy, c), _box_cox_slope(lpy, c), None
+
+        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
     return reduce_loss(_box_cox(_log_p_y(z, y), c), reduction, w, out_dtype)

@@ -1,0 +1,461 @@
+"""The fused (one-softmax, hand-derived backward) paths of the noise, calibration and
+single-label multi-label losses, against references written here from each loss's definition.
+
+Every reference below is the formula in float64 torch ops (one-hot matrices, explicit
+clamps), differentiated by autograd: nothing of the code under test is called to build
+it. Both paths are forced (:func:`lossatlas._paths.force_path`) with non-default
+hyper-parameters, an ignored row, narrow (C < 16: the transposed softmax) and wide class
+counts, and logits large enough to reach the clamps; the fused path is gradchecked; the
+numeric-guard tests of tests/test_guards.py that concern these losses are re-run on each
+forced path (their default is the size-based choice). Timings live in benchmarks/perf.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import mpmath
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lossatlas as la
+import test_guards as G
+from lossatlas._paths import force_path
+from lossatlas.functional._fused import log_softmax_rows, next_below, softmax_rows
+
+LF = la.functional
+DT = torch.float64
+P_MIN = 1e-7
+
+
+# ----------------------------------------------------------------------- references
+def _onehot(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.one_hot(y, z.shape[1]).to(z.dtype)
+
+
+def _p_y(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (torch.softmax(z, 1) * _onehot(z, y)).sum(1)
+
+
+def ref_mae(z, y, scale=1.0):
+    return scale * (1 - _p_y(z, y))
+
+
+def ref_gce(z, y, q=0.7):
+    return (1 - _p_y(z, y).clamp_min(P_MIN) ** q) / q
+
+
+def ref_alpha(z, y, alpha=2.0):
+    p = _p_y(z, y)
+    if alpha == 1.0:
+        return -torch.log(p)
+    if math.isinf(alpha):
+        return 1 - p
+    return alpha / (alpha - 1) * (1 - p ** ((alpha - 1) / alpha))
+
+
+def ref_taylor(z, y, order=2):
+    u = 1 - _p_y(z, y)
+    return sum(u**k / k for k in range(1, order + 1))
+
+
+def ref_rce(z, y, scale=1.0, log_zero=math.log(1e-4)):
+    p = torch.softmax(z, 1).clamp_min(P_MIN)
+    return -log_zero * scale * (p * (1 - _onehot(z, y))).sum(1)
+
+
+def ref_sce(z, y, alpha=0.1, beta=1.0, log_zero=math.log(1e-4)):
+    return alpha * -torch.log(_p_y(z, y)) + ref_rce(z, y, beta, log_zero)
+
+
+def ref_nce(z, y, scale=1.0):
+    logp = torch.log_softmax(z, 1)
+    return scale * (logp * _onehot(z, y)).sum(1) / logp.sum(1)
+
+
+def ref_nce_rce(z, y, alpha=1.0, beta=1.0):
+    return alpha * ref_nce(z, y) + ref_rce(z, y, beta)
+
+
+def ref_nce_mae(z, y, alpha=1.0, beta=1.0):
+    return alpha * ref_nce(z, y) + beta * ref_mae(z, y)
+
+
+def ref_ngce(z, y, q=0.7, scale=1.0):
+    t = (1 - torch.softmax(z, 1).clamp_min(P_MIN) ** q) / q
+    return scale * (t * _onehot(z, y)).sum(1) / t.sum(1)
+
+
+def ref_nfl(z, y, gamma=0.5, scale=1.0):
+    logp = torch.log_softmax(z, 1)
+    fl = -((1 - torch.softmax(z, 1)) ** gamma).detach() * logp  # the reference's detached factors
+    return scale * (fl * _onehot(z, y)).sum(1) / fl.sum(1)
+
+
+def ref_ldr(z, y, margin=0.1, temperature=10.0):
+    f = F.softplus(z)
+    zn = f / (f.sum(1, keepdim=True) / z.shape[1])
+    oh = _onehot(z, y)
+    d = (zn - (zn * oh).sum(1, keepdim=True) + margin) * (1 - oh)
+    lam = temperature.unsqueeze(1) if isinstance(temperature, torch.Tensor) else temperature
+    return temperature * (torch.logsumexp(d / lam, 1) - math.log(z.shape[1]))
+
+
+def ref_logitclip(z, y, tau=1.0, eps=1e-7):
+    n = z.norm(dim=1, keepdim=True) + eps
+    zc = torch.where(n > 1 / tau, z / (tau * n), z)
+    return -(torch.log_softmax(zc, 1) * _onehot(z, y)).sum(1)
+
+
+def ref_poly1(z, y, epsilon=1.0):
+    p = _p_y(z, y)
+    return -torch.log(p) + epsilon * (1 - p)
+
+
+def ref_encouraging(z, y, log_end=0.75):
+    p = _p_y(z, y)
+    bonus = torch.log((1 - p).clamp_min(1e-5))
+    if log_end != 1.0:
+        bonus = torch.where(p > log_end, (p - log_end) / (log_end - 1) + math.log(1 - log_end), bonus)
+    return bonus - torch.log(p)
+
+
+def ref_log_z_squared(z, y, coefficient=1e-4):
+    lse = torch.logsumexp(z, 1)
+    return lse - (z * _onehot(z, y)).sum(1) + coefficient * lse**2
+
+
+def ref_squentropy(z, y):
+    oh = _onehot(z, y)
+    return -(torch.log_softmax(z, 1) * oh).sum(1) + (z**2 * (1 - oh)).sum(1) / (z.shape[1] - 1)
+
+
+def ref_spherical(z, y, a=1.0, b=0.0, eps=1e-12):
+    mu = z.mean(1)
+    sigma = ((z - mu[:, None]) ** 2).mean(1).sqrt() + eps
+    zc = ((z * _onehot(z, y)).sum(1) - mu) / sigma
+    return F.softplus(a * (b - zc)) / a
+
+
+def ref_asl_single(z, y, gamma_pos=0.0, gamma_neg=4.0, eps=0.1):
+    oh = _onehot(z, y)
+    p, logp = torch.softmax(z, 1), torch.log_softmax(z, 1)
+    w = oh * (1 - p) ** gamma_pos + (1 - oh) * p**gamma_neg
+    t = (1 - eps) * oh + eps / z.shape[1]
+    return -(t * w * logp).sum(1)
+
+
+# per-row references: (id, keywords, reference)
+ROW_CASES: list[tuple[str, dict[str, Any], Callable[..., torch.Tensor]]] = [
+    ("mae", {"scale": 2.5}, ref_mae),
+    ("gce", {"q": 0.4}, ref_gce),
+    ("alpha_loss", {"alpha": 0.6}, ref_alpha),
+    ("alpha_loss", {"alpha": math.inf}, ref_alpha),
+    ("taylor_ce", {"order": 4}, ref_taylor),
+    ("rce", {"scale": 0.5, "log_zero": -4.0}, ref_rce),
+    ("sce", {"alpha": 0.3, "beta": 2.0}, ref_sce),
+    ("nce", {"scale": 3.0}, ref_nce),
+    ("nce_rce", {"alpha": 2.0, "beta": 0.5}, ref_nce_rce),
+    ("nce_mae", {"alpha": 0.5, "beta": 2.0}, ref_nce_mae),
+    ("ngce", {"q": 0.3, "scale": 2.0}, ref_ngce),
+    ("ngce", {"q": 1.0}, ref_ngce),
+    ("nfl", {"gamma": 0.5}, ref_nfl),
+    ("nfl", {"gamma": 2.0, "scale": 1.5}, ref_nfl),
+    ("nfl", {"gamma": 1.3}, ref_nfl),
+    ("ldr", {"margin": 0.3, "temperature": 2.0}, ref_ldr),
+    ("logitclip", {"tau": 0.5, "eps": 1e-3}, ref_logitclip),
+    ("poly1", {"epsilon": -0.5}, ref_poly1),
+    ("encouraging", {"log_end": 0.6}, ref_encouraging),
+    ("encouraging", {"log_end": 1.0}, ref_encouraging),
+    ("log_z_squared", {"coefficient": 0.05}, ref_log_z_squared),
+    ("squentropy", {}, ref_squentropy),
+    ("spherical_z_loss", {"a": 2.0, "b": 0.5}, ref_spherical),
+    ("asymmetric_single_label", {"gamma_pos": 0.5, "gamma_neg": 2.5, "eps": 0.2}, ref_asl_single),
+    ("asymmetric_single_label", {"gamma_pos": 2.0, "gamma_neg": 4.0, "eps": 0.1}, ref_asl_single),
+]
+
+#: The ``grad_fn`` of each loss's fused output (CPU, logits that need a gradient): the fused
+#: path is the one taken by default, not only when forced.
+FUSED_NODE = {
+    "mae": "_SoftmaxRowLoss", "gce": "_SoftmaxRowLoss", "alpha_loss": "_SoftmaxRowLoss", "taylor_ce": "_SoftmaxRowLoss",
+    "poly1": "_SoftmaxRowLoss", "encouraging": "_SoftmaxRowLoss", "log_z_squared": "_SoftmaxRowLoss",
+    "rce": "_NoiseMix", "sce": "_NoiseMix", "nce": "_NoiseMix", "nce_rce": "_NoiseMix", "nce_mae": "_NoiseMix",
+    "active_passive": "_NoiseMix", "ngce": "_NormalisedGCE", "nfl": "_NormalisedFocal", "ldr": "_LDR",
+    "logitclip": "_ClippedCE", "squentropy": "_Squentropy", "spherical_z_loss": "_SphericalZ",
+    "asymmetric_single_label": "_AsymmetricSingleLabel", "dice": "_DiceSums", "anyloss": "_SoftConfusionSums",
+}
+
+
+def _inputs(n: int, c: int, scale: float, seed: int = 0, ignore: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=DT) * scale
+    y = torch.randint(0, c, (n,), generator=g)
+    if ignore:
+        y[1] = -100
+    return z, y
+
+
+def _value_and_grad(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    z = z.detach().clone().requires_grad_()
+    out = fn(z)
+    (g,) = torch.autograd.grad(out.sum(), z)
+    return out.detach(), g
+
+
+def _reduce(losses: torch.Tensor, keep: torch.Tensor, reduction: str) -> torch.Tensor:
+    losses = torch.where(keep, losses, 0.0)
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.sum() / keep.sum()
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+@pytest.mark.parametrize("num_classes, scale", [(5, 3.0), (23, 3.0), (9, 12.0)])
+@pytest.mark.parametrize("loss_id, kw, ref", ROW_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(ROW_CASES)])
+def test_value_and_gradient_against_the_definition(loss_id, kw, ref, num_classes, scale, reduction, path):
+    z, y = _inputs(7, num_classes, scale)
+    keep = y != -100
+    ys = torch.where(keep, y, 0)
+    fn = getattr(LF, loss_id)
+    with force_path(path):
+        v, g = _value_and_grad(lambda t: fn(t, y, reduction=reduction, **kw), z)
+    rv, rg = _value_and_grad(lambda t: _reduce(ref(t, ys, **kw), keep, reduction), z)
+    torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("num_classes", [4, 20])
+@pytest.mark.parametrize("loss_id, kw, ref", [c for c in ROW_CASES if c[0] != "nfl"],
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(ROW_CASES) if c[0] != "nfl"])
+def test_fused_gradcheck(loss_id, kw, ref, num_classes):
+    # NFL's fused gradient is the reference's (factors detached), not the derivative of its value
+    z, y = _inputs(5, num_classes, 2.0, seed=3)
+    fn = getattr(LF, loss_id)
+    with force_path("fused"):
+        for reduction in ("mean", "none"):
+            assert torch.autograd.gradcheck(lambda t: fn(t, y, reduction=reduction, **kw),
+                                            (z.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("loss_id", sorted(FUSED_NODE))
+def test_the_fused_path_is_the_default_on_cpu(loss_id):
+    z, y = _inputs(6, 5, 2.0, ignore=False)
+    z.requires_grad_()
+    out = la.create(loss_id)(z, y)
+    names, visited, stack = set(), set(), [out.grad_fn]
+    while stack:  # the node may sit under the reduction (AnyLoss, Dice: their [C]-sized rest)
+        fn = stack.pop()
+        if fn is not None and id(fn) not in visited:
+            visited.add(id(fn))
+            names.add(type(fn).__name__)
+            stack.extend(f for f, _ in fn.next_functions)
+    assert FUSED_NODE[loss_id] + "Backward" in names, names
+    with torch.no_grad():  # no gradient wanted: the composed ops (nothing kept for a backward)
+        assert la.create(loss_id)(z, y).grad_fn is None
+
+
+def test_ldr_per_sample_temperature():
+    z, y = _inputs(6, 7, 2.0)
+    lam = torch.linspace(0.2, 5.0, 6, dtype=DT)
+    keep = y != -100
+    ref = lambda t: _reduce(ref_ldr(t, torch.where(keep, y, 0), 0.2, lam), keep, "mean")  # noqa: E731
+    rv, rg = _value_and_grad(ref, z)
+    for path in ("plain", "fused"):
+        with force_path(path):
+            v, g = _value_and_grad(lambda t: LF.ldr(t, y, margin=0.2, temperature=lam), z)
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+
+
+@pytest.mark.parametrize("loss_id", ["nce", "nce_rce", "rce", "ngce", "nfl", "asymmetric_single_label", "log_z_squared"])
+def test_a_masked_class_is_the_same_on_both_paths(loss_id):
+    z, y = _inputs(5, 6, 2.0, ignore=False)
+    z[:, 3] = -math.inf
+    y = torch.where(y == 3, 0, y)
+    fn = getattr(LF, loss_id)
+    res = []
+    for path in ("plain", "fused"):
+        with force_path(path):
+            res.append(_value_and_grad(lambda t: fn(t, y, reduction="none"), z))
+    (v0, g0), (v1, g1) = res
+    torch.testing.assert_close(v1, v0, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g1, g0, rtol=1e-9, atol=1e-12)
+    assert torch.equal(g1[:, 3], torch.zeros(5, dtype=DT))
+
+
+# ------------------------------------------------------------------ active-passive
+@pytest.mark.parametrize("active, passive, akw, pkw, ref", [
+    ("nce", "rce", None, None, lambda z, y: ref_nce(z, y) * 2.0 + ref_rce(z, y) * 0.5),
+    ("nce", "mae", {"scale": 3.0}, {"scale": 0.5}, lambda z, y: ref_nce(z, y, 3.0) * 2.0 + ref_mae(z, y, 0.5) * 0.5),
+    ("mae", "rce", None, {"log_zero": -2.0}, lambda z, y: ref_mae(z, y) * 2.0 + ref_rce(z, y, 1.0, -2.0) * 0.5),
+    ("ngce", "rce", {"q": 0.3}, None, lambda z, y: ref_ngce(z, y, 0.3) * 2.0 + ref_rce(z, y) * 0.5),  # not fused
+])
+def test_active_passive_pairs(active, passive, akw, pkw, ref):
+    z, y = _inputs(7, 6, 3.0)
+    keep = y != -100
+    rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0)), keep, "mean"), z)
+    for path in ("plain", "fused"):
+        with force_path(path):
+            v, g = _value_and_grad(lambda t: LF.active_passive(t, y, active=active, passive=passive, alpha=2.0, beta=0.5,
+                                                               active_kwargs=akw, passive_kwargs=pkw), z)
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+def test_active_passive_part_options_are_checked_on_both_paths(path):
+    z, y = _inputs(4, 3, 1.0, ignore=False)
+    with force_path(path):
+        with pytest.raises(ValueError, match="log_zero"):
+            LF.active_passive(z, y, passive="rce", passive_kwargs={"log_zero": 1.0})
+        with pytest.raises(TypeError):
+            LF.active_passive(z, y, active="nce", active_kwargs={"no_such": 1.0})
+
+
+# --------------------------------------------------------------------- logit clip
+def test_logitclip_with_a_weighted_cross_entropy_base_is_not_fused():
+    # class weights are not part of the fused clipped cross-entropy: the composed ops run
+    z, y = _inputs(6, 4, 3.0, ignore=False)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=DT)
+    crit = la.create("logitclip", base="cross_entropy", base_kwargs={"weight": w})
+    zz = z.clone().requires_grad_()
+    out = crit(zz, y)
+    n = z.norm(dim=1, keepdim=True) + 1e-7
+    zc = torch.where(n > 1.0, z / n, z)
+    torch.testing.assert_close(out.detach(), F.cross_entropy(zc, y, weight=w), rtol=1e-10, atol=1e-12)
+    assert "_ClippedCE" not in type(out.grad_fn).__name__
+
+
+def test_logitclip_module_with_a_hooked_base_runs_the_hook():
+    z, y = _inputs(6, 4, 3.0, ignore=False)
+    crit = la.create("logitclip")
+    calls = []
+    crit.base.register_forward_pre_hook(lambda mod, inp: calls.append(1))
+    crit(z.clone().requires_grad_(), y)
+    assert calls == [1]
+
+
+# ------------------------------------------------------------------------- AnyLoss
+def ref_anyloss(z, y, metric="f_beta", beta=1.0, amplifier=73.0):
+    oh = _onehot(z, y)
+    yhat = torch.sigmoid(amplifier * (torch.softmax(z, 1) - 0.5))
+    tp = (oh * yhat).sum(0)
+    fn = (oh * (1 - yhat)).sum(0)
+    fp = ((1 - oh) * yhat).sum(0)
+    tn = ((1 - oh) * (1 - yhat)).sum(0)
+    if metric == "accuracy":
+        score = (tp + tn) / (tp + tn + fp + fn)
+    elif metric == "f_beta":
+        score = (1 + beta**2) * tp / ((1 + beta**2) * tp + beta**2 * fn + fp)
+    else:
+        tpr, tnr = tp / (tp + fn), tn / (tn + fp)
+        score = (tpr + tnr) / 2 if metric == "balanced_accuracy" else (tpr * tnr).sqrt()
+    return (1 - score).mean()
+
+
+@pytest.mark.parametrize("num_classes", [3, 17])
+@pytest.mark.parametrize("metric, kw", [("f_beta", {"beta": 2.0}), ("accuracy", {}), ("gmean", {"amplifier": 5.0}),
+                                        ("balanced_accuracy", {})])
+def test_anyloss_against_the_definition(metric, kw, num_classes):
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(3 * num_classes, num_classes, generator=g, dtype=DT) * 2
+    y = torch.arange(3 * num_classes) % num_classes  # every class present: every ratio defined
+    rv, rg = _value_and_grad(lambda t: ref_anyloss(t, y, metric, **kw), z)
+    for path in ("plain", "fused"):
+        with force_path(path):
+            v, gz = _value_and_grad(lambda t: LF.anyloss(t, y, metric=metric, **kw), z)
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gz, rg, rtol=1e-8, atol=1e-11)
+    with force_path("fused"):
+        assert torch.autograd.gradcheck(lambda t: LF.anyloss(t, y[:9], metric=metric, **kw), (z[:9].clone().requires_grad_(),))
+
+
+# ---------------------------------------------------------------------------- Dice
+def ref_dice_batch(z, y, keep, alpha=0.01, smooth=1e-4, square=False):
+    oh = _onehot(z, y) * keep[:, None]
+    p = torch.softmax(z, 1)
+    q = (1 - p) ** alpha * p * keep[:, None]
+    qk, yk = (q * q, oh * oh) if square else (q, oh)
+    den = qk.sum(0) + yk.sum(0) + smooth
+    return (1 - (2 * q * oh + smooth) / den).sum(1)
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("kw", [{}, {"alpha": 0.0}, {"alpha": 1.5, "smooth": 0.1}, {"alpha": 0.3, "denominator": "batch",
+                                                                                     "square_denominator": True}])
+@pytest.mark.parametrize("num_classes", [5, 19])
+def test_dice_batch_denominator_against_the_definition(kw, num_classes, path):
+    z, y = _inputs(8, num_classes, 2.0)
+    keep = y != -100
+    ys = torch.where(keep, y, 0)
+    alpha, smooth = kw.get("alpha", 0.01), kw.get("smooth", 1e-4)
+    for reduction in ("mean", "none"):
+        rv, rg = _value_and_grad(lambda t: _reduce(ref_dice_batch(t, ys, keep.to(DT), alpha, smooth,
+                                                                  kw.get("square_denominator", False)), keep, reduction), z)
+        with force_path(path):
+            v, g = _value_and_grad(lambda t: LF.dice(t, y, reduction=reduction, **kw), z)
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+    with force_path("fused"):
+        assert torch.autograd.gradcheck(lambda t: LF.dice(t, y, **kw), (z.clone().requires_grad_(),))
+
+
+# -------------------------------------------------------------- shared pieces
+@pytest.mark.parametrize("num_classes", [1, 3, 15, 16, 40])
+def test_softmax_rows_equal_torch(num_classes):
+    z = torch.randn(33, num_classes, dtype=torch.float32) * 3
+    z[0, 0] = -math.inf if num_classes > 1 else z[0, 0]
+    torch.testing.assert_close(softmax_rows(z), torch.softmax(z, 1), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(log_softmax_rows(z), torch.log_softmax(z, 1), rtol=1e-6, atol=1e-6)
+    zz = z.clone().double().requires_grad_()
+    (g,) = torch.autograd.grad((log_softmax_rows(zz) * torch.arange(num_classes)).sum(), zz)
+    zz2 = z.clone().double().requires_grad_()
+    (g2,) = torch.autograd.grad((torch.log_softmax(zz2, 1) * torch.arange(num_classes)).sum(), zz2)
+    torch.testing.assert_close(g, g2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_threshold_at_next_below_is_a_clamp_mask(dtype):
+    v = 1e-7
+    at = torch.tensor(v, dtype=dtype)
+    below = torch.nextafter(at, torch.zeros_like(at))
+    above = torch.nextafter(at, torch.ones_like(at))
+    x = torch.stack([below, at, above, torch.zeros_like(at), torch.ones_like(at)])
+    kept = F.threshold(x, next_below(v, dtype), 0.0)
+    assert torch.equal(kept != 0, x >= v), (x, kept)
+
+
+# ------------------------------------------------- the numeric guards on each path
+GUARDS = [
+    G.test_gce_clamps_p_y_at_1e_minus_7, G.test_ngce_clamps_every_probability_at_1e_minus_7,
+    G.test_rce_softmax_clamp_and_log_of_zero, G.test_normalised_losses_with_a_zero_normaliser,
+    G.test_logitclip_norm_clip_with_eps, G.test_encouraging_bonus_clamp, G.test_spherical_z_loss_sigma_of_equal_logits,
+    G.test_anyloss_class_absent_from_the_batch, G.test_asymmetric_single_label_gamma_pos_below_one_and_masked_class,
+    G.test_dice_alpha_below_one_where_p_rounds_to_one,
+]
+
+
+def _guard_cases() -> list[Any]:
+    out = []
+    for fn in GUARDS:
+        marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"]
+        if not marks:
+            out.append(pytest.param(fn, {}, id=fn.__name__))
+            continue
+        (mark,) = marks
+        names = [n.strip() for n in mark.args[0].split(",")]
+        for i, values in enumerate(mark.args[1]):
+            values = values if len(names) > 1 else (values,)
+            out.append(pytest.param(fn, dict(zip(names, values)), id=f"{fn.__name__}-{i}"))
+    return out
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("guard, kw", _guard_cases())
+def test_numeric_guards_on_each_path(guard, kw, path):
+    with mpmath.mp.workdps(50), force_path(path):
+        guard(**kw)
