@@ -50,11 +50,16 @@ def _lib(name: str) -> bool:
 
 
 # ----------------------------------------------------------------- reference formulas
+# The constants come from the module's own hyper-parameters (``crit.functional_kwargs()``:
+# class_counts, max_margin, tau, ...), recomputed here with the library's public helpers.
 def _ref_ldam(inp: dict, ours: Any) -> Callable[[], torch.Tensor]:
     # Cao et al. (2019) as the official code states it: a one-hot matrix selects m_y.
+    import lossatlas as la
+
     z, y = inp["logits"], inp["target"]
-    m = ours.margins.to(z.dtype)
-    s = ours.scale
+    kw = ours.functional_kwargs()
+    m = la.functional.ldam_margins(kw["class_counts"], kw["max_margin"]).to(z.device, z.dtype)
+    s = kw["scale"]
 
     def f() -> torch.Tensor:
         onehot = F.one_hot(y, z.shape[1]).to(z.dtype)
@@ -63,24 +68,34 @@ def _ref_ldam(inp: dict, ours: Any) -> Callable[[], torch.Tensor]:
     return f
 
 
-def _ref_bias(attr: str) -> Builder:
+def _ref_bias(kind: str) -> Builder:
+    """``CE(z + b)`` with ``b = τ log π`` (``kind="la"``) or ``log n`` (``kind="bs"``)."""
     def build(inp: dict, ours: Any) -> Callable[[], torch.Tensor]:
+        import lossatlas as la
+
         z, y = inp["logits"], inp["target"]
-        b = getattr(ours, attr).to(z.dtype)
+        kw = ours.functional_kwargs()
+        counts = torch.as_tensor(kw["class_counts"], dtype=torch.float64)
+        b = kw["tau"] * la.functional.log_prior(counts) if kind == "la" else torch.log(counts)
+        b = b.to(z.device, z.dtype)
         return lambda: F.cross_entropy(z + b, y)
 
     return build
 
 
 def _ref_vs(inp: dict, ours: Any) -> Callable[[], torch.Tensor]:
+    import lossatlas as la
+
     z, y = inp["logits"], inp["target"]
-    d, io = ours.delta.to(z.dtype), ours.iota.to(z.dtype)
+    kw = ours.functional_kwargs()
+    d, io = la.functional.vs_parameters(kw["class_counts"], kw["gamma"], kw["tau"])
+    d, io = d.to(z.device, z.dtype), io.to(z.device, z.dtype)
     return lambda: F.cross_entropy(z / d + io, y)
 
 
 def _ref_focal(inp: dict, ours: Any) -> Callable[[], torch.Tensor]:
     # Lin et al. (2017), softmax form: (1 − p_t)^γ · CE, p_t = exp(−CE).
-    z, y, g = inp["logits"], inp["target"], ours.gamma
+    z, y, g = inp["logits"], inp["target"], ours.functional_kwargs()["gamma"]
 
     def f() -> torch.Tensor:
         ce = F.cross_entropy(z, y, reduction="none")
@@ -166,8 +181,8 @@ SPECS: list[Spec] = [
          note="no pip-installable softmax focal peer; reference formula"),
     Spec("ldam", {}, peers=[Peer("ref: LDAM one-hot formula", _ref_ldam, "")],
          note="kaidic/LDAM-DRW is not pip-installable; its formula in eager torch"),
-    Spec("logit_adjusted", {}, peers=[Peer("ref: CE(z + τ log π)", _ref_bias("bias"), "")]),
-    Spec("balanced_softmax", {}, peers=[Peer("ref: CE(z + log n)", _ref_bias("bias"), "")]),
+    Spec("logit_adjusted", {}, peers=[Peer("ref: CE(z + τ log π)", _ref_bias("la"), "")]),
+    Spec("balanced_softmax", {}, peers=[Peer("ref: CE(z + log n)", _ref_bias("bs"), "")]),
     Spec("vs", {}, peers=[Peer("ref: CE(z / Δ + ι)", _ref_vs, "")]),
     Spec("poly1", {"epsilon": 1.0}, peers=[Peer("timm PolyCrossEntropy", _timm("PolyCrossEntropy", epsilon=1.0), "timm")]),
     Spec("asymmetric_single_label", {}, peers=[
