@@ -89,3 +89,30 @@ def test_composite_losses_name_the_argument_with_the_bad_keyword():
     with pytest.raises(TypeError) as info:
         la.create("logitclip", base="focal", base_kwargs={"gama": 2.0})
     assert str(info.value).startswith("base='focal': focal got unexpected argument(s) gama; did you mean 'gamma'?")
+
+
+@pytest.mark.parametrize("weighting", ["effective_number", "drw"])
+def test_weighting_apply_reports_target_against_its_class_weights(weighting):
+    from lossatlas.weighting import apply
+
+    kw = {"start_epoch": 0} if weighting == "drw" else {}
+    w = la.create(weighting, class_counts=[10, 5, 2], **kw)
+    with pytest.raises(ValueError) as info:
+        apply(torch.rand(4), w, torch.tensor([0, 1, 7, 0]))
+    msg = str(info.value)
+    assert msg.startswith("target values must be in [0, 3) (") and "has 3 class weights); found [7]" in msg
+    assert "logits" not in msg  # apply takes no logits
+    with pytest.raises(TypeError, match="target must hold class indices of dtype torch.int64"):
+        apply(torch.rand(4), w, torch.tensor([0, 1, 2, 0], dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"target must have shape \[N\] \(one class index per loss\)"):
+        apply(torch.rand(4), w, torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_metrics_report_target_against_the_users_preds():
+    m = la.metrics.BinnedCalibration()
+    with pytest.raises(ValueError) as info:
+        m.update(torch.randn(4, 3), torch.tensor([0, 1, 5, 0]))
+    assert str(info.value) == "target values must be in [0, 3) for preds with 3 class columns; found [5]"
+    with pytest.raises(ValueError) as info:
+        m.update(torch.randn(4, 3), torch.tensor([0, 1, 2]))
+    assert "to match preds (4, 3)" in str(info.value) and "logits" not in str(info.value)

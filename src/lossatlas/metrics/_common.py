@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import as_count_vector, check_class_target, check_logits
+from .._validation import as_count_vector, check_class_indices, check_logits, check_same_device
 
 Tensor = torch.Tensor
 
@@ -25,7 +25,16 @@ def check_scores_target(preds: Any, target: Any, num_classes: int | None = None,
     """Validate a classification pair: float scores [N, C] (logits or probabilities) and int64
     class indices [N] in [0, C)."""
     preds = check_logits(as_tensor(preds, name), name=name)
-    target = check_class_target(as_tensor(target, "target"), preds)
+    # checked here rather than by check_class_target, whose messages call the scores "logits"
+    target = check_class_indices(as_tensor(target, "target"), "target", "metrics take class indices [N]")
+    if target.dim() != 1 or target.shape[0] != preds.shape[0]:
+        raise ValueError(f"target must have shape [N] = [{preds.shape[0]}] to match {name} {tuple(preds.shape)}, got {tuple(target.shape)}")
+    check_same_device(name, preds, "target", target)
+    if target.numel():
+        lo, hi = (int(v) for v in torch.aminmax(target))
+        if lo < 0 or hi >= preds.shape[1]:
+            bad = target[(target < 0) | (target >= preds.shape[1])][:5].tolist()
+            raise ValueError(f"target values must be in [0, {preds.shape[1]}) for {name} with {preds.shape[1]} class columns; found {bad}")
     if num_classes is not None and preds.shape[1] != num_classes:
         raise ValueError(
             f"{name} have {preds.shape[1]} class columns but num_classes={num_classes}; they must match"

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from .._validation import check_class_target, check_reduction, check_tensor
+from .._validation import check_class_indices, check_reduction, check_tensor, compiling
 from ..functional._common import reduce_loss
 
 __all__ = ["Weighting", "ClassWeighting", "apply"]
@@ -117,9 +117,18 @@ class ClassWeighting(Weighting):
             raise ValueError(f"{type(self).__name__} needs the targets to look up class weights: pass target=")
         check_tensor(losses, "losses")
         w = self.class_weights()
-        fake_logits = losses.new_empty((target.shape[0] if target.dim() else 0, w.numel()))
-        check_class_target(target, fake_logits, validate=True)
-        return w.to(device=losses.device, dtype=losses.dtype)[target]
+        # checked against the class weights themselves, so a message names what the user passed
+        target = check_class_indices(target, "target", "class weights are looked up by class index")
+        if target.dim() != 1:
+            raise ValueError(f"target must have shape [N] (one class index per loss), got {tuple(target.shape)}")
+        num_classes = w.numel()
+        if target.numel() and not compiling():
+            lo, hi = (int(v) for v in torch.aminmax(target))
+            if lo < 0 or hi >= num_classes:
+                bad = target[(target < 0) | (target >= num_classes)][:5].tolist()
+                raise ValueError(f"target values must be in [0, {num_classes}) ({type(self).__name__} has {num_classes} class "
+                                 f"weights); found {bad}")
+        return w.to(device=losses.device, dtype=losses.dtype)[target.to(losses.device)]
 
 
 def apply(losses: Tensor, weighting: Weighting, target: Tensor | None = None, reduction: str = "mean") -> Tensor:
