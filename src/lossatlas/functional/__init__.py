@@ -8,9 +8,10 @@ means adding it to the two import lists below (explicit, so static tools see eve
 
 from __future__ import annotations
 
-from . import auc, calibration, imbalance, metric, multilabel, noise, ranking, ssl
+from . import auc, calibration, chunked, imbalance, metric, multilabel, noise, ranking, ssl
 from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
+from .chunked import *  # noqa: F403
 from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .multilabel import *  # noqa: F403
@@ -27,3 +28,4 @@ __all__ += metric.__all__
 __all__ += ssl.__all__
 __all__ += auc.__all__
 __all__ += ranking.__all__
+__all__ += chunked.__all__
