@@ -1,4 +1,5 @@
-r"""Classifier heads that losses assume: the normalised (cosine) linear layer of LDAM.
+r"""Classifier heads that losses assume: the normalised (cosine) linear layer of LDAM, and a
+linear / cosine head fused with its loss for huge class counts (:class:`ChunkedLinearLoss`).
 
 LDAM (Cao et al., 2019) multiplies margin-shifted logits by ``scale = 30``. Its official code
 (kaidic/LDAM-DRW, ``models/resnet_cifar.py::NormedLinear``) feeds it the output of a
@@ -16,15 +17,18 @@ True
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._spec import spec_of
 from ._validation import check_float
+from .functional.chunked import chunked_linear_cross_entropy, resolve_hparams
 
-__all__ = ["NormedLinear"]
+__all__ = ["NormedLinear", "ChunkedLinearLoss"]
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -92,3 +96,110 @@ class NormedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+_CHUNKED = spec_of(chunked_linear_cross_entropy)
+
+
+class ChunkedLinearLoss(nn.Module):
+    r"""A classification head [C, D] and its loss in one module, computed ``chunk_size`` classes
+    at a time: never N × C logits (:func:`lossatlas.functional.chunked_linear_cross_entropy`).
+
+    ``head(features, target)`` equals ``la.functional.<loss>(F.linear(features, weight, bias),
+    target, ...)`` for ``loss`` in ``"cross_entropy"`` (with ``label_smoothing``),
+    ``"logit_adjusted"``, ``"balanced_softmax"``, and ``la.functional.<loss>(features, target,
+    weight, ...)`` for the cosine losses ``"arcface"``, ``"cosface"``, ``"sface"``, in value
+    and gradients, with O(N · chunk_size) extra memory instead of O(N · C). Formulas, papers
+    (ArcFace: Deng et al. 2019; CosFace: Wang et al. 2018; SFace: Zhong et al. 2021; logit
+    adjustment: Menon et al. 2021; balanced softmax: Ren et al. 2020; class-parallel sharding
+    after Partial FC, An et al. 2021) and the sources of the defaults: the function's docstring.
+
+    Args:
+        in_features: D, the feature dimension.
+        out_features: C, the number of classes (this process's slice with ``class_parallel``).
+        bias: a learned bias [C]; ``None`` (default): one for the linear losses, none for the
+            cosine losses (their logits are scaled cosines; ``True`` is then an error).
+        loss, chunk_size, label_smoothing, class_counts, tau, margin, scale, k, a, b,
+        ignore_index, reduction, validate, class_parallel: as the function's (``None``: the
+            loss function's default, e.g. ArcFace's margin 0.5 rad and scale 64).
+        process_group: the ``torch.distributed`` group of ``class_parallel`` (default: world).
+
+    Parameters: ``weight`` [C, D] and ``bias`` [C] (``nn.Linear``'s names, layout and
+    initialisation, so a ``state_dict`` loads into ``nn.Linear(D, C)`` and back).
+
+    Shapes: ``forward(features [N, D], target int64 [N])`` → a scalar (or [N] with
+    ``reduction="none"``). ``logits(features)`` [N, C] is the dense head, for evaluation
+    on small batches.
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> head = la.heads.ChunkedLinearLoss(16, 100_000, loss="arcface", chunk_size=8192)
+        >>> head(torch.randn(4, 16), torch.tensor([0, 5, 99_999, 7])).ndim
+        0
+    """
+
+    weight: Tensor
+    bias: Tensor | None
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool | None = None,
+                 loss: str = "cross_entropy", chunk_size: int = 4096, label_smoothing: float = 0.0,
+                 class_counts: Any = None, tau: float | None = None, margin: float | None = None,
+                 scale: float | None = None, k: float | None = None, a: float | None = None,
+                 b: float | None = None, ignore_index: int = -100, reduction: str = "mean",
+                 validate: bool = True, class_parallel: bool = False, process_group: Any = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        hp = _CHUNKED.check_all({
+            "loss": loss, "chunk_size": chunk_size, "label_smoothing": label_smoothing, "class_counts": class_counts,
+            "tau": tau, "margin": margin, "scale": scale, "k": k, "a": a, "b": b, "ignore_index": ignore_index,
+            "reduction": reduction, "validate": validate, "class_parallel": class_parallel,
+        })
+        resolve_hparams(hp["loss"], {n: hp[n] for n in ("tau", "margin", "scale", "k", "a", "b", "label_smoothing")})
+        cosine = hp["loss"] in ("arcface", "cosface", "sface")
+        if bias is None:
+            bias = not cosine
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be True, False or None, got {type(bias).__name__}")
+        if bias and cosine:
+            raise ValueError(f"bias must be False or None for loss={hp['loss']!r}: its logits are scaled cosines")
+        counts = hp.pop("class_counts")
+        if counts is not None:
+            self.register_buffer("class_counts", counts, persistent=False)  # state_dict: nn.Linear's keys only
+        else:
+            self.class_counts: Tensor | None = None
+        self.hparams = hp
+        self.process_group = process_group
+        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features, device=device, dtype=dtype))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.out_features, device=device, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Linear``'s initialisation: Kaiming-uniform weight, bias uniform in ±1/√D."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """Keywords that make ``chunked_linear_cross_entropy(features, weight, target, **kw)``
+        equal this module's call."""
+        return {**self.hparams, "bias": self.bias, "class_counts": self.class_counts,
+                "process_group": self.process_group}
+
+    def forward(self, features: Tensor, target: Tensor) -> Tensor:
+        return chunked_linear_cross_entropy(features, self.weight, target, **self.functional_kwargs())
+
+    def logits(self, features: Tensor) -> Tensor:
+        """The dense head: ``F.linear`` (or the cosines, for the cosine losses) [N, C]."""
+        if self.hparams["loss"] in ("arcface", "cosface", "sface"):
+            return F.linear(F.normalize(features, dim=-1), F.normalize(self.weight, dim=1))
+        return F.linear(features, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"loss={self.hparams['loss']!r}, chunk_size={self.hparams['chunk_size']}")
