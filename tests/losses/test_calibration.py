@@ -394,3 +394,10 @@ def test_log_z_squared_coefficient_and_squentropy_average_at_non_default_setting
     ce3 = lse3 - z3.gather(1, y[:, None]).squeeze(1)
     sq = (z3**2).sum(1) - z3.gather(1, y[:, None]).squeeze(1) ** 2
     torch.testing.assert_close(LF.squentropy(z3, y, reduction="sum"), (ce3 + sq / (c - 1)).sum())
+
+
+# ---------------------------------------------------------------- killing surviving mutants (issue 26)
+def test_log_z_regulariser_mask_shape_error_names_n():
+    z = torch.zeros(3, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"mask must have shape \[N\] = \[3\], got \(5,\)"):
+        LF.log_z_regulariser(z, mask=torch.ones(5))

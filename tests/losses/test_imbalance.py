@@ -440,3 +440,45 @@ def test_conventions_closed_forms_at_non_default_settings():
     bce = -(t * torch.log(q) + (1 - t) * torch.log(1 - q))
     ref = ((0.6 * t + 0.4 * (1 - t)) * (1 - p_t) ** 1.5 * bce).mean()
     torch.testing.assert_close(LF.sigmoid_focal(z, t, alpha=0.6, gamma=1.5), ref)
+
+
+# ----------------------------------------------------------------- killing surviving mutants (issue 26)
+def test_errors_name_the_argument_exactly():
+    z, y = batch()
+    with pytest.raises(ValueError, match=r"^weight has 3 entries but logits have 10 classes"):
+        LF.cross_entropy(z, y, weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"^max_margin must be >= 0.0"):
+        LF.ldam_margins(COUNTS, max_margin=-0.1)
+
+
+def test_effective_number_function_checks_beta_in_the_unit_interval():
+    for bad in (-0.5, 1.5):
+        with pytest.raises(ValueError, match=r"^beta must be"):
+            LF.effective_number_weights(COUNTS, beta=bad)
+
+
+def test_probability_targets_with_class_weights_are_torchs_weighted_soft_ce():
+    z, y = batch(n=8)
+    g = torch.Generator().manual_seed(2)
+    p = torch.softmax(torch.randn(8, C, generator=g, dtype=torch.float64), 1)
+    w = torch.linspace(0.5, 2.0, C, dtype=torch.float64)
+    for reduction in ("mean", "sum", "none"):
+        torch.testing.assert_close(LF.cross_entropy(z, p, weight=w, reduction=reduction),
+                                   F.cross_entropy(z, p, weight=w, reduction=reduction))
+    # with a prior-aware adjustment too: torch's weighted soft CE of the adjusted logits
+    shift = 0.5 * torch.log(torch.tensor(COUNTS, dtype=torch.float64) / sum(COUNTS))
+    torch.testing.assert_close(LF.logit_adjusted(z, p, COUNTS, tau=0.5, weight=w), F.cross_entropy(z + shift, p, weight=w))
+
+
+def test_probability_target_values_are_checked_only_with_validate():
+    z, _ = batch(n=4)
+    outside = torch.full((4, C), 0.0, dtype=torch.float64)
+    outside[:, 0], outside[:, 1] = 1.5, -0.5  # rows sum to 1, values outside [0, 1]
+    with pytest.raises(ValueError, match="target values must lie in"):
+        LF.cross_entropy(z, outside)
+    not_summing = torch.full((4, C), 0.05, dtype=torch.float64)
+    with pytest.raises(ValueError, match="must sum to 1"):
+        LF.cross_entropy(z, not_summing)
+    # validate=False: neither value check runs (no host read); the loss is torch's formula
+    torch.testing.assert_close(LF.cross_entropy(z, outside, validate=False), F.cross_entropy(z, outside))
+    torch.testing.assert_close(LF.cross_entropy(z, not_summing, validate=False), F.cross_entropy(z, not_summing))

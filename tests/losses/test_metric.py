@@ -1336,3 +1336,18 @@ def test_cosface_and_normalized_softmax_closed_forms_at_non_default_settings() -
     torch.testing.assert_close(LF.arcface(e, y, w, margin=0.3, scale=16.0), ce(16.0 * arc))
     # NormFace: CE(cos θ / T), T = 0.2
     torch.testing.assert_close(LF.normalized_softmax(e, y, w, temperature=0.2), ce(cos / 0.2))
+
+
+# ------------------------------------------------------------------ killing surviving mutants (issue 26)
+def test_partial_fc_index_values_are_checked_only_with_validate() -> None:
+    """validate=False skips the host reads of the index checks (a repeated id is then not
+    reported); validate=True reports it."""
+    g = torch.Generator().manual_seed(7)
+    e = torch.randn(6, 4, generator=g, dtype=DT)
+    y = torch.tensor([0, 1, 2, 3, 4, 6])
+    w = torch.randn(10, 4, generator=g, dtype=DT)
+    repeated = torch.tensor([0, 1, 2, 3, 3, 4, 6])
+    with pytest.raises(ValueError, match="sorted ascending without repeats"):
+        LF.partial_fc(e, y, w, index=repeated)
+    out = LF.partial_fc(e, y, w, index=repeated, validate=False)
+    assert out.ndim == 0

@@ -450,3 +450,15 @@ def test_asl_conventions_closed_form_at_non_default_settings():
     # clip = 0: no shift at all (negatives keep their full probability)
     per0 = -(y * (1 - p) ** gp * torch.log(p) + (1 - y) * p ** gn * torch.log(1 - p))
     torch.testing.assert_close(LF.asymmetric(z, y, gamma_neg=gn, gamma_pos=gp, clip=0.0, reduction="none"), per0)
+
+
+# ---------------------------------------------------------------- killing surviving mutants (issue 26)
+def test_mask_values_are_checked_only_with_validate():
+    z, y = ml_batch(n=4)
+    mask = torch.ones_like(z)
+    mask[0, 0] = -1.0  # negative: refused when validating
+    with pytest.raises(ValueError, match="mask"):
+        LF.bce(z, y, mask=mask)
+    # validate=False: no value check (no host read); the masked mean is Σ m ℓ / Σ m as written
+    per = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    torch.testing.assert_close(LF.bce(z, y, mask=mask, validate=False), (mask * per).sum() / mask.sum())
