@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 from typing import Any
+from typing import Any
 
 __all__ = ["add_bench_parser"]
 
@@ -68,7 +69,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     bench = subparsers.add_parser(
         "bench",
         help="run benchmark suites into a results database and write reports",
-        description="Train real models under the long-tail / label-noise protocols and report a leaderboard.",
+        description="Train real models under the long-tail / label-noise / retrieval / self-supervised / imbalanced-AUC protocols and report a leaderboard.",
     )
     sub = bench.add_subparsers(dest="bench_command", metavar="{run,report,suites}")
     sub.required = True
@@ -83,7 +84,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         ),
     )
     p.add_argument("suite", nargs="?", default="quick", metavar="SUITE|RECIPE_FILE",
-                   help="a built-in suite (quick [default], lt, noise; see `lossatlas bench suites`) or a path to a suite/recipe JSON file")
+                   help="a built-in suite (quick [default], lt, noise, metric, ssl, auc; see `lossatlas bench suites`) or a path to a suite/recipe JSON file")
     p.add_argument("--db", default=_DEFAULT_DB, metavar="PATH", help=f"SQLite results database, created if missing (default: {_DEFAULT_DB})")
     p.add_argument("--seeds", type=int, default=None, metavar="N", help="run seeds 0..N-1 of every recipe instead of the recipe's own 'seeds'")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:K' (default: auto)")

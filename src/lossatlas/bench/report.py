@@ -333,7 +333,8 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
     md = ["# lossatlas benchmark report", "", f"lossatlas {__version__}; {len(rows)} finished runs from `{dbp}`"
           f" ({pending['pending']} pending, {pending['running']} running, {pending['failed']} failed).", "",
           "Classification suites are ranked by balanced accuracy (other tasks by their primary metric); mean ± std over seeds; accuracies in %, ECE in [0, 1]. "
-          "Many/medium/few: classes with > 100, 20–100, < 20 training samples (– when a split is empty).", ""]
+          "Many/medium/few: classes with > 100, 20–100, < 20 training samples (– when a split is empty). "
+          "Suites of several tasks (the binary task's data set × positive fraction) rank the methods within each task; AUROC and AP in [0, 1].", ""]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>lossatlas benchmark report</title>",
         "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:13px}"
