@@ -126,18 +126,23 @@ def resolve_hparams(loss: str, given: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 # the kernel: per-row statistics over blocks of classes
 # --------------------------------------------------------------------------------------
-def _block(x: Tensor, weight: Tensor, bias: Tensor | None, s: int, e: int, cosine: bool) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Logits of classes [s, e): ``x Ŵᵀ (+ b)`` [N, e − s], the (normalised) block of the
-    weight in the compute dtype, and its row norms (clamped at eps) when ``cosine``."""
+def _block(x: Tensor, weight: Tensor, shift: Tensor | None, s: int, e: int,
+           cosine: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Logits of classes [s, e): ``x Ŵᵀ + shift`` [N, e − s] (one addmm), the (normalised)
+    block of the weight in the compute dtype, and its row norms (clamped at eps) when ``cosine``."""
     w = weight[s:e].to(x.dtype)
     norm = None
     if cosine:
         norm = w.norm(dim=1, keepdim=True).clamp_min(_NORM_EPS)
         w = w / norm
-    z = x @ w.T
-    if bias is not None:
-        z.add_(bias[s:e].to(x.dtype))
+    z = x @ w.T if shift is None else torch.addmm(shift[s:e], x, w.T)
     return z, w, norm
+
+
+def _column_shift(bias: Tensor | None, offset: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    if bias is None:
+        return offset
+    return bias.to(dtype) if offset is None else bias.to(dtype) + offset
 
 
 def _set_target(z: Tensor, idx: Tensor, here: Tensor, value: float) -> None:
@@ -160,97 +165,91 @@ def _finite_or_zero(x: Tensor) -> Tensor:
 
 
 class _ChunkedStats(torch.autograd.Function):
-    """Per-row statistics of the logits over all classes, ``chunk`` classes at a time.
+    """Per-row statistics of the logits ``z = x Ŵᵀ + bias + offset`` over all classes, ``chunk``
+    classes at a time (``Ŵ`` row-normalised when ``cosine``; ``start`` is the global id of this
+    process's first class).
 
-    Softmax mode returns ``(lse, lin, t)``: the log-sum-exp over the non-target classes of
-    ``u = scale · z + offset``, their sum (for label smoothing; zeros unless ``need_lin``) and
-    the raw target value ``t = z_iy``. SFace mode returns ``(Σ_{j≠y} w_ij z_ij, 0, t)`` with
-    the constant weights ``w = σ(−k(acos z − b))``. ``z = x Ŵᵀ + bias`` (``Ŵ`` row-normalised
-    when ``cosine``); ``start`` is the global id of this process's first class."""
+    Softmax mode returns ``(lse, lin, t)``: the log-sum-exp over each row's non-target
+    classes, their sum (for label smoothing; zeros unless ``need_lin``) and the target value
+    ``t = z_iy``. SFace mode returns ``(Σ_{j≠y} w_ij z_ij, 0, t)`` with the constant weights
+    ``w = σ(−k(acos z − b))``."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, offset: Tensor | None, target: Tensor,
-                chunk: int, cosine: bool, sface: bool, scale: float, need_lin: bool, k: float, b: float,
+                chunk: int, cosine: bool, sface: bool, need_lin: bool, k: float, b: float,
                 start: int, sharded: bool, group: Any) -> tuple[Tensor, Tensor, Tensor]:
         n, c = x.shape[0], weight.shape[0]
         local = target - start
-        m = x.new_full((n,), float("-inf"))
-        acc = x.new_zeros((n,))
+        shift = _column_shift(bias, offset, x.dtype)
+        stat = x.new_zeros((n,)) if sface else x.new_full((n,), float("-inf"))
         lin = x.new_zeros((n,))
         t = x.new_zeros((n,))
         for s in range(0, c, chunk):
             e = min(s + chunk, c)
-            z, _, _ = _block(x, weight, bias, s, e, cosine)
+            z, _, _ = _block(x, weight, shift, s, e, cosine)
             idx, here = _where_here(local - s, e - s)
-            t += torch.where(here, z.gather(1, idx), torch.zeros_like(t).unsqueeze(1)).squeeze(1)
+            zt = torch.where(here, z.gather(1, idx), torch.zeros_like(t).unsqueeze(1)).squeeze(1)
+            t += zt
             if sface:
                 w = _sface_weights(z, k, b).mul_(z)
                 _set_target(w, idx, here, 0.0)
-                acc += w.sum(1)
+                stat += w.sum(1)
                 continue
-            if scale != 1.0:
-                z.mul_(scale)
-            if offset is not None:
-                z.add_(offset[s:e])
             if need_lin:
-                lin += z.sum(1) - torch.where(here, z.gather(1, idx), torch.zeros_like(t).unsqueeze(1)).squeeze(1)
+                lin += z.sum(1) - zt
             _set_target(z, idx, here, float("-inf"))
-            new = torch.maximum(m, z.amax(1))
-            ref = _finite_or_zero(new)
-            acc = acc * torch.exp(m - ref) + z.sub_(ref.unsqueeze(1)).exp_().sum(1)
-            m = new
+            stat = torch.logaddexp(stat, torch.logsumexp(z, dim=1))  # the online log-sum-exp
         if sharded:
-            if not sface:  # rescale every process's sum to the global maximum
-                big = m.clone()
-                dist.all_reduce(big, op=dist.ReduceOp.MAX, group=group)
-                ref = _finite_or_zero(big)
-                acc = acc * torch.exp(m - ref)
-                m = big
-            for v in (acc, lin, t):
+            if not sface:  # Σ_r exp(lse_r), about the largest lse_r
+                top = stat.clone()
+                dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
+                ref = _finite_or_zero(top)
+                acc = torch.exp(stat - ref)
+                dist.all_reduce(acc, op=dist.ReduceOp.SUM, group=group)
+                stat = acc.log() + ref
+            for v in ((stat, lin, t) if sface else (lin, t)):
                 dist.all_reduce(v, op=dist.ReduceOp.SUM, group=group)
-        stat = acc if sface else acc.log() + _finite_or_zero(m)
         ctx.save_for_backward(x, weight, bias, offset, target, stat)
-        ctx.cfg = (chunk, cosine, sface, scale, need_lin, k, b, start)
+        ctx.cfg = (chunk, cosine, sface, need_lin, k, b, start)
         return stat, lin, t
 
     @staticmethod
     def backward(ctx: Any, g_stat: Tensor, g_lin: Tensor, g_t: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, bias, offset, target, stat = ctx.saved_tensors
-        chunk, cosine, sface, scale, need_lin, k, b, start = ctx.cfg
+        chunk, cosine, sface, need_lin, k, b, start = ctx.cfg
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         grad_x = torch.zeros_like(x) if need_x else None
         grad_w = torch.zeros_like(weight) if need_w else None
         grad_b = torch.zeros_like(bias) if need_b else None
         local = target - start
+        shift = _column_shift(bias, offset, x.dtype)
         lse = _finite_or_zero(stat).unsqueeze(1)
         for s in range(0, weight.shape[0], chunk):
             e = min(s + chunk, weight.shape[0])
-            z, w, norm = _block(x, weight, bias, s, e, cosine)
+            z, w, norm = _block(x, weight, shift, s, e, cosine)
             idx, here = _where_here(local - s, e - s)
-            if sface:
+            if sface:  # ∂L/∂z_ij = g_stat_i · w_ij
                 g = _sface_weights(z, k, b).mul_(g_stat.unsqueeze(1))
-            else:  # ∂L/∂u_ij = g_stat_i · softmax_nt(u)_ij + g_lin_i, then ∂u/∂z = scale
-                g = z.mul_(scale) if scale != 1.0 else z
-                if offset is not None:
-                    g.add_(offset[s:e])
-                g.sub_(lse).exp_().mul_(g_stat.unsqueeze(1))
+            else:  # ∂L/∂z_ij = g_stat_i · softmax over the non-target classes (z)_ij + g_lin_i
+                g = z.sub_(lse).exp_().mul_(g_stat.unsqueeze(1))
                 if need_lin:
                     g.add_(g_lin.unsqueeze(1))
-                if scale != 1.0:
-                    g.mul_(scale)
-            _set_target(g, idx, here, 0.0)
+            _set_target(g, idx, here, 0.0)  # the target column: ∂L/∂t only
             g.scatter_add_(1, idx, torch.where(here, g_t.unsqueeze(1), torch.zeros_like(g_t).unsqueeze(1)))
             if grad_x is not None:
                 grad_x.addmm_(g, w)
             if grad_w is not None:
-                gw = g.T @ x
-                if norm is not None:  # through ŵ = w / max(‖w‖, eps): (gŵ − ŵ (ŵ·gŵ)) / ‖w‖ above eps
-                    radial = torch.where(norm > _NORM_EPS, (w * gw).sum(1, keepdim=True), torch.zeros_like(norm))
-                    gw = (gw - w * radial) / norm
-                grad_w[s:e] = gw.to(weight.dtype)
+                if norm is None and grad_w.dtype == g.dtype:
+                    torch.mm(g.T, x, out=grad_w[s:e])
+                else:
+                    gw = g.T @ x
+                    if norm is not None:  # through ŵ = w / max(‖w‖, eps): (gŵ − ŵ (ŵ·gŵ)) / ‖w‖ above eps
+                        radial = torch.where(norm > _NORM_EPS, (w * gw).sum(1, keepdim=True), torch.zeros_like(norm))
+                        gw = (gw - w * radial) / norm
+                    grad_w[s:e] = gw.to(weight.dtype)
             if grad_b is not None:
                 grad_b[s:e] = g.sum(0).to(grad_b.dtype)
-        return (grad_x, grad_w, grad_b) + (None,) * 12
+        return (grad_x, grad_w, grad_b) + (None,) * 11
 
 
 _stats = cast(Callable[..., tuple[Tensor, Tensor, Tensor]], _ChunkedStats.apply)  # Function.apply is unannotated
@@ -411,21 +410,21 @@ def chunked_linear_cross_entropy(
         offset = full.to(device=x.device, dtype=dt)
     local_offset = None if offset is None else offset[start : start + weight.shape[0]]
 
-    if cosine:
-        x = F.normalize(x, dim=1)
     smoothing = float(label_smoothing)
     s = float(own.get("scale", 1.0))
-    stat, lin, t = _stats(x, weight, bias, local_offset, safe, chunk_size, cosine, loss == "sface", s,
-                          smoothing > 0, float(own.get("k", 0.0)), float(own.get("b", 0.0)), start, sharded, group)
+    if cosine:  # the softmax margins' kernel sees s·x̂, so its logits are s·cos θ
+        x = F.normalize(x, dim=1)
+        if loss != "sface":
+            x = s * x
+    stat, lin, t = _stats(x, weight, bias, local_offset, safe, chunk_size, cosine, loss == "sface", smoothing > 0,
+                          float(own.get("k", 0.0)), float(own.get("b", 0.0)), start, sharded, group)
     if loss == "sface":
         with torch.no_grad():
             w_intra = torch.sigmoid(own["k"] * (torch.acos(t.clamp(-1.0, 1.0)) - own["a"]))
         losses = -w_intra * s * t + s * stat
     else:
-        if cosine:
-            u_t = s * margin_logits(t.unsqueeze(1), torch.zeros_like(safe), loss, own["margin"]).squeeze(1)
-        else:
-            u_t = t if offset is None else t + offset[safe]
+        # t is the target's logit (u_iy: x·w_y + b_y + offset_y) or s·cos θ_iy, before its margin
+        u_t = s * margin_logits((t / s).unsqueeze(1), torch.zeros_like(safe), loss, own["margin"]).squeeze(1) if cosine else t
         losses = torch.logaddexp(stat, u_t) - (1.0 - smoothing) * u_t
         if smoothing > 0:
             losses = losses - (smoothing / num_classes) * (lin + u_t)
