@@ -401,3 +401,14 @@ def test_log_z_regulariser_mask_shape_error_names_n():
     z = torch.zeros(3, 5, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"mask must have shape \[N\] = \[3\], got \(5,\)"):
         LF.log_z_regulariser(z, mask=torch.ones(5))
+
+
+def test_squentropy_one_class_error_says_why():
+    with pytest.raises(ValueError, match=r"squentropy needs at least 2 classes \(it averages over the C - 1 wrong ones\), got logits \(3, 1\)"):
+        LF.squentropy(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+
+
+def test_poly1_weight_of_the_wrong_length_is_named():
+    z, y = batch()
+    with pytest.raises(ValueError, match=r"^weight has 2 entries but logits have 6 classes"):
+        LF.poly1(z, y, weight=[1.0, 2.0])

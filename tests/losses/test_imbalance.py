@@ -482,3 +482,33 @@ def test_probability_target_values_are_checked_only_with_validate():
     # validate=False: neither value check runs (no host read); the loss is torch's formula
     torch.testing.assert_close(LF.cross_entropy(z, outside, validate=False), F.cross_entropy(z, outside))
     torch.testing.assert_close(LF.cross_entropy(z, not_summing, validate=False), F.cross_entropy(z, not_summing))
+
+
+def test_while_tracing_the_target_check_runs_before_the_kernel_and_skips_ignored_rows(monkeypatch):
+    """Under torch.compile (compiling() True) the checks are not deferred: the target is checked
+    before the kernel, and ignored rows (ignore_index) are not out-of-range targets."""
+    from lossatlas.functional import _common
+
+    z, y = batch(n=6)
+    y = y.clone()
+    y[1] = -100
+    eager = LF.cross_entropy(z, y)
+    monkeypatch.setattr(_common, "compiling", lambda: True)
+    torch.testing.assert_close(LF.cross_entropy(z, y), eager)
+    torch.testing.assert_close(LF.focal(z, y, gamma=1.0), LF.focal(z, y, gamma=1.0, validate=False))
+    y[2] = C  # a real out-of-range target is still reported, naming target
+    with pytest.raises(ValueError, match="target"):
+        LF.cross_entropy(z, y)
+
+
+def test_sigmoid_focal_mask_values_are_checked_when_validating():
+    z = torch.randn(4, 3, dtype=torch.float64)
+    t = (torch.rand(4, 3) < 0.5).double()
+    mask = torch.ones_like(z)
+    mask[1, 2] = -1.0
+    with pytest.raises(ValueError, match="mask"):
+        LF.sigmoid_focal(z, t, mask=mask)
+    good = torch.ones_like(z)
+    good[1, 2] = 0.0
+    per = LF.sigmoid_focal(z, t, reduction="none")
+    torch.testing.assert_close(LF.sigmoid_focal(z, t, mask=good), (per * good).sum() / good.sum())

@@ -462,3 +462,15 @@ def test_mask_values_are_checked_only_with_validate():
     # validate=False: no value check (no host read); the masked mean is Σ m ℓ / Σ m as written
     per = F.binary_cross_entropy_with_logits(z, y, reduction="none")
     torch.testing.assert_close(LF.bce(z, y, mask=mask, validate=False), (mask * per).sum() / mask.sum())
+
+
+def test_asl_focusing_with_one_gamma_zero_closed_form():
+    """γ+ = 0 (no focusing on positives) with γ- > 0 still focuses the negatives, and γ- = 0
+    with γ+ > 0 the positives: the focusing weight is on unless both are 0."""
+    z, y = ml_batch()
+    p = torch.sigmoid(z)
+    pm = (p - 0.05).clamp_min(0)
+    for gp, gn in ((0.0, 2.0), (1.5, 0.0)):
+        per = -(y * (1 - p) ** gp * torch.log(p) + (1 - y) * pm ** gn * torch.log(1 - pm))
+        torch.testing.assert_close(LF.asymmetric(z, y, gamma_pos=gp, gamma_neg=gn, reduction="none"), per)
+        torch.testing.assert_close(LF.asymmetric(z, y, gamma_pos=gp, gamma_neg=gn, detach_weight=False, reduction="none"), per)

@@ -716,3 +716,17 @@ def test_conventions_closed_forms_at_non_default_settings() -> None:
     d2 = 0.3 * (1 - F.one_hot(y, c).double()) + zt2 - zt2.gather(1, y[:, None])
     torch.testing.assert_close(LF.ldr(z, y, margin=0.3, temperature=lam, softplus=False, reduction="none"),
                                lam * torch.log(torch.exp(d2 / lam).mean(1)))
+
+
+# ------------------------------------------------------------------------- killing surviving mutants (issue 26)
+def test_aldr_temperature_with_two_classes_closed_form() -> None:
+    """Two classes are enough (log C > 0): λ = Λ - Λ·KL(q || uniform) / (α log 2)."""
+    g = torch.Generator().manual_seed(9)
+    zn = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    prev = torch.full((5,), 3.0, dtype=torch.float64)
+    q = torch.softmax(zn / 3.0, 1) + 1e-5
+    q = q / q.sum(1, keepdim=True)
+    kl = (q * torch.log(2 * q)).sum(1)
+    torch.testing.assert_close(LF.aldr_temperature(zn, prev, temperature=4.0, alpha=1.5), 4.0 - 4.0 * kl / (1.5 * math.log(2)))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LF.aldr_temperature(zn[:, :1], prev)
