@@ -277,10 +277,7 @@ def site_code_blocks(site: Path) -> list[dict[str, Any]]:
 #: Examples on the site that fail as of this test's writing, in docstrings of modules outside the
 #: docs (their owners fix them): {context: why}. Strict: a listed example that passes fails the
 #: test, so the entry is removed once its docstring is fixed.
-KNOWN_FAILING = {
-    "object:lossatlas.functional.multi_similarity_mine": "its doctest expects [[0, 1], [1, 0], [0, 1], [2, 2]], the function returns [[0], [1], [0], [2]]",
-    "object:lossatlas.functional.box_and_whisker_filter": "its doctest expects 5.0 filtered out; with Q3 = x[int(0.75 L)] = 5.0 it is kept",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 def test_every_code_example_on_the_site_runs(site: Path, tmp_path: Path) -> None:

@@ -643,8 +643,10 @@ def multi_similarity_mine(
 
     >>> import torch
     >>> s = torch.tensor([[1.0, 0.2, 0.5], [0.2, 1.0, 0.1], [0.5, 0.1, 1.0]])
-    >>> [t.tolist() for t in multi_similarity_mine(s, torch.tensor([0, 0, 1]), 0.1)]
+    >>> [t.tolist() for t in multi_similarity_mine(s, torch.tensor([0, 0, 1]), 0.15)]
     [[0, 1], [1, 0], [0, 1], [2, 2]]
+    >>> [t.tolist() for t in multi_similarity_mine(s, torch.tensor([0, 0, 1]), 0.05)]  # anchor 1 mines nothing
+    [[0], [1], [0], [2]]
     """
     epsilon = check_number(epsilon, "epsilon")
     keep_pos, keep_neg = _ms_masks(similarities, labels, epsilon)
@@ -1036,8 +1038,9 @@ def box_and_whisker_filter(values: Tensor, whisker: float = 1.5) -> Tensor:
     ``int(0.75 L)``, as in Jung-Jun-Uk/UNPG. Returns the kept values, sorted ascending.
 
     >>> import torch
-    >>> box_and_whisker_filter(torch.tensor([0.1, 0.2, 0.15, 5.0])).tolist()
-    [0.10000000149011612, 0.15000000596046448, 0.20000000298023224]
+    >>> v = torch.tensor([0.1, 0.2, 0.15, 0.12, 0.18, 0.11, 0.14, 5.0], dtype=torch.float64)
+    >>> box_and_whisker_filter(v).tolist()  # Q1 = 0.12, Q3 = 0.2: 5.0 is above Q3 + 1.5 IQR
+    [0.1, 0.11, 0.12, 0.14, 0.15, 0.18, 0.2]
     """
     whisker = check_number(whisker, "whisker", low=0.0)
     if values.numel() == 0:
