@@ -13,9 +13,9 @@ import re
 
 import pytest
 import torch
-from conformance import cases as K
 
 import lossatlas as la
+from conformance import cases as K
 
 # names of tensors that losses build internally; a message may use one only when it is the
 # name of one of the loss's own arguments

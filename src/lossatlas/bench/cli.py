@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 from typing import Any
-from typing import Any
 
 __all__ = ["add_bench_parser"]
 
