@@ -618,6 +618,15 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "num_replicas": (None, f"{SAMPLER} (None = the process group's world size)"),
         "rank": (None, f"{SAMPLER} (None = the process's rank)"),
     },
+    "dual_sampler": {
+        "sampling_rate": (0.5, "LibAUC 2.0.1 libauc/sampler/sampler.py DualSampler(sampling_rate=0.5)"),
+        "num_pos": (None, "LibAUC 2.0.1 DualSampler(num_pos=None): max(1, int(sampling_rate * batch_size))"),
+        "label": (None, "lossatlas: binary labels; a column index for multi-hot labels"),
+        "shuffle": (True, "LibAUC 2.0.1 DualSampler(shuffle=True)"),
+        "seed": (0, f"{SAMPLER} (seed=0; the epoch's draw uses seed + epoch)"),
+        "num_replicas": (None, f"{SAMPLER} (None = the process group's world size)"),
+        "rank": (None, f"{SAMPLER} (None = the process's rank)"),
+    },
     "pk_sampler": {
         "num_batches": (None, "lossatlas: len(labels) // (p·k) batches per epoch"),
         "seed": (0, f"{SAMPLER} (seed=0; the epoch's draw uses seed + epoch)"),
@@ -670,7 +679,10 @@ def _required(entry: Any) -> dict[str, Any]:
     """Required constructor arguments of any registered id."""
     if entry.kind in K.LOSS_KINDS:
         return K.constructor_kwargs(entry)
-    fill = {"labels": _LABELS, "p": 2, "k": 2, "num_epochs": 10, "class_counts": K.COUNTS, "start_epoch": 160}
+    fill = {"labels": _LABELS, "p": 2, "k": 2, "num_epochs": 10, "class_counts": K.COUNTS, "start_epoch": 160,
+            "batch_size": 4}
+    if entry.id == "dual_sampler":  # binary labels: 2 positives of 8
+        fill["labels"] = [int(y == 2 or y == 3) for y in _LABELS[:6]] + [0, 0]
     missing = [n for n in entry.required if n not in fill]
     assert not missing, f"{entry.id}: this test cannot fill required argument(s) {missing}"
     return {n: fill[n] for n in entry.required}
@@ -758,6 +770,7 @@ RESOLVED: dict[tuple[str, str], Callable[[Any], bool]] = {
     **{(s, "num_replicas"): (lambda obj: obj.num_replicas == 1) for s in DEFAULTS if s.endswith("sampler")},
     **{(s, "rank"): (lambda obj: obj.rank == 0) for s in DEFAULTS if s.endswith("sampler")},
     ("pk_sampler", "num_batches"): lambda obj: obj.num_batches == len(_LABELS) // (2 * 2),
+    ("dual_sampler", "num_pos"): lambda obj: obj.num_pos == max(1, int(0.5 * 4)),
     ("active_passive", "active"): lambda obj: isinstance(obj.active, la.info("nce").cls),
     ("active_passive", "passive"): lambda obj: isinstance(obj.passive, la.info("rce").cls),
     ("logitclip", "base"): lambda obj: isinstance(obj.base, la.info("cross_entropy").cls),

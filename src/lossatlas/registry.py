@@ -228,7 +228,7 @@ WeightingId = Literal[
 SamplerId = Literal[
     "class_balanced_sampler", "class_aware_sampler", "cb_sampler", "balanced_sampler",
     "class_difficulty_sampler", "cdb_s", "cdb_sampler",
-    "pk_sampler", "pk_batch_sampler", "m_per_class_sampler",
+    "pk_sampler", "pk_batch_sampler", "m_per_class_sampler", "dual_sampler", "dualsampler",
     "progressively_balanced_sampler", "progressive_sampler", "pb_sampler",
     "square_root_sampler", "sqrt_sampler", "square_root_sampling",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..registry import Paper, register
 from ._base import Cycler, EpochSeeded, check_int
 
 __all__ = ["DualSampler"]
@@ -60,6 +61,26 @@ def _draw(items: torch.Tensor, n: int, shuffle: bool, g: torch.Generator) -> tor
     return items.repeat(reps)[:n]
 
 
+@register(
+    "dual_sampler",
+    aliases=("dualsampler",),
+    family="samplers",
+    kind="sampler",
+    catalogue="H4",
+    formula="every batch: num_pos = max(1, int(sampling_rate * B)) positives (oversampled by cycling) + B - num_pos negatives",
+    paper=Paper("Z. Yuan, D. Zhu, Z.-H. Qiu, G. Li, X. Wang, T. Yang",
+                "LibAUC: A Deep Learning Library for X-Risk Optimization", "KDD", 2023, "2306.03065"),
+    code="Optimization-AI/LibAUC libauc/sampler/sampler.py::DualSampler",
+    defaults_source={
+        "sampling_rate": "LibAUC 2.0.1 DualSampler(sampling_rate=0.5)",
+        "num_pos": "LibAUC 2.0.1 DualSampler(num_pos=None): derived from sampling_rate",
+        "label": "lossatlas: None = binary labels (LibAUC reads column 0 of multi-label targets)",
+        "shuffle": "LibAUC 2.0.1 DualSampler(shuffle=True)",
+        "seed": "lossatlas samplers (seed=0; the epoch's draw uses seed + epoch; LibAUC seeds numpy with 2023)",
+        "num_replicas": "lossatlas samplers (None = the process group's world size)",
+        "rank": "lossatlas samplers (None = the process's rank)",
+    },
+)
 class DualSampler(EpochSeeded, Sampler[int]):
     r"""Batches with a fixed number of positives (LibAUC's ``DualSampler``; Yuan, Zhu, Qiu,
     Li, Wang & Yang, 2023, "LibAUC: A Deep Learning Library for X-Risk Optimization").
