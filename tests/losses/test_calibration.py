@@ -412,3 +412,15 @@ def test_poly1_weight_of_the_wrong_length_is_named():
     z, y = batch()
     with pytest.raises(ValueError, match=r"^weight has 2 entries but logits have 6 classes"):
         LF.poly1(z, y, weight=[1.0, 2.0])
+
+
+def test_spherical_z_loss_one_class_error_names_the_loss():
+    with pytest.raises(ValueError, match=r"^spherical_z_loss needs at least 2 classes \(it standardises over classes\)"):
+        LF.spherical_z_loss(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
+
+
+def test_anyloss_nan_logits_error_names_logits():
+    z = torch.zeros(4, 3, dtype=torch.float64)
+    z[1, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^logits"):
+        LF.anyloss(z, torch.tensor([0, 1, 2, 0]))

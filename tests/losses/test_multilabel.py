@@ -474,3 +474,14 @@ def test_asl_focusing_with_one_gamma_zero_closed_form():
         per = -(y * (1 - p) ** gp * torch.log(p) + (1 - y) * pm ** gn * torch.log(1 - pm))
         torch.testing.assert_close(LF.asymmetric(z, y, gamma_pos=gp, gamma_neg=gn, reduction="none"), per)
         torch.testing.assert_close(LF.asymmetric(z, y, gamma_pos=gp, gamma_neg=gn, detach_weight=False, reduction="none"), per)
+
+
+def test_dice_sigmoid_focusing_closed_form():
+    """Self-adjusting Dice with sigmoid activation: q = (1 - σ(z))^α σ(z), per element,
+    1 - (2 q y + s) / (q + y + s), summed over classes (ShannonAI's element-wise form)."""
+    z, y = ml_batch()
+    p = torch.sigmoid(z)
+    q = (1 - p) ** 0.4 * p
+    expected = (1 - (2 * q * y + 0.5) / (q + y + 0.5)).sum(1)
+    got = LF.dice(z, y, alpha=0.4, smooth=0.5, denominator="element", activation="sigmoid", reduction="none")
+    torch.testing.assert_close(got, expected)

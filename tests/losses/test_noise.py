@@ -730,3 +730,14 @@ def test_aldr_temperature_with_two_classes_closed_form() -> None:
     torch.testing.assert_close(LF.aldr_temperature(zn, prev, temperature=4.0, alpha=1.5), 4.0 - 4.0 * kl / (1.5 * math.log(2)))
     with pytest.raises(ValueError, match="at least 2 classes"):
         LF.aldr_temperature(zn[:, :1], prev)
+
+
+@pytest.mark.parametrize("id_", IDS)
+def test_functions_validate_by_default(id_: str) -> None:
+    """Called without ``validate``, every noise loss checks the logits' values (NaN -> ValueError
+    naming logits)."""
+    z, y = _data()
+    z[0, 1] = float("nan")
+    fn = getattr(LF, id_)
+    with pytest.raises(ValueError, match="logits"):
+        fn(z, y)
