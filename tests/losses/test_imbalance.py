@@ -512,3 +512,13 @@ def test_sigmoid_focal_mask_values_are_checked_when_validating():
     good[1, 2] = 0.0
     per = LF.sigmoid_focal(z, t, reduction="none")
     torch.testing.assert_close(LF.sigmoid_focal(z, t, mask=good), (per * good).sum() / good.sum())
+
+
+@pytest.mark.parametrize("id", ALL_IDS)
+def test_functions_validate_by_default(id):
+    z, y = batch()
+    z[0, 1] = float("nan")
+    kw = {"class_counts": COUNTS} if id in PRIOR_IDS else {}
+    with pytest.raises(ValueError, match="logits"):
+        getattr(LF, id)(z, y, **kw)
+    assert torch.isnan(getattr(LF, id)(z, y, validate=False, **kw))

@@ -741,3 +741,12 @@ def test_functions_validate_by_default(id_: str) -> None:
     fn = getattr(LF, id_)
     with pytest.raises(ValueError, match="logits"):
         fn(z, y)
+
+
+def test_active_passive_with_validate_false_checks_nothing() -> None:
+    z, y = _data()
+    z[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="logits"):
+        LF.active_passive(z, y)
+    out = LF.active_passive(z, y, validate=False, reduction="none")
+    assert torch.isnan(out[0]) and bool(torch.isfinite(out[1:]).all())

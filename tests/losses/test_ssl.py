@@ -997,3 +997,27 @@ def test_wmse_sub_batches_shrinkage_and_iterations_closed_form_at_non_default_se
         per += 2 - 2 * (za * zb).sum(1) / (za.norm(dim=1) * zb.norm(dim=1))
     got = LF.wmse(a, b, w_size=ws, w_iter=iters, eps=eps, generator=torch.Generator().manual_seed(4), reduction="none")
     torch.testing.assert_close(got, per / iters)
+
+
+def test_two_view_exclusion_columns_follow_the_rank_offset() -> None:
+    """Queries cat(a, b) of rank r (offset r·n) against keys cat(a_global, b_global): each query
+    excludes its own column and, when the positive leaves the denominator, its positive's."""
+    from lossatlas.functional.ssl import _two_view_exclusion
+
+    cols = _two_view_exclusion(2, 3, 8, torch.device("cpu"), drop_positive=True)
+    assert cols.tolist() == [[3, 11], [4, 12], [11, 3], [12, 4]]
+    assert _two_view_exclusion(2, 3, 8, torch.device("cpu"), drop_positive=False).tolist() == [[3], [4], [11], [12]]
+
+
+def test_mochi_keyword_errors_spell_the_expected_layout_and_name() -> None:
+    a, b, queue = _mochi_data()
+    kw = _mix(6, 4, 5, 3)
+    bad = dict(kw, query_mix_beta=torch.zeros(6, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^query_mix_beta must have shape \[N, num_query_mix\] = \[6, 3\], got \[6, 2\]"):
+        LF.mochi(a, b, num_hard=4, num_mix=5, num_query_mix=3, queue=queue, **bad)
+    bad = dict(kw, query_mix_index=kw["query_mix_index"].double())
+    with pytest.raises(TypeError, match=r"^query_mix_index must hold integer ranks"):
+        LF.mochi(a, b, num_hard=4, num_mix=5, num_query_mix=3, queue=queue, **bad)
+    bad = dict(kw, query_mix_index=torch.full((6, 3), 4))
+    with pytest.raises(ValueError, match=r"^query_mix_index holds ranks among each query's hard negatives"):
+        LF.mochi(a, b, num_hard=4, num_mix=5, num_query_mix=3, queue=queue, **bad)
