@@ -485,3 +485,9 @@ def test_dice_sigmoid_focusing_closed_form():
     expected = (1 - (2 * q * y + 0.5) / (q + y + 0.5)).sum(1)
     got = LF.dice(z, y, alpha=0.4, smooth=0.5, denominator="element", activation="sigmoid", reduction="none")
     torch.testing.assert_close(got, expected)
+
+
+def test_dice_choice_errors_list_the_options():
+    z, y = cls_batch()
+    with pytest.raises(ValueError, match=r"^activation must be one of \('softmax', 'sigmoid'\), got 'relu'"):
+        LF.dice(z, y, activation="relu")

@@ -1021,3 +1021,15 @@ def test_mochi_keyword_errors_spell_the_expected_layout_and_name() -> None:
     bad = dict(kw, query_mix_index=torch.full((6, 3), 4))
     with pytest.raises(ValueError, match=r"^query_mix_index holds ranks among each query's hard negatives"):
         LF.mochi(a, b, num_hard=4, num_mix=5, num_query_mix=3, queue=queue, **bad)
+
+
+@pytest.mark.parametrize("id_", IDS[:5])
+def test_pair_functions_check_values_by_default(id_: str) -> None:
+    a, b = _pair()
+    a[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^a "):
+        getattr(LF, id_)(a, b)
+    bad_b = b.clone()
+    bad_b[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"^b "):
+        getattr(LF, id_)(_pair()[0], bad_b)
