@@ -65,6 +65,8 @@ CONFIGS = {
     "la_bs": lambda g: {"bias": torch.randn(C, generator=g, dtype=torch.float64)},
     "vs": lambda g: {"divisor": torch.rand(C, generator=g, dtype=torch.float64) + 0.5,
                      "bias": torch.randn(C, generator=g, dtype=torch.float64)},
+    # a float scale with a bias (no loss uses the pair yet; the kernel's torch.add(bias, z, alpha=s) branch)
+    "scalar_scale_bias": lambda g: {"scale": 2.5, "bias": torch.randn(C, generator=g, dtype=torch.float64)},
     "vector_scale_weighted": lambda g: {"scale": torch.rand(C, generator=g, dtype=torch.float64) + 0.5,
                                         "bias": torch.randn(C, generator=g, dtype=torch.float64),
                                         "shift": -torch.rand(C, generator=g, dtype=torch.float64),

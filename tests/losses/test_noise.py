@@ -750,3 +750,9 @@ def test_active_passive_with_validate_false_checks_nothing() -> None:
         LF.active_passive(z, y)
     out = LF.active_passive(z, y, validate=False, reduction="none")
     assert torch.isnan(out[0]) and bool(torch.isfinite(out[1:]).all())
+
+
+def test_rce_positive_log_zero_is_refused_by_name() -> None:
+    z, y = _data()
+    with pytest.raises(ValueError, match=r"^log_zero must be <= 0.0, got 1.0"):
+        LF.rce(z, y, log_zero=1.0)
