@@ -522,3 +522,11 @@ def test_functions_validate_by_default(id):
     with pytest.raises(ValueError, match="logits"):
         getattr(LF, id)(z, y, **kw)
     assert torch.isnan(getattr(LF, id)(z, y, validate=False, **kw))
+
+
+def test_sigmoid_focal_negative_alpha_means_no_alpha():
+    """torchvision's convention: alpha < 0 disables the α-balancing."""
+    z = torch.randn(5, 3, dtype=torch.float64)
+    t = (torch.rand(5, 3) < 0.4).double()
+    torch.testing.assert_close(LF.sigmoid_focal(z, t, alpha=-1.0, gamma=1.5), LF.sigmoid_focal(z, t, alpha=None, gamma=1.5))
+    assert not torch.allclose(LF.sigmoid_focal(z, t, alpha=0.25, gamma=1.5), LF.sigmoid_focal(z, t, alpha=None, gamma=1.5))

@@ -1351,3 +1351,21 @@ def test_partial_fc_index_values_are_checked_only_with_validate() -> None:
         LF.partial_fc(e, y, w, index=repeated)
     out = LF.partial_fc(e, y, w, index=repeated, validate=False)
     assert out.ndim == 0
+
+
+def test_classifier_heads_check_embedding_values_by_default() -> None:
+    e, y = _batch(n=6, c=3)
+    e[1, 2] = float("nan")
+    w = torch.randn(3, 8, dtype=DT)
+    for fn in (LF.arcface, LF.cosface, LF.normalized_softmax):
+        with pytest.raises(ValueError, match="embeddings"):
+            fn(e, y, w)
+
+
+def test_multi_similarity_miner_on_a_one_class_batch_mines_nothing() -> None:
+    e, _ = _batch(n=6, c=1)
+    y = torch.zeros(6, dtype=torch.long)
+    x = e.clone().requires_grad_()
+    out = LF.multi_similarity(x, y, miner_epsilon=0.1)
+    out.backward()
+    assert out.item() == 0.0 and float(x.grad.abs().sum()) == 0.0
