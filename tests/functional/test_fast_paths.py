@@ -459,3 +459,24 @@ def _guard_cases() -> list[Any]:
 def test_numeric_guards_on_each_path(guard, kw, path):
     with mpmath.mp.workdps(50), force_path(path):
         guard(**kw)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 1.5, 2.0])
+def test_dice_where_p_rounds_to_one(alpha):
+    # 1 − p = 0 in float64 in the first row: the fused path's power of (1 − p) takes its exact branch
+    z = torch.tensor([[0.0, -800.0, -800.0], [0.3, 0.1, -0.2], [-0.5, 0.2, 0.9]], dtype=DT)
+    y = torch.tensor([0, 2, 1])
+    keep = torch.ones(3, dtype=DT)
+    if alpha >= 1.0:  # no clamp: the definition differentiates as written
+        rv, rg = _value_and_grad(lambda t: ref_dice_batch(t, y, keep, alpha), z)
+    res = []
+    for path in ("plain", "fused"):
+        with force_path(path):
+            res.append(_value_and_grad(lambda t: LF.dice(t, y, alpha=alpha, denominator="batch", reduction="none"), z))
+    (v0, g0), (v1, g1) = res
+    torch.testing.assert_close(v1, v0, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g1, g0, rtol=1e-9, atol=1e-12)
+    assert torch.isfinite(g1).all()
+    if alpha >= 1.0:
+        torch.testing.assert_close(v1, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g1, rg, rtol=1e-9, atol=1e-12)

@@ -28,6 +28,7 @@ gradient when no row is left (empty or all-ignored batch). No one-hot matrix on 
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any, cast
@@ -270,7 +271,10 @@ def reduce_rows(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Ten
     """``(reduced loss, k)`` with :func:`~lossatlas.functional._common.reduce_loss`'s semantics
     for per-row losses [N] and optional row weights (``None``: every row 1), and ``k`` the
     factor of each row's gradient in the result: a float, or a tensor [N]. For ``"none"``,
-    ``k`` is the row weight (the upstream gradient is then [N] and multiplies it)."""
+    ``k`` is the row weight (the upstream gradient is then [N] and multiplies it). Row weights
+    that are all 1 (the usual ignore mask with nothing ignored; one host read) are dropped."""
+    if row_w is not None and float(row_w.min()) == 1.0:
+        row_w = None
     if row_w is None:
         if reduction == "mean":
             return (loss.mean() if loss.numel() else loss.sum()), 1.0 / max(loss.shape[0], 1)
@@ -282,21 +286,33 @@ def reduce_rows(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Ten
     return loss.sum() / denom, row_w / denom
 
 
-def _column(c: Tensor | float, grad: Tensor) -> Tensor:
-    """``c·grad`` as a [N, 1] column or a 0-dim tensor (``c`` a float or a tensor [N]; ``grad``
-    the upstream gradient: 0-dim for a reduced loss, [N] for ``"none"``)."""
-    cg = c * grad if isinstance(c, Tensor) else grad * c
-    return cg.unsqueeze(1) if cg.dim() == 1 else cg
+def col(x: Tensor | float) -> Tensor | float:
+    """A per-row coefficient as a [N, 1] column (a float stays a float)."""
+    return x.unsqueeze(1) if isinstance(x, Tensor) else x
 
 
-def fused_grad(p: Tensor, idx: Tensor, coef_p: Tensor | float, coef_e: Tensor | float, grad: Tensor) -> Tensor:
-    """``g_i (coef_p_i · p_i + coef_e_i · e_{y_i})`` [N, C]: the backward of a per-row softmax loss
-    (one multiply over [N, C] and an N-element scatter)."""
-    gz = p * _column(coef_p, grad)
-    ce = _column(coef_e, grad)
-    return gz.scatter_add_(1, idx, ce if ce.dim() == 2 else ce.expand(idx.shape[0], 1))
+def scale_grad(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
+    """``gz · k · grad`` in place, the last step of a fused backward: ``k`` the reduction's row
+    factor (a float or [N]), ``grad`` the upstream gradient (0-dim, or [N] for ``"none"``). One
+    pass over [N, C] (none when the factor is 1), where scaling each per-row coefficient would
+    be an operator call each. CPU only: a 0-dim ``grad`` is read on the host."""
+    if grad.dim() == 0 and not isinstance(k, Tensor):
+        s = float(grad) * k
+        return gz if s == 1.0 else gz.mul_(s)
+    kg = k * grad if isinstance(k, Tensor) else grad * k
+    return gz.mul_(kg.unsqueeze(1) if kg.dim() == 1 else kg)
 
 
+def fused_grad(p: Tensor, idx: Tensor, coef_p: Tensor | float, coef_e: Tensor | float, k: Tensor | float,
+               grad: Tensor) -> Tensor:
+    """``k g (coef_p · p + coef_e · e_y)`` [N, C]: the backward of a per-row softmax loss (one
+    multiply over [N, C], an N-element scatter and the final scaling)."""
+    gz = p * col(coef_p)
+    e = coef_e.unsqueeze(1) if isinstance(coef_e, Tensor) else torch.full((idx.shape[0], 1), coef_e, dtype=p.dtype)
+    return scale_grad(gz.scatter_add_(1, idx, e), k, grad)
+
+
+@functools.cache
 def next_below(value: float, dtype: torch.dtype) -> float:
     """The largest number of ``dtype`` below ``value`` (as ``dtype`` rounds it): ``x > next_below(v)``
     is ``x >= v``, so :func:`torch.nn.functional.threshold` reproduces a ``clamp_min(v)``'s gradient
@@ -325,20 +341,18 @@ class _SoftmaxRowLoss(torch.autograd.Function):
         p, lpy = softmax_and_log_target(z, idx)
         lse = z.gather(1, idx).squeeze_(1).sub_(lpy) if with_lse else None
         loss, a, b = row(lpy, lse)
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None  # every row counted with weight 1 (the usual ignore mask): the plain mean
-        out, k = reduce_rows(loss, row_w, reduction)
-        # ∂L/∂z_i = k_i ((b_i − a_i) p_i + a_i e_{y_i}): two per-row coefficients (tensors [N] or floats),
+        out, ctx.k = reduce_rows(loss, row_w, reduction)
+        # ∂ℓ_i/∂z_i = (b_i − a_i) p_i + a_i e_{y_i}: two per-row coefficients (tensors [N] or floats),
         # kept as attributes (intermediates; no double backward)
-        ctx.coef_e = a * k
-        ctx.coef_p = (b - a) * k if b is not None else a * -k
+        ctx.coef_e = a
+        ctx.coef_p = (b - a) if b is not None else -a
         ctx.save_for_backward(p, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, idx = ctx.saved_tensors
-        return fused_grad(p, idx, ctx.coef_p, ctx.coef_e, grad), None, None, None, None, None
+        return fused_grad(p, idx, ctx.coef_p, ctx.coef_e, ctx.k, grad), None, None, None, None, None
 
 
 _softmax_row_loss = cast(Callable[..., Tensor], _SoftmaxRowLoss.apply)
@@ -447,18 +461,20 @@ def _plain(
         elif reduction == "mean" and not label_smoothing:
             # ATen's NLL returns its total weight (the rows kept, or Σ w_{y_i}) beside the sum: the
             # mean's divisor without another pass (1 where it is 0: an all-ignored batch gives 0).
-            nll: tuple[Tensor, Tensor] = torch.ops.aten.nll_loss_forward(torch.log_softmax(u, 1), target, weight, _SUM,
+            nll: tuple[Tensor, Tensor] = torch.ops.aten.nll_loss_forward(log_softmax_rows(u), target, weight, _SUM,
                                                                           ignore_index)
             out = nll[0] / mean_divisor(nll[1])
         elif reduction == "mean":
             out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction="sum",
                                   label_smoothing=label_smoothing)
             out = out / _denominator(target, ignore_index, weight, out.dtype)
+        elif not label_smoothing:
+            out = F.nll_loss(log_softmax_rows(u), target, weight=weight, ignore_index=ignore_index, reduction=reduction)
         else:
             out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                                   label_smoothing=label_smoothing)
         return out if alpha is None else out * alpha
-    ce = F.cross_entropy(u, target, ignore_index=ignore_index, reduction="none")  # 0 on ignored rows
+    ce = F.nll_loss(log_softmax_rows(u), target, ignore_index=ignore_index, reduction="none")  # 0 on ignored rows
     row = None if weight is None else weight.index_select(0, _safe_target(target, ignore_index) if safe is None else safe)
     if isinstance(alpha, Tensor):
         assert safe is not None

@@ -37,7 +37,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
-from ._fused import reduce_rows, softmax_and_log_target, softmax_row_loss, softmax_rows
+from ._fused import reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss, softmax_rows
 
 __all__ = [
     "poly1",
@@ -195,12 +195,8 @@ class _Squentropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, row_w: Tensor | None, reduction: str) -> Tensor:
         p, lpy = softmax_and_log_target(z, idx)
-        wrong = z.scatter(1, idx, 0.0)
-        wrong_sq = torch.linalg.vecdot(wrong, wrong)  # Σ over the wrong classes, summed directly
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None
-        out, k = reduce_rows(wrong_sq.div_(z.shape[1] - 1).sub_(lpy), row_w, reduction)
-        ctx.k = k
+        wrong_sq = z.square().scatter_(1, idx, 0.0).sum(1)  # Σ over the wrong classes, summed directly
+        out, ctx.k = reduce_rows(wrong_sq.div_(z.shape[1] - 1).sub_(lpy), row_w, reduction)
         ctx.save_for_backward(z, idx, p, torch.expm1(lpy).unsqueeze_(1))
         return out
 
@@ -209,8 +205,7 @@ class _Squentropy(torch.autograd.Function):
         z, idx, p, p_y_minus_1 = ctx.saved_tensors
         gz = torch.add(p, z, alpha=2.0 / (z.shape[1] - 1))
         gz.scatter_(1, idx, p_y_minus_1)
-        k = ctx.k * grad if isinstance(ctx.k, Tensor) else grad * ctx.k
-        return gz.mul_(k.unsqueeze(1) if k.dim() == 1 else k), None, None, None
+        return scale_grad(gz, ctx.k, grad), None, None, None
 
 
 _squentropy_fused = cast(Callable[..., Tensor], _Squentropy.apply)
@@ -227,21 +222,18 @@ class _SphericalZ(torch.autograd.Function):
                 reduction: str) -> Tensor:
         num_classes = z.shape[1]
         centred = z - z.mean(1, keepdim=True)
-        var = torch.linalg.vecdot(centred, centred).div_(num_classes)  # population variance
+        var = torch.linalg.vector_norm(centred, dim=1).square_().div_(num_classes)  # population variance
         tiny = torch.finfo(z.dtype).tiny
         root = var.clamp_min(tiny).sqrt_()
         sigma = root + eps
         c_y = centred.gather(1, idx).squeeze_(1)
         x = (b - c_y / sigma) * a
-        loss = F.softplus(x) / a
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None
-        out, k = reduce_rows(loss, row_w, reduction)
-        s = torch.sigmoid(x)  # −∂ℓ/∂(c_y/σ)
+        out, ctx.k = reduce_rows(F.softplus(x).div_(a), row_w, reduction)
+        s_over = torch.sigmoid(x).div_(sigma)  # −∂ℓ/∂c_y, s/σ
         # ∂ℓ/∂z = coef_c · c + coef_1 + coef_e · e_y
-        ctx.coef_e = -s / sigma * k
-        ctx.coef_1 = s / (sigma * num_classes) * k
-        ctx.coef_c = torch.where(var >= tiny, s * c_y / (sigma * sigma * root * num_classes), 0.0) * k
+        ctx.coef_1 = s_over / num_classes
+        ctx.coef_c = torch.where(var >= tiny, s_over * c_y / (sigma * root * num_classes), 0.0)
+        ctx.coef_e = s_over.neg_()
         ctx.centred = centred
         ctx.save_for_backward(idx)
         return out
@@ -249,10 +241,9 @@ class _SphericalZ(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (idx,) = ctx.saved_tensors
-        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
-        gz = torch.addcmul((ctx.coef_1.unsqueeze(1) * g), ctx.centred, ctx.coef_c.unsqueeze(1) * g)
-        gz.scatter_add_(1, idx, ctx.coef_e.unsqueeze(1) * g)
-        return gz, None, None, None, None, None, None
+        gz = ctx.centred.mul(ctx.coef_c.unsqueeze(1)).add_(ctx.coef_1.unsqueeze(1))
+        gz.scatter_add_(1, idx, ctx.coef_e.unsqueeze(1))
+        return scale_grad(gz, ctx.k, grad), None, None, None, None, None, None
 
 
 _spherical_z_fused = cast(Callable[..., Tensor], _SphericalZ.apply)
@@ -409,20 +400,19 @@ class _SoftConfusionSums(torch.autograd.Function):
         yhat = torch.sigmoid_(p.sub(0.5).mul_(amplifier))
         pred = yhat.sum(0)
         tp = torch.zeros_like(pred).index_add_(0, idx.squeeze(1), yhat.gather(1, idx).squeeze_(1))
-        ctx.slope = torch.addcmul(yhat, yhat, yhat, value=-1.0)  # ŷ (1 − ŷ); L folded in below
+        s = torch.addcmul(yhat, yhat, yhat, value=-1.0).mul_(p)  # p ŷ (1 − ŷ) = p ∂ŷ/∂p / L
         ctx.amplifier = amplifier
-        ctx.save_for_backward(p, idx)
+        ctx.save_for_backward(p, s, idx)
         return tp, pred
 
     @staticmethod
     def backward(ctx: Any, g_tp: Tensor, g_pred: Tensor) -> tuple[Tensor | None, ...]:
-        p, idx = ctx.saved_tensors
-        slope = ctx.slope
-        g_p = slope * (g_pred * ctx.amplifier)  # ∂/∂p of Σ_i ŷ_ik g_pred_k
+        p, s, idx = ctx.saved_tensors
+        h = s * (g_pred * ctx.amplifier)  # p ⊙ ∂/∂p of Σ_ik ŷ_ik g_pred_k
         rows = idx.squeeze(1)
-        g_p.scatter_add_(1, idx, (slope.gather(1, idx).squeeze_(1) * g_tp.index_select(0, rows)).mul_(ctx.amplifier).unsqueeze_(1))
-        dot = torch.linalg.vecdot(g_p, p)  # softmax backward: p ⊙ (g − ⟨g, p⟩)
-        return g_p.sub_(dot.unsqueeze_(1)).mul_(p), None, None
+        h.scatter_add_(1, idx, (s.gather(1, idx).squeeze_(1) * g_tp.index_select(0, rows)).mul_(ctx.amplifier).unsqueeze_(1))
+        total = h.sum(1, keepdim=True)
+        return h.addcmul_(p, total, value=-1.0), None, None  # softmax backward: p ⊙ (g − ⟨g, p⟩)
 
 
 _soft_confusion_sums = cast(Callable[..., "tuple[Tensor, Tensor]"], _SoftConfusionSums.apply)

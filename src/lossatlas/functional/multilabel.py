@@ -39,7 +39,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
-from ._fused import log_softmax_rows, reduce_rows, softmax_rows
+from ._fused import log_softmax_rows, reduce_rows, scale_grad, softmax_rows
 from .imbalance import elementwise_rows
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
@@ -430,10 +430,9 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
             one_minus = one_minus.clamp_min(tiny)
         w_y = one_minus.pow(gamma_pos) if gamma_pos != 0.0 else torch.ones_like(one_minus)
         off = eps / num_classes
-        total = torch.linalg.vecdot(w, logp)  # Σ_{j≠y} w_j log p_j
+        w_logp = w * logp
+        total = w_logp.sum(1)  # Σ_{j≠y} w_j log p_j
         loss = (total * off + w_y * lp_y * (off + 1.0 - eps)).neg_()
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None
         out, k = reduce_rows(loss, row_w, reduction)
         # ∂ℓ/∂ log p_y (without the factor −t_y): (1 − p_y)^γ+ − γ+ (1 − p_y)^(γ+−1) p_y log p_y
         slope_y = w_y.clone()
@@ -445,19 +444,25 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
         ctx.k = k
         ctx.consts = (off, off + 1.0 - eps, gamma_neg)
         ctx.slope_y = slope_y
-        ctx.save_for_backward(p, w, logp, idx)
+        ctx.save_for_backward(p, w, w_logp, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        p, w, logp, idx = ctx.saved_tensors
+        p, w, w_logp, idx = ctx.saved_tensors
         off, t_y, gamma_neg = ctx.consts
-        g_lp = torch.addcmul(w, w, logp, value=gamma_neg) if gamma_neg != 0.0 else w.clone()  # w (1 + γ− log p)
-        g_lp.mul_(-off).scatter_(1, idx, (ctx.slope_y * -t_y).unsqueeze_(1))
+        # ∂ℓ/∂ log p_j: −(ε/C) w_j (1 + γ− log p_j) off the target (the factor −ε/C applied last),
+        # −t_y slope_y at it
+        if off:
+            g_lp = torch.add(w, w_logp, alpha=gamma_neg) if gamma_neg != 0.0 else w.clone()
+            g_lp.scatter_(1, idx, (ctx.slope_y * (t_y / off)).unsqueeze_(1))
+            factor = -off
+        else:
+            g_lp = torch.zeros_like(p).scatter_(1, idx, (ctx.slope_y * -t_y).unsqueeze_(1))
+            factor = 1.0
         total = g_lp.sum(1, keepdim=True)
         gz = g_lp.addcmul_(p, total, value=-1.0)  # log-softmax backward
-        kg = ctx.k * grad if isinstance(ctx.k, Tensor) else grad * ctx.k
-        return gz.mul_(kg.unsqueeze(1) if kg.dim() == 1 else kg), None, None, None, None, None, None
+        return scale_grad(gz, ctx.k * factor, grad), None, None, None, None, None, None
 
 
 _asl_single_fused = cast(Callable[..., Tensor], _AsymmetricSingleLabel.apply)
@@ -468,9 +473,9 @@ class _DiceSums(torch.autograd.Function):
 
     With ``q = (1 − p)^α p`` (``1 − p`` clamped at the smallest normal for α < 1) and row
     weights ``m`` (0 for ignored rows), returns ``Σ_n m_n q_nc`` (or ``Σ_n m_n q_nc²``) [C]
-    and the target entries ``q_{n,y_n}`` [N]; ``∂q/∂p = (1 − p)^α (1 − α p/(1 − p))`` is kept
-    from the forward and the backward ends in the softmax's ``p ⊙ (g − ⟨g, p⟩)``. The [C]-sized
-    rest of the loss stays with autograd.
+    and the target entries ``q_{n,y_n}`` [N]. The forward keeps ``s = p ⊙ ∂q/∂p = q (1 − α p/(1 − p))``;
+    the backward is ``H − p Σ_j H_j`` with ``H = s ⊙ ∂L/∂q`` (the softmax's backward). The
+    [C]-sized rest of the loss stays with autograd.
     """
 
     @staticmethod
@@ -479,37 +484,37 @@ class _DiceSums(torch.autograd.Function):
         if alpha != 0.0:
             tiny = torch.finfo(z.dtype).tiny
             one_minus = torch.rsub(p, 1.0)
-            mask = None
-            if alpha < 1.0:
-                mask = one_minus >= tiny  # the clamp passes no gradient below tiny
-                one_minus.clamp_min_(tiny)
-            v = one_minus.pow(alpha - 1.0) if alpha != 1.0 else torch.ones_like(p)
-            w = v * one_minus  # (1 − p)^α
-            q = w * p
-            pv = p * v
-            if mask is not None:
-                pv.mul_(mask)
-            slope = torch.add(w, pv, alpha=-alpha)  # ∂q/∂p = (1 − p)^α − α p (1 − p)^(α−1)
+            if float(one_minus.amin()) >= tiny:
+                ratio = p / one_minus
+                w = one_minus.log_().mul_(alpha).exp_() if alpha != 1.0 else one_minus  # (1 − p)^α, in place
+                q = w.mul_(p)
+                s = torch.addcmul(q, q, ratio, value=-alpha)  # p ∂q/∂p = q (1 − α p/(1 − p))
+            else:  # p rounds to 1 somewhere: (1 − p)^(α−1) by a power, the clamp (α < 1) with its zero gradient
+                kept = one_minus >= tiny
+                base = one_minus.clamp_min(tiny) if alpha < 1.0 else one_minus
+                v = base.pow(alpha - 1.0)
+                q = v * base * p
+                pv = p * p * v
+                s = q - alpha * (pv * kept if alpha < 1.0 else pv)
         else:
-            q, slope = p, None
+            q, s = p, p
         qk = q * q if square else q
         sums = qk.sum(0) if keep is None else torch.mv(qk.t(), keep)
-        ctx.square, ctx.slope = square, slope
-        ctx.save_for_backward(p, q, idx, keep)
+        ctx.square = square
+        ctx.save_for_backward(p, q, s, idx, keep)
         return sums, q.gather(1, idx).squeeze(1)
 
     @staticmethod
     def backward(ctx: Any, g_sums: Tensor, g_qy: Tensor) -> tuple[Tensor | None, ...]:
-        p, q, idx, keep = ctx.saved_tensors
-        slope = ctx.slope
-        g_q = torch.mul(q, g_sums, out=None).mul_(2.0) if ctx.square else g_sums.expand_as(p)
+        p, q, s, idx, keep = ctx.saved_tensors
+        h = s * g_sums  # p ⊙ ∂/∂p of Σ_n m_n q_nc g_c (the row weights and the square below)
+        if ctx.square:
+            h.mul_(q).mul_(2.0)
         if keep is not None:
-            g_q = g_q * keep.unsqueeze(1)
-        g_p = g_q * slope if slope is not None else g_q.clone()
-        at_y = g_qy if slope is None else g_qy * slope.gather(1, idx).squeeze(1)
-        g_p.scatter_add_(1, idx, at_y.unsqueeze(1))
-        dot = torch.linalg.vecdot(g_p, p)  # softmax backward: p ⊙ (g − ⟨g, p⟩)
-        return g_p.sub_(dot.unsqueeze_(1)).mul_(p), None, None, None, None
+            h.mul_(keep.unsqueeze(1))
+        h.scatter_add_(1, idx, (s.gather(1, idx).squeeze_(1) * g_qy).unsqueeze_(1))
+        total = h.sum(1, keepdim=True)
+        return h.addcmul_(p, total, value=-1.0), None, None, None, None  # softmax backward
 
 
 _dice_sums = cast(Callable[..., "tuple[Tensor, Tensor]"], _DiceSums.apply)

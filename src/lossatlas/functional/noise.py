@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._paths import take_fused
-from .._spec import Param, any_number, as_bool, loss_function, mean_divisor, nonnegative, positive, safe_ratio, spec_of, unit_interval
+from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, spec_of, unit_interval
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
-from ._fused import log_softmax_rows, next_below, reduce_rows, softmax_and_log_target, softmax_row_loss, softmax_rows
+from ._fused import col, next_below, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss
 from .imbalance import cross_entropy
 
 __all__ = [
@@ -197,12 +197,11 @@ def _nce_terms(z: Tensor, y: Tensor) -> Tensor:
 
 def _log_prob_sum(z: Tensor, idx: Tensor, lpy: Tensor) -> Tensor:
     """``Σ_j log p_j`` [N] from the logits and ``log p_y``: ``Σ_j z_j − C·log Z`` with
-    ``log Z = z_y − log p_y``, the row sums taken in float64 (no pass over a log-softmax)."""
+    ``log Z = z_y − log p_y`` (one row sum, no log-softmax pass; its rounding is relative to
+    ``Σ_j |z_j|`` rather than to ``Σ_j |log p_j|``: a few ulps unless the logits share an
+    offset far larger than their spread)."""
     num_classes = z.shape[1]
-    wide = torch.float64
-    z_sum = z.sum(1, dtype=wide)
-    z_y = z.gather(1, idx).squeeze(1).to(wide)
-    return (z_sum - num_classes * z_y + num_classes * lpy.to(wide)).to(z.dtype)
+    return z.sum(1) - (z.gather(1, idx).squeeze(1) - lpy) * num_classes
 
 
 class _NoiseMix(torch.autograd.Function):
@@ -221,53 +220,54 @@ class _NoiseMix(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
                 row_w: Tensor | None, reduction: str) -> Tensor:
         p, lpy = softmax_and_log_target(z, idx)
-        loss: Tensor = torch.zeros_like(lpy)
-        a: Tensor | float = 0.0  # coefficient of (e_y − p)
-        b: Tensor | float = 0.0  # of p
-        c: Tensor | float = 0.0  # of 1
+        # ∂ℓ/∂z = coef_p · p + coef_e · e_y + coef_1 (+ RCE's part, rebuilt in the backward)
+        parts: list[Tensor] = []
+        coef_e: Tensor | float = 0.0
+        coef_1: Tensor | None = None
+        coef_p: Tensor | float = 0.0
         if w_ce:
-            loss = loss - w_ce * lpy
-            a = -w_ce
+            parts.append(lpy * -w_ce)
+            coef_e = -w_ce
         if w_mae:
-            loss = loss - w_mae * torch.expm1(lpy)
-            a = a - w_mae * lpy.exp()
+            e = lpy.exp()
+            parts.append(torch.expm1(lpy).mul_(-w_mae))
+            coef_e = e.mul_(-w_mae).add_(coef_e)
         if w_nce:
-            den = -_log_prob_sum(z, idx, lpy)
-            inv = torch.where(den > 0, 1.0 / mean_divisor(den), 0.0)  # 0 where NCE is undefined
-            r = lpy * -inv  # = log p_y / Σ_j log p_j
-            loss = loss + w_nce * r
-            a = a - w_nce * inv
-            b = -w_nce * z.shape[1] * r * inv
-            c = w_nce * r * inv
+            z_y = z.gather(1, idx).squeeze_(1)
+            den = z_y.sub_(lpy).mul_(z.shape[1]).sub_(z.sum(1))  # −Σ_j log p_j = C log Z − Σ_j z_j
+            inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NCE is undefined
+            m = inv * w_nce
+            u = lpy * m  # −w·NCE
+            parts.append(u.neg())
+            coef_e = m.neg_().add_(coef_e)  # w/T (e_y − p) with 1/T = −inv
+            coef_1 = u.mul_(inv)  # −(w r/T)·1 with r = −lpy·inv: stored negated
+            coef_p = coef_1 * z.shape[1]  # w r C/T · p, negated like coef_1
         if w_rce:
-            kept = p.clamp_min(P_MIN).scatter_(1, idx, 0.0)
-            loss = loss + w_rce * kept.sum(1)
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None
-        out, k = reduce_rows(loss, row_w, reduction)
-        ctx.coefs = (a * k, (b - a) * k, c * k if w_nce else None, w_rce * k if w_rce else None)
+            parts.append(p.clamp_min(P_MIN).scatter_(1, idx, 0.0).sum(1).mul_(w_rce))
+        loss = parts[0]
+        for more in parts[1:]:
+            loss = loss + more
+        out, ctx.k = reduce_rows(loss, row_w, reduction)
+        ctx.coefs = ((coef_p - coef_e) if w_nce else -coef_e, coef_e, coef_1, w_rce)
         ctx.save_for_backward(p, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, idx = ctx.saved_tensors
-        a, b, c, rce = ctx.coefs
-        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
-
-        def col(x: Tensor | float) -> Tensor:
-            return x.unsqueeze(1) * g if isinstance(x, Tensor) else g * x
-
-        t = None
-        if rce is not None:  # RCE: t − p Σ t, t = p where the clamp passed the gradient, 0 at y
-            t = F.threshold(p, next_below(P_MIN, p.dtype), 0.0).scatter_(1, idx, 0.0)
-            b = b - rce * t.sum(1)
-        gz = torch.addcmul(col(c), p, col(b)) if c is not None else p * col(b)
-        if t is not None:
-            gz.addcmul_(t, col(rce))
-        ea = col(a)
-        gz.scatter_add_(1, idx, ea if ea.dim() == 2 else ea.expand(idx.shape[0], 1))
-        return gz, None, None, None, None, None, None, None
+        coef_p, coef_e, coef_1, w_rce = ctx.coefs
+        if w_rce:  # RCE: w (t − p Σ t), t = p where the clamp passed the gradient, 0 at y
+            gz = F.threshold(p, next_below(P_MIN, p.dtype), 0.0).scatter_(1, idx, 0.0)
+            coef_p = gz.sum(1).mul_(-w_rce).add_(coef_p)
+            if w_rce != 1.0:
+                gz.mul_(w_rce)
+            gz.addcmul_(p, coef_p.unsqueeze(1))
+        else:
+            gz = p * col(coef_p)
+        if coef_1 is not None:
+            gz.sub_(coef_1.unsqueeze(1))
+        e = coef_e.unsqueeze(1) if isinstance(coef_e, Tensor) else torch.full((idx.shape[0], 1), coef_e, dtype=p.dtype)
+        return scale_grad(gz.scatter_add_(1, idx, e), ctx.k, grad), None, None, None, None, None, None, None
 
 
 _noise_mix = cast(Callable[..., Tensor], _NoiseMix.apply)
@@ -473,21 +473,23 @@ def ngce(
     return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
 
 
-def _normalised_out(ctx: Any, r: Tensor, inv: Tensor, num_slope: Tensor, row_w: Tensor | None, reduction: str,
-                    scale: float) -> Tensor:
-    """Reduce ``scale · r`` and keep the backward's per-row factors ``r/den`` and ``1/den``."""
-    if row_w is not None and float(row_w.min()) == 1.0:
-        row_w = None
-    out, k = reduce_rows(r * scale, row_w, reduction)
-    ctx.k = k * scale
+def _normalised_out(ctx: Any, r: Tensor, inv: Tensor, row_w: Tensor | None, reduction: str, scale: float) -> Tensor:
+    """Reduce ``scale · r``; keep the backward's factors ``r/D`` and ``1/D`` and the row factor."""
+    out, k = reduce_rows(r * scale if scale != 1.0 else r, row_w, reduction)
+    ctx.k = k * scale if scale != 1.0 else k
     ctx.r_inv, ctx.inv = r * inv, inv
     return out
 
 
-def _scaled(x: Tensor, k: Tensor | float, g: Tensor) -> Tensor:
-    """``x · k · g`` as a [N, 1] column (``g``: the upstream gradient, 0-dim or [N])."""
-    out = x * k * g
-    return out.unsqueeze(1)
+def _normalised_grad(ctx: Any, terms: Tensor, p: Tensor, idx: Tensor, at_y: Tensor, terms_sum: Tensor,
+                     grad: Tensor) -> Tensor:
+    """``terms (r/D) + p (t_y − r Σ terms)/D − e_y t_y/D``, scaled: the backward of ``r = num/D`` for the
+    normalised losses (``terms`` the per-class slopes, ``at_y`` their target entries)."""
+    r_inv, inv = ctx.r_inv, ctx.inv
+    gz = terms * r_inv.unsqueeze(1)
+    gz.addcmul_(p, (at_y * inv).sub_(r_inv * terms_sum).unsqueeze_(1))
+    gz.scatter_add_(1, idx, (at_y * inv).neg_().unsqueeze_(1))
+    return scale_grad(gz, ctx.k, grad)
 
 
 class _NormalisedGCE(torch.autograd.Function):
@@ -503,30 +505,24 @@ class _NormalisedGCE(torch.autograd.Function):
         p, lpy = softmax_and_log_target(z, idx)
         if q == 1.0:
             pq = p
-        else:
-            sq = softmax_rows(z * q)
-            pq = sq * (p.amax(1).pow_(q) / sq.amax(1)).unsqueeze_(1)  # = p^q: both are 1 at the row's max
+        else:  # p^q = softmax(q z) · p_y^q / softmax(q z)_y, without a power pass
+            sq, lsq = softmax_and_log_target(z * q, idx)
+            pq = sq.mul_(torch.exp(lpy * q - lsq).unsqueeze_(1))
         floor = P_MIN**q
-        kept = F.threshold(pq, next_below(floor, pq.dtype), 0.0)  # p^q where the clamp passes, else 0
-        kept_sum = kept.sum(1)
-        clamped = num_classes - torch.count_nonzero(kept, dim=1).to(z.dtype)
-        den = (num_classes - kept_sum - floor * clamped) / q  # Σ_j (1 − max(p_j, 1e-7)^q)/q
-        inv = torch.where(den > 0, 1.0 / mean_divisor(den), 0.0)
+        den = (num_classes - pq.clamp_min(floor).sum(1)) / q  # Σ_j (1 − max(p_j, 1e-7)^q)/q
+        inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NGCE is undefined
         r = _box_cox(lpy.clamp_min(_LOG_P_MIN), q) * inv
+        kept = F.threshold(pq, next_below(floor, pq.dtype), 0.0)  # p^q where the clamp passes, else 0
         kept_y = kept.gather(1, idx).squeeze_(1)
-        out = _normalised_out(ctx, r, inv, kept_y, row_w, reduction, scale)
-        ctx.kept_y, ctx.kept_sum = kept_y, kept_sum
+        out = _normalised_out(ctx, r, inv, row_w, reduction, scale)
+        ctx.kept_y, ctx.kept_sum = kept_y, kept.sum(1)
         ctx.save_for_backward(p, kept, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, kept, idx = ctx.saved_tensors
-        k, r_inv, inv, kept_y = ctx.k, ctx.r_inv, ctx.inv, ctx.kept_y
-        gz = kept * _scaled(r_inv, k, grad)
-        gz.addcmul_(p, _scaled(kept_y * inv - r_inv * ctx.kept_sum, k, grad))
-        gz.scatter_add_(1, idx, _scaled(kept_y * -inv, k, grad))
-        return gz, None, None, None, None, None
+        return _normalised_grad(ctx, kept, p, idx, ctx.kept_y, ctx.kept_sum, grad), None, None, None, None, None
 
 
 class _NormalisedFocal(torch.autograd.Function):
@@ -537,8 +533,7 @@ class _NormalisedFocal(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, gamma: float, scale: float, row_w: Tensor | None,
                 reduction: str) -> Tensor:
-        p = softmax_rows(z)
-        logp = log_softmax_rows(z)
+        p, lpy = softmax_and_log_target(z, idx)
         w = torch.rsub(p, 1.0)
         if gamma == 0.5:
             w.sqrt_()
@@ -546,23 +541,22 @@ class _NormalisedFocal(torch.autograd.Function):
             w.square_()
         elif gamma != 1.0:
             w.pow_(gamma)
-        den = torch.linalg.vecdot(w, logp).neg_()  # Σ_j FL_j
-        inv = torch.where(den > 0, 1.0 / mean_divisor(den), 0.0)
+        w_sum = w.sum(1)
+        log_z = z.gather(1, idx).squeeze_(1).sub_(lpy)
+        # Σ_j FL_j = −Σ_j w_j (z_j − log Z): one product with the logits, no log-softmax pass
+        den = torch.linalg.vecdot(w, z).sub_(log_z * w_sum).neg_()
+        inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NFL is undefined
         w_y = w.gather(1, idx).squeeze_(1)
-        r = w_y * logp.gather(1, idx).squeeze_(1) * -inv
-        out = _normalised_out(ctx, r, inv, w_y, row_w, reduction, scale)
-        ctx.w_y, ctx.w_sum = w_y, w.sum(1)
+        r = w_y * lpy * -inv
+        out = _normalised_out(ctx, r, inv, row_w, reduction, scale)
+        ctx.w_y, ctx.w_sum = w_y, w_sum
         ctx.save_for_backward(p, w, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, w, idx = ctx.saved_tensors
-        k, r_inv, inv, w_y = ctx.k, ctx.r_inv, ctx.inv, ctx.w_y
-        gz = w * _scaled(r_inv, k, grad)
-        gz.addcmul_(p, _scaled(w_y * inv - r_inv * ctx.w_sum, k, grad))
-        gz.scatter_add_(1, idx, _scaled(w_y * -inv, k, grad))
-        return gz, None, None, None, None, None
+        return _normalised_grad(ctx, w, p, idx, ctx.w_y, ctx.w_sum, grad), None, None, None, None, None
 
 
 _ngce_fused = cast(Callable[..., Tensor], _NormalisedGCE.apply)
@@ -773,23 +767,20 @@ class _ClippedCE(torch.autograd.Function):
         clipped = padded > bound
         s = torch.where(clipped, bound / padded, 1.0)
         p, lpy = softmax_and_log_target(z * s.unsqueeze(1), idx)
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None
-        out, k = reduce_rows(lpy.neg(), row_w, reduction)
+        out, ctx.k = reduce_rows(lpy.neg(), row_w, reduction)
         dot = torch.linalg.vecdot(p, z) - z.gather(1, idx).squeeze_(1)  # ⟨p − e_y, z⟩
         slope = torch.where(clipped & (norm > 0), s / (norm * padded), 0.0)
-        ctx.coef_p = s * k
-        ctx.coef_z = slope * dot * -k
+        ctx.s = s
+        ctx.coef_z = slope.mul_(dot).neg_()
         ctx.save_for_backward(z, p, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         z, p, idx = ctx.saved_tensors
-        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
-        coef_p = ctx.coef_p.unsqueeze(1) * g
-        gz = torch.addcmul(p * coef_p, z, ctx.coef_z.unsqueeze(1) * g)
-        return gz.scatter_add_(1, idx, coef_p.neg()), None, None, None, None, None
+        s = ctx.s.unsqueeze(1)
+        gz = p.mul(s).addcmul_(z, ctx.coef_z.unsqueeze(1))
+        return scale_grad(gz.scatter_add_(1, idx, s.neg()), ctx.k, grad), None, None, None, None, None
 
 
 _clipped_ce_fused = cast(Callable[..., Tensor], _ClippedCE.apply)
@@ -929,30 +920,27 @@ class _LDR(torch.autograd.Function):
         num_classes = z.shape[1]
         f = F.softplus(z)
         total = f.sum(1)  # Σ|f| (softplus ≥ 0)
-        v = torch.where(total > 0, num_classes / mean_divisor(total), 0.0)
+        v = torch.where(total > 0, total, math.inf).reciprocal_().mul_(num_classes)  # C/Σf, 0 for an all-zero row
         lam_col = lam.unsqueeze(1) if isinstance(lam, Tensor) else lam
         shift = margin / lam_col
         u = (f * (v.unsqueeze(1) / lam_col)).add_(shift)  # (v f + m)/λ, then the target's margin removed
         u.scatter_add_(1, idx, -shift if isinstance(shift, Tensor) else torch.full_like(total, -shift).unsqueeze_(1))
         q, lqy = softmax_and_log_target(u, idx)
         loss = (lqy.neg_() - math.log(num_classes)) * lam
-        if row_w is not None and float(row_w.min()) == 1.0:
-            row_w = None
-        out, k = reduce_rows(loss, row_w, reduction)
+        out, ctx.k = reduce_rows(loss, row_w, reduction)
         f_y = f.gather(1, idx).squeeze_(1)
-        ctx.coef_q = v * k
-        ctx.coef_1 = (torch.linalg.vecdot(q, f) - f_y) * (v * v / num_classes) * -k
+        ctx.v = v
+        ctx.coef_1 = (torch.linalg.vecdot(q, f) - f_y).mul_(v * v / -num_classes)
         ctx.save_for_backward(z, q, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         z, q, idx = ctx.saved_tensors
-        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
-        coef_q = ctx.coef_q.unsqueeze(1) * g
-        g_f = torch.addcmul(ctx.coef_1.unsqueeze(1) * g, q, coef_q)
-        g_f.scatter_add_(1, idx, coef_q.neg())
-        return torch.ops.aten.softplus_backward(g_f, z, 1.0, 20.0), None, None, None, None, None
+        v = ctx.v.unsqueeze(1)
+        g_f = q.mul(v).add_(ctx.coef_1.unsqueeze(1))
+        g_f.scatter_add_(1, idx, v.neg())
+        return torch.ops.aten.softplus_backward(scale_grad(g_f, ctx.k, grad), z, 1.0, 20.0), None, None, None, None, None
 
 
 _ldr_fused = cast(Callable[..., Tensor], _LDR.apply)
