@@ -119,10 +119,13 @@ class ChunkedLinearLoss(nn.Module):
         out_features: C, the number of classes (this process's slice with ``class_parallel``).
         bias: a learned bias [C]; ``None`` (default): one for the linear losses, none for the
             cosine losses (their logits are scaled cosines; ``True`` is then an error).
-        loss, chunk_size, label_smoothing, class_counts, tau, margin, scale, k, a, b,
-        ignore_index, reduction, validate, class_parallel: as the function's (``None``: the
-            loss function's default, e.g. ArcFace's margin 0.5 rad and scale 64).
         process_group: the ``torch.distributed`` group of ``class_parallel`` (default: world).
+
+    The other keywords (``loss``, ``chunk_size``, ``label_smoothing``, ``class_counts``,
+    ``tau``, ``margin``, ``scale``, ``k``, ``a``, ``b``, ``ignore_index``, ``reduction``,
+    ``validate``, ``class_parallel``) are the function's, checked at construction by its spec
+    and by the loss function's own checks; ``None`` takes the loss function's default (e.g.
+    ArcFace's margin 0.5 rad and scale 64).
 
     Parameters: ``weight`` [C, D] and ``bias`` [C] (``nn.Linear``'s names, layout and
     initialisation, so a ``state_dict`` loads into ``nn.Linear(D, C)`` and back).
