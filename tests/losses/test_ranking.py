@@ -27,7 +27,6 @@ from torch import Tensor
 import lossatlas as la
 import lossatlas.functional as LF
 
-torch.set_printoptions(precision=10)
 DT = torch.float64
 
 
