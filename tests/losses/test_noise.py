@@ -756,3 +756,12 @@ def test_rce_positive_log_zero_is_refused_by_name() -> None:
     z, y = _data()
     with pytest.raises(ValueError, match=r"^log_zero must be <= 0.0, got 1.0"):
         LF.rce(z, y, log_zero=1.0)
+
+
+def test_active_passive_function_parts_receive_their_kwargs() -> None:
+    """A plain function as a part gets its ``*_kwargs`` (here GCE's q and MAE's scale)."""
+    z, y = _data()
+    got = LF.active_passive(z, y, active=LF.gce, passive=LF.mae, active_kwargs={"q": 0.3},
+                            passive_kwargs={"scale": 2.0}, alpha=0.5, beta=1.5, reduction="none")
+    p_y = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(got, 0.5 * (1 - p_y**0.3) / 0.3 + 1.5 * 2.0 * (1 - p_y))
