@@ -530,3 +530,12 @@ def test_sigmoid_focal_negative_alpha_means_no_alpha():
     t = (torch.rand(5, 3) < 0.4).double()
     torch.testing.assert_close(LF.sigmoid_focal(z, t, alpha=-1.0, gamma=1.5), LF.sigmoid_focal(z, t, alpha=None, gamma=1.5))
     assert not torch.allclose(LF.sigmoid_focal(z, t, alpha=0.25, gamma=1.5), LF.sigmoid_focal(z, t, alpha=None, gamma=1.5))
+
+
+def test_sigmoid_focal_kd_mask_values_are_checked_when_validating():
+    z = torch.randn(2, 3, 4, dtype=torch.float64)
+    t = (torch.rand(2, 3, 4) < 0.5).double()
+    mask = torch.ones_like(z)
+    mask[1, 2, 3] = -1.0
+    with pytest.raises(ValueError, match="mask"):
+        LF.sigmoid_focal(z, t, mask=mask)

@@ -491,3 +491,16 @@ def test_dice_choice_errors_list_the_options():
     z, y = cls_batch()
     with pytest.raises(ValueError, match=r"^activation must be one of \('softmax', 'sigmoid'\), got 'relu'"):
         LF.dice(z, y, activation="relu")
+
+
+def test_choice_check_message():
+    """The choice checks are built when the module is imported; building one now checks the builder."""
+    from lossatlas.functional.multilabel import _choice
+
+    check = _choice("softmax", "sigmoid")
+    assert check("sigmoid", "activation") == "sigmoid"
+    with pytest.raises(ValueError, match=r"^activation must be one of \('softmax', 'sigmoid'\), got 'relu'$"):
+        check("relu", "activation")
+    with pytest.raises(ValueError, match=r"^activation must be one of"):
+        check(3, "activation")
+    assert check.__doc__ == "One of ('softmax', 'sigmoid')."
