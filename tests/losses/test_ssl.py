@@ -1033,3 +1033,39 @@ def test_pair_functions_check_values_by_default(id_: str) -> None:
     bad_b[0, 0] = float("inf")
     with pytest.raises(ValueError, match=r"^b "):
         getattr(LF, id_)(_pair()[0], bad_b)
+
+
+def test_process_group_reaches_the_gather_and_the_reduction_and_distributed_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-process stand-in for a process group (the gloo tests run the real thing): the
+    ``group`` given is the one asked about, gathered over and reduced over; without
+    ``distributed=True`` nothing is gathered even inside a group."""
+    import lossatlas.functional.ssl as fssl
+
+    group = object()
+    asked: list[Any] = []
+    reduced: list[Any] = []
+
+    def fake_is_distributed(g: Any = None) -> bool:
+        asked.append(g)
+        return True
+
+    def fake_gather(x: Tensor, g: Any = None) -> tuple[Tensor, int]:
+        assert g is group
+        return x, 0
+
+    def fake_reduce(local: Tensor, reduction: str, total: int, g: Any = None, enabled: bool = True) -> Tensor:
+        reduced.append((g, enabled, total))
+        return local.mean() if reduction == "mean" else local.sum()
+
+    monkeypatch.setattr(fssl, "is_distributed", fake_is_distributed)
+    monkeypatch.setattr(fssl, "all_gather_with_grad", fake_gather)
+    monkeypatch.setattr(fssl, "global_reduce", fake_reduce)
+    a, b = _pair(n=6)
+    local = LF.infonce(a, b, temperature=0.2)
+    assert asked == [] and reduced == []  # distributed=False (the default): not even asked
+    for fn in (LF.decoupled_contrastive, LF.debiased_contrastive, LF.siglip, LF.barlow_twins):
+        fn(a, b)
+    assert asked == [] and reduced == []
+    out = LF.infonce(a, b, temperature=0.2, distributed=True, group=group)
+    assert asked == [group] and reduced == [(group, True, 6)]
+    torch.testing.assert_close(out, local)
