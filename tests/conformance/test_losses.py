@@ -277,6 +277,24 @@ def test_every_path_gives_the_same_value_and_gradient(loss_id):
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("loss_id", [i for i in IDS if "weight" in ENTRIES[i].parameters and ENTRIES[i].kind == "classification"])
+def test_every_path_applies_class_weights_alike(loss_id):
+    # weights whose smallest entry is 1 (a fused path once took "min == 1" for "all ones" and dropped them)
+    entry = _entry(loss_id)
+    case = K.make_case(entry, n=8)
+    results = []
+    for path in ("plain", "fused"):
+        with force_path(path):
+            results.append(K.value_and_grads(K.create(entry, weight=[1.0, 2.0, 3.0, 4.0]), case.clone()))
+    (v0, g0), (v1, g1) = results
+    unweighted = K.value_and_grads(K.create(entry), case.clone())[0]
+    assert not torch.allclose(v0, unweighted), "the class weights change nothing on this batch"
+    torch.testing.assert_close(v0, v1, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g0, g1):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
 #: Ids traced with graph breaks allowed (fullgraph=False), with the reason.
 COMPILE_GRAPH_BREAKS: dict[str, str] = {}
 

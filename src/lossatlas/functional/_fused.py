@@ -273,7 +273,7 @@ def reduce_rows(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Ten
     factor of each row's gradient in the result: a float, or a tensor [N]. For ``"none"``,
     ``k`` is the row weight (the upstream gradient is then [N] and multiplies it). Row weights
     that are all 1 (the usual ignore mask with nothing ignored; one host read) are dropped."""
-    if row_w is not None and float(row_w.min()) == 1.0:
+    if row_w is not None and bool((row_w == 1.0).all()):
         row_w = None
     if row_w is None:
         if reduction == "mean":
