@@ -4,7 +4,9 @@ Run from the mutation worktree after ``mutmut run`` (see ``benchmarks/mutation/r
 ``python benchmarks/mutation/report.py --equivalent benchmarks/mutation/equivalent.json``.
 Reads ``mutants/sample.json`` (which mutants were run) and mutmut's ``.meta`` files (their
 results). ``equivalent.json`` maps a mutant name to the reason it cannot change behaviour;
-those leave the denominator of the score. A timeout counts as killed (the tests noticed).
+those leave the denominator of the score. ``killed_since.json`` maps a mutant that survived
+the run to the test added afterwards that fails on it (checked by running that test under the
+mutant); it counts as killed. A timeout counts as killed (the tests noticed).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def mutant_diffs(path: Path, names: set[str]) -> dict[str, list[str]]:
         if short not in funcs or base + "__mutmut_orig" not in funcs:
             out[full] = ["(source not found)"]
             continue
-        a = (ast.get_source_segment(src, funcs[base + "__mutmut_orig"]) or "").splitlines()[1:]
-        b = (ast.get_source_segment(src, funcs[short]) or "").splitlines()[1:]
+        a = (ast.get_source_segment(src, funcs[base + "__mutmut_orig"]) or "").splitlines()
+        b = (ast.get_source_segment(src, funcs[short]) or "").replace(short, base + "__mutmut_orig", 1).splitlines()
         out[full] = [line for line in difflib.unified_diff(a, b, lineterm="", n=0)
                      if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     return out
@@ -51,9 +53,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mutants", type=Path, default=Path("mutants"))
     ap.add_argument("--equivalent", type=Path, required=True)
+    ap.add_argument("--killed-since", type=Path, default=None)
     args = ap.parse_args()
     sample = json.loads((args.mutants / "sample.json").read_text())
     equivalent: dict[str, str] = json.loads(args.equivalent.read_text()) if args.equivalent.exists() else {}
+    since_path = args.killed_since or args.equivalent.with_name("killed_since.json")
+    since: dict[str, str] = json.loads(since_path.read_text()) if since_path.exists() else {}
+    notes_path = args.equivalent.with_name("surviving.json")  # why a survivor is left (not equivalent)
+    notes: dict[str, str] = json.loads(notes_path.read_text()) if notes_path.exists() else {}
     rows = []
     survivors: list[tuple[str, str, list[str]]] = []
     totals = [0] * 7
@@ -65,28 +72,41 @@ def main() -> None:
         alive = [n for n in names if codes.get(n) in SURVIVED or codes.get(n) in NO_TESTS]
         unchecked = sum(codes.get(n) is None for n in names)
         eq = [n for n in alive if n in equivalent]
-        left = [n for n in alive if n not in equivalent]
+        capped = [n for n in alive if since.get(n, "").startswith("existing test ") and n not in equivalent]
+        later = [n for n in alive if n in since and n not in equivalent and n not in capped]
+        left = [n for n in alive if n not in equivalent and n not in since]
         denom = len(names) - unchecked - len(eq)
-        score = 100.0 * killed / denom if denom else float("nan")
-        row = [info["total"], len(names), killed, len(eq), len(left), unchecked]
-        rows.append((f, *row, score))
-        totals = [t + r for t, r in zip(totals, row + [0])]
+        killed += len(capped)  # killed by the suite of the run, once re-run on all the tests that reach the function
+        score = 100.0 * (killed + len(later)) / denom if denom else float("nan")
+        before = 100.0 * killed / denom if denom else float("nan")
+        row = [info["total"], len(names), killed, len(later), len(eq), len(left), unchecked]
+        rows.append((f, *row, before, score))
+        totals = [t + r for t, r in zip(totals, row)]
         diffs = mutant_diffs(args.mutants / "src" / "lossatlas" / f, set(alive))
         for n in alive:
-            survivors.append((n, equivalent.get(n, ""), diffs.get(n, [])))
-    print("| file | mutants | sampled | killed | equivalent | survived | not run | killed / non-equivalent |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for f, total, n, killed, eq, left, unchecked, score in rows:
-        print(f"| `{f}` | {total} | {n} | {killed} | {eq} | {left} | {unchecked} | {score:.1f} % |")
-    total, n, killed, eq, left, unchecked = totals[:6]
+            status = ("equivalent" if n in equivalent else "uncapped" if n in capped else "killed since" if n in since
+                      else "survived")
+            survivors.append((n, status, equivalent.get(n) or since.get(n) or notes.get(n, ""), diffs.get(n, [])))
+    print("| file | mutants | sampled | killed by the suite of the run | killed by tests added since | equivalent | surviving "
+          "| not run | score of the run's suite | score now |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for f, total, n, killed, later, eq, left, unchecked, before, score in rows:
+        print(f"| `{f}` | {total} | {n} | {killed} | {later} | {eq} | {left} | {unchecked} | {before:.1f} % | {score:.1f} % |")
+    total, n, killed, later, eq, left, unchecked = totals
     denom = n - unchecked - eq
-    print(f"| **all** | {total} | {n} | {killed} | {eq} | {left} | {unchecked} | **{100.0 * killed / denom:.1f} %** |")
+    print(f"| **all** | {total} | {n} | {killed} | {later} | {eq} | {left} | {unchecked} | {100.0 * killed / denom:.1f} % "
+          f"| **{100.0 * (killed + later) / denom:.1f} %** |")
     print()
-    for status in ("survived", "equivalent"):
-        chosen = [s for s in survivors if (s[1] == "") == (status == "survived")]
-        print(f"### {'Surviving' if status == 'survived' else 'Equivalent'} mutants ({len(chosen)})")
+    print("Score: killed / (sampled − not run − equivalent).")
+    print()
+    for status in ("survived", "killed since", "uncapped", "equivalent"):
+        chosen = [s for s in survivors if s[1] == status]
+        title = {"survived": "Surviving mutants (why they are left)", "killed since": "Survivors killed by tests added since (the test)",
+                 "uncapped": "Killed by an existing test once re-run without the per-function test cap",
+                 "equivalent": "Equivalent mutants (the reason)"}[status]
+        print(f"### {title}: {len(chosen)}")
         print()
-        for name, reason, diff in chosen:
+        for name, _, reason, diff in chosen:
             print(f"- `{name}`" + (f": {reason}" if reason else ""))
             print("  ```diff")
             for line in diff:
