@@ -39,7 +39,8 @@ Recipe fields (defaults in brackets):
   sampler's stream when there is one.
 
 Metrics: ``auroc`` and ``ap`` (average precision) of ``sigmoid(z)`` on the test split
-(scikit-learn's ``roc_auc_score`` / ``average_precision_score``), ``n_train``,
+(:func:`lossatlas.metrics.auroc` / :func:`~lossatlas.metrics.average_precision`, the
+values of scikit-learn's ``roc_auc_score`` / ``average_precision_score``), ``n_train``,
 ``n_train_pos``, ``n_test``, ``n_test_pos``, ``n_skipped_batches`` (batches without a
 positive or a negative, skipped for the ``binary`` losses, which need both),
 ``n_repeats_dropped`` (for the losses with per-sample state, which update a row once per
@@ -241,9 +242,9 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
 
 
 def _scores_metrics(scores: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from ...metrics.ranking import auroc, average_precision
 
-    return {"auroc": float(roc_auc_score(target, scores)), "ap": float(average_precision_score(target, scores))}
+    return {"auroc": float(auroc(scores, target)), "ap": float(average_precision(scores, target))}
 
 
 def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.Generator, progress: Callable[..., None] | None) -> dict[str, Any]:
