@@ -100,6 +100,20 @@ class MinMaxAUCOptimizer(torch.optim.Optimizer):
         if group["epoch_decay"] > 0:
             self._init_reference(p)["acc"].add_(p)
 
+    def _momentum_descent(self, p: Tensor, d: Tensor, lr: float, momentum: float) -> None:
+        """``p ← p − lr·m`` with ``m ← (1 − momentum)·m + momentum·d`` (LibAUC's convention: the
+        new direction weighted by ``momentum``; the buffer starts at the first ``d``); plain
+        ``p ← p − lr·d`` when ``momentum`` is 0."""
+        if momentum != 0:
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d.detach().clone()
+            else:
+                buf.mul_(1.0 - momentum).add_(d, alpha=momentum)
+            d = buf
+        p.sub_(lr * d)
+
     def _count(self) -> None:
         for group in self.param_groups:
             group["steps"] += 1

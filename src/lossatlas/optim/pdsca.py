@@ -135,16 +135,7 @@ class PDSCA(MinMaxAUCOptimizer):
                 p.copy_(buf)
 
     def _outer(self, p: Tensor, d: Tensor, group: dict[str, Any]) -> None:
-        beta2 = group["beta2"]
-        if beta2 != 0:
-            state = self.state[p]
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.detach().clone()
-            else:
-                buf.mul_(1.0 - beta2).add_(d, alpha=beta2)
-            d = buf
-        p.sub_(group["lr"] * d)
+        self._momentum_descent(p, d, group["lr"], group["beta2"])
 
     def update_lr(self, decay_factor: float | None = None, decay_factor0: float | None = None) -> None:
         """Divide ``lr`` by ``decay_factor`` and ``lr0`` by ``decay_factor0`` (None: unchanged)."""

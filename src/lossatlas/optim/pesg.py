@@ -141,16 +141,7 @@ class PESG(MinMaxAUCOptimizer):
         return loss
 
     def _sgd(self, p: Tensor, d: Tensor, group: dict[str, Any]) -> None:
-        momentum = group["momentum"]
-        if momentum != 0:
-            state = self.state[p]
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.detach().clone()
-            else:
-                buf.mul_(1.0 - momentum).add_(d, alpha=momentum)
-            d = buf
-        p.sub_(group["lr"] * d)
+        self._momentum_descent(p, d, group["lr"], group["momentum"])
 
     def _adam(self, p: Tensor, d: Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]
