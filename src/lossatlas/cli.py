@@ -62,7 +62,40 @@ def format_list(entries: Sequence[Entry], width: int = 80, full: bool = False) -
     return lines
 
 
+def format_catalogue(width: int = 80) -> list[str]:
+    """The lines of ``lossatlas list --catalogue``: every catalogue row the library knows of, with
+    its registered ids, or the note saying where it lives / why it is not a loss, or what is
+    still missing (:mod:`lossatlas.catalogue`), wrapped to ``width``."""
+    from .catalogue import rows
+
+    width = max(int(width), MIN_WIDTH)
+    table = rows()
+    counts = {s: sum(r.status == s for r in table) for s in ("registered", "note", "pending")}
+    lines = [_clip(f"lossatlas {__version__}: {len(table)} catalogue rows: {counts['registered']} registered, "
+                   f"{counts['note']} with a note, {counts['pending']} not implemented yet", width)]
+    for r in table:
+        head = f"  {r.row:<4} {r.status:<10} "
+        text = ", ".join(r.ids) if r.status == "registered" else r.text
+        parts = textwrap.wrap(text, width - len(head), break_on_hyphens=False) or [""]
+        lines.append(head + parts[0])
+        lines += [" " * len(head) + part for part in parts[1:]]
+    return lines
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.catalogue:
+        if args.family is not None:
+            raise ValueError("--catalogue lists every row; it takes no --family")
+        if args.json:
+            from dataclasses import asdict
+
+            from .catalogue import rows
+
+            print(json.dumps([asdict(r) for r in rows()], indent=2))
+            return 0
+        width = args.width if args.width is not None else shutil.get_terminal_size((80, 24)).columns
+        print("\n".join(format_catalogue(width)))
+        return 0
     entries = list_entries(family=args.family)
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
@@ -93,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--width", type=_width, metavar="N", help="line width (default: the terminal's, 80 when not a terminal)")
     p.add_argument("--full", action="store_true", help="each formula in full, wrapped below its entry")
+    p.add_argument("--catalogue", action="store_true",
+                   help="every catalogue row: its registered ids, or where it lives / why it is not a loss")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="show one method: formula, paper, defaults and their source")

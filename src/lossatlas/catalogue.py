@@ -1,0 +1,123 @@
+"""Every row of the project's catalogue of methods, and where each one lives in the library.
+
+A catalogue row (``"A4"``, ``"G9"``, …) is either **registered**, an id whose registry entry
+names the row in its ``catalogue`` field (``la.info("ldam").catalogue == "A4"``), or it is
+listed here, written by hand:
+
+* :data:`NOTES`: rows that are not a registered id, with where they live (a module, a
+  function, a class) or why they are not a loss: infrastructure (noise protocols, tiling,
+  distributed gathering), metrics, a wrapper of another library, a "see row X" cross-reference;
+* :data:`PENDING`: rows not implemented yet, with the issue that tracks them. A row leaves
+  this table when its id is registered (tests/test_catalogue.py fails while it is in both).
+
+``lossatlas list --catalogue`` prints :func:`rows`; ``tests/test_catalogue.py`` checks that
+every row of the catalogue (``CATALOGUE.md``) is registered or listed here.
+
+>>> from lossatlas.catalogue import rows
+>>> [r.status for r in rows() if r.row == "A4"]
+['registered']
+>>> [r.status for r in rows() if r.row == "B10"]
+['note']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["NOTES", "PENDING", "ROW_CODE", "CatalogueRow", "rows", "row_key"]
+
+#: A catalogue row's code: a section letter A–K and a number (``A4``, ``G16``).
+ROW_CODE = re.compile(r"^[A-K][1-9][0-9]?$")
+
+#: Rows that are not a registered id: where each lives, or why it is not a loss. Written by hand.
+NOTES: dict[str, str] = {
+    "A13": "SMOTE and variants: lossatlas.data.smote_resample, a wrapper of imbalanced-learn (not rewritten, "
+           "as the catalogue asks); a data transform, not a loss",
+    "B10": "label-noise protocols (symmetric, pair-flip / asymmetric, instance-dependent): lossatlas.data.noise; "
+           "they corrupt labels, they are not losses",
+    "B11": "susceptibility to noisy labels: lossatlas.metrics.susceptibility (a metric, same as J8)",
+    "C6": "alpha-loss: see B7 (registered as alpha_loss)",
+    "E3": "class-difficulty weights (CDB-W): see A9 (registered as class_difficulty)",
+    "G9": "memory-efficient large batches: tiled losses (lossatlas.distributed.tiled; tiled= of the pair losses) "
+          "and GradCache (lossatlas.distributed.cache); the same losses, computed without the N x N matrix",
+    "G10": "in-batch negatives across processes: lossatlas.distributed.gather (all-gather with gradients; "
+           "distributed= of the pair losses)",
+    "I4": "distributed samplers: every registered sampler takes num_replicas= / rank= "
+          "(torch DistributedSampler semantics); lossatlas.samplers",
+    "J1": "top-1 / top-k, balanced accuracy, macro-F1, Cohen's kappa, confusion matrix: lossatlas.metrics.evaluate "
+          "(torchmetrics)",
+    "J2": "many / medium / few-shot and worst-class accuracy: lossatlas.metrics.ShotAccuracy, "
+          "lossatlas.metrics.per_class_accuracy",
+    "J3": "ECE, MCE, classwise ECE, reliability diagram: lossatlas.metrics.calibration",
+    "J4": "AUROC / AP, macro and per class: lossatlas.metrics.ranking (and torchmetrics in metrics.evaluate)",
+    "J5": "average-k set-valued accuracy: lossatlas.metrics.AverageKAccuracy (lossatlas.metrics.setvalued)",
+    "J6": "neural collapse NC1-NC4: lossatlas.metrics.NeuralCollapse",
+    "J7": "Recall@k, MAP@R: lossatlas.metrics.retrieval; linear-probe accuracy: lossatlas.metrics.probe",
+    "J8": "susceptibility: lossatlas.metrics.susceptibility (see B11)",
+}
+
+#: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
+#: its id is registered or its note is written.
+PENDING: dict[str, str] = {
+    "A10": "issue 23: cRT, tau-normalisation, LWS exist in lossatlas.two_stage; not yet registered ids",
+    "A11": "issue 23: MaxNorm exists in lossatlas.two_stage; not yet a registered id",
+    "A12": "issue 23: GOL, not implemented yet",
+    "A14": "issue 23: ImbSAM, not implemented yet",
+    "B8": "issue 23: comp-sum losses, not implemented yet",
+    "B9": "issue 23: EnsLoss, not implemented yet",
+    "C7": "issue 23: CALS, not implemented yet",
+    "C8": "issue 23: not implemented yet",
+    "C9": "issue 23: RankMixup, not implemented yet",
+    "D4": "issue 23: single-positive multi-label losses, not implemented yet",
+    "E4": "issue 23: group DRO, not implemented yet",
+    "F8": "issue 23: Proto-triplet / ICNN losses, not implemented yet",
+    "F9": "issue 23: Metrix, not implemented yet",
+    "F10": "issue 23: hashing with one cosine loss, not implemented yet",
+    "F11": "issue 23: SCoRe, not implemented yet",
+    "G11": "issue 22: retrieval hard-negative mining over a corpus index (ANCE, SimANS, ...), not implemented yet",
+    "G13": "issue 23: SBCL, not implemented yet",
+    "G14": "issue 23: ConR, not implemented yet",
+    "G15": "issue 23: non-negative contrastive learning / CACR, not implemented yet",
+    "K1": "issue 23: knowledge distillation losses, not implemented yet",
+}
+
+
+def row_key(row: str) -> tuple[str, int]:
+    """Sort key of a row code: section letter, then the number (``A9`` before ``A10``)."""
+    if not ROW_CODE.match(row):
+        raise ValueError(f"row must be a catalogue row code such as 'A4' or 'G16', got {row!r}")
+    return row[0], int(row[1:])
+
+
+@dataclass(frozen=True)
+class CatalogueRow:
+    """One catalogue row: ``status`` is ``"registered"`` (``ids`` names them), ``"note"`` or
+    ``"pending"`` (``text`` says where it lives or what is missing)."""
+
+    row: str
+    status: str
+    ids: tuple[str, ...] = ()
+    text: str = ""
+
+
+def rows() -> list[CatalogueRow]:
+    """Every row the library knows of, sorted by code: its registered ids, else its note or pending line.
+
+    A row both registered and noted (a cross-reference row later registered) is reported as
+    registered, with the note kept as its text.
+    """
+    from .registry import list_entries
+
+    ids: dict[str, list[str]] = {}
+    for entry in list_entries():
+        ids.setdefault(entry.catalogue, []).append(entry.id)
+    out = []
+    for row in sorted(set(ids) | set(NOTES) | set(PENDING), key=row_key):
+        if row in ids:
+            out.append(CatalogueRow(row, "registered", tuple(sorted(ids[row])), NOTES.get(row, "")))
+        elif row in NOTES:
+            out.append(CatalogueRow(row, "note", (), NOTES[row]))
+        else:
+            out.append(CatalogueRow(row, "pending", (), PENDING[row]))
+    return out
