@@ -365,3 +365,23 @@ def test_report_describes_pieces_without_a_registry_id(tmp_path):
     with open(paths["csv"]) as f:
         [r] = list(csv.DictReader(f))
     assert r["miner"] == "semi_hard" and r["rank_by"] == "map@r"
+
+
+def test_classification_stage2_decoupled_methods():
+    """A recipe's ``stage2`` runs the registered two-stage method after stage 1 (issue 23, A10 / A11)."""
+    task = get_task("classification")
+    base = {**TINY, "data": {"name": "digits", "longtail": {"imbalance_ratio": 10}}, "epochs": 2}
+    one = task.run(base, 0, torch.device("cpu"))
+    tau = task.run({**base, "stage2": {"id": "tau_norm", "tau": 1.0}}, 0, torch.device("cpu"))
+    # the same stage 1 (CPU-deterministic), then a different classifier: the predictions change, not the data
+    assert tau["class_counts"] == one["class_counts"] and tau["per_class_accuracy"] != one["per_class_accuracy"]
+    assert tau["final_train_loss"] == one["final_train_loss"]  # tau_norm trains nothing
+    wb = task.run({**base, "stage2": {"id": "weight_balancing", "epochs": 1, "loss": {"id": "focal"},
+                                      "weighting": {"id": "effective_number"}}}, 0, torch.device("cpu"))
+    assert wb["final_train_loss"] != one["final_train_loss"] and wb["per_class_accuracy"] != one["per_class_accuracy"]
+    with pytest.raises(ValueError, match="stage2"):
+        task.validate({**base, "stage2": {"id": "focal"}})
+    with pytest.raises(ValueError, match="stage2"):
+        task.validate({**base, "stage2": {"id": "crt", "nope": 1}})
+    with pytest.raises(ValueError, match="linear"):
+        task.validate({**base, "model": {"name": "mlp", "classifier": "cosine"}, "stage2": {"id": "crt"}})

@@ -51,6 +51,8 @@ LIBAUC_GCL = "Optimization-AI/LibAUC 2.0.1 libauc/losses/contrastive.py"
 GCL_DIST = ("lossatlas: gathers the global batch when a process group of > 1 is initialised, so the per-sample state "
             "is the same on every process (LibAUC distributed=False); no effect in one process")
 _GCL_IDS = ("sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal")
+KANG = "facebookresearch/classifier-balancing"
+WB = "ShadeAlsha/LTR-weight-balancing"
 LIBAUC_AUC = "Optimization-AI/LibAUC 2.0.1 libauc/losses/auc.py"
 LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
 #: call keywords of the X-risk functions that hold the per-sample state their modules keep
@@ -591,6 +593,33 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "distributed": (True, GCL_DIST),
         "group": (None, GROUP),
         "reduction": ("mean", f"{LIBAUC_GCL} GCLoss_v2: (img_loss + txt_loss) / 2, each a mean over the anchors"),
+    },
+    # --- A10 / A11. stage 2 of decoupled training (kind two_stage) ---------------------------------
+    "crt": {
+        "reinit": (True, f"{KANG} config/ImageNet_LT/cls_crt.yaml: classifier stage1_weights: false (a new classifier)"),
+        "sampler": ("class_balanced_sampler", f"{KANG} config/ImageNet_LT/cls_crt.yaml sampler: ClassAwareSampler"),
+        "epochs": (10, f"{KANG} config/ImageNet_LT/cls_crt.yaml num_epochs: 10"),
+        "lr": (0.2, f"{KANG} config/ImageNet_LT/cls_crt.yaml classifier optim_params lr: 0.2"),
+        "weight_decay": (5e-4, f"{KANG} config/ImageNet_LT/cls_crt.yaml classifier optim_params weight_decay: 0.0005"),
+    },
+    "lws": {
+        "sampler": ("class_balanced_sampler", f"{KANG} config/ImageNet_LT/cls_lws.yaml sampler: ClassAwareSampler"),
+        "epochs": (5, f"{KANG} config/ImageNet_LT/cls_lws.yaml num_epochs: 5"),
+        "lr": (0.2, f"{KANG} config/ImageNet_LT/cls_lws.yaml classifier optim_params lr: 0.2"),
+        "weight_decay": (5e-4, f"{KANG} config/ImageNet_LT/cls_lws.yaml classifier optim_params weight_decay: 0.0005"),
+    },
+    "tau_norm": {
+        "tau": (1.0, "lossatlas (unit-norm rows): Kang et al. choose tau in [0, 2] on validation data, tau_norm.py "
+                     "scans linspace(0, 2, 21)"),
+        "keep_bias": (False, f"{KANG} tau_norm.py: the tau-normalised classifier has no bias"),
+    },
+    "weight_balancing": {
+        "thresh": (0.1, f"{WB} demo notebook: thresh = 0.1; MaxNorm_via_PGD(thresh=thresh)"),
+        "p": (2.0, f"{WB} MaxNorm_via_PGD(LpNorm=2)"),
+        "sampler": (None, f"{WB} demo notebook: stage 2 reuses the instance-balanced loaders"),
+        "epochs": (10, f"{WB} demo notebook: total_epoch_num = 10"),
+        "lr": (0.01, f"{WB} demo notebook: base_lr = 0.01"),
+        "weight_decay": (0.1, f"{WB} demo notebook: weight_decay = 0.1 (stage 2)"),
     },
     # --- I. samplers -------------------------------------------------------------------------------
     "class_balanced_sampler": {

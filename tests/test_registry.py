@@ -57,6 +57,8 @@ def test_every_entry_is_constructible_from_its_required_arguments():
         obj = la.create(e.id, **kwargs)
         if e.kind == "sampler":
             assert isinstance(obj, torch.utils.data.Sampler) and len(list(iter(obj))) > 0
+        elif e.kind == "two_stage":
+            assert isinstance(obj, la.two_stage.StageTwo)
         else:
             assert isinstance(obj, torch.nn.Module)
 
@@ -90,6 +92,7 @@ def test_create_overload_id_lists_match_the_registry():
     assert set(typing.get_args(registry.ClassWeightingId)) == names("weighting", lambda e: issubclass(e.cls, ClassWeighting))
     assert set(typing.get_args(registry.WeightingId)) == names("weighting", lambda e: not issubclass(e.cls, ClassWeighting))
     assert set(typing.get_args(registry.SamplerId)) == names("sampler")
+    assert set(typing.get_args(registry.TwoStageId)) == names("two_stage")
     loss_kinds = {"classification", "multilabel", "embedding", "pair", "regulariser"}
     for e in la.list():
         obj_type = e.cls

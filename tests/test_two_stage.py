@@ -180,3 +180,82 @@ def test_smote_variants_and_torch_io():
         smote_resample(X[:, 0], y)
     with pytest.raises(ValueError, match="labels"):
         smote_resample(X, y.float())
+
+
+# --- the registered stage-2 methods (A10, A11) on a long-tailed problem ---------------------------
+
+def _long_tailed(seed: int = 0, n_test: int = 200):
+    """Four Gaussian classes in 2-D (overlapping), 400 / 100 / 25 / 8 training samples; a balanced test set."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[0.0, 0.0], [1.5, 0.0], [0.0, 1.5], [1.5, 1.5]])
+
+    def draw(counts):
+        y = torch.cat([torch.full((c,), j) for j, c in enumerate(counts)])
+        return centres[y] + 0.7 * torch.randn(len(y), 2, generator=g), y
+
+    return draw([400, 100, 25, 8]), draw([n_test] * 4)
+
+
+def _stage_one(x, y):
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("body", nn.Sequential(nn.Linear(2, 16), nn.ReLU()))
+    model.add_module("fc", nn.Linear(16, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        for b in torch.randperm(len(y), generator=g).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[b]), y[b]).backward()
+            opt.step()
+    return model
+
+
+def _balanced_accuracy(model, x, y):
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    return float(torch.stack([(pred[y == j] == j).float().mean() for j in range(4)]).mean())
+
+
+@pytest.mark.parametrize("id_", ["crt", "tau_norm", "lws", "weight_balancing"])
+def test_stage_two_raises_balanced_accuracy_on_a_long_tailed_problem(id_):
+    import lossatlas as la
+
+    (x, y), (xt, yt) = _long_tailed()
+    model = _stage_one(x, y)
+    before = _balanced_accuracy(model, xt, yt)
+    body = [p.detach().clone() for p in model.body.parameters()]
+    method = la.create(id_)
+    if id_ == "weight_balancing":  # its class-balanced loss: CB focal (the official demo's), by composition
+        counts = la.data.class_counts(y, 4)
+        w = la.create("effective_number", class_counts=counts, beta=0.9999)()
+        crit = la.create("focal", gamma=2.0, weight=w)
+    else:
+        crit = la.create("cross_entropy")
+    ts.fit_stage_two(method, model, x, y, crit, batch_size=64, seed=0)
+    after = _balanced_accuracy(model, xt, yt)
+    assert after > before + 0.02, (before, after)
+    assert all(torch.equal(a, b) for a, b in zip(body, model.body.parameters()))  # the representation is kept
+    if id_ == "weight_balancing":  # the cap held after every step
+        assert bool((ts.per_class_norms(model.fc) <= method.max_norm.cap.float() + 1e-5).all())
+
+
+def test_crt_and_lws_draw_class_balanced_batches():
+    import lossatlas as la
+
+    (x, y), _ = _long_tailed()
+    model = _stage_one(x, y)
+    seen = []
+    crit = la.create("cross_entropy")
+
+    def loss(z, t):
+        seen.append(t)
+        return crit(z, t)
+
+    ts.fit_stage_two(la.create("lws", epochs=1), model, x, y, loss, batch_size=64)
+    counts = la.data.class_counts(torch.cat(seen), 4)
+    assert counts.min() >= counts.max() - 1  # every class equally often (±1), not 400 : 8
+    with pytest.raises(TypeError, match="method"):
+        ts.fit_stage_two("crt", model, x, y, loss)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="y must be"):
+        ts.fit_stage_two(la.create("crt"), model, x, y.int(), loss)

@@ -60,8 +60,6 @@ NOTES: dict[str, str] = {
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
 #: its id is registered or its note is written.
 PENDING: dict[str, str] = {
-    "A10": "issue 23: cRT, tau-normalisation, LWS exist in lossatlas.two_stage; not yet registered ids",
-    "A11": "issue 23: MaxNorm exists in lossatlas.two_stage; not yet a registered id",
     "A12": "issue 23: GOL, not implemented yet",
     "A14": "issue 23: ImbSAM, not implemented yet",
     "B8": "issue 23: comp-sum losses, not implemented yet",

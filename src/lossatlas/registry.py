@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Sampler
 
     from .losses._base import Loss
+    from .two_stage import StageTwo
     from .weighting.base import ClassWeighting, Weighting
 
 __all__ = ["Paper", "Entry", "register", "create", "info", "list_entries", "families", "KINDS"]
@@ -38,6 +39,8 @@ KINDS = {
     "weighting": "called as documented per entry; returns weights",
     "regulariser": "(logits[N, C]) -> scalar penalty",
     "sampler": "torch.utils.data.Sampler over a dataset's labels",
+    "two_stage": "stage 2 of decoupled training: .apply(model, classifier='fc') -> parameters to train; "
+                 ".after_step() after each optimiser step (lossatlas.two_stage.StageTwo)",
 }
 
 
@@ -233,6 +236,13 @@ SamplerId = Literal[
     "square_root_sampler", "sqrt_sampler", "square_root_sampling",
 ]
 
+TwoStageId = Literal[
+    "crt", "classifier_retraining", "classifier_re_training",
+    "lws", "learnable_weight_scaling",
+    "tau_norm", "tau_normalization", "tau_normalized_classifier",
+    "weight_balancing", "maxnorm", "max_norm", "wb",
+]
+
 
 @overload
 def create(id: ClassWeightingId, **kwargs: Any) -> ClassWeighting: ...
@@ -241,13 +251,15 @@ def create(id: WeightingId, **kwargs: Any) -> Weighting: ...
 @overload
 def create(id: SamplerId, **kwargs: Any) -> Sampler[Any]: ...
 @overload
+def create(id: TwoStageId, **kwargs: Any) -> StageTwo: ...
+@overload
 def create(id: str, **kwargs: Any) -> Loss: ...
 def create(id: str, **kwargs: Any) -> Any:
     """Instantiate the registered method ``id`` with keyword arguments.
 
     A loss id gives a :class:`lossatlas.losses.Loss` (an ``nn.Module`` whose call returns a
     tensor), a weighting id a :class:`lossatlas.weighting.Weighting`, a sampler id a
-    ``torch.utils.data.Sampler``. Raises ``TypeError`` naming the missing or unexpected
+    ``torch.utils.data.Sampler``, a two-stage id a :class:`lossatlas.two_stage.StageTwo`. Raises ``TypeError`` naming the missing or unexpected
     arguments.
     """
     entry = info(id)

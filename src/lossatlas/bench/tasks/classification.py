@@ -21,6 +21,11 @@ Recipe fields (defaults in brackets; see :mod:`lossatlas.bench.recipes` for an e
 - ``sampler``: ``null`` (uniform shuffling) or ``{"id": <registry id of a sampler>, <options>}``.
 - ``optimizer``, ``schedule``: see :mod:`lossatlas.bench.training` [sgd 0.1, constant].
 - ``epochs`` [30], ``batch_size`` [128], ``grad_clip`` [null: gradient-norm clipping].
+- ``stage2``: ``null`` or ``{"id": <registry id of kind two_stage: crt, tau_norm, lws,
+  weight_balancing>, <options>, "loss": {...}, "weighting": {...}}``: after the ``epochs`` of
+  stage 1, decoupled stage 2 (:func:`lossatlas.two_stage.fit_stage_two`) on the model's linear
+  classifier ``fc``, with the method's own schedule, sampler and cap, minimising its ``loss``
+  (default: the recipe's ``loss``) composed with its ``weighting`` (default: none).
 
 Metrics come from :func:`lossatlas.metrics.evaluate` on the test logits, with the training
 class counts for the many/medium/few-shot splits; plus ``per_class_accuracy``,
@@ -51,7 +56,7 @@ __all__ = ["validate", "run"]
 
 log = logging.getLogger(__name__)
 
-_TOP_FIELDS = {"name", "description", "task", "seeds", "data", "model", "loss", "weighting", "sampler", "optimizer", "schedule", "epochs", "batch_size", "grad_clip"}
+_TOP_FIELDS = {"name", "description", "task", "seeds", "data", "model", "loss", "weighting", "sampler", "optimizer", "schedule", "epochs", "batch_size", "grad_clip", "stage2"}
 _NOISE_TYPES = ("symmetric", "pair_flip", "asymmetric_cifar10", "cifar100_superclass", "instance_dependent")
 _INJECTED = {"class_counts", "num_classes", "reduction", "validate", "labels", "seed", "num_epochs"}
 
@@ -116,6 +121,17 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
         raise ValueError(f"'grad_clip' must be null or a positive number, got {clip!r}")
     r["grad_clip"] = clip
+    stage2 = r.get("stage2")
+    if stage2 is not None:
+        stage2 = _check_entry(stage2, "stage2", ("two_stage",), {"loss", "weighting"})
+        assert stage2 is not None
+        if r["model"].get("classifier", "linear") != "linear":
+            raise ValueError("stage2 re-balances a linear classifier: it needs model.classifier 'linear'")
+        if "loss" in stage2:
+            stage2["loss"] = _check_entry(stage2["loss"], "stage2.loss", ("classification",))
+        if "weighting" in stage2:
+            stage2["weighting"] = _check_entry(stage2["weighting"], "stage2.weighting", ("weighting",))
+    r["stage2"] = stage2
     return r
 
 
@@ -134,6 +150,34 @@ def _apply_noise(spec: dict[str, Any], y: np.ndarray, x: np.ndarray, num_classes
     if spec["type"] == "instance_dependent":
         return fn(x.reshape(x.shape[0], -1), y, spec["rate"], **kw)
     return fn(y, spec["rate"], **kw)
+
+
+def _stage_two(spec: dict[str, Any], model: nn.Module, criterion: Any, x: torch.Tensor, y: torch.Tensor,
+               counts: list[int], C: int, bs: int, seed: int, apply_weighting: Callable[..., Any]) -> tuple[float, int]:
+    """Decoupled stage 2 on ``model.fc`` (the recipe's ``stage2``); returns its running loss and count."""
+    from ...two_stage import fit_stage_two
+
+    device = x.device
+    method = create({k: v for k, v in spec.items() if k not in ("loss", "weighting")}, set(), {})
+    available = {"class_counts": counts, "num_classes": C, "reduction": "none"}
+    crit = criterion if spec.get("loss") is None else create(spec["loss"], set(), available).to(device)
+    weighting = None
+    if spec.get("weighting") is not None:
+        weighting = create(spec["weighting"], set(), {"class_counts": counts, "num_classes": C}).to(device)
+    totals = [0.0, 0]
+
+    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = crit(logits, target)
+        loss: torch.Tensor = apply_weighting(losses, weighting, target) if weighting is not None else losses.mean()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(_diverged("stage-2 training loss", 0))
+        totals[0] += value * target.numel()
+        totals[1] += int(target.numel())
+        return loss
+
+    fit_stage_two(method, model, x, y, loss_fn, classifier="fc", batch_size=bs, seed=seed)
+    return float(totals[0]), int(totals[1])
 
 
 def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Callable[..., None] | None = None) -> dict[str, Any]:
@@ -233,6 +277,10 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             seen += b.numel()
         if progress is not None:
             progress(epoch + 1, epochs, f"loss {running / max(seen, 1):.3f}")
+    if r["stage2"] is not None:
+        run2, seen2 = _stage_two(r["stage2"], model, criterion, xt, yt, counts.tolist(), C, bs, seed, apply_weighting)
+        if seen2:  # the final training loss is stage 2's when it trains (tau_norm does not)
+            running, seen = run2, seen2
     train_time = time.perf_counter() - t1
 
     t2 = time.perf_counter()
