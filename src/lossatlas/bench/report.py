@@ -48,7 +48,7 @@ def _stats(values: list[float | None]) -> tuple[float, float]:
 
 
 #: the recipe's composable pieces, described in the tables (a column only where some recipe sets it)
-_PIECES = ("loss", "weighting", "sampler", "miner", "regularizer")
+_PIECES = ("loss", "weighting", "sampler", "miner", "regularizer", "stage2")
 
 
 def _describe(recipe: dict[str, Any]) -> dict[str, str]:
