@@ -36,7 +36,7 @@ from typing import Any
 
 from .tasks import validate_task_recipe
 
-__all__ = ["Recipe", "Suite", "builtin_suites", "load_suite", "validate_recipe", "recipe_hash", "deep_merge"]
+__all__ = ["Recipe", "Suite", "builtin_suites", "load_suite", "validate_recipe", "recipe_hash", "deep_merge", "resolve_data_path"]
 
 _NOT_HASHED = ("seeds", "description")
 
@@ -106,6 +106,19 @@ def validate_recipe(config: dict[str, Any], suite: str = "custom") -> Recipe:
     return Recipe(suite=suite, name=name, config=cfg, hash=recipe_hash(cfg, suite))
 
 
+def resolve_data_path(config: dict[str, Any], base_dir: str) -> dict[str, Any]:
+    """``config`` with a relative ``data.path`` (``~`` expanded) made absolute against
+    ``base_dir``, the folder of the recipe file that names it (not the working directory);
+    an absolute path is kept. The absolute path is part of the recipe's identity."""
+    data = config.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+        return config
+    path = os.path.expanduser(data["path"])
+    if not os.path.isabs(path):
+        path = os.path.normpath(os.path.join(base_dir, path))
+    return {**config, "data": {**data, "path": path}}
+
+
 def builtin_suites() -> list[str]:
     """Names of the suites shipped in ``lossatlas/bench/suites``."""
     folder = resources.files("lossatlas.bench") / "suites"
@@ -123,7 +136,8 @@ def load_suite(name_or_path: str) -> Suite:
     """Load a built-in suite by name (``quick``, ``lt``, ``noise``, ...) or a suite / recipe JSON file.
 
     A file holding a single recipe (an object with a ``name`` and no ``recipes``) becomes a
-    one-recipe suite named after the file.
+    one-recipe suite named after the file. A relative ``data.path`` in a file is resolved
+    against the file's folder (:func:`resolve_data_path`).
     """
     if os.path.isfile(name_or_path):
         with open(name_or_path, encoding="utf-8") as f:
@@ -154,11 +168,14 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(recipes, list) or not recipes:
         raise ValueError(f"{source}: 'recipes' must be a non-empty list of recipe objects")
     out: list[Recipe] = []
+    base_dir = os.path.dirname(os.path.abspath(name_or_path)) if os.path.isfile(name_or_path) else None
     for i, r in enumerate(recipes):
         if not isinstance(r, dict):
             raise ValueError(f"{source}: recipes[{i}] must be an object, got {type(r).__name__}")
         merged = deep_merge(defaults, r)
         merged = {k: v for k, v in merged.items() if v is not None or k in ("weighting", "sampler")}
+        if base_dir is not None:
+            merged = resolve_data_path(merged, base_dir)
         try:
             out.append(validate_recipe(merged, suite_name))
         except ValueError as exc:

@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from .store import ResultsStore
 
-__all__ = ["leaderboard", "write_report", "LEADERBOARD_METRICS"]
+__all__ = ["leaderboard", "write_report", "LEADERBOARD_METRICS", "sweep_tables", "sweep_section"]
 
 #: Metrics shown in the leaderboard (key in the task's output, column title).
 LEADERBOARD_METRICS = (
@@ -301,6 +301,112 @@ def _reliability_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list
 _CSV_COLUMNS = ["suite", "group", "method", "label", "rank", "seeds"] + [f"{k}_{s}" for k, _ in LEADERBOARD_METRICS for s in ("mean", "std")] + [f"{k}_{s}" for k in _CSV_EXTRA for s in ("mean", "std")] + list(_PIECES) + ["version"]
 
 
+def _setting(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in params.items()) or "–"
+
+
+def _recipe_setting(recipe: dict[str, Any], paths: list[str]) -> str:
+    """The values of ``paths`` (dotted) in a stored recipe; a missing one is the class's own default."""
+    vals: dict[str, Any] = {}
+    for path in paths:
+        node: Any = recipe
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        vals[path] = "(its default)" if node is None else node
+    return _setting(vals)
+
+
+def _cell(mean: float, std: float, n: int, pct: bool) -> str:
+    return f"{_fmt(mean, std, pct)} (n={n})"
+
+
+def sweep_tables(rows: list[dict[str, Any]], points: list[dict[str, Any]], full: bool = False) -> list[str]:
+    """Markdown for the sweeps recorded in the store (``points``: :meth:`ResultsStore.sweep_points`)
+    over the finished ``rows``: per sweep one table, each method's best setting beside its
+    default (the recipe as its suite writes it: the published setting), by the suite's rank
+    metric, mean ± std over seeds; with ``full`` also every setting of each method, best first."""
+    by_key = defaultdict(list)
+    for r in rows:
+        by_key[(r["suite"], r["recipe_hash"])].append(r)
+    out: list[str] = []
+    for sweep in sorted({p["sweep"] for p in points}):
+        methods: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for p in points:
+            if p["sweep"] == sweep:
+                methods[p["method"]].append(p)
+        done = [r for p in points if p["sweep"] == sweep for r in by_key[(sweep, p["recipe_hash"])]]
+        if not done:
+            continue
+        metric = _rank_metric(done)
+        pct = metric in dict(LEADERBOARD_METRICS) and metric != "ece"
+        unit = "%" if pct else ""
+        head = ["method", "default setting", f"default {metric}", "best setting", f"best {metric}", f"best − default{' (points)' if pct else ''}", "settings done"]
+        table = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        details: list[str] = []
+        for method in sorted(methods):
+            scored = []
+            for p in methods[method]:
+                runs = by_key[(sweep, p["recipe_hash"])]
+                if not runs:
+                    continue
+                mean, std = _stats([(r["metrics"] or {}).get(metric) for r in runs])
+                if math.isfinite(mean):
+                    scored.append((mean, std, len(runs), p, runs))
+            if not scored:
+                continue
+            paths = list(dict.fromkeys(k for p in methods[method] for k in p["params"]))
+            default = next((x for x in scored if x[3]["is_default"]), None)
+
+            scored.sort(key=lambda x: -x[0])
+            best = scored[0]
+            k = 100.0 if pct else 1.0
+            best_setting = _recipe_setting(best[4][-1]["recipe"], paths) + " (the default)" if best[3]["is_default"] else _setting(best[3]["params"])
+            best_cell = _cell(best[0], best[1], best[2], pct)
+            if default is None:
+                table.append(f"| {method} | – | not run | {best_setting} | {best_cell} | – | {len(scored)} |")
+            else:
+                diff = (best[0] - default[0]) * k
+                table.append(f"| {method} | {_recipe_setting(default[4][-1]['recipe'], paths)} | {_cell(default[0], default[1], default[2], pct)} | "
+                             f"{best_setting} | {best_cell} | {diff:+.{1 if pct else 3}f} | {len(scored)} |")
+            if full:
+                details += [f"#### `{sweep}`: {method}, every setting (best first)", "", f"| setting | {metric}{' (%)' if pct else ''} | seeds | − default |", "|---|---|---|---|"]
+                for x in scored:
+                    name = _recipe_setting(x[4][-1]["recipe"], paths) + " (default)" if x[3]["is_default"] else _setting(x[3]["params"])
+                    delta = f"{(x[0] - default[0]) * k:+.{1 if pct else 3}f}" if default is not None else "–"
+                    details.append(f"| {name} | {_fmt(x[0], x[1], pct)} | {x[2]} | {delta} |")
+                details.append("")
+        out += [f"### Sweep `{sweep}`", "",
+                f"Best setting per method beside its default (the recipe as its suite writes it), by {metric}{' in ' + unit if unit else ''}, mean ± std over seeds. "
+                "The best is chosen on the same test split it is scored on, so its number is optimistic: confirm it on fresh seeds.", ""]
+        out += table + [""] + details
+    return out
+
+
+def sweep_section(store: ResultsStore, rows: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The report's sweep section (Markdown lines, HTML parts); empty when no sweep was run."""
+    md = sweep_tables(rows, store.sweep_points())
+    if not md:
+        return [], []
+    md = ["## Sweeps", ""] + md
+    parts = ["<h2>Sweeps</h2>"]
+    table: list[str] = []
+    for line in md[2:] + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|---"):
+                table.append(line)
+            continue
+        if table:
+            cells = [[c.strip() for c in t.strip("|").split(" | ")] for t in table]
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in cells[0]) + "</tr>"
+                         + "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in cells[1:]) + "</table>")
+            table = []
+        if line.startswith("### "):
+            parts.append(f"<h3>{html.escape(line[4:].replace('`', ''))}</h3>")
+        elif line:
+            parts.append(f"<p>{html.escape(line)}</p>")
+    return md, parts
+
+
 def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], suites: list[str] | None = None) -> dict[str, str]:
     """Write ``report.md``, ``report.html`` (self-contained) and ``leaderboard.csv`` into
     ``out_dir`` from the finished runs in ``db``. Returns the paths written."""
@@ -310,6 +416,7 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
     with ResultsStore(dbp) as store:
         rows = store.results()
         pending = store.counts()
+        sweep_md, sweep_html = sweep_section(store, rows if not suites else [r for r in rows if r["suite"] in suites])
     if suites:
         rows = [r for r in rows if r["suite"] in suites]
     if not rows:
@@ -371,6 +478,8 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
             title = "Per-class accuracy against class size" if kind == "per_class" else "Reliability diagrams"
             md += [f"### {title}", "", f"![{title}](figures/{name})", ""]
             parts.append(f"<h3>{title}</h3><img alt='{html.escape(title)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    md += sweep_md
+    parts += sweep_html
     parts.append("</body></html>")
     md_path = os.path.join(out, "report.md")
     html_path = os.path.join(out, "report.html")

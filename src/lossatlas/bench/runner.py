@@ -26,7 +26,7 @@ import torch
 from .. import __version__
 from .recipes import Suite, load_suite
 from .store import ResultsStore, RunKey, make_owner
-from .tasks import get_task
+from .tasks import check_task_data, get_task
 
 __all__ = ["run_suite", "resolve_device", "DEFAULT_DB", "RunSummary"]
 
@@ -144,6 +144,7 @@ def run_suite(
     is torch's intra-op thread count for this process (1 suits the small models best;
     ``None`` leaves torch's default). ``workers > 1`` starts that many extra runner
     processes (same suite and database, one thread each) beside this one.
+
     """
     t0 = time.perf_counter()
     started = time.time()  # failures recorded from now on are not retried by this invocation
@@ -159,6 +160,7 @@ def run_suite(
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise ValueError(f"seeds must be a positive int, got {seeds!r}")
     runs = _suite_runs(s, seeds)
+    check_task_data(r.config for r in s.recipes)  # a bad data file stops here: nothing stored, nothing trained
     keys = [RunKey(r.hash, seed) for r, seed in runs]
     by_key = {(r.hash, seed): r for r, seed in runs}
     owner = owner or make_owner()

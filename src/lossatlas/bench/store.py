@@ -13,7 +13,10 @@ Safe to kill at any moment and shared safely between runners:
   is recorded exactly once;
 - ``done`` rows are never run again.
 
-Columns: recipe_hash, seed, suite, method, task, recipe (JSON), status, owner, attempts,
+Table ``sweep_points`` (sweep, method, recipe_hash, params JSON, is_default): which recipe
+of a sweep suite is which method's default and which setting (:mod:`lossatlas.bench.sweep`).
+
+Columns of ``runs``: recipe_hash, seed, suite, method, task, recipe (JSON), status, owner, attempts,
 claimed_at, heartbeat, started_at, finished_at, wall_time_s, metrics (JSON: flat numbers
 incl. timings), per_class_accuracy, class_counts, reliability (JSON), extra (JSON: any
 other task output), version (lossatlas), torch_version, device, error.
@@ -66,6 +69,14 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
 CREATE INDEX IF NOT EXISTS runs_suite ON runs (suite, method);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    sweep TEXT NOT NULL,
+    method TEXT NOT NULL,
+    recipe_hash TEXT NOT NULL,
+    params TEXT NOT NULL,
+    is_default INTEGER NOT NULL,
+    PRIMARY KEY (sweep, recipe_hash)
+);
 """
 
 
@@ -253,6 +264,45 @@ class ResultsStore:
         """Give a claimed run back (``pending``), e.g. on Ctrl-C."""
         with self._transaction() as c:
             c.execute("UPDATE runs SET status = 'pending', owner = NULL WHERE recipe_hash = ? AND seed = ? AND owner = ? AND status = 'running'", (key.recipe_hash, key.seed, owner))
+
+    def prune_failed(self, suite: str | None = None, method: str | None = None, keys: Sequence[RunKey] | None = None) -> int:
+        """Delete ``failed`` rows (only those of ``suite`` / ``method`` / ``keys`` when given);
+        returns how many. A later run of their suite registers them again as ``pending``."""
+        cond, args = ["status = 'failed'"], []
+        if suite is not None:
+            cond.append("suite = ?")
+            args.append(suite)
+        if method is not None:
+            cond.append("method = ?")
+            args.append(method)
+        wanted = None if keys is None else {(k.recipe_hash, int(k.seed)) for k in keys}
+        with self._transaction() as c:
+            rows = c.execute("SELECT recipe_hash, seed FROM runs WHERE " + " AND ".join(cond), args).fetchall()
+            gone = [(r["recipe_hash"], r["seed"]) for r in rows if wanted is None or (r["recipe_hash"], r["seed"]) in wanted]
+            c.executemany("DELETE FROM runs WHERE recipe_hash = ? AND seed = ? AND status = 'failed'", gone)
+        return len(gone)
+
+    def add_sweep_points(self, sweep: str, points: Iterable[tuple[str, str, dict[str, Any], bool]]) -> None:
+        """Record ``(method, recipe_hash, params, is_default)`` points of the sweep suite ``sweep``
+        (existing ones are left alone)."""
+        rows = [(sweep, m, h, json.dumps(p, sort_keys=True), int(d)) for m, h, p, d in points]
+        with self._transaction() as c:
+            c.executemany("INSERT OR IGNORE INTO sweep_points (sweep, method, recipe_hash, params, is_default) VALUES (?, ?, ?, ?, ?)", rows)
+
+    def sweep_points(self, sweep: str | None = None) -> list[dict[str, Any]]:
+        """The recorded sweep points (of ``sweep`` when given): sweep, method, recipe_hash,
+        params (decoded), is_default (bool)."""
+        q, args = "SELECT * FROM sweep_points", []
+        if sweep is not None:
+            q += " WHERE sweep = ?"
+            args.append(sweep)
+        out = []
+        for row in self.conn.execute(q + " ORDER BY rowid", args):
+            d = dict(row)
+            d["params"] = json.loads(d["params"])
+            d["is_default"] = bool(d["is_default"])
+            out.append(d)
+        return out
 
     # -- reading --------------------------------------------------------------------------
     def counts(self, keys: Sequence[RunKey] | None = None) -> dict[str, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DatasetSplits", "load_mnist1d", "load_digits", "load_cifar", "load_npz", "load_dataset", "DATASETS"]
+__all__ = ["DatasetSplits", "load_mnist1d", "load_digits", "load_cifar", "load_npz", "load_dataset", "DATASETS", "NPZ_LAYOUT"]
 
 
 @dataclass(frozen=True)
@@ -185,39 +185,110 @@ def load_cifar(path: str | os.PathLike[str], label: str = "fine", normalize: boo
     return _as_splits(name, xf_tr, y_tr, xf_te, y_te, num_classes, tuple(names))
 
 
-def load_npz(path: str | os.PathLike[str], test_fraction: float = 0.2, seed: int = 0) -> DatasetSplits:
-    """A user's own data from a ``.npz`` file.
+NPZ_LAYOUT = """\
+A ``.npz`` file (``numpy.savez`` / ``numpy.savez_compressed``, no pickled objects) in one of two layouts:
 
-    Either ``x_train``, ``y_train``, ``x_test``, ``y_test``, or one set of features and
-    labels under ``features``/``labels`` (or ``x``/``y``), split stratified by class with
-    ``test_fraction`` and ``seed``. Features: any float array [N, ...]; labels: ints [N]
-    in ``[0, C)``. An optional ``num_classes`` scalar overrides ``max(label) + 1``.
+- split given: ``x_train`` [N, ...] and ``x_test`` [M, ...] features (real numbers: any float
+  or integer dtype, finite; the same shape after the first axis), ``y_train`` [N] and ``y_test``
+  [M] labels (an integer dtype, class ids in ``[0, C)``);
+- one set, split here stratified by class (``test_fraction``, ``seed``): ``features`` [N, ...]
+  and ``labels`` [N] (or ``x`` and ``y``), with the same rules.
+
+Optional ``num_classes``: an integer scalar C (default ``max(label) + 1``; give it when the
+rarest classes may be absent from a split). Other arrays are ignored. Features are cast to
+float32 and labels to int64."""
+
+
+def _npz_array(z: Any, key: str, p: str) -> np.ndarray:
+    try:
+        a: np.ndarray = z[key]
+    except ValueError as exc:  # an object array while allow_pickle=False
+        raise ValueError(f"{p}: array {key!r} cannot be read without unpickling ({exc}); store plain numeric arrays") from None
+    return a
+
+
+def _check_features(x: np.ndarray, key: str, p: str) -> None:
+    if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"{p}: array {key!r} must hold real numbers (a float or integer dtype), got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{p}: array {key!r} must be [N, ...] with at least one feature axis, got shape {x.shape} (one feature per sample: reshape to [N, 1])")
+    if x.shape[0] == 0:
+        raise ValueError(f"{p}: array {key!r} has no rows")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise ValueError(f"{p}: array {key!r} holds {bad} non-finite values (NaN or inf)")
+
+
+def _check_labels(y: np.ndarray, key: str, x: np.ndarray, xkey: str, p: str, num_classes: int | None) -> None:
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{p}: array {key!r} must hold integer class ids (an integer dtype), got dtype {y.dtype}")
+    if y.ndim != 1:
+        raise ValueError(f"{p}: array {key!r} must be one-dimensional [N], got shape {y.shape}")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{p}: array {key!r} has {y.shape[0]} labels but {xkey!r} has {x.shape[0]} rows (length mismatch)")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0:
+        raise ValueError(f"{p}: array {key!r} holds a label out of range: {lo} (class ids start at 0)")
+    if num_classes is not None and hi >= num_classes:
+        raise ValueError(f"{p}: array {key!r} holds a label out of range: {hi} (num_classes is {num_classes}, so ids are 0..{num_classes - 1})")
+
+
+def load_npz(path: str | os.PathLike[str], test_fraction: float = 0.2, seed: int = 0) -> DatasetSplits:
+    """A user's own data from a ``.npz`` file, every array checked before use.
+
+    {layout}
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file, the
+    array and the problem (missing, wrong dtype or shape, length mismatch, label out of range,
+    non-finite features, not an ``.npz`` file).
     """
     p = os.fspath(path)
     if not os.path.exists(p):
         raise FileNotFoundError(f"npz file {p!r} does not exist")
-    with np.load(p, allow_pickle=False) as z:
+    try:
+        z = np.load(p, allow_pickle=False)
+    except Exception as exc:  # zipfile.BadZipFile, a pickle refused, a truncated file, ...
+        raise ValueError(f"{p}: not a readable .npz file ({type(exc).__name__}: {exc}); write it with numpy.savez") from None
+    if not hasattr(z, "files"):  # a plain .npy array
+        raise ValueError(f"{p}: a single .npy array, not an .npz archive of named arrays; write it with numpy.savez(x_train=..., ...)")
+    with z:
         keys = set(z.files)
-        num_classes = int(z["num_classes"]) if "num_classes" in keys else None
-        if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-            arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+        num_classes = None
+        if "num_classes" in keys:
+            nc = _npz_array(z, "num_classes", p)
+            if nc.size != 1 or nc.dtype == np.bool_ or not np.issubdtype(nc.dtype, np.integer) or int(nc.reshape(-1)[0]) < 1:
+                raise ValueError(f"{p}: array 'num_classes' must be one positive integer, got dtype {nc.dtype} shape {nc.shape}")
+            num_classes = int(nc.reshape(-1)[0])
+        split = ("x_train", "y_train", "x_test", "y_test")
+        if keys & set(split):
+            missing = [k for k in split if k not in keys]
+            if missing:
+                raise ValueError(f"{p}: missing array {missing[0]!r}" + (f" (and {missing[1:]})" if missing[1:] else "")
+                                 + f": the split layout needs {list(split)}; found {sorted(keys)}")
+            x_tr, y_tr, x_te, y_te = (_npz_array(z, k, p) for k in split)
+            for xk, yk, x, y in (("x_train", "y_train", x_tr, y_tr), ("x_test", "y_test", x_te, y_te)):
+                _check_features(x, xk, p)
+                _check_labels(y, yk, x, xk, p, num_classes)
+            if x_tr.shape[1:] != x_te.shape[1:]:
+                raise ValueError(f"{p}: array 'x_test' has samples of shape {x_te.shape[1:]} but 'x_train' has {x_tr.shape[1:]}")
         else:
-            pair = next(((f, lab) for f, lab in (("features", "labels"), ("x", "y")) if {f, lab} <= keys), None)
+            pair = next(((f, lab) for f, lab in (("features", "labels"), ("x", "y")) if f in keys or lab in keys), None)
             if pair is None:
                 raise ValueError(f"{p}: expected arrays x_train/y_train/x_test/y_test, or features/labels (or x/y); found {sorted(keys)}")
-            x, y = z[pair[0]], z[pair[1]]
-            if y.ndim != 1 or x.shape[0] != y.shape[0]:
-                raise ValueError(f"{p}: {pair[1]} must be [N] matching {pair[0]} [N, ...], got {y.shape} and {x.shape}")
-            if not np.issubdtype(y.dtype, np.integer):
-                raise ValueError(f"{p}: {pair[1]} must hold integer class ids, got dtype {y.dtype}")
+            absent = [k for k in pair if k not in keys]
+            if absent:
+                raise ValueError(f"{p}: missing array {absent[0]!r} (the one-set layout needs {pair[0]!r} and {pair[1]!r}); found {sorted(keys)}")
+            x, y = _npz_array(z, pair[0], p), _npz_array(z, pair[1], p)
+            _check_features(x, pair[0], p)
+            _check_labels(y, pair[1], x, pair[0], p, num_classes)
             tr, te = _stratified_split(y.astype(np.int64), test_fraction, seed)
-            arrays = [x[tr], y[tr], x[te], y[te]]
-    for k, a in zip(("y_train", "y_test"), arrays[1::2]):
-        if not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"{p}: {k} must hold integer class ids, got dtype {a.dtype}")
+            x_tr, y_tr, x_te, y_te = x[tr], y[tr], x[te], y[te]
     name = os.path.splitext(os.path.basename(p))[0]
-    x_tr, y_tr, x_te, y_te = arrays
     return _as_splits(name, x_tr, y_tr, x_te, y_te, num_classes=num_classes)
+
+
+load_npz.__doc__ = (load_npz.__doc__ or "").replace("{layout}", NPZ_LAYOUT.replace("\n", "\n    "))
 
 
 #: Loader of each data-set name a recipe's ``data.name`` may use.

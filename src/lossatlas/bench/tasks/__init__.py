@@ -26,20 +26,26 @@ task-specific fields (raise ``ValueError`` naming the field and the fix) and ret
 recipe with defaults filled in. The runner calls it before hashing, so defaults are part
 of the recipe's identity. Without it the recipe is used as written.
 
+A task module may also expose ``check_data(recipe: dict) -> None``: it reads and checks the
+recipe's data once (a user's file: its arrays, dtypes, labels) and raises ``ValueError``
+naming the problem. The runner calls it once per distinct data set before it stores or
+trains anything, so a bad file stops the suite with one message and no failed runs.
+
 Adding a task never edits a shared file: drop ``tasks/<name>.py`` in this folder.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any, Protocol
 
 import torch
 
-__all__ = ["Task", "Progress", "available_tasks", "get_task", "validate_task_recipe"]
+__all__ = ["Task", "Progress", "available_tasks", "get_task", "validate_task_recipe", "check_task_data"]
 
 #: ``progress(done, total, message="")``, called by tasks to report progress.
 Progress = Callable[..., None]
@@ -73,3 +79,17 @@ def validate_task_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
     module = get_task(recipe.get("task", "classification"))
     validate = getattr(module, "validate", None)
     return dict(validate(dict(recipe))) if callable(validate) else dict(recipe)
+
+
+def check_task_data(recipes: Iterable[dict[str, Any]]) -> None:
+    """Call each recipe's task ``check_data`` (when it has one) once per distinct
+    ``(task, data)`` pair: the data are read and checked before anything is trained."""
+    seen: set[str] = set()
+    for recipe in recipes:
+        key = json.dumps([recipe.get("task", "classification"), recipe.get("data")], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        check = getattr(get_task(recipe.get("task", "classification")), "check_data", None)
+        if callable(check):
+            check(recipe)

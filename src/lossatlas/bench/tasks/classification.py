@@ -52,7 +52,7 @@ from ..models import MODELS, build_model
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
 from ._common import check_entry, check_kwargs, check_top_fields, create, positive_int, predict
 
-__all__ = ["validate", "run"]
+__all__ = ["validate", "run", "check_data"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,14 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
             stage2["weighting"] = _check_entry(stage2["weighting"], "stage2.weighting", ("weighting",))
     r["stage2"] = stage2
     return r
+
+
+def check_data(recipe: dict[str, Any]) -> None:
+    """Read a user's ``.npz`` once and check every array (:func:`lossatlas.data.datasets.load_npz`);
+    a ``ValueError`` names the file, the array and the problem. Other data sets pass."""
+    data = recipe.get("data") or {}
+    if data.get("name") == "npz":
+        ds.load_npz(**{k: v for k, v in data.items() if k not in ("name", "longtail", "noise")})
 
 
 def _diverged(what: str, epoch: int) -> str:
