@@ -4,7 +4,8 @@ Run from the mutation worktree (see ``benchmarks/mutation/run.sh``) after a firs
 run`` has generated the mutants and collected ``mutants/mutmut-stats.json``.
 
 * Sample: ``--per-file N`` mutants drawn from each mutated file with ``random.Random(seed)``
-  (files in a fixed order, names sorted), written to ``mutants/sample.json``; ``N = 0`` takes
+  (files in a fixed order: ``_spec.py``, then ``functional/`` by name; ``--files`` restricts
+  them; mutant names sorted), written to ``mutants/sample.json``; ``N = 0`` takes
   every mutant. Prints the names to pass to ``mutmut run``.
 * Cap: mutmut runs, for a mutant, every test that called its function; for the helpers that
   every loss calls (``reduce_loss``, ``FunctionSpec.check``) that is ~2,000 tests, and a
@@ -24,14 +25,18 @@ import random
 import shutil
 from pathlib import Path
 
-FILES = ["_spec.py", *(f"functional/{n}.py" for n in ("_common", "_fused", "calibration", "imbalance", "metric",
-                                                       "multilabel", "noise", "ssl"))]
+
+def mutated_files(mutants: Path) -> list[str]:
+    """Every file mutmut mutated: ``_spec.py`` first, then ``functional/*.py`` sorted by name."""
+    root = mutants / "src" / "lossatlas"
+    found = sorted(str(p.relative_to(root))[: -len(".meta")] for p in root.rglob("*.py.meta"))
+    return sorted(found, key=lambda f: (f != "_spec.py", f))
 
 
-def draw(mutants: Path, per_file: int, seed: int) -> dict[str, dict[str, object]]:
+def draw(mutants: Path, per_file: int, seed: int, files: list[str]) -> dict[str, dict[str, object]]:
     rng = random.Random(seed)
     out: dict[str, dict[str, object]] = {}
-    for f in FILES:
+    for f in files:
         meta = mutants / "src" / "lossatlas" / (f + ".meta")
         if not meta.exists():
             continue
@@ -89,8 +94,16 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=40)
     ap.add_argument("--cap-seconds", type=float, default=12.0)
     ap.add_argument("--uncap", nargs="*", default=[])
+    ap.add_argument("--files", nargs="*", default=None,
+                    help="files to draw from, relative to src/lossatlas (default: every mutated file, _spec.py first)")
     args = ap.parse_args()
-    sample = draw(args.mutants, args.per_file, args.seed)
+    if args.uncap and (args.mutants / "sample.json").exists():
+        # re-running survivors: keep the drawn sample, only widen their test lists
+        cap(args.mutants, args.cap, args.cap_seconds, args.uncap)
+        print("\n".join(args.uncap))
+        return
+    files = args.files if args.files is not None else mutated_files(args.mutants)
+    sample = draw(args.mutants, args.per_file, args.seed, files)
     (args.mutants / "sample.json").write_text(json.dumps({"seed": args.seed, "per_file": args.per_file, "files": sample}, indent=1))
     if args.cap > 0:
         cap(args.mutants, args.cap, args.cap_seconds, args.uncap)
