@@ -55,11 +55,38 @@ KANG = "facebookresearch/classifier-balancing"
 WB = "ShadeAlsha/LTR-weight-balancing"
 LIBAUC_AUC = "Optimization-AI/LibAUC 2.0.1 libauc/losses/auc.py"
 LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
+MDISTILLER = "megvii-research/mdistiller mdistiller/"
 #: call keywords of the X-risk functions that hold the per-sample state their modules keep
 _STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q", "u_a"}
 
 #: {id: {argument: (default, source)}}: written by hand from the sources, never from the code.
 DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
+    # --- D4. single-positive multi-label ---------------------------------------------------------------------
+    "assume_negative": {
+        "weighted": (False, "elijahcole/single-positive-multi-label losses.py loss_an (AN; loss_wan weights by 1/(C-1))"),
+        "label_smoothing": (0.0, "elijahcole/single-positive-multi-label losses.py loss_an (AN-LS: train.py ls_coef 0.1)"),
+        "ignore_index": (None, "torch's binary_cross_entropy_with_logits has no ignore value; opt in with e.g. -100"),
+        "reduction": ("mean", "elijahcole/single-positive-multi-label losses.py compute_batch_loss: sum(loss / (N C))"),
+    },
+    "entropy_maximization": {
+        "alpha": (0.2, "Correr-Zhou/SPML-AckTheUnknown main.py: P['alpha'] = 0.2 for the default dataset 'pascal'"),
+        "ignore_index": (None, "torch's binary_cross_entropy_with_logits has no ignore value; opt in with e.g. -100"),
+        "reduction": ("mean", "Correr-Zhou/SPML-AckTheUnknown losses.py compute_batch_loss: sum(loss / (N C))"),
+    },
+    # --- K1. knowledge distillation (mdistiller's CIFAR-100 configuration; Hinton et al. fix no T) -----------
+    "kd": {
+        "temperature": (4.0, f"{MDISTILLER} engine/cfg.py CFG.KD.TEMPERATURE = 4"),
+        "alpha": (0.9, f"{MDISTILLER} engine/cfg.py CFG.KD.LOSS.KD_WEIGHT = 0.9 (CE_WEIGHT = 0.1 = 1 - α)"),
+        "reduction": ("mean", f"{MDISTILLER} distillers/KD.py: kl_div(...).sum(1).mean(); F.cross_entropy's mean"),
+    },
+    "dkd": {
+        "alpha": (1.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.ALPHA = 1.0"),
+        "beta": (8.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.BETA = 8.0"),
+        "temperature": (4.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.T = 4.0"),
+        "ce_weight": (1.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.CE_WEIGHT = 1.0"),
+        "warmup": (20.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.WARMUP = 20"),
+        "reduction": ("mean", f"{MDISTILLER} distillers/DKD.py: kl_div(size_average=False) / target.shape[0]"),
+    },
     # --- H3 / D5. stateful X-risk losses (LibAUC 2.0.1 code defaults) ----------------------------
     "ap_soap": {
         "gamma": (0.9, f"{LIBAUC_AUC} AveragePrecisionLoss(gamma=0.9)"),
@@ -380,6 +407,15 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "start_epoch": (0, "lossatlas: ABSGD from the first epoch (the paper's two-stage recipe switches later)"),
         "warmup_lam": (200.0, "qiqi-helloworld/ABSGD mylosses.py: myLambda >= 200 reduces to plain averaging"),
     },
+    "group_dro": {  # group_counts is required (the adjustments C/sqrt(n_g) need them)
+        "step_size": (0.01, "kohpangwei/group_DRO run_expt.py --robust_step_size default 0.01"),
+        "adjustment": (0.0, "kohpangwei/group_DRO run_expt.py --generalization_adjustment default '0.0'"),
+    },
+    "subsample_sampler": {
+        "seed": (0, f"{SAMPLER} (seed=0; the subset is drawn with seed, each epoch's order with seed + epoch)"),
+        "num_replicas": (None, f"{SAMPLER} (None = the process group's world size)"),
+        "rank": (None, f"{SAMPLER} (None = the process's rank)"),
+    },
     "loss_based": {
         "strategy": ("linupper", "Sow et al. 2025, Dynamic Loss-Based Sample Reweighting: LinUpper, the best strategy"),
         "r": (1.0, "sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025 src/trainer.py kl_reg default 1."),
@@ -680,6 +716,7 @@ MODULE_ONLY = {
 #: Defaulted arguments of a function (besides its inputs and call keywords) that its module
 #: keeps as state instead, with the reason.
 FUNCTION_ONLY = {
+    ("group_dro", "log_q"): "the group weights q of group DRO (as log q), a buffer of the module",
     ("absgd", "log_u"): "the running average u of ABSGD, a buffer of the module",
 }
 
@@ -709,7 +746,7 @@ def _required(entry: Any) -> dict[str, Any]:
     if entry.kind in K.LOSS_KINDS:
         return K.constructor_kwargs(entry)
     fill = {"labels": _LABELS, "p": 2, "k": 2, "num_epochs": 10, "class_counts": K.COUNTS, "start_epoch": 160,
-            "batch_size": 4}
+            "batch_size": 4, "group_counts": K.COUNTS}
     if entry.id == "dual_sampler":  # binary labels: 2 positives of 8
         fill["labels"] = [int(y == 2 or y == 3) for y in _LABELS[:6]] + [0, 0]
     missing = [n for n in entry.required if n not in fill]
@@ -804,6 +841,7 @@ RESOLVED: dict[tuple[str, str], Callable[[Any], bool]] = {
     ("active_passive", "passive"): lambda obj: isinstance(obj.passive, la.info("rce").cls),
     ("logitclip", "base"): lambda obj: isinstance(obj.base, la.info("cross_entropy").cls),
     ("class_difficulty", "num_classes"): lambda obj: obj.weights is None,
+    ("group_dro", "adjustment"): lambda obj: obj.adjustment.tolist() == [0.0] * obj.num_groups,
 }
 
 
@@ -900,6 +938,8 @@ SAME_BY_DESIGN: dict[tuple[str, str], tuple[Any, str]] = {
 
 #: Arguments not exercised by the generic test, with the reason (and where they are).
 NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
+    ("dkd", "warmup"): "the warm-up acts only on a call given epoch=, which the generic batch has not: "
+                       "tests/losses/test_distillation.py::test_dkd_is_ce_plus_weighted_parts_and_warmup_ramps",
     **{("compositional_auc", n): "the first call of compositional AUC is a cross-entropy call (LibAUC's schedule), "
                                  "which no AUC-M hyper-parameter changes: tests/losses/test_auc.py::"
                                  "test_compositional_hyperparameters_act_on_the_auc_calls checks the AUC calls"

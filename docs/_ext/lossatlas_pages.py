@@ -50,6 +50,7 @@ FAMILY_TITLES = {
     "contrastive": "Contrastive and self-supervised",
     "auc": "AUC (binary scores)",
     "ranking": "Ranking",
+    "distillation": "Knowledge distillation",
 }
 
 

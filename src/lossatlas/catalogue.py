@@ -67,8 +67,6 @@ PENDING: dict[str, str] = {
     "C7": "issue 23: CALS, not implemented yet",
     "C8": "issue 23: not implemented yet",
     "C9": "issue 23: RankMixup, not implemented yet",
-    "D4": "issue 23: single-positive multi-label losses, not implemented yet",
-    "E4": "issue 23: group DRO, not implemented yet",
     "F8": "issue 23: Proto-triplet / ICNN losses, not implemented yet",
     "F9": "issue 23: Metrix, not implemented yet",
     "F10": "issue 23: hashing with one cosine loss, not implemented yet",
@@ -77,7 +75,6 @@ PENDING: dict[str, str] = {
     "G13": "issue 23: SBCL, not implemented yet",
     "G14": "issue 23: ConR, not implemented yet",
     "G15": "issue 23: non-negative contrastive learning / CACR, not implemented yet",
-    "K1": "issue 23: knowledge distillation losses, not implemented yet",
 }
 
 

@@ -36,6 +36,7 @@ KINDS = {
     "pair": "(a[N, D], b[N, D]) with optional labels",
     "binary": "(scores[N], target int64 0/1 [N]); stateful ones also index=int64[N]",
     "ranking": "(scores[Q, P + M]: each query's P positive then M negative items' scores) with index=",
+    "distillation": "(student_logits[N, C], teacher_logits[N, C], target int64[N])",
     "weighting": "called as documented per entry; returns weights",
     "regulariser": "(logits[N, C]) -> scalar penalty",
     "sampler": "torch.utils.data.Sampler over a dataset's labels",
@@ -227,6 +228,7 @@ ClassWeightingId = Literal[
 WeightingId = Literal[
     "absgd", "attentional_biased_sgd", "absgd_weights",
     "loss_based", "loss_based_reweighting", "dynamic_loss_reweighting", "linupper",
+    "group_dro", "gdro", "group_dro_weights", "groupdro",
 ]
 SamplerId = Literal[
     "class_balanced_sampler", "class_aware_sampler", "cb_sampler", "balanced_sampler",
@@ -234,6 +236,7 @@ SamplerId = Literal[
     "pk_sampler", "pk_batch_sampler", "m_per_class_sampler", "dual_sampler", "dualsampler",
     "progressively_balanced_sampler", "progressive_sampler", "pb_sampler",
     "square_root_sampler", "sqrt_sampler", "square_root_sampling",
+    "subsample_sampler", "subg", "suby", "subsampling", "group_subsampling",
 ]
 
 TwoStageId = Literal[

@@ -20,7 +20,7 @@ import lossatlas as la
 from lossatlas._spec import spec_of
 from lossatlas.registry import Entry
 
-LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser", "binary", "ranking")
+LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser", "binary", "ranking", "distillation")
 C, N, D = 4, 8, 6
 P, M = 2, 4  # ranking: relevant then negative columns per query
 COUNTS = [40.0, 20.0, 10.0, 5.0]
@@ -96,6 +96,10 @@ def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed
         scores = torch.rand(n, generator=g, dtype=torch.float64) * 0.98 + 0.01  # scores in (0, 1)
         target = (torch.arange(n) % 3 == 0).long()  # positives and negatives both present
         case = Case([scores.to(dtype), target])
+    elif entry.kind == "distillation":
+        student = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
+        teacher = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
+        case = Case([student.to(dtype), teacher.to(dtype), torch.arange(n) % C])
     elif entry.kind == "ranking":
         return _ranking_case(entry, n, dtype, g, scale)
     else:

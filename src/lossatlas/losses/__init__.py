@@ -7,15 +7,17 @@ module means adding it to the import lists below.
 
 from __future__ import annotations
 
-from . import auc, calibration, imbalance, metric, multilabel, noise, ranking, ssl
+from . import auc, calibration, distillation, imbalance, metric, multilabel, noise, ranking, single_positive, ssl
 from ._base import FunctionalLoss, Loss
 from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
+from .distillation import *  # noqa: F403
 from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .multilabel import *  # noqa: F403
 from .noise import *  # noqa: F403
 from .ranking import *  # noqa: F403
+from .single_positive import *  # noqa: F403
 from .ssl import *  # noqa: F403
 
 __all__: list[str] = ["Loss", "FunctionalLoss"]
@@ -27,3 +29,5 @@ __all__ += metric.__all__
 __all__ += ssl.__all__
 __all__ += auc.__all__
 __all__ += ranking.__all__
+__all__ += distillation.__all__
+__all__ += single_positive.__all__

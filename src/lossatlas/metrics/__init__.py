@@ -22,9 +22,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "lossatlas.metrics needs torchmetrics: pip install 'lossatlas[bench]' (or pip install torchmetrics)"
     ) from exc
 
-from . import calibration, classification, neural_collapse, probe, ranking, retrieval, setvalued, summary, susceptibility
+from . import calibration, classification, groups, neural_collapse, probe, ranking, retrieval, setvalued, summary, susceptibility
 from .calibration import *  # noqa: F403
 from .classification import *  # noqa: F403
+from .groups import *  # noqa: F403
 from .neural_collapse import *  # noqa: F403
 from .probe import *  # noqa: F403
 from .ranking import *  # noqa: F403
@@ -36,6 +37,7 @@ from .susceptibility import *  # noqa: F403
 __all__: list[str] = []
 __all__ += calibration.__all__
 __all__ += classification.__all__
+__all__ += groups.__all__
 __all__ += neural_collapse.__all__
 __all__ += probe.__all__
 __all__ += ranking.__all__

@@ -8,14 +8,16 @@ Only torch and numpy are needed. Every public name of every module is re-exporte
 
 from __future__ import annotations
 
-from . import class_balanced, class_difficulty, dual, pk
+from . import class_balanced, class_difficulty, dual, pk, subsample
 from .class_balanced import *  # noqa: F403
 from .class_difficulty import *  # noqa: F403
 from .dual import *  # noqa: F403
 from .pk import *  # noqa: F403
+from .subsample import *  # noqa: F403
 
 __all__: list[str] = []
 __all__ += class_balanced.__all__
 __all__ += class_difficulty.__all__
 __all__ += dual.__all__
 __all__ += pk.__all__
+__all__ += subsample.__all__
