@@ -277,19 +277,20 @@ def test_run_suite_resume_and_report(tmp_path):
     paths = write_report(db, tmp_path / "rep")
     with open(paths["csv"]) as f:
         table = list(csv.DictReader(f))
-    assert {"suite", "method", "seeds", "balanced_accuracy_mean", "balanced_accuracy_std", "accuracy_mean", "ece_mean"} <= set(table[0])
+    assert {"suite", "method", "seeds", "balanced_accuracy_pct_mean", "balanced_accuracy_pct_std", "accuracy_pct_mean", "ece_pct_mean"} <= set(table[0])
     assert sorted((r["suite"], r["method"], r["seeds"]) for r in table) == [("t", "ce", "3"), ("t", "la", "3")]
-    bal = [float(r["balanced_accuracy_mean"]) for r in table]
+    bal = [float(r["balanced_accuracy_pct_mean"]) for r in table]
     assert bal == sorted(bal, reverse=True)
     ce = [r for r in rows if r["method"] == "ce"]
-    assert float(next(r for r in table if r["method"] == "ce")["balanced_accuracy_mean"]) == pytest.approx(
-        np.mean([r["metrics"]["balanced_accuracy"] for r in ce]), rel=1e-5)
+    assert float(next(r for r in table if r["method"] == "ce")["balanced_accuracy_pct_mean"]) == pytest.approx(
+        100 * np.mean([r["metrics"]["balanced_accuracy"] for r in ce]), rel=1e-8)  # in percent
     page = open(paths["html"], encoding="utf-8").read()
-    imgs = re.findall(r"src='data:image/png;base64,([^']+)'", page)
-    assert len(imgs) == 2 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in imgs)
-    assert "http://" not in page and "https://" not in page  # self-contained
+    imgs = re.findall(r"src='data:image/svg\+xml;base64,([^']+)'", page)
+    assert len(imgs) == 3 and all(b"<svg" in base64.b64decode(i)[:2000] for i in imgs)  # curves, per-class, reliability
+    assert "https://" not in page and "http://" not in page.replace("http://www.w3.org/", "")  # self-contained (SVG namespaces aside)
     md = open(paths["markdown"], encoding="utf-8").read()
-    assert "| 1 |" in md and "figures/t_per_class.png" in md and os.path.exists(tmp_path / "rep" / "figures" / "t_per_class.png")
+    assert "| 1 | ce |" in md or "| 1 | la |" in md
+    assert "figures/t_per_class.svg" in md and os.path.exists(tmp_path / "rep" / "figures" / "t_per_class.svg")
 
 
 def test_failed_run_is_recorded_and_suite_continues(tmp_path):
@@ -335,7 +336,7 @@ def test_report_ranks_other_tasks_by_their_primary_metric(tmp_path):
     with open(paths["csv"]) as f:
         table = list(csv.DictReader(f))
     assert [(r["method"], r["rank"], r["rank_by"]) for r in table] == [("b", "1", "recall@1"), ("a", "2", "recall@1")]
-    assert float(table[1]["recall@1_mean"]) == pytest.approx(0.6)
+    assert float(table[1]["recall@1_pct_mean"]) == pytest.approx(60.0)  # recall@k in percent, as every fraction
     assert "recall@1" in open(paths["markdown"]).read()
 
 

@@ -255,7 +255,7 @@ def test_tiny_auc_suite_runs_every_method_and_round_trips_the_store(tmp_path):
 
     paths = write_report(tmp_path / "r.sqlite", tmp_path / "rep")
     md = open(paths["markdown"], encoding="utf-8").read()
-    assert "### auroc by method and task" in md and "### ap by method and task" in md
+    assert "### auroc in % by method and task" in md and "### ap in % by method and task" in md
     assert "### Task mnist1d 5-vs-rest 1%" in md and "### Task digits 8-vs-rest 10%" in md
     with open(paths["csv"]) as f:
         table = list(csv.DictReader(f))
@@ -263,7 +263,7 @@ def test_tiny_auc_suite_runs_every_method_and_round_trips_the_store(tmp_path):
     for g in {r["group"] for r in table}:  # ranks count within a task, by AUROC
         sub = sorted((r for r in table if r["group"] == g), key=lambda r: int(r["rank"]))
         assert [int(r["rank"]) for r in sub] == list(range(1, len(sub) + 1))
-        aurocs = [float(r["auroc_mean"]) for r in sub]
+        aurocs = [float(r["auroc_pct_mean"]) for r in sub]
         assert aurocs == sorted(aurocs, reverse=True)
 
 
@@ -282,11 +282,11 @@ def test_report_pivots_methods_by_task_with_the_best_in_bold(tmp_path):
     paths = write_report(db, tmp_path / "rep")
     md = open(paths["markdown"], encoding="utf-8").read()
     lines = md.splitlines()
-    head = lines.index("### auroc by method and task (mean ± std over seeds; best in bold; mean rank by auroc)")
+    head = lines.index("### auroc in % by method and task (mean ± sd over seeds, the value alone for a single seed; best in bold; mean rank by auroc)")
     assert lines[head + 2] == "| method | mean rank | t1 | t2 |"
     std_a = float(np.std([0.6, 0.8], ddof=1))
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in lines[head + 4 : head + 6]}
-    assert rows["a"] == f"| a | 1.5 | 0.700 ± {std_a:.3f} | **0.950 ± 0.000** |"
-    assert rows["b"] == "| b | 1.5 | **0.900 ± 0.000** | 0.500 ± 0.000 |"
-    assert "adam(lr=0.001)" in md and "<b>0.950 ± 0.000</b>" in open(paths["html"], encoding="utf-8").read()
+    assert rows["a"] == f"| a | 1.5 | 70.0 ± {100 * std_a:.1f} | **95.0** |"  # percent; one seed: its value alone
+    assert rows["b"] == "| b | 1.5 | **90.0** | 50.0 |"
+    assert "adam(lr=0.001)" in md and "<strong>95.0</strong>" in open(paths["html"], encoding="utf-8").read()
     assert math.isfinite(std_a)

@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,27 +30,17 @@ from typing import Any
 import pytest
 
 import lossatlas as la
-from helpers import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))
 import lossatlas_pages  # noqa: E402  (docs/_ext: the generator the build runs)
 
-CHROMIUM = Path(os.environ.get("LOSSATLAS_CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("LOSSATLAS_CHROMEDRIVER", "/usr/bin/chromedriver"))
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1280,1400",
-]
+from chromium import CHROMEDRIVER, CHROMIUM, chromium, console_errors, requested_urls, unavailable  # noqa: E402
 
-
-def _unavailable(why: str) -> None:
-    """Skip locally, fail in CI (as tests/helpers.py require_parity_dir)."""
-    if IN_CI:
-        pytest.fail(f"{why}; CI requires it (CI is set)", pytrace=False)
-    pytest.skip(why)
+_unavailable = unavailable
+_console_errors = console_errors
+_requested_urls = requested_urls
 
 
 # ----------------------------------------------------------------------------- the build
@@ -394,14 +383,14 @@ def test_leaderboard_csv_numbers_reach_the_family_pages_and_the_guide(monkeypatc
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
-        w.writerow({"suite": "lt", "method": "ldam_drw", "rank": 1, "seeds": 3, "balanced_accuracy_mean": 0.8761, "balanced_accuracy_std": 0.004})
-        w.writerow({"suite": "lt", "method": "ce", "rank": 7, "seeds": 3, "balanced_accuracy_mean": 0.7712, "balanced_accuracy_std": 0.01})
+        w.writerow({"suite": "lt", "method": "ldam_drw", "rank": 1, "seeds": 3, "balanced_accuracy_pct_mean": 87.61, "balanced_accuracy_pct_std": 0.4})
+        w.writerow({"suite": "lt", "method": "ce", "rank": 7, "seeds": 3, "balanced_accuracy_pct_mean": 77.12, "balanced_accuracy_pct_std": 1.0})
     monkeypatch.setenv("LOSSATLAS_LEADERBOARD", str(path))
     page = lossatlas_pages.family_page("imbalance", list(la.list(family="imbalance")))
     ldam = page[page.index(".. _loss-ldam:"):]
-    assert "recipe ``ldam_drw`` (loss): rank 1" in ldam and "balanced\\_accuracy 0.8761 ± 0.004" in ldam
+    assert "recipe ``ldam_drw`` (loss): rank 1" in ldam and "balanced\\_accuracy\\_pct 87.61 ± 0.4" in ldam
     guide = lossatlas_pages.benchmarks_rst()
-    assert "0.8761" in guide and "0.7712" in guide and str(path) in guide
+    assert "87.61" in guide and "77.12" in guide and str(path) in guide
     monkeypatch.setenv("LOSSATLAS_LEADERBOARD", str(tmp_path / "absent.csv"))
     if lossatlas_pages.leaderboard_path() is None:  # no report in the checkout either
         assert "rank 1" not in lossatlas_pages.family_page("imbalance", list(la.list(family="imbalance")))
@@ -431,8 +420,7 @@ def browser(request: pytest.FixtureRequest) -> Any:
     if missing:
         _unavailable(f"{' and '.join(missing)} not found: apt-get install chromium chromium-driver")
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         _unavailable("selenium is not installed (pip install -e '.[test]')")
     site: Path = request.getfixturevalue("site")  # built only once the browser is known to be there
@@ -440,40 +428,17 @@ def browser(request: pytest.FixtureRequest) -> Any:
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    profile = tempfile.mkdtemp(prefix="lossatlas-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager look for a driver online
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    driver.base = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
-        yield driver
+        with chromium() as driver:
+            driver.base = f"http://127.0.0.1:{server.server_address[1]}/"
+            yield driver
     finally:
-        driver.quit()
         server.shutdown()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def _console_errors(driver: Any) -> list[dict[str, Any]]:
-    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-
-
-def _requested_urls(driver: Any) -> list[str]:
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message.get("method") == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
 
 
 def test_site_in_headless_chromium(browser: Any, tmp_path: Path) -> None:

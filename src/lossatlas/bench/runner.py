@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
+import platform
 import time
 import traceback
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from .recipes import Suite, load_suite
 from .store import ResultsStore, RunKey, make_owner
 from .tasks import check_task_data, get_task
 
-__all__ = ["run_suite", "resolve_device", "DEFAULT_DB", "RunSummary"]
+__all__ = ["run_suite", "resolve_device", "hardware_info", "DEFAULT_DB", "RunSummary"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,40 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
     return dev
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware_info(device: torch.device) -> dict[str, Any]:
+    """What a run ran on, stored with it: CPU model, logical cores, torch threads, the GPU
+    (name, memory in GiB) when ``device`` is CUDA, the OS, Python, numpy and torch's CUDA."""
+    import numpy as np
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu"] = props.name
+        info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["cuda"] = torch.version.cuda
+    return info
 
 
 def _suite_runs(suite: Suite, seeds: int | None) -> list[tuple[Any, int]]:
@@ -207,7 +243,8 @@ def run_suite(
                     store.fail(key, owner, "".join(traceback.format_exception(exc)))
                 else:
                     wall = time.perf_counter() - t_run
-                    recorded = store.finish(key, owner, result, wall_time_s=wall, version=__version__, torch_version=torch.__version__, device=str(dev))
+                    recorded = store.finish(key, owner, result, wall_time_s=wall, version=__version__, torch_version=torch.__version__, device=str(dev),
+                                            hardware=hardware_info(dev))
                     if recorded:
                         ran += 1
                         if on_run_done is not None:

@@ -19,7 +19,10 @@ of a sweep suite is which method's default and which setting (:mod:`lossatlas.be
 Columns of ``runs``: recipe_hash, seed, suite, method, task, recipe (JSON), status, owner, attempts,
 claimed_at, heartbeat, started_at, finished_at, wall_time_s, metrics (JSON: flat numbers
 incl. timings), per_class_accuracy, class_counts, reliability (JSON), extra (JSON: any
-other task output), version (lossatlas), torch_version, device, error.
+other task output), version (lossatlas), torch_version, device, error; and, added later
+(:data:`ADDED_COLUMNS`, put into an older database when it is opened, its rows left as they
+were with these empty): curves (JSON: per-epoch training loss and test metric), hardware
+(JSON: CPU, cores, threads, GPU, platform, Python, numpy).
 """
 
 from __future__ import annotations
@@ -78,6 +81,17 @@ CREATE TABLE IF NOT EXISTS sweep_points (
     PRIMARY KEY (sweep, recipe_hash)
 );
 """
+
+
+#: Columns added after schema version 1, as (name, SQL type): ``ALTER TABLE ... ADD COLUMN``
+#: puts them into a database made before them (additive: old rows keep their values, the new
+#: columns are NULL there, and an older lossatlas still reads the database).
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("curves", "TEXT"),
+    ("hardware", "TEXT"),
+)
+#: JSON columns decoded by :meth:`ResultsStore.results`.
+_JSON_COLUMNS = ("recipe", "metrics", "per_class_accuracy", "class_counts", "reliability", "extra", "curves", "hardware")
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,10 @@ class ResultsStore:
             for stmt in filter(str.strip, _SCHEMA.split(";")):
                 self.conn.execute(stmt)
             self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            have = {row[1] for row in self.conn.execute("PRAGMA table_info(runs)")}
+            for name, sql_type in ADDED_COLUMNS:
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
         found = int(self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
         if found != SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: results schema version {found}, this lossatlas reads {SCHEMA_VERSION}; use a new --db")
@@ -232,22 +250,27 @@ class ResultsStore:
             cur = c.execute("UPDATE runs SET heartbeat = ? WHERE recipe_hash = ? AND seed = ? AND owner = ? AND status = 'running'", (time.time(), key.recipe_hash, key.seed, owner))
             return cur.rowcount == 1
 
-    def finish(self, key: RunKey, owner: str, result: dict[str, Any], *, wall_time_s: float, version: str, torch_version: str, device: str) -> bool:
+    def finish(
+        self, key: RunKey, owner: str, result: dict[str, Any], *, wall_time_s: float, version: str, torch_version: str, device: str,
+        hardware: dict[str, Any] | None = None,
+    ) -> bool:
         """Record a finished run, in one transaction, if ``owner`` still holds it. Returns
-        whether it was recorded (``False``: another runner took the row over)."""
+        whether it was recorded (``False``: another runner took the row over). A ``curves``
+        entry of ``result`` (per-epoch lists) goes to its own column, as does ``hardware``."""
         result = dict(result)
         per_class = result.pop("per_class_accuracy", None)
         counts = result.pop("class_counts", None)
         reliability = result.pop("reliability", None)
+        curves = result.pop("curves", None)
         metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         extra = {k: v for k, v in result.items() if k not in metrics}
         with self._transaction() as c:
             cur = c.execute(
                 "UPDATE runs SET status = 'done', finished_at = ?, wall_time_s = ?, metrics = ?, per_class_accuracy = ?, class_counts = ?, "
-                "reliability = ?, extra = ?, version = ?, torch_version = ?, device = ?, error = NULL "
+                "reliability = ?, extra = ?, version = ?, torch_version = ?, device = ?, curves = ?, hardware = ?, error = NULL "
                 "WHERE recipe_hash = ? AND seed = ? AND owner = ? AND status = 'running'",
                 (time.time(), wall_time_s, _json(metrics), _json(per_class), _json(counts), _json(reliability), _json(extra or None),
-                 version, torch_version, device, key.recipe_hash, key.seed, owner),
+                 version, torch_version, device, _json(curves), _json(hardware), key.recipe_hash, key.seed, owner),
             )
             return cur.rowcount == 1
 
@@ -329,7 +352,7 @@ class ResultsStore:
         out = []
         for row in self.conn.execute(q + " ORDER BY rowid", args):
             d = dict(row)
-            for k in ("recipe", "metrics", "per_class_accuracy", "class_counts", "reliability", "extra"):
+            for k in _JSON_COLUMNS:
                 if d.get(k) is not None:
                     d[k] = json.loads(d[k])
             out.append(d)

@@ -29,7 +29,11 @@ Recipe fields (defaults in brackets; see :mod:`lossatlas.bench.recipes` for an e
 
 Metrics come from :func:`lossatlas.metrics.evaluate` on the test logits, with the training
 class counts for the many/medium/few-shot splits; plus ``per_class_accuracy``,
-``reliability`` and ``class_counts`` for the report, and ``train_time_s``, ``n_train``,
+``reliability`` and ``class_counts`` for the report, ``curves`` (per epoch: ``epoch``,
+``train_loss`` — the mean training loss over the epoch's samples — and
+``test_balanced_accuracy``, of the model at the end of that epoch; stage 1's epochs when
+there is a ``stage2``), and ``train_time_s``,
+``eval_time_s`` (the final evaluation and the per-epoch test passes), ``n_train``,
 ``noise_rate_realised``.
 """
 
@@ -241,6 +245,11 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
     optimizer = build_optimizer(model.parameters(), r["optimizer"])
     scheduler = build_schedule(optimizer, r["schedule"], epochs, steps_per_epoch)
 
+    x_test = torch.as_tensor(data.x_test, device=device)
+    target = torch.as_tensor(data.y_test)
+    curves: dict[str, list[float]] = {"epoch": [], "train_loss": [], "test_balanced_accuracy": []}
+    eval_time = 0.0
+
     t1 = time.perf_counter()
     step = 0
     total_steps = epochs * steps_per_epoch
@@ -283,28 +292,34 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             step += 1
             running += value * b.numel()
             seen += b.numel()
+        te = time.perf_counter()
+        bal = float(np.nanmean(M.per_class_accuracy(predict(model, x_test), target, C)))
+        eval_time += time.perf_counter() - te
+        curves["epoch"].append(epoch + 1)
+        curves["train_loss"].append(running / max(seen, 1))
+        curves["test_balanced_accuracy"].append(bal)
         if progress is not None:
-            progress(epoch + 1, epochs, f"loss {running / max(seen, 1):.3f}")
+            progress(epoch + 1, epochs, f"loss {running / max(seen, 1):.3f}, test bal. acc {bal:.3f}")
     if r["stage2"] is not None:
         run2, seen2 = _stage_two(r["stage2"], model, criterion, xt, yt, counts.tolist(), C, bs, seed, apply_weighting)
         if seen2:  # the final training loss is stage 2's when it trains (tau_norm does not)
             running, seen = run2, seen2
-    train_time = time.perf_counter() - t1
+    train_time = time.perf_counter() - t1 - eval_time
 
     t2 = time.perf_counter()
-    logits = predict(model, torch.as_tensor(data.x_test, device=device))
-    target = torch.as_tensor(data.y_test)
+    logits = predict(model, x_test)
     out: dict[str, Any] = {k: float(v) for k, v in M.evaluate(logits, target, train_class_counts=counts.tolist(), num_classes=C).items()}
     out["per_class_accuracy"] = [float(a) for a in M.per_class_accuracy(logits, target, C)]
     out["reliability"] = M.reliability_diagram(logits, target, n_bins=15)
     out["class_counts"] = counts.tolist()
+    out["curves"] = curves
     out.update(
         n_train=int(n),
         n_test=int(len(target)),
         noise_rate_realised=noise_rate,
         data_time_s=data_time,
         train_time_s=train_time,
-        eval_time_s=time.perf_counter() - t2,
+        eval_time_s=time.perf_counter() - t2 + eval_time,
         final_train_loss=running / max(seen, 1),
     )
     return out
