@@ -273,8 +273,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "report",
         help="write the leaderboard, plots and HTML/Markdown report",
         description=(
-            "Write report.md, report.html (one self-contained file, plots embedded as PNG) and leaderboard.csv "
-            "(one row per suite and method: mean and std over seeds, ranked by balanced accuracy) from the finished runs."
+            "Write report.md, report.html (one self-contained file, figures embedded as SVG) and leaderboard.csv "
+            "(one row per suite and method: mean, std and 95 % t interval over seeds in percent, ties with the best by a "
+            "paired t-test across seeds, ranked by balanced accuracy) from the finished runs."
         ),
     )
     p.add_argument("--db", default=_DEFAULT_DB, metavar="PATH", help=f"SQLite results database to read (default: {_DEFAULT_DB})")
