@@ -816,8 +816,8 @@ def _grouped_tables(entries: list[dict[str, Any]], runs: dict[str, list[dict[str
 
 
 def _runs_table(rows: list[dict[str, Any]], order: list[str], rank_key: str) -> tuple[list[str], list[list[str]]]:
-    head = ["method", "seed", _title(rank_key), "wall time (s)", "training (s)", "epochs", "device", "torch", "lossatlas", "finished (UTC)"]
-    body = []
+    head = ["#", "method", "seed", _title(rank_key), "wall time (s)", "training (s)", "epochs", "device", "torch", "lossatlas", "finished (UTC)"]
+    body: list[list[str]] = []
     pos = {m: i for i, m in enumerate(order)}
     for r in sorted(rows, key=lambda r: (pos.get(r["method"], 1 << 30), r["seed"])):
         m = r["metrics"] or {}
@@ -825,7 +825,7 @@ def _runs_table(rows: list[dict[str, Any]], order: list[str], rank_key: str) -> 
         t = m.get("train_time_s")
         curves = r.get("curves") or {}
         body.append([
-            r["method"], str(r["seed"]), _num(float(v), rank_key) if isinstance(v, (int, float)) else "–",
+            str(len(body) + 1), r["method"], str(r["seed"]), _num(float(v), rank_key) if isinstance(v, (int, float)) else "–",
             f"{r['wall_time_s']:.1f}" if r.get("wall_time_s") is not None else "–",
             f"{t:.1f}" if isinstance(t, (int, float)) else "–",
             str(len(curves.get("epoch", []))) if curves else str((r.get("recipe") or {}).get("epochs", "–")),
