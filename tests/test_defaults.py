@@ -73,6 +73,12 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "ignore_index": (None, "torch's binary_cross_entropy_with_logits has no ignore value; opt in with e.g. -100"),
         "reduction": ("mean", "Correr-Zhou/SPML-AckTheUnknown losses.py compute_batch_loss: sum(loss / (N C))"),
     },
+    # --- G15. non-negative contrastive learning -------------------------------------------------------------
+    "non_negative_contrastive": {
+        "temperature": (0.2, "PKU-ML/non_neg scripts/pretrain/cifar/ncl.yaml method_kwargs.temperature: 0.2"),
+        "activation": ("rep_relu", "PKU-ML/non_neg scripts/pretrain/cifar/ncl.yaml method_kwargs.non_neg: rep_relu"),
+        "reduction": ("mean", "PKU-ML/non_neg solo/losses/simclr.py: torch.mean over the 2N anchors"),
+    },
     # --- K1. knowledge distillation (mdistiller's CIFAR-100 configuration; Hinton et al. fix no T) -----------
     "kd": {
         "temperature": (4.0, f"{MDISTILLER} engine/cfg.py CFG.KD.TEMPERATURE = 4"),
@@ -887,6 +893,7 @@ OTHER: dict[tuple[str, str], Any] = {
     ("anyloss", "metric"): "accuracy",
     ("dice", "denominator"): "element",
     ("dice", "activation"): "sigmoid",
+    ("non_negative_contrastive", "activation"): "relu",  # the same value, another gradient (GELU's vs ReLU's)
     ("active_passive", "active"): "gce",
     ("active_passive", "passive"): "mae",
     ("active_passive", "active_kwargs"): {"scale": 2.0},

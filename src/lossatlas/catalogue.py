@@ -55,6 +55,11 @@ NOTES: dict[str, str] = {
     "J6": "neural collapse NC1-NC4: lossatlas.metrics.NeuralCollapse",
     "J7": "Recall@k, MAP@R: lossatlas.metrics.retrieval; linear-probe accuracy: lossatlas.metrics.probe",
     "J8": "susceptibility: lossatlas.metrics.susceptibility (see B11)",
+    # rows registered in part: the text says what of the row is still missing
+    "G15": "non-negative contrastive learning is registered (non_negative_contrastive); CACR, contrastive attraction "
+           "and repulsion (Zheng et al. 2021), is not implemented yet (issue 23)",
+    "K1": "Hinton's KD and decoupled KD are registered (kd, dkd); dual-head KD and BD-KD (online KD with sample-wise "
+          "forward / reverse KL weights, Amara et al.) are not implemented yet (issue 23)",
 }
 
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
@@ -74,7 +79,6 @@ PENDING: dict[str, str] = {
     "G11": "issue 22: retrieval hard-negative mining over a corpus index (ANCE, SimANS, ...), not implemented yet",
     "G13": "issue 23: SBCL, not implemented yet",
     "G14": "issue 23: ConR, not implemented yet",
-    "G15": "issue 23: non-negative contrastive learning / CACR, not implemented yet",
 }
 
 

@@ -71,6 +71,9 @@ GRADCHECK_EXCEPTIONS = {
 #: Methods gradchecked with other constructor arguments, because with their defaults the gradient is by
 #: definition not the derivative of the value: {id: (keywords, reason)}.
 GRADCHECK_KWARGS = {
+    "non_negative_contrastive": ({"activation": "relu"}, "NCL's default rep_relu is a ReLU with a GELU backward "
+                                 "(official non_neg='rep_relu'), by design not the derivative of its value; "
+                                 "tests/losses/test_non_negative.py checks that gradient"),
     "asymmetric": ({"detach_weight": False}, "ASL's focusing weight is detached by default, as the reference's "
                    "(disable_torch_grad_focal_loss=True); tests/losses/test_multilabel.py checks that gradient is w·∂CE/∂z"),
     "wmse": ({"eps": 0.1}, "at the gradcheck batch (N = 6 = D) a whitening sub-batch has no more rows than dimensions, so "

@@ -7,7 +7,7 @@ module means adding it to the import lists below.
 
 from __future__ import annotations
 
-from . import auc, calibration, distillation, imbalance, metric, multilabel, noise, ranking, single_positive, ssl
+from . import auc, calibration, distillation, imbalance, metric, multilabel, noise, non_negative, ranking, single_positive, ssl
 from ._base import FunctionalLoss, Loss
 from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
@@ -16,6 +16,7 @@ from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .multilabel import *  # noqa: F403
 from .noise import *  # noqa: F403
+from .non_negative import *  # noqa: F403
 from .ranking import *  # noqa: F403
 from .single_positive import *  # noqa: F403
 from .ssl import *  # noqa: F403
@@ -31,3 +32,4 @@ __all__ += auc.__all__
 __all__ += ranking.__all__
 __all__ += distillation.__all__
 __all__ += single_positive.__all__
+__all__ += non_negative.__all__
