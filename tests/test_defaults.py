@@ -232,6 +232,13 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "ignore_index": (-100, TORCH_II),
         "reduction": ("mean", TORCH_RED),
     },
+    "gumbel": {
+        "clamp_min": (-4.0, "kostas1515/GOL mmdet/models/losses/droploss.py: torch.clamp(cls_score, min=-4, max=10)"),
+        "clamp_max": (10.0, "kostas1515/GOL mmdet/models/losses/droploss.py: torch.clamp(cls_score, min=-4, max=10)"),
+        "weight": (None, "kostas1515/GOL droploss.py DropLoss(class_weight=None)"),
+        "ignore_index": (-100, TORCH_II),
+        "reduction": ("mean", "kostas1515/GOL droploss.py: torch.sum(cls_loss * drop_w) / n_i (a mean over samples)"),
+    },
     # --- B. label noise -----------------------------------------------------------------------
     "gce": {
         "q": (0.7, f"Zhang & Sabuncu 2018 (q = 0.7); {APL} GeneralizedCrossEntropy(q=0.7)"),
@@ -325,6 +332,12 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
     },
     "alpha_loss": {
         "alpha": (2.0, "lossatlas choice (Sypherd et al. 2019, A Tunable Loss Function: α > 1 for noisy labels)"),
+        "ignore_index": (-100, TORCH_II),
+        "reduction": ("mean", TORCH_RED),
+    },
+    "comp_sum": {
+        "tau": (1.0, "lossatlas: τ = 1 is cross-entropy; Mao, Mohri & Zhong 2023 (arXiv 2304.07288) define Φ_τ "
+                     "for every τ ≥ 0 and set no default"),
         "ignore_index": (-100, TORCH_II),
         "reduction": ("mean", TORCH_RED),
     },
@@ -876,11 +889,13 @@ assert set(LOSS_IDS) <= set(DEFAULTS)
 #: batch (its value or a gradient). Numbers without an entry get the generic one (:func:`_other`).
 _W = [1.0, 2.0, 3.0, 4.0]  # per-class weights for the C = 4 classes of the test batches
 OTHER: dict[tuple[str, str], Any] = {
-    **{(i, "weight"): _W for i in ("cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs",
+    **{(i, "weight"): _W for i in ("cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs", "gumbel",
                                    "poly1")},
     ("focal", "alpha"): [0.1, 0.2, 0.3, 0.4],
     ("bce", "pos_weight"): [2.0, 2.0, 2.0, 2.0],
-    ("asymmetric", "eps"): 0.1,  # a log clamp: 1e-8 → 5e-9 moves no probability of the batch across it
+    ("asymmetric", "eps"): 0.1,
+    ("gumbel", "clamp_min"): 0.0,  # the batch's logits reach below -2: a clamp at 0 moves them
+    ("gumbel", "clamp_max"): 1.0,  # and above 2: a clamp at 1 moves them  # a log clamp: 1e-8 → 5e-9 moves no probability of the batch across it
     ("spherical_z_loss", "eps"): 1.0,  # added to σ ≈ 2: 1e-12 → 5e-13 is below float64's resolution there
     ("logitclip", "eps"): 1.0,  # added to ‖z‖: 1e-7 → 5e-8 moves the loss by ~1e-9 only
     ("barlow_twins", "eps"): 1.0,  # the standardisation's ε: a visible change, not a rounding one

@@ -65,9 +65,7 @@ NOTES: dict[str, str] = {
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
 #: its id is registered or its note is written.
 PENDING: dict[str, str] = {
-    "A12": "issue 23: GOL, not implemented yet",
     "A14": "issue 23: ImbSAM, not implemented yet",
-    "B8": "issue 23: comp-sum losses, not implemented yet",
     "B9": "issue 23: EnsLoss, not implemented yet",
     "C7": "issue 23: CALS, not implemented yet",
     "C8": "issue 23: not implemented yet",

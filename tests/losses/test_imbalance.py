@@ -539,3 +539,63 @@ def test_sigmoid_focal_kd_mask_values_are_checked_when_validating():
     mask[1, 2, 3] = -1.0
     with pytest.raises(ValueError, match="mask"):
         LF.sigmoid_focal(z, t, mask=mask)
+
+
+# --- A12 Gumbel optimised loss (Alexandridis et al. 2022) -----------------------------------------
+
+def _gol_reference(z, y, lo=-4.0, hi=10.0):
+    """The official recipe written out: clamp, Gumbel CDF, BCE per class against one-hot, summed
+    over classes (droploss.py: sum(cls_loss) / n_i)."""
+    zc = z.clamp(lo, hi) if lo is not None else z
+    p = torch.exp(-torch.exp(-zc))
+    onehot = F.one_hot(y, z.shape[1]).to(z.dtype)
+    return F.binary_cross_entropy(p, onehot, reduction="none").sum(1)
+
+
+def test_gumbel_matches_the_official_recipe_and_closed_form():
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(8, 5, generator=g, dtype=torch.float64) * 3
+    y = torch.arange(8) % 5
+    out = LF.gumbel(z, y, reduction="none")
+    assert torch.allclose(out, _gol_reference(z, y), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(LF.gumbel(z, y), _gol_reference(z, y).mean())  # 'mean': over samples, not cells
+    # closed form of one row: target e^{-z_y}, others -log(1 - exp(-e^{-z_j}))
+    row = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
+    expected = math.exp(-0.5) - math.log(1 - math.exp(-math.exp(1.0))) - math.log(1 - math.exp(-math.exp(-2.0)))
+    assert LF.gumbel(row, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-12)
+    # the clamp: logits outside [-4, 10] act as the bounds and pass no gradient
+    wide = torch.tensor([[-9.0, 12.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    bounded = torch.tensor([[-4.0, 10.0, 0.0]], dtype=torch.float64)
+    assert LF.gumbel(wide, torch.tensor([2])).item() == pytest.approx(LF.gumbel(bounded, torch.tensor([2])).item())
+    LF.gumbel(wide, torch.tensor([2])).backward()
+    assert wide.grad[0, :2].abs().max() == 0 and wide.grad[0, 2] != 0
+    # no clamp: the plain Gumbel BCE, exact (expm1) where 1 - exp(-e^{-z}) ~ e^{-z}
+    far = torch.tensor([[30.0, 0.0]], dtype=torch.float64)
+    assert LF.gumbel(far, torch.tensor([1]), clamp_max=None).item() == pytest.approx(1.0 + 30.0, rel=1e-9)
+
+
+def test_gumbel_gradcheck_weight_ignore_and_bad_input():
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0, -100])
+    gradcheck_loss(lambda x: LF.gumbel(x, y, weight=[1.0, 2.0, 0.5, 1.0]), z)
+    gradcheck_loss(lambda x: LF.gumbel(x, y, clamp_min=None, clamp_max=None), z)
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)
+    per = _gol_reference(z[:5], y[:5])
+    assert torch.allclose(LF.gumbel(z, y, weight=w), (w[y[:5]] * per).sum() / w[y[:5]].sum())
+    with pytest.raises(ValueError, match="clamp_min"):
+        LF.gumbel(z, y, clamp_min=1.0, clamp_max=0.0)
+    with pytest.raises(TypeError, match="clamp_max"):
+        la.create("gol", clamp_max="10")
+    assert_finite_extremes(lambda a, b: LF.gumbel(a, b), num_classes=4)
+
+
+def test_gumbel_scores_rare_classes_less_harshly_than_sigmoid_bce():
+    """The Gumbel CDF's asymmetry (the paper's motivation): a negative class with a low score costs
+    less than under the sigmoid, and a target with a low score costs more."""
+    z = torch.tensor([[-2.0, -2.0]], dtype=torch.float64)
+    gum = torch.exp(-torch.exp(-z))
+    sig = torch.sigmoid(z)
+    assert bool((gum < sig).all())  # the Gumbel CDF is lower on the left: negatives are cheaper there
+    as_negative = LF.gumbel(z, torch.tensor([0]), reduction="none") - torch.exp(-z[0, 0])
+    assert as_negative.item() < F.binary_cross_entropy_with_logits(z[0, 1], torch.tensor(0.0, dtype=torch.float64)).item()

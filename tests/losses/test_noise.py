@@ -765,3 +765,55 @@ def test_active_passive_function_parts_receive_their_kwargs() -> None:
                             passive_kwargs={"scale": 2.0}, alpha=0.5, beta=1.5, reduction="none")
     p_y = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
     torch.testing.assert_close(got, 0.5 * (1 - p_y**0.3) / 0.3 + 1.5 * 2.0 * (1 - p_y))
+
+
+# --- B8 comp-sum losses (Mao, Mohri, Zhong 2023) -------------------------------------------------
+
+def _comp_sum_reference(z: Tensor, y: Tensor, tau: float) -> Tensor:
+    """Φ_τ(Σ_{j≠y} e^{z_j − z_y}) written from the paper's definition (the pairwise sum, not p_y)."""
+    diff = z - z.gather(1, y[:, None])
+    u = diff.exp().sum(1) - 1.0  # the j = y term is e^0 = 1
+    if tau == 1.0:
+        return torch.log1p(u)
+    return ((1 + u) ** (1 - tau) - 1) / (1 - tau)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.3, 0.5, 1.0, 1.5, 2.0, 3.0])
+def test_comp_sum_is_the_paper_composition_of_the_pairwise_sum(tau):
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(7, 5, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 5, (7,), generator=g)
+    out = LF.comp_sum(z, y, tau=tau, reduction="none")
+    assert torch.allclose(out, _comp_sum_reference(z, y, tau), rtol=1e-12, atol=1e-12)
+    gradcheck_loss(lambda x: LF.comp_sum(x, y, tau=tau), z)
+
+
+def test_comp_sum_family_members():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(9, 4, generator=g, dtype=torch.float64) * 3
+    y = torch.arange(9) % 4
+    p_y = torch.softmax(z, 1).gather(1, y[:, None]).squeeze(1)
+    none = {"reduction": "none"}
+    assert torch.allclose(LF.comp_sum(z, y, tau=0.0, **none), 1 / p_y - 1)  # sum exponential
+    assert torch.allclose(LF.comp_sum(z, y, tau=1.0, **none), F.cross_entropy(z, y, reduction="none"))  # logistic
+    assert torch.allclose(LF.comp_sum(z, y, tau=2.0, **none), 1 - p_y)  # mean absolute error
+    assert torch.allclose(LF.comp_sum(z, y, tau=1.7, **none), LF.gce(z, y, q=0.7, reduction="none"))  # GCE, q = τ − 1
+    for tau in (0.0, 0.5, 1.5):  # the α-loss family re-parametrised: α = 1 / (2 − τ)
+        assert torch.allclose(LF.comp_sum(z, y, tau=tau, **none), LF.alpha_loss(z, y, alpha=1 / (2 - tau), **none))
+    # continuous in τ at the logistic loss, and decreasing in τ (Φ_τ(u) decreases with τ for u > 0)
+    assert torch.allclose(LF.comp_sum(z, y, tau=1 + 1e-7, **none), LF.comp_sum(z, y, tau=1.0, **none), atol=1e-5)
+    values = [LF.comp_sum(z, y, tau=t, **none) for t in (0.0, 0.5, 1.0, 1.5, 2.0)]
+    assert all(bool((a >= b).all()) for a, b in zip(values, values[1:]))
+
+
+def test_comp_sum_bad_input_and_module():
+    z, y = torch.randn(3, 4), torch.tensor([0, 1, 3])
+    with pytest.raises(ValueError, match="tau"):
+        LF.comp_sum(z, y, tau=-0.5)
+    with pytest.raises(TypeError, match="tau"):
+        la.create("comp_sum", tau="1")
+    with pytest.raises(ValueError, match="target"):
+        LF.comp_sum(z, torch.tensor([0, 1, 4]))
+    crit = la.create("compsum", tau=0.5)
+    assert torch.equal(crit(z, y), LF.comp_sum(z, y, tau=0.5))
+    assert_finite_extremes(lambda a, b: LF.comp_sum(a, b, tau=1.5), num_classes=4)

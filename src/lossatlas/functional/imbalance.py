@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from ._common import (
     check_ignore_index,
     class_weight_like,
     compute_dtype,
+    prepare_classification,
     reduce_loss,
     run_deferred,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "balanced_softmax",
     "vs_parameters",
     "vs",
+    "gumbel",
 ]
 
 ClassCounts = Any  # list / tuple / numpy array / tensor of positive counts
@@ -544,3 +546,47 @@ def vs(
 
 def _vs_delta(counts: Tensor, gamma: float) -> Tensor:
     return (counts.max() / counts).pow(gamma)
+
+
+def _optional_logit(value: Any, name: str) -> float | None:
+    """``None`` (no clamp) or a finite real number."""
+    return None if value is None else any_number(value, name)
+
+
+def _gumbel_terms(z: Tensor, y: Tensor) -> Tensor:
+    """``Σ_j BCE(exp(−e^{−z_j}), 1[j = y])`` per row: ``e^{−z_y}`` for the target and
+    ``−log(1 − exp(−e^{−z_j}))`` for the others (written with ``expm1`` so that it stays exact
+    for large ``z_j``, where it tends to ``z_j``)."""
+    e = torch.exp(-z)
+    negative = -torch.log(-torch.expm1(-e))
+    onehot = torch.zeros_like(z, dtype=torch.bool).scatter_(1, y.unsqueeze(1), True)
+    return torch.where(onehot, e, negative).sum(dim=1)
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "clamp_min": Param("lower clamp of the logits before the Gumbel CDF (``None``: none)", _optional_logit,
+                       "kostas1515/GOL mmdet/models/losses/droploss.py: torch.clamp(cls_score, min=-4, max=10)"),
+    "clamp_max": Param("upper clamp of the logits before the Gumbel CDF (``None``: none)", _optional_logit,
+                       "kostas1515/GOL mmdet/models/losses/droploss.py: torch.clamp(cls_score, min=-4, max=10)"),
+    "weight": COMMON["weight"],
+})
+def gumbel(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    clamp_min: float | None = -4.0,
+    clamp_max: float | None = 10.0,
+    weight: Tensor | Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Gumbel optimised loss ``Σ_j BCE(exp(−e^{−z_j}), 1[j = y])``; see :class:`lossatlas.losses.GumbelLoss`."""
+    if clamp_min is not None and clamp_max is not None and clamp_min >= clamp_max:
+        raise ValueError(f"clamp_min must be below clamp_max, got clamp_min={clamp_min}, clamp_max={clamp_max}")
+    # the spec has turned weight into a tensor [C] (or None)
+    z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, cast("Tensor | None", weight),
+                                                ignore_index)
+    if clamp_min is not None or clamp_max is not None:
+        z = torch.clamp(z, min=clamp_min, max=clamp_max)
+    return reduce_loss(_gumbel_terms(z, y), reduction, w, out_dtype)

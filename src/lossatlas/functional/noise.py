@@ -52,6 +52,7 @@ __all__ = [
     "aldr",
     "taylor_ce",
     "alpha_loss",
+    "comp_sum",
 ]
 
 CLASSIFICATION = ("logits", "target")
@@ -1100,3 +1101,24 @@ def alpha_loss(
 
         return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
     return reduce_loss(_box_cox(_log_p_y(z, y), c), reduction, w, out_dtype)
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "tau": Param("τ ≥ 0: 0 sum-exponential, 1 cross-entropy, (1, 2) generalised CE with q = τ − 1, 2 MAE (1 − p_y)",
+                 nonnegative, "lossatlas: τ = 1 (cross-entropy); Mao, Mohri & Zhong (2023) define the family for "
+                              "every τ ≥ 0 and set no default"),
+})
+def comp_sum(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    tau: float = 1.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Comp-sum loss ``Φ_τ(Σ_{j≠y} e^{z_j − z_y})`` = ``(1 − p_y^{τ−1})/(τ − 1)``; see :class:`lossatlas.losses.CompSumLoss`."""
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    # 1 + Σ_{j≠y} e^{z_j − z_y} = 1 / p_y, so Φ_τ(u) = ((1 + u)^{1−τ} − 1)/(1 − τ) is the Box-Cox
+    # transform of log p_y with exponent τ − 1 (τ = 1: −log p_y)
+    return reduce_loss(_box_cox(_log_p_y(z, y), tau - 1.0), reduction, w, out_dtype)

@@ -21,6 +21,7 @@ __all__ = [
     "LogitAdjustedLoss",
     "BalancedSoftmaxLoss",
     "VSLoss",
+    "GumbelLoss",
 ]
 
 FOCAL_PAPER = Paper("T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár", "Focal Loss for Dense Object Detection", "ICCV", 2017, "1708.02002")
@@ -28,6 +29,8 @@ LDAM_PAPER = Paper("K. Cao, C. Wei, A. Gaidon, N. Arechiga, T. Ma", "Learning Im
 LA_PAPER = Paper("A. K. Menon, S. Jayasumana, A. S. Rawat, H. Jain, A. Veit, S. Kumar", "Long-tail learning via logit adjustment", "ICLR", 2021, "2007.07314")
 BS_PAPER = Paper("J. Ren, C. Yu, S. Sheng, X. Ma, H. Zhao, S. Yi, H. Li", "Balanced Meta-Softmax for Long-Tailed Visual Recognition", "NeurIPS", 2020, "2007.10740")
 VS_PAPER = Paper("G. R. Kini, O. Paraskevas, S. Oymak, C. Thrampoulidis", "Label-Imbalanced and Group-Sensitive Classification under Overparameterization", "NeurIPS", 2021, "2103.01550")
+GOL_PAPER = Paper("K. P. Alexandridis, J. Deng, A. Nguyen, S. Luo", "Long-tailed Instance Segmentation using Gumbel "
+                  "Optimized Loss", "ECCV", 2022, "2207.10936")
 LS_PAPER = Paper("C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna", "Rethinking the Inception Architecture for Computer Vision", "CVPR", 2016, "1512.00567")
 
 
@@ -290,4 +293,44 @@ class VSLoss(FunctionalLoss, function=LF.vs):
     {args}
 
     {shapes_example}
+    """
+
+
+@register(
+    "gumbel",
+    aliases=("gol", "gumbel_optimised_loss", "gumbel_optimized_loss", "gumbel_cross_entropy"),
+    family="imbalance",
+    kind="classification",
+    catalogue="A12",
+    formula="l_i = Σ_j BCE(G(clamp(z_ij)), 1[j = y_i]),  G(z) = exp(-exp(-z)) (Gumbel CDF), clamp to [-4, 10]",
+    paper=GOL_PAPER,
+    code="kostas1515/GOL mmdet/models/losses/droploss.py",
+)
+class GumbelLoss(FunctionalLoss, function=LF.gumbel):
+    r"""Gumbel optimised loss, GOL (Alexandridis, Deng, Nguyen, Luo, 2022, "Long-tailed
+    Instance Segmentation using Gumbel Optimized Loss", ECCV).
+
+    .. math:: \ell_i = \sum_{j=1}^{C} \mathrm{BCE}\big(G(\tilde z_{ij}),\ \mathbb 1[j = y_i]\big)
+              = e^{-\tilde z_{i y_i}} - \sum_{j \ne y_i} \log\big(1 - e^{-e^{-\tilde z_{ij}}}\big),
+              \qquad G(z) = e^{-e^{-z}},\ \tilde z = \mathrm{clamp}(z, -4, 10)
+
+    Each class gets an independent probability from the Gumbel CDF (the activation of a
+    Gumbel-distributed latent, asymmetric where the sigmoid is symmetric) instead of a softmax:
+    rare classes, whose scores sit in the Gumbel tail, are penalised less for low scores. The
+    loss is summed over classes and averaged over samples, as the official
+    ``droploss.py`` (``use_classif='gumbel'``: ``sum(BCE) / n_i``); its clamp of the logits to
+    [-4, 10] (no gradient outside) is the default (``clamp_min=None, clamp_max=None`` removes
+    it; the target term ``e^{-z}`` then overflows for ``z ≪ 0``). The official detector's
+    DropLoss / normalised-mask weighting and the background column are detection parts, not
+    this loss. Predict with the Gumbel probabilities ``exp(−e^{−z})`` (same argmax as ``z``).
+
+    {args}
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("gumbel")
+        >>> round(float(crit(torch.zeros(1, 2), torch.tensor([0]))), 4)  # e^0 − log(1 − e^{−1})
+        1.4587
     """

@@ -39,6 +39,7 @@ __all__ = [
     "ALDRLoss",
     "TaylorCELoss",
     "AlphaLoss",
+    "CompSumLoss",
 ]
 
 APL_CODE = "HanxunH/Active-Passive-Losses loss.py"
@@ -49,6 +50,8 @@ APL_PAPER = Paper("X. Ma, H. Huang, Y. Wang, S. Romano, S. Erfani, J. Bailey", "
 LOGITCLIP_PAPER = Paper("H. Wei, H. Zhuang, R. Xie, L. Feng, G. Niu, B. An, Y. Li", "Mitigating Memorization of Noisy Labels by Clipping the Model Prediction", "ICML", 2023, "2212.04055")
 LDR_PAPER = Paper("D. Zhu, Y. Ying, T. Yang", "Label Distributionally Robust Losses for Multi-class Classification: Consistency, Robustness and Adaptivity", "ICML", 2023, "2112.14869")
 TAYLOR_PAPER = Paper("L. Feng, S. Shu, Z. Lin, F. Lv, L. Li, B. An", "Can Cross Entropy Loss Be Robust to Label Noise?", "IJCAI", 2020)
+COMP_SUM_PAPER = Paper("A. Mao, M. Mohri, Y. Zhong", "Cross-Entropy Loss Functions: Theoretical Analysis and Applications",
+                       "ICML", 2023, "2304.07288")
 ALPHA_PAPER = Paper("T. Sypherd, M. Diaz, J. K. Cava, G. Dasarathy, P. Kairouz, L. Sankar", "A Tunable Loss Function for Robust Classification: Calibration, Landscape, and Generalization", "IEEE Trans. Inf. Theory 2022 (arXiv 2019)", 2019, "1906.02314")
 
 
@@ -661,6 +664,40 @@ class AlphaLoss(FunctionalLoss, function=LF.alpha_loss):
     label noise; α < 1 emphasises hard samples and is unbounded (it overflows for
     extreme logits). Computed as ``−expm1(c log p_y)/c`` with ``c = (α−1)/α``, exact near
     α = 1. Pass ``alpha=math.inf`` for the limit. Default α = 2 is this library's choice.
+
+    {args}
+
+    {usage}
+    """
+
+
+@register(
+    "comp_sum",
+    aliases=("comp_sum_loss", "compsum"),
+    family="noise",
+    kind="classification",
+    catalogue="B8",
+    formula="l_i = Φ_τ(Σ_{j≠y} e^{z_j - z_y}),  Φ_τ(u) = ((1+u)^{1-τ} - 1)/(1-τ)  (τ = 1: log(1+u), CE)",
+    paper=COMP_SUM_PAPER,
+    code=None,
+    notes="The paper's smooth adversarial comp-sum losses add a term on adversarial inputs (an attack inside the "
+          "training step); they are not implemented here.",
+)
+@fill_doc(usage=_usage('"comp_sum", tau=0.5', "0"))
+class CompSumLoss(FunctionalLoss, function=LF.comp_sum):
+    r"""Comp-sum losses (Mao, Mohri, Zhong, 2023, "Cross-Entropy Loss Functions: Theoretical
+    Analysis and Applications", ICML): a composition Φ_τ of the sum of exponential pairwise terms.
+
+    .. math:: \ell_i = \Phi_\tau\Big(\sum_{j \ne y_i} e^{z_{ij} - z_{i y_i}}\Big),\qquad
+              \Phi_\tau(u) = \frac{(1 + u)^{1-\tau} - 1}{1 - \tau}\ (\tau \ne 1),\quad \Phi_1(u) = \log(1 + u)
+
+    Since ``1 + Σ_{j≠y} e^{z_j − z_y} = 1/p_y``, ``ℓ = (1 − p_y^{τ−1})/(τ − 1)``. The family holds
+    the sum-exponential loss (τ = 0, ``1/p_y − 1``), cross-entropy (τ = 1), generalised
+    cross-entropy with ``q = τ − 1`` (τ ∈ (1, 2)) and the mean absolute error ``1 − p_y``
+    (τ = 2); the paper proves H-consistency bounds for every τ ≥ 0. It is the α-loss family
+    re-parametrised (``α = 1/(2 − τ)`` for τ < 2). The paper sets no default: τ = 1 (CE) is
+    this library's. Not implemented: the paper's smooth adversarial comp-sum losses, which add a
+    smoothness term on adversarially perturbed inputs (an attack inside the training step).
 
     {args}
 
