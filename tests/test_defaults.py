@@ -79,6 +79,13 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "activation": ("rep_relu", "PKU-ML/non_neg scripts/pretrain/cifar/ncl.yaml method_kwargs.non_neg: rep_relu"),
         "reduction": ("mean", "PKU-ML/non_neg solo/losses/simclr.py: torch.mean over the 2N anchors"),
     },
+    "attraction_repulsion": {
+        "alpha": (1.0, "JegZheng/CACR-SSL small_scale_experiments/cifar10/main_ours.py --alpha default 1.0"),
+        "beta": (1.0, "JegZheng/CACR-SSL small_scale_experiments/cifar10/main_ours.py --beta default 1.0"),
+        "tau_neg": (1.0, "JegZheng/CACR-SSL small_scale_experiments/cifar10/main_ours.py --tau_neg default 1.0"),
+        "normalize": (True, "JegZheng/CACR-SSL small_scale_experiments/cifar10/encoder.py: SmallAlexNet ends in L2Norm"),
+        "reduction": ("mean", "JegZheng/CACR-SSL small_scale_experiments/losses/__init__.py: .mean() over the queries"),
+    },
     # --- K1. knowledge distillation (mdistiller's CIFAR-100 configuration; Hinton et al. fix no T) -----------
     "kd": {
         "temperature": (4.0, f"{MDISTILLER} engine/cfg.py CFG.KD.TEMPERATURE = 4"),

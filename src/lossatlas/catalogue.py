@@ -56,8 +56,6 @@ NOTES: dict[str, str] = {
     "J7": "Recall@k, MAP@R: lossatlas.metrics.retrieval; linear-probe accuracy: lossatlas.metrics.probe",
     "J8": "susceptibility: lossatlas.metrics.susceptibility (see B11)",
     # rows registered in part: the text says what of the row is still missing
-    "G15": "non-negative contrastive learning is registered (non_negative_contrastive); CACR, contrastive attraction "
-           "and repulsion (Zheng et al. 2021), is not implemented yet (issue 23)",
     "K1": "Hinton's KD and decoupled KD are registered (kd, dkd); dual-head KD and BD-KD (online KD with sample-wise "
           "forward / reverse KL weights, Amara et al.) are not implemented yet (issue 23)",
 }

@@ -87,3 +87,62 @@ def test_all_negative_row_is_finite_and_bad_input():
         la.functional.non_negative_contrastive(a.long(), b)
     with pytest.raises(ValueError, match="temperature"):
         la.functional.non_negative_contrastive(a, b, temperature=0.0)
+
+
+# ----------------------------------------------------------------------------- CACR
+
+def _official_cacr(a, b, alpha, beta, tau_neg):
+    # JegZheng/CACR-SSL our_loss1 + our_loss2 for two views, written out with loops (inputs already unit rows)
+    n = a.shape[0]
+    attract = sum(alpha * float((a[i] - b[i]).square().sum()) for i in range(n)) / n  # one positive: weight 1
+    repel = 0.0
+    for i in range(n):
+        costs = [-beta * float((a[i] - b[j]).square().sum()) for j in range(n) if j != i]
+        w = torch.softmax(torch.tensor(costs, dtype=torch.float64) * (tau_neg / beta), 0)
+        repel += float((w * torch.tensor(costs, dtype=torch.float64)).sum())
+    return attract + repel / n
+
+
+@pytest.mark.parametrize(("alpha", "beta", "tau_neg"), [(1.0, 1.0, 1.0), (0.5, 2.0, 3.0)])
+def test_cacr_matches_the_official_two_view_loss(alpha, beta, tau_neg):
+    a, b = _views(n=5, d=4)
+    got = la.functional.attraction_repulsion(a, b, alpha=alpha, beta=beta, tau_neg=tau_neg)
+    ref = _official_cacr(F.normalize(a, dim=1), F.normalize(b, dim=1), alpha, beta, tau_neg)
+    assert got.item() == pytest.approx(ref, rel=1e-12)
+
+
+def test_cacr_limits_and_invariances():
+    a, b = _views(n=5, d=4)
+    ua, ub = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    # β = 0: attraction only, α times the squared distance of the positive pair
+    got = la.functional.attraction_repulsion(a, b, beta=0.0, alpha=2.0, reduction="none")
+    torch.testing.assert_close(got, 2.0 * (ua - ub).square().sum(1))
+    # τ₋ = 0: uniform weights, minus β times the mean squared distance to the other rows
+    d2 = torch.cdist(ua, ub).square()
+    off = ~torch.eye(5, dtype=torch.bool)
+    uniform = la.functional.attraction_repulsion(a, b, alpha=0.0, tau_neg=0.0, reduction="none")
+    torch.testing.assert_close(uniform, -(d2 * off).sum(1) / 4)
+    # larger τ₋ puts the weight on the closest negative: the repulsion tends to -β min_j d²
+    sharp = la.functional.attraction_repulsion(a, b, alpha=0.0, tau_neg=1e4, reduction="none")
+    torch.testing.assert_close(sharp, -d2.masked_fill(~off, float("inf")).min(1).values, rtol=1e-6, atol=1e-8)
+    # a permutation of the batch permutes the per-sample losses
+    p = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(la.functional.attraction_repulsion(a[p], b[p], reduction="none"),
+                               la.functional.attraction_repulsion(a, b, reduction="none")[p])
+    # normalize=False uses the rows as given
+    torch.testing.assert_close(la.functional.attraction_repulsion(ua, ub, normalize=False),
+                               la.functional.attraction_repulsion(a, b))
+
+
+def test_cacr_gradcheck_through_the_weights_and_bad_input():
+    a, b = _views(n=4, d=3)
+    assert torch.autograd.gradcheck(lambda x, y: la.functional.attraction_repulsion(x, y, reduction="none"),
+                                    [a.requires_grad_(True), b.requires_grad_(True)])
+    one = la.functional.attraction_repulsion(a[:1], b[:1])  # one row: no negative, attraction only
+    torch.testing.assert_close(one, (F.normalize(a[:1], dim=1) - F.normalize(b[:1], dim=1)).square().sum())
+    with pytest.raises(ValueError, match="beta"):
+        la.create("attraction_repulsion", beta=-1.0)
+    with pytest.raises(TypeError, match="normalize"):
+        la.create("attraction_repulsion", normalize=1)
+    with pytest.raises(ValueError, match="b must have the shape"):
+        la.functional.attraction_repulsion(a, b[:2])
