@@ -453,11 +453,15 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "pos_margin": (0.0, PML + "contrastive_loss.py ContrastiveLoss(pos_margin=0)"),
         "neg_margin": (1.0, PML + "contrastive_loss.py ContrastiveLoss(neg_margin=1)"),
         "average_nonzero": (True, PML + "base_metric_loss_function.py: AvgNonZeroReducer by default"),
+        "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
+        "block_size": (None, BLOCK),
         "reduction": ("mean", TORCH_RED),
     },
     "triplet_margin": {
         "margin": (0.2, "Schroff et al. 2015, FaceNet: α = 0.2 (pytorch-metric-learning's is 0.05)"),
         "average_nonzero": (True, PML + "base_metric_loss_function.py: AvgNonZeroReducer by default"),
+        "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
+        "block_size": (None, BLOCK),
         "reduction": ("mean", TORCH_RED),
     },
     "multi_similarity": {
@@ -465,16 +469,24 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "beta": (50.0, PML + "multi_similarity_loss.py MultiSimilarityLoss(beta=50); Wang et al. 2019"),
         "base": (0.5, PML + "multi_similarity_loss.py MultiSimilarityLoss(base=0.5); msight-tech code"),
         "miner_epsilon": (None, "no mining (pytorch-metric-learning's MultiSimilarityMiner is a separate object)"),
+        "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
+        "block_size": (None, BLOCK),
         "reduction": ("mean", TORCH_RED),
     },
     "ntxent": {
         "temperature": (0.07, PML + "ntxent_loss.py NTXentLoss(temperature=0.07)"),
+        "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
+        "block_size": (None, BLOCK),
         "reduction": ("mean", TORCH_RED),
     },
     "supcon": {
         "temperature": (0.07, "HobbitLong/SupContrast losses.py SupConLoss(temperature=0.07)"),
         "base_temperature": (0.07, "HobbitLong/SupContrast losses.py SupConLoss(base_temperature=0.07)"),
         "average_over": ("anchors_with_positives", PML + "supcon_loss.py (mean over the anchors with a positive)"),
+        "tiled": ("auto", TILED),
+        "block_size": (None, BLOCK),
+        "distributed": (False, DIST),
+        "group": (None, GROUP),
         "reduction": ("mean", TORCH_RED),
     },
     "threshold_consistent_margin": {
@@ -959,10 +971,14 @@ SAME_BY_DESIGN: dict[tuple[str, str], tuple[Any, str]] = {
     **{(i, "block_size"): (3, "the tile size of the tiled path (forced by tiled=True): the same loss") for i in _GCL_IDS},
     **{(i, "tiled"): (True, "tiling computes the same loss block by block (exact up to rounding)")
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
-                 "mochi")},
+                 "mochi", "supcon")},
     **{(i, "block_size"): (3, "the tile size of the tiled path (forced by tiled=True): the same loss")
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
-                 "mochi")},
+                 "mochi", "supcon")},
+    **{(i, "tiled"): (True, "the row-block form computes the same loss block by block (exact up to rounding)")
+       for i in ("contrastive", "triplet_margin", "multi_similarity", "ntxent")},
+    **{(i, "block_size"): (3, "the tile size of the row-block path (with tiled=True): the same loss")
+       for i in ("contrastive", "triplet_margin", "multi_similarity", "ntxent")},
 }
 
 #: Arguments not exercised by the generic test, with the reason (and where they are).
@@ -975,7 +991,7 @@ NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
        for n in ("margin", "k", "imratio", "version")},
     **{(i, n): "needs an initialised process group: tests/test_distributed_contrastive.py"
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
-                 "barlow_twins") for n in ("distributed", "group")},
+                 "barlow_twins", "supcon") for n in ("distributed", "group")},
     **{(i, "ignore_index"): "an ignore_index absent from the batch cannot change it: test_ignore_index_default"
        for i in DEFAULTS if "ignore_index" in DEFAULTS[i]},
     ("pauc_cvar", "eta"): "SOPA's threshold step comes after the thresholds are read, so a first call cannot show it: "

@@ -26,13 +26,23 @@ anchor has positives.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._validation import check_number
-from .functional.metric import _check_embeddings, _pair_masks, _unit_distances, multi_similarity_mine
+from .functional.metric import (
+    _check_embeddings,
+    _distance_rows,
+    _key_reps,
+    _label_rows,
+    _pair_masks,
+    _row_keys,
+    _unit_distances,
+    multi_similarity_mine,
+)
 
 __all__ = ["Miner", "BatchHardMiner", "BatchSemiHardMiner", "TripletMarginMiner", "MultiSimilarityMiner"]
 
@@ -58,6 +68,24 @@ class Miner:
         """A dissimilarity [N, N] (smaller is closer) under this miner's distance."""
         return _unit_distances(u) if self.distance == "euclidean" else -(u @ u.T)
 
+    def _dist_blocks(self, u: Tensor, labels: Tensor, block_size: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+        """Row blocks ``(r0, dissimilarity rows, positive rows, negative rows)`` of
+        :meth:`_dist` and the pair masks, without the N x N matrices."""
+        n = u.shape[0]
+        keys = _row_keys(u)
+        reps = _key_reps(keys) if self.distance == "euclidean" else None
+        for r0 in range(0, n, block_size):
+            r1 = min(r0 + block_size, n)
+            d = _distance_rows(u, u, r0, r1, keys, reps) if self.distance == "euclidean" else -(u[r0:r1] @ u.T)
+            pos, neg = _label_rows(labels, r0, r1)
+            yield r0, d, pos, neg
+
+    @staticmethod
+    def _check_block_size(block_size: int | None) -> int | None:
+        if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1):
+            raise ValueError(f"block_size must be a positive int (anchor rows per block) or None, got {block_size!r}")
+        return block_size
+
     @staticmethod
     def _check_distance(distance: str) -> str:
         if distance not in DISTANCES:
@@ -80,6 +108,8 @@ class BatchHardMiner(Miner):
     negative. Anchors without a positive or a negative are skipped.
 
     Returns a triplet tuple ``(anchors, positives, negatives)`` with one triplet per anchor.
+    ``block_size``: mine over blocks of that many anchor rows (memory linear in N, the same
+    triplets); ``None`` builds the N x N distances.
 
     >>> import torch
     >>> a, p, n = BatchHardMiner()(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]))
@@ -87,10 +117,22 @@ class BatchHardMiner(Miner):
     [0, 1, 2, 3, 4, 5]
     """
 
-    def __init__(self, distance: str = "euclidean") -> None:
+    def __init__(self, distance: str = "euclidean", block_size: int | None = None) -> None:
         self.distance = self._check_distance(distance)
+        self.block_size = self._check_block_size(block_size)
 
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.block_size is not None:
+            parts = []
+            for r0, d, pos, neg in self._dist_blocks(u, labels, self.block_size):
+                ok = pos.any(1) & neg.any(1)
+                hp = d.masked_fill(~pos, -math.inf).argmax(1)
+                hn = d.masked_fill(~neg, math.inf).argmin(1)
+                parts.append((torch.nonzero(ok).flatten() + r0, hp[ok], hn[ok]))
+            if not parts:
+                return _empty3(u.device)
+            a, p, n = (torch.cat(t) for t in zip(*parts))
+            return (a, p, n) if a.numel() else _empty3(u.device)
         d = self._dist(u)
         pos, neg = _pair_masks(labels, None)
         ok = pos.any(1) & neg.any(1)
@@ -109,7 +151,9 @@ class BatchSemiHardMiner(Miner):
     (TensorFlow Addons' ``triplet_semihard_loss`` rule). With ``margin`` set, only negatives
     inside the margin band ``d_ap < d_an < d_ap + margin`` count as semi-hard.
 
-    Returns a triplet tuple, one triplet per positive pair.
+    Returns a triplet tuple, one triplet per positive pair. ``block_size``: mine over blocks
+    of that many anchor rows (memory linear in N for a bounded number of positives per
+    anchor, the same triplets); ``None`` builds the N x N distances.
 
     >>> import torch
     >>> a, p, n = BatchSemiHardMiner()(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]))
@@ -117,16 +161,28 @@ class BatchSemiHardMiner(Miner):
     6
     """
 
-    def __init__(self, margin: float | None = None, distance: str = "euclidean") -> None:
+    def __init__(self, margin: float | None = None, distance: str = "euclidean", block_size: int | None = None) -> None:
         self.margin = None if margin is None else check_number(margin, "margin", low=0.0, low_open=True)
         self.distance = self._check_distance(distance)
+        self.block_size = self._check_block_size(block_size)
 
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.block_size is not None:
+            parts = [self._semihard(r0, d, pos, neg) for r0, d, pos, neg in self._dist_blocks(u, labels, self.block_size)]
+            if not parts:
+                return _empty3(u.device)
+            a, p, n = (torch.cat(t) for t in zip(*parts))
+            return (a, p, n) if a.numel() else _empty3(u.device)
         d = self._dist(u)
         pos, neg = _pair_masks(labels, None)
+        a, p, n = self._semihard(0, d, pos, neg)
+        return (a, p, n) if a.numel() else _empty3(u.device)
+
+    def _semihard(self, r0: int, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Semi-hard triplets of the anchor rows ``d`` [rows, N] (anchors ``r0 + row``)."""
         a, p = torch.nonzero(pos & neg.any(1, keepdim=True), as_tuple=True)
         if a.numel() == 0:
-            return _empty3(u.device)
+            return _empty3(d.device)
         d_ap = d[a, p].unsqueeze(1)  # [P, 1]
         d_an = d[a]  # [P, N]
         negs = neg[a]
@@ -136,7 +192,7 @@ class BatchSemiHardMiner(Miner):
         semi = d_an.masked_fill(~outside, math.inf).argmin(1)
         fallback = d_an.masked_fill(~negs, -math.inf).argmax(1)
         n = torch.where(outside.any(1), semi, fallback)
-        return a, p, n
+        return a + r0, p, n
 
 
 class TripletMarginMiner(Miner):

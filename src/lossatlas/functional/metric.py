@@ -52,7 +52,11 @@ from .._validation import (
     check_tensor,
     compiling,
 )
+from ..distributed.blocks import row_blocks
+from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed
+from ..distributed.tiled import DEFAULT_BLOCK_ELEMENTS, pairwise_logsumexp
 from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
+from .ssl import SHARED, _use_tiles, tiled_option
 
 __all__ = [
     "contrastive",
@@ -282,6 +286,86 @@ def _unit_distances(u: Tensor) -> Tensor:
     return d.detach()[rep][:, rep] + (d - d.detach())  # the value of the representatives, the gradient of d
 
 
+# ----------------------------------------------------------------------------- row blocks (tiled forms)
+def _key_reps(keys: Tensor) -> Tensor | None:
+    """Each row's representative (the first row with the same bit fingerprint), or ``None``
+    when all rows differ: the tiled forms' version of :func:`_zero_distance_pairs`'s
+    representatives without the [N, N] comparison (two different rows that share a key,
+    a 64-bit collision, would count as identical here)."""
+    if not _has_repeats(keys):
+        return None
+    uniq, inv = torch.unique(keys, return_inverse=True)
+    idx = torch.arange(keys.numel(), device=keys.device)
+    first = torch.full((uniq.numel(),), keys.numel(), dtype=torch.long, device=keys.device)
+    return first.scatter_reduce_(0, inv, idx, "amin")[inv]
+
+
+def _self_mask(rows: int, cols: int, start: int, device: torch.device) -> Tensor:
+    """Boolean [rows, cols], True at (i, start + i): an anchor block's own columns."""
+    m = torch.zeros(rows, cols, dtype=torch.bool, device=device)
+    idx = torch.arange(rows, device=device)
+    m[idx, idx + start] = True
+    return m
+
+
+def _label_rows(labels: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
+    """Rows ``r0:r1`` of :func:`_all_pair_masks`: positives (same label, not the anchor) and negatives."""
+    same = labels[r0:r1].unsqueeze(1) == labels.unsqueeze(0)
+    return same & ~_self_mask(r1 - r0, labels.shape[0], r0, labels.device), ~same
+
+
+def _distance_rows(q: Tensor, k: Tensor, r0: int, r1: int, keys: Tensor, reps: Tensor | None) -> Tensor:
+    """Rows ``r0:r1`` of :func:`_unit_distances` (anchors ``q`` = the rows of keys ``k``, one
+    tensor passed twice so that both sides get their gradient): ``sqrt(2 − 2 u_i·u_j)``,
+    exactly 0 on the diagonal, between identical rows and where the square rounds to ≤ 0,
+    with the representatives' values where rows repeat."""
+
+    def dist(qb: Tensor, kk: Tensor, qid: Tensor, kid: Tensor) -> Tensor:
+        sq = (2.0 - 2.0 * (qb @ kk.T)).clamp_min(0.0)
+        sd = sq.detach()
+        zero = (sd <= 0) | (qid.unsqueeze(1) == kid.unsqueeze(0))
+        if reps is not None:
+            bound = 4.0 * (qb.shape[1] + 4) * torch.finfo(sq.dtype).eps
+            zero |= (sd <= bound) & (keys[qid].unsqueeze(1) == keys[kid].unsqueeze(0))
+        return torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
+
+    rows = torch.arange(r0, r1, device=q.device)
+    cols = torch.arange(k.shape[0], device=q.device)
+    d = dist(q[r0:r1], k, rows, cols)
+    if reps is None:
+        return d
+    with torch.no_grad():
+        kd = k.detach()
+        value = dist(kd[reps[r0:r1]], kd[reps], reps[r0:r1], reps)
+    return value + (d - d.detach())  # the value of the representatives, the gradient of d
+
+
+def _pair_distances(u: Tensor, i: Tensor, j: Tensor, keys: Tensor, reps: Tensor | None) -> Tensor:
+    """``d(u_i, u_j)`` for listed pairs [M] (the entries of :func:`_unit_distances`, O(M·D))."""
+
+    def dist(a: Tensor, b: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
+        sq = (2.0 - 2.0 * (a * b).sum(1)).clamp_min(0.0)
+        sd = sq.detach()
+        bound = 4.0 * (u.shape[1] + 4) * torch.finfo(sq.dtype).eps
+        zero = (sd <= 0) | (ia == ib) | ((sd <= bound) & (keys[ia] == keys[ib]))
+        return torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
+
+    d = dist(u[i], u[j], i, j)
+    if reps is None:
+        return d
+    with torch.no_grad():
+        ud = u.detach()
+        value = dist(ud[reps[i]], ud[reps[j]], reps[i], reps[j])
+    return value + (d - d.detach())
+
+
+def _tile_rows(n_keys: int, block_size: int | None, per_row: int = 1) -> int:
+    """Anchor rows per block: ``block_size``, or about ``DEFAULT_BLOCK_ELEMENTS`` entries."""
+    if block_size is not None:
+        return block_size
+    return max(1, DEFAULT_BLOCK_ELEMENTS // max(n_keys * per_row, 1))
+
+
 def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     """logsumexp over the entries where ``mask``; ``-inf`` (with zero gradient) for empty rows."""
     if x.shape[dim] == 0:
@@ -407,6 +491,11 @@ CONTRASTIVE_FUSE_MIN_NUMEL = 1
     "neg_margin": Param("m−, negatives farther than it cost nothing", any_number, f"{PML} (1)"),
     "average_nonzero": Param("``'mean'`` averages only the non-zero terms of each part (else every pair)", as_bool,
                              f"{PML}'s AvgNonZeroReducer"),
+    "tiled": Param("``True`` computes the loss in blocks of anchor rows, recomputed in backward "
+                   "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
+                   "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
+                   tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
+    "block_size": SHARED["block_size"],
 })
 def contrastive(
     embeddings: Tensor,
@@ -416,6 +505,8 @@ def contrastive(
     neg_margin: float = 1.0,
     average_nonzero: bool = True,
     indices: Indices | None = None,
+    tiled: bool | str = False,
+    block_size: int | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -433,6 +524,9 @@ def contrastive(
         0
     """
     u, labels, out_dtype = _unit(embeddings, labels, validate)
+    if _use_tiles(tiled, u.shape[0], u.shape[0]):
+        return _contrastive_tiled(u, labels, pos_margin, neg_margin, average_nonzero, indices, block_size, reduction,
+                                  out_dtype, validate)
     # the fused form lists the positive pairs with `nonzero` (a host read): CPU only unless
     # forced, so that CUDA never synchronises; CUDA and torch.compile run the composed ops
     if indices is None and take_fused(u, CONTRASTIVE_FUSE_MIN_NUMEL):
@@ -456,6 +550,45 @@ def _contrastive_composed(
         mean = _wavg(lp, wp * (lp > 0)) + _wavg(ln, wn * (ln > 0))
     else:
         mean = _wavg(lp, wp) + _wavg(ln, wn)
+    return mean.to(out_dtype)
+
+
+def _contrastive_tiled(
+    u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, average_nonzero: bool, indices: Indices | None,
+    block_size: int | None, reduction: str, out_dtype: torch.dtype, validate: bool,
+) -> Tensor:
+    """The contrastive loss without N x N matrices: over blocks of anchor rows (every pair) or
+    over the listed pairs of a miner (O(pairs · D)); values and gradients are the dense form's."""
+    n = u.shape[0]
+    keys = _row_keys(u)
+    reps = _key_reps(keys)
+    if indices is not None:
+        a1, p, a2, ng = _pairs_of(_check_indices(indices, n, u.device, validate))
+        lp = F.relu(_pair_distances(u, a1, p, keys, reps) - pos_margin)
+        ln = F.relu(neg_margin - _pair_distances(u, a2, ng, keys, reps))
+        per_anchor = u.new_zeros(n).index_add(0, a1, lp).index_add(0, a2, ln)
+        if reduction != "mean":
+            return reduce_loss(per_anchor, reduction, None, out_dtype)
+        if average_nonzero:
+            mean = _avg(lp, lp > 0) + _avg(ln, ln > 0)
+        else:
+            mean = lp.sum() / max(lp.numel(), 1) + ln.sum() / max(ln.numel(), 1)
+        return mean.to(out_dtype)
+
+    def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
+        d = _distance_rows(q, k, r0, r1, keys, reps)
+        pos, neg = _label_rows(labels, r0, r1)
+        lp = torch.where(pos, F.relu(d - pos_margin), torch.zeros_like(d))
+        ln = torch.where(neg, F.relu(neg_margin - d), torch.zeros_like(d))
+        cols = (lp.sum(1), ln.sum(1), (lp > 0).sum(1), (ln > 0).sum(1), pos.sum(1), neg.sum(1))
+        return torch.stack([c.to(torch.float64) for c in cols], 1)
+
+    out = row_blocks(rows, n, _tile_rows(n, block_size), u, u)
+    per_anchor = (out[:, 0] + out[:, 1]).to(u.dtype)
+    if reduction != "mean":
+        return reduce_loss(per_anchor, reduction, None, out_dtype)
+    cp, cn = (out[:, 2].sum(), out[:, 3].sum()) if average_nonzero else (out[:, 4].sum(), out[:, 5].sum())
+    mean = out[:, 0].sum() / cp.clamp_min(1.0) + out[:, 1].sum() / cn.clamp_min(1.0)
     return mean.to(out_dtype)
 
 
@@ -569,6 +702,11 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
                     f"FaceNet (α = 0.2); {PML}'s default is 0.05"),
     "average_nonzero": Param("``'mean'`` averages only the triplets with a non-zero loss (else every triplet)",
                              as_bool, f"{PML}'s AvgNonZeroReducer"),
+    "tiled": Param("``True`` computes the loss in blocks of anchor rows, recomputed in backward "
+                   "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
+                   "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
+                   tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
+    "block_size": SHARED["block_size"],
 })
 def triplet_margin(
     embeddings: Tensor,
@@ -577,6 +715,8 @@ def triplet_margin(
     margin: float = 0.2,
     average_nonzero: bool = True,
     indices: Indices | None = None,
+    tiled: bool | str = False,
+    block_size: int | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -594,6 +734,8 @@ def triplet_margin(
     """
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
+    if _use_tiles(tiled, n, n):
+        return _triplet_tiled(u, labels, margin, average_nonzero, indices, block_size, reduction, out_dtype, validate)
     d = _unit_distances(u)
     # gathered [N, P_max, N] form: reads P_max on the host, so eager CPU only (CUDA stays free
     # of synchronisation and, like torch.compile, uses the dense form below)
@@ -614,6 +756,41 @@ def triplet_margin(
         per_anchor = torch.zeros(n, dtype=d.dtype, device=d.device).index_add(0, a, losses)
     mean = _avg(losses, losses > 0) if average_nonzero else _avg(losses, valid)
     return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+
+
+def _triplet_tiled(
+    u: Tensor, labels: Tensor, margin: float, average_nonzero: bool, indices: Indices | None, block_size: int | None,
+    reduction: str, out_dtype: torch.dtype, validate: bool,
+) -> Tensor:
+    """The triplet loss without N x N (x P) tensors: every triplet over blocks of anchors
+    ([rows, P, N] at a time), or a miner's triplets from their pair distances (O(triplets · D),
+    e.g. :class:`lossatlas.miners.BatchHardMiner` with ``block_size``)."""
+    n = u.shape[0]
+    keys = _row_keys(u)
+    reps = _key_reps(keys)
+    if indices is not None:
+        a, p, ng = _triplets_from(indices, n, u.device, validate)
+        losses = F.relu(_pair_distances(u, a, p, keys, reps) - _pair_distances(u, a, ng, keys, reps) + margin)
+        per_anchor = u.new_zeros(n).index_add(0, a, losses)
+        mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / max(losses.numel(), 1)
+        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    _, cnt, _, _ = _class_stats(labels)
+    p_max = int(cnt.max()) - 1 if n else 0
+
+    def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
+        d = _distance_rows(q, k, r0, r1, keys, reps)
+        pos, neg = _label_rows(labels, r0, r1)
+        pv, pidx = pos.to(torch.int8).topk(p_max, dim=1)
+        d_ap = d.gather(1, pidx).masked_fill(pv == 0, -math.inf)
+        d_an = d.masked_fill(~neg, math.inf)
+        t = F.relu(d_ap.unsqueeze(2) - d_an.unsqueeze(1) + margin)
+        cols = (t.sum((1, 2)), (t > 0).sum((1, 2)), pos.sum(1) * neg.sum(1))
+        return torch.stack([c.to(torch.float64) for c in cols], 1)
+
+    out = row_blocks(rows, n, _tile_rows(n, block_size, max(p_max, 1)), u, u)
+    per_anchor = out[:, 0].to(u.dtype)
+    count = out[:, 1].sum() if average_nonzero else out[:, 2].sum()
+    return _pairwise_reduce(per_anchor, out[:, 0].sum() / count.clamp_min(1.0), reduction, out_dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -661,6 +838,11 @@ def multi_similarity_mine(
     "base": Param("λ, the similarity margin", any_number, "λ: official code and PML (0.5); the paper reports λ = 1"),
     "miner_epsilon": Param("ε ≥ 0 of the MS miner applied first (``None``: no mining)", nonnegative,
                            "None = no mining; the MS miner's ε is 0.1 in the paper and PML"),
+    "tiled": Param("``True`` computes the loss in blocks of anchor rows, recomputed in backward "
+                   "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
+                   "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
+                   tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
+    "block_size": SHARED["block_size"],
 })
 def multi_similarity(
     embeddings: Tensor,
@@ -671,6 +853,8 @@ def multi_similarity(
     base: float = 0.5,
     miner_epsilon: float | None = None,
     indices: Indices | None = None,
+    tiled: bool | str = False,
+    block_size: int | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -687,6 +871,13 @@ def multi_similarity(
         torch.Size([])
     """
     u, labels, out_dtype = _unit(embeddings, labels, validate)
+    if miner_epsilon is not None and indices is not None:
+        raise ValueError("pass either indices= (from a miner) or miner_epsilon, not both")
+    if _use_tiles(tiled, u.shape[0], u.shape[0]):
+        if indices is not None:
+            raise ValueError("indices (a miner's pairs) need the dense form: pass tiled=False with indices, or use "
+                             "miner_epsilon (the MS miner, mined block by block)")
+        return reduce_loss(_ms_tiled(u, labels, alpha, beta, base, miner_epsilon, block_size), reduction, None, out_dtype)
     s = u @ u.T
     if miner_epsilon is not None:
         if indices is not None:
@@ -700,6 +891,31 @@ def multi_similarity(
     return reduce_loss(lp + ln, reduction, None, out_dtype)
 
 
+def _ms_tiled(u: Tensor, labels: Tensor, alpha: float, beta: float, base: float, miner_epsilon: float | None,
+              block_size: int | None) -> Tensor:
+    """Per-anchor multi-similarity losses [N] over blocks of anchor rows (the MS miner's
+    thresholds are per anchor, so it mines within the block)."""
+    n = u.shape[0]
+    _, _, has_pos, has_neg = _class_stats(labels)
+    both = bool(has_pos & has_neg)
+
+    def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
+        s = q[r0:r1] @ k.T
+        pos, neg = _label_rows(labels, r0, r1)
+        if miner_epsilon is not None:
+            sd = s.detach()
+            hardest_neg = sd.masked_fill(~neg, -math.inf).amax(1, keepdim=True)
+            easiest_pos = sd.masked_fill(~pos, math.inf).amin(1, keepdim=True)
+            pos = pos & (sd - miner_epsilon < hardest_neg) & both
+            neg = neg & (sd + miner_epsilon > easiest_pos) & both
+        zero = torch.zeros((), dtype=s.dtype, device=s.device)
+        lp = torch.logaddexp(_masked_lse(-alpha * (s - base), pos), zero) / alpha
+        ln = torch.logaddexp(_masked_lse(beta * (s - base), neg), zero) / beta
+        return lp + ln
+
+    return row_blocks(rows, n, _tile_rows(n, block_size), u, u)
+
+
 # --------------------------------------------------------------------------------------
 # G2 / G1: supervised contrastive and NT-Xent
 # --------------------------------------------------------------------------------------
@@ -708,6 +924,10 @@ def multi_similarity(
     "base_temperature": Param("τ_b > 0; the loss is scaled by τ/τ_b", positive, "HobbitLong/SupContrast (0.07)"),
     "average_over": Param("``'anchors_with_positives'`` (PML) | ``'all_anchors'`` (SupContrast): what ``'mean'`` averages",
                           _average_over, f"{PML}'s convention (anchors with a positive)"),
+    "tiled": SHARED["tiled"],
+    "block_size": SHARED["block_size"],
+    "distributed": SHARED["distributed"],
+    "group": SHARED["group"],
 })
 def supcon(
     embeddings: Tensor,
@@ -717,6 +937,10 @@ def supcon(
     base_temperature: float = 0.07,
     average_over: str = "anchors_with_positives",
     indices: Indices | None = None,
+    tiled: bool | str = "auto",
+    block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -734,6 +958,14 @@ def supcon(
     (flattened view-major, row ``v·bsz + i`` = ``features[i, v]``; ``None``: SimCLR).
     ``"none"`` and ``indices`` refer to the rows of the flattened batch.
 
+    Tiled form (``tiled=True``, or ``"auto"`` above 4M matrix entries; not with a miner's
+    ``indices``, whose pair masks are N x N): the mean over positives of ``s_ip/τ`` is
+    ``u_i · (Σ_{y_p = y_i} u_p − u_i) / (τ |P_i|)`` from per-class sums, and the
+    denominators are a tiled row log-sum-exp with the anchor's own column excluded
+    (:func:`lossatlas.distributed.pairwise_logsumexp`), so memory is linear in N.
+    ``distributed=True``: every process's rows are keys (all-gather with gradients), each
+    process returns the loss of the concatenated batch and gets its exact gradient.
+
     {args}
 
     Example:
@@ -745,6 +977,13 @@ def supcon(
     """
     embeddings, labels = _views(embeddings, labels, validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
+    on = distributed and is_distributed(group)
+    if indices is not None and (on or tiled is True):
+        raise ValueError("indices (a miner's pairs) need the dense N x N form: pass tiled=False and distributed=False "
+                         "with indices, or drop indices")
+    if on or (indices is None and _use_tiles(tiled, u.shape[0], u.shape[0])):
+        return _supcon_blocks(u, labels, temperature, base_temperature, average_over,
+                              _use_tiles(tiled, u.shape[0], u.shape[0]), block_size, on, group, reduction, out_dtype)
     pos, neg = _pair_masks(labels, indices, validate)
     z = (u @ u.T) / temperature
     denom = _masked_lse(z, pos | neg)
@@ -760,8 +999,66 @@ def supcon(
     return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
 
 
+def _class_stats(labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Dense class ids of ``labels`` (``torch.unique``'s inverse), the count of each class, and
+    whether the batch has a positive pair (a class seen twice) and a negative pair (two classes)."""
+    if labels.numel() == 0:
+        e = labels.new_zeros(0)
+        f = torch.zeros((), dtype=torch.bool, device=labels.device)
+        return e, e, f, f
+    uniq, inv = torch.unique(labels, return_inverse=True)
+    cnt = torch.bincount(inv, minlength=uniq.numel())
+    has_pos = (cnt > 1).any()
+    has_neg = torch.tensor(uniq.numel() > 1, device=labels.device)
+    return inv, cnt, has_pos, has_neg
+
+
+def _supcon_blocks(
+    u: Tensor, labels: Tensor, temperature: float, base_temperature: float, average_over: str, tiled: bool,
+    block_size: int | None, on: bool, group: Any, reduction: str, out_dtype: torch.dtype,
+) -> Tensor:
+    """SupCon of the local anchors ``u`` against the keys of every process (``on``) or of this
+    one, without the N x N masks: positives enter through per-class sums of the unit keys,
+    the denominators through a row log-sum-exp (tiled or dense) without the anchor's column.
+
+    Per anchor ``Σ_{p∈P_i} log p_ip = s_i·S_{y_i}/τ − |P_i| lse_i`` where
+    ``S_c = Σ_{y_k = c, k ≠ i} u_k``; the value is the dense form's (the sum over positives is
+    reordered, which changes the rounding only)."""
+    n = u.shape[0]
+    ug, off = all_gather_with_grad(u, group) if on else (u, 0)
+    yg, _ = all_gather_with_grad(labels, group) if on else (labels, 0)
+    inv_g, cnt, has_pos, has_neg = _class_stats(yg)
+    inv = inv_g[off: off + n]
+    n_cls = cnt.numel()
+    sums = ug.new_zeros((n_cls, ug.shape[1])).index_add(0, inv_g, ug)
+    npos = (cnt[inv] - 1) if n else cnt[inv]
+    rows = torch.arange(n, device=u.device) + off
+    scale = 1.0 / temperature
+    lse, _ = pairwise_logsumexp(u, ug, scale, exclude=rows[:, None], tiled=tiled, block_size=block_size)
+    assert lse is not None
+    some = npos > 0
+    lse = torch.where(some, lse, torch.zeros_like(lse))  # an anchor alone in the batch: -inf, unused
+    pos_sim = scale * (u * (sums[inv] - ug[rows])).sum(1)
+    nf = npos.to(u.dtype)
+    mean_log_prob_pos = torch.where(some, (pos_sim - nf * lse) / nf.clamp_min(1.0), torch.zeros_like(lse))
+    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
+    if average_over == "anchors_with_positives":
+        per_anchor = _zero_unless(has_pos & has_neg, per_anchor)
+        total = int((cnt[inv_g] > 1).sum()) if yg.numel() else 0
+    else:
+        total = yg.shape[0]
+    if reduction == "none":
+        return per_anchor.to(out_dtype)
+    return global_reduce(per_anchor, reduction, total, group, on).to(out_dtype)
+
+
 @loss_function(inputs=EMBEDDING, call=("indices",), params={
     "temperature": Param("τ > 0 of the softmax over similarities", positive, f"{PML} (0.07)"),
+    "tiled": Param("``True`` computes the loss in blocks of anchor rows, recomputed in backward "
+                   "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
+                   "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
+                   tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
+    "block_size": SHARED["block_size"],
 })
 def ntxent(
     embeddings: Tensor,
@@ -769,6 +1066,8 @@ def ntxent(
     *,
     temperature: float = 0.07,
     indices: Indices | None = None,
+    tiled: bool | str = False,
+    block_size: int | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -797,6 +1096,10 @@ def ntxent(
     """
     embeddings, labels = _views(embeddings, labels, validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
+    if _use_tiles(tiled, u.shape[0], u.shape[0]):
+        if indices is not None:
+            raise ValueError("indices (a miner's pairs) need the dense form: pass tiled=False with indices")
+        return _ntxent_tiled(u, labels, temperature, block_size, reduction, out_dtype)
     z = (u @ u.T) / temperature
     wp, wn = _pair_weights(labels, indices, z.dtype, validate)
     pos, neg = wp > 0, wn > 0
@@ -806,6 +1109,23 @@ def ntxent(
     pair = _zero_unless(pos.any() & neg.any(), pair)
     per_anchor = (pair * wp).sum(1)
     return _pairwise_reduce(per_anchor, _wavg(pair, wp), reduction, out_dtype)
+
+
+def _ntxent_tiled(u: Tensor, labels: Tensor, temperature: float, block_size: int | None, reduction: str,
+                  out_dtype: torch.dtype) -> Tensor:
+    """NT-Xent over blocks of anchor rows: each row's negative log-sum-exp, then its positive pairs."""
+    n = u.shape[0]
+    _, cnt, has_pos, has_neg = _class_stats(labels)
+
+    def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
+        z = (q[r0:r1] @ k.T) / temperature
+        pos, neg = _label_rows(labels, r0, r1)
+        lse_neg = _masked_lse(z, neg).unsqueeze(1)
+        return torch.where(pos, torch.logaddexp(z, lse_neg) - z, torch.zeros_like(z)).sum(1)
+
+    per_anchor = _zero_unless(has_pos & has_neg, row_blocks(rows, n, _tile_rows(n, block_size), u, u))
+    n_pairs = int((cnt * (cnt - 1)).sum()) if n else 0
+    return _pairwise_reduce(per_anchor, per_anchor.sum() / max(n_pairs, 1), reduction, out_dtype)
 
 
 # --------------------------------------------------------------------------------------

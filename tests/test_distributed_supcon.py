@@ -1,0 +1,155 @@
+"""Issue 22: SupCon across processes. Two gloo ranks with uneven shards must give the loss of
+the concatenated batch and its exact gradient, dense and tiled, under DDP with gradient
+accumulation over micro-batches (``no_sync``), and in the cached (GradCache) form."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import lossatlas as la
+import lossatlas.functional as LF
+from lossatlas.distributed import cached_backward
+
+WORLD = 2
+SIZES = (7, 5)  # uneven shards of one micro-batch
+D_IN, D = 5, 4
+MICRO = 2  # micro-batches accumulated per step
+# (kwargs) of every SupCon setting checked; labels shared across the shards
+SETTINGS: list[dict[str, Any]] = [
+    {"temperature": 0.1},
+    {"temperature": 0.2, "base_temperature": 0.07, "average_over": "all_anchors"},
+    {"temperature": 0.1, "reduction": "sum"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    n = sum(SIZES)
+    e = torch.randn(n, D, generator=g, dtype=torch.float64)
+    x = torch.randn(MICRO, n, D_IN, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (MICRO, n), generator=g)
+    y[0, 11] = 9  # an anchor whose class is on no other row (no positive)
+    return e, x, y
+
+
+def _encoder() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Linear(D_IN, 6), torch.nn.Tanh(), torch.nn.Linear(6, D)).double()
+
+
+def _shard(rank: int) -> slice:
+    start = sum(SIZES[:rank])
+    return slice(start, start + SIZES[rank])
+
+
+def _worker(rank: int, port: int, path: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        torch.set_num_threads(1)
+        e, x, y = _data()
+        sl = _shard(rank)
+        out: dict[str, Any] = {"loss": [], "grad": []}
+        # 1. the function on leaf embeddings, dense and tiled
+        for kw in SETTINGS:
+            for tiled in (False, True):
+                el = e[sl].clone().requires_grad_()
+                loss = LF.supcon(el, y[0, sl], distributed=True, tiled=tiled, block_size=3, **kw)
+                loss.backward()
+                out["loss"].append(loss.detach())
+                out["grad"].append(el.grad)
+        # 2. DDP, two micro-batches accumulated with no_sync, the module's tiled form
+        enc = _encoder()
+        ddp = torch.nn.parallel.DistributedDataParallel(enc)
+        crit = la.create("supcon", temperature=0.1, tiled=True, block_size=4, distributed=True)
+        for m in range(MICRO):
+            if m < MICRO - 1:
+                with ddp.no_sync():
+                    (crit(ddp(x[m, sl]), y[m, sl]) * WORLD).backward()
+            else:
+                (crit(ddp(x[m, sl]), y[m, sl]) * WORLD).backward()
+        out["ddp"] = [p.grad.detach().clone() for p in enc.parameters()]
+        # 3. the cached (GradCache) form: chunks of 3 rows, then the parameter gradients summed over ranks
+        enc = _encoder()
+        fn = la.create("supcon", temperature=0.1, tiled=True, block_size=2, distributed=True)
+        for m in range(MICRO):
+            out.setdefault("cached_loss", []).append(
+                cached_backward(lambda z, m=m: fn(z, y[m, sl]), enc, [x[m, sl]], chunk_size=3))
+        grads = [p.grad.detach().clone() for p in enc.parameters()]
+        for t in grads:
+            dist.all_reduce(t)
+        out["cached"] = grads
+        torch.save(out, f"{path}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    path = str(tmp_path_factory.mktemp("dist_supcon") / "out")
+    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
+    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
+    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+
+
+def test_distributed_supcon_equals_single_process(gathered: list[dict[str, Any]]) -> None:
+    e, _, y = _data()
+    i = 0
+    for kw in SETTINGS:
+        for tiled in (False, True):
+            ref_e = e.clone().requires_grad_()
+            ref = LF.supcon(ref_e, y[0], tiled=False, **kw)
+            ref.backward()
+            label = f"{kw} tiled={tiled}"
+            for r in range(WORLD):
+                torch.testing.assert_close(gathered[r]["loss"][i], ref.detach(), rtol=1e-10, atol=1e-12, msg=label)
+            grad = torch.cat([gathered[r]["grad"][i] for r in range(WORLD)])
+            torch.testing.assert_close(grad, ref_e.grad, rtol=1e-9, atol=1e-12, msg=label)
+            i += 1
+
+
+def _single_process_accumulated() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    _, x, y = _data()
+    enc = _encoder()
+    losses = []
+    for m in range(MICRO):
+        loss = LF.supcon(enc(x[m]), y[m], temperature=0.1, tiled=False)
+        loss.backward()
+        losses.append(loss.detach())
+    return [p.grad.detach().clone() for p in enc.parameters()], losses
+
+
+def test_ddp_no_sync_accumulation_equals_single_process(gathered: list[dict[str, Any]]) -> None:
+    ref, _ = _single_process_accumulated()
+    for r in range(WORLD):
+        for got, want in zip(gathered[r]["ddp"], ref):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_cached_distributed_equals_single_process(gathered: list[dict[str, Any]]) -> None:
+    ref, losses = _single_process_accumulated()
+    for r in range(WORLD):
+        for got, want in zip(gathered[r]["cached"], ref):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+        for got, want in zip(gathered[r]["cached_loss"], losses):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_without_a_process_group_distributed_is_single_process() -> None:
+    e, _, y = _data()
+    torch.testing.assert_close(LF.supcon(e, y[0], distributed=True), LF.supcon(e, y[0]))
+    torch.testing.assert_close(LF.supcon(e, y[0], distributed=True, tiled=True), LF.supcon(e, y[0]))
