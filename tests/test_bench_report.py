@@ -220,6 +220,26 @@ def test_noise_suite_gets_accuracy_against_noise_rate(tmp_path):
     assert "realised label-noise rate 19.6–39.2 %" in md
 
 
+def test_noise_rate_lines_pair_recipes_that_differ_only_in_their_noise():
+    from lossatlas.bench.report import _noise_lines
+
+    def runs(loss, noise, vals):
+        data = {"name": "mnist1d", **({"noise": noise} if noise else {})}
+        recipe = {**BASE, "data": data, "loss": {"id": loss}}
+        return [{"recipe": recipe, "metrics": {"balanced_accuracy": v}, "seed": i} for i, v in enumerate(vals)]
+
+    suite = {"ce0": runs("cross_entropy", None, [0.9, 0.8]), "ce_sym": runs("cross_entropy", {"type": "symmetric", "rate": 0.4}, [0.5, 0.7]),
+             "ce_pair": runs("cross_entropy", {"type": "pair_flip", "rate": 0.2}, [0.6]),
+             "gce_sym": runs("gce", {"type": "symmetric", "rate": 0.4}, [0.75])}  # gce has one rate only: no line
+    lines = _noise_lines(suite, "balanced_accuracy")
+    assert sorted(lines) == ["pair_flip", "symmetric"] and list(lines["symmetric"]) == ["cross_entropy"]
+    (r0, m0, lo0, hi0), (r1, m1, _, _) = lines["symmetric"]["cross_entropy"]
+    assert (r0, r1) == (0.0, 0.4) and (m0, m1) == (pytest.approx(0.85), pytest.approx(0.6))
+    assert (lo0, hi0) == tuple(pytest.approx(v) for v in sps.t.interval(0.95, 1, loc=0.85, scale=sps.sem([0.9, 0.8])))
+    rate, mean, lo, _ = lines["pair_flip"]["cross_entropy"][1]
+    assert (rate, mean) == (0.2, pytest.approx(0.6)) and math.isnan(lo)  # one seed: no interval
+
+
 def test_grouped_suite_pivots_in_percent_with_single_seed_values(tmp_path):
     db = tmp_path / "r.sqlite"
     runs = [("t1", "a", 0.6), ("t1", "a", 0.8), ("t1", "b", 0.9), ("t2", "a", 0.95), ("t2", "b", 0.5)]
@@ -283,6 +303,24 @@ def test_classification_records_per_epoch_curves():
     assert c["train_loss"][-1] < c["train_loss"][0]  # it learns
 
 
+@pytest.mark.parametrize("task, recipe, keys", [
+    ("binary", {"data": {"name": "digits", "positive_class": 8, "positive_fraction": 0.2}, "model": {"name": "mlp", "hidden": [8]}, "batch_size": 64},
+     ["test_auroc", "train_loss"]),
+    ("metric", {"data": {"num_samples": 400}, "model": {"name": "mlp", "embedding_size": 8}, "loss": {"id": "contrastive"},
+                "sampler": {"p": 3, "k": 4}, "steps_per_epoch": 2}, ["train_loss"]),
+])
+def test_other_tasks_record_per_epoch_curves(task, recipe, keys):
+    from lossatlas.bench.tasks import get_task
+
+    out = get_task(task).run({"name": "t", "task": task, "epochs": 2, **recipe}, 0, torch.device("cpu"))
+    c = out["curves"]
+    assert c["epoch"] == [1, 2] and sorted(k for k in c if k != "epoch") == keys and all(len(c[k]) == 2 for k in keys)
+    if task == "binary":
+        assert c["test_auroc"][-1] == pytest.approx(out["auroc"])  # the last epoch's model is the one evaluated
+    else:
+        assert c["train_loss"][-1] == pytest.approx(out["final_train_loss"])
+
+
 def test_the_runner_stores_curves_and_hardware(tmp_path):
     from lossatlas.bench.runner import run_suite
 
@@ -309,7 +347,7 @@ def test_report_html_in_headless_chromium(tmp_path):
     _noise_store(db)
     paths = write_report(db, tmp_path / "rep")
     n_figures = len(os.listdir(tmp_path / "rep" / "figures"))
-    assert n_figures == 7  # lt: curves, per-class, reliability; noise: curves, per-class, noise rate, reliability
+    assert n_figures == 6  # lt: curves, per-class, reliability; noise: curves, noise rate, reliability (balanced classes: no per-class figure)
     page = Path(paths["html"]).read_text(encoding="utf-8")
     assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # self-contained
     with chromium() as driver:

@@ -71,6 +71,8 @@ def test_tiny_run_reports_probe_and_retrieval() -> None:
     assert out["primary_metric"] == "probe_accuracy"
     assert len(out["per_class_accuracy"]) == 10
     assert out["final_train_loss"] == out["final_train_loss"]  # trained: not NaN
+    curves = out["curves"]  # per-epoch training loss for the report, the last one the final
+    assert curves["epoch"] == list(range(1, TINY["epochs"] + 1)) and curves["train_loss"][-1] == out["final_train_loss"]
 
 
 def test_untrained_baseline_does_not_train() -> None:

@@ -208,7 +208,7 @@ def _vs_best(e: dict[str, Any]) -> str:
     if status == "best":
         return "best"
     if status == "untested":
-        return "not tested (< 2 shared seeds)"
+        return "not tested"
     ptxt = f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
     return {"tie": f"**tie** ({ptxt})", "below": f"below ({ptxt})", "above": f"above ({ptxt})"}.get(str(status), "–")
 
@@ -340,7 +340,8 @@ def _to_html(doc: _Doc) -> list[str]:
                 for i, c in enumerate(row):
                     cells.append(f"<td{num_cls[i] if i < len(num_cls) else ''}>{_inline_html(c)}</td>")
                 rows.append("<tr>" + "".join(cells) + "</tr>")
-            parts.append(f"<div class='table-wrap'><table>{cap}<thead>{rows[0]}</thead><tbody>{''.join(rows[1:])}</tbody></table></div>")
+            table_cls = "" if numeric else " class='setup'"
+            parts.append(f"<div class='table-wrap'><table{table_cls}>{cap}<thead>{rows[0]}</thead><tbody>{''.join(rows[1:])}</tbody></table></div>")
         elif kind == "figure":
             title, _, svg, caption = payload
             uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
@@ -359,7 +360,7 @@ _CSS = """
 :root{--fg:#1d232b;--muted:#5b6572;--line:#d9dee4;--zebra:#f6f8fa;--accent:#2458a6}
 *{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);
- line-height:1.55;margin:0 auto;padding:2rem 2.2rem 4rem;max-width:1180px;font-size:15px}
+ line-height:1.55;margin:0 auto;padding:2rem 2.2rem 4rem;max-width:1360px;font-size:15px}
 h1{font-size:1.9rem;margin:0 0 .6rem;letter-spacing:-.01em}
 h2{font-size:1.45rem;margin:2.6rem 0 .8rem;padding-bottom:.3rem;border-bottom:2px solid var(--line)}
 h3{font-size:1.12rem;margin:1.9rem 0 .6rem}
@@ -376,6 +377,8 @@ th,td{border-bottom:1px solid var(--line);padding:.32rem .7rem;text-align:left;v
 th.num{text-align:right}
 th{background:#eef2f7;font-weight:600;border-bottom:2px solid #c4ccd6;white-space:nowrap}
 td.num{text-align:right;white-space:nowrap}
+td{white-space:nowrap}
+table.setup td{white-space:normal}
 tbody tr:nth-child(even){background:var(--zebra)}
 tbody tr:hover{background:#eaf1fb}
 figure{margin:1rem 0 1.8rem}
@@ -422,35 +425,54 @@ def _legend_right(fig: Any, ax: Any) -> None:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
 
 
+def _curve_title(key: str) -> str:
+    if key == "train_loss":
+        return "training loss"
+    return key.replace("_", " ") + (" (%)" if is_percent(key[5:] if key.startswith("test_") else key) else "")
+
+
 def _curves_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list[str]) -> bytes | None:
+    """One panel per recorded curve (the training loss first), one line per method: the mean
+    over seeds, a band of ± sd with several seeds."""
     have = [m for m in order if any(r.get("curves") and r["curves"].get("epoch") for r in suite_rows[m])]
     if not have:
         return None
+    keys: list[str] = []
+    for m in have:
+        for r in suite_rows[m]:
+            keys += [k for k in (r.get("curves") or {}) if k != "epoch" and k not in keys]
+    keys.sort(key=lambda k: (k != "train_loss", k))
     plt = _plt()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys) + 0.3, 3.6), squeeze=False)
+    positive = {k: True for k in keys}
     for method, color in zip(have, _colors(len(have))):
         runs = [r["curves"] for r in suite_rows[method] if r.get("curves") and r["curves"].get("epoch")]
         length = min(len(c["epoch"]) for c in runs)
         epochs = np.array(runs[0]["epoch"][:length], dtype=float)
-        for ax, key, scale in ((ax_loss, "train_loss", 1.0), (ax_acc, "test_balanced_accuracy", 100.0)):
+        for ax, key in zip(axes.flat, keys):
+            scale = 100.0 if _curve_title(key).endswith("(%)") else 1.0
             ys = np.array([[np.nan if v is None else v for v in c.get(key, [])[:length]] for c in runs if len(c.get(key, [])) >= length], dtype=float) * scale
             if ys.size == 0:
                 continue
+            positive[key] &= bool(np.all(ys[np.isfinite(ys)] > 0))
             mean = np.nanmean(ys, axis=0)
             ax.plot(epochs, mean, color=color, lw=1.6, label=method)
             if ys.shape[0] > 1:
                 sd = np.nanstd(ys, axis=0, ddof=1)
                 ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss (log scale)")
-    ax_loss.set_title("training loss", fontsize=10)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("test balanced accuracy (%)")
-    ax_acc.set_title("test balanced accuracy", fontsize=10)
-    for ax in (ax_loss, ax_acc):
+    for ax, key in zip(axes.flat, keys):
+        title = _curve_title(key)
+        if key == "train_loss" and positive[key]:
+            ax.set_yscale("log")
+            title += " (log scale)"
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.set_title(title.split(" (")[0], fontsize=10)
         ax.grid(alpha=0.3)
-    _legend_right(fig, ax_acc)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend_right(fig, list(axes.flat)[-1])
     fig.tight_layout()
     data = _svg(fig)
     plt.close(fig)
@@ -459,9 +481,12 @@ def _curves_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list[str]
 
 def _per_class_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list[str]) -> bytes | None:
     have = [m for m in order if any(r.get("per_class_accuracy") and r.get("class_counts") for r in suite_rows[m])]
-    if not have:
+    counts = {c for m in have for r in suite_rows[m] if r.get("class_counts") for c in r["class_counts"]}
+    if not have or len(counts) < 2:  # balanced training classes: no class size to plot against
         return None
     plt = _plt()
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, ax = plt.subplots(figsize=(8.5, 4.0))
     for method, color in zip(have, _colors(len(have))):
         runs = [r for r in suite_rows[method] if r.get("per_class_accuracy") and r.get("class_counts")]
@@ -470,9 +495,15 @@ def _per_class_figure(suite_rows: dict[str, list[dict[str, Any]]], order: list[s
         idx = np.argsort(-cnt)
         ax.plot(np.maximum(cnt[idx], 1), acc[idx] * 100, marker="o", ms=3, lw=1.3, color=color, label=method)
     ax.set_xscale("log")
-    ax.axvspan(ax.get_xlim()[0], 20, color="0.5", alpha=0.07, lw=0)
-    ax.axvline(20, color="0.5", lw=0.7, ls=":")
-    ax.axvline(100, color="0.5", lw=0.7, ls=":")
+    lo, hi = ax.get_xlim()
+    if lo < 20:
+        ax.axvspan(lo, min(20, hi), color="0.5", alpha=0.07, lw=0)
+    for edge in (20, 100):
+        if lo < edge < hi:
+            ax.axvline(edge, color="0.5", lw=0.7, ls=":")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training samples of the class (log scale; dotted: few < 20, many > 100)")
     ax.set_ylabel("test accuracy of the class (%)")
     ax.grid(alpha=0.3)
@@ -561,8 +592,11 @@ def _noise_figure(lines: dict[str, dict[str, list[tuple[float, float, float, flo
     types = sorted(lines)
     fig, axes = plt.subplots(1, len(types), figsize=(5.2 * len(types) + 2.0, 3.8), squeeze=False)
     for ax, t in zip(axes.flat, types):
-        for (label, pts), color in zip(sorted(lines[t].items()), _colors(len(lines[t]))):
-            x = np.array([p[0] for p in pts]) * 100
+        n_lines = len(lines[t])
+        for i, ((label, pts), color) in enumerate(zip(sorted(lines[t].items()), _colors(n_lines))):
+            rates = np.array([p[0] for p in pts]) * 100
+            span = float(np.ptp(rates)) or 1.0
+            x = rates + (i - (n_lines - 1) / 2) * 0.012 * span  # dodged a little so that the bars do not cover each other
             y = np.array([p[1] for p in pts]) * 100
             lo = np.array([p[2] for p in pts]) * 100
             hi = np.array([p[3] for p in pts]) * 100
@@ -762,6 +796,8 @@ def _leaderboard_table(entries: list[dict[str, Any]], runs: dict[str, list[dict[
 
 def _caption(entries: list[dict[str, Any]], rank_key: str) -> str:
     text = f"Ranked by `{rank_key}`; mean ± sd over `n` seeds."
+    if any(e.get("vs_best") == "untested" for e in entries):
+        text += " Not tested: fewer than 2 seeds shared with #1."
     if all(e.get(f"{rank_key}_n", 0) < 2 for e in entries):
         text += (" Every method ran a single seed: single seed, no interval, and no test of ties "
                  "(`lossatlas bench run SUITE --seeds 3` adds seeds 1 and 2 to the same store).")
@@ -1066,7 +1102,7 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
         curves = _curves_figure(runs, order)
         if curves is not None:
             figures.append(("curves", "Training curves", curves, "Per epoch, mean over seeds (band: ± sd when there are several): the training loss "
-                            "(each method's own loss, log scale) and the test balanced accuracy of the model at the end of the epoch."))
+                            "(each method's own loss, so its level is not comparable across methods) and the test score of the model at the end of the epoch."))
         per_class = _per_class_figure(runs, order)
         if per_class is not None:
             figures.append(("per_class", "Per-class accuracy against class size", per_class, "Test accuracy of each class (mean over seeds) "

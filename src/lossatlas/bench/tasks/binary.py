@@ -46,7 +46,8 @@ positive or a negative, skipped for the ``binary`` losses, which need both),
 ``n_repeats_dropped`` (for the losses with per-sample state, which update a row once per
 call, a row drawn twice into one batch, as DualSampler does when it cycles through fewer
 positives than a batch holds, is kept once; LibAUC leaves such repeats undefined), timings,
-``final_train_loss``; ``group`` (the task: data, positive class and fraction) and
+``final_train_loss``; ``curves`` (per epoch: ``epoch``, ``train_loss`` — the epoch's mean —
+and ``test_auroc`` of the model at the end of the epoch); ``group`` (the task: data, positive class and fraction) and
 ``label`` (the recipe's ``label``, else its name) for the report's per-task tables.
 """
 
@@ -273,7 +274,11 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
     stream = _stream(sampler, n, bs, gen)
     t1 = time.perf_counter()
     running, seen, skipped, repeats = 0.0, 0, 0, 0
+    x_test = torch.as_tensor(x_te, device=device)
+    curves: dict[str, list[float | None]] = {"epoch": [], "train_loss": [], "test_auroc": []}
+    eval_time = 0.0
     for epoch in range(epochs):
+        run0, seen0 = running, seen
         model.train()
         criterion.train()
         for _ in range(decay_at.count(epoch)):
@@ -312,12 +317,18 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
             optimizer.step()
             running += value * idx.numel()
             seen += idx.numel()
+        te = time.perf_counter()
+        epoch_scores = torch.sigmoid(predict(model, x_test).reshape(-1).double()).numpy()
+        curves["epoch"].append(epoch + 1)
+        curves["train_loss"].append((running - run0) / (seen - seen0) if seen > seen0 else None)
+        curves["test_auroc"].append(_scores_metrics(epoch_scores, y_te)["auroc"] if np.isfinite(epoch_scores).all() else None)
+        eval_time += time.perf_counter() - te
         if progress is not None:
             progress(epoch + 1, epochs, f"loss {running / max(seen, 1):.4f}")
-    train_time = time.perf_counter() - t1
+    train_time = time.perf_counter() - t1 - eval_time
 
     t2 = time.perf_counter()
-    z = predict(model, torch.as_tensor(x_te, device=device)).reshape(-1)
+    z = predict(model, x_test).reshape(-1)
     test_scores = torch.sigmoid(z.double()).numpy()
     if not np.isfinite(test_scores).all():
         raise FloatingPointError("test scores are non-finite (the model diverged)")
@@ -331,8 +342,9 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
         n_repeats_dropped=repeats,
         data_time_s=data_time,
         train_time_s=train_time,
-        eval_time_s=time.perf_counter() - t2,
+        eval_time_s=time.perf_counter() - t2 + eval_time,
         final_train_loss=running / max(seen, 1),
+        curves=curves,
         group=group_label(spec),
         label=r.get("label", r["name"]),
         primary_metric="auroc",

@@ -26,7 +26,8 @@ Recipe fields (defaults in brackets):
 
 Metrics: ``recall@1``, ``recall@2``, ``recall@4``, ``recall@8``, ``r_precision``, ``map@r``
 (:func:`lossatlas.metrics.retrieval_metrics`, cosine similarity), the seen-class versions,
-``train_time_s``, ``n_train``, ``n_query``.
+``train_time_s``, ``n_train``, ``n_query``, ``final_train_loss`` and ``curves`` (per
+epoch: ``epoch``, ``train_loss``, the epoch's mean).
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
 
     t0 = time.perf_counter()
     last = float("nan")
+    curves: dict[str, list[float]] = {"epoch": [], "train_loss": []}
     for epoch in range(epochs):
         model.train()
         sampler.set_epoch(epoch)
@@ -174,6 +176,8 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
             running += float(loss.detach())
             seen += 1
         last = running / max(1, seen)
+        curves["epoch"].append(epoch + 1)
+        curves["train_loss"].append(last)
         if progress is not None:
             progress(epoch + 1, epochs, f"loss {last:.4f}")
     train_time = time.perf_counter() - t0
@@ -184,7 +188,7 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     seen_metrics = M.retrieval_metrics(s, torch.as_tensor(data.y_test[seen_te]), ks=(1,))
     out["seen_recall@1"] = seen_metrics["recall@1"]
     out["seen_map@r"] = seen_metrics["map@r"]
-    out.update({"train_time_s": train_time, "n_train": int(len(y_tr)), "n_query": int(unseen.sum()), "final_train_loss": last})
+    out.update({"train_time_s": train_time, "n_train": int(len(y_tr)), "n_query": int(unseen.sum()), "final_train_loss": last, "curves": curves})
     out["primary_metric"] = "map@r"  # the report ranks by it (Musgrave et al. 2020's headline metric)
     log.info("metric %s seed %d: recall@1 %.3f map@r %.3f", r["loss"]["id"], seed, out["recall@1"], out["map@r"])
     return out

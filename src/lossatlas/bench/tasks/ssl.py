@@ -33,7 +33,8 @@ Recipe fields (defaults in brackets):
 Metrics: ``probe_accuracy`` (test split), ``recall@1``, ``recall@2``, ``recall@4``,
 ``recall@8``, ``map@r`` (:func:`lossatlas.metrics.retrieval_metrics` on the test split,
 leave-one-out, cosine), ``train_time_s``, ``final_train_loss``, ``n_train``; plus
-``per_class_accuracy`` of the probe.
+``per_class_accuracy`` of the probe and, when it trains, ``curves`` (per epoch: ``epoch``,
+``train_loss``, the epoch's mean).
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     steps = max(1, n // bs)
     t0 = time.perf_counter()
     last = float("nan")
+    curves: dict[str, list[float]] = {"epoch": [], "train_loss": []}
     if epochs > 0:
         criterion = registry.create(r["loss"]["id"], **{k: v for k, v in r["loss"].items() if k != "id"}).to(device)
         optimizer = build_optimizer(list(model.parameters()) + list(criterion.parameters()), r["optimizer"])
@@ -179,6 +181,8 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
                 scheduler.step()
                 running += float(loss.detach())
             last = running / steps
+            curves["epoch"].append(epoch + 1)
+            curves["train_loss"].append(last)
             if progress is not None:
                 progress(epoch + 1, epochs, f"loss {last:.4f}")
     train_time = time.perf_counter() - t0
@@ -190,6 +194,8 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     out.update(M.retrieval_metrics(f_te, y_te))
     out["per_class_accuracy"] = M.per_class_accuracy(logits, y_te, data.num_classes)
     out.update({"train_time_s": train_time, "final_train_loss": last, "n_train": int(n)})
+    if curves["epoch"]:
+        out["curves"] = curves
     log.info("ssl %s seed %d: probe %.3f recall@1 %.3f", r["loss"]["id"] if epochs else "untrained", seed,
              out["probe_accuracy"], out["recall@1"])
     out["primary_metric"] = "probe_accuracy"  # the report ranks by it
