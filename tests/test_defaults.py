@@ -349,6 +349,18 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "reduction": ("mean", TORCH_RED),
     },
     # --- C. calibration / well-posed classification --------------------------------------------
+    "cals": {
+        "margin": (20.0, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (margin: 20)"),
+        "rho": (1.0, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (rho: 1, passed as rho_min: the start of rho)"),
+        "normalize": (True, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (normalize: True)"),
+        "lambd_min": (1e-6, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (lambd_min: 1e-6); AugLagrangianClass starts lambd at lambd_min"),
+        "lambd_max": (1e6, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (lambd_max: 1e6)"),
+        "rho_max": (10.0, "by-liu/CALS calibrate/lagrangian/aug_lagrangian_class.py AugLagrangianClass(rho_max=10)"),
+        "gamma": (1.2, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (gamma: 1.2)"),
+        "tao": (0.9, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (tao: 0.9)"),
+        "ignore_index": (-100, TORCH_II),
+        "reduction": ("mean", "by-liu/CALS distributed_lagrangian_trainer.py: CE (mean) + penalty.sum(-1).mean()"),
+    },
     "poly1": {
         "epsilon": (1.0, "Leng et al. 2022, PolyLoss: Poly-1 with ε = 1"),
         "label_smoothing": (0.0, "torch F.cross_entropy (label_smoothing=0.0)"),
@@ -748,6 +760,9 @@ MODULE_ONLY = {
     ("absgd", "warmup_lam"): "the first stage's λ belongs to the schedule, module state",
     ("class_difficulty", "num_classes"): "sizes the module's weight buffer before the first update",
     ("class_difficulty", "reduction"): "reduces the module's CDB-CE call; the function returns weights",
+    **{("cals", n): "the augmented Lagrangian's clip and rho schedule are module state (update_multipliers, "
+                    "update_rho); the function takes the multipliers and rho" for n in ("lambd_min", "lambd_max",
+                                                                                          "rho_max", "gamma", "tao")},
     ("loss_based", "burnout_steps"): "the step counter is module state; the function weights one batch",
 }
 
@@ -913,6 +928,8 @@ OTHER: dict[tuple[str, str], Any] = {
     ("focal", "alpha"): [0.1, 0.2, 0.3, 0.4],
     ("bce", "pos_weight"): [2.0, 2.0, 2.0, 2.0],
     ("asymmetric", "eps"): 0.1,
+    ("cals", "margin"): 0.5,  # below the batch's logit gaps: the constraints become active
+    ("cals", "lambd_min"): 0.5,  # the multipliers' start: with margin 0.5 (see _setup) a visible change
     ("gumbel", "clamp_min"): 0.0,  # the batch's logits reach below -2: a clamp at 0 moves them
     ("gumbel", "clamp_max"): 1.0,  # and above 2: a clamp at 1 moves them  # a log clamp: 1e-8 → 5e-9 moves no probability of the batch across it
     ("spherical_z_loss", "eps"): 1.0,  # added to σ ≈ 2: 1e-12 → 5e-13 is below float64's resolution there
@@ -994,6 +1011,9 @@ NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
                  "barlow_twins", "supcon") for n in ("distributed", "group")},
     **{(i, "ignore_index"): "an ignore_index absent from the batch cannot change it: test_ignore_index_default"
        for i in DEFAULTS if "ignore_index" in DEFAULTS[i]},
+    **{("cals", n): "acts when the multipliers or rho are updated (update_multipliers / update_rho), not on a first "
+                    "call: tests/losses/test_calibration.py::test_cals_module_multiplier_and_rho_updates_follow_the_official_rules"
+       for n in ("lambd_max", "rho_max", "gamma", "tao")},
     ("pauc_cvar", "eta"): "SOPA's threshold step comes after the thresholds are read, so a first call cannot show it: "
                           "tests/losses/test_ranking.py checks the next call",
     ("ndcg", "eta"): "K-SONG's threshold step comes after ψ reads λ_q, so a first call cannot show it: "
@@ -1045,6 +1065,8 @@ def _setup(id_: str, name: str | None = None) -> tuple[Any, dict[str, Any], K.Ca
         case.inputs[1] = torch.tensor([0, 0, 1, 1, 2, 2, 3, 4])  # anchors 6 and 7 have no positive
     if (id_, name) == ("decoupled_contrastive", "sigma"):
         extra["weighted"] = True  # σ is DCLW's (weighted=True) only
+    if id_ == "cals" and name in ("rho", "normalize", "lambd_min"):
+        extra["margin"] = 0.5  # at margin 20 no constraint of the batch is active, and these act through them
     if (id_, name) == ("infonce", "max_scale"):
         extra["learnable"] = True  # the clamp acts on the learned scale only
     if id_ == "ndcg" and name in ("gamma_lambda", "tau_1", "tau_2", "sigmoid_alpha", "top_k_version"):

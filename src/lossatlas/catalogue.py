@@ -65,7 +65,6 @@ NOTES: dict[str, str] = {
 PENDING: dict[str, str] = {
     "A14": "issue 23: ImbSAM, not implemented yet",
     "B9": "issue 23: EnsLoss, not implemented yet",
-    "C7": "issue 23: CALS, not implemented yet",
     "C8": "issue 23: not implemented yet",
     "C9": "issue 23: RankMixup, not implemented yet",
     "F8": "issue 23: Proto-triplet / ICNN losses, not implemented yet",

@@ -424,3 +424,87 @@ def test_anyloss_nan_logits_error_names_logits():
     z[1, 1] = float("nan")
     with pytest.raises(ValueError, match=r"^logits"):
         LF.anyloss(z, torch.tensor([0, 1, 2, 0]))
+
+
+# --- C7 CALS (Liu et al. 2023): class-wise augmented Lagrangian -----------------------------------
+
+def _phr(h, lam, rho):
+    """penalty.py::phr of by-liu/CALS, written out: value and derivative in h."""
+    x = lam + rho * h
+    value = torch.where(x >= 0, (x ** 2 - lam ** 2) / (2 * rho), -(lam ** 2) / (2 * rho) + 0 * h)
+    return value, torch.where(x >= 0, x, torch.zeros_like(x))
+
+
+def test_cals_value_is_ce_plus_the_phr_penalty_of_the_margin_constraints():
+    g = torch.Generator().manual_seed(8)
+    z = torch.randn(6, 4, generator=g, dtype=torch.float64) * 8
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    lam = torch.tensor([0.5, 2.0, 0.0, 1.0], dtype=torch.float64)
+    margin, rho = 3.0, 1.5
+    h = (z.max(1, keepdim=True).values - z - margin) / margin
+    expected = F.cross_entropy(z, y, reduction="none") + _phr(h, lam, rho)[0].sum(1)
+    out = LF.cals(z, y, multipliers=lam, margin=margin, rho=rho, reduction="none")
+    assert torch.allclose(out, expected, rtol=1e-12)
+    h_raw = z.max(1, keepdim=True).values - z - margin  # normalize=False: the distances themselves
+    assert torch.allclose(LF.cals(z, y, multipliers=lam, margin=margin, rho=rho, normalize=False, reduction="none"),
+                          F.cross_entropy(z, y, reduction="none") + _phr(h_raw, lam, rho)[0].sum(1))
+    # all multipliers 0 and every constraint met: cross-entropy exactly
+    assert torch.allclose(LF.cals(z, y, multipliers=torch.zeros(4, dtype=torch.float64), margin=1e3),
+                          F.cross_entropy(z, y))
+    gradcheck_loss(lambda x: LF.cals(x, y, multipliers=lam, margin=margin, rho=rho), z)
+
+
+def test_cals_penalty_pushes_large_logit_gaps_down():
+    z = torch.tensor([[30.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)  # gap 30 > margin 20
+    lam = torch.ones(3, dtype=torch.float64)
+    (g_pen,) = torch.autograd.grad(LF.cals(z, torch.tensor([0]), multipliers=lam), z)
+    (g_ce,) = torch.autograd.grad(F.cross_entropy(z, torch.tensor([0])), z)
+    assert g_pen[0, 0] > g_ce[0, 0] and g_pen[0, 1] < g_ce[0, 1]  # the max is pulled down, the others up
+
+
+def test_cals_module_multiplier_and_rho_updates_follow_the_official_rules():
+    g = torch.Generator().manual_seed(9)
+    crit = la.create("cals", num_classes=4, margin=2.0)
+    assert torch.equal(crit.multipliers, torch.full((4,), 1e-6, dtype=torch.float64))
+    z, y = torch.randn(5, 4, generator=g) * 4, torch.tensor([0, 1, 2, 3, 0])
+    assert torch.equal(crit(z, y), LF.cals(z, y, **crit.functional_kwargs()))
+    assert torch.equal(crit(z, y), LF.cals(z, y, margin=2.0))  # multipliers None = the start 1e-6
+    batches = [torch.randn(7, 4, generator=g) * 5 for _ in range(3)]
+    for b in batches:
+        crit.accumulate(b)
+    allz = torch.cat(batches).double()
+    h = (allz.max(1, keepdim=True).values - allz - 2.0) / 2.0
+    expected = _phr(h, torch.full((4,), 1e-6, dtype=torch.float64), 1.0)[1].clamp(1e-6, 1e6).mean(0)
+    assert torch.allclose(crit.update_multipliers(), expected.clamp(1e-6, 1e6))
+    assert torch.allclose(crit.multipliers, expected) and bool((crit.multipliers > 1e-6).any())
+    with pytest.raises(RuntimeError, match="accumulate"):
+        crit.update_multipliers()  # the sums were reset
+    state = crit.state_dict()
+    other = la.create("cals", num_classes=4, margin=2.0)
+    other.load_state_dict(state)
+    assert torch.equal(other.multipliers, crit.multipliers) and torch.equal(other(z, y), crit(z, y))
+    # rho: grows by gamma when the validation penalty did not fall below tao * previous, capped at rho_max
+    assert crit.update_rho(1.0) == 1.0  # no previous penalty
+    assert crit.update_rho(0.95) == pytest.approx(1.2)  # 0.95 > 0.9 * 1.0
+    assert crit.update_rho(0.5) == pytest.approx(1.2)  # 0.5 < 0.9 * 0.95: improved enough
+    for _ in range(30):
+        crit.update_rho(1.0)
+    assert crit.rho == 10.0
+    assert crit.penalty(z) == pytest.approx(float(_phr((z.double().max(1, keepdim=True).values - z.double() - 2) / 2,
+                                                       crit.multipliers, crit.rho)[0].sum(1).mean()))
+
+
+def test_cals_bad_input():
+    z, y = torch.randn(3, 4), torch.tensor([0, 1, 3])
+    with pytest.raises(ValueError, match="multipliers"):
+        LF.cals(z, y, multipliers=torch.ones(3))
+    with pytest.raises(ValueError, match="multipliers"):
+        LF.cals(z, y, multipliers=-torch.ones(4))
+    with pytest.raises(ValueError, match="margin"):
+        la.create("cals", num_classes=4, margin=0.0)
+    with pytest.raises(ValueError, match="num_classes"):
+        la.create("cals", num_classes=0)
+    with pytest.raises(ValueError, match="tao"):
+        la.create("cals", num_classes=4, tao=1.5)
+    with pytest.raises(ValueError, match="logits"):
+        la.create("cals", num_classes=4).accumulate(torch.randn(2, 3))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._paths import take_fused
-from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, safe_ratio, unit_interval
+from .._spec import COMMON, Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, unit_interval
 from .._validation import (
     check_class_target,
     check_finite,
@@ -40,6 +40,9 @@ from ._common import compute_dtype, prepare_classification, reduce_loss, target_
 from ._fused import reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss, softmax_rows
 
 __all__ = [
+    "cals_constraints",
+    "cals_penalty",
+    "cals",
     "poly1",
     "encouraging",
     "squentropy",
@@ -526,3 +529,62 @@ def _anyloss_fused_confusion(logits: Tensor, target: Tensor, validate: bool,
     tp, pred = _soft_confusion_sums(z, target.unsqueeze(1), amplifier)
     pos = torch.bincount(target, minlength=num_classes).to(z.dtype)
     return _confusion(tp, pos, pred, z.shape[0]), z.shape[0], logits.dtype
+
+
+CALS_CODE = "by-liu/CALS"
+
+
+def cals_constraints(logits: Tensor, margin: float = 20.0, normalize: bool = True) -> Tensor:
+    """CALS's constraints ``h_ij = (max_k z_ik − z_ij − m) / m`` ([N, C]; not divided by ``m``
+    without ``normalize``): ``h ≤ 0`` asks every logit distance to the row's largest to stay below
+    the margin ``m`` (``AugLagrangian.get_constraints``)."""
+    h = logits.amax(dim=1, keepdim=True) - logits - margin
+    return h / margin if normalize else h
+
+
+def cals_penalty(h: Tensor, multipliers: Tensor, rho: float) -> tuple[Tensor, Tensor]:
+    """The PHR penalty-Lagrangian of the official ``penalty.py::phr`` and its derivative in ``h``:
+    ``P = ((λ + ρh)² − λ²)/(2ρ)`` where ``λ + ρh ≥ 0``, else ``−λ²/(2ρ)``; ``P' = max(λ + ρh, 0)``."""
+    x = multipliers + rho * h
+    inside = x >= 0
+    value = torch.where(inside, (x * x - multipliers * multipliers) / (2 * rho), -(multipliers * multipliers) / (2 * rho))
+    return value, torch.where(inside, x, torch.zeros_like(x))
+
+
+@loss_function(inputs=CLASSIFICATION, call=("multipliers",), params={
+    "margin": Param("margin m of the logit distances max_k z_k − z_j ≤ m", positive,
+                    f"{CALS_CODE} configs/lag/aug_lagrangian_class.yaml (margin: 20)"),
+    "rho": Param("penalty parameter ρ > 0 of the augmented Lagrangian (the module raises it, see update_rho)", positive,
+                 f"{CALS_CODE} configs/lag/aug_lagrangian_class.yaml (rho: 1, the initial rho_min)"),
+    "normalize": Param("divide the constraints by the margin", as_bool,
+                       f"{CALS_CODE} configs/lag/aug_lagrangian_class.yaml (normalize: True)"),
+})
+def cals(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    multipliers: Tensor | None = None,
+    margin: float = 20.0,
+    rho: float = 1.0,
+    normalize: bool = True,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """CALS: ``CE + Σ_j P(h_ij; λ_j, ρ)`` at the class multipliers ``λ`` [C] (None: all
+    1e-6, the official start); see :class:`lossatlas.losses.CALSLoss`."""
+    z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    if multipliers is None:
+        lam = torch.full((z.shape[1],), 1e-6, dtype=z.dtype, device=z.device)
+    else:
+        lam = check_float(multipliers, "multipliers").to(device=z.device, dtype=z.dtype)
+        if lam.shape != (z.shape[1],):
+            raise ValueError(f"multipliers must have shape [C] = [{z.shape[1]}], got {tuple(lam.shape)}")
+        if validate and not bool((lam >= 0).all()):
+            raise ValueError("multipliers must be non-negative")
+    ce = -target_logit(torch.log_softmax(z, dim=1), y)
+    h = cals_constraints(z, margin, normalize)
+    live = torch.isfinite(z)  # a -inf column is a masked class: it has no constraint (and no NaN gradient)
+    penalty, _ = cals_penalty(torch.where(live, h, torch.zeros_like(h)), lam, rho)
+    penalty = torch.where(live, penalty, torch.zeros_like(penalty))
+    return reduce_loss(ce + penalty.sum(dim=1), reduction, w, out_dtype)

@@ -7,11 +7,19 @@ AnyLoss (confusion-matrix metrics as losses).
 
 from __future__ import annotations
 
-from .. import functional as LF
-from ..registry import Paper, register
-from ._base import FunctionalLoss
+from typing import Any
 
-__all__ = ["Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss"]
+import torch
+from torch import Tensor
+
+from .. import functional as LF
+from .._docs import fill_doc
+from .._spec import spec_of
+from .._validation import check_number
+from ..registry import Paper, register
+from ._base import FunctionalLoss, Loss
+
+__all__ = ["CALSLoss", "Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss"]
 
 POLY_PAPER = Paper(
     "Z. Leng, M. Tan, C. Liu, E. D. Cubuk, X. Shi, S. Cheng, D. Anguelov",
@@ -266,3 +274,165 @@ class AnyLoss(FunctionalLoss, function=LF.anyloss):
         >>> crit(torch.tensor([4.0, -4.0, 3.0, -2.0]), torch.tensor([1, 0, 1, 0])).item() < 0.01
         True
     """
+
+
+CALS_PAPER = Paper("B. Liu, J. Rony, A. Galdran, J. Dolz, I. Ben Ayed",
+                   "Class Adaptive Network Calibration", "CVPR", 2023, "2211.15088")
+_CALS = spec_of(LF.cals)
+_CALS_CFG = "by-liu/CALS configs/lag/aug_lagrangian_class.yaml"
+
+
+@register(
+    "cals",
+    aliases=("class_adaptive_label_smoothing", "cals_alm"),
+    family="calibration",
+    kind="classification",
+    catalogue="C7",
+    formula="l_i = CE(z_i, y_i) + Σ_j P_PHR((max_k z_ik - z_ij - m)/m; λ_j, ρ); λ_j <- mean_i P'(h_ij) per epoch "
+            "(validation set), ρ <- min(ρ_max, γρ) when the validation penalty does not fall below τ·previous",
+    paper=CALS_PAPER,
+    code="by-liu/CALS calibrate/lagrangian/aug_lagrangian_class.py, penalty.py",
+    function=LF.cals,
+    defaults_source={
+        **_CALS.sources,
+        "lambd_min": f"{_CALS_CFG} (lambd_min: 1e-6; also the multipliers' start)",
+        "lambd_max": f"{_CALS_CFG} (lambd_max: 1e6)",
+        "rho_max": "by-liu/CALS aug_lagrangian_class.py AugLagrangianClass(rho_max=10)",
+        "gamma": f"{_CALS_CFG} (gamma: 1.2)",
+        "tao": f"{_CALS_CFG} (tao: 0.9)",
+    },
+)
+@fill_doc(args="\n".join([
+    "Args:",
+    "    num_classes: number of classes C (the size of the multipliers' buffer).",
+    *_CALS.args_doc().split("\n")[1:],
+    "    lambd_min: lower clip of the multipliers, and their start. Default ``1e-6`` (official config).",
+    "    lambd_max: upper clip of the multipliers. Default ``1e6`` (official config).",
+    "    rho_max: largest penalty parameter ρ. Default ``10`` (AugLagrangianClass).",
+    "    gamma: growth factor of ρ. Default ``1.2`` (official config).",
+    "    tao: ρ grows when the validation penalty exceeds ``tao`` times the previous one. Default ``0.9``.",
+]))
+class CALSLoss(Loss):
+    r"""Class-adaptive label smoothing, CALS (Liu, Rony, Galdran, Dolz, Ben Ayed, 2023, "Class
+    Adaptive Network Calibration", CVPR): cross-entropy with one penalty multiplier per class,
+    learnt by an augmented Lagrangian method.
+
+    .. math:: \ell_i = \mathrm{CE}(z_i, y_i) + \sum_j P\big(h_{ij};\ \lambda_j, \rho\big),\qquad
+              h_{ij} = \frac{\max_k z_{ik} - z_{ij} - m}{m}
+
+    .. math:: P(h; \lambda, \rho) = \begin{cases} \frac{(\lambda + \rho h)^2 - \lambda^2}{2\rho} & \lambda + \rho h \ge 0 \\
+              -\frac{\lambda^2}{2\rho} & \text{otherwise} \end{cases}\qquad
+              \lambda_j \leftarrow \mathrm{clip}\Big(\frac1{|V|}\sum_{i \in V} \mathrm{clip}(P'(h_{ij}), \lambda_{\min}, \lambda_{\max})\Big)
+
+    The constraints ``h ≤ 0`` ask each logit to stay within ``m`` of the row's largest (the
+    margin-based label smoothing of MbLS), with a weight ``λ_j`` per class instead of one
+    global weight. The multipliers are **state** (the buffer ``multipliers`` [C], starting at
+    λ_min = 1e-6): after each epoch, call :meth:`accumulate` on every validation batch's logits,
+    then :meth:`update_multipliers` (the official trainer's ``update_lambd`` / ``set_lambd``, with
+    the PHR derivative ``P' = max(λ + ρh, 0)``). The penalty parameter ``rho`` (start 1) grows
+    by ``gamma`` up to ``rho_max`` when :meth:`update_rho` is given a validation penalty
+    (:meth:`penalty`) above ``tao`` times the previous one; the official configuration calls it
+    every 10 epochs (``rho_step: 10``). Defaults from the official
+    ``configs/lag/aug_lagrangian_class.yaml`` (PHR penalty, margin 20, normalised constraints).
+    :func:`lossatlas.functional.cals` computes the loss at given multipliers.
+
+    {args}
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("cals", num_classes=3)
+        >>> crit.accumulate(torch.randn(8, 3) * 40); crit.update_multipliers().shape
+        torch.Size([3])
+    """
+
+    multipliers: Tensor
+    _grad_sum: Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        margin: float = 20.0,
+        rho: float = 1.0,
+        normalize: bool = True,
+        lambd_min: float = 1e-6,
+        lambd_max: float = 1e6,
+        rho_max: float = 10.0,
+        gamma: float = 1.2,
+        tao: float = 0.9,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        validate: bool = True,
+    ) -> None:
+        checked = _CALS.check_all({"margin": margin, "rho": rho, "normalize": normalize, "ignore_index": ignore_index,
+                                   "reduction": reduction, "validate": validate})
+        super().__init__(checked["reduction"], checked["validate"])
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.margin: float = checked["margin"]
+        self.rho: float = checked["rho"]
+        self.normalize: bool = checked["normalize"]
+        self.ignore_index: int = checked["ignore_index"]
+        self.lambd_min = check_number(lambd_min, "lambd_min", low=0.0)
+        self.lambd_max = check_number(lambd_max, "lambd_max", low=self.lambd_min)
+        self.rho_max = check_number(rho_max, "rho_max", low=self.rho)
+        self.gamma = check_number(gamma, "gamma", low=1.0)
+        self.tao = check_number(tao, "tao", low=0.0, high=1.0)
+        self.register_buffer("multipliers", torch.full((num_classes,), self.lambd_min, dtype=torch.float64))
+        self.register_buffer("_grad_sum", torch.zeros(num_classes, dtype=torch.float64), persistent=False)
+        self._count = 0
+        self.previous_penalty: float | None = None
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "margin": self.margin, "rho": self.rho, "normalize": self.normalize}
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """The keywords of :func:`lossatlas.functional.cals` that equal this module now."""
+        return {"multipliers": self.multipliers.clone(), "margin": self.margin, "rho": self.rho,
+                "normalize": self.normalize, "ignore_index": self.ignore_index, "reduction": self.reduction,
+                "validate": self.validate}
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return LF.cals(logits, target, **self.functional_kwargs())
+
+    @torch.no_grad()
+    def accumulate(self, logits: Tensor) -> None:
+        """Add a validation batch's logits [N, C] to the running mean of ``clip(P'(h_ij))``."""
+        z = logits.detach().to(torch.float64)
+        if z.dim() != 2 or z.shape[1] != self.num_classes:
+            raise ValueError(f"logits must have shape [N, {self.num_classes}], got {tuple(logits.shape)}")
+        h = LF.cals_constraints(z, self.margin, self.normalize)
+        _, grad = LF.cals_penalty(h, self.multipliers.to(z.device), self.rho)
+        self._grad_sum = self._grad_sum.to(z.device) + grad.clamp(self.lambd_min, self.lambd_max).sum(dim=0)
+        self._count += z.shape[0]
+
+    @torch.no_grad()
+    def update_multipliers(self) -> Tensor:
+        """Set ``λ_j`` to the accumulated mean (clipped to [λ_min, λ_max]), reset the sums, return λ."""
+        if self._count == 0:
+            raise RuntimeError("update_multipliers() before accumulate(): pass the validation logits first")
+        mean = self._grad_sum / self._count
+        self.multipliers.copy_(mean.clamp(self.lambd_min, self.lambd_max).to(self.multipliers.device))
+        self._grad_sum = torch.zeros_like(self._grad_sum)
+        self._count = 0
+        return self.multipliers.clone()
+
+    @torch.no_grad()
+    def penalty(self, logits: Tensor) -> float:
+        """The mean over samples of ``Σ_j P(h_ij)`` at the current state (the validation penalty)."""
+        z = logits.detach().to(torch.float64)
+        value, _ = LF.cals_penalty(LF.cals_constraints(z, self.margin, self.normalize), self.multipliers.to(z.device),
+                                   self.rho)
+        return float(value.sum(dim=1).mean())
+
+    def update_rho(self, val_penalty: float) -> float:
+        """ρ ← min(ρ_max, γρ) when the validation penalty is positive and above ``tao`` times the
+        previous positive one (``update_rho_by_val``); returns ρ."""
+        val = check_number(val_penalty, "val_penalty")
+        prev = self.previous_penalty
+        if prev is not None and prev > 0 and val > 0 and val > self.tao * prev:
+            self.rho = min(self.rho_max, self.rho * self.gamma)
+        self.previous_penalty = val
+        return self.rho
