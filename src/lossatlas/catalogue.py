@@ -34,6 +34,8 @@ ROW_CODE = re.compile(r"^[A-K][1-9][0-9]?$")
 NOTES: dict[str, str] = {
     "A13": "SMOTE and variants: lossatlas.data.smote_resample, a wrapper of imbalanced-learn (not rewritten, "
            "as the catalogue asks); a data transform, not a loss",
+    "A14": "ImbSAM, class-aware sharpness-aware minimisation: lossatlas.optim.ImbSAM, a wrapper around any "
+           "torch.optim optimiser (SAM on the tail-class loss only); an optimiser, not a loss",
     "B10": "label-noise protocols (symmetric, pair-flip / asymmetric, instance-dependent): lossatlas.data.noise; "
            "they corrupt labels, they are not losses",
     "B11": "susceptibility to noisy labels: lossatlas.metrics.susceptibility (a metric, same as J8)",
@@ -63,7 +65,6 @@ NOTES: dict[str, str] = {
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
 #: its id is registered or its note is written.
 PENDING: dict[str, str] = {
-    "A14": "issue 23: ImbSAM, not implemented yet",
     "B9": "issue 23: EnsLoss, not implemented yet",
     "C8": "issue 23: not implemented yet",
     "C9": "issue 23: RankMixup, not implemented yet",

@@ -1,7 +1,8 @@
 """Optimisers of the min-max AUC objectives (catalogue row H2): :class:`PESG` for AUC-M and
 :class:`PDSCA` for compositional AUC, as ``torch.optim.Optimizer`` subclasses whose whole
 state (momentum buffers, reference points of the epoch-level regulariser, step counters) is in
-``state_dict``.
+``state_dict``; and :class:`ImbSAM` (row A14), class-aware sharpness-aware minimisation around
+any ``torch.optim`` optimiser.
 
 >>> import torch, lossatlas as la
 >>> crit = la.create("aucm")
@@ -12,7 +13,8 @@ state (momentum buffers, reference points of the epoch-level regulariser, step c
 
 from __future__ import annotations
 
+from .imbsam import ImbSAM, tail_classes
 from .pdsca import PDSCA
 from .pesg import PESG
 
-__all__ = ["PESG", "PDSCA"]
+__all__ = ["PESG", "PDSCA", "ImbSAM", "tail_classes"]
