@@ -86,6 +86,13 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "normalize": (True, "JegZheng/CACR-SSL small_scale_experiments/cifar10/encoder.py: SmallAlexNet ends in L2Norm"),
         "reduction": ("mean", "JegZheng/CACR-SSL small_scale_experiments/losses/__init__.py: .mean() over the queries"),
     },
+    # --- G14. ConR ----------------------------------------------------------------------------------------
+    "conr": {
+        "window": (1.0, "BorealisAI/ConR agedb-dir/train.py -w default 1"),
+        "temperature": (0.07, "BorealisAI/ConR agedb-dir/loss.py ConR: t = 0.07 set inside the function"),
+        "eta": (0.01, "BorealisAI/ConR agedb-dir/train.py -e default 0.01"),
+        "reduction": ("mean", "BorealisAI/ConR agedb-dir/loss.py: .mean() over the anchors"),
+    },
     # --- K1. knowledge distillation (mdistiller's CIFAR-100 configuration; Hinton et al. fix no T) -----------
     "kd": {
         "temperature": (4.0, f"{MDISTILLER} engine/cfg.py CFG.KD.TEMPERATURE = 4"),
@@ -944,7 +951,8 @@ OTHER: dict[tuple[str, str], Any] = {
     ("anyloss", "metric"): "accuracy",
     ("dice", "denominator"): "element",
     ("dice", "activation"): "sigmoid",
-    ("non_negative_contrastive", "activation"): "relu",  # the same value, another gradient (GELU's vs ReLU's)
+    ("non_negative_contrastive", "activation"): "relu",
+    ("conr", "window"): 2.0,  # the batch's targets are 1.5 apart: ω = 2 makes neighbours positives (0.5 changes nothing)  # the same value, another gradient (GELU's vs ReLU's)
     ("active_passive", "active"): "gce",
     ("active_passive", "passive"): "mae",
     ("active_passive", "active_kwargs"): {"scale": 2.0},

@@ -74,7 +74,6 @@ PENDING: dict[str, str] = {
     "F11": "issue 23: SCoRe, not implemented yet",
     "G11": "issue 22: retrieval hard-negative mining over a corpus index (ANCE, SimANS, ...), not implemented yet",
     "G13": "issue 23: SBCL, not implemented yet",
-    "G14": "issue 23: ConR, not implemented yet",
 }
 
 

@@ -37,6 +37,8 @@ KINDS = {
     "binary": "(scores[N], target int64 0/1 [N]); stateful ones also index=int64[N]",
     "ranking": "(scores[Q, P + M]: each query's P positive then M negative items' scores) with index=",
     "distillation": "(student_logits[N, C], teacher_logits[N, C], target int64[N])",
+    "regression_embedding": "(features[N, D], target float[N], preds float[N]): every view's features, "
+                            "continuous targets and the regressor's predictions",
     "weighting": "called as documented per entry; returns weights",
     "regulariser": "(logits[N, C]) -> scalar penalty",
     "sampler": "torch.utils.data.Sampler over a dataset's labels",

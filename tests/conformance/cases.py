@@ -20,7 +20,8 @@ import lossatlas as la
 from lossatlas._spec import spec_of
 from lossatlas.registry import Entry
 
-LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser", "binary", "ranking", "distillation")
+LOSS_KINDS = ("classification", "multilabel", "embedding", "pair", "regulariser", "binary", "ranking", "distillation",
+              "regression_embedding")
 C, N, D = 4, 8, 6
 P, M = 2, 4  # ranking: relevant then negative columns per query
 COUNTS = [40.0, 20.0, 10.0, 5.0]
@@ -100,6 +101,12 @@ def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed
         student = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
         teacher = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
         case = Case([student.to(dtype), teacher.to(dtype), torch.arange(n) % C])
+    elif entry.kind == "regression_embedding":
+        feats = torch.randn(n, D, generator=g, dtype=torch.float64)
+        y = (torch.arange(n) % max(n // 2, 1)).to(torch.float64) * 1.5  # every target twice: positives exist
+        flip = torch.where(torch.arange(n) % 2 == 0, 0.25, -0.25).to(torch.float64)
+        preds = torch.full((n,), 3.0, dtype=torch.float64) + flip  # collapsed predictions: negatives exist
+        case = Case([feats.to(dtype), y.to(dtype), preds.to(dtype)], target_index=1)
     elif entry.kind == "ranking":
         return _ranking_case(entry, n, dtype, g, scale)
     else:

@@ -8,7 +8,21 @@ means adding it to the two import lists below (explicit, so static tools see eve
 
 from __future__ import annotations
 
-from . import auc, calibration, chunked, distillation, imbalance, metric, multilabel, noise, non_negative, ranking, single_positive, ssl
+from . import (
+    auc,
+    calibration,
+    chunked,
+    distillation,
+    imbalance,
+    metric,
+    multilabel,
+    noise,
+    non_negative,
+    ranking,
+    regression_contrastive,
+    single_positive,
+    ssl,
+)
 from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
 from .chunked import *  # noqa: F403
@@ -19,6 +33,7 @@ from .multilabel import *  # noqa: F403
 from .noise import *  # noqa: F403
 from .non_negative import *  # noqa: F403
 from .ranking import *  # noqa: F403
+from .regression_contrastive import *  # noqa: F403
 from .single_positive import *  # noqa: F403
 from .ssl import *  # noqa: F403
 
@@ -35,3 +50,4 @@ __all__ += chunked.__all__
 __all__ += distillation.__all__
 __all__ += single_positive.__all__
 __all__ += non_negative.__all__
+__all__ += regression_contrastive.__all__

@@ -7,7 +7,20 @@ module means adding it to the import lists below.
 
 from __future__ import annotations
 
-from . import auc, calibration, distillation, imbalance, metric, multilabel, noise, non_negative, ranking, single_positive, ssl
+from . import (
+    auc,
+    calibration,
+    distillation,
+    imbalance,
+    metric,
+    multilabel,
+    noise,
+    non_negative,
+    ranking,
+    regression_contrastive,
+    single_positive,
+    ssl,
+)
 from ._base import FunctionalLoss, Loss
 from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
@@ -18,6 +31,7 @@ from .multilabel import *  # noqa: F403
 from .noise import *  # noqa: F403
 from .non_negative import *  # noqa: F403
 from .ranking import *  # noqa: F403
+from .regression_contrastive import *  # noqa: F403
 from .single_positive import *  # noqa: F403
 from .ssl import *  # noqa: F403
 
@@ -33,3 +47,4 @@ __all__ += ranking.__all__
 __all__ += distillation.__all__
 __all__ += single_positive.__all__
 __all__ += non_negative.__all__
+__all__ += regression_contrastive.__all__
