@@ -240,6 +240,31 @@ def test_noise_rate_lines_pair_recipes_that_differ_only_in_their_noise():
     assert (rate, mean) == (0.2, pytest.approx(0.6)) and math.isnan(lo)  # one seed: no interval
 
 
+def test_legends_sit_outside_every_axes(tmp_path, monkeypatch):
+    import lossatlas.bench.report as report
+
+    checked = []
+    real_svg = report._svg
+
+    def spy(fig):  # each figure as the report saves it
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            if legend is not None:
+                box = legend.get_window_extent(renderer)
+                assert not any(box.overlaps(other.get_window_extent(renderer)) for other in fig.axes), "a legend covers the data"
+                checked.append(ax.get_xlabel())
+        return real_svg(fig)
+
+    monkeypatch.setattr(report, "_svg", spy)
+    db = tmp_path / "r.sqlite"
+    _lt_store(db)
+    _noise_store(db)
+    write_report(db, tmp_path / "rep")
+    assert sorted(checked) == ["epoch", "epoch", "noise rate (%)", "training samples of the class (log scale; dotted: few < 20, many > 100)"]
+
+
 def test_grouped_suite_pivots_in_percent_with_single_seed_values(tmp_path):
     db = tmp_path / "r.sqlite"
     runs = [("t1", "a", 0.6), ("t1", "a", 0.8), ("t1", "b", 0.9), ("t2", "a", 0.95), ("t2", "b", 0.5)]
