@@ -329,7 +329,7 @@ def _to_html(doc: _Doc) -> list[str]:
             parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in payload) + "</ul>")
         elif kind == "table":
             head, body, caption, numeric = payload
-            cap = f"<caption>{_inline_html(caption)}</caption>" if caption else ""
+            cap = f"<p class='caption'>{_inline_html(caption)}</p>" if caption else ""
             # a column is numeric when every cell of it is a number (or a dash)
             num_col = [numeric and all(_is_number(row[i]) or row[i] in ("–", "") for row in body if i < len(row))
                        and any(_is_number(row[i]) for row in body if i < len(row)) for i in range(len(head))]
@@ -341,7 +341,7 @@ def _to_html(doc: _Doc) -> list[str]:
                     cells.append(f"<td{num_cls[i] if i < len(num_cls) else ''}>{_inline_html(c)}</td>")
                 rows.append("<tr>" + "".join(cells) + "</tr>")
             table_cls = "" if numeric else " class='setup'"
-            parts.append(f"<div class='table-wrap'><table{table_cls}>{cap}<thead>{rows[0]}</thead><tbody>{''.join(rows[1:])}</tbody></table></div>")
+            parts.append(f"{cap}<div class='table-wrap'><table{table_cls}><thead>{rows[0]}</thead><tbody>{''.join(rows[1:])}</tbody></table></div>")
         elif kind == "figure":
             title, _, svg, caption = payload
             uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
@@ -372,7 +372,7 @@ pre{background:#f4f6f8;border:1px solid var(--line);border-radius:6px;padding:.8
 pre code{background:none;padding:0}
 .table-wrap{overflow-x:auto;margin:.6rem 0 1.2rem}
 table{border-collapse:collapse;font-size:13.5px;font-variant-numeric:tabular-nums}
-caption{caption-side:top;text-align:left;color:var(--muted);padding:0 0 .4rem;font-size:13px}
+p.caption{color:var(--muted);margin:.2rem 0 .3rem;font-size:13px;max-width:110ch}
 th,td{border-bottom:1px solid var(--line);padding:.32rem .7rem;text-align:left;vertical-align:top}
 th.num{text-align:right}
 th{background:#eef2f7;font-weight:600;border-bottom:2px solid #c4ccd6;white-space:nowrap}
@@ -796,9 +796,10 @@ def _leaderboard_table(entries: list[dict[str, Any]], runs: dict[str, list[dict[
 
 def _caption(entries: list[dict[str, Any]], rank_key: str) -> str:
     text = f"Ranked by `{rank_key}`; mean ± sd over `n` seeds."
-    if any(e.get("vs_best") == "untested" for e in entries):
+    single = all(e.get(f"{rank_key}_n", 0) < 2 for e in entries)
+    if not single and any(e.get("vs_best") == "untested" for e in entries):
         text += " Not tested: fewer than 2 seeds shared with #1."
-    if all(e.get(f"{rank_key}_n", 0) < 2 for e in entries):
+    if single:
         text += (" Every method ran a single seed: single seed, no interval, and no test of ties "
                  "(`lossatlas bench run SUITE --seeds 3` adds seeds 1 and 2 to the same store).")
     return text
