@@ -280,6 +280,9 @@ def test_grouped_suite_pivots_in_percent_with_single_seed_values(tmp_path):
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in lines[head + 4 : head + 6]}
     assert rows["a"] == f"| a | 1.5 | 70.0 ± {100 * np.std([0.6, 0.8], ddof=1):.1f} | **95.0** |"
     assert rows["b"] == "| b | 1.5 | **90.0** | 50.0 |"
+    md = "\n".join(lines)
+    t2 = md.split("### Task t2")[1]
+    assert "Every method ran a single seed: single seed, no interval" in t2.split("###")[0]  # the per-task table says so
     table = _read_csv(paths["csv"])
     assert {(r["group"], r["label"]): float(r["auroc_pct_mean"]) for r in table} == {
         ("t1", "a"): pytest.approx(70.0), ("t1", "b"): pytest.approx(90.0), ("t2", "a"): pytest.approx(95.0), ("t2", "b"): pytest.approx(50.0)}

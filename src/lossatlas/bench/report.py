@@ -805,7 +805,7 @@ def _caption(entries: list[dict[str, Any]], rank_key: str) -> str:
     return text
 
 
-def _grouped_tables(entries: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, list[str], list[list[str]]]]:
+def _grouped_tables(entries: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]]]) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, head, body) tables of a suite whose entries have groups: per metric, methods
     (rows, by mean rank over the tasks) × tasks (columns, in the suite's order), the best
     mean of each column in bold; then one ranked table per task."""
@@ -842,13 +842,13 @@ def _grouped_tables(entries: list[dict[str, Any]], runs: dict[str, list[dict[str
                 row.append(f"**{text}**" if math.isfinite(m) and m == best[g] else text)
             body.append(row)
         unit = " in %" if is_percent(key) else ""
-        tables.append((f"{title}{unit} by method and task (mean ± sd over seeds, the value alone for a single seed; best in bold; mean rank by {entries[0]['rank_by']})", head, body))
+        tables.append((f"{title}{unit} by method and task (mean ± sd over seeds, the value alone for a single seed; best in bold; mean rank by {entries[0]['rank_by']})", head, body, ""))
     for g in group_order:
         sub = [e for e in entries if e["group"] == g]
         head, body = _leaderboard_table(sub, runs)
         head = head[:1] + ["method"] + head[2:] + ["optimiser"]
         body = [row[:1] + [e["label"]] + row[2:] + [_compact(runs[e["method"]][-1]["recipe"].get("optimizer")) or "–"] for row, e in zip(body, sub)]
-        tables.append((f"Task {g}", head, body))
+        tables.append((f"Task {g}", head, body, _caption(sub, sub[0]["rank_by"])))
     return tables
 
 
@@ -1092,9 +1092,9 @@ def write_report(db: str | os.PathLike[str], out_dir: str | os.PathLike[str], su
         doc.h(3, "What was run")
         doc.table(["", "setting"], _setup_table(suite_rows, runs, order), numeric=False)
         if any(e["group"] for e in entries):
-            for title, head, body in _grouped_tables(entries, runs):
+            for title, head, body, caption in _grouped_tables(entries, runs):
                 doc.h(3, title)
-                doc.table(head, body)
+                doc.table(head, body, caption=caption)
         else:
             doc.h(3, "Leaderboard")
             head, body = _leaderboard_table(entries, runs)
