@@ -11,7 +11,22 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import data, distributed, functional, heads, losses, miners, optim, samplers, two_stage, weighting
+from . import (
+    data,
+    distances,
+    distributed,
+    functional,
+    heads,
+    losses,
+    memory,
+    miners,
+    negatives,
+    optim,
+    reducers,
+    samplers,
+    two_stage,
+    weighting,
+)
 from .losses import FunctionalLoss, Loss
 from .registry import Entry, Paper, create, families, info, list_entries
 
@@ -24,7 +39,9 @@ list = list_entries  # noqa: A001 - the documented public name is lossatlas.list
 
 __all__ = [
     "create", "list", "info", "families", "Entry", "Paper", "Loss", "FunctionalLoss",
-    "functional", "losses", "heads", "weighting", "samplers", "miners", "two_stage", "distributed", "data", "metrics", "optim",
+    "functional", "losses", "heads", "weighting", "samplers", "miners", "distances", "reducers", "memory", "negatives",
+    "two_stage",
+    "distributed", "data", "metrics", "optim",
     "__version__",
 ]
 

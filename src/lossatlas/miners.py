@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._validation import check_number
+from .distances import Distance
+from .functional import _composed
 from .functional.metric import (
     _check_embeddings,
     _distance_rows,
@@ -51,17 +53,49 @@ TRIPLET_TYPES = ("all", "hard", "semihard", "easy")
 
 
 class Miner:
-    """Base class: validates the inputs, normalises, and mines without gradient."""
+    """Base class: validates the inputs, normalises, and mines without gradient.
 
-    distance = "euclidean"
+    ``miner(embeddings [N, D], labels [N], ref_emb=None, ref_labels=None)``: with a reference
+    set (a memory bank's rows, :mod:`lossatlas.memory`) anchors are the rows of
+    ``embeddings`` and positives / negatives index ``ref_emb`` [M, D] (the batch form never
+    pairs a row with itself; a reference set may hold the anchor's own row). ``distance`` is
+    ``"euclidean"``, ``"cosine"`` or a :class:`lossatlas.distances.Distance` (applied to the
+    raw rows; it normalises them itself). A reference set or a ``Distance`` mines on the
+    dense [N, M] matrix (:meth:`mine_matrix`).
+    """
 
-    def __call__(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
-        _check_embeddings(embeddings, labels, validate=True)
+    distance: str | Distance = "euclidean"
+
+    def __call__(self, embeddings: Tensor, labels: Tensor, ref_emb: Tensor | None = None,
+                 ref_labels: Tensor | None = None) -> tuple[Tensor, ...]:
+        labels = _check_embeddings(embeddings, labels, validate=True)
+        ref, ref_y = _composed.reference(embeddings, labels, ref_emb, ref_labels, validate=True)
         with torch.no_grad():
-            u = F.normalize(embeddings.detach().float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings.detach(), dim=1)
-            return self.mine(u, labels)
+            if ref is None and self._native():
+                u = F.normalize(embeddings.detach().float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings.detach(), dim=1)
+                return self.mine(u, labels)
+            if isinstance(self.distance, Distance):
+                mat = _composed.matrix(embeddings.detach(), None if ref is None else ref.detach(), self.distance)
+                d = self.distance.dissimilarity(mat)
+            else:
+                u = F.normalize(embeddings.detach().float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings.detach(), dim=1)
+                r = u if ref is None else F.normalize(ref.detach().to(u.dtype), dim=1)
+                if self.distance == "euclidean":
+                    d = _unit_distances(u) if ref is None else torch.cdist(u, r)
+                else:
+                    d = -(u @ r.T)
+            pos, neg = _composed.label_masks(labels, ref_y, ref is None)
+            return self.mine_matrix(d, pos, neg)
+
+    def _native(self) -> bool:
+        """Whether :meth:`mine` handles this miner's distance (the batch form's own kernels)."""
+        return isinstance(self.distance, str)
 
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def mine_matrix(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
+        """Mine from a dissimilarity [N, M] (smaller is closer) and the candidate masks [N, M]."""
         raise NotImplementedError
 
     def _dist(self, u: Tensor) -> Tensor:
@@ -87,9 +121,11 @@ class Miner:
         return block_size
 
     @staticmethod
-    def _check_distance(distance: str) -> str:
+    def _check_distance(distance: str | Distance) -> str | Distance:
+        if isinstance(distance, Distance):
+            return distance
         if distance not in DISTANCES:
-            raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+            raise ValueError(f"distance must be one of {DISTANCES} or a lossatlas.distances.Distance, got {distance!r}")
         return distance
 
     def __repr__(self) -> str:
@@ -117,9 +153,16 @@ class BatchHardMiner(Miner):
     [0, 1, 2, 3, 4, 5]
     """
 
-    def __init__(self, distance: str = "euclidean", block_size: int | None = None) -> None:
+    def __init__(self, distance: str | Distance = "euclidean", block_size: int | None = None) -> None:
         self.distance = self._check_distance(distance)
         self.block_size = self._check_block_size(block_size)
+
+    def mine_matrix(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
+        ok = pos.any(1) & neg.any(1)
+        if not bool(ok.any()):
+            return _empty3(d.device)
+        a = torch.nonzero(ok).flatten()
+        return a, d.masked_fill(~pos, -math.inf).argmax(1)[a], d.masked_fill(~neg, math.inf).argmin(1)[a]
 
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.block_size is not None:
@@ -161,7 +204,7 @@ class BatchSemiHardMiner(Miner):
     6
     """
 
-    def __init__(self, margin: float | None = None, distance: str = "euclidean", block_size: int | None = None) -> None:
+    def __init__(self, margin: float | None = None, distance: str | Distance = "euclidean", block_size: int | None = None) -> None:
         self.margin = None if margin is None else check_number(margin, "margin", low=0.0, low_open=True)
         self.distance = self._check_distance(distance)
         self.block_size = self._check_block_size(block_size)
@@ -177,6 +220,10 @@ class BatchSemiHardMiner(Miner):
         pos, neg = _pair_masks(labels, None)
         a, p, n = self._semihard(0, d, pos, neg)
         return (a, p, n) if a.numel() else _empty3(u.device)
+
+    def mine_matrix(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
+        a, p, n = self._semihard(0, d, pos, neg)
+        return (a, p, n) if a.numel() else _empty3(d.device)
 
     def _semihard(self, r0: int, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Semi-hard triplets of the anchor rows ``d`` [rows, N] (anchors ``r0 + row``)."""
@@ -209,7 +256,7 @@ class TripletMarginMiner(Miner):
     3
     """
 
-    def __init__(self, margin: float = 0.2, type_of_triplets: str = "all", distance: str = "euclidean") -> None:
+    def __init__(self, margin: float = 0.2, type_of_triplets: str = "all", distance: str | Distance = "euclidean") -> None:
         self.margin = check_number(margin, "margin")
         if type_of_triplets not in TRIPLET_TYPES:
             raise ValueError(f"type_of_triplets must be one of {TRIPLET_TYPES}, got {type_of_triplets!r}")
@@ -219,6 +266,10 @@ class TripletMarginMiner(Miner):
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         d = self._dist(u)
         pos, neg = _pair_masks(labels, None)
+        a, p, n = self.mine_matrix(d, pos, neg)
+        return a, p, n
+
+    def mine_matrix(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
         valid = pos.unsqueeze(2) & neg.unsqueeze(1)
         m = d.unsqueeze(1) - d.unsqueeze(2)  # [a, p, n] = d_an - d_ap
         if self.type_of_triplets == "easy":
@@ -245,10 +296,18 @@ class MultiSimilarityMiner(Miner):
     4
     """
 
-    distance = "cosine"
-
-    def __init__(self, epsilon: float = 0.1) -> None:
+    def __init__(self, epsilon: float = 0.1, distance: str | Distance = "cosine") -> None:
         self.epsilon = check_number(epsilon, "epsilon", low=0.0)
+        self.distance = self._check_distance(distance)
+
+    def _native(self) -> bool:
+        return self.distance == "cosine"
+
+    def mine_matrix(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
+        keep_pos, keep_neg = _composed.ms_mine_masks(-d, pos, neg, self.epsilon)
+        a1, p = torch.nonzero(keep_pos, as_tuple=True)
+        a2, n = torch.nonzero(keep_neg, as_tuple=True)
+        return a1, p, a2, n
 
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         return multi_similarity_mine(u @ u.T, labels, self.epsilon)

@@ -17,6 +17,15 @@ triplet tuple given to a pair loss becomes the pairs ``(a, p)`` and ``(a, n)``; 
 given to the triplet loss becomes every triplet whose two pairs share the anchor
 (pytorch-metric-learning's conventions). ``indices=None`` uses every pair / triplet.
 
+Composition (issue 22): ``contrastive``, ``triplet_margin``, ``multi_similarity``, ``supcon``
+and ``ntxent`` also take the call keywords ``ref_emb`` [M, D] / ``ref_labels`` [M] (anchors
+from ``embeddings``, positives and negatives from the reference set; miner indices then index
+the reference), ``distance=`` (a :class:`lossatlas.distances.Distance`; the default is each
+loss's paper distance) and ``reducer=`` (a :class:`lossatlas.reducers.Reducer`; the default is
+each loss's own ``'mean'``), as pytorch-metric-learning composes them; a call with any of them
+takes the composed kernel (:mod:`lossatlas.functional._composed`), equal to the direct one at
+the defaults. :class:`lossatlas.memory.MemoryLoss` adds a cross-batch memory or a MoCo queue.
+
 Distances are Euclidean between the unit rows, ``d_ij = sqrt(2 − 2 u_i·u_j)`` from one Gram
 matrix (:func:`_unit_distances`, the one distance piece of every distance-based loss and
 miner); identical points are at distance exactly 0 with a zero (finite) gradient there, as
@@ -55,6 +64,9 @@ from .._validation import (
 from ..distributed.blocks import row_blocks
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed
 from ..distributed.tiled import DEFAULT_BLOCK_ELEMENTS, pairwise_logsumexp
+from ..distances import Distance
+from ..reducers import Reducer
+from . import _composed
 from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
 from .ssl import SHARED, _use_tiles, tiled_option
 
@@ -486,7 +498,7 @@ def _zero_unless(condition: Tensor, x: Tensor) -> Tensor:
 CONTRASTIVE_FUSE_MIN_NUMEL = 1
 
 
-@loss_function(inputs=EMBEDDING, call=("indices",), params={
+@loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "pos_margin": Param("m+, positive distances below it cost nothing", any_number, f"{PML} (0)"),
     "neg_margin": Param("m−, negatives farther than it cost nothing", any_number, f"{PML} (1)"),
     "average_nonzero": Param("``'mean'`` averages only the non-zero terms of each part (else every pair)", as_bool,
@@ -507,6 +519,10 @@ def contrastive(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    distance: Distance | None = None,
+    reducer: Reducer | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -523,6 +539,12 @@ def contrastive(
         >>> la.functional.contrastive(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
         0
     """
+    if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _composed.check_pieces(distance, reducer, reduction)
+        return _composed.contrastive(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
+                                     ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
+                                     pos_margin=pos_margin, neg_margin=neg_margin, average_nonzero=average_nonzero,
+                                     reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     if _use_tiles(tiled, u.shape[0], u.shape[0]):
         return _contrastive_tiled(u, labels, pos_margin, neg_margin, average_nonzero, indices, block_size, reduction,
@@ -697,7 +719,7 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
     return losses, losses.sum((1, 2)), n_valid
 
 
-@loss_function(inputs=EMBEDDING, call=("indices",), params={
+@loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "margin": Param("α, the distance by which a negative must be farther than the positive", any_number,
                     f"FaceNet (α = 0.2); {PML}'s default is 0.05"),
     "average_nonzero": Param("``'mean'`` averages only the triplets with a non-zero loss (else every triplet)",
@@ -717,6 +739,10 @@ def triplet_margin(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    distance: Distance | None = None,
+    reducer: Reducer | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -732,6 +758,12 @@ def triplet_margin(
         >>> la.functional.triplet_margin(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).ndim
         0
     """
+    if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _composed.check_pieces(distance, reducer, reduction)
+        return _composed.triplet_margin(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
+                                        ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
+                                        margin=margin, average_nonzero=average_nonzero, reduction=reduction,
+                                        validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
     if _use_tiles(tiled, n, n):
@@ -832,7 +864,7 @@ def multi_similarity_mine(
     return a1, p, a2, n
 
 
-@loss_function(inputs=EMBEDDING, call=("indices",), params={
+@loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "alpha": Param("α > 0, the positive pairs' scale", positive, "Wang et al. 2019 / PML (2)"),
     "beta": Param("β > 0, the negative pairs' scale", positive, "Wang et al. 2019 / PML (50)"),
     "base": Param("λ, the similarity margin", any_number, "λ: official code and PML (0.5); the paper reports λ = 1"),
@@ -855,6 +887,10 @@ def multi_similarity(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    distance: Distance | None = None,
+    reducer: Reducer | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -870,6 +906,12 @@ def multi_similarity(
         >>> la.functional.multi_similarity(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2])).shape
         torch.Size([])
     """
+    if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _composed.check_pieces(distance, reducer, reduction)
+        return _composed.multi_similarity(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
+                                          ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
+                                          alpha=alpha, beta=beta, base=base, miner_epsilon=miner_epsilon,
+                                          reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     if miner_epsilon is not None and indices is not None:
         raise ValueError("pass either indices= (from a miner) or miner_epsilon, not both")
@@ -919,7 +961,7 @@ def _ms_tiled(u: Tensor, labels: Tensor, alpha: float, beta: float, base: float,
 # --------------------------------------------------------------------------------------
 # G2 / G1: supervised contrastive and NT-Xent
 # --------------------------------------------------------------------------------------
-@loss_function(inputs=EMBEDDING, call=("indices",), params={
+@loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "temperature": Param("τ > 0 of the softmax over similarities", positive, "HobbitLong/SupContrast (0.07)"),
     "base_temperature": Param("τ_b > 0; the loss is scaled by τ/τ_b", positive, "HobbitLong/SupContrast (0.07)"),
     "average_over": Param("``'anchors_with_positives'`` (PML) | ``'all_anchors'`` (SupContrast): what ``'mean'`` averages",
@@ -941,6 +983,10 @@ def supcon(
     block_size: int | None = None,
     distributed: bool = False,
     group: Any = None,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    distance: Distance | None = None,
+    reducer: Reducer | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -976,6 +1022,12 @@ def supcon(
         0
     """
     embeddings, labels = _views(embeddings, labels, validate)
+    if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _composed.check_pieces(distance, reducer, reduction)
+        return _composed.supcon(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
+                                ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
+                                temperature=temperature, base_temperature=base_temperature,
+                                average_over=average_over, reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     on = distributed and is_distributed(group)
     if indices is not None and (on or tiled is True):
@@ -1052,7 +1104,7 @@ def _supcon_blocks(
     return global_reduce(per_anchor, reduction, total, group, on).to(out_dtype)
 
 
-@loss_function(inputs=EMBEDDING, call=("indices",), params={
+@loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "temperature": Param("τ > 0 of the softmax over similarities", positive, f"{PML} (0.07)"),
     "tiled": Param("``True`` computes the loss in blocks of anchor rows, recomputed in backward "
                    "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
@@ -1068,6 +1120,10 @@ def ntxent(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    ref_emb: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    distance: Distance | None = None,
+    reducer: Reducer | None = None,
     reduction: str = "mean",
     validate: bool = True,
 ) -> Tensor:
@@ -1095,6 +1151,11 @@ def ntxent(
         0
     """
     embeddings, labels = _views(embeddings, labels, validate)
+    if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _composed.check_pieces(distance, reducer, reduction)
+        return _composed.ntxent(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
+                                ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
+                                temperature=temperature, reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     if _use_tiles(tiled, u.shape[0], u.shape[0]):
         if indices is not None:

@@ -26,7 +26,9 @@ from .. import functional as LF
 from .._docs import fill_doc
 from .._spec import FunctionSpec, fresh, spec_of
 from .._validation import check_int
+from ..distances import Distance
 from ..functional.metric import Indices
+from ..reducers import Reducer
 from ..registry import Paper, register
 from ._base import FunctionalLoss, Loss
 
@@ -60,13 +62,23 @@ UNPG_PAPER = Paper("J. Jung, S. Lee, H.-S. Oh, Y. Park, J. Park, S. Son", "Unifi
 PFC_PAPER = Paper("X. An, X. Zhu, Y. Gao, Y. Xiao, Y. Zhao, Z. Feng, L. Wu, B. Qin, M. Zhang, D. Zhang, Y. Fu", "Partial FC: Training 10 Million Identities on a Single Machine", "ICCV Workshops", 2021, "2010.05222")
 
 
+def _pieces(ref_emb: Tensor | None, ref_labels: Tensor | None, distance: Distance | None,
+            reducer: Reducer | None) -> dict[str, Any]:
+    """The composition keywords a call passed (none: the loss's own path, and losses without
+    them, such as TCM, keep their signature)."""
+    given = {"ref_emb": ref_emb, "ref_labels": ref_labels, "distance": distance, "reducer": reducer}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 class _PairLoss(FunctionalLoss):
     """Module twin of a pair / triplet loss function: its call takes a miner's ``indices=``."""
 
     # the signature names the call keyword (the metric benchmark task and readers look for
     # `indices` in it); FunctionalLoss.forward takes any inputs and keywords
-    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None) -> Tensor:
-        return super().forward(embeddings, labels, indices=indices)
+    def forward(self, embeddings: Tensor, labels: Tensor, indices: Indices | None = None, *,
+                ref_emb: Tensor | None = None, ref_labels: Tensor | None = None,
+                distance: Distance | None = None, reducer: Reducer | None = None) -> Tensor:
+        return super().forward(embeddings, labels, indices=indices, **_pieces(ref_emb, ref_labels, distance, reducer))
 
 
 # ----------------------------------------------------------------------------- F1
@@ -187,8 +199,11 @@ class _MultiViewLoss(_PairLoss):
     """SupCon / NT-Xent: the second argument is integer labels, a float second view, or (with
     [bsz, n_views, D] features) optional labels; see :func:`lossatlas.functional.metric._views`."""
 
-    def forward(self, embeddings: Tensor, labels: Tensor | None = None, indices: Indices | None = None) -> Tensor:
-        return FunctionalLoss.forward(self, embeddings, labels, indices=indices)
+    def forward(self, embeddings: Tensor, labels: Tensor | None = None, indices: Indices | None = None, *,
+                ref_emb: Tensor | None = None, ref_labels: Tensor | None = None,
+                distance: Distance | None = None, reducer: Reducer | None = None) -> Tensor:
+        return FunctionalLoss.forward(self, embeddings, labels, indices=indices,
+                                      **_pieces(ref_emb, ref_labels, distance, reducer))
 
 
 @register(

@@ -1,0 +1,403 @@
+"""Retrieval negatives (catalogue row G11): which corpus items a dense retriever trains against.
+
+A dense retriever is trained with InfoNCE over (query, positive document, negatives); which
+negatives it sees decides most of what it learns. This module holds the pieces, each a plain
+torch function over embeddings and corpus ids, composable with any pair loss:
+
+* :func:`topk_search`: exact top-k of a corpus index by inner product, in blocks (memory
+  O(Q·(k + block)), no FAISS), the positives excluded;
+* :class:`CorpusIndex`: the corpus embeddings of an encoder, re-encoded every
+  ``refresh_every`` steps, from which negatives are mined: ANCE's periodically refreshed ANN
+  negatives (Xiong et al., 2021), plain top-k hard negatives, SimANS's ambiguous negatives
+  (Zhou et al., 2022) or random ones, after false-negative filtering relative to the
+  positive's score;
+* :func:`false_negative_keep`: that filter (a margin below, or a fraction of, the
+  positive's score: NV-Retriever's TopK-MarginPos / TopK-PercPos, Moreira et al., 2024);
+* :func:`simans_probabilities`: SimANS's sampling distribution
+  ``p_i ∝ exp(−a (s(q, d_i) − s(q, d⁺) − b)²)`` over the top-k candidates;
+* :func:`gist_mask` and :func:`gist_infonce`: GISTEmbed's guided in-batch selection
+  (Solatorio, 2024): a guide model's similarities drop the in-batch negatives it scores above
+  the positive.
+
+Papers: L. Xiong, C. Xiong, Y. Li, K.-F. Tang, J. Liu, P. Bennett, J. Ahmed, A. Overwijk
+(2021), "Approximate Nearest Neighbor Negative Contrastive Learning for Dense Text Retrieval",
+ICLR (ANCE: negatives sampled from the top 200 of the current checkpoint's index, refreshed
+during training); K. Zhou, Y. Gong, X. Liu, W. X. Zhao, Y. Shen, A. Dong, J. Lu, R. Majumder,
+J.-R. Wen, N. Duan, W. Chen (2022), "SimANS: Simple Ambiguous Negatives Sampling for Dense Text
+Retrieval", EMNLP (industry track), arXiv:2210.11773 (the distribution above; the official
+README's snippet uses b = 0); A. V. Solatorio (2024), "GISTEmbed: Guided In-sample Selection
+of Training Negatives for Text Embedding Fine-tuning", arXiv:2402.16829 (temperature 0.01 in
+sentence-transformers' ``GISTEmbedLoss``); G. de Souza P. Moreira, R. Osmulski, M. Xu, R. Ak,
+B. Schifferer, E. Oldridge (2024), "NV-Retriever: Improving text embedding models with
+effective hard-negative mining", arXiv:2407.15831 (TopK-PercPos with 95 %).
+
+>>> import torch
+>>> from lossatlas.negatives import topk_search
+>>> corpus = torch.eye(4)
+>>> scores, ids = topk_search(torch.tensor([[1.0, 0.5, 0.0, 0.0]]), corpus, 2, exclude=torch.tensor([[0]]))
+>>> ids.tolist()
+[[1, 2]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._validation import check_float, check_int, check_number, check_same_device, check_tensor
+
+__all__ = [
+    "topk_search",
+    "false_negative_keep",
+    "simans_probabilities",
+    "sample_rows",
+    "gist_mask",
+    "gist_infonce",
+    "CorpusIndex",
+    "STRATEGIES",
+]
+
+#: the mining strategies of :meth:`CorpusIndex.mine`
+STRATEGIES = ("hard", "ance", "simans", "random")
+
+
+def _check_matrix(x: Tensor, name: str, dim: int | None = None) -> Tensor:
+    check_float(x, name)
+    if x.dim() != 2 or (dim is not None and x.shape[1] != dim):
+        want = "[n, D]" if dim is None else f"[n, {dim}]"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    return x
+
+
+def _check_ids(x: Tensor | None, name: str, rows: int, device: torch.device) -> Tensor | None:
+    if x is None:
+        return None
+    check_tensor(x, name)
+    if x.dtype.is_floating_point or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of corpus ids, got {x.dtype}")
+    if x.dim() == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 2 or x.shape[0] != rows:
+        raise ValueError(f"{name} must have shape [Q] or [Q, P] with Q = {rows}, got {tuple(x.shape)}")
+    return x.to(device=device, dtype=torch.long)
+
+
+@torch.no_grad()
+def topk_search(queries: Tensor, corpus: Tensor, k: int, *, exclude: Tensor | None = None,
+                block_size: int = 8192) -> tuple[Tensor, Tensor]:
+    """Exact top-``k`` corpus rows by inner product ``q · c`` for every query.
+
+    The corpus is scanned in blocks of ``block_size`` rows and the running top-k is merged
+    with each block's, so memory is O(Q·(k + block_size)) whatever the corpus size; the result
+    equals ``(queries @ corpus.T).topk(k)`` (ties broken towards the smaller id). ``exclude``
+    [Q] or [Q, P] (ids, −1 for padding) removes ids per query (its positives). Normalise the
+    rows first for cosine similarity.
+
+    Returns ``(scores [Q, k], ids [Q, k])``, best first; ``k`` is capped at the corpus size
+    and slots with nothing left to return have id −1 and score −inf.
+    """
+    _check_matrix(queries, "queries")
+    _check_matrix(corpus, "corpus", queries.shape[1])
+    check_same_device("queries", queries, "corpus", corpus)
+    k = min(check_int(k, "k"), corpus.shape[0])
+    block_size = check_int(block_size, "block_size")
+    ex = _check_ids(exclude, "exclude", queries.shape[0], queries.device)
+    nq = queries.shape[0]
+    q = queries.to(corpus.dtype)
+    best_s = torch.full((nq, 0), -math.inf, dtype=q.dtype, device=q.device)
+    best_i = torch.full((nq, 0), -1, dtype=torch.long, device=q.device)
+    for start in range(0, corpus.shape[0], block_size):
+        block = corpus[start : start + block_size]
+        s = q @ block.T
+        ids = torch.arange(start, start + block.shape[0], device=q.device)
+        if ex is not None:
+            hit = (ex.unsqueeze(2) == ids.view(1, 1, -1)).any(1)
+            s = s.masked_fill(hit, -math.inf)
+        cat_s = torch.cat([best_s, s], 1)
+        cat_i = torch.cat([best_i, ids.expand(nq, -1)], 1)
+        # stable: equal scores keep the earlier (smaller) id first
+        order = torch.sort(cat_s, dim=1, descending=True, stable=True).indices[:, :k]
+        best_s, best_i = cat_s.gather(1, order), cat_i.gather(1, order)
+    best_i = best_i.masked_fill(torch.isneginf(best_s), -1)
+    return best_s, best_i
+
+
+def false_negative_keep(neg_scores: Tensor, pos_scores: Tensor, *, margin: float | None = None,
+                        ratio: float | None = None) -> Tensor:
+    """Which candidates survive false-negative filtering relative to the positive's score.
+
+    ``margin``: keep ``s_n < s_p − margin`` (NV-Retriever's TopK-MarginPos; margin 0 drops
+    candidates scored at or above the positive); ``ratio``: keep ``s_n < ratio · s_p``
+    (TopK-PercPos; the paper uses 0.95). Both may be given (both must hold); neither keeps
+    every candidate. ``neg_scores`` [Q, K], ``pos_scores`` [Q] → bool [Q, K].
+
+    >>> import torch
+    >>> false_negative_keep(torch.tensor([[0.9, 0.7, 0.2]]), torch.tensor([0.8]), ratio=0.95).tolist()
+    [[False, True, True]]
+    """
+    check_float(neg_scores, "neg_scores")
+    check_float(pos_scores, "pos_scores")
+    if neg_scores.dim() != 2 or pos_scores.shape != (neg_scores.shape[0],):
+        raise ValueError(f"neg_scores must be [Q, K] and pos_scores [Q], got {tuple(neg_scores.shape)} and {tuple(pos_scores.shape)}")
+    keep = torch.isfinite(neg_scores)
+    p = pos_scores.unsqueeze(1)
+    if margin is not None:
+        keep &= neg_scores < p - check_number(margin, "margin")
+    if ratio is not None:
+        keep &= neg_scores < check_number(ratio, "ratio", low=0.0) * p
+    return keep
+
+
+def simans_probabilities(neg_scores: Tensor, pos_scores: Tensor, *, a: float = 1.0, b: float = 0.0,
+                         valid: Tensor | None = None) -> Tensor:
+    """SimANS's sampling distribution over each query's candidate negatives:
+    ``p_i ∝ exp(−a (s(q, d_i) − s(q, d⁺) − b)²)`` (Zhou et al., 2022, Eq. 3), normalised over
+    the ``valid`` candidates (all finite scores by default); a row without a valid candidate
+    is all zeros. Negatives scored near ``s(q, d⁺) + b`` are the likeliest: neither the
+    easy ones far below the positive nor the likely false negatives far above it.
+
+    ``a`` > 0 sharpens the distribution; ``b`` shifts its peak (the official README's form has
+    b = 0; both are tuned per dataset in the paper).
+
+    >>> import torch
+    >>> p = simans_probabilities(torch.tensor([[0.9, 0.5, 0.1]]), torch.tensor([0.5]), a=10.0)
+    >>> int(p.argmax()), round(float(p.sum()), 6)
+    (1, 1.0)
+    """
+    check_float(neg_scores, "neg_scores")
+    check_float(pos_scores, "pos_scores")
+    if neg_scores.dim() != 2 or pos_scores.shape != (neg_scores.shape[0],):
+        raise ValueError(f"neg_scores must be [Q, K] and pos_scores [Q], got {tuple(neg_scores.shape)} and {tuple(pos_scores.shape)}")
+    a = check_number(a, "a", low=0.0, low_open=True)
+    b = check_number(b, "b")
+    ok = torch.isfinite(neg_scores) if valid is None else valid & torch.isfinite(neg_scores)
+    logit = -a * (neg_scores - pos_scores.unsqueeze(1) - b) ** 2
+    logit = logit.masked_fill(~ok, -math.inf)
+    p = torch.softmax(logit, dim=1)
+    return torch.where(ok.any(1, keepdim=True), p, torch.zeros_like(p)).nan_to_num(0.0)
+
+
+def sample_rows(weights: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:
+    """Draw ``num`` distinct column positions per row with probability ∝ ``weights`` [Q, K]
+    (sequentially without replacement, ``torch.multinomial``); a row with fewer than ``num``
+    positive weights returns them all and pads with −1."""
+    check_float(weights, "weights")
+    num = check_int(num, "num")
+    q, k = weights.shape
+    out = torch.full((q, num), -1, dtype=torch.long, device=weights.device)
+    if k == 0 or q == 0:
+        return out
+    w = weights.clamp_min(0)
+    avail = (w > 0).sum(1)
+    full = avail >= num
+    take = min(num, k)
+    if bool(full.any()):
+        out[full, :take] = torch.multinomial(w[full], take, replacement=False, generator=generator)
+    for r in torch.nonzero(~full).flatten().tolist():  # rows short of candidates: all of them
+        pos = torch.nonzero(w[r] > 0).flatten()
+        out[r, : pos.numel()] = pos
+    return out
+
+
+def gist_mask(guide_queries: Tensor, guide_docs: Tensor, positives: Tensor | None = None, *,
+              margin: float = 0.0, margin_strategy: str = "absolute") -> Tensor:
+    """GISTEmbed's guided selection: the in-batch candidates a guide model scores above the
+    positive, to be dropped from the negatives (likely false negatives).
+
+    With guide cosine similarities ``g_ij = cos(G(q_i), G(d_j))`` and the positive
+    ``g_i⁺ = g_{i, positives[i]}`` (``positives=None``: document i), candidate j ≠ positive is
+    dropped when ``g_ij > g_i⁺ − margin`` (``"absolute"``) or ``g_ij > g_i⁺ · (1 − margin)``
+    (``"relative"``), sentence-transformers' ``GISTEmbedLoss`` strategies (margin 0 in the
+    paper). Returns bool [N, M], True = drop.
+
+    >>> import torch
+    >>> g = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    >>> gist_mask(g[:1], g, torch.tensor([1])).tolist()  # doc 0 (g = 1) beats the positive (0.6)
+    [[True, False, False]]
+    """
+    _check_matrix(guide_queries, "guide_queries")
+    _check_matrix(guide_docs, "guide_docs", guide_queries.shape[1])
+    if margin_strategy not in ("absolute", "relative"):
+        raise ValueError(f"margin_strategy must be 'absolute' or 'relative', got {margin_strategy!r}")
+    margin = check_number(margin, "margin")
+    n = guide_queries.shape[0]
+    pos = torch.arange(n, device=guide_queries.device) if positives is None else positives.to(guide_queries.device).long()
+    if pos.shape != (n,):
+        raise ValueError(f"positives must have shape [N] = [{n}], got {tuple(pos.shape)}")
+    with torch.no_grad():
+        g = F.normalize(guide_queries, dim=1) @ F.normalize(guide_docs.to(guide_queries.dtype), dim=1).T
+        gp = g.gather(1, pos.unsqueeze(1))
+        bound = gp - margin if margin_strategy == "absolute" else gp * (1.0 - margin)
+        drop = g > bound
+        drop.scatter_(1, pos.unsqueeze(1), False)
+    return drop
+
+
+def gist_infonce(queries: Tensor, docs: Tensor, guide_queries: Tensor, guide_docs: Tensor, *,
+                 temperature: float = 0.01, margin: float = 0.0, margin_strategy: str = "absolute",
+                 reduction: str = "mean") -> Tensor:
+    """GISTEmbed loss (Solatorio, 2024): InfoNCE of query i against its document i (cosine
+    similarities over ``temperature``, 0.01 as sentence-transformers' ``GISTEmbedLoss``). Row
+    i's denominator holds every document, every other query and every other positive
+    document (the query–document, query–query and positive–positive blocks of
+    ``GISTEmbedLoss`` with its defaults), except the entries whose guide similarity exceeds
+    the guide's positive score ``g_i⁺`` (less ``margin``, or times ``1 − margin``), which are
+    likely false negatives (:func:`gist_mask`). ``docs`` [N, D] (the positives) or
+    [N + H, D] (the positives first, then H hard negatives shared by the batch). Unlike
+    ``GISTEmbedLoss`` the self-pairs of the query–query and positive–positive blocks are
+    always dropped (it keeps them when the guide scores a positive exactly 1).
+
+    >>> import torch
+    >>> q, d = torch.randn(4, 8), torch.randn(4, 8)
+    >>> gist_infonce(q, d, q, d).ndim
+    0
+    """
+    _check_matrix(queries, "queries")
+    _check_matrix(docs, "docs", queries.shape[1])
+    temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    n = queries.shape[0]
+    if docs.shape[0] < n:
+        raise ValueError(f"docs must hold at least the N = {n} positives, got {docs.shape[0]} rows")
+    if guide_queries.shape[0] != n or guide_docs.shape[0] != docs.shape[0]:
+        raise ValueError("guide_queries / guide_docs must have the rows of queries / docs")
+    q, d = F.normalize(queries, dim=1), F.normalize(docs, dim=1)
+    qd = (q @ d.T) / temperature
+    qq = (q @ q.T) / temperature
+    drop_qd = gist_mask(guide_queries, guide_docs, None, margin=margin, margin_strategy=margin_strategy)
+    gq = F.normalize(guide_queries, dim=1)
+    gp = F.normalize(guide_docs[:n].to(gq.dtype), dim=1)
+    bound = (gq * gp).sum(1, keepdim=True)  # the guide's positive score g_i+
+    bound = bound - margin if margin_strategy == "absolute" else bound * (1.0 - margin)
+    drop_qq = (gq @ gq.T) > bound
+    drop_qq.fill_diagonal_(True)  # a query is not its own negative
+    pp = (d[:n] @ d[:n].T) / temperature
+    drop_pp = (gp @ gp.T) > bound
+    drop_pp.fill_diagonal_(True)  # (positive i, positive i) is the positive pair itself
+    logits = torch.cat([qd.masked_fill(drop_qd, -math.inf), qq.masked_fill(drop_qq, -math.inf),
+                        pp.masked_fill(drop_pp, -math.inf)], 1)
+    per = torch.logsumexp(logits, 1) - qd.diagonal()
+    if reduction == "none":
+        return per
+    return per.sum() if reduction == "sum" else per.mean()
+
+
+class CorpusIndex:
+    """A corpus index for mining negatives, refreshed with the current encoder (ANCE).
+
+    Args:
+        encode: maps a batch of corpus inputs [b, ...] to embeddings [b, D] (run under
+            ``torch.no_grad``, in eval mode if it is a module, restored afterwards).
+        corpus: the corpus inputs [C, ...] (any tensor ``encode`` takes).
+        refresh_every: re-encode the corpus every this many :meth:`step` calls (ANCE refreshes
+            its index asynchronously during training; ``None``: only on :meth:`refresh`).
+        batch_size: corpus rows encoded at once.
+        normalize: L2-normalise the corpus and query embeddings (cosine scores).
+
+    ``mine(query_emb, positives, num, strategy=...)`` returns corpus ids [Q, num] (−1 where a
+    query has fewer candidates):
+
+    * ``"hard"``: the ``num`` top-scored non-positive ids (static hard negatives);
+    * ``"ance"``: ``num`` drawn uniformly from the top ``depth`` (ANCE: 200);
+    * ``"simans"``: ``num`` drawn from the top ``depth`` with :func:`simans_probabilities`;
+    * ``"random"``: ``num`` drawn uniformly from the whole corpus, positives excluded;
+
+    each after :func:`false_negative_keep` with ``margin`` / ``ratio`` when given.
+
+    >>> import torch
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(5), refresh_every=10)
+    >>> idx.mine(torch.tensor([[1.0, 0.9, 0.8, 0.0, 0.0]]), torch.tensor([0]), 2, strategy="hard").tolist()
+    [[1, 2]]
+    """
+
+    def __init__(self, encode: Callable[[Tensor], Tensor], corpus: Tensor, *, refresh_every: int | None = None,
+                 batch_size: int = 1024, normalize: bool = True) -> None:
+        if not callable(encode):
+            raise TypeError(f"encode must be callable, got {type(encode).__name__}")
+        check_tensor(corpus, "corpus")
+        if corpus.dim() < 1 or corpus.shape[0] < 1:
+            raise ValueError(f"corpus must hold at least one row, got shape {tuple(corpus.shape)}")
+        self.encode = encode
+        self.corpus = corpus
+        self.refresh_every = None if refresh_every is None else check_int(refresh_every, "refresh_every")
+        self.batch_size = check_int(batch_size, "batch_size")
+        self.normalize = bool(normalize)
+        self.steps = 0
+        self.refreshes = 0
+        self.embeddings = self._encode_all()
+
+    def _encode_all(self) -> Tensor:
+        module = self.encode if isinstance(self.encode, torch.nn.Module) else None
+        was_training = module.training if module is not None else False
+        if module is not None:
+            module.eval()
+        try:
+            with torch.no_grad():
+                parts = [self.encode(self.corpus[i : i + self.batch_size]) for i in range(0, self.corpus.shape[0], self.batch_size)]
+        finally:
+            if module is not None:
+                module.train(was_training)
+        emb = torch.cat(parts).detach()
+        _check_matrix(emb, "encode(corpus)")
+        return F.normalize(emb, dim=1) if self.normalize else emb
+
+    def refresh(self) -> None:
+        """Re-encode the corpus with the encoder as it is now."""
+        self.embeddings = self._encode_all()
+        self.refreshes += 1
+
+    def step(self) -> bool:
+        """Count a training step; re-encode when ``refresh_every`` steps have passed. Returns
+        whether it refreshed."""
+        self.steps += 1
+        if self.refresh_every is not None and self.steps % self.refresh_every == 0:
+            self.refresh()
+            return True
+        return False
+
+    @torch.no_grad()
+    def mine(self, query_emb: Tensor, positives: Tensor, num: int, *, strategy: str = "hard", depth: int = 200,
+             margin: float | None = None, ratio: float | None = None, a: float = 1.0, b: float = 0.0,
+             generator: torch.Generator | None = None) -> Tensor:
+        """Negative corpus ids [Q, num] for each query (see the class docstring)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        _check_matrix(query_emb, "query_emb", self.embeddings.shape[1])
+        num = check_int(num, "num")
+        pos = _check_ids(positives, "positives", query_emb.shape[0], self.embeddings.device)
+        assert pos is not None
+        q = query_emb.detach().to(self.embeddings.device, self.embeddings.dtype)
+        q = F.normalize(q, dim=1) if self.normalize else q
+        pos_scores = (q * self.embeddings[pos[:, 0].clamp_min(0)]).sum(-1) if pos.shape[1] else q.new_zeros(q.shape[0])
+        if strategy == "random":
+            scores = q @ self.embeddings.T
+            is_pos = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, pos.clamp_min(0), pos >= 0)
+            keep = ~is_pos & false_negative_keep(scores, pos_scores, margin=margin, ratio=ratio)
+            return sample_rows(keep.to(q.dtype), num, generator)
+        k = num if strategy == "hard" else max(check_int(depth, "depth"), num)
+        if margin is not None or ratio is not None:
+            k = self.embeddings.shape[0]  # filter first, then take the top: search the whole ranking
+        scores, ids = topk_search(q, self.embeddings, k, exclude=pos)
+        keep = false_negative_keep(scores, pos_scores, margin=margin, ratio=ratio) & (ids >= 0)
+        if strategy == "hard":
+            rank = torch.where(keep, torch.arange(keep.shape[1], device=keep.device), keep.shape[1])
+            first = rank.sort(1).values[:, :num]
+            out = torch.where(first < keep.shape[1], ids.gather(1, first.clamp_max(keep.shape[1] - 1)), -1)
+            return _pad(out, num)
+        if margin is not None or ratio is not None:  # back to the top `depth` of the survivors
+            rank = torch.where(keep, keep.cumsum(1), depth + 1)
+            keep &= rank <= depth
+        w = keep.to(q.dtype) if strategy == "ance" else simans_probabilities(scores, pos_scores, a=a, b=b, valid=keep)
+        col = sample_rows(w, num, generator)
+        return torch.where(col >= 0, ids.gather(1, col.clamp_min(0)), -1)
+
+
+def _pad(x: Tensor, num: int) -> Tensor:
+    if x.shape[1] >= num:
+        return x[:, :num]
+    return torch.cat([x, x.new_full((x.shape[0], num - x.shape[1]), -1)], 1)

@@ -1,0 +1,175 @@
+"""Retrieval negatives (catalogue row G11): exact top-k, false-negative filtering, SimANS,
+GISTEmbed's guided selection and the refreshed corpus index (ANCE)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lossatlas import negatives as N
+
+
+def _data(q: int = 6, c: int = 50, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(q, d, generator=g, dtype=torch.float64), torch.randn(c, d, generator=g, dtype=torch.float64)
+
+
+def test_topk_search_in_blocks_equals_the_dense_topk() -> None:
+    q, c = _data()
+    for block in (7, 50, 1000):
+        s, i = N.topk_search(q, c, 9, block_size=block)
+        ref = (q @ c.T).topk(9, dim=1)
+        torch.testing.assert_close(s, ref.values)
+        assert torch.equal(i, ref.indices)
+    ex = torch.tensor([[0, 3], [1, -1], [2, 2], [5, 6], [7, 8], [9, -1]])
+    s, i = N.topk_search(q, c, 5, exclude=ex, block_size=11)
+    dense = (q @ c.T)
+    for r in range(6):
+        banned = {int(x) for x in ex[r] if x >= 0}
+        order = [j for j in dense[r].argsort(descending=True).tolist() if j not in banned][:5]
+        assert i[r].tolist() == order
+    s, i = N.topk_search(q[:1], c[:3], 10, exclude=torch.tensor([1]))
+    assert i.shape == (1, 3) and i[0, -1].item() == -1 and math.isinf(s[0, -1].item())
+
+
+def test_false_negative_filter_closed_forms() -> None:
+    neg = torch.tensor([[0.9, 0.75, 0.7, 0.1]])
+    pos = torch.tensor([0.8])
+    assert N.false_negative_keep(neg, pos, margin=0.05).tolist() == [[False, False, True, True]]
+    assert N.false_negative_keep(neg, pos, ratio=0.95).tolist() == [[False, True, True, True]]  # 0.76
+    assert N.false_negative_keep(neg, pos, margin=0.0, ratio=0.9).tolist() == [[False, False, True, True]]
+    assert N.false_negative_keep(neg, pos).all()
+    with pytest.raises(ValueError, match="pos_scores"):
+        N.false_negative_keep(neg, torch.tensor([0.8, 0.1]))
+
+
+def test_simans_distribution_is_the_papers() -> None:
+    neg = torch.tensor([[0.9, 0.6, 0.5, 0.1, -math.inf]], dtype=torch.float64)
+    pos = torch.tensor([0.55], dtype=torch.float64)
+    a, b = 4.0, 0.1
+    w = [math.exp(-a * (float(s) - 0.55 - b) ** 2) for s in neg[0, :4]]
+    expect = torch.tensor([[x / sum(w) for x in w] + [0.0]], dtype=torch.float64)
+    torch.testing.assert_close(N.simans_probabilities(neg, pos, a=a, b=b), expect)
+    # the peak is the candidate nearest s+ + b; valid= masks candidates out
+    p = N.simans_probabilities(neg, pos, a=50.0, b=0.1, valid=torch.tensor([[True, False, True, True, True]]))
+    assert p[0, 1] == 0 and p.argmax().item() == 2  # 0.5 is 0.15 from s+ + b = 0.65, 0.9 is 0.25
+    assert N.simans_probabilities(neg, pos, valid=torch.zeros(1, 5, dtype=torch.bool)).sum() == 0
+    with pytest.raises(ValueError, match="a"):
+        N.simans_probabilities(neg, pos, a=0.0)
+
+
+def test_sample_rows_draws_distinct_columns_with_the_given_probabilities() -> None:
+    g = torch.Generator().manual_seed(1)
+    w = torch.tensor([[0.5, 0.3, 0.2, 0.0]]).expand(20000, 4).contiguous()
+    first = N.sample_rows(w, 1, g)[:, 0]
+    freq = torch.bincount(first, minlength=4).double() / 20000
+    torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.2, 0.0], dtype=torch.float64), atol=0.015, rtol=0)
+    two = N.sample_rows(w[:100], 2, g)
+    assert (two[:, 0] != two[:, 1]).all() and (two != 3).all()
+    short = N.sample_rows(torch.tensor([[0.0, 1.0, 0.0]]), 2, g)
+    assert short.tolist() == [[1, -1]]
+
+
+def test_gist_mask_and_loss_closed_form() -> None:
+    g = torch.Generator().manual_seed(2)
+    q, d = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(7, 4, generator=g, dtype=torch.float64)
+    gq, gd = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)
+    cos = F.normalize(gq, dim=1) @ F.normalize(gd, dim=1).T
+    for strategy, margin in (("absolute", 0.0), ("absolute", 0.1), ("relative", 0.2)):
+        drop = N.gist_mask(gq, gd, None, margin=margin, margin_strategy=strategy)
+        for i in range(5):
+            bound = cos[i, i] - margin if strategy == "absolute" else cos[i, i] * (1 - margin)
+            for j in range(7):
+                assert bool(drop[i, j]) == (j != i and bool(cos[i, j] > bound)), (strategy, i, j)
+    # the loss: a brute-force row-by-row softmax over the kept candidates
+    t = 0.05
+    got = N.gist_infonce(q, d, gq, gd, temperature=t, margin=0.05, reduction="none")
+    uq, ud = F.normalize(q, dim=1), F.normalize(d, dim=1)
+    ngq, ngd = F.normalize(gq, dim=1), F.normalize(gd, dim=1)
+    for i in range(5):
+        gpos = float(ngq[i] @ ngd[i])
+        terms = [float(uq[i] @ ud[j]) / t for j in range(7) if j == i or float(ngq[i] @ ngd[j]) <= gpos - 0.05]
+        terms += [float(uq[i] @ uq[j]) / t for j in range(5) if j != i and float(ngq[i] @ ngq[j]) <= gpos - 0.05]
+        terms += [float(ud[i] @ ud[j]) / t for j in range(5) if j != i and float(ngd[i] @ ngd[j]) <= gpos - 0.05]
+        expect = torch.logsumexp(torch.tensor(terms, dtype=torch.float64), 0) - float(uq[i] @ ud[i]) / t
+        assert got[i].item() == pytest.approx(expect.item(), rel=1e-9)
+    qq = q.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: N.gist_infonce(x, d, gq, gd, temperature=0.5), (qq,))
+
+
+def test_gist_without_a_guide_veto_is_infonce_over_all_blocks() -> None:
+    q, d = _data(4, 4, 3, seed=5)
+    # a guide that ranks every positive first (identical guide rows per pair, orthogonal across pairs)
+    guide = torch.eye(4, dtype=torch.float64)
+    got = N.gist_infonce(q, d, guide, guide, temperature=0.1)
+    uq, ud = F.normalize(q, dim=1), F.normalize(d, dim=1)
+    off = ~torch.eye(4, dtype=torch.bool)
+    logits = torch.cat([uq @ ud.T, (uq @ uq.T).masked_fill(~off, -math.inf), (ud @ ud.T).masked_fill(~off, -math.inf)], 1) / 0.1
+    torch.testing.assert_close(got, F.cross_entropy(logits, torch.arange(4)))
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 4, bias=False).double()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.lin(x)
+        return out
+
+
+def test_corpus_index_refreshes_every_n_steps_and_restores_train_mode() -> None:
+    enc = _Encoder()
+    corpus = torch.randn(30, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    idx = N.CorpusIndex(enc, corpus, refresh_every=3, batch_size=7)
+    assert enc.training
+    torch.testing.assert_close(idx.embeddings, F.normalize(enc(corpus), dim=1).detach())
+    before = idx.embeddings.clone()
+    with torch.no_grad():
+        enc.lin.weight.add_(1.0)
+    assert [idx.step() for _ in range(3)] == [False, False, True]
+    assert idx.refreshes == 1 and not torch.allclose(idx.embeddings, before)
+    torch.testing.assert_close(idx.embeddings, F.normalize(enc(corpus), dim=1).detach())
+
+
+def test_corpus_index_strategies() -> None:
+    q, c = _data(5, 60, 8, seed=4)
+    idx = N.CorpusIndex(lambda x: x, c)
+    pos = torch.tensor([0, 1, 2, 3, 4])
+    uq, uc = F.normalize(q, dim=1), F.normalize(c, dim=1)
+    scores = uq @ uc.T
+    g = torch.Generator().manual_seed(0)
+    hard = idx.mine(q, pos, 4, strategy="hard")
+    for r in range(5):
+        ranked = [j for j in scores[r].argsort(descending=True).tolist() if j != r]
+        assert hard[r].tolist() == ranked[:4]
+        top10 = set(ranked[:10])
+        assert set(idx.mine(q[r:r + 1], pos[r:r + 1], 4, strategy="ance", depth=10, generator=g)[0].tolist()) <= top10
+        assert set(idx.mine(q[r:r + 1], pos[r:r + 1], 4, strategy="simans", depth=10, generator=g)[0].tolist()) <= top10
+    rnd = idx.mine(q, pos, 20, strategy="random", generator=g)
+    assert (rnd != pos.unsqueeze(1)).all() and all(len(set(r)) == 20 for r in rnd.tolist())
+    # false-negative filtering: nothing scored at or above 90 % of the positive comes back
+    for strategy in ("hard", "ance", "simans", "random"):
+        out = idx.mine(q, pos, 3, strategy=strategy, ratio=0.9, depth=15, generator=g)
+        for r in range(5):
+            ids = [j for j in out[r].tolist() if j >= 0]
+            assert all(float(scores[r, j]) < 0.9 * float(scores[r, r]) for j in ids), strategy
+    filtered_hard = idx.mine(q, pos, 3, strategy="hard", margin=0.0)
+    for r in range(5):
+        ranked = [j for j in scores[r].argsort(descending=True).tolist() if j != r and scores[r, j] < scores[r, r]]
+        assert filtered_hard[r].tolist() == ranked[:3]
+
+
+def test_corpus_index_bad_inputs() -> None:
+    idx = N.CorpusIndex(lambda x: x, torch.eye(4))
+    with pytest.raises(ValueError, match="strategy"):
+        idx.mine(torch.randn(2, 4), torch.tensor([0, 1]), 1, strategy="bm25")
+    with pytest.raises(ValueError, match="query_emb"):
+        idx.mine(torch.randn(2, 3), torch.tensor([0, 1]), 1)
+    with pytest.raises(ValueError, match="positives"):
+        idx.mine(torch.randn(2, 4), torch.tensor([0, 1, 2]), 1)
+    with pytest.raises(TypeError, match="encode"):
+        N.CorpusIndex("model", torch.eye(4))  # type: ignore[arg-type]
