@@ -45,6 +45,10 @@ NOTES: dict[str, str] = {
           "and GradCache (lossatlas.distributed.cache); the same losses, computed without the N x N matrix",
     "G10": "in-batch negatives across processes: lossatlas.distributed.gather (all-gather with gradients; "
            "distributed= of the pair losses)",
+    "G11": "retrieval hard negatives: lossatlas.negatives (exact top-k over a corpus index, CorpusIndex with ANCE's "
+           "periodic re-encoding and hard / ANCE / SimANS / random mining, false-negative filtering relative to the "
+           "positive, GISTEmbed's guided selection); they choose negatives, they are not losses; NGAME's "
+           "mini-batching is not implemented",
     "I4": "distributed samplers: every registered sampler takes num_replicas= / rank= "
           "(torch DistributedSampler semantics); lossatlas.samplers",
     "J1": "top-1 / top-k, balanced accuracy, macro-F1, Cohen's kappa, confusion matrix: lossatlas.metrics.evaluate "
@@ -72,7 +76,6 @@ PENDING: dict[str, str] = {
     "F9": "issue 23: Metrix, not implemented yet",
     "F10": "issue 23: hashing with one cosine loss, not implemented yet",
     "F11": "issue 23: SCoRe, not implemented yet",
-    "G11": "issue 22: retrieval hard-negative mining over a corpus index (ANCE, SimANS, ...), not implemented yet",
     "G13": "issue 23: SBCL, not implemented yet",
 }
 
