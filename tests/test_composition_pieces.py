@@ -215,6 +215,8 @@ def test_ref_emb_bad_inputs_name_the_argument() -> None:
         LF.triplet_margin(e[:3], y[:3], ref_emb=e, ref_labels=y, indices=(torch.tensor([5]), torch.tensor([0]), torch.tensor([1])))
     with pytest.raises(TypeError, match="ref_labels"):
         LF.multi_similarity(e, y, ref_emb=e, ref_labels=y.double())
+    with pytest.raises(ValueError, match="tiled"):
+        LF.supcon(e, y, ref_emb=e, ref_labels=y, tiled=True)
 
 
 def test_module_forward_takes_the_pieces() -> None:

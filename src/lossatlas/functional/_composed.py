@@ -35,7 +35,10 @@ def wants_composed(ref_emb: Any, ref_labels: Any, distance: Any, reducer: Any) -
     return ref_emb is not None or ref_labels is not None or distance is not None or reducer is not None
 
 
-def check_pieces(distance: Any, reducer: Any, reduction: str) -> None:
+def check_pieces(distance: Any, reducer: Any, reduction: str, tiled: Any = False) -> None:
+    if tiled is True:
+        raise ValueError("tiled=True has no composed form: ref_emb / distance / reducer build the dense [N, M] "
+                         "matrix; pass tiled=False (or 'auto') with them")
     if distance is not None and not isinstance(distance, Distance):
         raise TypeError(f"distance must be a lossatlas.distances.Distance (or None), got {type(distance).__name__}")
     if reducer is not None and not isinstance(reducer, Reducer):

@@ -61,10 +61,10 @@ from .._validation import (
     check_tensor,
     compiling,
 )
+from ..distances import Distance
 from ..distributed.blocks import row_blocks
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed
 from ..distributed.tiled import DEFAULT_BLOCK_ELEMENTS, pairwise_logsumexp
-from ..distances import Distance
 from ..reducers import Reducer
 from . import _composed
 from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
@@ -540,7 +540,7 @@ def contrastive(
         0
     """
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
-        _composed.check_pieces(distance, reducer, reduction)
+        _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.contrastive(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                      ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                      pos_margin=pos_margin, neg_margin=neg_margin, average_nonzero=average_nonzero,
@@ -759,7 +759,7 @@ def triplet_margin(
         0
     """
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
-        _composed.check_pieces(distance, reducer, reduction)
+        _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.triplet_margin(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                         ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                         margin=margin, average_nonzero=average_nonzero, reduction=reduction,
@@ -907,7 +907,7 @@ def multi_similarity(
         torch.Size([])
     """
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
-        _composed.check_pieces(distance, reducer, reduction)
+        _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.multi_similarity(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                           ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                           alpha=alpha, beta=beta, base=base, miner_epsilon=miner_epsilon,
@@ -1023,7 +1023,7 @@ def supcon(
     """
     embeddings, labels = _views(embeddings, labels, validate)
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
-        _composed.check_pieces(distance, reducer, reduction)
+        _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.supcon(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                 ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                 temperature=temperature, base_temperature=base_temperature,
@@ -1152,7 +1152,7 @@ def ntxent(
     """
     embeddings, labels = _views(embeddings, labels, validate)
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
-        _composed.check_pieces(distance, reducer, reduction)
+        _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.ntxent(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                 ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                 temperature=temperature, reduction=reduction, validate=validate)
