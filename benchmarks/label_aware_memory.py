@@ -18,7 +18,7 @@ Forms (``--forms``):
   GradCache): the same parameter gradients, the encoder's activations held one chunk at a time.
 
 Losses (``--losses``): ``supcon`` (τ = 0.1), ``ntxent`` (τ = 0.1), ``multi_similarity``
-(with the MS miner, ε = 0.1), ``contrastive`` (every pair), ``triplet`` (batch-hard: the
+(with the MS miner, ε = 0.1), ``contrastive`` (every pair), ``triplet_margin`` (batch-hard: the
 blockwise :class:`lossatlas.miners.BatchHardMiner` for the tiled form). Labels: N / 16
 classes drawn uniformly (about 16 rows per class).
 
@@ -42,7 +42,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "label_aware_memory.md"
 #: measured peak of the dense forms (float32) per similarity entry, to skip sizes that cannot fit
-DENSE_BYTES_PER_ENTRY = {"supcon": 30.0, "ntxent": 30.0, "multi_similarity": 30.0, "contrastive": 30.0, "triplet": 30.0}
+DENSE_BYTES_PER_ENTRY = {"supcon": 30.0, "ntxent": 30.0, "multi_similarity": 30.0, "contrastive": 30.0, "triplet_margin": 30.0}
 IN_DIM, HIDDEN = 256, 1024
 
 
@@ -59,7 +59,7 @@ def _loss_fn(loss: str, form: str, labels: Any) -> Any:
         return lambda e: LF.multi_similarity(e, labels, miner_epsilon=0.1, tiled=tiled)
     if loss == "contrastive":
         return lambda e: LF.contrastive(e, labels, tiled=tiled)
-    if loss == "triplet":
+    if loss == "triplet_margin":
         miner = BatchHardMiner(block_size=256 if tiled else None)
         return lambda e: LF.triplet_margin(e, labels, margin=0.2, indices=miner(e, labels), tiled=tiled)
     raise ValueError(loss)
@@ -81,7 +81,7 @@ def _pml_fn(loss: str, labels: Any) -> Any:
     if loss == "contrastive":
         crit = L.ContrastiveLoss()
         return lambda e: crit(e, labels)
-    if loss == "triplet":
+    if loss == "triplet_margin":
         crit, miner = L.TripletMarginLoss(margin=0.2), M.BatchHardMiner()
         return lambda e: crit(e, labels, miner(e, labels))
     raise ValueError(loss)
@@ -167,7 +167,7 @@ def _run(loss: str, form: str, n: int, d: int, threads: int | None, timeout: flo
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--child", nargs=4, metavar=("LOSS", "FORM", "N", "D"), help=argparse.SUPPRESS)
-    p.add_argument("--losses", nargs="+", default=["supcon", "ntxent", "multi_similarity", "contrastive", "triplet"])
+    p.add_argument("--losses", nargs="+", default=["supcon", "ntxent", "multi_similarity", "contrastive", "triplet_margin"])
     p.add_argument("--forms", nargs="+", default=["dense", "tiled", "pml", "encoder", "cached"])
     p.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384])
     p.add_argument("--dim", type=int, default=128)

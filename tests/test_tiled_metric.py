@@ -178,3 +178,30 @@ def test_tiled_rejects_bad_switches() -> None:
         LF.multi_similarity(e, y, tiled=True, indices=BatchHardMiner()(e, y))
     with pytest.raises(ValueError, match="indices"):
         LF.ntxent(e, y, tiled=True, indices=BatchHardMiner()(e, y))
+
+
+@pytest.mark.parametrize("name", ["supcon", "ntxent", "multi_similarity", "contrastive", "triplet_margin"])
+def test_cached_representation_form_equals_the_full_batch_gradient(name: str) -> None:
+    """GradCache (:func:`lossatlas.distributed.cached_backward`) with a tiled label-aware loss:
+    the encoder's parameter gradients are those of the dense loss on the whole batch."""
+    from lossatlas.distributed import cached_backward
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(23, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (23,), generator=g)
+    kw: dict[str, Any] = {"miner_epsilon": 0.1} if name == "multi_similarity" else {}
+    fn = getattr(LF, name)
+
+    def encoder() -> torch.nn.Module:
+        torch.manual_seed(2)
+        return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 4)).double()
+
+    ref_enc = encoder()
+    ref = fn(ref_enc(x), y, tiled=False, **kw)
+    ref.backward()
+    enc = encoder()
+    loss = cached_backward(lambda e: fn(e, y, tiled=True, block_size=5, **kw), enc, [x], chunk_size=6)
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-10, atol=1e-12)
+    for got, want in zip(enc.parameters(), ref_enc.parameters()):
+        assert got.grad is not None and want.grad is not None
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-9, atol=1e-12)
