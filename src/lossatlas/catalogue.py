@@ -69,9 +69,11 @@ NOTES: dict[str, str] = {
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
 #: its id is registered or its note is written.
 PENDING: dict[str, str] = {
-    "B9": "issue 23: EnsLoss, not implemented yet",
-    "C8": "issue 23: not implemented yet",
-    "C9": "issue 23: RankMixup, not implemented yet",
+    "B9": "issue 23: EnsLoss (statmlben/ensLoss: random calibrated loss-derivatives per batch), not implemented yet",
+    "C8": "issue 23: the post-hoc calibration objective of 'Optimizing Calibration by Gaining Aware of Prediction "
+          "Correctness' (a loss on a calibrator's outputs for transformed copies of each sample), not implemented yet",
+    "C9": "issue 23: RankMixup's MRL and M-NDCG (cvlab-yonsei/RankMixup calibrate/losses/rankmixup.py; CE plus a "
+          "ranking term between the logits of raw and mixup-augmented inputs), not implemented yet",
     "F8": "issue 23: Proto-triplet / ICNN losses, not implemented yet",
     "F9": "issue 23: Metrix, not implemented yet",
     "F10": "issue 23: hashing with one cosine loss, not implemented yet",
