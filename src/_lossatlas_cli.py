@@ -15,7 +15,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 #: ``lossatlas bench run`` options that take a value (the suite is the first other word).
-_VALUE_OPTIONS = ("--db", "--seeds", "--device", "--threads", "--workers")
+_VALUE_OPTIONS = ("--db", "--seeds", "--device", "--threads", "--workers", "--ray")
 
 
 def bench_run_suite(argv: Sequence[str]) -> str | None:

@@ -29,7 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     summary = run_suite(
         args.suite, args.db, seeds=args.seeds, device=args.device, threads=args.threads,
-        workers=args.workers, progress=not args.no_progress, retry_failed=not args.no_retry,
+        workers=args.workers, ray=args.ray, progress=not args.no_progress, retry_failed=not args.no_retry,
         on_run_done=lambda result: print(_run_done_line(result), flush=True),
     )
     print(
@@ -117,7 +117,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         store.add_sweep_points(name, [(p.method, p.recipe.hash, p.params, p.is_default) for p in points])
     print(f"sweep {name}: {len(points)} settings ({sum(p.is_default for p in points)} defaults) of {sorted({p.method for p in points})} -> {path}", flush=True)
     summary = run_suite(
-        path, args.db, seeds=args.seeds, device=args.device, threads=args.threads, workers=args.workers,
+        path, args.db, seeds=args.seeds, device=args.device, threads=args.threads, workers=args.workers, ray=args.ray,
         progress=not args.no_progress, retry_failed=not args.no_retry, on_run_done=lambda result: print(_run_done_line(result), flush=True),
     )
     print(
@@ -209,7 +209,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="torch CPU threads per runner process (default 1: fastest for the small models; raise it for ResNet-32 on CPU)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="runner processes sharing the work (default 1); e.g. 2 on a 2-core machine runs two runs at a time")
+                   help="runner processes sharing the work (default 1); e.g. 2 on a 2-core machine runs two runs at a time; "
+                        "with --ray: at most N runs in flight (default: the cluster's CPUs / --threads)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="dispatch the runs to a Ray cluster (pip install 'lossatlas[ray]'): 'local' starts one on this machine "
+                        "(as ray.init(address='local')), 'auto' finds a running one, or host:port / ray://host:port; "
+                        "results are written by this process into --db")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.add_argument("--no-retry", action="store_true", help="leave runs that failed before alone instead of retrying them")
 

@@ -904,8 +904,13 @@ def _recipe_setting(recipe: dict[str, Any], paths: list[str]) -> str:
     return _setting(vals)
 
 
+def _sweep_value(mean: float, std: float, n: int, pct: bool) -> str:
+    """mean ± std, or the mean alone from one seed (no spread to show)."""
+    return _fmt(mean, std, pct) if n > 1 else _fmt(mean, std, pct).split(" ± ")[0]
+
+
 def _cell(mean: float, std: float, n: int, pct: bool) -> str:
-    return f"{_fmt(mean, std, pct)} (n={n})"
+    return f"{_sweep_value(mean, std, n, pct)} (n={n})"
 
 
 def sweep_tables(rows: list[dict[str, Any]], points: list[dict[str, Any]], full: bool = False) -> list[str]:
@@ -961,10 +966,10 @@ def sweep_tables(rows: list[dict[str, Any]], points: list[dict[str, Any]], full:
                 for x in scored:
                     name = _recipe_setting(x[4][-1]["recipe"], paths) + " (default)" if x[3]["is_default"] else _setting(x[3]["params"])
                     delta = f"{(x[0] - default[0]) * k:+.{1 if pct else 3}f}" if default is not None else "–"
-                    details.append(f"| {name} | {_fmt(x[0], x[1], pct)} | {x[2]} | {delta} |")
+                    details.append(f"| {name} | {_sweep_value(x[0], x[1], x[2], pct)} | {x[2]} | {delta} |")
                 details.append("")
         out += [f"### Sweep `{sweep}`", "",
-                f"Best setting per method beside its default (the recipe as its suite writes it), by {metric}{' in ' + unit if unit else ''}, mean ± std over seeds. "
+                f"Best setting per method beside its default (the recipe as its suite writes it), by {metric}{' in ' + unit if unit else ''}, mean ± std over seeds (n: seeds; one seed shows no spread). "
                 "The best is chosen on the same test split it is scored on, so its number is optimistic: confirm it on fresh seeds.", ""]
         out += table + [""] + details
     return out

@@ -160,6 +160,92 @@ def _spawn_workers(n: int, suite_arg: str, db: str, seeds: int | None, device: s
     return procs
 
 
+def _execute(config: dict[str, Any], seed: int, device: str, threads: int) -> dict[str, Any]:
+    """One run in a Ray worker: the result or the traceback (so the store keeps the real one)."""
+    torch.set_num_threads(threads)
+    try:
+        dev = resolve_device(device)
+        t = time.perf_counter()
+        result = get_task(config["task"]).run(config, seed, dev, None)
+        return {"ok": True, "result": result, "wall": time.perf_counter() - t, "device": str(dev), "torch": torch.__version__}
+    except Exception as exc:
+        return {"ok": False, "error": "".join(traceback.format_exception(exc))}
+
+
+def _ray_init(address: str) -> tuple[Any, bool]:
+    """The ``ray`` module, connected; and whether this call started the connection (and so shuts it down)."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--ray needs Ray: pip install 'lossatlas[ray]'") from None
+    if ray.is_initialized():
+        return ray, False
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address == "local":
+        kwargs["include_dashboard"] = False
+    ray.init(address=address, **kwargs)
+    return ray, True
+
+
+def _run_on_ray(
+    address: str, store: ResultsStore, owner: str, keys: list[RunKey], by_key: dict[tuple[str, int], Any], device: str, threads: int,
+    workers: int, retry_failed: bool, started: float, bars: _Bars, on_run_done: Callable[[dict[str, Any]], None] | None,
+) -> int:
+    """Claim runs, run them as Ray tasks, record each result in ``store`` from this process."""
+    ray, owns = _ray_init(address)
+    try:
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        use_gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+        capacity = workers if workers > 1 else max(1, int(cpus // threads))
+        remote = ray.remote(num_cpus=threads, num_gpus=1 if use_gpu else 0, max_retries=0)(_execute)
+        in_flight: dict[Any, tuple[RunKey, Any, str]] = {}
+        ran, last_beat = 0, time.time()
+        try:
+            while True:
+                while len(in_flight) < capacity:
+                    row = store.claim(owner, keys, retry_failed=retry_failed, failed_before=started)
+                    if row is None:
+                        break
+                    key = RunKey(row["recipe_hash"], row["seed"])
+                    recipe = by_key[(key.recipe_hash, key.seed)]
+                    ref = remote.remote(recipe.config, key.seed, device, threads)
+                    in_flight[ref] = (key, recipe, f"{recipe.name} seed {key.seed}")
+                    bars.start_run(f"{len(in_flight)} on the cluster")
+                if not in_flight:
+                    break
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_HEARTBEAT_EVERY)
+                if time.time() - last_beat > _HEARTBEAT_EVERY:
+                    last_beat = time.time()
+                    for k, _r, _l in in_flight.values():
+                        store.heartbeat(k, owner)
+                for ref in ready:
+                    key, recipe, label = in_flight.pop(ref)
+                    try:
+                        out = ray.get(ref)
+                    except Exception as exc:  # the worker died (out of memory, a node lost): recorded like a failing run
+                        out = {"ok": False, "error": "".join(traceback.format_exception(exc))}
+                    if not out["ok"]:
+                        log.error("run %s failed: %s", label, out["error"].strip().splitlines()[-1] if out["error"].strip() else "")
+                        store.fail(key, owner, out["error"])
+                    elif store.finish(key, owner, out["result"], wall_time_s=out["wall"], version=__version__, torch_version=out["torch"], device=out["device"]):
+                        ran += 1
+                        if on_run_done is not None:
+                            on_run_done({"method": recipe.name, "seed": key.seed, **out["result"]})
+                    else:
+                        log.warning("run %s was taken over by another runner; its result is kept, this one dropped", label)
+                    bars.suite(store.counts(keys)["done"], f"last: {label}")
+        except BaseException:
+            for ref, (k, _r, _l) in in_flight.items():  # Ctrl-C: give the runs in flight back
+                ray.cancel(ref, force=True)
+                store.release(k, owner)
+            raise
+        return ran
+    finally:
+        if owns:
+            ray.shutdown()
+
+
 def run_suite(
     suite: str | Suite,
     db: str | os.PathLike[str] = DEFAULT_DB,
@@ -172,6 +258,7 @@ def run_suite(
     retry_failed: bool = True,
     owner: str | None = None,
     on_run_done: Callable[[dict[str, Any]], None] | None = None,
+    ray: str | None = None,
 ) -> RunSummary:
     """Run every (recipe, seed) of ``suite`` (a name, a JSON path or a loaded :class:`Suite`)
     that the store ``db`` has not finished.
@@ -181,6 +268,14 @@ def run_suite(
     ``None`` leaves torch's default). ``workers > 1`` starts that many extra runner
     processes (same suite and database, one thread each) beside this one.
 
+    ``ray``: a Ray cluster address (``"local"`` starts one here, as
+    ``ray.init(address="local")``; ``"auto"``, ``host:port``, ``ray://host:port``); when Ray
+    is already initialised in this process, its cluster is used. This process claims each run
+    in the store, sends it to the cluster as a task (``threads`` CPUs each; at most
+    ``workers`` in flight when ``workers > 1``, else as many as the cluster's CPUs allow) and
+    writes the result or the failure's traceback into ``db`` itself: the store, resume and
+    failure records work as without Ray. The workers need lossatlas installed and the data
+    paths readable.
     """
     t0 = time.perf_counter()
     started = time.time()  # failures recorded from now on are not retried by this invocation
@@ -206,7 +301,7 @@ def run_suite(
         store.add_runs((r.hash, seed, s.name, r.name, r.config["task"], r.config) for r, seed in runs)
         before = store.counts(keys)
         log.info("suite %s: %d runs (%d already done) -> %s on %s", s.name, len(keys), before["done"], db_path, dev)
-        if workers > 1:
+        if workers > 1 and ray is None:
             if suite_arg is None:
                 raise ValueError("workers > 1 needs the suite as a name or path (the workers load it themselves)")
             children = _spawn_workers(workers - 1, suite_arg, db_path, seeds, str(device or "auto"), threads or 1)
@@ -214,7 +309,9 @@ def run_suite(
         ran = 0
         try:
             bars.suite(before["done"])
-            while True:
+            if ray is not None:
+                ran = _run_on_ray(ray, store, owner, keys, by_key, str(device or "auto"), threads or 1, workers, retry_failed, started, bars, on_run_done)
+            while ray is None:
                 row = store.claim(owner, keys, retry_failed=retry_failed, failed_before=started)
                 if row is None:
                     break
