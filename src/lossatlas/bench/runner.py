@@ -167,7 +167,8 @@ def _execute(config: dict[str, Any], seed: int, device: str, threads: int) -> di
         dev = resolve_device(device)
         t = time.perf_counter()
         result = get_task(config["task"]).run(config, seed, dev, None)
-        return {"ok": True, "result": result, "wall": time.perf_counter() - t, "device": str(dev), "torch": torch.__version__}
+        wall = time.perf_counter() - t
+        return {"ok": True, "result": result, "wall": wall, "device": str(dev), "torch": torch.__version__, "hardware": hardware_info(dev)}
     except Exception as exc:
         return {"ok": False, "error": "".join(traceback.format_exception(exc))}
 
@@ -228,7 +229,8 @@ def _run_on_ray(
                     if not out["ok"]:
                         log.error("run %s failed: %s", label, out["error"].strip().splitlines()[-1] if out["error"].strip() else "")
                         store.fail(key, owner, out["error"])
-                    elif store.finish(key, owner, out["result"], wall_time_s=out["wall"], version=__version__, torch_version=out["torch"], device=out["device"]):
+                    elif store.finish(key, owner, out["result"], wall_time_s=out["wall"], version=__version__, torch_version=out["torch"], device=out["device"],
+                                      hardware=out["hardware"]):
                         ran += 1
                         if on_run_done is not None:
                             on_run_done({"method": recipe.name, "seed": key.seed, **out["result"]})
