@@ -340,3 +340,19 @@ def test_composed_loss_matches_pml(loss: str, dist: str, miner: str, red: str) -
             h1 = r1.grad if r1.grad is not None else torch.zeros_like(ref)
             h2 = r2.grad if r2.grad is not None else torch.zeros_like(ref)
             torch.testing.assert_close(h1, h2, rtol=1e-6, atol=1e-9, msg="ref_emb gradient")
+
+
+def test_pair_tuple_with_repeated_pairs_gives_pmls_triplets() -> None:
+    """A pair tuple becomes every (a, p, n) sharing the anchor, a pair listed k times counting
+    k times (PML's convert_to_triplets); with a reference set too."""
+    e, y = _batch(n=8, seed=12)
+    ref, ry = _batch(n=10, seed=13)
+    a1, p = torch.tensor([0, 0, 1, 2, 0]), torch.tensor([4, 4, 5, 6, 7])
+    a2, n = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([1, 2, 2, 2, 3])
+    for refs in ({}, {"ref_emb": ref, "ref_labels": ry}):
+        ours = LF.triplet_margin(e, y, margin=0.5, indices=(a1, p, a2, n), reducer=R.MeanReducer(), **refs)
+        theirs = pl.TripletMarginLoss(margin=0.5, reducer=pr.MeanReducer())(
+            e, y, (a1, p, a2, n), refs.get("ref_emb"), refs.get("ref_labels"))
+        torch.testing.assert_close(ours, theirs)
+        total = LF.triplet_margin(e, y, margin=0.5, indices=(a1, p, a2, n), reduction="sum", **refs)
+        assert total.item() == pytest.approx(float(theirs) * 9)  # anchor 0: 3 x 2, anchor 1: 1 x 2, anchor 2: 1 x 1

@@ -135,9 +135,18 @@ def triplets(labels: Tensor, ref_labels: Tensor, same: bool, indices: Any, m: in
     idx = check_indices(indices, labels.shape[0], m, labels.device, validate)
     if len(idx) == 3:
         return idx[0], idx[1], idx[2]
+    # every (a, p, n) whose pairs (a, p) and (a, n) are listed, a pair listed k times counting
+    # k times; built per anchor on [N, M, M] rather than on (#pos pairs x #neg pairs)
     a1, p, a2, n = idx
-    i, j = torch.nonzero(a1.unsqueeze(1) == a2.unsqueeze(0), as_tuple=True)
-    return a1[i], p[i], n[j]
+    rows = labels.shape[0]
+    ones = torch.ones_like(a1)
+    wp = torch.zeros(rows, m, dtype=torch.long, device=labels.device).index_put_((a1, p), ones, accumulate=True)
+    wn = torch.zeros(rows, m, dtype=torch.long, device=labels.device).index_put_((a2, n), torch.ones_like(a2), accumulate=True)
+    a, tp, tn = torch.nonzero((wp > 0).unsqueeze(2) & (wn > 0).unsqueeze(1), as_tuple=True)
+    mult = wp[a, tp] * wn[a, tn]
+    if bool((mult > 1).any()):
+        a, tp, tn = a.repeat_interleave(mult), tp.repeat_interleave(mult), tn.repeat_interleave(mult)
+    return a, tp, tn
 
 
 def pair_masks(labels: Tensor, ref_labels: Tensor, same: bool, indices: Any, m: int, validate: bool) -> tuple[Tensor, Tensor]:
