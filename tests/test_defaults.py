@@ -93,6 +93,14 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "eta": (0.01, "BorealisAI/ConR agedb-dir/train.py -e default 0.01"),
         "reduction": ("mean", "BorealisAI/ConR agedb-dir/loss.py: .mean() over the anchors"),
     },
+    # --- F10. OrthoHash --------------------------------------------------------------------------------------
+    "orthohash": {
+        "scale": (8.0, "kamwoh/orthohash main.py --scale default 8"),
+        "margin": (0.2, "kamwoh/orthohash main.py --margin default 0.2 (--margin-type cos)"),
+        "quantization": (0.0, "kamwoh/orthohash main.py --quan default 0.0"),
+        "seed": (0, "lossatlas: the codebook's own generator (the official code draws it from the run's seed)"),
+        "reduction": ("mean", "kamwoh/orthohash functions/loss/orthohash.py: F.cross_entropy's mean"),
+    },
     # --- K1. knowledge distillation (mdistiller's CIFAR-100 configuration; Hinton et al. fix no T) -----------
     "kd": {
         "temperature": (4.0, f"{MDISTILLER} engine/cfg.py CFG.KD.TEMPERATURE = 4"),
@@ -763,6 +771,7 @@ MODULE_ONLY = {
     ("infonce", "max_scale"): "the clamp of the learned logit scale, module state",
     ("siglip", "learnable"): "learned scale and bias are module state (nn.Parameters); the function takes values",
     ("partial_fc", "seed"): "the module owns the torch.Generator; the function takes generator=",
+    ("orthohash", "seed"): "the module draws its codebook buffer from it; the function takes the codebook",
     ("absgd", "start_epoch"): "the two-stage schedule is module state (epochs); the function computes one step",
     ("absgd", "warmup_lam"): "the first stage's λ belongs to the schedule, module state",
     ("class_difficulty", "num_classes"): "sizes the module's weight buffer before the first update",

@@ -76,7 +76,6 @@ PENDING: dict[str, str] = {
           "ranking term between the logits of raw and mixup-augmented inputs), not implemented yet",
     "F8": "issue 23: Proto-triplet / ICNN losses, not implemented yet",
     "F9": "issue 23: Metrix, not implemented yet",
-    "F10": "issue 23: hashing with one cosine loss, not implemented yet",
     "F11": "issue 23: SCoRe, not implemented yet",
     "G13": "issue 23: SBCL, not implemented yet",
 }

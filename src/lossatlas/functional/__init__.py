@@ -13,6 +13,7 @@ from . import (
     calibration,
     chunked,
     distillation,
+    hashing,
     imbalance,
     metric,
     multilabel,
@@ -27,6 +28,7 @@ from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
 from .chunked import *  # noqa: F403
 from .distillation import *  # noqa: F403
+from .hashing import *  # noqa: F403
 from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .multilabel import *  # noqa: F403
@@ -51,3 +53,4 @@ __all__ += distillation.__all__
 __all__ += single_positive.__all__
 __all__ += non_negative.__all__
 __all__ += regression_contrastive.__all__
+__all__ += hashing.__all__

@@ -11,6 +11,7 @@ from . import (
     auc,
     calibration,
     distillation,
+    hashing,
     imbalance,
     metric,
     multilabel,
@@ -25,6 +26,7 @@ from ._base import FunctionalLoss, Loss
 from .auc import *  # noqa: F403
 from .calibration import *  # noqa: F403
 from .distillation import *  # noqa: F403
+from .hashing import *  # noqa: F403
 from .imbalance import *  # noqa: F403
 from .metric import *  # noqa: F403
 from .multilabel import *  # noqa: F403
@@ -48,3 +50,4 @@ __all__ += distillation.__all__
 __all__ += single_positive.__all__
 __all__ += non_negative.__all__
 __all__ += regression_contrastive.__all__
+__all__ += hashing.__all__
