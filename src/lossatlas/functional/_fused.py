@@ -40,7 +40,7 @@ from torch import Tensor
 from .._paths import compiling, take_fused
 from .._spec import mean_divisor
 
-__all__ = ["softmax_cross_entropy", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
+__all__ = ["softmax_cross_entropy", "log_prob_target", "fused_or_traced", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this take the plain path: below it the cost of a
 #: Python ``autograd.Function`` exceeds the passes it saves. Measured at N=1024 on CPU:
@@ -79,6 +79,27 @@ def _cached(t: Tensor, key: tuple[Any, ...], make: Callable[[], Tensor]) -> Tens
     return out
 
 
+@torch.library.custom_op("lossatlas::materialize", mutates_args=())
+def _materialize(x: Tensor) -> Tensor:
+    """A copy of ``x`` that inductor cannot fuse into its consumers (a custom operator is opaque to it)."""
+    return x.clone()
+
+
+@_materialize.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+def materialized(x: Tensor) -> Tensor:
+    """``x``, kept as a buffer under ``torch.compile``: a per-class constant derived from the class
+    counts (``(max n / n_j)^γ``, ``τ log π_j``) is otherwise recomputed by inductor for every
+    element of the [N, C] logits in every pass that reads it (VS: a float64 power per element,
+    ~10× slower than eager at C = 1,000). Eager, or with a gradient: ``x`` itself."""
+    if compiling() and not x.requires_grad:
+        return cast(Tensor, _materialize(x))
+    return x
+
+
 def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: bool = False) -> Tensor:
     """``t`` (a per-class constant, e.g. a float64 buffer) on ``like``'s device and dtype, times ``scale``.
 
@@ -96,7 +117,7 @@ def cast_constant(t: Tensor, like: Tensor, scale: float | None = None, column: b
 
     if _uncacheable(t):
         out = t.to(device=like.device, dtype=like.dtype)
-        out = out if scale is None else out * scale
+        out = materialized(out if scale is None else out * scale)
         return out.unsqueeze(1) if column else out
     return _cached(t, ("cast", like.dtype, like.device, scale, column), make)
 
@@ -105,7 +126,7 @@ def derived(compute: Callable[..., Tensor], t: Tensor, *args: Any) -> Tensor:
     """``compute(t, *args)`` (a constant derived from a per-class tensor, e.g. LDAM's margins
     from the class counts), cached like :func:`cast_constant` while ``t`` is unchanged."""
     if _uncacheable(t):
-        return compute(t, *args)
+        return materialized(compute(t, *args))
     return _cached(t, ("derived", compute, args), lambda: compute(t, *args))
 
 
@@ -170,6 +191,29 @@ def log_softmax_rows(u: Tensor) -> Tensor:
     if u.shape[1] < NARROW_C and u.device.type == "cpu":
         return torch.log_softmax(u.t(), 0).t()
     return torch.log_softmax(u, 1)
+
+
+def log_prob_target(u: Tensor, target: Tensor) -> Tensor:
+    """``log p_{i,y_i}`` [N] with ``p = softmax(u)`` (``target`` int64 [N], valid classes).
+
+    Eager: the row of a log-softmax, gathered. Under ``torch.compile``: ``u_{iy} − logsumexp_j u_{ij}``,
+    whose backward is ``g_i (e_{y_i} − p_i)`` with no reduction over the classes; through a
+    log-softmax the backward sums the scattered gradient over each row, and inductor's code
+    for that sum recomputes the per-row terms above it (a focal weight, an exponential) once
+    per class, several times slower than eager at C = 1,000."""
+    idx = target.unsqueeze(1)
+    if compiling():
+        return u.gather(1, idx).squeeze(1) - torch.logsumexp(u, 1)
+    return log_softmax_rows(u).gather(1, idx).squeeze(1)
+
+
+def _nll_rows(u: Tensor, target: Tensor, ignore_index: int) -> Tensor:
+    """``−log p_{i,y_i}`` [N], 0 on ignored rows (``F.nll_loss(log_softmax(u), reduction="none")``);
+    under ``torch.compile`` from :func:`log_prob_target`."""
+    if not compiling():
+        return F.nll_loss(log_softmax_rows(u), target, ignore_index=ignore_index, reduction="none")
+    lpy = log_prob_target(u, _safe_target(target, ignore_index))
+    return torch.where(target != ignore_index, -lpy, 0.0)
 
 
 def _softmax_and_nll(u: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -358,12 +402,75 @@ class _SoftmaxRowLoss(torch.autograd.Function):
 _softmax_row_loss = cast(Callable[..., Tensor], _SoftmaxRowLoss.apply)
 
 
+def _traced_reduce(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Tensor, Tensor | float]:
+    """:func:`reduce_rows` without host reads (for ``torch.compile``): all-ones weights are kept."""
+    if row_w is None:
+        if reduction == "mean":
+            return loss.sum() / max(loss.shape[0], 1), 1.0 / max(loss.shape[0], 1)
+        return (loss if reduction == "none" else loss.sum()), 1.0
+    loss = loss * row_w
+    if reduction != "mean":
+        return (loss if reduction == "none" else loss.sum()), row_w
+    denom = mean_divisor(row_w.sum())
+    return loss.sum() / denom, row_w / denom
+
+
+def _row_coefficient(c: Tensor | float, like: Tensor) -> Tensor:
+    return c if isinstance(c, Tensor) else torch.full_like(like, c)
+
+
+class _TracedRowLoss(torch.autograd.Function):
+    """:class:`_SoftmaxRowLoss` for ``torch.compile``: no host reads, nothing in place on inputs.
+
+    Forward: ``log Z = logsumexp(z)`` and ``log p_y = z_y − log Z`` (exact; no softmax kept),
+    the row terms and the reduction, and the two per-row gradient coefficients, which are saved
+    (so inductor's backward reads them rather than recomputing the row terms once per class).
+    Backward: ``g·(coef_p_i · exp(z_ij − log Z_i) + coef_e_i [j = y_i])``: one pass over
+    [N, C] and an N-element scatter, where autograd through a log-softmax sums each row of the
+    scattered gradient again.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, row: RowFunction, with_lse: bool, row_w: Tensor | None,
+                reduction: str) -> Tensor:
+        lse = torch.logsumexp(z, 1)
+        lpy = z.gather(1, idx).squeeze(1) - lse
+        loss, a, b = row(lpy, lse if with_lse else None)
+        out, k = _traced_reduce(loss, row_w, reduction)
+        coef_p = (b - a) if b is not None else -a
+        ctx.save_for_backward(z, idx, lse, _row_coefficient(coef_p * k, lpy), _row_coefficient(a * k, lpy))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        z, idx, lse, coef_p, coef_e = ctx.saved_tensors
+        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
+        gz = torch.exp(z - lse.unsqueeze(1)) * (coef_p.unsqueeze(1) * g)
+        gz = gz.scatter_add(1, idx, coef_e.unsqueeze(1) * g)
+        return gz, None, None, None, None, None
+
+
+_traced_row_loss = cast(Callable[..., Tensor], _TracedRowLoss.apply)
+
+
 def softmax_row_loss(z: Tensor, target: Tensor, row: RowFunction, row_w: Tensor | None, reduction: str,
                      with_lse: bool = False) -> Tensor:
     """The fused path of a loss ``ℓ_i = f(log p_{i,y_i}, log Z_i)`` (:class:`_SoftmaxRowLoss`):
     ``z`` [N, C] in the compute dtype, ``target`` [N] int64 (ignored rows already pointed at a
-    valid class and weighted 0 in ``row_w``), reduced as ``reduce_loss`` does."""
+    valid class and weighted 0 in ``row_w``), reduced as ``reduce_loss`` does. Under
+    ``torch.compile`` :class:`_TracedRowLoss` (see :func:`fused_or_traced`)."""
+    if compiling():
+        return _traced_row_loss(z, target.unsqueeze(1), row, with_lse, row_w, reduction)
     return _softmax_row_loss(z, target.unsqueeze(1), row, with_lse, row_w, reduction)
+
+
+def fused_or_traced(z: Tensor, min_numel: int) -> bool:
+    """Whether a per-row softmax loss runs :func:`softmax_row_loss`: where
+    :func:`~lossatlas._paths.take_fused` says so, and under ``torch.compile`` with a gradient
+    (its traced form has the hand-derived backward that inductor's code needs)."""
+    if compiling():
+        return z.requires_grad and torch.is_grad_enabled()
+    return take_fused(z, min_numel)
 
 
 def _focal_terms(lpt: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
@@ -455,7 +562,8 @@ def _plain(
         idx = safe.unsqueeze(1)
         add = col.index_select(0, safe)
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
-    if gamma == 0.0 and not isinstance(alpha, Tensor):
+    # under torch.compile the unsmoothed loss goes through _nll_rows (no log-softmax backward)
+    if gamma == 0.0 and not isinstance(alpha, Tensor) and (label_smoothing or not compiling()):
         if label_smoothing and weight is not None:
             out = _smoothed_weighted_ce(u, target, weight, ignore_index, reduction, label_smoothing)
         elif reduction == "mean" and not label_smoothing:
@@ -474,7 +582,7 @@ def _plain(
             out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
                                   label_smoothing=label_smoothing)
         return out if alpha is None else out * alpha
-    ce = F.nll_loss(log_softmax_rows(u), target, ignore_index=ignore_index, reduction="none")  # 0 on ignored rows
+    ce = _nll_rows(u, target, ignore_index)  # 0 on ignored rows
     row = None if weight is None else weight.index_select(0, _safe_target(target, ignore_index) if safe is None else safe)
     if isinstance(alpha, Tensor):
         assert safe is not None
@@ -491,6 +599,34 @@ def _plain(
     if reduction == "mean":
         total = total / _denominator(target, ignore_index, weight, total.dtype)
     return total
+
+
+def _traced_cross_entropy(
+    z: Tensor, target: Tensor, col: Tensor | None, scale: Tensor | float | None, bias: Tensor | None,
+    divisor: Tensor | None, weight: Tensor | None, gamma: float, alpha: Tensor | float | None,
+    ignore_index: int, reduction: str,
+) -> Tensor:
+    """The family's loss under ``torch.compile`` (with a gradient): :class:`_TracedRowLoss` of
+    ``u = affine(z) + shift·e_y`` with the row terms of :func:`_focal_terms` (γ = 0: ``−log p_y``);
+    row weights ``w_{y_i}`` (0 on ignored rows) and ``α_{y_i}`` as :func:`_plain` applies them."""
+    safe = _safe_target(target, ignore_index)
+    idx = safe.unsqueeze(1)
+    u = affine_logits(z, scale, bias, divisor)
+    if col is not None:
+        add = col.index_select(0, safe)
+        u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
+    row_w = (target != ignore_index).to(u.dtype)
+    if weight is not None:
+        row_w = row_w * weight.index_select(0, safe)
+    row_alpha = alpha.index_select(0, safe) if isinstance(alpha, Tensor) else alpha
+
+    def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
+        loss, coef = _focal_terms(lpy, gamma)
+        if row_alpha is not None:
+            loss, coef = loss * row_alpha, coef * row_alpha
+        return loss, coef, None
+
+    return _traced_row_loss(u, idx, row, False, row_w, reduction)
 
 
 def softmax_cross_entropy(
@@ -522,6 +658,8 @@ def softmax_cross_entropy(
         alpha = None
     col = None if shift is None else (shift if shift.dim() == 2 else shift.unsqueeze(1))  # [C, 1]
     plain_ce = scale is None and bias is None and divisor is None and col is None and gamma == 0.0 and alpha is None
+    if not label_smoothing and compiling() and z.requires_grad and torch.is_grad_enabled():
+        return _traced_cross_entropy(z, target, col, scale, bias, divisor, weight, gamma, alpha, ignore_index, reduction)
     if not label_smoothing and take_fused(z, FUSE_MIN_NUMEL * (2 if plain_ce else 1)):
         safe, row_w = _rows(target, ignore_index, weight, z.dtype)
         add = None if col is None else col.index_select(0, safe)  # [N, 1]: each row's target shift

@@ -37,7 +37,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
-from ._fused import reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss, softmax_rows
+from ._fused import fused_or_traced, log_prob_target, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss, softmax_rows
 
 __all__ = [
     "cals_constraints",
@@ -103,7 +103,7 @@ def poly1(
     """
     z, y, sample_w, out_dtype = prepare_classification(
         logits, target, reduction, validate, cast("Tensor | None", weight), ignore_index)
-    if label_smoothing == 0.0 and take_fused(z, FUSE_MIN_NUMEL):
+    if label_smoothing == 0.0 and fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             # ℓ = −log p_t + ε (1 − p_t); ∂ℓ/∂ log p_t = −1 − ε p_t
             return -lpy - epsilon * torch.expm1(lpy), lpy.exp().mul_(-epsilon).sub_(1.0), None
@@ -114,11 +114,12 @@ def poly1(
 
 
 def _poly1(z: Tensor, y: Tensor, epsilon: float, label_smoothing: float) -> Tensor:
-    logp = torch.log_softmax(z, dim=1)
-    logp_y = target_logit(logp, y)
     if label_smoothing == 0.0:
+        logp_y = log_prob_target(z, y)
         # 1 − p_t = −expm1(log p_t): accurate when p_t is close to 1.
         return -logp_y + epsilon * -torch.expm1(logp_y)
+    logp = torch.log_softmax(z, dim=1)
+    logp_y = target_logit(logp, y)
     ls = label_smoothing
     num_classes = z.shape[1]
     ce = -((1.0 - ls) * logp_y + (ls / num_classes) * logp.sum(1))
@@ -142,9 +143,9 @@ def encouraging(
     """Encouraging loss ``−log p_y + log(1 − p_y)`` (linear above ``log_end``); see
     :class:`lossatlas.losses.EncouragingLoss`."""
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
         return softmax_row_loss(z, y, lambda lpy, _: _encouraging_row(lpy, log_end), sample_w, reduction).to(out_dtype)
-    logp_y = target_logit(torch.log_softmax(z, dim=1), y)
+    logp_y = log_prob_target(z, y)
     # The reference clamps 1 − p at 1e-5 before the log (so the bonus is ≥ log 1e-5).
     bonus = torch.log((-torch.expm1(logp_y)).clamp_min(1e-5))
     if log_end != 1.0:
@@ -184,7 +185,7 @@ def squentropy(
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
     if take_fused(z, FUSE_MIN_NUMEL):
         return _squentropy_fused(z, y.unsqueeze(1), sample_w, reduction).to(out_dtype)
-    ce = F.cross_entropy(z, y, reduction="none")
+    ce = -log_prob_target(z, y)
     # Σ over the wrong classes, summed directly (no cancellation against z_y²).
     wrong_sq = z.square().scatter(1, y.unsqueeze(1), 0.0).sum(1)
     return reduce_loss(ce + wrong_sq / (z.shape[1] - 1), reduction, sample_w, out_dtype)
@@ -326,7 +327,7 @@ def log_z_squared(
     """PaLM / T5X ``CE + c (log Z)²`` with ``log Z = logsumexp_j z_j``; see
     :class:`lossatlas.losses.LogZSquaredLoss`. Not de Brébisson's Z-loss (:func:`spherical_z_loss`)."""
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, lse: Tensor | None) -> tuple[Tensor, float, Tensor]:
             assert lse is not None
             # ℓ = −log p_y + c (log Z)²: ∂ℓ/∂z = (p − e_y) + 2c log Z · p

@@ -30,7 +30,7 @@ from .._paths import take_fused
 from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, spec_of, unit_interval
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
-from ._fused import col, next_below, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss
+from ._fused import col, fused_or_traced, log_prob_target, next_below, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss
 from .imbalance import cross_entropy
 
 __all__ = [
@@ -170,8 +170,8 @@ def _tiny(x: Tensor) -> float:
 
 
 def _log_p_y(z: Tensor, y: Tensor) -> Tensor:
-    """``log p_y`` [N], ``p = softmax(z)``."""
-    return target_logit(torch.log_softmax(z, dim=1), y)
+    """``log p_y`` [N], ``p = softmax(z)`` (:func:`~lossatlas.functional._fused.log_prob_target`)."""
+    return log_prob_target(z, y)
 
 
 def _mae_terms(z: Tensor, y: Tensor) -> Tensor:
@@ -300,7 +300,7 @@ def mae(
 ) -> Tensor:
     """Mean absolute error on the softmax, ``scale · (1 − p_y)``; see :class:`lossatlas.losses.MAELoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             return -torch.expm1(lpy) * scale, lpy.exp() * -scale, None
 
@@ -323,7 +323,7 @@ def gce(
 ) -> Tensor:
     """Generalised cross-entropy ``(1 − p_y^q)/q`` with ``p_y ≥ 1e-7``; see :class:`lossatlas.losses.GCELoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             kept = lpy >= _LOG_P_MIN  # clamp_min's gradient mask
             lpc = lpy.clamp_min(_LOG_P_MIN)
@@ -1059,7 +1059,7 @@ def taylor_ce(
 ) -> Tensor:
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             u = -torch.expm1(lpy)  # 1 - p_y
             loss, power, slope = torch.zeros_like(u), torch.ones_like(u), torch.zeros_like(u)
@@ -1095,7 +1095,7 @@ def alpha_loss(
     """α-loss ``α/(α−1) · (1 − p_y^{(α−1)/α})``; α = 1 is CE, α = ∞ is ``1 − p_y``. See :class:`lossatlas.losses.AlphaLoss`."""
     c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             return _box_cox(lpy, c), _box_cox_slope(lpy, c), None
 
