@@ -2,8 +2,8 @@
 
 Dense: ``F.cross_entropy(F.linear(x, W, b), y)`` (holds the N x C logits, their softmax and
 their gradient). Chunked: ``lossatlas.functional.chunked_linear_cross_entropy`` (O(N x chunk)
-extra), for plain cross-entropy and for ArcFace, and optionally ``torch.compile`` (aot_eager) of
-the same chunked function.
+extra), for plain cross-entropy and for ArcFace, and ``torch.compile`` of the same chunked
+function, with the ``aot_eager`` backend (tracing only) and with ``inductor`` (fused kernels).
 
 Every measurement runs in a fresh subprocess, so the peak resident set size
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own peak (``tracemalloc`` does
@@ -34,7 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "chunked_memory.md"
 DENSE_BYTES_PER_LOGIT = 16.0  # logits, their softmax / gradient and the autograd copies, float32
-FORMS = ("dense", "chunked", "chunked-arcface", "chunked-compiled")
+FORMS = ("dense", "chunked", "chunked-arcface", "chunked-compiled", "chunked-inductor")
+#: torch.compile backend of each compiled form: aot_eager traces only; inductor fuses (and compiles C++ here)
+BACKENDS = {"chunked-compiled": "aot_eager", "chunked-inductor": "inductor"}
 
 
 def _child(form: str, n: int, c: int, d: int, chunk: int, threads: int | None) -> None:
@@ -57,14 +59,14 @@ def _child(form: str, n: int, c: int, d: int, chunk: int, threads: int | None) -
             return F.cross_entropy(F.linear(x, w, b), y)
         if cosine:
             return LF.chunked_linear_cross_entropy(x, w, y, loss="arcface", chunk_size=chunk)
-        return LF.chunked_linear_cross_entropy(x, w, y, bias=b, chunk_size=chunk, validate=form != "chunked-compiled")
+        return LF.chunked_linear_cross_entropy(x, w, y, bias=b, chunk_size=chunk, validate=form not in BACKENDS)
 
     fn = run
     compile_s = 0.0
-    if form == "chunked-compiled":
+    if form in BACKENDS:
         import torch._dynamo
 
-        fn = torch.compile(run, backend="aot_eager", fullgraph=True)
+        fn = torch.compile(run, backend=BACKENDS[form], fullgraph=True)
         t = time.perf_counter()
         fn().backward()  # compile outside the timing; its memory is in the baseline
         compile_s = time.perf_counter() - t
@@ -125,7 +127,7 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=4096)
     p.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
     p.add_argument("--compile-max-c", type=int, default=100_000,
-                   help="run chunked-compiled only up to this C (compiling costs ~20 s here)")
+                   help="run the compiled forms only up to this C (compiling costs ~20 s here with aot_eager)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
@@ -146,7 +148,7 @@ def main() -> None:
                 rows.append({"form": form, "n": n, "c": c, "error": f"skipped: estimated {DENSE_BYTES_PER_LOGIT * n * c / 2**30:.1f} GB"
                              f" > 40% of the {_available_mb() / 1024:.1f} GB available"})
                 continue
-            if form == "chunked-compiled" and c > args.compile_max_c:
+            if form in BACKENDS and c > args.compile_max_c:
                 continue
             r = _run(form, n, c, args.d, args.chunk, args.threads)
             print(json.dumps(r), flush=True)
@@ -160,7 +162,8 @@ def main() -> None:
         f"torch threads {args.threads or torch.get_num_threads()}",
         f"- float32, D = {args.d}, chunk_size = {args.chunk}; dense = `F.cross_entropy(F.linear(x, W, b), y)`; chunked = "
         "`la.functional.chunked_linear_cross_entropy(x, W, y, bias=b)` (arcface: `loss='arcface'`, no bias); "
-        "compiled = `torch.compile(..., backend='aot_eager', fullgraph=True)` of the chunked call (compile time excluded)",
+        "compiled / inductor = `torch.compile(..., backend='aot_eager' / 'inductor', fullgraph=True)` of the chunked call "
+        "(compile time excluded)",
         f"- 4096^3 float32 matmul in this run: {gflops:.0f} GFLOP/s",
         f"- load average (1, 5, 15 min) before: {', '.join(f'{v:.1f}' for v in load0)}; after: "
         f"{', '.join(f'{v:.1f}' for v in load1)}",
