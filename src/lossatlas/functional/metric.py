@@ -64,11 +64,11 @@ from .._validation import (
 from ..distances import Distance
 from ..distributed.blocks import row_blocks
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed
-from ..distributed.tiled import DEFAULT_BLOCK_ELEMENTS, pairwise_logsumexp
+from ..distributed.tiled import pairwise_logsumexp
 from ..reducers import Reducer
 from . import _composed
 from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
-from .ssl import SHARED, _use_tiles, tiled_option
+from .ssl import SHARED, _use_tiles, block_size_option, tiled_option
 
 __all__ = [
     "contrastive",
@@ -128,6 +128,10 @@ def _rate(value: Any, name: str) -> float:
 
 _margin_type = _one_of(MARGIN_TYPES)
 _average_over = _one_of(AVERAGE_OVER)
+
+
+_ROW_BLOCK_SIZE = Param("anchor rows per block of the row-block form (``None``: about 1M matrix entries per block)",
+                        block_size_option, "this library")
 
 
 # --------------------------------------------------------------------------------------
@@ -371,11 +375,17 @@ def _pair_distances(u: Tensor, i: Tensor, j: Tensor, keys: Tensor, reps: Tensor 
     return value + (d - d.detach())
 
 
+#: matrix entries per block of the row-block losses (``block_size=None``): each holds about a dozen
+#: block-sized temporaries and, in backward, their graph, so blocks are 16x smaller than the
+#: log-sum-exp tiles of :mod:`lossatlas.distributed.tiled` (at 16M entries a block cost ~1 GB)
+ROW_BLOCK_ELEMENTS = 1 << 20
+
+
 def _tile_rows(n_keys: int, block_size: int | None, per_row: int = 1) -> int:
-    """Anchor rows per block: ``block_size``, or about ``DEFAULT_BLOCK_ELEMENTS`` entries."""
+    """Anchor rows per block: ``block_size``, or about ``ROW_BLOCK_ELEMENTS`` entries."""
     if block_size is not None:
         return block_size
-    return max(1, DEFAULT_BLOCK_ELEMENTS // max(n_keys * per_row, 1))
+    return max(1, ROW_BLOCK_ELEMENTS // max(n_keys * per_row, 1))
 
 
 def _masked_lse(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
@@ -507,7 +517,7 @@ CONTRASTIVE_FUSE_MIN_NUMEL = 1
                    "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
-    "block_size": SHARED["block_size"],
+    "block_size": _ROW_BLOCK_SIZE,
 })
 def contrastive(
     embeddings: Tensor,
@@ -728,7 +738,7 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
                    "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
-    "block_size": SHARED["block_size"],
+    "block_size": _ROW_BLOCK_SIZE,
 })
 def triplet_margin(
     embeddings: Tensor,
@@ -874,7 +884,7 @@ def multi_similarity_mine(
                    "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
-    "block_size": SHARED["block_size"],
+    "block_size": _ROW_BLOCK_SIZE,
 })
 def multi_similarity(
     embeddings: Tensor,
@@ -1110,7 +1120,7 @@ def _supcon_blocks(
                    "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
-    "block_size": SHARED["block_size"],
+    "block_size": _ROW_BLOCK_SIZE,
 })
 def ntxent(
     embeddings: Tensor,
