@@ -185,15 +185,15 @@ class Run:
                "| surviving | not run | score of the run's suite | score now |",
                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for f, total, n, killed, later, eq, left, not_run, before, now in self.rows:
-            out.append(f"| `{f}` | {total} | {n} | {killed} | {later} | {eq} | {left} | {not_run} | {100 * before:.1f} % "
-                       f"| {100 * now:.1f} % |")
+            out.append(f"| `{f}` | {total} | {n} | {killed} | {later} | {eq} | {left} | {not_run} | {pct(before)} "
+                       f"| {pct(now)} |")
         out.append(f"| **all** | {self.total} | {self.sampled} | {self.killed} | {self.later} | {self.eq} | {self.left} "
                    f"| {self.not_run} | **{100 * self.score:.1f} %** | {100 * self.score_now:.1f} % |")
         return out
 
 
 def pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+    return "–" if math.isnan(x) else f"{100 * x:.1f} %"
 
 
 def report(run: Run, previous: Run | None) -> list[str]:
@@ -234,18 +234,27 @@ def report(run: Run, previous: Run | None) -> list[str]:
         "",
         "## Score",
         "",
+        *([f"**Incomplete run: {run.sampled - run.not_run} of the {run.sampled} sampled mutants have a result; "
+           f"{run.not_run} were not run.** mutmut runs the mutants with the smallest estimated test time first, so "
+           "those with a result are not a random subset of the sample, and no estimate over all mutants is made: "
+           "the numbers below describe the mutants that were run, and their intervals assume a random subset.",
+           ""] if run.not_run else []),
         f"**Score of the suite at `{commit}`, before any test written for this run: {run.killed} of {run.denom} "
         f"non-equivalent sampled mutants killed, {pct(run.score)} (95 % Wilson interval {pct(lo)}–{pct(hi)}).** "
+        + ("" if run.not_run else
         f"The sample has the same size in every file, so this plain ratio weighs a small file's mutants more than a "
         f"large one's; weighing each file's sample by its number of mutants, the estimate over all {run.total} "
-        f"mutants is {pct(s)} (95 % interval {pct(slo)}–{pct(shi)}).",
+        f"mutants is {pct(s)} (95 % interval {pct(slo)}–{pct(shi)})."),
         "",
+        (f"Is the score of the run's suite (before new tests) at least 90 %? **not shown by this run**: on the "
+         f"{run.denom} non-equivalent mutants that were run it is {pct(run.score)}"
+         + (" (below 90 %)." if run.score < 0.9 else ".") if run.not_run else
         f"Is the score of the run's suite (before new tests) at least 90 %? {verdict}: the sample's ratio is "
         f"{pct(run.score)} and the estimate over all mutants {pct(s)}"
         + ("; the lower ends of the 95 % intervals are below 90 %, so this sample cannot rule out a score under "
            "90 % over every mutant." if verdict == "**yes**" and min(lo, slo) < 0.9 else
            "; the upper ends of the 95 % intervals are above 90 %, so this sample cannot rule out a score of 90 % "
-           "or more either." if verdict == "**no**" and max(hi, shi) >= 0.9 else "."),
+           "or more either." if verdict == "**no**" and max(hi, shi) >= 0.9 else ".")),
         "",
         f"Score now (the same sample, with the tests written since for its survivors): {pct(run.score_now)} "
         f"({run.killed + run.later} of {run.denom}); {run.left} left surviving. This is not an unbiased estimate for "

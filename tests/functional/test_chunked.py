@@ -202,6 +202,30 @@ def test_ignored_rows_leave_the_mean_and_get_no_gradient() -> None:
     assert bool((none[~keep] == 0).all())
 
 
+def test_sface_cosine_rounding_below_minus_one_is_clamped_before_acos() -> None:
+    # float32 rounds this antiparallel pair's cosine to -1 - 2^-22 (checked below): acos would be NaN
+    # there, so the SFace weight's θ must clamp the cosine to [-1, 1] (mutation seed 27)
+    v = torch.randn(1, 8, generator=torch.Generator().manual_seed(0))
+    weight = torch.cat([torch.randn(1, 8, generator=torch.Generator().manual_seed(1)), -v])
+    cos = F.normalize(v, dim=1) @ F.normalize(weight, dim=1).T
+    assert float(cos[0, 1]) < -1.0
+    target = torch.tensor([0])
+    hp = _hp("sface", {})
+    x = v.double()
+    ref = _reference_rows(x, weight.double(), None, target, "sface", torch.ones(2), hp).mean()
+    for chunk in (1, 2):
+        out = la.functional.chunked_linear_cross_entropy(v, weight, target, loss="sface", chunk_size=chunk)
+        assert torch.isfinite(out)
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_target_on_another_device_names_features_and_target() -> None:
+    # a "meta" tensor stands in for a second device on a CPU-only machine (mutation seed 27)
+    with pytest.raises(ValueError, match=r"^features is on cpu but target is on meta; move them to the same device$"):
+        la.functional.chunked_linear_cross_entropy(torch.randn(3, 4), torch.randn(5, 4),
+                                                   torch.tensor([0, 1, 2], device="meta"))
+
+
 def test_all_rows_ignored_and_empty_batch_give_zero_with_zero_gradient() -> None:
     data = _data(seed=5)
     leaves = _leaves(data, "arcface")

@@ -184,6 +184,13 @@ def test_mw_on_a_query_document_matrix_compares_every_pair_of_the_batch():
         LF.mw(sim, rel[:, :4])
 
 
+@pytest.mark.parametrize("shape", [(6,), (2, 3)], ids=["vector", "query_document"])
+def test_mw_without_a_positive_names_mw(shape):
+    # both input layouts say which loss needs a positive and a negative (mutation seed 27)
+    with pytest.raises(ValueError, match=r"^mw needs at least one positive and one negative"):
+        LF.mw(torch.randn(shape, dtype=F64), torch.zeros(shape, dtype=torch.long))
+
+
 # ----------------------------------------------------------------------------- H2 aucm
 def _aucm_v1_ref(s, y, a, b, alpha, m, p):
     """LibAUC AUCMLoss v1, written from its docstring/code: every mean over all N rows."""

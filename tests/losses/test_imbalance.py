@@ -599,3 +599,10 @@ def test_gumbel_scores_rare_classes_less_harshly_than_sigmoid_bce():
     assert bool((gum < sig).all())  # the Gumbel CDF is lower on the left: negatives are cheaper there
     as_negative = LF.gumbel(z, torch.tensor([0]), reduction="none") - torch.exp(-z[0, 0])
     assert as_negative.item() < F.binary_cross_entropy_with_logits(z[0, 1], torch.tensor(0.0, dtype=torch.float64)).item()
+
+
+def test_a_masked_class_in_an_ignored_row_is_not_a_masked_target():
+    # the -inf check looks only at rows that count: an ignored row's placeholder target is not its target
+    z = torch.tensor([[float("-inf"), 1.0, 0.5], [0.2, 0.1, -0.3]], dtype=torch.float64)
+    out = LF.focal(z, torch.tensor([-100, 2]))
+    torch.testing.assert_close(out, LF.focal(z[1:], torch.tensor([2])))

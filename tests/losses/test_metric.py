@@ -1010,6 +1010,15 @@ def test_partial_fc_index_keyword_uses_exactly_those_centres() -> None:
     torch.testing.assert_close(crit(e, y, index=index.to(torch.int32)), ref, rtol=1e-10, atol=1e-10)
 
 
+def test_partial_fc_index_on_another_device_names_labels_and_index() -> None:
+    # a "meta" tensor stands in for a second device on a CPU-only machine (mutation seed 27)
+    g = torch.Generator().manual_seed(7)
+    e = torch.randn(3, 4, generator=g, dtype=DT)
+    w = torch.randn(5, 4, generator=g, dtype=DT)
+    with pytest.raises(ValueError, match=r"^labels is on cpu but index is on meta; move them to the same device$"):
+        LF.partial_fc(e, torch.tensor([0, 1, 2]), w, index=torch.tensor([0, 1, 2], device="meta"))
+
+
 @pytest.mark.parametrize("bad,match", [
     (torch.tensor([5, 1, 2, 3, 4, 6]), "sorted"),            # not ascending
     (torch.tensor([0, 1, 1, 2, 3, 4, 5, 6]), "sorted"),      # repeats
