@@ -47,6 +47,24 @@ def test_builtin_suites_validate():
     assert len(quick.recipes) >= 3 and len({r.hash for r in quick.recipes}) == len(quick.recipes)
 
 
+def test_noise_rates_suite_runs_each_method_over_the_rates():
+    """The report's accuracy-vs-noise-rate lines need each method at several rates with every
+    other setting equal (a line compares like with like)."""
+    suite = load_suite("noise_rates")
+    by_loss: dict[str, dict[float, dict[str, object]]] = {}
+    for r in suite.recipes:
+        noise = r.config["data"]["noise"]
+        assert noise["type"] == "symmetric"
+        rest = {k: v for k, v in r.config.items() if k not in ("data", "name")}
+        rest["data"] = {k: v for k, v in r.config["data"].items() if k != "noise"}
+        by_loss.setdefault(json.dumps(r.config["loss"], sort_keys=True), {})[noise["rate"]] = rest
+    assert len(by_loss) == 4
+    for rates in by_loss.values():
+        assert sorted(rates) == [0.2, 0.4, 0.6]
+        configs = [json.dumps(c, sort_keys=True) for c in rates.values()]
+        assert len(set(configs)) == 1, "only the noise rate may differ along a line"
+
+
 def test_recipe_hash_defaults_and_identity():
     a = validate_recipe(dict(TINY), "s")
     assert a.config["loss"] == {"id": "cross_entropy"} and a.config["optimizer"]["name"] == "sgd"

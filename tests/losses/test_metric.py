@@ -1161,7 +1161,9 @@ def test_every_metric_id_is_defined_by_its_function() -> None:
     centres check with the same spec."""
     from lossatlas._spec import spec_of
 
-    assert {e.id for e in la.list(family="metric")} == set(METRIC_IDS)
+    assert {e.id for e in la.list(family="metric")} == set(METRIC_IDS) | {"orthohash"}
+    hashing = la.info("orthohash")  # a fixed ±1 codebook in place of learnt class centres (tests/losses/test_hashing.py)
+    assert hashing.function is LF.orthohash and spec_of(LF.orthohash).inputs == ("embeddings", "labels", "codebook")
     for loss_id in METRIC_IDS:
         entry = la.info(loss_id)
         assert entry.function is getattr(LF, loss_id), loss_id

@@ -520,7 +520,7 @@ def test_nce_rce_registered_function_matches_module() -> None:
 
 # ========================================================================= the one core: function = definition
 NOISE_IDS = ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "active_passive", "nce_rce", "nce_mae",
-             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss"]
+             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss", "comp_sum"]
 
 
 def test_every_noise_id_is_defined_by_its_function() -> None:
