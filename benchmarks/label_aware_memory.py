@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# the machine measurements of the contrastive memory benchmark, shared (run as scripts: benchmarks/ is on sys.path)
+from contrastive_memory import _available_mb, _matmul_gflops
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "label_aware_memory.md"
 #: measured peak of the dense forms (float32) per similarity entry, to skip sizes that cannot fit
@@ -126,29 +129,6 @@ def _child(loss: str, form: str, n: int, d: int, threads: int | None) -> None:
         "total_s": t2 - t0, "peak_rss_mb": peak / 1024, "baseline_rss_mb": base / 1024,
         "grad_norm": float(grad.norm()), "threads": torch.get_num_threads(),
     }))
-
-
-def _matmul_gflops() -> float:
-    import torch
-
-    x = torch.randn(4096, 4096)
-    x @ x
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        x @ x
-        best = min(best, time.perf_counter() - t)
-    return 2 * 4096**3 / best / 1e9
-
-
-def _available_mb() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("inf")
 
 
 def _run(loss: str, form: str, n: int, d: int, threads: int | None, timeout: float) -> dict[str, Any]:
