@@ -14,12 +14,12 @@ import json
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
+
+from bench_store import assert_rerun_completed_once, sigkill_after_runs_done, store_rows
 
 ray = pytest.importorskip("ray")  # the `ray` extra (part of the `test` extra)
 
@@ -41,17 +41,6 @@ def cluster():
 def _suite(path, recipes, epochs, seeds=2) -> str:
     path.write_text(json.dumps({"name": "r", "defaults": {**TINY, "epochs": epochs, "seeds": seeds}, "recipes": recipes}))
     return str(path)
-
-
-def _rows(db):
-    con = sqlite3.connect(db, timeout=30)
-    try:
-        return [dict(zip(("hash", "seed", "status", "attempts", "finished_at", "metrics", "error"), r))
-                for r in con.execute("SELECT recipe_hash, seed, status, attempts, finished_at, metrics, error FROM runs")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
 
 
 def test_ray_and_workers_give_the_same_leaderboard(cluster, tmp_path, capsys):
@@ -88,7 +77,7 @@ def test_ray_records_a_failing_run_with_its_traceback(cluster, tmp_path):
     suite = _suite(tmp_path / "f.json", [{"name": "bad", "optimizer": {"name": "sgd", "lr": 1e30}}, {"name": "ok"}], epochs=1, seeds=1)
     summary = run_suite(suite, tmp_path / "r.sqlite", ray="auto", progress=False)
     assert (summary.done, summary.failed) == (1, 1)
-    [bad] = [r for r in _rows(str(tmp_path / "r.sqlite")) if r["status"] == "failed"]
+    [bad] = [r for r in store_rows(str(tmp_path / "r.sqlite")) if r["status"] == "failed"]
     assert "Traceback" in bad["error"] and "FloatingPointError" in bad["error"] and "non-finite" in bad["error"]
 
 
@@ -99,25 +88,6 @@ def test_sigkilled_ray_driver_mid_sweep_loses_and_repeats_nothing(cluster, tmp_p
             "--db", db, "--ray", cluster, "--no-progress"]
     n = 6  # 5 settings and the default
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    deadline = time.time() + 300  # a deadline, not a timing: the driver starts Ray workers that import torch
-    while time.time() < deadline and proc.poll() is None:
-        if sum(r["status"] == "done" for r in _rows(db)) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the driver finished or died before it could be killed: " + proc.stdout.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {(r["hash"], r["seed"]): r for r in _rows(db) if r["status"] == "done"}
-    assert 2 <= len(before) < n
-
+    before = sigkill_after_runs_done(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env), db, n)
     rerun = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, timeout=300)
-    out = rerun.stdout.decode()
-    assert rerun.returncode == 0, out[-3000:]
-    rows = _rows(db)
-    assert len(rows) == n and len({(r["hash"], r["seed"]) for r in rows}) == n
-    assert all(r["status"] == "done" and r["metrics"] for r in rows)
-    for key, r in before.items():  # finished runs were neither repeated nor lost
-        now = next(x for x in rows if (x["hash"], x["seed"]) == key)
-        assert now["finished_at"] == r["finished_at"] and now["attempts"] == 1
-    assert f"{n}/{n} runs done ({n - len(before)} now, {len(before)} before" in out
+    assert_rerun_completed_once(rerun.stdout.decode(), rerun.returncode, db, n, before)

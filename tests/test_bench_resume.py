@@ -7,12 +7,12 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
+
+from bench_store import assert_rerun_completed_once, sigkill_after_runs_done, store_rows
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
@@ -30,42 +30,12 @@ def _runner(suite, db):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
 
-def _rows(db):
-    con = sqlite3.connect(db, timeout=30)
-    try:
-        return [dict(zip(("hash", "seed", "status", "attempts", "finished_at", "metrics"), r))
-                for r in con.execute("SELECT recipe_hash, seed, status, attempts, finished_at, metrics FROM runs")]
-    except sqlite3.OperationalError:  # table not created yet
-        return []
-    finally:
-        con.close()
-
-
 def test_sigkill_mid_suite_then_rerun_records_every_run_once(tmp_path):
     n = 10
     suite, db = _suite(tmp_path / "s.json", n, epochs=15), str(tmp_path / "r.sqlite")
-    proc = _runner(suite, db)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if sum(r["status"] == "done" for r in _rows(db)) >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the runner finished or died before it could be killed: " + proc.stdout.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {(r["hash"], r["seed"]): r for r in _rows(db) if r["status"] == "done"}
-    assert 2 <= len(before) < n
-
+    before = sigkill_after_runs_done(_runner(suite, db), db, n)
     rerun = _runner(suite, db)
-    out = rerun.communicate(timeout=600)[0].decode()
-    assert rerun.returncode == 0, out[-2000:]
-    rows = _rows(db)
-    assert len(rows) == n and len({(r["hash"], r["seed"]) for r in rows}) == n
-    assert all(r["status"] == "done" and r["metrics"] for r in rows)
-    for key, r in before.items():  # finished runs were neither repeated nor lost
-        now = next(x for x in rows if (x["hash"], x["seed"]) == key)
-        assert now["finished_at"] == r["finished_at"] and now["attempts"] == 1
-    assert f"{n}/{n} runs done ({n - len(before)} now, {len(before)} before" in out
+    assert_rerun_completed_once(rerun.communicate(timeout=600)[0].decode(), rerun.returncode, db, n, before)
 
 
 def test_two_runners_on_one_database_do_not_collide(tmp_path):
@@ -74,7 +44,7 @@ def test_two_runners_on_one_database_do_not_collide(tmp_path):
     procs = [_runner(suite, db), _runner(suite, db)]
     outs = [p.communicate(timeout=600)[0].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    rows = _rows(db)
+    rows = store_rows(db)
     assert len(rows) == n and all(r["status"] == "done" for r in rows)
     assert all(r["attempts"] == 1 for r in rows), "a run was claimed twice"
     ran = [int(re.search(r"suite crash: \d+/\d+ runs done \((\d+) now", o).group(1)) for o in outs]
@@ -88,6 +58,6 @@ def test_workers_split_one_suite_in_spawned_processes(tmp_path):
 
     suite, db = _suite(tmp_path / "w.json", 4, epochs=2), str(tmp_path / "w.sqlite")
     summary = run_suite(suite, db, workers=2, progress=False)
-    rows = _rows(db)
+    rows = store_rows(db)
     assert summary.done == summary.total == 4 == len(rows)
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
