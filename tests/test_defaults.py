@@ -57,7 +57,7 @@ LIBAUC_AUC = "Optimization-AI/LibAUC 2.0.1 libauc/losses/auc.py"
 LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
 MDISTILLER = "megvii-research/mdistiller mdistiller/"
 #: call keywords of the X-risk functions that hold the per-sample state their modules keep
-_STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q", "u_a"}
+_STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q", "u_a", "label_logits"}
 
 #: {id: {argument: (default, source)}}: written by hand from the sources, never from the code.
 DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
@@ -93,6 +93,14 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "eta": (0.01, "BorealisAI/ConR agedb-dir/train.py -e default 0.01"),
         "reduction": ("mean", "BorealisAI/ConR agedb-dir/loss.py: .mean() over the anchors"),
     },
+    # --- D4. ROLE (Cole et al. 2021) --------------------------------------------------------------------------
+    "role": {
+        "expected_num_pos": (1.5, "elijahcole/single-positive-multi-label train.py expected_num_pos['pascal'] = 1.5 "
+                                  "(P['dataset'] = 'pascal')"),
+        "seed": (0, "lossatlas: the estimate table's own generator (the official code draws it from the run's seed)"),
+        "reduction": ("mean", "elijahcole/single-positive-multi-label losses.py compute_batch_loss: "
+                              "sum(loss / (N·C)) + reg"),
+    },
     # --- F10. OrthoHash --------------------------------------------------------------------------------------
     "orthohash": {
         "scale": (8.0, "kamwoh/orthohash main.py --scale default 8"),
@@ -114,6 +122,12 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "ce_weight": (1.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.CE_WEIGHT = 1.0"),
         "warmup": (20.0, f"{MDISTILLER} engine/cfg.py CFG.DKD.WARMUP = 20"),
         "reduction": ("mean", f"{MDISTILLER} distillers/DKD.py: kl_div(size_average=False) / target.shape[0]"),
+    },
+    "dual_head_kd": {
+        "temperature": (2.0, "penghui-yang/DHKD train_student.py --BinaryKL_T default 2"),
+        "alpha": (1.0, "penghui-yang/DHKD README.md CIFAR-100 command -a 1 (train_student.py -a has no default)"),
+        "ce_weight": (1.0, "penghui-yang/DHKD train_student.py -r/--gamma default 1"),
+        "reduction": ("mean", "penghui-yang/DHKD BinaryKLNorm.py loss.sum() / N; nn.CrossEntropyLoss's mean"),
     },
     # --- H3 / D5. stateful X-risk losses (LibAUC 2.0.1 code defaults) ----------------------------
     "ap_soap": {
@@ -772,6 +786,7 @@ MODULE_ONLY = {
     ("siglip", "learnable"): "learned scale and bias are module state (nn.Parameters); the function takes values",
     ("partial_fc", "seed"): "the module owns the torch.Generator; the function takes generator=",
     ("orthohash", "seed"): "the module draws its codebook buffer from it; the function takes the codebook",
+    ("role", "seed"): "the module draws its initial estimate table (a parameter) from it; the function takes the table",
     ("absgd", "start_epoch"): "the two-stage schedule is module state (epochs); the function computes one step",
     ("absgd", "warmup_lam"): "the first stage's λ belongs to the schedule, module state",
     ("class_difficulty", "num_classes"): "sizes the module's weight buffer before the first update",

@@ -62,8 +62,10 @@ NOTES: dict[str, str] = {
     "J7": "Recall@k, MAP@R: lossatlas.metrics.retrieval; linear-probe accuracy: lossatlas.metrics.probe",
     "J8": "susceptibility: lossatlas.metrics.susceptibility (see B11)",
     # rows registered in part: the text says what of the row is still missing
-    "K1": "Hinton's KD and decoupled KD are registered (kd, dkd); dual-head KD and BD-KD (online KD with sample-wise "
-          "forward / reverse KL weights, Amara et al.) are not implemented yet (issue 23)",
+    "K1": "Hinton's KD, decoupled KD and dual-head KD are registered (kd, dkd, dual_head_kd); BD-KD (online KD with "
+          "sample-wise forward / reverse KL weights guided by the teacher's and student's entropies, Amara et al. 2022) is "
+          "not implemented: it has no official code and its weighting rule was not in the material available here "
+          "(issue 23)",
 }
 
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when

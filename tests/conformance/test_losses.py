@@ -63,6 +63,9 @@ GRADCHECK_EXCEPTIONS = {
           "call updates the state); tests/losses/test_sogclr.py checks the gradient against finite differences of the "
           "objective it estimates at fixed state"
        for i in ("sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal")},
+    "role": "ROLE fits the classifier to the label estimates and the estimates to the classifier, each target with its "
+            "gradient stopped (official loss_role), so its gradient is not its value's derivative; "
+            "tests/losses/test_single_positive.py checks it against central differences of the frozen-target objective",
     "mochi": "as MoCo, the key b and the synthetic points (the query mixes h' = normalize(βq + (1-β)n) too) carry no "
              "gradient by definition, while the value moves with them; tests/losses/test_ssl.py gradchecks the query "
              "with fixed pair mixes and checks the query-mix gradient against a float64 reference",

@@ -161,3 +161,93 @@ def test_bad_input_names_the_argument():
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="teacher_logits"):
         la.functional.dkd(s, bad, y)
+
+
+# --- dual-head KD (Yang et al. 2024) ----------------------------------------------------------------
+
+def _official_binary_kl_norm(a, t, temperature, eps=1e-8):
+    # penghui-yang/DHKD distiller_zoo/BinaryKLNorm.py written out: KLDivLoss(log d, ½) + KLDivLoss(log(1 - d), ½)
+    # elementwise, d = clamp(σ((a - t)/T)), summed over classes and divided by N, times T²
+    d = torch.sigmoid((a - t) / temperature).clamp(eps, 1 - eps)
+    half = torch.full_like(d, 0.5)
+    kl = half * (half.log() - d.log()) + half * (half.log() - (1 - d).log())
+    return temperature**2 * kl.sum() / a.shape[0]
+
+
+@pytest.mark.parametrize(("temperature", "alpha", "ce_weight"), [(2.0, 1.0, 1.0), (4.0, 0.1, 0.5), (0.7, 2.5, 0.0)])
+def test_dual_head_kd_is_official_ce_on_head_0_plus_binary_kl_norm_on_head_1(temperature, alpha, ce_weight):
+    s, t, y = _batch(n=6, c=5)
+    a = torch.randn(6, 5, generator=G, dtype=torch.float64) * 3
+    got = la.functional.dual_head_kd(s, t, y, aux_logits=a, temperature=temperature, alpha=alpha, ce_weight=ce_weight)
+    want = ce_weight * F.cross_entropy(s, y) + alpha * _official_binary_kl_norm(a, t, temperature)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # without aux_logits both terms are on the one head (the paper's single-head combination)
+    single = la.functional.dual_head_kd(s, t, y, temperature=temperature, alpha=alpha, ce_weight=ce_weight)
+    torch.testing.assert_close(single, ce_weight * F.cross_entropy(s, y) + alpha * _official_binary_kl_norm(s, t, temperature))
+
+
+def test_binary_kl_norm_is_t2_log_cosh_and_its_limits():
+    d = torch.tensor([[-30.0, -2.0, -1e-3, 0.0, 0.5, 7.0, 40.0]], dtype=torch.float64)
+    zero = torch.zeros_like(d)
+    for temperature in (0.5, 2.0, 5.0):
+        got = la.functional.distillation.binary_kl_norm(d, zero, temperature)
+        torch.testing.assert_close(got, torch.log(torch.cosh(d / (2 * temperature))).sum(1), rtol=1e-12, atol=1e-15)
+    # small differences: Δ²/(8T²) per class, so T² times it tends to Δ²/8 as T grows (logit matching)
+    small = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
+    t_big = 1e3
+    got = t_big**2 * la.functional.distillation.binary_kl_norm(small, torch.zeros_like(small), t_big)
+    torch.testing.assert_close(got, (small**2 / 8).sum(1), rtol=1e-6, atol=0.0)
+    # large differences: |Δ|/(2T) - log 2 per class (linear, where the official clamp caps it)
+    big = torch.tensor([[60.0]], dtype=torch.float64)
+    torch.testing.assert_close(la.functional.distillation.binary_kl_norm(big, torch.zeros_like(big), 2.0),
+                               torch.tensor([15.0 - math.log(2.0)], dtype=torch.float64))
+
+
+def test_dual_head_kd_is_not_shift_invariant_and_vanishes_at_the_teacher():
+    s, t, y = _batch(n=5, c=4)
+    at_teacher = la.functional.dual_head_kd(s, t, y, aux_logits=t.clone(), alpha=3.0)
+    torch.testing.assert_close(at_teacher, F.cross_entropy(s, y))
+    # softmax KD cannot tell a shifted teacher apart; the logit-level term can
+    shifted = t + 2.0
+    assert torch.allclose(la.functional.kd(s, t, y), la.functional.kd(s, shifted, y))
+    assert la.functional.dual_head_kd(s, shifted, y, aux_logits=t) > at_teacher + 0.1
+
+
+def test_dual_head_kd_gradients_split_between_the_heads():
+    s, t, y = _batch(n=5, c=4)
+    s.requires_grad_(True)
+    a = torch.randn(5, 4, generator=G, dtype=torch.float64, requires_grad=True)
+    temperature, alpha, gamma = 3.0, 0.7, 1.3
+    loss = la.functional.dual_head_kd(s, t, y, aux_logits=a, temperature=temperature, alpha=alpha, ce_weight=gamma)
+    gs, ga = torch.autograd.grad(loss, [s, a])
+    # the original head sees the cross-entropy only, the auxiliary head the logit-level term only
+    torch.testing.assert_close(gs, gamma * (torch.softmax(s, 1) - F.one_hot(y, 4)) / 5)
+    torch.testing.assert_close(ga, alpha * temperature / 2 * torch.tanh((a - t) / (2 * temperature)) / 5)
+
+
+def test_dual_head_kd_module_gradcheck_and_bad_input():
+    s, t, y = _batch(n=4, c=3)
+    a = torch.randn(4, 3, generator=G, dtype=torch.float64)
+    crit = la.create("dhkd", temperature=1.5, alpha=0.4)
+    assert torch.autograd.gradcheck(lambda s_, t_, a_: crit(s_, t_, y, aux_logits=a_),
+                                    [x.clone().requires_grad_() for x in (s, t, a)])
+    torch.testing.assert_close(crit(s, t, y, aux_logits=a), la.functional.dual_head_kd(s, t, y, aux_logits=a,
+                                                                                        temperature=1.5, alpha=0.4))
+    with pytest.raises(ValueError, match="aux_logits"):
+        crit(s, t, y, aux_logits=a[:, :2])
+    with pytest.raises(TypeError, match="aux_logits"):
+        crit(s, t, y, aux_logits=a.tolist())
+    bad = a.clone()
+    bad[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="aux_logits"):
+        crit(s, t, y, aux_logits=bad)
+    masked = t.clone()
+    masked[0, 2] = float("-inf")
+    with pytest.raises(ValueError, match="teacher_logits"):
+        crit(s, masked, y, aux_logits=a)
+    with pytest.raises(ValueError, match="temperature"):
+        la.create("dual_head_kd", temperature=0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        la.functional.dual_head_kd(s, t, y, alpha=-1.0)
+    with pytest.raises(ValueError, match="ce_weight"):
+        la.functional.dual_head_kd(s, t, y, ce_weight=-0.5)

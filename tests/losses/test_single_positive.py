@@ -124,3 +124,165 @@ def test_bad_input_names_the_argument():
         la.functional.entropy_maximization(z, y, alpha=-0.1)
     with pytest.raises(ValueError, match="weighted"):
         la.functional.assume_negative(z[:, :1], y[:, :1], weighted=True)
+
+
+# --- ROLE (Cole et al. 2021) --------------------------------------------------------------------------
+
+def _official_role(z, theta, y, k, eps=1e-5):
+    # loss_role + compute_batch_loss of elijahcole/single-positive-multi-label written out: f = σ(z), g = σ(θ)
+    def nl(p):
+        return -torch.log(p + eps)
+
+    f, g = torch.sigmoid(z), torch.sigmoid(theta)
+    n, c = z.shape
+    pos_1 = torch.where(y == 1, nl(f), torch.zeros_like(f))
+    cross_1 = g.detach() * nl(f) + (1 - g.detach()) * nl(1 - f)
+    reg_1 = (f.sum(1).mean(0) - k) ** 2 / c**2
+    pos_2 = torch.where(y == 1, nl(g), torch.zeros_like(g))
+    cross_2 = f.detach() * nl(g) + (1 - f.detach()) * nl(1 - g)
+    reg_2 = (g.sum(1).mean(0) - k) ** 2 / c**2
+    mtx = 0.5 * (pos_1 + pos_2) + 0.5 * (cross_1 + cross_2)
+    return (mtx / (n * c)).sum() + 0.5 * (reg_1 + reg_2)
+
+
+@pytest.mark.parametrize("k", [1.5, 0.7, 3.0])
+def test_role_matches_the_official_loss_value_and_gradients(k):
+    z, y = _batch(n=6, c=5)
+    table = torch.randn(10, 5, generator=G, dtype=torch.float64) * 1.5
+    index = torch.tensor([3, 0, 9, 4, 7, 1])
+    z.requires_grad_(True)
+    table.requires_grad_(True)
+    got = la.functional.role(z, y, index=index, label_logits=table, expected_num_pos=k)
+    want = _official_role(z, table[index], y, k, eps=0.0)  # exact logs: the same formula
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(got, [z, table]), torch.autograd.grad(want, [z, table])):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # the official -log(x + 1e-5) differs by about 1e-5 at these probabilities
+    torch.testing.assert_close(got, _official_role(z, table[index], y, k), rtol=1e-4, atol=0.0)
+
+
+def test_role_gradients_pull_each_model_towards_the_other():
+    # d/dz (per entry, before /(N·C)) = ½(f − g) + ½ y (f − 1) + the regulariser's (Σ_c f̄_c − k) f(1 − f) N / C²
+    z, y = _batch(n=4, c=3)
+    u = torch.randn(4, 3, generator=G, dtype=torch.float64)
+    z.requires_grad_(True)
+    u.requires_grad_(True)
+    k = 2.0
+    loss = la.functional.role(z, y, label_logits=u, expected_num_pos=k)
+    gz, gu = torch.autograd.grad(loss, [z, u])
+    f, g = torch.sigmoid(z.detach()), torch.sigmoid(u.detach())
+    n, c = 4, 3
+    want_z = (0.5 * (f - g) + 0.5 * y * (f - 1)) / (n * c) + (f.sum(1).mean() - k) * f * (1 - f) / (n * c**2)
+    want_u = (0.5 * (g - f) + 0.5 * y * (g - 1)) / (n * c) + (g.sum(1).mean() - k) * g * (1 - g) / (n * c**2)
+    torch.testing.assert_close(gz, want_z, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(gu, want_u, rtol=1e-10, atol=1e-14)
+
+
+def test_role_reductions_and_the_regulariser():
+    z, y = _batch(n=5, c=4)
+    u = torch.randn(5, 4, generator=G, dtype=torch.float64)
+    none = la.functional.role(z, y, label_logits=u, reduction="none")
+    assert none.shape == (5, 4)
+    torch.testing.assert_close(none.mean(), la.functional.role(z, y, label_logits=u))
+    torch.testing.assert_close(none.sum(), la.functional.role(z, y, label_logits=u, reduction="sum"))
+    # logits and estimates whose batch mean count of positives is exactly k: no regulariser
+    zero = torch.zeros(2, 4, dtype=torch.float64)  # σ = ½: Σ_c = 2
+    ones = torch.zeros(2, 4, dtype=torch.float64)
+    at_k = la.functional.role(zero, ones, label_logits=zero, expected_num_pos=2.0, reduction="none")
+    torch.testing.assert_close(at_k, torch.full_like(at_k, math.log(2.0)))  # ½(2 BCE(½; ½)) = log 2
+    off_k = la.functional.role(zero, ones, label_logits=zero, expected_num_pos=1.0, reduction="none")
+    torch.testing.assert_close(off_k - at_k, torch.full_like(at_k, (1.0 + 1.0) / (2 * 16)))
+    # without label estimates every estimate is ½
+    torch.testing.assert_close(la.functional.role(z, y), la.functional.role(z, y, label_logits=torch.zeros_like(z)))
+    empty = la.functional.role(z[:0], y[:0], label_logits=u[:0])
+    assert float(empty) == 0.0
+
+
+def test_role_module_keeps_the_official_initial_estimates_and_trains_them():
+    crit = la.create("role", num_samples=50, num_classes=4, seed=3)
+    est = crit.estimates()
+    assert est.shape == (50, 4) and bool(((est > 0.4) & (est < 0.6)).all()) and est.std() > 0.03
+    observed = torch.zeros(50, 4)
+    observed[torch.arange(50), torch.arange(50) % 4] = 1.0
+    crit.observe(observed)
+    torch.testing.assert_close(crit.estimates()[observed == 1], torch.full((50,), 0.995))
+    assert bool(((crit.estimates()[observed == 0] - 0.5).abs() < 0.1).all())
+    torch.testing.assert_close(la.create("role", num_samples=50, num_classes=4, seed=3).estimates(), est)
+    # the table is a parameter: the gradient reaches the batch's rows only, and the function equals the module
+    logits = torch.randn(5, 4, generator=G)
+    index = torch.tensor([2, 11, 30, 31, 49])
+    loss = crit(logits, observed[index], index=index)
+    (grad,) = torch.autograd.grad(loss, [crit.label_logits])
+    assert bool((grad[index] != 0).all()) and int((grad.abs().sum(1) > 0).sum()) == 5
+    torch.testing.assert_close(loss, la.functional.role(logits, observed[index], index=index,
+                                                        **crit.functional_kwargs()))
+    assert "label_logits" in crit.state_dict()
+    # a few Adam steps on the table alone bring the unobserved estimates towards fixed predictions of 0.9 / 0.1
+    f = torch.tensor([[4.0, -4.0, -4.0, -4.0]]).repeat(5, 1)
+    opt = torch.optim.Adam(crit.parameters(), lr=0.1)
+    before = (crit.estimates()[index] - torch.sigmoid(f)).abs().mean()
+    for _ in range(50):
+        opt.zero_grad()
+        crit(f, observed[index], index=index).backward()
+        opt.step()
+    assert (crit.estimates()[index] - torch.sigmoid(f)).abs().mean() < 0.5 * before
+
+
+def test_role_gradient_is_the_frozen_target_objectives_and_bad_input():
+    z, y = _batch(n=4, c=3)
+    table = torch.randn(6, 3, generator=G, dtype=torch.float64)
+    index = torch.tensor([5, 0, 2, 2])  # a repeated row: its gradients add up
+    # ROLE's gradient is by definition not its value's derivative (each model's target is the other's output with
+    # its gradient stopped); it is the derivative of the objective with those targets frozen at the current point:
+    # central differences of that objective, in float64, against autograd's gradient of the loss
+    k = 0.8
+    zr, tr = z.clone().requires_grad_(), table.clone().requires_grad_()
+    gz, gt = torch.autograd.grad(la.functional.role(zr, y, index=index, label_logits=tr, expected_num_pos=k), [zr, tr])
+    f0, g0 = torch.sigmoid(z), torch.sigmoid(table[index])
+
+    def frozen(z_, t_):
+        u_ = t_[index]
+        bce = -F.logsigmoid(z_), -F.logsigmoid(-z_), -F.logsigmoid(u_), -F.logsigmoid(-u_)
+        mtx = 0.5 * (y * (bce[0] + bce[2]) + g0 * bce[0] + (1 - g0) * bce[1] + f0 * bce[2] + (1 - f0) * bce[3])
+        reg = ((torch.sigmoid(z_).sum(1).mean() - k) ** 2 + (torch.sigmoid(u_).sum(1).mean() - k) ** 2) / (2 * 9)
+        return mtx.mean() + reg
+
+    for x, g_auto, which in ((z, gz, 0), (table, gt, 1)):
+        numeric = torch.zeros_like(x)
+        for i in range(x.numel()):
+            d = torch.zeros_like(x).view(-1)
+            d[i] = 1e-6
+            d = d.view_as(x)
+            plus = frozen(z + d, table) if which == 0 else frozen(z, table + d)
+            minus = frozen(z - d, table) if which == 0 else frozen(z, table - d)
+            numeric.view(-1)[i] = (plus - minus) / 2e-6
+        torch.testing.assert_close(g_auto, numeric, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="label_logits"):
+        la.functional.role(z, y, index=index, label_logits=table[:, :2])
+    with pytest.raises(ValueError, match="label_logits"):
+        la.functional.role(z, y, label_logits=table)  # no index: must be the batch's rows
+    with pytest.raises(TypeError, match="label_logits"):
+        la.functional.role(z, y, index=index, label_logits=table.long())
+    with pytest.raises(TypeError, match="index"):
+        la.functional.role(z, y, index=index.double(), label_logits=table)
+    with pytest.raises(ValueError, match="index"):
+        la.functional.role(z, y, index=index + 3, label_logits=table)
+    with pytest.raises(ValueError, match="index"):
+        la.functional.role(z, y, index=index[:2], label_logits=table)
+    with pytest.raises(ValueError, match="label_logits"):
+        la.functional.role(z, y, index=index)
+    with pytest.raises(ValueError, match="expected_num_pos"):
+        la.functional.role(z, y, expected_num_pos=0.0)
+    with pytest.raises(ValueError, match="target"):
+        la.functional.role(z, y * 2)
+    crit = la.create("role", num_samples=6, num_classes=3)
+    with pytest.raises(ValueError, match="index"):
+        crit(z, y)
+    with pytest.raises(ValueError, match="observed_labels"):
+        crit.observe(torch.ones(5, 3))
+    with pytest.raises(ValueError, match="num_samples"):
+        la.create("role", num_samples=0, num_classes=3)
+    with pytest.raises(ValueError, match="expected_num_pos"):
+        la.create("role", num_samples=6, num_classes=3, expected_num_pos=-1.0)
+    with pytest.raises(TypeError, match="seed"):
+        la.create("role", num_samples=6, num_classes=3, seed=1.5)

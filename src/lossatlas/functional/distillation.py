@@ -13,9 +13,11 @@ Each public loss function is the one definition of its method; the module twins 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .._spec import Param, loss_function, positive, unit_interval
@@ -30,10 +32,11 @@ from .._validation import (
 )
 from ._common import compute_dtype, reduce_loss, target_logit
 
-__all__ = ["kd", "dkd", "soft_kl", "decoupled_kl"]
+__all__ = ["kd", "dkd", "dual_head_kd", "soft_kl", "decoupled_kl", "binary_kl_norm"]
 
 DISTILLATION = ("student_logits", "teacher_logits", "target")
 MDISTILLER_CFG = "megvii-research/mdistiller mdistiller/engine/cfg.py"
+DHKD_CODE = "penghui-yang/DHKD"
 
 
 def _check_inputs(student: Any, teacher: Any, target: Any, reduction: str, validate: bool,
@@ -162,4 +165,56 @@ def dkd(
     tckd, nckd = decoupled_kl(s, t, y, temperature)
     ce = -target_logit(torch.log_softmax(s, dim=1), y)
     losses = ce_weight * ce + (ramp * temperature**2) * (alpha * tckd + beta * nckd)
+    return reduce_loss(losses, reduction, None, out_dtype)
+
+
+def binary_kl_norm(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Per-sample BinaryKL-Norm of dual-head KD without ``T²`` (math only):
+    ``Σ_c KL(Bernoulli(½) ‖ Bernoulli(σ((s_c − t_c)/T)))``, which is ``Σ_c log cosh((s_c − t_c)/(2T))``.
+
+    Written as ``½(softplus(x) + softplus(−x)) − log 2`` with ``x = (s − t)/T``: finite and
+    smooth for any difference (the official code clamps σ to ``[1e-8, 1 − 1e-8]`` instead).
+    """
+    x = (student_logits - teacher_logits) / temperature
+    return (0.5 * (F.softplus(x) + F.softplus(-x)) - math.log(2.0)).sum(1)
+
+
+@loss_function(inputs=DISTILLATION, call=("aux_logits",), params={
+    "temperature": Param("temperature T > 0 of the logit-level term", positive,
+                         f"{DHKD_CODE} train_student.py --BinaryKL_T default 2"),
+    "alpha": Param("weight α ≥ 0 of the logit-level term BinaryKL-Norm on the auxiliary head",
+                   lambda v, n: check_number(v, n, low=0.0),
+                   f"{DHKD_CODE} README CIFAR-100 command -a 1 (ImageNet: 0.1)"),
+    "ce_weight": Param("weight γ ≥ 0 of the cross-entropy on the original head", lambda v, n: check_number(v, n, low=0.0),
+                       f"{DHKD_CODE} train_student.py -r/--gamma default 1"),
+})
+def dual_head_kd(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    target: Tensor,
+    *,
+    aux_logits: Tensor | None = None,
+    temperature: float = 2.0,
+    alpha: float = 1.0,
+    ce_weight: float = 1.0,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Dual-head KD ``γ CE(s, y) + α T² Σ_c log cosh((a_c − t_c)/(2T))`` with ``a`` the auxiliary
+    head's logits (``aux_logits``; without them the student's own, the single-head combination);
+    see :class:`lossatlas.losses.DualHeadKDLoss`."""
+    s, t, y, out_dtype = _check_inputs(student_logits, teacher_logits, target, reduction, validate)
+    check_finite(t, "teacher_logits", validate)  # no masked class: the logit-level term compares raw logits
+    a = s
+    if aux_logits is None:
+        check_finite(s, "student_logits", validate)  # its logits are the logit-level term's too
+    else:
+        a = check_logits(aux_logits, False, "aux_logits")
+        if a.shape != s.shape:
+            raise ValueError(f"aux_logits must have the shape of student_logits {tuple(s.shape)}, got {tuple(a.shape)}")
+        check_same_device("aux_logits", a, "student_logits", s)
+        check_finite(a, "aux_logits", validate)
+        a = a.to(s.dtype)
+    ce = -target_logit(torch.log_softmax(s, dim=1), y)
+    losses = ce_weight * ce + (alpha * temperature**2) * binary_kl_norm(a, t, temperature)
     return reduce_loss(losses, reduction, None, out_dtype)

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._spec import Param, as_bool, loss_function, unit_interval
-from .._validation import check_number
+from .._spec import Param, as_bool, loss_function, positive, unit_interval
+from .._validation import check_float, check_number, check_same_device, check_tensor, compiling
 from ._common import reduce_loss
 from .multilabel import MULTILABEL, MULTILABEL_IGNORE, _prepare_multilabel
 
-__all__ = ["assume_negative", "entropy_maximization", "binary_entropy_with_logits"]
+__all__ = ["assume_negative", "entropy_maximization", "role", "binary_entropy_with_logits"]
 
 COLE = "elijahcole/single-positive-multi-label"
 ZHOU = "Correr-Zhou/SPML-AckTheUnknown main.py"
@@ -88,3 +88,81 @@ def entropy_maximization(
     z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, None, ignore_index)
     losses = y * -F.logsigmoid(z) - (1.0 - y) * (alpha * binary_entropy_with_logits(z))
     return reduce_loss(losses, reduction, m, out_dtype)
+
+
+def _role_rows(label_logits: Tensor, index: Tensor | None, z: Tensor, validate: bool) -> Tensor:
+    """The estimator's logits of the batch's rows [N, C], in the compute dtype of ``z``."""
+    est = check_float(label_logits, "label_logits")
+    if est.dim() != 2 or est.shape[1] != z.shape[1]:
+        raise ValueError(f"label_logits must have shape [num_samples, C] with C = {z.shape[1]} (the logits' classes), "
+                         f"got {tuple(est.shape)}")
+    check_same_device("label_logits", est, "logits", z)
+    if index is None:
+        if est.shape[0] != z.shape[0]:
+            raise ValueError(f"label_logits without index= must be the batch's own rows [N, C] = {tuple(z.shape)}, "
+                             f"got {tuple(est.shape)}")
+        return est.to(z.dtype)
+    check_tensor(index, "index")
+    if index.dtype.is_floating_point or index.dtype == torch.bool or index.is_complex():
+        raise TypeError(f"index must hold integer dataset indices (torch.long), got dtype {index.dtype}")
+    if index.shape != (z.shape[0],):
+        raise ValueError(f"index must have shape [N] = [{z.shape[0]}] (one dataset index per row), got {tuple(index.shape)}")
+    if validate and not compiling() and index.numel():
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= est.shape[0]:
+            raise ValueError(f"index values must be in [0, num_samples={est.shape[0]}) (the rows of label_logits); "
+                             f"found {lo}..{hi}")
+    return est[index.to(est.device)].to(z.dtype)
+
+
+def _role(z: Tensor, u: Tensor, y: Tensor, expected_num_pos: float) -> Tensor:
+    """ROLE's elementwise losses [N, C] with the batch regulariser added to every entry (math only).
+
+    ``z``: the classifier's logits, ``u``: the label estimator's logits of the same rows, ``y``:
+    the observed matrix. Each model is fitted to the other's detached output and to the
+    observed positives; the regulariser pulls both expected label counts to ``k``.
+    """
+    nll_z, nll_not_z = -F.logsigmoid(z), -F.logsigmoid(-z)
+    nll_u, nll_not_u = -F.logsigmoid(u), -F.logsigmoid(-u)
+    p, e = torch.sigmoid(z), torch.sigmoid(u)
+    p_d, e_d = p.detach(), e.detach()
+    observed = y * (nll_z + nll_u)
+    cross = e_d * nll_z + (1.0 - e_d) * nll_not_z + p_d * nll_u + (1.0 - p_d) * nll_not_u
+    losses = 0.5 * (observed + cross)
+    if z.shape[0] == 0:
+        return losses
+    k, c = expected_num_pos, z.shape[1]
+    reg = ((p.sum(1).mean() - k) ** 2 + (e.sum(1).mean() - k) ** 2) / (2.0 * c * c)
+    return losses + reg
+
+
+@loss_function(inputs=MULTILABEL, call=("index", "label_logits"), params={
+    "expected_num_pos": Param("expected number k > 0 of positive labels per sample, the target of the regulariser "
+                              "(Σ_c of the batch's mean predictions)", positive,
+                              f"{COLE} train.py expected_num_pos['pascal'] = 1.5 (the default data set; coco 2.5, "
+                              "nuswide 1.9, cub 31.4)"),
+})
+def role(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    index: Tensor | None = None,
+    label_logits: Tensor | None = None,
+    expected_num_pos: float = 1.5,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """ROLE, regularised online label estimation, for one batch; see :class:`lossatlas.losses.ROLELoss`.
+
+    ``label_logits`` [M, C] are the label estimator's logits (the learned table the module keeps
+    as a parameter) and ``index`` int64 [N] the batch's rows in it; without ``index`` they are
+    the batch's own rows [N, C]; without ``label_logits`` every estimate is ½ (logit 0).
+    """
+    z, y, _, out_dtype = _prepare_multilabel(logits, target, validate)
+    if label_logits is None:
+        if index is not None:
+            raise ValueError("index= needs label_logits= (the table of label estimates it indexes)")
+        u = torch.zeros_like(z)
+    else:
+        u = _role_rows(label_logits, index, z, validate)
+    return reduce_loss(_role(z, u, y, expected_num_pos), reduction, None, out_dtype)
