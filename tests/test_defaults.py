@@ -377,6 +377,15 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "ignore_index": (-100, TORCH_II),
         "reduction": ("mean", TORCH_RED),
     },
+    "smooth_adversarial_comp_sum": {
+        "tau": (1.0, "lossatlas: τ = 1 (cross-entropy), as comp_sum; Mao, Mohri & Zhong 2023 (arXiv 2304.07288) "
+                     "define the smooth adversarial comp-sum losses for every τ ≥ 0 and set no default"),
+        "nu": (1.0, "lossatlas: the paper tunes the smooth term's weight ν and sets no default (no official code)"),
+        "vector": ("margins", "Mao, Mohri & Zhong 2023 section 6: the smooth term of the definition is "
+                              "‖Δ_h(x', y) − Δ_h(x, y)‖₂ over the score differences"),
+        "ignore_index": (-100, TORCH_II),
+        "reduction": ("mean", TORCH_RED),
+    },
     # --- C. calibration / well-posed classification --------------------------------------------
     "cals": {
         "margin": (20.0, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (margin: 20)"),
@@ -954,6 +963,7 @@ assert set(LOSS_IDS) <= set(DEFAULTS)
 #: batch (its value or a gradient). Numbers without an entry get the generic one (:func:`_other`).
 _W = [1.0, 2.0, 3.0, 4.0]  # per-class weights for the C = 4 classes of the test batches
 OTHER: dict[tuple[str, str], Any] = {
+    ("smooth_adversarial_comp_sum", "vector"): "scores",
     **{(i, "weight"): _W for i in ("cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs", "gumbel",
                                    "poly1")},
     ("focal", "alpha"): [0.1, 0.2, 0.3, 0.4],

@@ -1,7 +1,8 @@
 """Inputs and constructor arguments for any registered loss, built from its registry entry.
 
 Nothing here names a loss id: a loss's kind (``classification``, ``multilabel``,
-``embedding``, ``pair``, ``binary``, ``ranking``) gives its inputs, and its required constructor
+``embedding``, ``pair``, ``binary``, ``ranking``) gives its inputs (a classification loss's
+further inputs by their names: ``adv_logits``, ``mixed_logits``, ``mixed_target``), and its required constructor
 arguments are filled by name (``class_counts``, ``num_classes``, ``embedding_size``,
 ``num_samples``, ``data_len``, ``num_labels``, ``num_pos``, ``num_items``, ``num_queries``). A
 new id gets every conformance test by being registered.
@@ -80,7 +81,8 @@ def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed
     if entry.kind == "classification":
         logits = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
         target = torch.arange(n) % C
-        case = Case([logits.to(dtype), target])
+        extra = [_companion(name, logits, target, g) for name in spec_of(entry.function).inputs[2:]]
+        case = Case([logits.to(dtype), target, *[t.to(dtype) for t in extra]])
     elif entry.kind == "multilabel":
         logits = torch.randn(n, C, generator=g, dtype=torch.float64) * scale
         target = (torch.rand(n, C, generator=g) < 0.4).to(dtype)
@@ -114,6 +116,20 @@ def make_case(entry: Entry, n: int = N, dtype: torch.dtype = torch.float64, seed
     if "num_samples" in entry.required or "data_len" in entry.required:
         case.call["index"] = torch.arange(n)
     return case.clone(dtype)
+
+
+def _companion(name: str, logits: Tensor, target: Tensor, g: torch.Generator) -> Tensor:
+    """A classification loss's inputs after (logits, target), by name: the logits of another view of
+    the batch (``adv_logits``, ``mixed_logits``: the logits moved a little) [n, C], or mixup's soft
+    targets (``mixed_target``: λ on the row's class and 1 − λ on the next one, λ in (0.2, 0.8)) [n, C]."""
+    n, c = logits.shape
+    if name.endswith("_logits"):
+        return logits + 0.5 * torch.randn(n, c, generator=g, dtype=torch.float64)
+    if name == "mixed_target":
+        lam = 0.2 + 0.6 * torch.rand(n, 1, generator=g, dtype=torch.float64)
+        eye = torch.eye(c, dtype=torch.float64)
+        return lam * eye[target] + (1 - lam) * eye[(target + 1) % c]
+    raise AssertionError(f"no input builder for the classification input {name!r}")
 
 
 def _ranking_case(entry: Entry, n: int, dtype: torch.dtype, g: torch.Generator, scale: float) -> Case:

@@ -520,7 +520,7 @@ def test_nce_rce_registered_function_matches_module() -> None:
 
 # ========================================================================= the one core: function = definition
 NOISE_IDS = ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "active_passive", "nce_rce", "nce_mae",
-             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss", "comp_sum"]
+             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss", "comp_sum", "smooth_adversarial_comp_sum"]
 
 
 def test_every_noise_id_is_defined_by_its_function() -> None:
@@ -817,3 +817,91 @@ def test_comp_sum_bad_input_and_module():
     crit = la.create("compsum", tau=0.5)
     assert torch.equal(crit(z, y), LF.comp_sum(z, y, tau=0.5))
     assert_finite_extremes(lambda a, b: LF.comp_sum(a, b, tau=1.5), num_classes=4)
+
+
+# --- B8 smooth adversarial comp-sum losses (Mao, Mohri, Zhong 2023, section 6) --------------------
+
+def _smooth_adv_reference(z: Tensor, y: Tensor, adv: Tensor, tau: float, nu: float, vector: str) -> Tensor:
+    """Φ_τ(Σ_{j≠y} e^{z_j − z_y}) + ν ‖Δ(z′) − Δ(z)‖₂ (Δ(z)_j = z_j − z_y), or ‖z′ − z‖₂ for 'scores',
+    written row by row from the paper's definition."""
+    rows = []
+    for i in range(z.shape[0]):
+        k = int(y[i])
+        if vector == "margins":
+            d = (adv[i] - adv[i, k]) - (z[i] - z[i, k])
+        else:
+            d = adv[i] - z[i]
+        rows.append(math.sqrt(sum(float(v) ** 2 for v in d)))
+    return _comp_sum_reference(z, y, tau) + nu * torch.tensor(rows, dtype=z.dtype)
+
+
+@pytest.mark.parametrize("vector", ["margins", "scores"])
+@pytest.mark.parametrize(("tau", "nu"), [(1.0, 1.0), (0.5, 0.3), (1.5, 2.5), (2.0, 0.7)])
+def test_smooth_adversarial_comp_sum_is_the_paper_definition(tau, nu, vector):
+    z, y = _data(seed=11)
+    adv = z + 0.4 * torch.randn(z.shape, generator=torch.Generator().manual_seed(12), dtype=z.dtype)
+    out = LF.smooth_adversarial_comp_sum(z, y, adv, tau=tau, nu=nu, vector=vector, reduction="none")
+    torch.testing.assert_close(out, _smooth_adv_reference(z, y, adv, tau, nu, vector), rtol=1e-12, atol=1e-12)
+    gradcheck_loss(lambda a, b: LF.smooth_adversarial_comp_sum(a, y, b, tau=tau, nu=nu, vector=vector), z, adv)
+
+
+def test_smooth_adversarial_comp_sum_identities():
+    z, y = _data(seed=13)
+    g = torch.Generator().manual_seed(14)
+    adv = z + 0.5 * torch.randn(z.shape, generator=g, dtype=z.dtype)
+    none = {"reduction": "none"}
+    base = LF.comp_sum(z, y, tau=0.5, **none)
+    # ν = 0, or an attack that moves nothing, is the comp-sum loss
+    torch.testing.assert_close(LF.smooth_adversarial_comp_sum(z, y, adv, tau=0.5, nu=0.0, **none), base)
+    torch.testing.assert_close(LF.smooth_adversarial_comp_sum(z, y, z.clone(), tau=0.5, nu=3.0, **none), base)
+    # Δ is invariant to adding a constant to a row: 'margins' ignores per-row shifts of either view, 'scores' does not
+    shift = torch.randn(z.shape[0], 1, generator=g, dtype=z.dtype)
+    m = LF.smooth_adversarial_comp_sum(z, y, adv, nu=2.0, **none)
+    torch.testing.assert_close(LF.smooth_adversarial_comp_sum(z + shift, y, adv - shift, nu=2.0, **none), m)
+    s = LF.smooth_adversarial_comp_sum(z, y, adv, nu=2.0, vector="scores", **none)
+    assert not torch.allclose(LF.smooth_adversarial_comp_sum(z, y, adv + shift, nu=2.0, vector="scores", **none), s)
+    # the algorithm's score-vector term bounds the definition's: ‖a − a_y 1‖ ≤ (1 + √C) ‖a‖, a = z′ − z
+    ce = LF.comp_sum(z, y, **none)
+    assert bool(((m - ce) <= (1 + math.sqrt(C)) * (s - ce) + 1e-12).all())
+    # the smooth term grows with the perturbation: scaling a = z′ − z by 2 doubles it
+    two = LF.smooth_adversarial_comp_sum(z, y, z + 2 * (adv - z), nu=2.0, **none)
+    torch.testing.assert_close(two - ce, 2 * (m - ce))
+
+
+def test_smooth_adversarial_comp_sum_masked_class_leaves_the_smooth_term():
+    z, y = _data(seed=15)
+    adv = z + 0.3
+    adv[:, 1:] += 0.2 * torch.arange(1, C, dtype=z.dtype)  # moves every class but 0
+    y = torch.where(y == 0, torch.ones_like(y), y)
+    zm, am = z.clone(), adv.clone()
+    zm[:, 0] = float("-inf")
+    am[:, 0] = float("-inf")
+    out = LF.smooth_adversarial_comp_sum(zm, y, am, nu=1.5, reduction="none")
+    # the same loss as over the classes 1..C-1 only (class 0 has probability 0 in both views)
+    ref = LF.smooth_adversarial_comp_sum(z[:, 1:].contiguous(), y - 1, adv[:, 1:].contiguous(), nu=1.5, reduction="none")
+    torch.testing.assert_close(out, ref)
+
+
+def test_smooth_adversarial_comp_sum_bad_input():
+    z, y = torch.randn(3, 4), torch.tensor([0, 1, 3])
+    with pytest.raises(ValueError, match="adv_logits"):
+        LF.smooth_adversarial_comp_sum(z, y, torch.randn(3, 5))
+    with pytest.raises(ValueError, match="adv_logits"):
+        LF.smooth_adversarial_comp_sum(z, y, torch.randn(4, 4))
+    with pytest.raises(TypeError, match="adv_logits"):
+        LF.smooth_adversarial_comp_sum(z, y, torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match="adv_logits"):
+        LF.smooth_adversarial_comp_sum(z, y, torch.randn(3, 4, dtype=torch.float64))
+    bad = torch.randn(3, 4)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="adv_logits"):
+        LF.smooth_adversarial_comp_sum(z, y, bad)
+    with pytest.raises(ValueError, match="nu"):
+        la.create("smooth_adversarial_comp_sum", nu=-1.0)
+    with pytest.raises(ValueError, match="vector"):
+        LF.smooth_adversarial_comp_sum(z, y, z, vector="logits")
+    with pytest.raises(ValueError, match="tau"):
+        LF.smooth_adversarial_comp_sum(z, y, z, tau=-1.0)
+    crit = la.create("adv_comp_sum", tau=0.5, nu=0.2)
+    adv = z + 0.1
+    assert torch.equal(crit(z, y, adv), LF.smooth_adversarial_comp_sum(z, y, adv, tau=0.5, nu=0.2))

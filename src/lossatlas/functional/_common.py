@@ -14,6 +14,7 @@ from .._validation import (
     as_class_weight,
     check_class_target,
     check_finite,
+    check_float,
     check_logits,
     check_num_classes,
     check_reduction,
@@ -185,3 +186,20 @@ def add_to_target(z: Tensor, target: Tensor, delta: Tensor) -> Tensor:
     """Return a copy of ``z`` with ``delta`` [N] added to each row's target logit (no one-hot)."""
     idx = target.unsqueeze(1)
     return z.scatter_add(1, idx, delta.unsqueeze(1).to(z.dtype))
+
+
+def check_companion_logits(other: Any, logits: Tensor, name: str, validate: bool, *, stacked: bool = False) -> Tensor:
+    """A second logit tensor of the same batch (adversarial or mixup-augmented inputs' logits):
+    a float tensor of ``logits``' shape [N, C] (or, with ``stacked``, [N, M, C]: M per sample),
+    device and dtype, without NaN/+Inf (``-inf`` is a masked class). Returned in the compute dtype."""
+    z = check_float(other, name)
+    shape = (logits.shape[0], logits.shape[1])
+    if z.dim() not in ((2, 3) if stacked else (2,)) or (z.shape[0], z.shape[-1]) != shape:
+        want = f"[N, C] = {list(shape)}" + (" or [N, M, C]" if stacked else "")
+        raise ValueError(f"{name} must have shape {want} (the logits' batch and classes), got {tuple(z.shape)}")
+    if z.device != logits.device:
+        raise ValueError(f"{name} is on {z.device} but logits is on {logits.device}; move them to one device")
+    if z.dtype != logits.dtype:
+        raise TypeError(f"{name} has dtype {z.dtype} but logits has {logits.dtype}; cast one of them")
+    check_finite(z, name, validate, allow_neg_inf=True)
+    return z.float() if z.dtype in _LOW_PRECISION else z

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .._paths import take_fused
 from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, spec_of, unit_interval
 from .._validation import check_logits, check_number, check_tensor, compiling
-from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
+from ._common import check_companion_logits, compute_dtype, prepare_classification, reduce_loss, target_logit
 from ._fused import col, fused_or_traced, log_prob_target, next_below, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss
 from .imbalance import cross_entropy
 
@@ -53,6 +53,7 @@ __all__ = [
     "taylor_ce",
     "alpha_loss",
     "comp_sum",
+    "smooth_adversarial_comp_sum",
 ]
 
 CLASSIFICATION = ("logits", "target")
@@ -1122,3 +1123,50 @@ def comp_sum(
     # 1 + Σ_{j≠y} e^{z_j − z_y} = 1 / p_y, so Φ_τ(u) = ((1 + u)^{1−τ} − 1)/(1 − τ) is the Box-Cox
     # transform of log p_y with exponent τ − 1 (τ = 1: −log p_y)
     return reduce_loss(_box_cox(_log_p_y(z, y), tau - 1.0), reduction, w, out_dtype)
+
+
+def _smooth_vector(value: Any, name: str) -> str:
+    """``'margins'`` or ``'scores'``."""
+    if value not in ("margins", "scores"):
+        raise ValueError(f"{name} must be 'margins' (Δ_h, the paper's definition) or 'scores' (h̄, its algorithm's "
+                         f"bound), got {value!r}")
+    return str(value)
+
+
+def _smooth_term(z: Tensor, adv: Tensor, y: Tensor, vector: str) -> Tensor:
+    """``‖Δ(adv) − Δ(z)‖₂`` per row (``Δ(z)_j = z_j − z_y``) or, for ``'scores'``, ``‖adv − z‖₂``;
+    a column masked (``-inf``) in either tensor adds 0."""
+    live = torch.isfinite(z) & torch.isfinite(adv)
+    diff = torch.where(live, adv, torch.zeros_like(adv)) - torch.where(live, z, torch.zeros_like(z))
+    if vector == "margins":
+        diff = torch.where(live, diff - target_logit(diff, y).unsqueeze(1), torch.zeros_like(diff))
+    norm: Tensor = torch.linalg.vector_norm(diff, dim=1)
+    return norm
+
+
+@loss_function(inputs=("logits", "target", "adv_logits"), params={
+    "tau": spec_of(comp_sum).params["tau"],
+    "nu": Param("ν ≥ 0, the weight of the smooth term (0 is comp_sum)", nonnegative,
+                "lossatlas choice; Mao, Mohri & Zhong (2023) tune ν with their regulariser"),
+    "vector": Param("``'margins'``: ‖Δ_h(x′, y) − Δ_h(x, y)‖₂ with Δ_h(x, y)_j = h(x, j) − h(x, y) (the paper's "
+                    "definition); ``'scores'``: ‖h̄(x′) − h̄(x)‖₂ over the raw logits (the bound its algorithm uses)",
+                    _smooth_vector, "the paper's definition of the smooth adversarial comp-sum loss"),
+})
+def smooth_adversarial_comp_sum(
+    logits: Tensor,
+    target: Tensor,
+    adv_logits: Tensor,
+    *,
+    tau: float = 1.0,
+    nu: float = 1.0,
+    vector: str = "margins",
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Smooth adversarial comp-sum loss ``Φ_τ(Σ_{j≠y} e^{z_j − z_y}) + ν ‖Δ(z′) − Δ(z)‖₂``, ``z′`` the
+    logits of the adversarial input; see :class:`lossatlas.losses.SmoothAdversarialCompSumLoss`."""
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    adv = check_companion_logits(adv_logits, logits, "adv_logits", validate)
+    losses = _box_cox(_log_p_y(z, y), tau - 1.0) + nu * _smooth_term(z, adv, y, vector)
+    return reduce_loss(losses, reduction, w, out_dtype)

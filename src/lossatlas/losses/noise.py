@@ -40,6 +40,7 @@ __all__ = [
     "TaylorCELoss",
     "AlphaLoss",
     "CompSumLoss",
+    "SmoothAdversarialCompSumLoss",
 ]
 
 APL_CODE = "HanxunH/Active-Passive-Losses loss.py"
@@ -680,8 +681,8 @@ class AlphaLoss(FunctionalLoss, function=LF.alpha_loss):
     formula="l_i = Φ_τ(Σ_{j≠y} e^{z_j - z_y}),  Φ_τ(u) = ((1+u)^{1-τ} - 1)/(1-τ)  (τ = 1: log(1+u), CE)",
     paper=COMP_SUM_PAPER,
     code=None,
-    notes="The paper's smooth adversarial comp-sum losses add a term on adversarial inputs (an attack inside the "
-          "training step); they are not implemented here.",
+    notes="The paper's smooth adversarial comp-sum losses are registered as smooth_adversarial_comp_sum (they take "
+          "the logits of an adversarial input as well).",
 )
 @fill_doc(usage=_usage('"comp_sum", tau=0.5', "0"))
 class CompSumLoss(FunctionalLoss, function=LF.comp_sum):
@@ -696,10 +697,53 @@ class CompSumLoss(FunctionalLoss, function=LF.comp_sum):
     cross-entropy with ``q = τ − 1`` (τ ∈ (1, 2)) and the mean absolute error ``1 − p_y``
     (τ = 2); the paper proves H-consistency bounds for every τ ≥ 0. It is the α-loss family
     re-parametrised (``α = 1/(2 − τ)`` for τ < 2). The paper sets no default: τ = 1 (CE) is
-    this library's. Not implemented: the paper's smooth adversarial comp-sum losses, which add a
-    smoothness term on adversarially perturbed inputs (an attack inside the training step).
+    this library's. The paper's smooth adversarial comp-sum losses, which add a smoothness term on
+    adversarially perturbed inputs, are :class:`SmoothAdversarialCompSumLoss`.
 
     {args}
 
     {usage}
+    """
+
+
+@register(
+    "smooth_adversarial_comp_sum",
+    aliases=("adv_comp_sum", "smooth_adv_comp_sum"),
+    family="noise",
+    kind="classification",
+    catalogue="B8",
+    formula="l_i = Φ_τ(Σ_{j≠y} e^{z_j - z_y}) + ν ‖Δ(z'_i) - Δ(z_i)‖₂,  Δ(z)_j = z_j - z_y,  z' = logits of the "
+            "adversarial input",
+    paper=COMP_SUM_PAPER,
+    code=None,
+)
+class SmoothAdversarialCompSumLoss(FunctionalLoss, function=LF.smooth_adversarial_comp_sum):
+    r"""Smooth adversarial comp-sum losses (Mao, Mohri, Zhong, 2023, "Cross-Entropy Loss
+    Functions: Theoretical Analysis and Applications", ICML, section 6): a comp-sum loss at the
+    clean input plus a smooth term that measures how far an adversarial input moves the scores.
+
+    .. math:: \ell_i = \Phi_\tau\Big(\sum_{j \ne y_i} e^{z_{ij} - z_{i y_i}}\Big)
+              + \nu\,\lVert \Delta(z'_i) - \Delta(z_i) \rVert_2,\qquad
+              \Delta(z)_j = z_j - z_{y},\quad z'_i = h(x'_i),\ \lVert x'_i - x_i \rVert_p \le \gamma
+
+    ``Φ_τ`` is :class:`CompSumLoss`'s (τ = 1 cross-entropy, τ = 2 MAE, …). The paper's loss takes
+    the supremum of the smooth term over the perturbation ball; that supremum is an attack on the
+    model (the paper's algorithm, ADV-COMP-SUM, approximates it with PGD, as TRADES does), so this
+    loss takes the attack's result as an input: ``adv_logits`` = the model's logits at ``x′``. It is
+    the paper's regularised objective without the weight penalty (leave that to the optimiser's
+    weight decay). ``vector='margins'`` is the definition, with the score differences ``Δ``;
+    ``vector='scores'`` uses the raw score vectors ``‖h̄(x′) − h̄(x)‖₂``, the upper bound (up to a
+    constant) the paper's algorithm minimises. ``ν = 0`` gives :class:`CompSumLoss`. A class masked
+    (``-inf``) in either tensor leaves the smooth term. No official code; ν = 1 and τ = 1 are this
+    library's defaults (the paper tunes ν).
+
+    {args}
+
+    Shapes: ``logits`` and ``adv_logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("smooth_adversarial_comp_sum", tau=1.0, nu=2.0)
+        >>> z = torch.zeros(2, 3); float(crit(z, torch.tensor([0, 1]), z)) == float(la.functional.comp_sum(z, torch.tensor([0, 1])))
+        True
     """
