@@ -101,6 +101,37 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "reduction": ("mean", "elijahcole/single-positive-multi-label losses.py compute_batch_loss: "
                               "sum(loss / (N·C)) + reg"),
     },
+    # --- F11. SCoRe facility location (Majee et al. 2024) ---------------------------------------------------
+    "score_facility_location": {
+        "temperature": (0.07, "amajee11us/SCoRe train_stage1.py --temp default 0.07"),
+        "base_temperature": (0.07, "amajee11us/SCoRe objectives/combinatorial/FL.py self.base_temperature = 0.07"),
+        "lamda": (1.0, "amajee11us/SCoRe train_stage1.py --method fl: FacilityLocation(lamda=1.0)"),
+        "reduction": ("mean", "amajee11us/SCoRe FL.py: loss.view(anchor_count, batch_size).mean()"),
+    },
+    # --- G13. SBCL (Hou et al. 2023) ---------------------------------------------------------------------------
+    "sbcl": {
+        "temperature": (0.1, "JackHck/SBCL SimCLR/main.py --temperature default 0.1; loss.py SupConLoss_rank temperature=0.1"),
+        "base_temperature": (0.07, "JackHck/SBCL SimCLR/loss.py SupConLoss_rank(base_temperature=0.07)"),
+        "gamma": (0.25, "JackHck/SBCL SimCLR/loss.py SupConLoss_rank(grama=0.25)"),
+        "reduction": ("mean", "JackHck/SBCL SimCLR/loss.py SupConLoss_rank: loss.mean() over every anchor"),
+    },
+    # --- F8. proto-triplet and ICNN (Mendez-Ruiz et al. 2023) ----------------------------------------------
+    "proto_triplet": {
+        "margin": (0.5, "maumruiz/FSL-Loss icnn module: proto_triplet_loss(..., margin=0.5)"),
+        "reduction": ("mean", "maumruiz/FSL-Loss proto_triplet_loss: torch.mean over the queries"),
+    },
+    "icnn": {
+        "k": (4, "maumruiz/FSL-Loss icnn module: modified_score(..., k=4)"),
+        "neighbors": (None, "maumruiz/FSL-Loss modified_score(ipc=None): ipc = k + 1"),
+        "reduction": ("mean", "maumruiz/FSL-Loss get_icnn_loss: -log(score), one number per batch"),
+    },
+    # --- F9. Metrix (Venkataramanan et al. 2022) -------------------------------------------------------------
+    "metrix": {
+        "pos_margin": (0.0, "billpsomas/Metrix_ICLR22 mixup/losses.py loss_posneg_mixup: relu(margin(pair_dist, 0.0))"),
+        "neg_margin": (0.5, "billpsomas/Metrix_ICLR22 main.py ContrastiveLoss(neg_margin=0.5); losses.py margin(0.5, d)"),
+        "average_nonzero": (True, "billpsomas/Metrix_ICLR22 main.py: AvgNonZeroReducer for pos_loss and neg_loss"),
+        "reduction": ("mean", "billpsomas/Metrix_ICLR22 train.py: reducer_pos(...) + reducer_neg(...)"),
+    },
     # --- F10. OrthoHash --------------------------------------------------------------------------------------
     "orthohash": {
         "scale": (8.0, "kamwoh/orthohash main.py --scale default 8"),
@@ -967,6 +998,8 @@ OTHER: dict[tuple[str, str], Any] = {
     **{(i, "weight"): _W for i in ("cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs", "gumbel",
                                    "poly1")},
     ("focal", "alpha"): [0.1, 0.2, 0.3, 0.4],
+    ("proto_triplet", "margin"): 5.0,  # the conformance batch's queries all clear the default margin: a wide one acts
+    ("icnn", "neighbors"): 1,  # search one neighbour: some samples then see no different-class one
     ("bce", "pos_weight"): [2.0, 2.0, 2.0, 2.0],
     ("asymmetric", "eps"): 0.1,
     ("cals", "margin"): 0.5,  # below the batch's logit gaps: the constraints become active
@@ -1115,6 +1148,10 @@ def _setup(id_: str, name: str | None = None) -> tuple[Any, dict[str, Any], K.Ca
         extra["top_k"] = 2  # K-SONG's hyper-parameters act with top_k > 0 only (SONG, top_k = -1, is the default)
     if id_ == "multilabel_pauc" and name in ("gamma_outer", "temperature_pos"):
         extra["mode"] = "2w"  # the two-way (SOTA-s) hyper-parameters
+    if id_ == "metrix":  # pure positives (λ = 1) and negatives (λ = 0) among the mixes: some terms are exactly 0
+        case.call["lam"] = torch.tensor([0.0, 1.0, 0.5, 0.5, 0.3, 0.7, 0.0, 1.0], dtype=torch.float64)
+    if id_ == "sbcl":  # two subclasses in classes 0 and 1: SBCL's class term (γ) acts only between subclasses
+        case.call["subclass"] = torch.tensor([0, 0, 0, 0, 1, 1, 0, 0])
     if name == "block_size" and (id_, name) in SAME_BY_DESIGN:
         extra["tiled"] = True
     return entry, extra, case

@@ -62,6 +62,8 @@ NOTES: dict[str, str] = {
     "J7": "Recall@k, MAP@R: lossatlas.metrics.retrieval; linear-probe accuracy: lossatlas.metrics.probe",
     "J8": "susceptibility: lossatlas.metrics.susceptibility (see B11)",
     # rows registered in part: the text says what of the row is still missing
+    "F11": "SCoRe's facility-location objective is registered (score_facility_location); its graph-cut and "
+           "log-determinant objectives are not implemented yet (issue 23)",
     "K1": "Hinton's KD, decoupled KD and dual-head KD are registered (kd, dkd, dual_head_kd); BD-KD (online KD with "
           "sample-wise forward / reverse KL weights guided by the teacher's and student's entropies, Amara et al. 2022) is "
           "not implemented: it has no official code and its weighting rule was not in the material available here "
@@ -76,10 +78,6 @@ PENDING: dict[str, str] = {
           "Correctness' (a loss on a calibrator's outputs for transformed copies of each sample), not implemented yet",
     "C9": "issue 23: RankMixup's MRL and M-NDCG (cvlab-yonsei/RankMixup calibrate/losses/rankmixup.py; CE plus a "
           "ranking term between the logits of raw and mixup-augmented inputs), not implemented yet",
-    "F8": "issue 23: Proto-triplet / ICNN losses, not implemented yet",
-    "F9": "issue 23: Metrix, not implemented yet",
-    "F11": "issue 23: SCoRe, not implemented yet",
-    "G13": "issue 23: SBCL, not implemented yet",
 }
 
 

@@ -30,6 +30,9 @@ MEAN_IS_NOT_MEAN_OF_NONE = {
     "threshold_consistent_margin": "the TCM regulariser is a batch term added to the base loss's mean",
     "supcon": "mean over the anchors that have a positive (pytorch-metric-learning); 'none' gives 0 to the others",
     "ntxent": "mean over the positive pairs (pytorch-metric-learning); 'none' is the per-anchor sum of its pairs' terms",
+    "icnn": "one loss per batch (-log of the batch's nearest-neighbour score); 'none' is that number as a tensor [1]",
+    "metrix": "mean of the non-zero positive terms plus mean of the non-zero negative terms (the official "
+              "AvgNonZeroReducer per term); 'none' is each pair's λ-weighted sum of its two terms",
     # H1 / G12: pairwise AUC surrogates
     **{i: "mean over all positive x negative pairs; 'none' is per positive row (its mean over the negatives), 0 at "
           "negative rows, and 'mean' averages the positive rows" for i in ("pairwise_auc", "mw")},
