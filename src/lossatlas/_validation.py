@@ -192,7 +192,8 @@ def as_count_vector(values: Any, name: str, sequences: tuple[type, ...]) -> Tens
 def as_class_counts(class_counts: Any, name: str = "class_counts") -> Tensor:
     """Validate class counts and return them as a float64 CPU tensor [C].
 
-    Accepts a list, tuple, numpy array or tensor of positive, finite numbers.
+    Accepts a list, tuple, numpy array or tensor of positive, finite numbers (their values
+    are not checked under ``torch.compile``, where reading them would break the graph).
     """
     if class_counts is None:
         raise ValueError(
@@ -200,6 +201,8 @@ def as_class_counts(class_counts: Any, name: str = "class_counts") -> Tensor:
             "e.g. lossatlas.data.class_counts(train_labels)"
         )
     counts = as_count_vector(class_counts, name, (Sequence, np.ndarray))
+    if compiling():  # the values' checks read them on the host: under torch.compile, a graph break
+        return counts
     if not bool(torch.isfinite(counts).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     bad = (counts <= 0).nonzero().flatten().tolist()

@@ -300,19 +300,89 @@ def test_no_saved_tensor_holds_n_by_c_values(loss: str) -> None:
     assert max(math.prod(s) for s in dense) >= n * c
 
 
-@pytest.mark.parametrize("loss", ("cross_entropy", "arcface", "sface"))
-def test_torch_compile_aot_eager_equals_eager(loss: str) -> None:
-    data = _data(n=6, d=4, c=9, seed=8)
+@pytest.mark.parametrize(("loss", "kw", "reduction"), [(*c, ("mean", "none")[i % 2]) for i, c in enumerate(CASES)],
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_torch_compile_fullgraph_equals_eager(loss: str, kw: dict[str, Any], reduction: str) -> None:
+    data = _data(seed=8)
+    data["y"][3] = -100
     leaves = _leaves(data, loss)
+    extra = _extra(loss, data)
 
     def f(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return chunked(x, w, y, loss=loss, chunk_size=4, validate=False, label_smoothing=0.1 if loss != "sface" else 0.0)
+        return chunked(x, w, y, loss=loss, chunk_size=4, reduction=reduction, **extra, **kw)
 
-    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    # a fresh cache per case: recompiling `f` for a new float (tau) would make it symbolic, and the
+    # hyper-parameter checks (math.isfinite) cannot take a symbolic float under fullgraph
+    torch._dynamo.reset()
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)  # fullgraph: a graph break is an error
     out, ref = compiled(data["x"], data["w"], data["y"]), f(data["x"], data["w"], data["y"])
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    for got, want in zip(_grads(out, leaves[:2]), _grads(ref, leaves[:2])):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    probe = torch.linspace(0.5, 1.5, N, dtype=torch.float64) if reduction == "none" else torch.tensor(1.0)
+    for got, want in zip(_grads((out * probe).sum(), leaves), _grads((ref * probe).sum(), leaves)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def _compiled_graphs(c: int, loss: str) -> dict[str, list[str]]:
+    """The targets of the call nodes of the forward and backward graphs that aot_autograd hands its
+    compilers for ``chunked`` at C = ``c`` (chunk_size 2)."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    graphs: dict[str, list[str]] = {}
+
+    def keep(name: str) -> Any:
+        def compiler(gm: torch.fx.GraphModule, _: Any) -> Any:
+            graphs[name] = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
+            return make_boxed_func(gm.forward)
+        return compiler
+
+    torch._dynamo.reset()
+    data = _data(c=c, seed=14)
+    leaves = _leaves(data, loss)
+    extra = _extra(loss, data)
+    fn = torch.compile(lambda x, w, y: chunked(x, w, y, loss=loss, chunk_size=2, **extra), fullgraph=True,
+                       backend=aot_autograd(fw_compiler=keep("forward"), bw_compiler=keep("backward")))
+    fn(*leaves[:2], data["y"]).backward()
+    return graphs
+
+
+@pytest.mark.parametrize("loss", ("cross_entropy", "arcface", "sface"))
+def test_compiled_graph_holds_one_opaque_call_whatever_the_number_of_blocks(loss: str) -> None:
+    small, large = _compiled_graphs(C, loss), _compiled_graphs(20 * C, loss)  # 6 blocks, 110 blocks
+    for part, op in (("forward", "lossatlas.chunked_stats.default"), ("backward", "lossatlas.chunked_stats_backward.default")):
+        assert small[part] == large[part], part  # the same graph: the block loop is not traced
+        assert small[part].count(op) == 1, small[part]
+        assert "aten.mm.default" not in small[part] and "aten.addmm.default" not in small[part]
+
+
+def _op_samples() -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """(forward args, backward-only args) of the custom operators: softmax with bias, offset and
+    label smoothing, cosine, SFace; with and without gradients."""
+    g = torch.Generator().manual_seed(15)
+    x, w, b, off = (torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((5, 3), (7, 3), (7,), (7,)))
+    y = torch.tensor([0, 6, 2, 2, 5])
+    stat, grads = torch.randn(5, dtype=torch.float64, generator=g), torch.rand(3, 5, dtype=torch.float64, generator=g)
+    out = []
+    for bias, offset, cfg, need in (
+        (b, off, (3, False, False, True, 0.0, 0.0, 0), (True, True, True)),
+        (None, None, (2, True, False, False, 0.0, 0.0, 0), (True, False, False)),
+        (None, None, (4, True, True, False, 5.0, 1.1, 0), (False, True, False)),
+        (b[2:], None, (2, False, False, False, 0.0, 0.0, 2), (True, True, True)),  # a shard starting at class 2
+    ):
+        wt = w if bias is None or bias.shape[0] == 7 else w[2:]
+        out.append(((x, wt, bias, offset, y, *cfg), (stat, *grads, need)))
+    return out
+
+
+def test_custom_operators_pass_opcheck() -> None:
+    from lossatlas.functional.chunked import _stats_backward_op, _stats_op
+
+    for fwd, (stat, g_stat, g_lin, g_t, need) in _op_samples():
+        x, w, bias, offset, y, *cfg = fwd
+        leaves = (x.clone().requires_grad_(), w.clone().requires_grad_(), None if bias is None else bias.clone().requires_grad_())
+        torch.library.opcheck(_stats_op, (*leaves, offset, y, *cfg))
+        torch.library.opcheck(_stats_op, fwd)
+        torch.library.opcheck(_stats_backward_op, (x, w, bias, offset, y, stat, g_stat, g_lin, g_t, *cfg, *need))
 
 
 def test_float32_large_logits_stay_finite_and_half_inputs_compute_in_float32() -> None:
