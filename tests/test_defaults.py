@@ -56,6 +56,9 @@ WB = "ShadeAlsha/LTR-weight-balancing"
 LIBAUC_AUC = "Optimization-AI/LibAUC 2.0.1 libauc/losses/auc.py"
 LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
 MDISTILLER = "megvii-research/mdistiller mdistiller/"
+ANCE = "microsoft/ANCE"
+SIMANS = "microsoft/SimXNS SimANS/wiki/co_training_wiki_train.py"
+ST = "UKPLab/sentence-transformers sentence_transformers/losses/GISTEmbedLoss.py"
 #: call keywords of the X-risk functions that hold the per-sample state their modules keep
 _STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q", "u_a", "label_logits"}
 
@@ -817,6 +820,43 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "num_replicas": (None, f"{SAMPLER} (None = the process group's world size)"),
         "rank": (None, f"{SAMPLER} (None = the process's rank)"),
     },
+    # --- G11. retrieval negatives (kind negatives) -------------------------------------------------
+    "ance": {
+        "num": (20, f"{ANCE} commands/run_train.sh: run_ann_data_gen.py --negative_sample 20"),
+        "depth": (200, f"{ANCE} commands/run_train.sh: --topk_training 200; Xiong et al. 2021: the top 200 of the ANN index"),
+        "refresh_every": (10000, f"{ANCE} commands/run_train.sh: run_ann.py --save_steps 10000 (new ANN data per checkpoint)"),
+        "margin": (None, "Xiong et al. 2021: ANCE samples the top 200 unfiltered"),
+        "ratio": (None, "Xiong et al. 2021: ANCE samples the top 200 unfiltered"),
+        "seed": (0, LIB),
+    },
+    "simans": {
+        "num": (20, f"{SIMANS} argparse --number_neg default=20"),
+        "depth": (200, "lossatlas: ANCE's top-200 candidate pool (SimANS samples from the retriever's top-k list)"),
+        "a": (0.5, f"{SIMANS} argparse --a default=0.5"),
+        "b": (0.0, f"{SIMANS} argparse --b default=0 (SimANS/train_NQ_AR2.sh passes --b 1.0)"),
+        "refresh_every": (2000, "microsoft/SimXNS SimANS/train_NQ_AR2.sh Iteration_step=2000 (negatives re-generated)"),
+        "margin": (None, "Zhou et al. 2022: the distribution itself down-weights likely false negatives"),
+        "ratio": (None, "Zhou et al. 2022: the distribution itself down-weights likely false negatives"),
+        "seed": (0, LIB),
+    },
+    "hard_negatives": {
+        "margin": (None, "Moreira et al. 2024 (NV-Retriever): the naive top-k baseline has no filter"),
+        "ratio": (None, "Moreira et al. 2024 (NV-Retriever): the naive top-k baseline has no filter"),
+        "refresh_every": (None, "static hard negatives are mined once, before training (DPR, RocketQA, NV-Retriever)"),
+    },
+    "positive_aware_negatives": {
+        "ratio": (0.95, "Moreira et al. 2024 (NV-Retriever) Section 4: TopK-PercPos at 95 % of the positive score"),
+        "margin": (None, "Moreira et al. 2024: TopK-MarginPos is the alternative, not combined"),
+        "refresh_every": (None, "Moreira et al. 2024: negatives mined once with a teacher embedding model"),
+    },
+    "random_negatives": {
+        "seed": (0, LIB),
+    },
+    "gistembed": {
+        "margin": (0.0, f"{ST} GISTEmbedLoss(margin=0.0); Solatorio 2024 drops candidates above the positive"),
+        "margin_strategy": ("absolute", f"{ST} GISTEmbedLoss(margin_strategy='absolute')"),
+        "temperature": (0.01, f"{ST} GISTEmbedLoss(temperature=0.01)"),
+    },
 }
 
 #: Arguments of a module that its function does not take, with the reason.
@@ -869,7 +909,7 @@ def _required(entry: Any) -> dict[str, Any]:
     """Required constructor arguments of any registered id."""
     if entry.kind in K.LOSS_KINDS:
         return K.constructor_kwargs(entry)
-    fill = {"labels": _LABELS, "p": 2, "k": 2, "num_epochs": 10, "class_counts": K.COUNTS, "start_epoch": 160,
+    fill = {"labels": _LABELS, "p": 2, "k": 2, "num_epochs": 10, "num": 2, "class_counts": K.COUNTS, "start_epoch": 160,
             "batch_size": 4, "group_counts": K.COUNTS}
     if entry.id == "dual_sampler":  # binary labels: 2 positives of 8
         fill["labels"] = [int(y == 2 or y == 3) for y in _LABELS[:6]] + [0, 0]
@@ -901,7 +941,7 @@ def test_table_covers_every_registered_id():
     stale = sorted(set(DEFAULTS) - registered)
     assert not stale, f"rows for ids that are not registered: {stale}"
     kinds = {e.kind for e in la.list()}
-    assert {"classification", "multilabel", "embedding", "pair", "weighting", "sampler"} <= kinds
+    assert {"classification", "multilabel", "embedding", "pair", "weighting", "sampler", "negatives"} <= kinds
 
 
 @pytest.mark.parametrize("id_", sorted({e.id for e in la.list()}))

@@ -173,3 +173,146 @@ def test_corpus_index_bad_inputs() -> None:
         idx.mine(torch.randn(2, 4), torch.tensor([0, 1, 2]), 1)
     with pytest.raises(TypeError, match="encode"):
         N.CorpusIndex("model", torch.eye(4))  # type: ignore[arg-type]
+
+
+# --- the registered miners (kind "negatives") -----------------------------------------------------
+
+def _repeat_index(scores: list[float]) -> tuple[N.CorpusIndex, torch.Tensor]:
+    """A corpus of unit vectors e_0..e_{C-1}: with normalize=False, query e·scores scores item j by scores[j]."""
+    c = len(scores)
+    return N.CorpusIndex(lambda x: x, torch.eye(c, dtype=torch.float64), normalize=False), torch.tensor([scores], dtype=torch.float64)
+
+
+def test_ance_draws_uniformly_from_the_top_depth_only() -> None:
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    idx, q = _repeat_index(scores)
+    n = 6000
+    ids = N.ANCENegatives(num=1, depth=4).mine(idx, q.expand(n, -1), torch.zeros(n, dtype=torch.long))
+    assert set(ids.flatten().tolist()) == {1, 2, 3, 4}  # the top 4 after the positive 0
+    freq = torch.bincount(ids.flatten(), minlength=10)[1:5].double() / n
+    assert (freq - 0.25).abs().max() < 0.03  # 4.5 standard deviations of a 1/4 frequency over 6000 draws
+
+
+def test_simans_draws_follow_the_papers_distribution() -> None:
+    scores = [0.6, 0.9, 0.75, 0.65, 0.5, 0.2, 0.0]  # the positive (id 0) scores 0.6
+    a, b = 8.0, 0.1
+    idx, q = _repeat_index(scores)
+    n = 8000
+    ids = N.SimANSNegatives(num=1, depth=6, a=a, b=b).mine(idx, q.expand(n, -1), torch.zeros(n, dtype=torch.long))
+    w = [math.exp(-a * (s - 0.6 - b) ** 2) for s in scores[1:]]
+    expect = torch.tensor([x / sum(w) for x in w], dtype=torch.float64)
+    freq = torch.bincount(ids.flatten(), minlength=7)[1:].double() / n
+    assert (freq - expect).abs().max() < 0.02, (freq, expect)
+    assert int(freq.argmax()) + 1 == 3  # 0.65 is nearest to s+ + b = 0.7
+
+
+def test_positive_aware_negatives_are_the_brute_force_topk_percpos() -> None:
+    q, c = _data(6, 80, 8, seed=7)
+    idx = N.CorpusIndex(lambda x: x, c)
+    pos = torch.arange(6)
+    s = F.normalize(q, dim=1) @ F.normalize(c, dim=1).T
+    for ratio, margin in ((0.95, None), (0.7, None), (None, 0.05), (0.9, 0.02)):
+        out = N.PositiveAwareNegatives(5, ratio=ratio, margin=margin).mine(idx, q, pos)
+        for r in range(6):
+            sp = float(s[r, r])
+            ok = [j for j in s[r].argsort(descending=True).tolist() if j != r
+                  and (ratio is None or float(s[r, j]) < ratio * sp) and (margin is None or float(s[r, j]) < sp - margin)]
+            assert out[r].tolist() == (ok + [-1] * 5)[:5]
+    # the default (TopK-PercPos 95 %) differs from the naive top-k on a query whose near-duplicates beat the positive
+    naive = N.HardNegatives(5).mine(idx, q, pos)
+    assert not torch.equal(naive, N.PositiveAwareNegatives(5, ratio=0.5).mine(idx, q, pos))
+
+
+def test_a_resumed_run_mines_what_an_uninterrupted_one_does() -> None:
+    torch.manual_seed(0)
+
+    def run(stop: int | None, state: dict | None = None) -> tuple[list[torch.Tensor], dict]:
+        enc = torch.nn.Linear(6, 6, bias=False).double()
+        with torch.no_grad():
+            enc.weight.copy_(torch.eye(6, dtype=torch.float64))
+        corpus = torch.randn(40, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        idx = N.CorpusIndex(enc, corpus)
+        miner = N.SimANSNegatives(num=3, depth=12, refresh_every=2, seed=4)
+        q = torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        start = 0
+        if state is not None:
+            idx.load_state_dict(state["index"])
+            miner.load_state_dict(state["miner"])
+            enc.load_state_dict(state["enc"])
+            start = state["t"]
+        out = []
+        for t in range(start, 6):
+            if stop is not None and t == stop:
+                return out, {"index": idx.state_dict(), "miner": miner.state_dict(), "enc": enc.state_dict(), "t": t}
+            out.append(miner.mine(idx, q, torch.tensor([0, 1, 2, 3])))
+            with torch.no_grad():  # a training step moves the encoder
+                enc.weight.add_(0.3 * torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(t)))
+            miner.step(idx)
+        return out, {}
+
+    full, _ = run(None)
+    first, state = run(3)
+    rest, _ = run(None, state)
+    assert len(first) == 3 and len(rest) == 3
+    assert all(torch.equal(a, b) for a, b in zip(full, first + rest))
+    assert any(not torch.equal(full[0], x) for x in full[2:])  # the refreshed index mines other negatives
+
+
+# --- FAISS backend (the faiss extra) --------------------------------------------------------------
+
+def _faiss_or_skip() -> None:
+    pytest.importorskip("faiss", reason="faiss-cpu is the optional extra lossatlas[faiss] (installed by .ci/run's [test])")
+
+
+def test_faiss_exact_search_equals_the_torch_topk() -> None:
+    _faiss_or_skip()
+    g = torch.Generator().manual_seed(11)
+    c, q = torch.randn(500, 16, generator=g), torch.randn(9, 16, generator=g)
+    ref = N.CorpusIndex(lambda x: x, c)
+    fa = N.CorpusIndex(lambda x: x, c, backend="faiss")
+    ex = torch.randint(0, 500, (9, 4), generator=g)
+    ex[0, 1:] = -1
+    for k, exclude in ((10, None), (25, ex), (500, ex), (600, None)):
+        s_t, i_t = ref.search(q, k, exclude=exclude)
+        s_f, i_f = fa.search(q, k, exclude=exclude)
+        assert torch.equal(i_t, i_f), k
+        torch.testing.assert_close(s_f, s_t, rtol=0, atol=1e-5)
+    for miner in (N.HardNegatives(7), N.PositiveAwareNegatives(7), N.ANCENegatives(7, depth=30)):
+        assert torch.equal(miner.mine(ref, q, ex), type(miner)(**_kw(miner)).mine(fa, q, ex)), miner
+    # float64 embeddings are searched in float32 by faiss; the result comes back in the index's dtype
+    f64 = N.CorpusIndex(lambda x: x, c.double(), backend="faiss")
+    s64, i64 = f64.search(q.double(), 5)
+    assert s64.dtype == torch.float64 and torch.equal(i64, ref.search(q, 5)[1])
+
+
+def _kw(miner: N.NegativeMiner) -> dict:
+    import inspect
+
+    return {n: getattr(miner, n) for n in inspect.signature(type(miner)).parameters}
+
+
+def test_faiss_ivf_with_every_list_probed_is_exact_and_refresh_rebuilds() -> None:
+    _faiss_or_skip()
+    g = torch.Generator().manual_seed(12)
+    c, q = torch.randn(400, 8, generator=g), torch.randn(5, 8, generator=g)
+    ref = N.CorpusIndex(lambda x: x, c)
+    ivf = N.CorpusIndex(lambda x: x, c, backend="faiss", nlist=4, nprobe=4)
+    assert torch.equal(ivf.search(q, 20)[1], ref.search(q, 20)[1])
+    scale = {"s": 1.0}
+    moving = N.CorpusIndex(lambda x: x * torch.linspace(1, 3, 8) ** scale["s"], c, backend="faiss")
+    before = moving.search(q, 10)[1]
+    scale["s"] = 4.0
+    moving.refresh()
+    after = moving.search(q, 10)[1]
+    rescaled = N.CorpusIndex(lambda x: x * torch.linspace(1, 3, 8) ** 4.0, c)
+    assert torch.equal(after, rescaled.search(q, 10)[1]) and not torch.equal(before, after)
+
+
+def test_faiss_backend_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        N.CorpusIndex(lambda x: x, torch.eye(4), backend="annoy")
+    with pytest.raises(ValueError, match="nlist"):
+        N.CorpusIndex(lambda x: x, torch.eye(4), nlist=2)
+    _faiss_or_skip()
+    with pytest.raises(ValueError, match="nlist"):
+        N.CorpusIndex(lambda x: x, torch.eye(4), backend="faiss", nlist=9).search(torch.ones(1, 4), 2)

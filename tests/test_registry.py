@@ -59,6 +59,8 @@ def test_every_entry_is_constructible_from_its_required_arguments():
             assert isinstance(obj, torch.utils.data.Sampler) and len(list(iter(obj))) > 0
         elif e.kind == "two_stage":
             assert isinstance(obj, la.two_stage.StageTwo)
+        elif e.kind == "negatives":
+            assert isinstance(obj, (la.negatives.NegativeMiner, la.negatives.GISTSelector, torch.utils.data.Sampler))
         else:
             assert isinstance(obj, torch.nn.Module)
 
@@ -93,6 +95,9 @@ def test_create_overload_id_lists_match_the_registry():
     assert set(typing.get_args(registry.WeightingId)) == names("weighting", lambda e: not issubclass(e.cls, ClassWeighting))
     assert set(typing.get_args(registry.SamplerId)) == names("sampler")
     assert set(typing.get_args(registry.TwoStageId)) == names("two_stage")
+    miners = names("negatives", lambda e: issubclass(e.cls, la.negatives.NegativeMiner))
+    assert set(typing.get_args(registry.MinerId)) == miners
+    assert set(typing.get_args(registry.GISTId)) == names("negatives", lambda e: issubclass(e.cls, la.negatives.GISTSelector))
     loss_kinds = {"classification", "multilabel", "embedding", "pair", "regulariser"}
     for e in la.list():
         obj_type = e.cls

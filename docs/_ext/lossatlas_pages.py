@@ -51,6 +51,7 @@ FAMILY_TITLES = {
     "auc": "AUC (binary scores)",
     "ranking": "Ranking",
     "distillation": "Knowledge distillation",
+    "retrieval": "Retrieval negatives",
 }
 
 

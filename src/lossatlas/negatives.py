@@ -43,12 +43,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ._validation import check_float, check_int, check_number, check_same_device, check_tensor
+from .registry import Paper, register
 
 __all__ = [
     "topk_search",
@@ -59,6 +61,13 @@ __all__ = [
     "gist_infonce",
     "CorpusIndex",
     "STRATEGIES",
+    "NegativeMiner",
+    "HardNegatives",
+    "ANCENegatives",
+    "SimANSNegatives",
+    "RandomNegatives",
+    "PositiveAwareNegatives",
+    "GISTSelector",
 ]
 
 #: the mining strategies of :meth:`CorpusIndex.mine`
@@ -298,6 +307,16 @@ class CorpusIndex:
             its index asynchronously during training; ``None``: only on :meth:`refresh`).
         batch_size: corpus rows encoded at once.
         normalize: L2-normalise the corpus and query embeddings (cosine scores).
+        backend: ``"torch"`` (exact, :func:`topk_search`) or ``"faiss"`` (the optional extra
+            ``lossatlas[faiss]``: a flat inner-product index, exact as well, or an IVF index
+            when ``nlist`` is given) for the top-k searches of :meth:`search` and :meth:`mine`.
+        nlist: the number of inverted lists of a ``faiss.IndexIVFFlat`` (trained on the
+            corpus embeddings at each refresh; approximate); ``None``: ``faiss.IndexFlatIP``.
+        nprobe: the lists an IVF search visits (faiss's default is 1).
+
+    The state (embeddings, step and refresh counts) round-trips through
+    :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run mines from the index
+    its checkpoint had (a faiss index is rebuilt from the embeddings).
 
     ``mine(query_emb, positives, num, strategy=...)`` returns corpus ids [Q, num] (−1 where a
     query has fewer candidates):
@@ -316,7 +335,18 @@ class CorpusIndex:
     """
 
     def __init__(self, encode: Callable[[Tensor], Tensor], corpus: Tensor, *, refresh_every: int | None = None,
-                 batch_size: int = 1024, normalize: bool = True) -> None:
+                 batch_size: int = 1024, normalize: bool = True, backend: str = "torch", nlist: int | None = None,
+                 nprobe: int = 1) -> None:
+        if backend not in ("torch", "faiss"):
+            raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+        if backend == "faiss":
+            _faiss()  # fail now, naming the extra, rather than at the first search
+        if nlist is not None and backend != "faiss":
+            raise ValueError("nlist= (an IVF index) needs backend='faiss'")
+        self.backend = backend
+        self.nlist = None if nlist is None else check_int(nlist, "nlist")
+        self.nprobe = check_int(nprobe, "nprobe")
+        self._faiss_index: Any = None
         if not callable(encode):
             raise TypeError(f"encode must be callable, got {type(encode).__name__}")
         check_tensor(corpus, "corpus")
@@ -349,7 +379,77 @@ class CorpusIndex:
     def refresh(self) -> None:
         """Re-encode the corpus with the encoder as it is now."""
         self.embeddings = self._encode_all()
+        self._faiss_index = None
         self.refreshes += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The index's state: its embeddings and its step and refresh counts."""
+        return {"embeddings": self.embeddings.clone(), "steps": self.steps, "refreshes": self.refreshes}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s state (embeddings of this corpus's size)."""
+        emb = state["embeddings"]
+        _check_matrix(emb, "state['embeddings']")
+        if emb.shape[0] != self.corpus.shape[0]:
+            raise ValueError(f"state['embeddings'] has {emb.shape[0]} rows, the corpus {self.corpus.shape[0]}")
+        self.embeddings = emb.detach().clone().to(self.embeddings.device)
+        self.steps, self.refreshes = int(state["steps"]), int(state["refreshes"])
+        self._faiss_index = None
+
+    @torch.no_grad()
+    def search(self, query_emb: Tensor, k: int, *, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Top-``k`` corpus ids by score (inner product of the, normalised if ``normalize``,
+        embeddings) with the ``exclude`` ids [Q] or [Q, P] left out, as :func:`topk_search`:
+        ``(scores [Q, k], ids [Q, k])``, −1 / −inf where fewer than ``k`` remain. With
+        ``backend="faiss"`` the search runs in faiss (float32, CPU) and the result comes back
+        on the embeddings' device and dtype."""
+        _check_matrix(query_emb, "query_emb", self.embeddings.shape[1])
+        k = check_int(k, "k")
+        q = query_emb.detach().to(self.embeddings.device, self.embeddings.dtype)
+        return self._search(F.normalize(q, dim=1) if self.normalize else q, k, exclude)
+
+    def _search(self, q: Tensor, k: int, exclude: Tensor | None) -> tuple[Tensor, Tensor]:
+        if self.backend == "torch":
+            return topk_search(q, self.embeddings, k, exclude=exclude)
+        ex = _check_ids(exclude, "exclude", q.shape[0], torch.device("cpu"))
+        extra = 0 if ex is None else ex.shape[1]
+        size = self.embeddings.shape[0]
+        want = min(k + extra, size)
+        scores_np, ids_np = self._faiss().search(q.float().cpu().contiguous().numpy(), want)
+        scores = torch.from_numpy(scores_np).to(self.embeddings.dtype)
+        ids = torch.from_numpy(ids_np).long()
+        bad = ids < 0
+        if ex is not None:
+            bad |= (ids.unsqueeze(2) == ex.unsqueeze(1)).any(2) & (ids >= 0)
+        # keep the first k survivors of each row, best first
+        rank = torch.where(bad, want, torch.arange(want).expand_as(ids))
+        order = rank.sort(dim=1).values[:, : min(k, size)]
+        kept = order < want
+        order = order.clamp_max(max(want - 1, 0))
+        out_s = torch.where(kept, scores.gather(1, order), -math.inf)
+        out_i = torch.where(kept, ids.gather(1, order), -1)
+        if out_i.shape[1] < min(k, size):  # fewer columns than asked: pad
+            pad = min(k, size) - out_i.shape[1]
+            out_s = torch.cat([out_s, out_s.new_full((q.shape[0], pad), -math.inf)], 1)
+            out_i = torch.cat([out_i, out_i.new_full((q.shape[0], pad), -1)], 1)
+        return out_s.to(self.embeddings.device), out_i.to(self.embeddings.device)
+
+    def _faiss(self) -> Any:
+        if self._faiss_index is None:
+            faiss = _faiss()
+            emb = self.embeddings.detach().float().cpu().contiguous().numpy()
+            d = emb.shape[1]
+            if self.nlist is None:
+                index = faiss.IndexFlatIP(d)
+            else:
+                if self.nlist > emb.shape[0]:
+                    raise ValueError(f"nlist must be at most the corpus size {emb.shape[0]}, got {self.nlist}")
+                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+                index.train(emb)
+                index.nprobe = self.nprobe
+            index.add(emb)
+            self._faiss_index = index
+        return self._faiss_index
 
     def step(self) -> bool:
         """Count a training step; re-encode when ``refresh_every`` steps have passed. Returns
@@ -382,7 +482,7 @@ class CorpusIndex:
         k = num if strategy == "hard" else max(check_int(depth, "depth"), num)
         if margin is not None or ratio is not None:
             k = self.embeddings.shape[0]  # filter first, then take the top: search the whole ranking
-        scores, ids = topk_search(q, self.embeddings, k, exclude=pos)
+        scores, ids = self._search(q, k, pos)
         keep = false_negative_keep(scores, pos_scores, margin=margin, ratio=ratio) & (ids >= 0)
         if strategy == "hard":
             rank = torch.where(keep, torch.arange(keep.shape[1], device=keep.device), keep.shape[1])
@@ -397,7 +497,400 @@ class CorpusIndex:
         return torch.where(col >= 0, ids.gather(1, col.clamp_min(0)), -1)
 
 
+# --------------------------------------------------------------------------- registered pieces
+
+ANCE_PAPER = Paper("L. Xiong, C. Xiong, Y. Li, K.-F. Tang, J. Liu, P. Bennett, J. Ahmed, A. Overwijk",
+                   "Approximate Nearest Neighbor Negative Contrastive Learning for Dense Text Retrieval", "ICLR", 2021,
+                   "2007.00808")
+SIMANS_PAPER = Paper("K. Zhou, Y. Gong, X. Liu, W. X. Zhao, Y. Shen, A. Dong, J. Lu, R. Majumder, J.-R. Wen, N. Duan, "
+                     "W. Chen", "SimANS: Simple Ambiguous Negatives Sampling for Dense Text Retrieval",
+                     "EMNLP (industry track)", 2022, "2210.11773")
+NV_PAPER = Paper("G. de Souza P. Moreira, R. Osmulski, M. Xu, R. Ak, B. Schifferer, E. Oldridge",
+                 "NV-Retriever: Improving text embedding models with effective hard-negative mining", "arXiv preprint",
+                 2024, "2407.15831")
+GIST_PAPER = Paper("A. V. Solatorio",
+                   "GISTEmbed: Guided In-sample Selection of Training Negatives for Text Embedding Fine-tuning",
+                   "arXiv preprint", 2024, "2402.16829")
+_ANCE = "microsoft/ANCE commands/run_train.sh"
+_SIMANS = "microsoft/SimXNS SimANS/wiki/co_training_wiki_train.py"
+_LIB = "lossatlas (no paper sets it)"
+
+
+class NegativeMiner:
+    """Base of the registered corpus miners (registry kind ``"negatives"``, catalogue G11).
+
+    A miner holds its hyper-parameters and a seeded ``torch.Generator``; it mines from a
+    :class:`CorpusIndex` it is given, so one index (one corpus encoding) serves several
+    miners. ``mine(index, query_emb, positives)`` returns corpus ids [Q, num] (−1 where a query
+    has fewer candidates); ``step(index)`` counts a training step and re-encodes the index
+    every ``refresh_every`` steps (ANCE's periodic refresh). The generator's state and the
+    step count round-trip through :meth:`state_dict`, so a resumed run draws what an
+    uninterrupted one would.
+
+    >>> import torch
+    >>> from lossatlas.negatives import CorpusIndex, HardNegatives
+    >>> miner = HardNegatives(2)
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(5))
+    >>> miner.mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.0, 0.0]]), torch.tensor([0])).tolist()
+    [[1, 2]]
+    """
+
+    strategy: ClassVar[str] = "hard"
+    num: int
+    depth: int
+    margin: float | None
+    ratio: float | None
+    refresh_every: int | None
+    seed: int
+    a: float = 1.0
+    b: float = 0.0
+
+    def _setup(self, num: int, *, depth: int = 200, margin: float | None = None, ratio: float | None = None,
+               refresh_every: int | None = None, seed: int = 0) -> None:
+        self.num = check_int(num, "num")
+        self.depth = check_int(depth, "depth")
+        self.margin = None if margin is None else check_number(margin, "margin")
+        self.ratio = None if ratio is None else check_number(ratio, "ratio", low=0.0)
+        self.refresh_every = None if refresh_every is None else check_int(refresh_every, "refresh_every")
+        self.seed = check_int(seed, "seed", low=0)
+        self.steps = 0
+        self._generator: torch.Generator | None = None
+        self._pending_state: Tensor | None = None
+
+    def generator(self, device: torch.device | str = "cpu") -> torch.Generator:
+        """The miner's generator on ``device`` (seeded with ``seed``; moving it to another
+        device restarts it from the seed)."""
+        device = torch.device(device)
+        if self._generator is None or self._generator.device.type != device.type:
+            self._generator = torch.Generator(device).manual_seed(self.seed)
+            if self._pending_state is not None and device.type == "cpu":
+                self._generator.set_state(self._pending_state)
+            self._pending_state = None
+        return self._generator
+
+    @torch.no_grad()
+    def mine(self, index: CorpusIndex, query_emb: Tensor, positives: Tensor) -> Tensor:
+        """Negative corpus ids [Q, num] for queries ``query_emb`` [Q, D] whose positive ids are
+        ``positives`` [Q] or [Q, P] (−1 pads), from ``index`` as it is now."""
+        if not isinstance(index, CorpusIndex):
+            raise TypeError(f"index must be a lossatlas.negatives.CorpusIndex, got {type(index).__name__}")
+        gen = self.generator(index.embeddings.device)
+        return index.mine(query_emb, positives, self.num, strategy=self.strategy, depth=self.depth, margin=self.margin,
+                          ratio=self.ratio, a=self.a, b=self.b, generator=gen)
+
+    def step(self, index: CorpusIndex) -> bool:
+        """Count a training step; re-encode ``index`` when ``refresh_every`` steps have passed
+        (never when it is None). Returns whether it refreshed."""
+        self.steps += 1
+        if self.refresh_every is not None and self.steps % self.refresh_every == 0:
+            index.refresh()
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """Step count and generator state (CPU generators; a CUDA one restarts from ``seed``)."""
+        gen = self._generator
+        state = gen.get_state() if gen is not None and gen.device.type == "cpu" else self._pending_state
+        return {"steps": self.steps, "generator": None if state is None else state.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s state."""
+        self.steps = int(state["steps"])
+        self._generator = None
+        self._pending_state = None if state["generator"] is None else state["generator"].clone()
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={getattr(self, k)!r}" for k in ("num", "depth", "a", "b", "margin", "ratio",
+                                                               "refresh_every", "seed") if k in _init_names(self))
+        return f"{type(self).__name__}({params})"
+
+
+def _init_names(obj: object) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(type(obj)).parameters)
+
+
+@register(
+    "hard_negatives",
+    aliases=("topk_negatives", "static_hard_negatives"),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="negatives(q) = the num top-scored corpus ids s(q, d) = <q, d>, positives excluded",
+    paper=NV_PAPER,
+    code="NVIDIA NV-Retriever (paper's naive top-k baseline; no official code)",
+    defaults_source={
+        "margin": "None: no false-negative filter (NV-Retriever's naive top-k)",
+        "ratio": "None: no false-negative filter (NV-Retriever's naive top-k)",
+        "refresh_every": "None: static negatives, mined once from a fixed index",
+    },
+)
+class HardNegatives(NegativeMiner):
+    """Static top-k hard negatives: the ``num`` corpus items the index scores highest for each
+    query, its positives excluded (the "naive top-k" mining that NV-Retriever, Moreira et al.,
+    2024, "NV-Retriever: Improving text embedding models with effective hard-negative mining",
+    compares its positive-aware filters against; DPR and RocketQA mine such negatives once,
+    before training).
+
+    .. math:: \\mathcal N(q) = \\operatorname{top}_{num}\\{\\langle q, d\\rangle : d \\notin P(q)\\}
+
+    Args:
+        num: negatives per query.
+        margin / ratio: optional false-negative filter (:func:`false_negative_keep`);
+            None, the naive top-k.
+        refresh_every: re-encode the index every this many :meth:`step` calls (None: never).
+
+    Deterministic: no randomness, the same index gives the same ids (ties go to the smaller id).
+
+    >>> import torch
+    >>> from lossatlas.negatives import CorpusIndex, HardNegatives
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(5))
+    >>> HardNegatives(2).mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.0, 0.0]]), torch.tensor([0])).tolist()
+    [[1, 2]]
+    """
+
+    strategy: ClassVar[str] = "hard"
+
+    def __init__(self, num: int, margin: float | None = None, ratio: float | None = None,
+                 refresh_every: int | None = None) -> None:
+        self._setup(num, margin=margin, ratio=ratio, refresh_every=refresh_every)
+
+
+@register(
+    "positive_aware_negatives",
+    aliases=("topk_percpos", "nv_retriever_negatives"),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="top num of {d : s(q, d) < ratio · s(q, d+)} (TopK-PercPos; margin: s(q, d) < s(q, d+) − margin)",
+    paper=NV_PAPER,
+    code="NVIDIA NV-Retriever (paper, Section 3; no official code)",
+    defaults_source={
+        "ratio": "NV-Retriever (Moreira et al., 2024) TopK-PercPos with 95 % of the positive's score, their best",
+        "margin": "None: TopK-MarginPos off (NV-Retriever's best method is TopK-PercPos)",
+        "refresh_every": "None: NV-Retriever mines once with a teacher model, before training",
+    },
+)
+class PositiveAwareNegatives(NegativeMiner):
+    """Positive-aware hard negatives (NV-Retriever, Moreira et al., 2024, "NV-Retriever:
+    Improving text embedding models with effective hard-negative mining"): the top-scored
+    corpus items after dropping those scored close to the positive, which are likely
+    unlabelled positives (false negatives).
+
+    .. math:: \\mathcal N(q) = \\operatorname{top}_{num}\\{d \\notin P(q) : s(q, d) < \\text{ratio}\\cdot s(q, d^+)\\}
+
+    ``ratio`` is TopK-PercPos (95 % in the paper), ``margin`` TopK-MarginPos
+    (``s(q, d) < s(q, d⁺) − margin``); both may be given. The positive's score is that of the
+    first positive id of each row.
+
+    >>> import torch
+    >>> from lossatlas.negatives import CorpusIndex, PositiveAwareNegatives
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(4), normalize=False)
+    >>> q = torch.tensor([[0.8, 0.9, 0.7, 0.1]])  # doc 1 beats the positive 0: a likely false negative
+    >>> PositiveAwareNegatives(2).mine(idx, q, torch.tensor([0])).tolist()
+    [[2, 3]]
+    """
+
+    strategy: ClassVar[str] = "hard"
+
+    def __init__(self, num: int, ratio: float | None = 0.95, margin: float | None = None,
+                 refresh_every: int | None = None) -> None:
+        self._setup(num, margin=margin, ratio=ratio, refresh_every=refresh_every)
+
+
+@register(
+    "ance",
+    aliases=("ance_negatives",),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="negatives(q) ~ Uniform(top depth of the index re-encoded every refresh_every steps), positives excluded",
+    paper=ANCE_PAPER,
+    code="microsoft/ANCE drivers/run_ann_data_gen.py",
+    defaults_source={
+        "num": f"{_ANCE} run_ann_data_gen.py --negative_sample 20",
+        "depth": f"{_ANCE} run_ann_data_gen.py --topk_training 200 (the paper's top 200)",
+        "refresh_every": f"{_ANCE} run_ann.py --save_steps 10000: new ANN negatives from each saved checkpoint",
+        "margin": "None: ANCE applies no false-negative filter",
+        "ratio": "None: ANCE applies no false-negative filter",
+        "seed": _LIB,
+    },
+)
+class ANCENegatives(NegativeMiner):
+    """ANCE negatives (Xiong et al., 2021, "Approximate Nearest Neighbor Negative Contrastive
+    Learning for Dense Text Retrieval", ICLR): ``num`` negatives drawn uniformly from the top
+    ``depth`` of the corpus index of the *current* model, the index being re-encoded every
+    ``refresh_every`` training steps (:meth:`step`; ANCE refreshes it asynchronously from each
+    saved checkpoint).
+
+    .. math:: \\mathcal N(q) \\sim \\mathrm{Uniform}\\big(\\operatorname{top}_{depth}\\{\\langle f_t(q), f_{t'}(d)\\rangle : d \\notin P(q)\\}\\big),\\quad t' = \\lfloor t / \\text{refresh\\_every}\\rfloor\\,\\text{refresh\\_every}
+
+    Defaults from the official scripts: 20 negatives of the top 200, refreshed every 10,000
+    steps. Draws without replacement, seeded by ``seed`` (the generator's state is in
+    :meth:`state_dict`).
+
+    >>> import torch
+    >>> from lossatlas.negatives import ANCENegatives, CorpusIndex
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(6))
+    >>> ids = ANCENegatives(num=2, depth=3).mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.7, 0.0, 0.0]]), torch.tensor([0]))
+    >>> sorted(ids[0].tolist()) in ([1, 2], [1, 3], [2, 3])
+    True
+    """
+
+    strategy: ClassVar[str] = "ance"
+
+    def __init__(self, num: int = 20, depth: int = 200, refresh_every: int | None = 10000, margin: float | None = None,
+                 ratio: float | None = None, seed: int = 0) -> None:
+        self._setup(num, depth=depth, margin=margin, ratio=ratio, refresh_every=refresh_every, seed=seed)
+
+
+@register(
+    "simans",
+    aliases=("simans_negatives", "ambiguous_negatives"),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="p_i ∝ exp(−a (s(q, d_i) − s(q, d+) − b)²) over the top depth candidates d_i",
+    paper=SIMANS_PAPER,
+    code="microsoft/SimXNS SimANS/",
+    defaults_source={
+        "num": f"{_SIMANS} --number_neg default 20",
+        "depth": "ANCE's top 200 candidates (SimANS samples from the retriever's top-k list)",
+        "a": f"{_SIMANS} --a default 0.5",
+        "b": f"{_SIMANS} --b default 0 (train_NQ_AR2.sh sets 1.0)",
+        "refresh_every": "microsoft/SimXNS SimANS/train_NQ_AR2.sh Iteration_step=2000 (negatives re-mined)",
+        "margin": "None: SimANS's distribution itself down-weights likely false negatives",
+        "ratio": "None: SimANS's distribution itself down-weights likely false negatives",
+        "seed": _LIB,
+    },
+)
+class SimANSNegatives(NegativeMiner):
+    """SimANS ambiguous negatives (Zhou et al., 2022, "SimANS: Simple Ambiguous Negatives
+    Sampling for Dense Text Retrieval", EMNLP industry track): ``num`` negatives drawn from the
+    top ``depth`` candidates with
+
+    .. math:: p_i \\propto \\exp\\big(-a\\,(s(q, d_i) - s(q, d^+) - b)^2\\big)
+
+    (:func:`simans_probabilities`), which favours candidates scored near the positive (plus
+    ``b``): neither easy negatives far below it nor likely false negatives far above it.
+    Defaults from the official training script's arguments (a = 0.5, b = 0, 20 negatives);
+    the index is re-encoded every ``refresh_every`` :meth:`step` calls (2,000 in the NQ
+    script). Seeded by ``seed``.
+
+    >>> import torch
+    >>> from lossatlas.negatives import CorpusIndex, SimANSNegatives
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(6), normalize=False)
+    >>> q = torch.tensor([[0.5, 0.9, 0.5, 0.1, -0.8, 0.3]])  # positive 0 scores 0.5, so does doc 2
+    >>> SimANSNegatives(num=1, depth=5, a=1e4).mine(idx, q, torch.tensor([0])).tolist()
+    [[2]]
+    """
+
+    strategy: ClassVar[str] = "simans"
+
+    def __init__(self, num: int = 20, depth: int = 200, a: float = 0.5, b: float = 0.0,
+                 refresh_every: int | None = 2000, margin: float | None = None, ratio: float | None = None,
+                 seed: int = 0) -> None:
+        self._setup(num, depth=depth, margin=margin, ratio=ratio, refresh_every=refresh_every, seed=seed)
+        self.a = check_number(a, "a", low=0.0, low_open=True)
+        self.b = check_number(b, "b")
+
+
+@register(
+    "random_negatives",
+    aliases=("uniform_negatives",),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="negatives(q) ~ Uniform(corpus minus the positives of q)",
+    paper=ANCE_PAPER,
+    code="microsoft/ANCE (the random-negative baseline of the paper)",
+    defaults_source={"seed": _LIB},
+)
+class RandomNegatives(NegativeMiner):
+    """Random negatives: ``num`` corpus items drawn uniformly without replacement, the query's
+    positives excluded — the easy-negative baseline that ANCE (Xiong et al., 2021) contrasts
+    its ANN negatives with. Seeded by ``seed``.
+
+    >>> import torch
+    >>> from lossatlas.negatives import CorpusIndex, RandomNegatives
+    >>> idx = CorpusIndex(lambda x: x, torch.eye(4))
+    >>> ids = RandomNegatives(3).mine(idx, torch.ones(1, 4), torch.tensor([2]))
+    >>> sorted(ids[0].tolist())
+    [0, 1, 3]
+    """
+
+    strategy: ClassVar[str] = "random"
+
+    def __init__(self, num: int, seed: int = 0) -> None:
+        self._setup(num, seed=seed)
+
+
+@register(
+    "gistembed",
+    aliases=("gist", "gist_selector"),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="drop in-batch candidate j of query i when g(q_i, d_j) > g(q_i, d_i+) − margin (g: the guide's cosine)",
+    paper=GIST_PAPER,
+    code="sentence-transformers losses/GISTEmbedLoss.py",
+    defaults_source={
+        "margin": "sentence-transformers GISTEmbedLoss(margin=0.0); the paper's rule",
+        "margin_strategy": "sentence-transformers GISTEmbedLoss(margin_strategy='absolute')",
+        "temperature": "sentence-transformers GISTEmbedLoss(temperature=0.01)",
+    },
+)
+class GISTSelector:
+    """GISTEmbed's guided selection of in-batch negatives (Solatorio, 2024, "GISTEmbed: Guided
+    In-sample Selection of Training Negatives for Text Embedding Fine-tuning"): a guide model's
+    cosine similarities ``g`` drop the in-batch candidates it scores above the positive, which
+    are likely false negatives:
+
+    .. math:: \\text{drop}_{ij} = g(q_i, d_j) > g(q_i, d_i^+) - \\text{margin}\\quad(\\text{relative: } > g(q_i, d_i^+)(1 - \\text{margin}))
+
+    :meth:`mask` returns that bool [N, M] mask (:func:`gist_mask`); :meth:`loss` the GISTEmbed
+    loss, InfoNCE over the kept candidates at ``temperature`` (:func:`gist_infonce`). The
+    defaults are sentence-transformers' ``GISTEmbedLoss``'s. Deterministic; no state.
+
+    >>> import torch
+    >>> from lossatlas.negatives import GISTSelector
+    >>> g = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    >>> GISTSelector().mask(g[:1], g, torch.tensor([1])).tolist()
+    [[True, False, False]]
+    """
+
+    def __init__(self, margin: float = 0.0, margin_strategy: str = "absolute", temperature: float = 0.01) -> None:
+        if margin_strategy not in ("absolute", "relative"):
+            raise ValueError(f"margin_strategy must be 'absolute' or 'relative', got {margin_strategy!r}")
+        self.margin = check_number(margin, "margin")
+        self.margin_strategy = margin_strategy
+        self.temperature = check_number(temperature, "temperature", low=0.0, low_open=True)
+
+    def mask(self, guide_queries: Tensor, guide_docs: Tensor, positives: Tensor | None = None) -> Tensor:
+        """Bool [N, M], True = drop candidate j of query i (see :func:`gist_mask`)."""
+        return gist_mask(guide_queries, guide_docs, positives, margin=self.margin, margin_strategy=self.margin_strategy)
+
+    def loss(self, queries: Tensor, docs: Tensor, guide_queries: Tensor, guide_docs: Tensor, *,
+             reduction: str = "mean") -> Tensor:
+        """The GISTEmbed loss of a batch (see :func:`gist_infonce`)."""
+        return gist_infonce(queries, docs, guide_queries, guide_docs, temperature=self.temperature, margin=self.margin,
+                            margin_strategy=self.margin_strategy, reduction=reduction)
+
+    def __repr__(self) -> str:
+        return (f"GISTSelector(margin={self.margin!r}, margin_strategy={self.margin_strategy!r}, "
+                f"temperature={self.temperature!r})")
+
+
 def _pad(x: Tensor, num: int) -> Tensor:
     if x.shape[1] >= num:
         return x[:, :num]
     return torch.cat([x, x.new_full((x.shape[0], num - x.shape[1]), -1)], 1)
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("backend='faiss' needs the faiss extra: pip install 'lossatlas[faiss]' (faiss-cpu)") from exc
+    return faiss

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Sampler
 
     from .losses._base import Loss
+    from .negatives import GISTSelector, NegativeMiner
     from .two_stage import StageTwo
     from .weighting.base import ClassWeighting, Weighting
 
@@ -42,6 +43,9 @@ KINDS = {
     "weighting": "called as documented per entry; returns weights",
     "regulariser": "(logits[N, C]) -> scalar penalty",
     "sampler": "torch.utils.data.Sampler over a dataset's labels",
+    "negatives": "retrieval negatives (lossatlas.negatives): a miner's .mine(index, query_emb[Q, D], positives[Q] or "
+                 "[Q, P]) -> corpus ids[Q, num] from a CorpusIndex, .step(index) re-encodes it when due; GISTEmbed's "
+                 ".mask(guide_queries, guide_docs); NGAME's batch sampler over item embeddings[N, D]",
     "two_stage": "stage 2 of decoupled training: .apply(model, classifier='fc') -> parameters to train; "
                  ".after_step() after each optimiser step (lossatlas.two_stage.StageTwo)",
 }
@@ -241,6 +245,15 @@ SamplerId = Literal[
     "subsample_sampler", "subg", "suby", "subsampling", "group_subsampling",
 ]
 
+MinerId = Literal[
+    "hard_negatives", "topk_negatives", "static_hard_negatives",
+    "positive_aware_negatives", "topk_percpos", "nv_retriever_negatives",
+    "ance", "ance_negatives",
+    "simans", "simans_negatives", "ambiguous_negatives",
+    "random_negatives", "uniform_negatives",
+]
+GISTId = Literal["gistembed", "gist", "gist_selector"]
+
 TwoStageId = Literal[
     "crt", "classifier_retraining", "classifier_re_training",
     "lws", "learnable_weight_scaling",
@@ -258,13 +271,19 @@ def create(id: SamplerId, **kwargs: Any) -> Sampler[Any]: ...
 @overload
 def create(id: TwoStageId, **kwargs: Any) -> StageTwo: ...
 @overload
+def create(id: MinerId, **kwargs: Any) -> NegativeMiner: ...
+@overload
+def create(id: GISTId, **kwargs: Any) -> GISTSelector: ...
+@overload
 def create(id: str, **kwargs: Any) -> Loss: ...
 def create(id: str, **kwargs: Any) -> Any:
     """Instantiate the registered method ``id`` with keyword arguments.
 
     A loss id gives a :class:`lossatlas.losses.Loss` (an ``nn.Module`` whose call returns a
     tensor), a weighting id a :class:`lossatlas.weighting.Weighting`, a sampler id a
-    ``torch.utils.data.Sampler``, a two-stage id a :class:`lossatlas.two_stage.StageTwo`. Raises ``TypeError`` naming the missing or unexpected
+    ``torch.utils.data.Sampler``, a two-stage id a :class:`lossatlas.two_stage.StageTwo`, a
+    ``negatives`` id a miner (:class:`lossatlas.negatives.NegativeMiner`), GISTEmbed's selector or
+    NGAME's batch sampler. Raises ``TypeError`` naming the missing or unexpected
     arguments.
     """
     entry = info(id)
