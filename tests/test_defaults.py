@@ -58,6 +58,7 @@ LIBAUC_RANKING = "Optimization-AI/LibAUC 2.0.1 libauc/losses/ranking.py"
 MDISTILLER = "megvii-research/mdistiller mdistiller/"
 ANCE = "microsoft/ANCE"
 SIMANS = "microsoft/SimXNS SimANS/wiki/co_training_wiki_train.py"
+NGAME = "Extreme-classification/ngame ngame/"
 ST = "UKPLab/sentence-transformers sentence_transformers/losses/GISTEmbedLoss.py"
 #: call keywords of the X-risk functions that hold the per-sample state their modules keep
 _STATE_KEYWORDS = {"u_all", "u_pos", "threshold", "log_u", "log_w", "u", "lambda_q", "s_q", "u_a", "label_logits"}
@@ -852,6 +853,16 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
     "random_negatives": {
         "seed": (0, LIB),
     },
+    "ngame": {
+        "cluster_size": (1, f"{NGAME} configs/NGAME/LF-AmazonTitles-131K.json siamese sampling_init_cluster_size: 1"),
+        "doubling_epochs": ((10, 20, 25, 50, 75, 100, 125, 150, 200),
+                            f"{NGAME} configs/NGAME/LF-AmazonTitles-131K.json siamese sampling_curr_epochs; "
+                            "libs/shortlist.py ClusteringIndex.update_state halves num_clusters at each"),
+        "drop_last": (False, "torch DataLoader(drop_last=False); NGAME's MySampler yields every index of its order"),
+        "seed": (0, f"{SAMPLER} (seed=0; the epoch's order uses seed + epoch)"),
+        "num_replicas": (None, f"{SAMPLER} (None = the process group's world size)"),
+        "rank": (None, f"{SAMPLER} (None = the process's rank)"),
+    },
     "gistembed": {
         "margin": (0.0, f"{ST} GISTEmbedLoss(margin=0.0); Solatorio 2024 drops candidates above the positive"),
         "margin_strategy": ("absolute", f"{ST} GISTEmbedLoss(margin_strategy='absolute')"),
@@ -910,7 +921,7 @@ def _required(entry: Any) -> dict[str, Any]:
     if entry.kind in K.LOSS_KINDS:
         return K.constructor_kwargs(entry)
     fill = {"labels": _LABELS, "p": 2, "k": 2, "num_epochs": 10, "num": 2, "class_counts": K.COUNTS, "start_epoch": 160,
-            "batch_size": 4, "group_counts": K.COUNTS}
+            "batch_size": 4, "group_counts": K.COUNTS, "embeddings": torch.randn(8, 3, generator=torch.Generator().manual_seed(0))}
     if entry.id == "dual_sampler":  # binary labels: 2 positives of 8
         fill["labels"] = [int(y == 2 or y == 3) for y in _LABELS[:6]] + [0, 0]
     missing = [n for n in entry.required if n not in fill]
@@ -999,6 +1010,8 @@ RESOLVED: dict[tuple[str, str], Callable[[Any], bool]] = {
                                                    "progressively_balanced_sampler", "class_difficulty_sampler")},
     **{(s, "num_replicas"): (lambda obj: obj.num_replicas == 1) for s in DEFAULTS if s.endswith("sampler")},
     **{(s, "rank"): (lambda obj: obj.rank == 0) for s in DEFAULTS if s.endswith("sampler")},
+    ("ngame", "num_replicas"): lambda obj: obj.num_replicas == 1,
+    ("ngame", "rank"): lambda obj: obj.rank == 0,
     ("pk_sampler", "num_batches"): lambda obj: obj.num_batches == len(_LABELS) // (2 * 2),
     ("dual_sampler", "num_pos"): lambda obj: obj.num_pos == max(1, int(0.5 * 4)),
     ("active_passive", "active"): lambda obj: isinstance(obj.active, la.info("nce").cls),

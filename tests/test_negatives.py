@@ -316,3 +316,92 @@ def test_faiss_backend_bad_arguments() -> None:
     _faiss_or_skip()
     with pytest.raises(ValueError, match="nlist"):
         N.CorpusIndex(lambda x: x, torch.eye(4), backend="faiss", nlist=9).search(torch.ones(1, 4), 2)
+
+
+# --- NGAME mini-batching ----------------------------------------------------------------------------
+
+def _blobs(n_blobs: int = 8, per: int = 16, d: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Well-separated directions: blob b's items are near a random unit vector."""
+    g = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(n_blobs, d, generator=g), dim=1)
+    x = centres.repeat_interleave(per, 0) + 0.05 * torch.randn(n_blobs * per, d, generator=g)
+    return x, torch.arange(n_blobs).repeat_interleave(per)
+
+
+def test_balanced_clusters_partition_with_balanced_sizes_and_recover_blobs() -> None:
+    x, blob = _blobs()
+    g = torch.Generator().manual_seed(1)
+    for size, leaves in ((16, 8), (10, 16), (128, 1), (200, 1), (1, 128)):
+        parts = N.balanced_clusters(x, size, generator=g)
+        assert len(parts) == leaves
+        assert sorted(torch.cat(parts).tolist()) == list(range(128))
+        assert {p.numel() for p in parts} <= {128 // leaves, -(-128 // leaves)} and max(p.numel() for p in parts) <= max(size, 1)
+    # clusters of the blob size recover the blobs (the tight blobs are the balanced 2-means optimum)
+    parts = N.balanced_clusters(x, 16, generator=g)
+    assert all(blob[p].unique().numel() == 1 for p in parts)
+    odd = N.balanced_clusters(torch.randn(37, 4, generator=g), 5, generator=g)  # 37 rows, 8 leaves: sizes 4 and 5
+    assert len(odd) == 8 and {p.numel() for p in odd} <= {4, 5} and sorted(torch.cat(odd).tolist()) == list(range(37))
+
+
+def test_ngame_batches_are_whole_clusters_every_item_once_and_seeded() -> None:
+    x, blob = _blobs()
+    s = N.NGAMEBatchSampler(x, batch_size=32, cluster_size=16, doubling_epochs=())
+    clusters = {frozenset(c.tolist()) for c in s.clusters()}
+    for epoch in range(3):
+        s.set_epoch(epoch)
+        batches = list(s)
+        assert len(batches) == len(s) == 4 and all(len(b) == 32 for b in batches)
+        assert sorted(i for b in batches for i in b) == list(range(128))  # every item once per epoch
+        for b in batches:  # each batch is two whole clusters (here: two blobs)
+            inside = [c for c in clusters if c <= set(b)]
+            assert len(inside) == 2 and set().union(*inside) == set(b)
+            assert blob[b].unique().numel() == 2
+    s.set_epoch(0)
+    again = N.NGAMEBatchSampler(x, batch_size=32, cluster_size=16, doubling_epochs=())
+    assert list(again) == list(s)  # the same seed and epoch: the same batches
+    s.set_epoch(1)
+    assert list(s) != list(again)  # another epoch: another order
+    other = N.NGAMEBatchSampler(x, batch_size=32, cluster_size=16, doubling_epochs=(), seed=3)
+    assert list(other) != list(again)
+
+
+def test_ngame_in_batch_negatives_are_harder_than_random_batches() -> None:
+    # the point of NGAME: the mean in-batch similarity of non-matching items is higher than with random batches
+    x, _ = _blobs(16, 8, seed=2)
+    u = F.normalize(x, dim=1)
+
+    def mean_sim(batches: list[list[int]]) -> float:
+        vals = []
+        for b in batches:
+            s = u[b] @ u[b].T
+            vals.append((s.sum() - s.diagonal().sum()) / (len(b) * (len(b) - 1)))
+        return float(torch.stack(vals).mean())
+
+    ngame = mean_sim(list(N.NGAMEBatchSampler(x, 16, cluster_size=8, doubling_epochs=())))
+    random = mean_sim(list(N.NGAMEBatchSampler(x, 16, cluster_size=1, doubling_epochs=())))
+    assert ngame > random + 0.3, (ngame, random)
+
+
+def test_ngame_curriculum_update_drop_last_replicas_and_dataloader() -> None:
+    x, _ = _blobs()
+    s = N.NGAMEBatchSampler(x, batch_size=32, doubling_epochs=(2, 4, 4))
+    assert [(s.set_epoch(e), s.current_cluster_size())[1] for e in range(6)] == [1, 1, 2, 2, 8, 8]
+    s.set_epoch(5)
+    assert all(len(c) == 8 for c in s.clusters())
+    before = [c.tolist() for c in s.clusters()]
+    s.update(-x.flip(0))  # other embeddings: other clusters
+    assert [c.tolist() for c in s.clusters()] != before
+    with pytest.raises(ValueError, match="embeddings"):
+        s.update(x[:5])
+    short = N.NGAMEBatchSampler(x[:100], batch_size=32, cluster_size=4, doubling_epochs=(), drop_last=True)
+    assert len(list(short)) == len(short) == 3 and all(len(b) == 32 for b in short)
+    keep = N.NGAMEBatchSampler(x[:100], batch_size=32, cluster_size=4, doubling_epochs=())
+    assert [len(b) for b in keep] == [32, 32, 32, 4]
+    ranks = [list(N.NGAMEBatchSampler(x[:100], 32, cluster_size=4, doubling_epochs=(), num_replicas=3, rank=r)) for r in range(3)]
+    assert [len(r) for r in ranks] == [2, 2, 2]
+    assert sorted(i for r in ranks for b in r[:] for i in b if True)[:100] != []  # every rank got batches
+    assert set(i for r in ranks for b in r for i in b) == set(range(100))  # together they cover the epoch
+    ds = torch.utils.data.TensorDataset(x, torch.arange(128))
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=N.NGAMEBatchSampler(x, 32, cluster_size=16, doubling_epochs=()))
+    seen = torch.cat([idx for _, idx in loader])
+    assert sorted(seen.tolist()) == list(range(128))

@@ -98,6 +98,7 @@ def test_create_overload_id_lists_match_the_registry():
     miners = names("negatives", lambda e: issubclass(e.cls, la.negatives.NegativeMiner))
     assert set(typing.get_args(registry.MinerId)) == miners
     assert set(typing.get_args(registry.GISTId)) == names("negatives", lambda e: issubclass(e.cls, la.negatives.GISTSelector))
+    assert set(typing.get_args(registry.NGAMEId)) == names("negatives", lambda e: issubclass(e.cls, la.negatives.NGAMEBatchSampler))
     loss_kinds = {"classification", "multilabel", "embedding", "pair", "regulariser"}
     for e in la.list():
         obj_type = e.cls

@@ -45,9 +45,10 @@ NOTES: dict[str, str] = {
           "and GradCache (lossatlas.distributed.cache); the same losses, computed without the N x N matrix",
     "G10": "in-batch negatives across processes: lossatlas.distributed.gather (all-gather with gradients; "
            "distributed= of the pair losses)",
-    "G11": "registered as the retrieval family's negatives ids (hard_negatives, positive_aware_negatives, ance, simans, "
-           "random_negatives, gistembed); they mine from lossatlas.negatives.CorpusIndex (exact top-k in torch, or "
-           "faiss with the faiss extra); NGAME's mini-batching is not implemented yet",
+    "G11": "registered as the retrieval family's negatives ids: the corpus miners hard_negatives, "
+           "positive_aware_negatives, ance, simans and random_negatives (over lossatlas.negatives.CorpusIndex: exact "
+           "top-k in torch, or faiss with the faiss extra), GISTEmbed's selector gistembed, and NGAME's "
+           "mini-batching ngame (a batch sampler over balanced clusters of the current embeddings)",
     "I4": "distributed samplers: every registered sampler takes num_replicas= / rank= "
           "(torch DistributedSampler semantics); lossatlas.samplers",
     "J1": "top-1 / top-k, balanced accuracy, macro-F1, Cohen's kappa, confusion matrix: lossatlas.metrics.evaluate "

@@ -42,12 +42,13 @@ effective hard-negative mining", arXiv:2407.15831 (TopK-PercPos with 95 %).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import Sampler
 
 from ._validation import check_float, check_int, check_number, check_same_device, check_tensor
 from .registry import Paper, register
@@ -68,6 +69,8 @@ __all__ = [
     "RandomNegatives",
     "PositiveAwareNegatives",
     "GISTSelector",
+    "balanced_clusters",
+    "NGAMEBatchSampler",
 ]
 
 #: the mining strategies of :meth:`CorpusIndex.mine`
@@ -880,6 +883,217 @@ class GISTSelector:
     def __repr__(self) -> str:
         return (f"GISTSelector(margin={self.margin!r}, margin_strategy={self.margin_strategy!r}, "
                 f"temperature={self.temperature!r})")
+
+
+# --------------------------------------------------------------------------- NGAME mini-batching
+
+NGAME_PAPER = Paper("K. Dahiya, N. Gupta, D. Saini, A. Soni, Y. Wang, K. Dave, J. Jiao, K. Gururaj, P. Dey, A. Singh, "
+                    "D. Hada, V. Jain, B. Paliwal, A. Mittal, S. Mehta, R. Ramjee, S. Agarwal, P. Kar, M. Varma",
+                    "NGAME: Negative Mining-aware Mini-batching for Extreme Classification", "WSDM", 2023, "2207.04452")
+_NGAME_CFG = "Extreme-classification/ngame ngame/configs/NGAME/LF-AmazonTitles-131K.json (siamese)"
+
+
+@torch.no_grad()
+def balanced_clusters(embeddings: Tensor, cluster_size: int, *, generator: torch.Generator | None = None,
+                      iters: int = 10) -> list[Tensor]:
+    """Split the rows of ``embeddings`` [N, D] into clusters of at most ``cluster_size`` rows by
+    recursive balanced 2-means on cosine similarity (NGAME's clustering, done in its official
+    code by xclib's ``cluster_balance`` with ``b_kmeans_dense``).
+
+    Each split seeds two centroids with two distinct random rows, then alternates: rank the rows
+    by ``cos(x, c₀) − cos(x, c₁)``, give the first ⌈n/2⌉ to c₀ and the rest to c₁, and move each
+    centroid to its half's normalised mean (``iters`` rounds at most, stopping when nothing
+    moves). The splits go on for ``L = 2^⌈log₂(N / cluster_size)⌉`` leaves, so every cluster
+    holds ⌊N/L⌋ or ⌈N/L⌉ rows. Returns a list of int64 index tensors (on the embeddings'
+    device) that partition ``range(N)``.
+
+    >>> import torch
+    >>> x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> sorted(sorted(c.tolist()) for c in balanced_clusters(x, 2, generator=torch.Generator().manual_seed(0)))
+    [[0, 1], [2, 3]]
+    """
+    _check_matrix(embeddings, "embeddings")
+    cluster_size = check_int(cluster_size, "cluster_size")
+    iters = check_int(iters, "iters")
+    x = F.normalize(embeddings.detach(), dim=1)
+    n = x.shape[0]
+    levels = max(0, math.ceil(math.log2(n / cluster_size))) if n > cluster_size else 0
+    clusters = [torch.arange(n, device=x.device)]
+    for _ in range(levels):
+        nxt: list[Tensor] = []
+        for idx in clusters:
+            if idx.numel() < 2:
+                nxt.append(idx)
+                continue
+            nxt.extend(_split_in_two(x[idx], idx, generator, iters))
+        clusters = nxt
+    return clusters
+
+
+def _split_in_two(x: Tensor, idx: Tensor, generator: torch.Generator | None, iters: int) -> list[Tensor]:
+    n = x.shape[0]
+    half = (n + 1) // 2
+    pick = torch.randperm(n, generator=generator)[:2].to(x.device)
+    c = x[pick]
+    first = None
+    for _ in range(iters):
+        diff = x @ (c[0] - c[1])
+        order = torch.sort(diff, descending=True, stable=True).indices
+        new = order[:half]
+        if first is not None and torch.equal(torch.sort(new).values, torch.sort(first).values):
+            break
+        first = new
+        second = order[half:]
+        c = F.normalize(torch.stack([x[first].mean(0), x[second].mean(0)]), dim=1)
+    assert first is not None
+    mask = torch.zeros(n, dtype=torch.bool, device=x.device)
+    mask[first] = True
+    return [idx[mask], idx[~mask]]
+
+
+@register(
+    "ngame",
+    aliases=("ngame_sampler", "ngame_batch_sampler"),
+    family="retrieval",
+    kind="negatives",
+    catalogue="G11",
+    formula="batches = consecutive runs of a random order of balanced clusters of the current embeddings "
+            "(cluster size C · 2^(#doubling epochs passed)), so in-batch negatives are hard",
+    paper=NGAME_PAPER,
+    code="Extreme-classification/ngame ngame/libs/shortlist.py (ClusteringIndex), libs/dataset.py",
+    defaults_source={
+        "cluster_size": f"{_NGAME_CFG}: sampling_init_cluster_size 1",
+        "doubling_epochs": f"{_NGAME_CFG}: sampling_curr_epochs [10, 20, 25, 50, 75, 100, 125, 150, 200]",
+        "drop_last": "torch DataLoader(drop_last=False): every item once per epoch",
+        "seed": "0; the epoch's order is seeded with seed + epoch, as DistributedSampler",
+        "num_replicas": "None = world size of the initialised process group, else 1",
+        "rank": "None = rank in the initialised process group, else 0",
+    },
+)
+class NGAMEBatchSampler(Sampler[list[int]]):
+    """NGAME's negative-mining-aware mini-batches (Dahiya et al., 2023, "NGAME: Negative
+    Mining-aware Mini-batching for Extreme Classification", WSDM): the training items are
+    clustered by their current embeddings into balanced clusters of size ``C`` and each
+    mini-batch is made of whole clusters, so the other items of a batch — its in-batch
+    negatives — are near neighbours, hard negatives, at no search cost.
+
+    .. math:: \\mathcal B_t = \\bigcup_{j \\in S_t} \\mathcal C_j,\\qquad |\\mathcal C_j| \\approx C_e = C \\cdot 2^{|\\{d \\in \\text{doubling\\_epochs} : d \\le e\\}|}
+
+    Every epoch the clusters (of :func:`balanced_clusters`) are put in a random order seeded by
+    ``seed + epoch``, concatenated, and cut into batches of ``batch_size``; when the cluster
+    size divides ``batch_size`` every batch is ``batch_size / C_e`` whole clusters. Every item
+    appears exactly once per epoch (the last batch may be short unless ``drop_last``). The
+    curriculum follows the official code: clusters of size 1 (random batches) at first, the
+    size doubling at each of ``doubling_epochs``. Call :meth:`update` with fresh embeddings
+    when the encoder has moved (the official code re-encodes every 5 epochs); the clustering is
+    seeded by ``seed`` and the number of updates, so a run is reproducible. Distributed: the
+    epoch's batch list is the same on every rank (padded with its first batches to a multiple
+    of ``num_replicas``) and rank r keeps batches r, r + R, …
+
+    Use it as ``DataLoader(dataset, batch_sampler=NGAMEBatchSampler(emb, 256, cluster_size=16))``.
+
+    >>> import torch
+    >>> from lossatlas.negatives import NGAMEBatchSampler
+    >>> emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+    >>> sampler = NGAMEBatchSampler(emb, batch_size=2, cluster_size=2)
+    >>> sorted(sorted(b) for b in sampler)
+    [[0, 2], [1, 3]]
+    """
+
+    def __init__(self, embeddings: Tensor, batch_size: int, cluster_size: int = 1,
+                 doubling_epochs: tuple[int, ...] = (10, 20, 25, 50, 75, 100, 125, 150, 200), drop_last: bool = False,
+                 seed: int = 0, num_replicas: int | None = None, rank: int | None = None) -> None:
+        from .samplers._base import resolve_replicas
+
+        self.batch_size = check_int(batch_size, "batch_size")
+        self.cluster_size = check_int(cluster_size, "cluster_size")
+        if isinstance(doubling_epochs, (str, bytes)) or not all(isinstance(e, int) and not isinstance(e, bool) and e >= 0
+                                                               for e in doubling_epochs):
+            raise ValueError(f"doubling_epochs must be a sequence of non-negative epoch numbers, got {doubling_epochs!r}")
+        self.doubling_epochs = tuple(doubling_epochs)
+        self.drop_last = bool(drop_last)
+        self.seed = check_int(seed, "seed", low=0)
+        self.num_replicas, self.rank = resolve_replicas(num_replicas, rank)
+        self.epoch = 0
+        self.updates = 0
+        self.embeddings = self._check(embeddings)
+        self._cache: tuple[int, int, list[Tensor]] | None = None
+
+    @staticmethod
+    def _check(embeddings: Tensor) -> Tensor:
+        _check_matrix(embeddings, "embeddings")
+        if embeddings.shape[0] < 1:
+            raise ValueError("embeddings must hold at least one row")
+        return embeddings.detach()
+
+    def update(self, embeddings: Tensor) -> None:
+        """Re-cluster from ``embeddings`` [N, D] of the same N items (the encoder's current ones)."""
+        emb = self._check(embeddings)
+        if emb.shape[0] != self.embeddings.shape[0]:
+            raise ValueError(f"embeddings must have the N = {self.embeddings.shape[0]} rows of the dataset, got {emb.shape[0]}")
+        self.embeddings = emb
+        self.updates += 1
+        self._cache = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch (the order's seed is ``seed + epoch``; the cluster-size curriculum), as ``DistributedSampler``."""
+        self.epoch = check_int(epoch, "epoch", low=0)
+
+    def current_cluster_size(self) -> int:
+        """The epoch's cluster size: ``cluster_size · 2^(doubling epochs ≤ epoch)``, at most N."""
+        doublings = sum(1 for e in self.doubling_epochs if e <= self.epoch)
+        return int(min(self.cluster_size << doublings, self.embeddings.shape[0]))
+
+    def clusters(self) -> list[Tensor]:
+        """The clusters the epoch's batches are made of (CPU int64 index tensors)."""
+        size = self.current_cluster_size()
+        if self._cache is None or self._cache[:2] != (self.updates, size):
+            if size == 1:
+                parts = [t.view(1) for t in torch.arange(self.embeddings.shape[0])]
+            else:
+                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.updates)
+                parts = [c.cpu() for c in balanced_clusters(self.embeddings, size, generator=gen)]
+            self._cache = (self.updates, size, parts)
+        return self._cache[2]
+
+    def global_batches(self) -> list[list[int]]:
+        """All of the epoch's batches (every rank's), identical on every rank."""
+        parts = self.clusters()
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.cat([parts[int(j)] for j in torch.randperm(len(parts), generator=g)]).tolist()
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        if self.num_replicas > 1 and batches:
+            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
+            batches += batches[: total - len(batches)]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.global_batches()[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        n = self.embeddings.shape[0]
+        count = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return math.ceil(count / self.num_replicas)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Embeddings, epoch and update count: a resumed run batches as an uninterrupted one."""
+        return {"embeddings": self.embeddings.clone(), "epoch": self.epoch, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s state."""
+        emb = self._check(state["embeddings"])
+        if emb.shape[0] != self.embeddings.shape[0]:
+            raise ValueError(f"state['embeddings'] has {emb.shape[0]} rows, the dataset {self.embeddings.shape[0]}")
+        self.embeddings = emb.clone()
+        self.epoch, self.updates = int(state["epoch"]), int(state["updates"])
+        self._cache = None
+
+    def __repr__(self) -> str:
+        return (f"NGAMEBatchSampler(batch_size={self.batch_size}, cluster_size={self.cluster_size}, "
+                f"doubling_epochs={self.doubling_epochs}, drop_last={self.drop_last}, seed={self.seed}, "
+                f"num_replicas={self.num_replicas}, rank={self.rank}, epoch={self.epoch})")
 
 
 def _pad(x: Tensor, num: int) -> Tensor:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Sampler
 
     from .losses._base import Loss
-    from .negatives import GISTSelector, NegativeMiner
+    from .negatives import GISTSelector, NegativeMiner, NGAMEBatchSampler
     from .two_stage import StageTwo
     from .weighting.base import ClassWeighting, Weighting
 
@@ -253,6 +253,7 @@ MinerId = Literal[
     "random_negatives", "uniform_negatives",
 ]
 GISTId = Literal["gistembed", "gist", "gist_selector"]
+NGAMEId = Literal["ngame", "ngame_sampler", "ngame_batch_sampler"]
 
 TwoStageId = Literal[
     "crt", "classifier_retraining", "classifier_re_training",
@@ -274,6 +275,8 @@ def create(id: TwoStageId, **kwargs: Any) -> StageTwo: ...
 def create(id: MinerId, **kwargs: Any) -> NegativeMiner: ...
 @overload
 def create(id: GISTId, **kwargs: Any) -> GISTSelector: ...
+@overload
+def create(id: NGAMEId, **kwargs: Any) -> NGAMEBatchSampler: ...
 @overload
 def create(id: str, **kwargs: Any) -> Loss: ...
 def create(id: str, **kwargs: Any) -> Any:

@@ -187,3 +187,58 @@ def test_selector_mask_loss_dtypes_and_bad_input(id_: str) -> None:
         la.create(id_, margin_strategy="percent")
     with pytest.raises(ValueError, match="temperature"):
         la.create(id_, temperature=0.0)
+
+
+def _sampler(id_: str, emb: torch.Tensor, **kw: Any) -> Any:
+    args: dict[str, Any] = {"embeddings": emb, "batch_size": 8, "cluster_size": 4, "doubling_epochs": ()}
+    args.update(kw)
+    return la.create(id_, **args)
+
+
+def _emb(n: int = 40, device: str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(10, D, generator=g, dtype=torch.float64)
+    return (centres.repeat_interleave(4, 0)[:n] + 0.01 * torch.randn(n, D, generator=g, dtype=torch.float64)).to(device, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("id_", SAMPLERS)
+def test_sampler_every_item_once_deterministic_and_seeded(id_: str, device: str) -> None:
+    emb = _emb(device=device)
+    s = _sampler(id_, emb)
+    batches = list(s)
+    assert len(batches) == len(s) and all(isinstance(i, int) for b in batches for i in b)
+    assert sorted(i for b in batches for i in b) == list(range(40))
+    assert list(_sampler(id_, emb)) == batches
+    s.set_epoch(1)
+    assert list(s) != batches
+    assert list(_sampler(id_, emb, seed=7)) != batches
+
+
+@pytest.mark.parametrize("id_", SAMPLERS)
+def test_sampler_state_dict_round_trip_and_dtypes(id_: str) -> None:
+    a = _sampler(id_, _emb())
+    a.update(_emb() + 0.5)
+    a.set_epoch(3)
+    b = _sampler(id_, _emb(dtype=torch.float64) * 2.0)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    assert list(b) == list(a) and b.epoch == 3
+    # float64 embeddings of the same items give the same batches as float32 ones (clear clusters)
+    assert list(_sampler(id_, _emb(dtype=torch.float64))) == list(_sampler(id_, _emb()))
+
+
+@pytest.mark.parametrize("id_", SAMPLERS)
+def test_sampler_bad_input_names_the_argument(id_: str) -> None:
+    emb = _emb()
+    for kw, name in (({"batch_size": 0}, "batch_size"), ({"cluster_size": 0}, "cluster_size"), ({"seed": -1}, "seed"),
+                     ({"doubling_epochs": (-1,)}, "doubling_epochs"), ({"num_replicas": 2, "rank": 2}, "rank")):
+        with pytest.raises(ValueError, match=name):
+            _sampler(id_, emb, **kw)
+    with pytest.raises(ValueError, match="embeddings"):
+        _sampler(id_, emb[0])
+    with pytest.raises(TypeError, match="embeddings"):
+        _sampler(id_, emb.long())
+    with pytest.raises(ValueError, match="embeddings"):
+        _sampler(id_, emb).update(emb[:3])
+    with pytest.raises(ValueError, match="epoch"):
+        _sampler(id_, emb).set_epoch(-1)
