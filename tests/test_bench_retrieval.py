@@ -18,6 +18,7 @@ def test_suite_validates_and_covers_every_strategy() -> None:
     assert strategies == {"none", "random", "hard", "ance", "simans"}
     assert any(r.config["guide"] is not None for r in suite.recipes)
     assert any(r.config["negatives"]["ratio"] is not None for r in suite.recipes)
+    assert {r.config["batching"]["name"] for r in suite.recipes} == {"random", "ngame"}
 
 
 def test_corrupt_is_a_shift_with_dropout_and_noise() -> None:
@@ -61,6 +62,15 @@ def test_every_strategy_runs_and_is_deterministic(negatives: dict[str, Any], gui
         assert a["refreshes"] == (1258 // 128) // 3  # 1,797 - 539 training queries, 9 steps
 
 
+def test_ngame_batching_runs_is_deterministic_and_differs_from_random_batches() -> None:
+    recipe = _tiny(epochs=2, batching={"name": "ngame", "cluster_size": 8, "refresh_every": 1})
+    a = R.run(recipe, 0, torch.device("cpu"))
+    assert a == {**R.run(recipe, 0, torch.device("cpu")), "train_time_s": a["train_time_s"]}
+    plain = R.run(_tiny(epochs=2), 0, torch.device("cpu"))
+    assert a["final_train_loss"] != plain["final_train_loss"]
+    assert 0 <= a["recall@1"] <= a["recall@5"] <= a["recall@10"] <= 1
+
+
 def test_untrained_mrr_equals_a_direct_ranking() -> None:
     out = R.run(_tiny(epochs=0), 1, torch.device("cpu"))
     assert out["n_test_queries"] == 539 and out["corpus_size"] == 1797
@@ -74,6 +84,9 @@ def test_untrained_mrr_equals_a_direct_ranking() -> None:
     ({"data": {"dropout": 1.5}}, "data.dropout"),
     ({"data": {"name": "mnist1d"}}, "data.name"),
     ({"temperature": 0}, "temperature"),
+    ({"batching": {"name": "kmeans"}}, "batching.name"),
+    ({"batching": {"name": "ngame", "cluster_size": 0}}, "batching.cluster_size"),
+    ({"batching": {"name": "ngame", "doubling_epochs": 5}}, "batching.doubling_epochs"),
 ])
 def test_recipe_errors_name_the_field(change: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -20,6 +20,11 @@ Recipe fields (defaults in brackets):
   mines from the index of the untrained encoder (static negatives);
 - ``guide``: ``null`` or ``{"name": "pixels", "margin": 0.0}``: GISTEmbed's guided selection
   with the raw-pixel cosine as the guide model (:func:`lossatlas.negatives.gist_mask`);
+- ``batching``: ``{"name": "random"|"ngame", "cluster_size": 8, "refresh_every": 5,
+  "doubling_epochs": []}`` ["random": a shuffled order cut into batches]; ``"ngame"`` builds the
+  batches of each epoch from whole clusters of the training documents' current embeddings
+  (:class:`lossatlas.negatives.NGAMEBatchSampler`), re-clustered every ``refresh_every``
+  epochs, so the in-batch negatives are hard (NGAME, Dahiya et al., 2023);
 - ``temperature`` [0.05], ``batch_size`` [64], ``epochs`` [20], ``optimizer`` [adam 1e-3],
   ``schedule`` [cosine].
 
@@ -42,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import functional as LF
-from ...negatives import STRATEGIES, CorpusIndex, gist_mask
+from ...negatives import STRATEGIES, CorpusIndex, NGAMEBatchSampler, gist_mask
 from ..training import build_optimizer, build_schedule, seed_everything, validate_optimizer, validate_schedule
 from ._common import check_top_fields, positive_int, with_defaults
 
@@ -50,13 +55,14 @@ __all__ = ["validate", "run", "load_corpus", "corrupt"]
 
 log = logging.getLogger(__name__)
 
-_TOP_FIELDS = {"name", "description", "task", "seeds", "data", "model", "negatives", "guide", "temperature",
-               "batch_size", "epochs", "optimizer", "schedule"}
+_TOP_FIELDS = {"name", "description", "task", "seeds", "data", "model", "negatives", "guide", "batching",
+               "temperature", "batch_size", "epochs", "optimizer", "schedule"}
 _DATA = {"name": "digits", "shift": 1, "dropout": 0.1, "noise": 0.1, "test_fraction": 0.3}
 _MODEL = {"hidden": 256, "embedding_size": 64}
 _NEG = {"strategy": "none", "num": 4, "depth": 50, "refresh_every": None, "margin": None, "ratio": None,
         "a": 1.0, "b": 0.0}
 _GUIDE = {"name": "pixels", "margin": 0.0}
+_BATCHING = {"name": "random", "cluster_size": 8, "refresh_every": 5, "doubling_epochs": []}
 
 
 def _number(value: Any, field: str, low: float = 0.0, high: float | None = None) -> float:
@@ -102,6 +108,15 @@ def validate(recipe: dict[str, Any]) -> dict[str, Any]:
         r["guide"] = guide
     else:
         r["guide"] = None
+    bat = with_defaults(r.get("batching"), _BATCHING, "batching")
+    if bat["name"] not in ("random", "ngame"):
+        raise ValueError(f"batching.name must be 'random' or 'ngame', got {bat['name']!r}")
+    bat["cluster_size"] = positive_int(bat["cluster_size"], "batching.cluster_size")
+    bat["refresh_every"] = positive_int(bat["refresh_every"], "batching.refresh_every")
+    if not isinstance(bat["doubling_epochs"], list):
+        raise ValueError(f"batching.doubling_epochs must be a list of epochs, got {bat['doubling_epochs']!r}")
+    bat["doubling_epochs"] = [positive_int(e, "batching.doubling_epochs") for e in bat["doubling_epochs"]]
+    r["batching"] = bat
     r["temperature"] = _number(r.get("temperature", 0.05), "temperature", 1e-6)
     r["batch_size"] = positive_int(r.get("batch_size", 64), "batch_size")
     epochs = r.get("epochs", 20)
@@ -146,6 +161,16 @@ def _encoder(hidden: int, emb: int) -> nn.Module:
 
 
 @torch.no_grad()
+def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's embeddings of ``x`` (eval mode, no gradient; train mode restored)."""
+    was = model.training
+    model.eval()
+    out: torch.Tensor = model(x)
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
 def _evaluate(model: nn.Module, corpus: torch.Tensor, queries: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     model.eval()
     d = F.normalize(model(corpus), dim=1)
@@ -175,6 +200,11 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
     bs, epochs = r["batch_size"], r["epochs"]
     steps = max(1, train_ids.numel() // bs)
     index = None
+    bat = r["batching"]
+    sampler = None
+    if bat["name"] == "ngame":
+        sampler = NGAMEBatchSampler(_embed(model, corpus_d[train_ids.to(device)]), bs, cluster_size=bat["cluster_size"],
+                                    doubling_epochs=tuple(bat["doubling_epochs"]), drop_last=True, seed=seed)
     if neg["strategy"] != "none":
         index = CorpusIndex(model, corpus_d, refresh_every=neg["refresh_every"], batch_size=2048)
     t0 = time.perf_counter()
@@ -183,10 +213,16 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
         optimizer = build_optimizer(model.parameters(), r["optimizer"])
         scheduler = build_schedule(optimizer, r["schedule"], epochs, steps)
         for epoch in range(epochs):
-            order = train_ids[torch.randperm(train_ids.numel(), generator=gen)]
+            if sampler is not None:
+                if epoch > 0 and epoch % bat["refresh_every"] == 0:
+                    sampler.update(_embed(model, corpus_d[train_ids.to(device)]))
+                sampler.set_epoch(epoch)
+                batches = [train_ids[torch.tensor(b)] for b in sampler]
+            else:
+                order = train_ids[torch.randperm(train_ids.numel(), generator=gen)]
+                batches = [order[s * bs : (s + 1) * bs] for s in range(steps)]
             running = 0.0
-            for s in range(steps):
-                ids = order[s * bs : (s + 1) * bs]
+            for ids in batches:
                 xq = corrupt(corpus[ids], dcfg["shift"], dcfg["dropout"], dcfg["noise"], gen).to(device)
                 q = model(xq)
                 ref_ids = ids.to(device)
@@ -213,7 +249,7 @@ def run(recipe: dict[str, Any], seed: int, device: torch.device, progress: Calla
                 if index is not None:
                     index.step()
                 running += float(loss.detach())
-            last = running / steps
+            last = running / max(1, len(batches))
             if progress is not None:
                 progress(epoch + 1, epochs, f"loss {last:.4f}")
     train_time = time.perf_counter() - t0
