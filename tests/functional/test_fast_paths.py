@@ -306,6 +306,40 @@ def test_active_passive_pairs(active, passive, akw, pkw, ref):
         torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
 
 
+MIX_CASES = [c for c in ROW_CASES if c[0] in ("rce", "sce", "nce", "nce_rce", "nce_mae", "logitclip")]
+
+
+@pytest.mark.parametrize("clamped", [False, True])
+@pytest.mark.parametrize("num_classes", [2, 15, 16, 40])
+@pytest.mark.parametrize("loss_id, kw, ref", MIX_CASES, ids=[c[0] for c in MIX_CASES])
+def test_noise_mix_both_softmax_forms_and_both_rce_forms(loss_id, kw, ref, num_classes, clamped):
+    # below 16 classes p comes from a log-softmax, from 16 on from a softmax; without a probability
+    # below 1e-7 RCE is computed as 1 − p_y, with one as the clamped sum (both checked here)
+    z, y = _inputs(9, num_classes, 14.0 if clamped else 0.5, seed=5)
+    assert bool((torch.softmax(z, 1) < P_MIN).any()) == clamped
+    keep = y != -100
+    rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0), **kw), keep, "mean"), z)
+    with force_path("fused"):
+        v, g = _value_and_grad(lambda t: getattr(LF, loss_id)(t, y, **kw), z)
+        for reduction in ("mean", "none"):
+            assert torch.autograd.gradcheck(lambda t: getattr(LF, loss_id)(t, y, reduction=reduction, **kw),
+                                            (z.clone().requires_grad_(),))
+    torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+
+
+def test_noise_mix_without_ignored_rows_and_one_class():
+    # nothing ignored: no mask is built (the lazy mask); one class: NCE is 0 with a zero gradient
+    z, y = _inputs(6, 7, 2.0, ignore=False)
+    rv, rg = _value_and_grad(lambda t: ref_nce_rce(t, y, 2.0, 0.5).mean(), z)
+    with force_path("fused"):
+        v, g = _value_and_grad(lambda t: LF.nce_rce(t, y, alpha=2.0, beta=0.5), z)
+        v1, g1 = _value_and_grad(lambda t: LF.nce_mae(t, torch.zeros(6, dtype=torch.long), reduction="sum"), z[:, :1])
+    torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+    assert v1.item() == 0.0 and torch.equal(g1, torch.zeros_like(g1))
+
+
 @pytest.mark.parametrize("path", ["plain", "fused"])
 def test_active_passive_part_options_are_checked_on_both_paths(path):
     z, y = _inputs(4, 3, 1.0, ignore=False)

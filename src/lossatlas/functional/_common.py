@@ -63,12 +63,16 @@ def prepare_classification(
     validate: bool,
     weight: Tensor | None = None,
     ignore_index: int | None = None,
+    lazy_mask: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
     """Validate and normalise (logits, integer target) for a per-sample classification loss.
 
     Returns ``(z, safe_target, sample_weights, out_dtype)`` where ``z`` is the logits in the
     compute dtype, ``safe_target`` has ignored entries replaced by 0, and ``sample_weights``
     is ``weight[target]`` times the not-ignored mask (``None`` when neither applies).
+    ``lazy_mask=True`` (fused CPU paths; one host read) builds the mask only when some target
+    can be ``ignore_index``: the usual batch with nothing ignored then costs two operator
+    calls instead of the mask's four and the later test that its weights are all 1.
     """
     check_reduction(reduction)
     masked = check_finite_logits(logits, validate)
@@ -79,7 +83,7 @@ def prepare_classification(
     safe_target = target
     check_ignore_index(ignore_index, logits.shape[1])
     mask = None
-    if ignore_index is not None:
+    if ignore_index is not None and not (lazy_mask and none_ignored(target, ignore_index)):
         mask = target != ignore_index
         safe_target = torch.where(mask, target, torch.zeros_like(target))
     if masked:  # a -inf logit was seen: it must not be a target's
@@ -92,6 +96,14 @@ def prepare_classification(
         m = mask.to(z.dtype)
         sample_weights = m if sample_weights is None else sample_weights * m
     return z, safe_target, sample_weights, out_dtype
+
+
+def none_ignored(target: Tensor, ignore_index: int) -> bool:
+    """Whether no entry of ``target`` can be ``ignore_index`` (one reduction and one host read):
+    every entry is above a negative ``ignore_index`` or below a nonnegative one."""
+    if not target.numel():
+        return False
+    return int(target.amin()) > ignore_index if ignore_index < 0 else int(target.amax()) < ignore_index
 
 
 def check_finite_logits(logits: Any, validate: bool) -> bool:

@@ -30,7 +30,17 @@ from .._paths import take_fused
 from .._spec import Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, spec_of, unit_interval
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import check_companion_logits, compute_dtype, prepare_classification, reduce_loss, target_logit
-from ._fused import col, fused_or_traced, log_prob_target, next_below, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss
+from ._fused import (
+    folded_scale,
+    fused_or_traced,
+    log_prob_target,
+    next_below,
+    reduce_rows,
+    scale_grad,
+    softmax_and_log_target,
+    softmax_log_pieces,
+    softmax_row_loss,
+)
 from .imbalance import cross_entropy
 
 __all__ = [
@@ -208,79 +218,112 @@ def _log_prob_sum(z: Tensor, idx: Tensor, lpy: Tensor) -> Tensor:
 
 class _NoiseMix(torch.autograd.Function):
     """``w_ce·(−log p_y) + w_mae·(1 − p_y) + w_nce·NCE + w_rce·Σ_{j≠y} max(p_j, 1e-7)`` from ONE
-    softmax, with a hand-derived backward (the fused path of MAE, RCE, SCE, NCE, NCE+RCE,
-    NCE+MAE and active-passive pairs of them).
+    softmax, with a hand-derived backward (the fused path of RCE, SCE, NCE, NCE+RCE, NCE+MAE
+    and active-passive pairs of them).
 
-    With ``T = Σ_j log p_j`` and ``r = log p_y / T`` (NCE), every term's gradient is
-    ``a (e_y − p) + b p + c`` per row (``∂r/∂z = (e_y − p)/T − r (1 − C p)/T``) except RCE's,
-    ``t − p Σ_j t_j`` with ``t_j = p_j [p_j ≥ 1e-7] [j ≠ y]`` (the clamp's mask), rebuilt in the
-    backward from ``p`` by one threshold pass. A zero normaliser ``T`` gives NCE 0 with a zero
-    gradient, as :func:`lossatlas._spec.safe_ratio` does on the plain path.
+    Every term's gradient is ``a e_y + b p + c`` per row (coefficient columns [N, 1]) except
+    RCE's where its clamp is active: with ``S = Σ_j log p_j`` and ``r = log p_y / S`` (NCE),
+    ``∂r/∂z = (e_y − p)/S − r (1 − C p)/S``; CE ``−(e_y − p)``; MAE ``−p_y (e_y − p)``. Where no
+    probability is below 1e-7 (one reduction and one host read), RCE is ``1 − p_y`` exactly,
+    i.e. MAE with weight ``w_rce``, and is computed as such; otherwise its gradient
+    ``t − t_y e_y − p (Σ_j t_j − t_y)`` with ``t = p [p ≥ 1e-7]`` (the clamp's mask) is rebuilt
+    in the backward from ``p`` by one threshold pass. ``C = 1`` gives NCE 0 with a zero
+    gradient, as :func:`lossatlas._spec.safe_ratio` does on the plain path (``S < 0`` for
+    ``C ≥ 2``; ``−∞`` with a masked class, where NCE is 0).
     """
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
                 row_w: Tensor | None, reduction: str) -> Tensor:
-        p, lpy = softmax_and_log_target(z, idx)
-        # ∂ℓ/∂z = coef_p · p + coef_e · e_y + coef_1 (+ RCE's part, rebuilt in the backward)
-        parts: list[Tensor] = []
-        coef_e: Tensor | float = 0.0
-        coef_1: Tensor | None = None
-        coef_p: Tensor | float = 0.0
+        num_classes = z.shape[1]
+        if num_classes == 1:
+            w_nce = 0.0
+        p, lpy, s = softmax_log_pieces(z, idx, log_sum=bool(w_nce))
+        if w_rce and float(p.amin()) >= P_MIN:  # no clamp: Σ_{j≠y} p_j = 1 − p_y
+            w_mae, w_rce = w_mae + w_rce, 0.0
+        # per-row terms as [N, 1] columns; ∂ℓ/∂z = a e_y + b p + c (+ RCE's clamped part)
+        loss: Tensor | None = None
+        a: Tensor | float = -w_ce
+        b_more: Tensor | None = None
+        c: Tensor | None = None
+
+        def add(term: Tensor, weight: float) -> None:
+            nonlocal loss
+            loss = term * weight if loss is None else loss.add_(term, alpha=weight)
+
         if w_ce:
-            parts.append(lpy * -w_ce)
-            coef_e = -w_ce
+            add(lpy, -w_ce)
         if w_mae:
-            e = lpy.exp()
-            parts.append(torch.expm1(lpy).mul_(-w_mae))
-            coef_e = e.mul_(-w_mae).add_(coef_e)
+            add(torch.expm1(lpy), -w_mae)
+            a = lpy.exp().mul_(-w_mae)
+            if w_ce:
+                a.sub_(w_ce)
         if w_nce:
-            z_y = z.gather(1, idx).squeeze_(1)
-            den = z_y.sub_(lpy).mul_(z.shape[1]).sub_(z.sum(1))  # −Σ_j log p_j = C log Z − Σ_j z_j
-            inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NCE is undefined
-            m = inv * w_nce
-            u = lpy * m  # −w·NCE
-            parts.append(u.neg())
-            coef_e = m.neg_().add_(coef_e)  # w/T (e_y − p) with 1/T = −inv
-            coef_1 = u.mul_(inv)  # −(w r/T)·1 with r = −lpy·inv: stored negated
-            coef_p = coef_1 * z.shape[1]  # w r C/T · p, negated like coef_1
-        if w_rce:
-            parts.append(p.clamp_min(P_MIN).scatter_(1, idx, 0.0).sum(1).mul_(w_rce))
-        loss = parts[0]
-        for more in parts[1:]:
-            loss = loss + more
-        out, ctx.k = reduce_rows(loss, row_w, reduction)
-        ctx.coefs = ((coef_p - coef_e) if w_nce else -coef_e, coef_e, coef_1, w_rce)
+            assert s is not None
+            inv = s.reciprocal()
+            r = lpy * inv
+            add(r, w_nce)
+            a = torch.add(a, inv, alpha=w_nce) if isinstance(a, Tensor) else inv.mul(w_nce).add_(a)
+            r_inv = r.mul_(inv)  # r/S (r itself is no longer needed)
+            b_more = r_inv * (w_nce * num_classes)
+            c = r_inv.mul_(-w_nce)
+        if w_rce:  # clamped: Σ_j max(p_j, 1e-7) − max(p_y, 1e-7)
+            pc = p.clamp_min(P_MIN)
+            add(pc.sum(1, keepdim=True).sub_(pc.gather(1, idx)), w_rce)
+        if loss is None:  # NCE alone with one class
+            loss = torch.zeros_like(lpy)
+        out, ctx.k = reduce_rows(loss.squeeze(1), row_w, reduction)
+        if b_more is None:
+            b: Tensor | float = -a
+        else:
+            b = b_more.sub_(a)
+        ctx.coefs = (a, b, c, w_rce)
         ctx.save_for_backward(p, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, idx = ctx.saved_tensors
-        coef_p, coef_e, coef_1, w_rce = ctx.coefs
-        if w_rce:  # RCE: w (t − p Σ t), t = p where the clamp passed the gradient, 0 at y
-            gz = F.threshold(p, next_below(P_MIN, p.dtype), 0.0).scatter_(1, idx, 0.0)
-            coef_p = gz.sum(1).mul_(-w_rce).add_(coef_p)
-            if w_rce != 1.0:
-                gz.mul_(w_rce)
-            gz.addcmul_(p, coef_p.unsqueeze(1))
+        a, b, c, w_rce = ctx.coefs
+        k = folded_scale(ctx.k, grad, p.shape[1])  # a scalar factor goes into the [N, 1] coefficients
+        if k is not None and k != 1.0:
+            a, b, w_rce = a * k, b * k, w_rce * k
+            c = None if c is None else c * k
+        if not isinstance(a, Tensor):
+            a = torch.full((idx.shape[0], 1), a, dtype=p.dtype)
+        if w_rce:  # RCE's clamped part: w (t − t_y e_y − p Σ_j t_j + p t_y), t = p where the clamp passes
+            gz = F.threshold(p, next_below(P_MIN, p.dtype), 0.0)
+            t_y = gz.gather(1, idx)
+            b = gz.sum(1, keepdim=True).sub_(t_y).mul_(-w_rce).add_(b)
+            a = torch.sub(a, t_y, alpha=w_rce)
+            gz.mul_(w_rce).addcmul_(p, b)
         else:
-            gz = p * col(coef_p)
-        if coef_1 is not None:
-            gz.sub_(coef_1.unsqueeze(1))
-        e = coef_e.unsqueeze(1) if isinstance(coef_e, Tensor) else torch.full((idx.shape[0], 1), coef_e, dtype=p.dtype)
-        return scale_grad(gz.scatter_add_(1, idx, e), ctx.k, grad), None, None, None, None, None, None, None
+            gz = p * b
+        if c is not None:
+            gz.add_(c)
+        gz.scatter_add_(1, idx, a)
+        return (gz if k is not None else scale_grad(gz, ctx.k, grad)), None, None, None, None, None, None, None
 
 
 _noise_mix = cast(Callable[..., Tensor], _NoiseMix.apply)
 
 
+def _prepare_fused(logits: Any, target: Any, reduction: str, validate: bool,
+                   ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype] | None:
+    """:func:`_prepare` for a fused path, or ``None`` where the plain one runs (nothing checked
+    then: the plain path does it); the ignore mask only when some target can be ignored."""
+    if not isinstance(logits, Tensor) or not take_fused(logits, FUSE_MIN_NUMEL):
+        return None
+    return prepare_classification(logits, target, reduction, validate, None, ignore_index, lazy_mask=True)
+
+
 def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None,
            w_ce: float = 0.0, w_mae: float = 0.0, w_nce: float = 0.0, w_rce: float = 0.0) -> Tensor | None:
     """A combination of CE, MAE, NCE and RCE on the fused path, or ``None`` where the plain one runs."""
-    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if not take_fused(z, FUSE_MIN_NUMEL):
+    prepared = _prepare_fused(logits, target, reduction, validate, ignore_index)
+    if prepared is None:
         return None
+    z, y, w, out_dtype = prepared
     return _noise_mix(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
 
 
@@ -759,30 +802,36 @@ def _plain_cross_entropy(base: Any, base_kwargs: Mapping[str, Any] | None, base_
 class _ClippedCE(torch.autograd.Function):
     """Cross-entropy of LogitClip's L2-clipped logits ``u = s z``, ``s = 1/(τ(‖z‖ + ε))`` where that
     is below 1 (else 1), from one softmax, hand-derived backward: with ``g_u = p − e_y``,
-    ``∂ℓ/∂z = s g_u − [clipped] s/(‖z‖ (‖z‖ + ε)) ⟨g_u, z⟩ z``."""
+    ``∂ℓ/∂z = s g_u − [clipped] s/(‖z‖ (‖z‖ + ε)) ⟨g_u, z⟩ z`` (per-row factors as [N, 1]
+    columns; a zero row, clipped only when ``ε > 1/τ``, has no second term)."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, tau: float, eps: float, row_w: Tensor | None, reduction: str) -> Tensor:
         bound = 1.0 / tau
-        norm = torch.linalg.vector_norm(z, dim=1)
+        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
         padded = norm + eps
         clipped = padded > bound
-        s = torch.where(clipped, bound / padded, 1.0)
-        p, lpy = softmax_and_log_target(z * s.unsqueeze(1), idx)
-        out, ctx.k = reduce_rows(lpy.neg(), row_w, reduction)
-        dot = torch.linalg.vecdot(p, z) - z.gather(1, idx).squeeze_(1)  # ⟨p − e_y, z⟩
-        slope = torch.where(clipped & (norm > 0), s / (norm * padded), 0.0)
+        ratio = padded.reciprocal().mul_(bound)
+        s = torch.where(clipped, ratio, 1.0)
+        p, lpy, _ = softmax_log_pieces(z * s, idx)
+        out, ctx.k = reduce_rows(lpy.squeeze(1).neg(), row_w, reduction)
+        dot = torch.linalg.vecdot(p, z).unsqueeze_(1).sub_(z.gather(1, idx))  # ⟨p − e_y, z⟩
+        # −[clipped] s ⟨g_u, z⟩ / (‖z‖ (‖z‖ + ε)), with ‖z‖ floored at the smallest normal (z = 0 there)
+        ctx.coef_z = torch.where(clipped, ratio.div_(norm.clamp_min_(torch.finfo(z.dtype).tiny)), 0.0).mul_(dot).div_(padded).neg_()
         ctx.s = s
-        ctx.coef_z = slope.mul_(dot).neg_()
         ctx.save_for_backward(z, p, idx)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         z, p, idx = ctx.saved_tensors
-        s = ctx.s.unsqueeze(1)
-        gz = p.mul(s).addcmul_(z, ctx.coef_z.unsqueeze(1))
-        return scale_grad(gz.scatter_add_(1, idx, s.neg()), ctx.k, grad), None, None, None, None, None
+        s, coef_z = ctx.s, ctx.coef_z
+        k = folded_scale(ctx.k, grad, p.shape[1])
+        if k is not None and k != 1.0:
+            s, coef_z = s * k, coef_z * k
+        gz = (p * s).addcmul_(z, coef_z)
+        gz.scatter_add_(1, idx, s.neg())
+        return (gz if k is not None else scale_grad(gz, ctx.k, grad)), None, None, None, None, None
 
 
 _clipped_ce_fused = cast(Callable[..., Tensor], _ClippedCE.apply)
@@ -827,7 +876,7 @@ def logitclip(
     plain_ce = _plain_cross_entropy(base, base_kwargs, base_call) if p == 2.0 else None
     if plain_ce is not None and take_fused(logits, FUSE_MIN_NUMEL):
         ignore, check_target = plain_ce  # the cross-entropy's own checks, on the logits it would see clipped
-        z, y, w, out_dtype = prepare_classification(logits, target, reduction, check_target, None, ignore)
+        z, y, w, out_dtype = prepare_classification(logits, target, reduction, check_target, None, ignore, lazy_mask=True)
         return _clipped_ce_fused(z, y.unsqueeze(1), tau, eps, w, reduction).to(out_dtype)
     z = _clip(logits.to(compute_dtype(logits)), tau, p, eps)
     if isinstance(base, nn.Module):
