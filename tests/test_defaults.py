@@ -540,6 +540,8 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "average_nonzero": (True, PML + "base_metric_loss_function.py: AvgNonZeroReducer by default"),
         "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
         "block_size": (None, BLOCK),
+        "distributed": (False, DIST),
+        "group": (None, GROUP),
         "reduction": ("mean", TORCH_RED),
     },
     "triplet_margin": {
@@ -547,6 +549,8 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "average_nonzero": (True, PML + "base_metric_loss_function.py: AvgNonZeroReducer by default"),
         "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
         "block_size": (None, BLOCK),
+        "distributed": (False, DIST),
+        "group": (None, GROUP),
         "reduction": ("mean", TORCH_RED),
     },
     "multi_similarity": {
@@ -556,6 +560,8 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "miner_epsilon": (None, "no mining (pytorch-metric-learning's MultiSimilarityMiner is a separate object)"),
         "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
         "block_size": (None, BLOCK),
+        "distributed": (False, DIST),
+        "group": (None, GROUP),
         "reduction": ("mean", TORCH_RED),
     },
     "ntxent": {
@@ -1137,6 +1143,8 @@ NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
     **{(i, n): "needs an initialised process group: tests/test_distributed_contrastive.py"
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
                  "barlow_twins", "supcon") for n in ("distributed", "group")},
+    **{(i, n): "needs an initialised process group: tests/test_distributed_metric.py"
+       for i in ("contrastive", "triplet_margin", "multi_similarity") for n in ("distributed", "group")},
     **{(i, "ignore_index"): "an ignore_index absent from the batch cannot change it: test_ignore_index_default"
        for i in DEFAULTS if "ignore_index" in DEFAULTS[i]},
     **{("cals", n): "acts when the multipliers or rho are updated (update_multipliers / update_rho), not on a first "

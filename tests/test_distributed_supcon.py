@@ -4,17 +4,15 @@ accumulation over micro-batches (``no_sync``), and in the cached (GradCache) for
 
 from __future__ import annotations
 
-import datetime
-import socket
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import lossatlas as la
 import lossatlas.functional as LF
+from gloo import ddp_accumulate, encoder, run_gloo, shard
 from lossatlas.distributed import cached_backward
 
 WORLD = 2
@@ -29,13 +27,6 @@ SETTINGS: list[dict[str, Any]] = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     n = sum(SIZES)
@@ -47,63 +38,44 @@ def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def _encoder() -> torch.nn.Module:
-    torch.manual_seed(1)
-    return torch.nn.Sequential(torch.nn.Linear(D_IN, 6), torch.nn.Tanh(), torch.nn.Linear(6, D)).double()
+    return encoder(D_IN, D)
 
 
 def _shard(rank: int) -> slice:
-    start = sum(SIZES[:rank])
-    return slice(start, start + SIZES[rank])
+    return shard(rank, SIZES)
 
 
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        e, x, y = _data()
-        sl = _shard(rank)
-        out: dict[str, Any] = {"loss": [], "grad": []}
-        # 1. the function on leaf embeddings, dense and tiled
-        for kw in SETTINGS:
-            for tiled in (False, True):
-                el = e[sl].clone().requires_grad_()
-                loss = LF.supcon(el, y[0, sl], distributed=True, tiled=tiled, block_size=3, **kw)
-                loss.backward()
-                out["loss"].append(loss.detach())
-                out["grad"].append(el.grad)
-        # 2. DDP, two micro-batches accumulated with no_sync, the module's tiled form
-        enc = _encoder()
-        ddp = torch.nn.parallel.DistributedDataParallel(enc)
-        crit = la.create("supcon", temperature=0.1, tiled=True, block_size=4, distributed=True)
-        for m in range(MICRO):
-            if m < MICRO - 1:
-                with ddp.no_sync():
-                    (crit(ddp(x[m, sl]), y[m, sl]) * WORLD).backward()
-            else:
-                (crit(ddp(x[m, sl]), y[m, sl]) * WORLD).backward()
-        out["ddp"] = [p.grad.detach().clone() for p in enc.parameters()]
-        # 3. the cached (GradCache) form: chunks of 3 rows, then the parameter gradients summed over ranks
-        enc = _encoder()
-        fn = la.create("supcon", temperature=0.1, tiled=True, block_size=2, distributed=True)
-        for m in range(MICRO):
-            out.setdefault("cached_loss", []).append(
-                cached_backward(lambda z, m=m: fn(z, y[m, sl]), enc, [x[m, sl]], chunk_size=3))
-        grads = [p.grad.detach().clone() for p in enc.parameters()]
-        for t in grads:
-            dist.all_reduce(t)
-        out["cached"] = grads
-        torch.save(out, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> dict[str, Any]:
+    e, x, y = _data()
+    sl = _shard(rank)
+    out: dict[str, Any] = {"loss": [], "grad": []}
+    # 1. the function on leaf embeddings, dense and tiled
+    for kw in SETTINGS:
+        for tiled in (False, True):
+            el = e[sl].clone().requires_grad_()
+            loss = LF.supcon(el, y[0, sl], distributed=True, tiled=tiled, block_size=3, **kw)
+            loss.backward()
+            out["loss"].append(loss.detach())
+            out["grad"].append(el.grad)
+    # 2. DDP, two micro-batches accumulated with no_sync, the module's tiled form
+    crit = la.create("supcon", temperature=0.1, tiled=True, block_size=4, distributed=True)
+    out["ddp"] = ddp_accumulate(_encoder(), lambda ddp, m: crit(ddp(x[m, sl]), y[m, sl]), MICRO)
+    # 3. the cached (GradCache) form: chunks of 3 rows, then the parameter gradients summed over ranks
+    enc = _encoder()
+    fn = la.create("supcon", temperature=0.1, tiled=True, block_size=2, distributed=True)
+    for m in range(MICRO):
+        out.setdefault("cached_loss", []).append(
+            cached_backward(lambda z, m=m: fn(z, y[m, sl]), enc, [x[m, sl]], chunk_size=3))
+    grads = [p.grad.detach().clone() for p in enc.parameters()]
+    for t in grads:
+        dist.all_reduce(t)
+    out["cached"] = grads
+    return out
 
 
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    path = str(tmp_path_factory.mktemp("dist_supcon") / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    return run_gloo(_worker, tmp_path_factory.mktemp("dist_supcon"), WORLD)
 
 
 def test_distributed_supcon_equals_single_process(gathered: list[dict[str, Any]]) -> None:

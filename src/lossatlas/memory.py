@@ -21,7 +21,16 @@ lives in registered buffers (``state_dict`` round trip, ``.to(device)``, DDP bro
 
 Under ``torch.distributed``, ``gather=True`` fills the bank from the keys all-gathered over the
 group (in rank order), so every process holds the same bank, equal to the bank of one
-process fed the concatenated global batch (tested with two gloo processes).
+process fed the concatenated global batch (tested with two gloo processes). Each process's
+loss is then that of its own rows against the bank. ``distributed=True`` (with ``gather``)
+makes it the loss of the concatenated batch: the batch's rows, labels (and keys) are
+all-gathered with gradients (:func:`lossatlas.distributed.all_gather_with_grad`), every
+process computes the loss of all of them against the bank (miner, distance and reducer
+included) and returns it with :func:`lossatlas.distributed.replicated_loss`, so the value and
+each process's gradient are those of one process fed the concatenated batch (under DDP,
+multiply by the world size, as for every ``distributed=True`` loss; ``reduction="none"``
+returns this process's rows). The loss is computed in full on every process: the bank is the
+larger side of the comparison, and the reducers need every term.
 
 >>> import torch, lossatlas as la
 >>> from lossatlas.memory import MemoryLoss
@@ -40,7 +49,7 @@ from torch import Tensor, nn
 
 from ._validation import check_class_indices, check_float, check_int
 from .distances import Distance
-from .distributed.gather import is_distributed
+from .distributed.gather import all_gather_with_grad, is_distributed, replicated_loss
 from .functional.metric import _check_embeddings
 from .miners import Miner
 from .reducers import Reducer
@@ -194,6 +203,8 @@ class MemoryLoss(nn.Module):
         miner: a :class:`lossatlas.miners.Miner` applied to (batch, memory) in ``"xbm"`` mode.
         distance, reducer: passed to the loss (``None``: its own).
         gather: fill the bank from the keys all-gathered over ``group`` (DDP).
+        distributed: with ``gather``, return the loss of the concatenated batch of every
+            process (see the module docstring); no effect outside a process group of > 1.
         group: the process group (``None``: the default group).
 
     ``forward(embeddings [N, D], labels [N] | None = None, keys [N, D] | None = None)``;
@@ -202,10 +213,18 @@ class MemoryLoss(nn.Module):
 
     def __init__(self, loss: nn.Module, memory_size: int, embedding_dim: int, *, mode: str = "xbm",
                  miner: Miner | None = None, distance: Distance | None = None, reducer: Reducer | None = None,
-                 gather: bool = False, group: Any = None) -> None:
+                 gather: bool = False, distributed: bool = False, group: Any = None) -> None:
         super().__init__()
         if not isinstance(loss, nn.Module):
             raise TypeError(f"loss must be a loss module (la.create(...)), got {type(loss).__name__}")
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be True or False, got {distributed!r}")
+        if distributed and not gather:
+            raise ValueError("distributed=True needs gather=True: the loss of the concatenated batch compares it with "
+                             "the bank of every process's keys")
+        if getattr(loss, "distributed", False):
+            raise ValueError("loss was built with distributed=True: MemoryLoss gathers the batch itself; build the "
+                             "loss without it and pass distributed=True to MemoryLoss")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if miner is not None and not isinstance(miner, Miner):
@@ -219,6 +238,7 @@ class MemoryLoss(nn.Module):
         self.distance = distance
         self.reducer = reducer
         self.gather = bool(gather)
+        self.distributed = distributed
         self.group = group
         self._takes_queue = mode == "queue" and "ref_emb" not in _forward_keywords(loss)
 
@@ -242,6 +262,8 @@ class MemoryLoss(nn.Module):
             raise ValueError("mode='xbm' needs labels [N]")
         labels = _check_embeddings(embeddings, labels, validate=True)
         slots = self.bank.enqueue(embeddings, labels, gather=self.gather, group=self.group)
+        rows = embeddings.shape[0]
+        off, (embeddings, labels, slots) = self._global(embeddings, labels, slots)
         mem, mem_y = self.bank.contents()
         if self.miner is not None:
             indices = self.miner(embeddings, labels, mem, mem_y)
@@ -252,7 +274,26 @@ class MemoryLoss(nn.Module):
             indices = (a1, p, a2, n)
         indices = remove_self_comparisons(tuple(indices), slots)
         out: Tensor = self.loss(embeddings, labels, indices, ref_emb=mem, ref_labels=mem_y, **self._pieces())
-        return out
+        return self._local(out, off, rows)
+
+    def _on(self) -> bool:
+        return self.distributed and is_distributed(self.group)
+
+    def _global(self, *xs: Tensor) -> tuple[int, tuple[Tensor, ...]]:
+        """With ``distributed`` in a process group of > 1: ``xs`` of every process (all-gathered
+        with gradients, rank order) and where this process's rows start; else ``(0, xs)``."""
+        if not self._on():
+            return 0, xs
+        parts = [all_gather_with_grad(x, self.group) for x in xs]
+        return parts[0][1], tuple(p[0] for p in parts)
+
+    def _local(self, out: Tensor, off: int, n: int) -> Tensor:
+        """The loss of the gathered batch as this process returns it: a scalar replicated (its
+        gradient shared so that the gather's backward sums to the exact one), per-row losses
+        this process's rows."""
+        if not self._on():
+            return out
+        return replicated_loss(out, self.group) if out.dim() == 0 else out[off : off + n]
 
     def _queue(self, queries: Tensor, labels: Tensor | None, keys: Tensor | None) -> Tensor:
         if keys is None:
@@ -264,14 +305,16 @@ class MemoryLoss(nn.Module):
             labels = self.bank.instance_labels(queries.shape[0], gather=self.gather, group=self.group)
         labels = _check_embeddings(queries, labels, validate=True)
         mem, mem_y = self.bank.contents()
+        n = queries.shape[0]
+        off, (q, y, k) = self._global(queries, labels, keys)
         if self._takes_queue:
-            out: Tensor = self.loss(queries, keys, queue=mem.clone() if mem.shape[0] else None)
+            out: Tensor = self.loss(q, k, queue=mem.clone() if mem.shape[0] else None)
         else:
-            ref = torch.cat([keys.detach(), mem.to(keys.dtype)])
-            ref_y = torch.cat([labels, mem_y])
-            out = self.loss(queries, labels, ref_emb=ref, ref_labels=ref_y, **self._pieces())
+            ref = torch.cat([k.detach(), mem.to(k.dtype)])
+            ref_y = torch.cat([y, mem_y])
+            out = self.loss(q, y, ref_emb=ref, ref_labels=ref_y, **self._pieces())
         self.bank.enqueue(keys, labels, gather=self.gather, group=self.group)
-        return out
+        return self._local(out, off, n)
 
 
 def _forward_keywords(loss: nn.Module) -> set[str]:

@@ -16,6 +16,14 @@ becomes the triplets whose pairs share an anchor):
 >>> la.create("triplet_margin")(e, y, indices=BatchHardMiner()(e, y)).ndim
 0
 
+Across processes (``distributed=True`` under an initialised ``torch.distributed`` group of
+> 1 processes): the miner all-gathers every process's rows and labels (no gradient, rank
+order; shards may differ in size), mines this process's rows as anchors against the
+concatenated batch (block by block with ``block_size``) and returns indices into the
+concatenated batch, the anchors' among this process's rows: exactly the tuples one process
+mining the concatenated batch gives for those anchors. Pass them to a loss called with
+``distributed=True`` (which gathers the same rows, with gradients).
+
 Distances are computed on L2-normalised rows, as the losses do: ``"euclidean"``
 (‖u_i − u_j‖, pytorch-metric-learning's default ``LpDistance``) or ``"cosine"``
 (similarity; larger is closer). Miners hold no state; mining is vectorised (no loop over
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +43,7 @@ from torch import Tensor
 
 from ._validation import check_number
 from .distances import Distance
+from .distributed.gather import all_gather_with_grad, is_distributed
 from .functional import _composed
 from .functional.metric import (
     _check_embeddings,
@@ -65,20 +75,36 @@ class Miner:
     """
 
     distance: str | Distance = "euclidean"
+    #: mine this process's rows against every process's (see the module docstring)
+    distributed: bool = False
+    #: the process group of ``distributed`` (``None``: the default group)
+    group: Any = None
+    #: anchor rows per block of the row-block form (``None``: the dense N x N form)
+    block_size: int | None = None
+    #: positions of the anchors in the tuple :meth:`mine_matrix` returns
+    anchor_slots: tuple[int, ...] = (0,)
 
     def __call__(self, embeddings: Tensor, labels: Tensor, ref_emb: Tensor | None = None,
                  ref_labels: Tensor | None = None) -> tuple[Tensor, ...]:
         labels = _check_embeddings(embeddings, labels, validate=True)
         ref, ref_y = _composed.reference(embeddings, labels, ref_emb, ref_labels, validate=True)
         with torch.no_grad():
+            if self.distributed and is_distributed(self.group):
+                if ref is not None:
+                    raise ValueError("a miner with distributed=True mines the rows of every process and takes no "
+                                     "ref_emb / ref_labels; for a memory bank filled from every process use "
+                                     "lossatlas.memory.MemoryLoss(..., gather=True, distributed=True)")
+                u = _unit_rows(embeddings)
+                ug, off = all_gather_with_grad(u, self.group)
+                yg, _ = all_gather_with_grad(labels, self.group)
+                return self._mine_rows(ug, yg, self.block_size or max(u.shape[0], 1), off, off + u.shape[0])
             if ref is None and self._native():
-                u = F.normalize(embeddings.detach().float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings.detach(), dim=1)
-                return self.mine(u, labels)
+                return self.mine(_unit_rows(embeddings), labels)
             if isinstance(self.distance, Distance):
                 mat = _composed.matrix(embeddings.detach(), None if ref is None else ref.detach(), self.distance)
                 d = self.distance.dissimilarity(mat)
             else:
-                u = F.normalize(embeddings.detach().float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings.detach(), dim=1)
+                u = _unit_rows(embeddings)
                 r = u if ref is None else F.normalize(ref.detach().to(u.dtype), dim=1)
                 if self.distance == "euclidean":
                     d = _unit_distances(u) if ref is None else torch.cdist(u, r)
@@ -102,17 +128,41 @@ class Miner:
         """A dissimilarity [N, N] (smaller is closer) under this miner's distance."""
         return _unit_distances(u) if self.distance == "euclidean" else -(u @ u.T)
 
-    def _dist_blocks(self, u: Tensor, labels: Tensor, block_size: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+    def _dist_blocks(self, u: Tensor, labels: Tensor, block_size: int, start: int, stop: int
+                     ) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
         """Row blocks ``(r0, dissimilarity rows, positive rows, negative rows)`` of
-        :meth:`_dist` and the pair masks, without the N x N matrices."""
-        n = u.shape[0]
+        :meth:`_dist` and the pair masks for the anchors ``start:stop``, without the N x N
+        matrices."""
         keys = _row_keys(u)
         reps = _key_reps(keys) if self.distance == "euclidean" else None
-        for r0 in range(0, n, block_size):
-            r1 = min(r0 + block_size, n)
+        for r0 in range(start, stop, block_size):
+            r1 = min(r0 + block_size, stop)
             d = _distance_rows(u, u, r0, r1, keys, reps) if self.distance == "euclidean" else -(u[r0:r1] @ u.T)
             pos, neg = _label_rows(labels, r0, r1)
             yield r0, d, pos, neg
+
+    def _mine_rows(self, u: Tensor, labels: Tensor, block_size: int, start: int = 0, stop: int | None = None
+                   ) -> tuple[Tensor, ...]:
+        """:meth:`mine_matrix` of the anchors ``u[start:stop]`` against every row of ``u``, over
+        blocks of ``block_size`` anchors (memory linear in N); indices into ``u``."""
+        stop = u.shape[0] if stop is None else stop
+        parts = []
+        for r0, d, pos, neg in self._dist_blocks(u, labels, block_size, start, stop):
+            idx = self.mine_matrix(d, pos, neg)
+            parts.append(tuple(t + r0 if k in self.anchor_slots else t for k, t in enumerate(idx)))
+        if not parts:  # no anchors: the empty tuple of this miner's form
+            none = torch.zeros(0, u.shape[0], dtype=torch.bool, device=u.device)
+            return self.mine_matrix(u.new_zeros(0, u.shape[0]), none, none)
+        return tuple(torch.cat(t) for t in zip(*parts))
+
+    def _check_distributed(self, distributed: bool, group: Any) -> None:
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be True or False, got {distributed!r}")
+        if distributed and not isinstance(self.distance, str):
+            raise ValueError("distributed=True mines with the miner's own distances: pass distance='euclidean' or "
+                             f"'cosine', got {self.distance!r}")
+        self.distributed = distributed
+        self.group = group
 
     @staticmethod
     def _check_block_size(block_size: int | None) -> int | None:
@@ -133,6 +183,12 @@ class Miner:
         return f"{type(self).__name__}({params})"
 
 
+def _unit_rows(embeddings: Tensor) -> Tensor:
+    """The detached L2-normalised rows the miners compare (float16 / bfloat16 in float32)."""
+    e = embeddings.detach()
+    return F.normalize(e.float() if e.dtype in (torch.float16, torch.bfloat16) else e, dim=1)
+
+
 def _empty3(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     e = torch.empty(0, dtype=torch.long, device=device)
     return e, e.clone(), e.clone()
@@ -145,7 +201,8 @@ class BatchHardMiner(Miner):
 
     Returns a triplet tuple ``(anchors, positives, negatives)`` with one triplet per anchor.
     ``block_size``: mine over blocks of that many anchor rows (memory linear in N, the same
-    triplets); ``None`` builds the N x N distances.
+    triplets); ``None`` builds the N x N distances. ``distributed=True`` (``group``): mine
+    this process's rows against every process's (see the module docstring).
 
     >>> import torch
     >>> a, p, n = BatchHardMiner()(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]))
@@ -153,9 +210,11 @@ class BatchHardMiner(Miner):
     [0, 1, 2, 3, 4, 5]
     """
 
-    def __init__(self, distance: str | Distance = "euclidean", block_size: int | None = None) -> None:
+    def __init__(self, distance: str | Distance = "euclidean", block_size: int | None = None, *,
+                 distributed: bool = False, group: Any = None) -> None:
         self.distance = self._check_distance(distance)
         self.block_size = self._check_block_size(block_size)
+        self._check_distributed(distributed, group)
 
     def mine_matrix(self, d: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, ...]:
         ok = pos.any(1) & neg.any(1)
@@ -164,18 +223,9 @@ class BatchHardMiner(Miner):
         a = torch.nonzero(ok).flatten()
         return a, d.masked_fill(~pos, -math.inf).argmax(1)[a], d.masked_fill(~neg, math.inf).argmin(1)[a]
 
-    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
         if self.block_size is not None:
-            parts = []
-            for r0, d, pos, neg in self._dist_blocks(u, labels, self.block_size):
-                ok = pos.any(1) & neg.any(1)
-                hp = d.masked_fill(~pos, -math.inf).argmax(1)
-                hn = d.masked_fill(~neg, math.inf).argmin(1)
-                parts.append((torch.nonzero(ok).flatten() + r0, hp[ok], hn[ok]))
-            if not parts:
-                return _empty3(u.device)
-            a, p, n = (torch.cat(t) for t in zip(*parts))
-            return (a, p, n) if a.numel() else _empty3(u.device)
+            return self._mine_rows(u, labels, self.block_size)
         d = self._dist(u)
         pos, neg = _pair_masks(labels, None)
         ok = pos.any(1) & neg.any(1)
@@ -196,7 +246,8 @@ class BatchSemiHardMiner(Miner):
 
     Returns a triplet tuple, one triplet per positive pair. ``block_size``: mine over blocks
     of that many anchor rows (memory linear in N for a bounded number of positives per
-    anchor, the same triplets); ``None`` builds the N x N distances.
+    anchor, the same triplets); ``None`` builds the N x N distances. ``distributed=True``
+    (``group``): mine this process's rows against every process's (see the module docstring).
 
     >>> import torch
     >>> a, p, n = BatchSemiHardMiner()(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2]))
@@ -204,18 +255,16 @@ class BatchSemiHardMiner(Miner):
     6
     """
 
-    def __init__(self, margin: float | None = None, distance: str | Distance = "euclidean", block_size: int | None = None) -> None:
+    def __init__(self, margin: float | None = None, distance: str | Distance = "euclidean", block_size: int | None = None,
+                 *, distributed: bool = False, group: Any = None) -> None:
         self.margin = None if margin is None else check_number(margin, "margin", low=0.0, low_open=True)
         self.distance = self._check_distance(distance)
         self.block_size = self._check_block_size(block_size)
+        self._check_distributed(distributed, group)
 
-    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, ...]:
         if self.block_size is not None:
-            parts = [self._semihard(r0, d, pos, neg) for r0, d, pos, neg in self._dist_blocks(u, labels, self.block_size)]
-            if not parts:
-                return _empty3(u.device)
-            a, p, n = (torch.cat(t) for t in zip(*parts))
-            return (a, p, n) if a.numel() else _empty3(u.device)
+            return self._mine_rows(u, labels, self.block_size)
         d = self._dist(u)
         pos, neg = _pair_masks(labels, None)
         a, p, n = self._semihard(0, d, pos, neg)
@@ -248,7 +297,8 @@ class TripletMarginMiner(Miner):
     With ``m_t = d_an − d_ap``: ``"all"`` keeps ``m_t ≤ margin`` (the triplets with a
     non-zero triplet loss), ``"hard"`` those with also ``m_t ≤ 0``, ``"semihard"`` those
     with ``0 < m_t ≤ margin``, ``"easy"`` those with ``m_t > margin``. Forms the [N, N, N]
-    triplet cube: meant for P×K batches of moderate size.
+    triplet cube: meant for P×K batches of moderate size (with ``distributed=True``, the
+    [n, N, N] cube of this process's n anchors).
 
     >>> import torch
     >>> m = TripletMarginMiner(margin=0.2, type_of_triplets="semihard")
@@ -256,12 +306,14 @@ class TripletMarginMiner(Miner):
     3
     """
 
-    def __init__(self, margin: float = 0.2, type_of_triplets: str = "all", distance: str | Distance = "euclidean") -> None:
+    def __init__(self, margin: float = 0.2, type_of_triplets: str = "all", distance: str | Distance = "euclidean", *,
+                 distributed: bool = False, group: Any = None) -> None:
         self.margin = check_number(margin, "margin")
         if type_of_triplets not in TRIPLET_TYPES:
             raise ValueError(f"type_of_triplets must be one of {TRIPLET_TYPES}, got {type_of_triplets!r}")
         self.type_of_triplets = type_of_triplets
         self.distance = self._check_distance(distance)
+        self._check_distributed(distributed, group)
 
     def mine(self, u: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         d = self._dist(u)
@@ -289,16 +341,21 @@ class MultiSimilarityMiner(Miner):
     Weighting for Deep Metric Learning"), on cosine similarities: positives with
     ``s_ap − ε < max_n s_an`` and negatives with ``s_an + ε > min_p s_ap`` (ε = 0.1 in the
     paper and pytorch-metric-learning). Returns a pair tuple
-    ``(anchors_pos, positives, anchors_neg, negatives)``.
+    ``(anchors_pos, positives, anchors_neg, negatives)``. ``distributed=True`` (``group``):
+    mine this process's rows against every process's (see the module docstring).
 
     >>> import torch
     >>> len(MultiSimilarityMiner(epsilon=0.1)(torch.randn(6, 3), torch.tensor([0, 0, 1, 1, 2, 2])))
     4
     """
 
-    def __init__(self, epsilon: float = 0.1, distance: str | Distance = "cosine") -> None:
+    anchor_slots = (0, 2)
+
+    def __init__(self, epsilon: float = 0.1, distance: str | Distance = "cosine", *, distributed: bool = False,
+                 group: Any = None) -> None:
         self.epsilon = check_number(epsilon, "epsilon", low=0.0)
         self.distance = self._check_distance(distance)
+        self._check_distributed(distributed, group)
 
     def _native(self) -> bool:
         return self.distance == "cosine"

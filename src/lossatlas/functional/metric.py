@@ -330,11 +330,14 @@ def _label_rows(labels: Tensor, r0: int, r1: int) -> tuple[Tensor, Tensor]:
     return same & ~_self_mask(r1 - r0, labels.shape[0], r0, labels.device), ~same
 
 
-def _distance_rows(q: Tensor, k: Tensor, r0: int, r1: int, keys: Tensor, reps: Tensor | None) -> Tensor:
-    """Rows ``r0:r1`` of :func:`_unit_distances` (anchors ``q`` = the rows of keys ``k``, one
-    tensor passed twice so that both sides get their gradient): ``sqrt(2 − 2 u_i·u_j)``,
-    exactly 0 on the diagonal, between identical rows and where the square rounds to ≤ 0,
-    with the representatives' values where rows repeat."""
+def _distance_rows(q: Tensor, k: Tensor, r0: int, r1: int, keys: Tensor, reps: Tensor | None, off: int = 0) -> Tensor:
+    """Rows ``r0:r1`` of the anchors ``q`` against the keys ``k`` as in :func:`_unit_distances`:
+    ``sqrt(2 − 2 u_i·u_j)``, exactly 0 on the diagonal, between identical rows and where the
+    square rounds to ≤ 0, with the representatives' values where rows repeat. Anchor ``i`` of
+    ``q`` is key ``off + i`` (in one process ``q`` and ``k`` are one tensor passed twice, so
+    that both sides get their gradient; with ``distributed=True`` ``k`` is every process's
+    rows and ``off`` where this process's rows start in them); ``keys`` / ``reps`` are those
+    of ``k``."""
 
     def dist(qb: Tensor, kk: Tensor, qid: Tensor, kid: Tensor) -> Tensor:
         sq = (2.0 - 2.0 * (qb @ kk.T)).clamp_min(0.0)
@@ -345,14 +348,14 @@ def _distance_rows(q: Tensor, k: Tensor, r0: int, r1: int, keys: Tensor, reps: T
             zero |= (sd <= bound) & (keys[qid].unsqueeze(1) == keys[kid].unsqueeze(0))
         return torch.where(zero, torch.zeros_like(sq), sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt())
 
-    rows = torch.arange(r0, r1, device=q.device)
+    rows = torch.arange(off + r0, off + r1, device=q.device)
     cols = torch.arange(k.shape[0], device=q.device)
     d = dist(q[r0:r1], k, rows, cols)
     if reps is None:
         return d
     with torch.no_grad():
         kd = k.detach()
-        value = dist(kd[reps[r0:r1]], kd[reps], reps[r0:r1], reps)
+        value = dist(kd[reps[off + r0 : off + r1]], kd[reps], reps[off + r0 : off + r1], reps)
     return value + (d - d.detach())  # the value of the representatives, the gradient of d
 
 
@@ -501,6 +504,79 @@ def _zero_unless(condition: Tensor, x: Tensor) -> Tensor:
     return torch.where(condition, x, torch.zeros_like(x))
 
 
+# ----------------------------------------------------------------------------- across processes
+_DISTRIBUTED = Param(
+    "with an initialised ``torch.distributed`` group of > 1 processes, each process's anchors (its own rows) are "
+    "compared with every process's rows and labels (all-gathered with gradients, in rank order; shards may differ in "
+    "size): every process returns the loss of the concatenated batch (mining and the mean's denominators are "
+    "global) and gets its rows' exact gradient (under DDP, which averages gradients, multiply the loss by the world "
+    "size). A miner's ``indices`` then index the concatenated batch, anchors among this process's rows (a miner "
+    "with ``distributed=True`` gives them). Without such a group: one process", as_bool, "off: a single process")
+
+
+def _check_distributed(distributed: bool, indices: Indices | None, n: int, n_global: int, off: int, device: torch.device,
+                       validate: bool) -> tuple[Tensor, ...] | None:
+    """A miner's ``indices`` of a ``distributed=True`` call: they index the ``n_global`` rows
+    of every process and their anchors are this process's rows ``[off, off + n)``."""
+    if indices is None:
+        return None
+    idx = _check_indices(indices, n_global, device, validate)
+    anchors = (idx[0],) if len(idx) == 3 else (idx[0], idx[2])
+    if distributed and validate and not compiling():
+        for k, a in zip((0, 2), anchors):
+            if a.numel() and (int(a.min()) < off or int(a.max()) >= off + n):
+                raise ValueError(
+                    f"with distributed=True, indices index the concatenated batch of every process and indices[{k}] "
+                    f"(anchors) must be this process's rows [{off}, {off + n}); mine them with distributed=True "
+                    f"(e.g. BatchHardMiner(distributed=True))")
+    return idx
+
+
+def _no_distributed_pieces(distributed: bool) -> None:
+    if distributed:
+        raise ValueError("distributed=True has no composed form: ref_emb / ref_labels / distance / reducer compare "
+                         "this process's rows with the reference it is given; for a memory bank filled from every "
+                         "process use lossatlas.memory.MemoryLoss(..., gather=True, distributed=True)")
+
+
+def _keys_of(u: Tensor, labels: Tensor, on: bool, group: Any) -> tuple[Tensor, Tensor, int]:
+    """The keys of a batch loss and where this process's anchors start in them.
+
+    ``on`` (``distributed=True`` in a process group of > 1): every process's unit rows and
+    labels, concatenated in rank order by :func:`lossatlas.distributed.all_gather_with_grad`
+    (the gradient a process computes for another's rows reaches their owner in backward);
+    otherwise ``(u, labels, 0)``: the batch is its own keys.
+    """
+    if not on:
+        return u, labels, 0
+    ug, off = all_gather_with_grad(u, group)
+    yg, _ = all_gather_with_grad(labels, group)
+    return ug, yg, off
+
+
+def _global_ratio(total: Tensor, count: Tensor, on: bool, group: Any) -> Tensor:
+    """``Σ total / Σ count`` (0 when the count is 0): with ``on`` both sums run over the
+    processes (the value of the concatenated batch's average, the gradient of this process's
+    terms, to which the gather's backward adds the others')."""
+    count = count.detach().to(total.dtype)
+    if on:
+        total = global_reduce(total, "sum", 0, group)
+        count = global_reduce(count, "sum", 0, group)
+    return total / count.clamp_min(1.0)
+
+
+def _reduce_anchors(per_anchor: Tensor, mean: Callable[[], Tensor], reduction: str, out_dtype: torch.dtype, on: bool,
+                    group: Any) -> Tensor:
+    """:func:`_pairwise_reduce` of this process's per-anchor losses; with ``on``, ``"sum"``
+    is the sum over every process (``"none"`` stays per local anchor) and ``mean()`` must
+    give the global average (:func:`_global_ratio`)."""
+    if reduction == "mean":
+        return mean().to(out_dtype)
+    if on:
+        return global_reduce(per_anchor, reduction, 0, group).to(out_dtype)
+    return reduce_loss(per_anchor, reduction, None, out_dtype)
+
+
 # --------------------------------------------------------------------------------------
 # F1: contrastive and triplet margin losses
 # --------------------------------------------------------------------------------------
@@ -518,6 +594,8 @@ CONTRASTIVE_FUSE_MIN_NUMEL = 1
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
     "block_size": _ROW_BLOCK_SIZE,
+    "distributed": _DISTRIBUTED,
+    "group": SHARED["group"],
 })
 def contrastive(
     embeddings: Tensor,
@@ -529,6 +607,8 @@ def contrastive(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
     distance: Distance | None = None,
@@ -542,6 +622,13 @@ def contrastive(
     ``"mean"``: mean of the positive-pair terms > 0 plus mean of the negative-pair terms > 0
     (``average_nonzero=False``: plain means over all positive / negative pairs).
 
+    ``distributed=True`` (in a process group of > 1): this process's rows are the anchors, the
+    rows and labels of every process (all-gathered with gradients) the other side of each
+    pair; the means' counts of non-zero terms are summed over the processes, so every process
+    returns the loss of the concatenated batch and its rows get that loss's gradient. It runs
+    the row-block form (one block of this process's rows unless ``tiled``), or the listed
+    pairs of a miner's ``indices`` into the concatenated batch.
+
     {args}
 
     Example:
@@ -550,15 +637,17 @@ def contrastive(
         0
     """
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _no_distributed_pieces(distributed)
         _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.contrastive(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                      ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                      pos_margin=pos_margin, neg_margin=neg_margin, average_nonzero=average_nonzero,
                                      reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
-    if _use_tiles(tiled, u.shape[0], u.shape[0]):
+    on = distributed and is_distributed(group)
+    if on or _use_tiles(tiled, u.shape[0], u.shape[0]):
         return _contrastive_tiled(u, labels, pos_margin, neg_margin, average_nonzero, indices, block_size, reduction,
-                                  out_dtype, validate)
+                                  out_dtype, validate, on, group, tiled)
     # the fused form lists the positive pairs with `nonzero` (a host read): CPU only unless
     # forced, so that CUDA never synchronises; CUDA and torch.compile run the composed ops
     if indices is None and take_fused(u, CONTRASTIVE_FUSE_MIN_NUMEL):
@@ -587,41 +676,49 @@ def _contrastive_composed(
 
 def _contrastive_tiled(
     u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, average_nonzero: bool, indices: Indices | None,
-    block_size: int | None, reduction: str, out_dtype: torch.dtype, validate: bool,
+    block_size: int | None, reduction: str, out_dtype: torch.dtype, validate: bool, on: bool = False,
+    group: Any = None, tiled: bool | str = True,
 ) -> Tensor:
     """The contrastive loss without N x N matrices: over blocks of anchor rows (every pair) or
-    over the listed pairs of a miner (O(pairs · D)); values and gradients are the dense form's."""
+    over the listed pairs of a miner (O(pairs · D)); values and gradients are the dense form's.
+    With ``on`` the anchors are this process's rows and the keys every process's
+    (:func:`_keys_of`); the means are global (:func:`_global_ratio`)."""
     n = u.shape[0]
-    keys = _row_keys(u)
+    ug, yg, off = _keys_of(u, labels, on, group)
+    keys = _row_keys(ug)
     reps = _key_reps(keys)
-    if indices is not None:
-        a1, p, a2, ng = _pairs_of(_check_indices(indices, n, u.device, validate))
-        lp = F.relu(_pair_distances(u, a1, p, keys, reps) - pos_margin)
-        ln = F.relu(neg_margin - _pair_distances(u, a2, ng, keys, reps))
-        per_anchor = u.new_zeros(n).index_add(0, a1, lp).index_add(0, a2, ln)
-        if reduction != "mean":
-            return reduce_loss(per_anchor, reduction, None, out_dtype)
-        if average_nonzero:
-            mean = _avg(lp, lp > 0) + _avg(ln, ln > 0)
-        else:
-            mean = lp.sum() / max(lp.numel(), 1) + ln.sum() / max(ln.numel(), 1)
-        return mean.to(out_dtype)
+    idx = _check_distributed(on, indices, n, ug.shape[0], off, u.device, validate)
+    if idx is not None:
+        a1, p, a2, ng = _pairs_of(idx)
+        lp = F.relu(_pair_distances(ug, a1, p, keys, reps) - pos_margin)
+        ln = F.relu(neg_margin - _pair_distances(ug, a2, ng, keys, reps))
+        per_anchor = u.new_zeros(n).index_add(0, a1 - off, lp).index_add(0, a2 - off, ln)
+
+        def pair_mean() -> Tensor:
+            if average_nonzero:
+                return _global_ratio(lp.sum(), (lp > 0).sum(), on, group) + _global_ratio(ln.sum(), (ln > 0).sum(), on, group)
+            return (_global_ratio(lp.sum(), torch.tensor(lp.numel(), device=u.device), on, group)
+                    + _global_ratio(ln.sum(), torch.tensor(ln.numel(), device=u.device), on, group))
+
+        return _reduce_anchors(per_anchor, pair_mean, reduction, out_dtype, on, group)
 
     def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
-        d = _distance_rows(q, k, r0, r1, keys, reps)
-        pos, neg = _label_rows(labels, r0, r1)
+        d = _distance_rows(q, k, r0, r1, keys, reps, off)
+        pos, neg = _label_rows(yg, off + r0, off + r1)
         lp = torch.where(pos, F.relu(d - pos_margin), torch.zeros_like(d))
         ln = torch.where(neg, F.relu(neg_margin - d), torch.zeros_like(d))
         cols = (lp.sum(1), ln.sum(1), (lp > 0).sum(1), (ln > 0).sum(1), pos.sum(1), neg.sum(1))
         return torch.stack([c.to(torch.float64) for c in cols], 1)
 
-    out = row_blocks(rows, n, _tile_rows(n, block_size), u, u)
+    bs = _tile_rows(ug.shape[0], block_size) if _use_tiles(tiled, n, ug.shape[0]) else max(n, 1)
+    out = row_blocks(rows, n, bs, u, ug)
     per_anchor = (out[:, 0] + out[:, 1]).to(u.dtype)
-    if reduction != "mean":
-        return reduce_loss(per_anchor, reduction, None, out_dtype)
-    cp, cn = (out[:, 2].sum(), out[:, 3].sum()) if average_nonzero else (out[:, 4].sum(), out[:, 5].sum())
-    mean = out[:, 0].sum() / cp.clamp_min(1.0) + out[:, 1].sum() / cn.clamp_min(1.0)
-    return mean.to(out_dtype)
+
+    def mean() -> Tensor:
+        cp, cn = (out[:, 2].sum(), out[:, 3].sum()) if average_nonzero else (out[:, 4].sum(), out[:, 5].sum())
+        return _global_ratio(out[:, 0].sum(), cp, on, group) + _global_ratio(out[:, 1].sum(), cn, on, group)
+
+    return _reduce_anchors(per_anchor, mean, reduction, out_dtype, on, group)
 
 
 class _AllPairContrastive(torch.autograd.Function):
@@ -739,6 +836,8 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
     "block_size": _ROW_BLOCK_SIZE,
+    "distributed": _DISTRIBUTED,
+    "group": SHARED["group"],
 })
 def triplet_margin(
     embeddings: Tensor,
@@ -749,6 +848,8 @@ def triplet_margin(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
     distance: Distance | None = None,
@@ -761,6 +862,14 @@ def triplet_margin(
     ``"mean"``: mean over the triplets whose loss is > 0 (``average_nonzero=False``: over
     all triplets). Without ``indices`` every valid triplet is used.
 
+    ``distributed=True`` (in a process group of > 1): this process's rows are the anchors,
+    positives and negatives come from every process's rows (all-gathered with gradients);
+    the count of the mean is summed over the processes, so every process returns the loss of
+    the concatenated batch and its rows get that loss's gradient. A batch-hard or semi-hard
+    miner built with ``distributed=True`` mines this process's anchors against the
+    concatenated batch (block by block with its ``block_size``) and returns ``indices`` into
+    it: the same triplets as one process mining the concatenated batch.
+
     {args}
 
     Example:
@@ -769,6 +878,7 @@ def triplet_margin(
         0
     """
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _no_distributed_pieces(distributed)
         _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.triplet_margin(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                         ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
@@ -776,8 +886,10 @@ def triplet_margin(
                                         validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     n = u.shape[0]
-    if _use_tiles(tiled, n, n):
-        return _triplet_tiled(u, labels, margin, average_nonzero, indices, block_size, reduction, out_dtype, validate)
+    on = distributed and is_distributed(group)
+    if on or _use_tiles(tiled, n, n):
+        return _triplet_tiled(u, labels, margin, average_nonzero, indices, block_size, reduction, out_dtype, validate,
+                              on, group, tiled)
     d = _unit_distances(u)
     # gathered [N, P_max, N] form: reads P_max on the host, so eager CPU only (CUDA stays free
     # of synchronisation and, like torch.compile, uses the dense form below)
@@ -802,26 +914,31 @@ def triplet_margin(
 
 def _triplet_tiled(
     u: Tensor, labels: Tensor, margin: float, average_nonzero: bool, indices: Indices | None, block_size: int | None,
-    reduction: str, out_dtype: torch.dtype, validate: bool,
+    reduction: str, out_dtype: torch.dtype, validate: bool, on: bool = False, group: Any = None,
+    tiled: bool | str = True,
 ) -> Tensor:
     """The triplet loss without N x N (x P) tensors: every triplet over blocks of anchors
     ([rows, P, N] at a time), or a miner's triplets from their pair distances (O(triplets · D),
-    e.g. :class:`lossatlas.miners.BatchHardMiner` with ``block_size``)."""
+    e.g. :class:`lossatlas.miners.BatchHardMiner` with ``block_size``). With ``on`` the
+    anchors are this process's rows and the keys every process's (:func:`_keys_of`)."""
     n = u.shape[0]
-    keys = _row_keys(u)
+    ug, yg, off = _keys_of(u, labels, on, group)
+    keys = _row_keys(ug)
     reps = _key_reps(keys)
-    if indices is not None:
-        a, p, ng = _triplets_from(indices, n, u.device, validate)
-        losses = F.relu(_pair_distances(u, a, p, keys, reps) - _pair_distances(u, a, ng, keys, reps) + margin)
-        per_anchor = u.new_zeros(n).index_add(0, a, losses)
-        mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / max(losses.numel(), 1)
-        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
-    _, cnt, _, _ = _class_stats(labels)
-    p_max = int(cnt.max()) - 1 if n else 0
+    idx = _check_distributed(on, indices, n, ug.shape[0], off, u.device, validate)
+    if idx is not None:
+        a, p, ng = _triplets_from(idx, ug.shape[0], u.device, False)
+        losses = F.relu(_pair_distances(ug, a, p, keys, reps) - _pair_distances(ug, a, ng, keys, reps) + margin)
+        per_anchor = u.new_zeros(n).index_add(0, a - off, losses)
+        count = (losses > 0).sum() if average_nonzero else torch.tensor(losses.numel(), device=u.device)
+        return _reduce_anchors(per_anchor, lambda: _global_ratio(losses.sum(), count, on, group), reduction,
+                               out_dtype, on, group)
+    _, cnt, _, _ = _class_stats(yg)
+    p_max = int(cnt.max()) - 1 if yg.numel() else 0
 
     def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
-        d = _distance_rows(q, k, r0, r1, keys, reps)
-        pos, neg = _label_rows(labels, r0, r1)
+        d = _distance_rows(q, k, r0, r1, keys, reps, off)
+        pos, neg = _label_rows(yg, off + r0, off + r1)
         pv, pidx = pos.to(torch.int8).topk(p_max, dim=1)
         d_ap = d.gather(1, pidx).masked_fill(pv == 0, -math.inf)
         d_an = d.masked_fill(~neg, math.inf)
@@ -829,10 +946,12 @@ def _triplet_tiled(
         cols = (t.sum((1, 2)), (t > 0).sum((1, 2)), pos.sum(1) * neg.sum(1))
         return torch.stack([c.to(torch.float64) for c in cols], 1)
 
-    out = row_blocks(rows, n, _tile_rows(n, block_size, max(p_max, 1)), u, u)
+    bs = _tile_rows(ug.shape[0], block_size, max(p_max, 1)) if _use_tiles(tiled, n, ug.shape[0]) else max(n, 1)
+    out = row_blocks(rows, n, bs, u, ug)
     per_anchor = out[:, 0].to(u.dtype)
     count = out[:, 1].sum() if average_nonzero else out[:, 2].sum()
-    return _pairwise_reduce(per_anchor, out[:, 0].sum() / count.clamp_min(1.0), reduction, out_dtype)
+    return _reduce_anchors(per_anchor, lambda: _global_ratio(out[:, 0].sum(), count, on, group), reduction,
+                           out_dtype, on, group)
 
 
 # --------------------------------------------------------------------------------------
@@ -885,6 +1004,8 @@ def multi_similarity_mine(
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
     "block_size": _ROW_BLOCK_SIZE,
+    "distributed": _DISTRIBUTED,
+    "group": SHARED["group"],
 })
 def multi_similarity(
     embeddings: Tensor,
@@ -897,6 +1018,8 @@ def multi_similarity(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
     distance: Distance | None = None,
@@ -909,6 +1032,15 @@ def multi_similarity(
     Per anchor ``(1/α) log(1 + Σ_P e^{−α(s−λ)}) + (1/β) log(1 + Σ_N e^{β(s−λ)})``;
     ``"mean"`` averages over all N anchors. ``miner_epsilon`` applies the MS miner first.
 
+    ``distributed=True`` (in a process group of > 1): this process's rows are the anchors,
+    every process's rows and labels (all-gathered with gradients) their positives and
+    negatives; the MS miner's thresholds are each anchor's, taken over the concatenated
+    batch, and ``"mean"`` divides by the number of anchors of every process, so every
+    process returns the loss of the concatenated batch and its rows get that loss's gradient
+    (the row-block form: one block of this process's rows unless ``tiled``). A miner's
+    ``indices`` then index the concatenated batch (:class:`lossatlas.miners.MultiSimilarityMiner`
+    with ``distributed=True`` gives them).
+
     {args}
 
     Example:
@@ -917,6 +1049,7 @@ def multi_similarity(
         torch.Size([])
     """
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _no_distributed_pieces(distributed)
         _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.multi_similarity(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                           ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
@@ -925,11 +1058,16 @@ def multi_similarity(
     u, labels, out_dtype = _unit(embeddings, labels, validate)
     if miner_epsilon is not None and indices is not None:
         raise ValueError("pass either indices= (from a miner) or miner_epsilon, not both")
-    if _use_tiles(tiled, u.shape[0], u.shape[0]):
+    on = distributed and is_distributed(group)
+    tiles = _use_tiles(tiled, u.shape[0], u.shape[0])
+    if on:
+        return _ms_tiled(u, labels, alpha, beta, base, miner_epsilon, block_size, indices, reduction, out_dtype,
+                         validate, on, group, tiled)
+    if tiles:
         if indices is not None:
             raise ValueError("indices (a miner's pairs) need the dense form: pass tiled=False with indices, or use "
                              "miner_epsilon (the MS miner, mined block by block)")
-        return reduce_loss(_ms_tiled(u, labels, alpha, beta, base, miner_epsilon, block_size), reduction, None, out_dtype)
+        return _ms_tiled(u, labels, alpha, beta, base, miner_epsilon, block_size, None, reduction, out_dtype, validate)
     s = u @ u.T
     if miner_epsilon is not None:
         if indices is not None:
@@ -944,16 +1082,33 @@ def multi_similarity(
 
 
 def _ms_tiled(u: Tensor, labels: Tensor, alpha: float, beta: float, base: float, miner_epsilon: float | None,
-              block_size: int | None) -> Tensor:
-    """Per-anchor multi-similarity losses [N] over blocks of anchor rows (the MS miner's
-    thresholds are per anchor, so it mines within the block)."""
+              block_size: int | None, indices: Indices | None, reduction: str, out_dtype: torch.dtype, validate: bool,
+              on: bool = False, group: Any = None, tiled: bool | str = True) -> Tensor:
+    """Multi-similarity over blocks of anchor rows (the MS miner's thresholds are per anchor,
+    so it mines within the block). With ``on`` the anchors are this process's rows and the
+    keys every process's (:func:`_keys_of`), and a miner's ``indices`` (into the concatenated
+    batch) become [n, N] pair masks of this process's anchors (the one case that is not
+    linear in N)."""
     n = u.shape[0]
-    _, _, has_pos, has_neg = _class_stats(labels)
+    ug, yg, off = _keys_of(u, labels, on, group)
+    _, _, has_pos, has_neg = _class_stats(yg)
     both = bool(has_pos & has_neg)
+    idx = _check_distributed(on, indices, n, ug.shape[0], off, u.device, validate)
+    masks: tuple[Tensor, Tensor] | None = None
+    if idx is not None:
+        a1, p, a2, ng = _pairs_of(idx)
+        pm = torch.zeros(n, ug.shape[0], dtype=torch.bool, device=u.device)
+        nm = torch.zeros_like(pm)
+        pm[a1 - off, p] = True
+        nm[a2 - off, ng] = True
+        masks = (pm, nm)
 
     def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
         s = q[r0:r1] @ k.T
-        pos, neg = _label_rows(labels, r0, r1)
+        if masks is not None:
+            pos, neg = masks[0][r0:r1], masks[1][r0:r1]
+        else:
+            pos, neg = _label_rows(yg, off + r0, off + r1)
         if miner_epsilon is not None:
             sd = s.detach()
             hardest_neg = sd.masked_fill(~neg, -math.inf).amax(1, keepdim=True)
@@ -965,7 +1120,11 @@ def _ms_tiled(u: Tensor, labels: Tensor, alpha: float, beta: float, base: float,
         ln = torch.logaddexp(_masked_lse(beta * (s - base), neg), zero) / beta
         return lp + ln
 
-    return row_blocks(rows, n, _tile_rows(n, block_size), u, u)
+    bs = _tile_rows(ug.shape[0], block_size) if _use_tiles(tiled, n, ug.shape[0]) else max(n, 1)
+    per_anchor = row_blocks(rows, n, bs, u, ug)
+    if not on:
+        return reduce_loss(per_anchor, reduction, None, out_dtype)
+    return global_reduce(per_anchor, reduction, ug.shape[0], group).to(out_dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -1033,6 +1192,7 @@ def supcon(
     """
     embeddings, labels = _views(embeddings, labels, validate)
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _no_distributed_pieces(distributed)
         _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.supcon(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                 ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
@@ -1087,8 +1247,7 @@ def _supcon_blocks(
     ``S_c = Σ_{y_k = c, k ≠ i} u_k``; the value is the dense form's (the sum over positives is
     reordered, which changes the rounding only)."""
     n = u.shape[0]
-    ug, off = all_gather_with_grad(u, group) if on else (u, 0)
-    yg, _ = all_gather_with_grad(labels, group) if on else (labels, 0)
+    ug, yg, off = _keys_of(u, labels, on, group)
     inv_g, cnt, has_pos, has_neg = _class_stats(yg)
     inv = inv_g[off: off + n]
     n_cls = cnt.numel()
