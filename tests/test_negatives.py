@@ -405,3 +405,12 @@ def test_ngame_curriculum_update_drop_last_replicas_and_dataloader() -> None:
     loader = torch.utils.data.DataLoader(ds, batch_sampler=N.NGAMEBatchSampler(x, 32, cluster_size=16, doubling_epochs=()))
     seen = torch.cat([idx for _, idx in loader])
     assert sorted(seen.tolist()) == list(range(128))
+
+
+def test_faiss_backend_without_faiss_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # what an environment without faiss-cpu imports
+    with pytest.raises(ImportError, match=r"lossatlas\[faiss\]"):
+        N.CorpusIndex(lambda x: x, torch.eye(4), backend="faiss")
+    assert N.CorpusIndex(lambda x: x, torch.eye(4)).search(torch.ones(1, 4), 2)[1].shape == (1, 2)  # torch needs none
