@@ -132,3 +132,41 @@ def test_sbcl_bad_input_names_the_argument():
         la.functional.sbcl(f, labels, gamma=-1.0)
     with pytest.raises(ValueError, match="embeddings"):
         la.functional.sbcl(torch.randn(8), labels)
+
+
+def test_sbcl_subclasses_recover_planted_clusters_of_head_classes():
+    g = torch.Generator().manual_seed(5)
+    directions = F.normalize(torch.randn(5, 8, generator=g, dtype=torch.float64), dim=1)
+    planted = torch.arange(40) % 4  # class 0: 40 samples around 4 directions; class 1: 10 around the fifth
+    head = directions[planted] + 0.05 * torch.randn(40, 8, generator=g, dtype=torch.float64)
+    tail = directions[4] + 0.05 * torch.randn(10, 8, generator=g, dtype=torch.float64)
+    features, labels = torch.cat([head, tail]), torch.cat([torch.zeros(40, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    sub = la.functional.sbcl_subclasses(features, labels)
+    assert la.functional.sbcl_subclass_counts([40, 10]) == [4, 1]
+    assert bool((sub[40:] == 0).all())
+    ids = sub[:40]
+    for p in range(4):  # each planted cluster is one subclass, and the four are distinct
+        assert ids[planted == p].unique().numel() == 1
+    assert ids.unique().numel() == 4
+    torch.testing.assert_close(la.functional.sbcl_subclasses(features, labels, seed=0), sub)  # seeded
+    # the labels feed the loss directly
+    assert torch.isfinite(la.functional.sbcl(features, labels, subclass=sub))
+
+
+def test_sbcl_class_temperature_is_the_officials():
+    import numpy as np
+    g = torch.Generator().manual_seed(6)
+    counts = [60, 30, 12, 12, 11]
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    features = F.normalize(torch.randn(labels.numel(), 6, generator=g, dtype=torch.float64), dim=1) * (1 + labels[:, None])
+    tau = 0.1
+    density = np.array([float((features[labels == c] - features[labels == c].mean(0)).norm(dim=1).mean())
+                        / np.log(n + 10) for c, n in enumerate(counts)])
+    density = density.clip(np.percentile(density, 10), np.percentile(density, 90))
+    want = tau * density / density.mean()
+    for c, k in enumerate(la.functional.sbcl_subclass_counts(counts)):
+        if k == 1:
+            want[c] = tau
+    got = la.functional.sbcl_class_temperature(features, labels, tau)
+    torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-12, atol=1e-14)
+    assert got[2] == tau and got[0] != tau  # 12 samples: one subclass; 60: six

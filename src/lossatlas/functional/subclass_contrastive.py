@@ -10,9 +10,11 @@ The public function is the one definition of the method; the module twin in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .._spec import Param, loss_function, nonnegative, positive
@@ -20,7 +22,7 @@ from .._validation import check_class_indices, check_finite, check_float, check_
 from ._common import reduce_loss
 from .metric import EMBEDDING, _masked_lse, _unit, _views
 
-__all__ = ["sbcl", "sbcl_subclass_counts"]
+__all__ = ["sbcl", "sbcl_subclass_counts", "sbcl_subclasses", "sbcl_class_temperature"]
 
 SBCL_CODE = "JackHck/SBCL SimCLR"
 
@@ -33,6 +35,78 @@ def sbcl_subclass_counts(class_counts: Any) -> list[int]:
         raise ValueError(f"class_counts must be positive sample counts per class, got {counts}")
     size = max(min(counts), 10)
     return [max(c // size, 1) for c in counts]
+
+
+def _cosine_kmeans(x: Tensor, k: int, generator: torch.Generator, iters: int, tol: float) -> Tensor:
+    """Cluster ids [n] of the rows of ``x`` by k-means on the unit sphere (assign by largest cosine,
+    centres the normalised means), started from a row drawn with ``generator`` and then, one by
+    one, the row least similar to the centres chosen (kmeans_pytorch draws all its starting
+    centres at random, which can merge two clusters); stops when no centre moves by more than
+    ``tol`` (kmeans_pytorch's rule)."""
+    u = F.normalize(x, dim=1)
+    first = int(torch.randint(u.shape[0], (1,), generator=generator))
+    chosen = [first]
+    nearest = u @ u[first]
+    for _ in range(1, k):  # farthest-point start: each next centre is the row least similar to those chosen
+        nxt = int(nearest.argmin())
+        chosen.append(nxt)
+        nearest = torch.maximum(nearest, u @ u[nxt])
+    centres = u[chosen]
+    ids = torch.zeros(u.shape[0], dtype=torch.long, device=u.device)
+    for _ in range(iters):
+        ids = (u @ centres.T).argmax(1)
+        sums = torch.zeros_like(centres).index_add(0, ids, u)
+        counts = torch.bincount(ids, minlength=k).unsqueeze(1)
+        moved = torch.where(counts > 0, F.normalize(sums, dim=1), centres)  # an empty cluster keeps its centre
+        shift = float((moved - centres).norm(dim=1).max())
+        centres = moved
+        if shift <= tol:
+            break
+    return (u @ centres.T).argmax(1)
+
+
+def sbcl_subclasses(features: Tensor, labels: Tensor, class_counts: Any = None, *, iters: int = 25,
+                    tol: float = 1e-3, seed: int = 0) -> Tensor:
+    """SBCL's subclass labels [N]: each class's features clustered by cosine k-means into
+    :func:`sbcl_subclass_counts` clusters (counted from ``labels`` unless ``class_counts`` is
+    given); the official code re-clusters the whole training set every 10 epochs, with at
+    most 25 iterations (``kmeans_pytorch``, ``distance='cosine'``, ``tol=1e-3``). Ids run
+    from 0 within each class, as :func:`sbcl`'s ``subclass=`` takes them."""
+    x = check_float(features, "features")
+    y = check_class_indices(labels, "labels")
+    if x.dim() != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"features must be [N, D] and labels [N], got {tuple(x.shape)} and {tuple(y.shape)}")
+    num_classes = int(y.max()) + 1 if y.numel() else 0
+    counts = torch.bincount(y, minlength=num_classes) if class_counts is None else torch.as_tensor(class_counts)
+    clusters = sbcl_subclass_counts(counts) if num_classes else []
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros_like(y)
+    with torch.no_grad():
+        for c, k in enumerate(clusters):
+            rows = (y == c).nonzero().squeeze(1)
+            if k > 1 and rows.numel() > k:
+                out[rows] = _cosine_kmeans(x[rows].detach(), k, g, iters, tol)
+    return out
+
+
+def sbcl_class_temperature(features: Tensor, labels: Tensor, temperature: float = 0.1, class_counts: Any = None) -> Tensor:
+    """SBCL's class temperatures [C] (official ``cluster()``, ``--train_rule Ranking``): each class's mean
+    distance to its centre over ``log(n_c + 10)``, clipped to its 10th..90th percentiles over the classes,
+    ``τ · d_c / mean(d)``; classes of a single subclass get ``τ``."""
+    x = check_float(features, "features")
+    y = check_class_indices(labels, "labels")
+    num_classes = int(y.max()) + 1
+    counts = torch.bincount(y, minlength=num_classes) if class_counts is None else torch.as_tensor(class_counts)
+    density = torch.zeros(num_classes, dtype=torch.float64)
+    with torch.no_grad():
+        for c in range(num_classes):
+            fc = x[y == c].detach().double()
+            density[c] = (fc - fc.mean(0)).norm(dim=1).mean() / math.log(fc.shape[0] + 10.0)
+    lo, hi = torch.quantile(density, 0.1), torch.quantile(density, 0.9)
+    density = density.clamp(lo, hi)
+    tau = temperature * density / density.mean()
+    single = torch.tensor(sbcl_subclass_counts(counts)) == 1
+    return torch.where(single, torch.full_like(tau, temperature), tau)
 
 
 def _rows(values: Any, name: str, labels_given: Tensor, n_views: int) -> Tensor:

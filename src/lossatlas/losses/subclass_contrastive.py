@@ -50,7 +50,9 @@ class SBCLLoss(FunctionalLoss, function=LF.sbcl):
     ``--train_rule Ranking`` (``SupConLoss_rank``): ``τ = 0.1``, ``τ_b = 0.07``, ``γ = 0.25``;
     the loss is the mean over all anchors. The official training re-clusters every 10
     epochs with cosine k-means, ``n_c // max(min n, 10)`` clusters per class
-    (:func:`lossatlas.functional.sbcl_subclass_counts`), after 10 SupCon warm-up epochs.
+    (:func:`lossatlas.functional.sbcl_subclass_counts`), after 10 SupCon warm-up epochs;
+    :func:`lossatlas.functional.sbcl_subclasses` clusters a training set's features so, and
+    :func:`lossatlas.functional.sbcl_class_temperature` gives the official class temperatures.
     Without ``subclass`` each class is one subclass and the loss is SupCon at ``τ/τ_b``
     averaged over all anchors (plus ``γ`` times the other-view term).
 
