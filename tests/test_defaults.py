@@ -434,6 +434,26 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "ignore_index": (-100, TORCH_II),
         "reduction": ("mean", "by-liu/CALS distributed_lagrangian_trainer.py: CE (mean) + penalty.sum(-1).mean()"),
     },
+    "correctness_aware": {
+        "balance": (True, "liuyvchi/Correctness-aware-calibration src/cal_metrics/temperature_scaling_CA.py: "
+                          "weights[correctness] = 1 - weight_correct, weights[~correctness] = weight_correct"),
+        "ignore_index": (-100, TORCH_II),
+        "reduction": ("mean", "liuyvchi/Correctness-aware-calibration temperature_scaling_CA.py: "
+                              "loss.sum() / weights.sum()"),
+    },
+    "rankmixup_mrl": {
+        "alpha": (0.1, "cvlab-yonsei/RankMixup configs/loss/mrl.yaml (alpha: 0.1)"),
+        "margin": (2.0, "cvlab-yonsei/RankMixup configs/loss/mrl.yaml (margin: 2.0 # cifar 2.0/ tiny 1.0)"),
+        "score": ("logit", "cvlab-yonsei/RankMixup calibrate/losses/rankmixup.py RankMixup_MRL.forward: "
+                           "diff = self.get_logit_diff(inputs, mixup)"),
+        "ignore_index": (-100, "cvlab-yonsei/RankMixup configs/loss/mrl.yaml (ignore_index: -100)"),
+        "reduction": ("mean", "cvlab-yonsei/RankMixup rankmixup.py: nn.CrossEntropyLoss() and (...).mean()"),
+    },
+    "rankmixup_mndcg": {
+        "alpha": (0.1, "cvlab-yonsei/RankMixup configs/loss/mndcg.yaml (alpha: 0.1)"),
+        "ignore_index": (-100, "cvlab-yonsei/RankMixup configs/loss/mndcg.yaml (ignore_index: -100)"),
+        "reduction": ("mean", "cvlab-yonsei/RankMixup rankmixup.py: nn.CrossEntropyLoss() and (1 - ndcg).mean()"),
+    },
     "poly1": {
         "epsilon": (1.0, "Leng et al. 2022, PolyLoss: Poly-1 with ε = 1"),
         "label_smoothing": (0.0, "torch F.cross_entropy (label_smoothing=0.0)"),
@@ -1054,6 +1074,7 @@ assert set(LOSS_IDS) <= set(DEFAULTS)
 _W = [1.0, 2.0, 3.0, 4.0]  # per-class weights for the C = 4 classes of the test batches
 OTHER: dict[tuple[str, str], Any] = {
     ("smooth_adversarial_comp_sum", "vector"): "scores",
+    ("rankmixup_mrl", "score"): "confidence",
     **{(i, "weight"): _W for i in ("cross_entropy", "focal", "ldam", "logit_adjusted", "balanced_softmax", "vs", "gumbel",
                                    "poly1")},
     ("focal", "alpha"): [0.1, 0.2, 0.3, 0.4],

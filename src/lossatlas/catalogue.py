@@ -74,10 +74,6 @@ NOTES: dict[str, str] = {
 #: its id is registered or its note is written.
 PENDING: dict[str, str] = {
     "B9": "issue 23: EnsLoss (statmlben/ensLoss: random calibrated loss-derivatives per batch), not implemented yet",
-    "C8": "issue 23: the post-hoc calibration objective of 'Optimizing Calibration by Gaining Aware of Prediction "
-          "Correctness' (a loss on a calibrator's outputs for transformed copies of each sample), not implemented yet",
-    "C9": "issue 23: RankMixup's MRL and M-NDCG (cvlab-yonsei/RankMixup calibrate/losses/rankmixup.py; CE plus a "
-          "ranking term between the logits of raw and mixup-augmented inputs), not implemented yet",
 }
 
 

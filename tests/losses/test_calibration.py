@@ -508,3 +508,184 @@ def test_cals_bad_input():
         la.create("cals", num_classes=4, tao=1.5)
     with pytest.raises(ValueError, match="logits"):
         la.create("cals", num_classes=4).accumulate(torch.randn(2, 3))
+
+
+# ---------------------------------------------------------------- C8 correctness-aware loss (Liu et al. 2024)
+def _ca_official(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """liuyvchi/Correctness-aware-calibration temperature_scaling_CA.py's loss, written out: MSE between
+    the max softmax probability and the correctness, weighted 1 - acc on correct rows and acc on wrong ones,
+    summed and divided by the summed weights."""
+    correct = z.argmax(1) == y
+    acc = correct.double().sum() / len(correct)
+    weights = torch.where(correct, 1 - acc, acc)
+    loss = (torch.softmax(z, 1).max(1)[0] - correct.double()) ** 2
+    return (loss * weights).sum() / weights.sum()
+
+
+def test_correctness_aware_is_the_official_weighted_mse():
+    z, y = batch(n=20, seed=21, scale=1.5)
+    correct = z.argmax(1) == y
+    assert 0 < int(correct.sum()) < 20
+    torch.testing.assert_close(LF.correctness_aware(z, y), _ca_official(z, y), rtol=1e-12, atol=1e-12)
+    conf = torch.softmax(z, 1).amax(1)
+    sq = (conf - correct.double()) ** 2
+    # the balanced mean is the mean of the two groups' means; 'none' has mean 'mean'
+    torch.testing.assert_close(LF.correctness_aware(z, y), 0.5 * (sq[correct].mean() + sq[~correct].mean()))
+    torch.testing.assert_close(LF.correctness_aware(z, y, reduction="none").mean(), LF.correctness_aware(z, y))
+    # balance=False: the plain mean of (conf - correct)^2
+    torch.testing.assert_close(LF.correctness_aware(z, y, balance=False, reduction="none"), sq, rtol=1e-12, atol=1e-12)
+    # a batch of one kind only: the plain mean (the official weights are all 0 there: 0 / 0)
+    y_all = z.argmax(1)
+    torch.testing.assert_close(LF.correctness_aware(z, y_all), ((1 - conf) ** 2).mean())
+    gradcheck_loss(lambda a: LF.correctness_aware(a, y), z)
+    gradcheck_loss(lambda a: LF.correctness_aware(a, y, balance=False, reduction="sum"), z)
+
+
+def test_correctness_aware_lowers_confidence_on_a_narrow_misclassification_where_ce_raises_it():
+    # the paper's example: predicted class 0 (p = 0.5), true class 1 (p = 0.4). A temperature calibrator
+    # z / T: cross-entropy's gradient in T is positive (descent sharpens: more confidence on the wrong class),
+    # the CA loss's is negative (descent softens it).
+    z = torch.log(torch.tensor([[0.5, 0.4, 0.1]], dtype=torch.float64))
+    y = torch.tensor([1])
+    t = torch.ones((), dtype=torch.float64, requires_grad=True)
+    (g_ce,) = torch.autograd.grad(F.cross_entropy(z / t, y), t)
+    (g_ca,) = torch.autograd.grad(LF.correctness_aware(z / t, y), t)
+    assert float(g_ce) > 0 > float(g_ca)
+    # a correct row: CA asks for more confidence (lower T), as CE does
+    (g_ok,) = torch.autograd.grad(LF.correctness_aware(z / t, torch.tensor([0])), t)
+    assert float(g_ok) > 0
+
+
+def test_correctness_aware_bad_input_and_module():
+    z, y = batch(n=4, c=3)
+    with pytest.raises(TypeError, match="balance"):
+        la.create("correctness_aware", balance=1)
+    with pytest.raises(ValueError, match="target"):
+        LF.correctness_aware(z, torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="logits"):
+        LF.correctness_aware(torch.full((4, 3), float("nan")), y)
+    assert torch.equal(la.create("ca_loss")(z, y), LF.correctness_aware(z, y))
+    assert_finite_extremes(LF.correctness_aware)
+
+
+# ---------------------------------------------------------------- C9 RankMixup (Noh et al. 2023)
+def _mixes(n: int, m: int, c: int, seed: int, lams: tuple[float, ...] | None = None, same: bool = False):
+    """Mix-major official-style inputs: raw logits [N, C], targets, mixed logits [M·N, C], soft labels [M·N, C], λ's."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, c, (n,), generator=g)
+    eye = torch.eye(c, dtype=torch.float64)
+    lams = lams or tuple(0.1 + 0.8 * float(v) for v in torch.rand(m, generator=g))
+    mixed, soft = [], []
+    for lam in lams:
+        perm = torch.randperm(n, generator=g)
+        other = y[perm] if same else (y + 1 + torch.randint(0, c - 1, (n,), generator=g)) % c
+        mixed.append(lam * z + (1 - lam) * z[perm] + 0.3 * torch.randn(n, c, generator=g, dtype=torch.float64))
+        soft.append(lam * eye[y] + (1 - lam) * eye[other])
+    return z, y, torch.cat(mixed), torch.cat(soft), list(lams)
+
+
+def _per_sample(t: torch.Tensor, m: int) -> torch.Tensor:
+    """[M·N, C] mix-major -> [N, M, C], the layout lossatlas takes."""
+    return t.view(m, -1, t.shape[-1]).transpose(0, 1)
+
+
+def test_rankmixup_mrl_equals_the_official_loss_when_no_mix_is_masked():
+    z, y, mz, mt, _ = _mixes(9, 1, 5, seed=31)
+    for margin, alpha in ((2.0, 0.1), (0.5, 0.7)):
+        # official RankMixup_MRL.forward with get_logit_diff, written out ([N, 1] hinge times the [N] mask)
+        mask = ((mt == 1.0).sum(1).reshape(1, -1).sum(0) == 0.0)
+        diff = mz.max(1)[0].unsqueeze(1) - z.max(1)[0].unsqueeze(1)
+        official = F.cross_entropy(z, y) + alpha * (mask * F.relu(diff + margin)).mean()
+        got = LF.rankmixup_mrl(z, y, mz, mt, margin=margin, alpha=alpha)
+        torch.testing.assert_close(got, official, rtol=1e-12, atol=1e-12)
+        # the paper's confidences instead of logits
+        conf = torch.softmax(mz, 1).amax(1) - torch.softmax(z, 1).amax(1)
+        ref = F.cross_entropy(z, y, reduction="none") + alpha * F.relu(conf + margin / 10)
+        got = LF.rankmixup_mrl(z, y, mz, mt, margin=margin / 10, alpha=alpha, score="confidence", reduction="none")
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+        gradcheck_loss(lambda a, b: LF.rankmixup_mrl(a, y, b, mt, margin=margin, alpha=alpha), z, mz)
+
+
+def test_rankmixup_mrl_masks_each_mix_of_one_class_itself():
+    z, y, mz, mt, _ = _mixes(8, 1, 4, seed=32)
+    mt[:3] = torch.eye(4, dtype=torch.float64)[y[:3]]  # rows 0-2: one-class mixes
+    hinge = F.relu(mz.amax(1) - z.amax(1) + 2.0)
+    keep = torch.ones(8, dtype=torch.float64)
+    keep[:3] = 0
+    got = LF.rankmixup_mrl(z, y, mz, mt, reduction="none")
+    torch.testing.assert_close(got, F.cross_entropy(z, y, reduction="none") + 0.1 * keep * hinge, rtol=1e-12, atol=1e-12)
+    # the official broadcast gives mean(mask) * mean(hinge) instead: the documented difference
+    assert not torch.isclose(got.mean(), F.cross_entropy(z, y) + 0.1 * keep.mean() * hinge.mean())
+    # M mixes per sample: the hinge terms are averaged over the mixes
+    z, y, mz, mt, _ = _mixes(6, 3, 4, seed=33)
+    hinge = F.relu(_per_sample(mz, 3).amax(2) - z.amax(1, keepdim=True) + 2.0).mean(1)
+    torch.testing.assert_close(LF.rankmixup_mrl(z, y, _per_sample(mz, 3), _per_sample(mt, 3), reduction="none"),
+                               F.cross_entropy(z, y, reduction="none") + 0.1 * hinge, rtol=1e-12, atol=1e-12)
+
+
+def _mndcg_official(z, mz, mt, lams, c):
+    """RankMixup_MNDCG.get_indcg written out (mix-major inputs, λ's distinct)."""
+    mixup = torch.softmax(mz.reshape(len(lams), -1, c), 2)
+    target_re = mt.reshape(len(lams), -1, c)
+    max_values = torch.softmax(z, 1).max(1, keepdim=True)[0]
+    max_mixup = mixup.max(2)[0].t()
+    max_lam = target_re.max(2)[0].t()
+    sort_index = torch.argsort(max_lam, descending=True)
+    dcg_order = torch.log2(torch.arange(1, 2 + len(lams), dtype=torch.float64) + 1)
+    dcg = (torch.cat((max_values, torch.gather(max_mixup, 1, sort_index)), 1) / dcg_order).sum(1)
+    idcg = (torch.cat((torch.ones(z.shape[0], 1, dtype=torch.float64), torch.gather(max_lam, 1, sort_index)), 1)
+            / dcg_order).sum(1)
+    return torch.where(idcg > dcg, dcg / idcg, idcg / dcg)
+
+
+def test_rankmixup_mndcg_equals_the_official_loss():
+    c = 5
+    z, y, mz, mt, lams = _mixes(7, 3, c, seed=34, lams=(0.3, 0.85, 0.6))
+    for alpha in (0.1, 0.8):
+        official = F.cross_entropy(z, y) + alpha * (1.0 - _mndcg_official(z, mz, mt, lams, c)).mean()
+        got = LF.rankmixup_mndcg(z, y, _per_sample(mz, 3), _per_sample(mt, 3), alpha=alpha)
+        torch.testing.assert_close(got, official, rtol=1e-12, atol=1e-12)
+    gradcheck_loss(lambda a, b: LF.rankmixup_mndcg(a, y, b, _per_sample(mt, 3), alpha=0.5), z, _per_sample(mz, 3))
+
+
+def test_rankmixup_mndcg_rewards_confidences_ordered_as_the_mixing_coefficients():
+    # two mixes, coefficients 0.9 and 0.6; confidences given in that order or swapped
+    lam = torch.tensor([[[0.9, 0.1], [0.6, 0.4]]], dtype=torch.float64)
+    z, y = torch.tensor([[2.0, 0.0]], dtype=torch.float64), torch.tensor([0])
+
+    def logits(p: float) -> list[float]:
+        return [math.log(p), math.log(1 - p)]
+
+    aligned = torch.tensor([[logits(0.9), logits(0.6)]], dtype=torch.float64)
+    swapped = torch.tensor([[logits(0.6), logits(0.9)]], dtype=torch.float64)
+    ce = F.cross_entropy(z, y)
+    a = LF.rankmixup_mndcg(z, y, aligned, lam, alpha=1.0) - ce
+    s = LF.rankmixup_mndcg(z, y, swapped, lam, alpha=1.0) - ce
+    assert 0.0 <= float(a) < float(s) <= 1.0
+    # α = 0 is cross-entropy
+    torch.testing.assert_close(LF.rankmixup_mndcg(z, y, swapped, lam, alpha=0.0), ce)
+
+
+def test_rankmixup_bad_input_and_modules():
+    z, y, mz, mt, _ = _mixes(4, 1, 3, seed=35)
+    with pytest.raises(ValueError, match="mixed_logits"):
+        LF.rankmixup_mrl(z, y, mz[:, :2], mt)
+    with pytest.raises(ValueError, match="mixed_logits"):
+        LF.rankmixup_mndcg(z, y, mz[:3], mt[:3])
+    with pytest.raises(ValueError, match="mixed_target"):
+        LF.rankmixup_mrl(z, y, mz, mt[:, :2])
+    bad = mt.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="mixed_target"):
+        LF.rankmixup_mndcg(z, y, mz, bad)
+    with pytest.raises(TypeError, match="mixed_target"):
+        LF.rankmixup_mrl(z, y, mz, y)
+    with pytest.raises(ValueError, match="margin"):
+        la.create("rankmixup_mrl", margin=-1.0)
+    with pytest.raises(ValueError, match="score"):
+        la.create("mrl", score="prob")
+    with pytest.raises(ValueError, match="alpha"):
+        LF.rankmixup_mndcg(z, y, mz, mt, alpha=-0.1)
+    assert torch.equal(la.create("mrl", margin=1.0)(z, y, mz, mt), LF.rankmixup_mrl(z, y, mz, mt, margin=1.0))
+    assert torch.equal(la.create("mndcg")(z, y, mz, mt), LF.rankmixup_mndcg(z, y, mz, mt))

@@ -36,7 +36,7 @@ from .._validation import (
     check_tensor,
     compiling,
 )
-from ._common import compute_dtype, prepare_classification, reduce_loss, target_logit
+from ._common import check_companion_logits, compute_dtype, prepare_classification, reduce_loss, target_logit
 from ._fused import fused_or_traced, log_prob_target, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss, softmax_rows
 
 __all__ = [
@@ -53,6 +53,9 @@ __all__ = [
     "anyloss",
     "anyloss_per_class",
     "ANYLOSS_METRICS",
+    "correctness_aware",
+    "rankmixup_mrl",
+    "rankmixup_mndcg",
 ]
 
 CLASSIFICATION = ("logits", "target")
@@ -589,3 +592,153 @@ def cals(
     penalty, _ = cals_penalty(torch.where(live, h, torch.zeros_like(h)), lam, rho)
     penalty = torch.where(live, penalty, torch.zeros_like(penalty))
     return reduce_loss(ce + penalty.sum(dim=1), reduction, w, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# C8: the correctness-aware loss of a post-hoc calibrator (Liu et al. 2024)
+# --------------------------------------------------------------------------------------
+CA_CODE = "liuyvchi/Correctness-aware-calibration src/cal_metrics/temperature_scaling_CA.py"
+
+
+def _group_balance(correct: Tensor, valid: Tensor) -> Tensor:
+    """Per-row weights that give the correct and the wrong rows equal total weight, with mean 1
+    over the valid rows: ``n / (G n_c)`` on correct rows, ``n / (G n_w)`` on wrong ones (``G`` the
+    number of non-empty groups; 0 on invalid rows). The official weights ``1 − acc`` / ``acc``
+    up to a factor: the same weighted mean."""
+    v = valid.to(torch.float64)
+    c = (correct & valid).to(torch.float64)
+    n_c, n = c.sum(), v.sum()
+    n_w = n - n_c
+    groups = (n_c > 0).to(torch.float64) + (n_w > 0).to(torch.float64)
+    per_correct = safe_ratio(n, groups * n_c)
+    per_wrong = safe_ratio(n, groups * n_w)
+    return torch.where(c > 0, per_correct, per_wrong) * v
+
+
+@loss_function(inputs=CLASSIFICATION, params={
+    "balance": Param("weight the correctly and the wrongly predicted rows of the batch equally (the official "
+                     "weights 1 − accuracy and accuracy); ``False``: the plain mean of (conf − correct)²", as_bool,
+                     f"{CA_CODE} (weights[correctness] = 1 - weight_correct)"),
+})
+def correctness_aware(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    balance: bool = True,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """Correctness-aware loss ``(max_k softmax(z)_k − 1[argmax z = y])²`` of a post-hoc calibrator's
+    logits; see :class:`lossatlas.losses.CorrectnessAwareLoss`."""
+    z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    conf = torch.softmax(z, dim=1).amax(1)
+    correct = z.argmax(1) == y
+    losses = (conf - correct.to(z.dtype)).square()
+    if balance:
+        valid = torch.ones_like(correct) if w is None else w > 0
+        w = _group_balance(correct, valid).to(z.dtype)
+    return reduce_loss(losses, reduction, w, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# C9: RankMixup's ranking losses between raw and mixup-augmented samples (Noh et al. 2023)
+# --------------------------------------------------------------------------------------
+RANKMIXUP_CODE = "cvlab-yonsei/RankMixup"
+MIXUP = ("logits", "target", "mixed_logits", "mixed_target")
+
+
+def _mixup_inputs(logits: Tensor, target: Tensor, mixed_logits: Tensor, mixed_target: Tensor, reduction: str,
+                  validate: bool, ignore_index: int) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype, Tensor, Tensor]:
+    """(z, y, sample weights, output dtype) as a classification loss's, and the mixed logits and soft
+    targets as [N, M, C] in the compute dtype."""
+    z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    mz = check_companion_logits(mixed_logits, logits, "mixed_logits", validate, stacked=True)
+    mt = check_float(mixed_target, "mixed_target")
+    if mt.shape != mixed_logits.shape:
+        raise ValueError(f"mixed_target must have the shape of mixed_logits {tuple(mixed_logits.shape)} (one soft "
+                         f"label per mixed sample), got {tuple(mt.shape)}")
+    check_same_device("mixed_target", mt, "logits", logits)
+    check_finite(mt, "mixed_target", validate)
+    if mz.dim() == 2:
+        mz, mt = mz.unsqueeze(1), mt.unsqueeze(1)
+    return z, y, w, out_dtype, mz, mt.to(mz.dtype)
+
+
+def _rank_score(value: Any, name: str) -> str:
+    if value not in ("logit", "confidence"):
+        raise ValueError(f"{name} must be 'logit' (the official code: the largest logit) or 'confidence' (the largest "
+                         f"softmax probability), got {value!r}")
+    return str(value)
+
+
+@loss_function(inputs=MIXUP, params={
+    "alpha": Param("weight α ≥ 0 of the ranking term (added to the cross-entropy of the raw samples)", nonnegative,
+                   f"{RANKMIXUP_CODE} configs/loss/mrl.yaml (alpha: 0.1)"),
+    "margin": Param("margin m ≥ 0 by which a raw sample's score must exceed its mixed sample's", nonnegative,
+                    f"{RANKMIXUP_CODE} configs/loss/mrl.yaml (margin: 2.0 for CIFAR; 1.0 for Tiny-ImageNet)"),
+    "score": Param("what is ranked: ``'logit'``, the largest logit (the official code's get_logit_diff), or "
+                   "``'confidence'``, the largest softmax probability (its commented-out get_conf_diff)", _rank_score,
+                   f"{RANKMIXUP_CODE} calibrate/losses/rankmixup.py (diff = self.get_logit_diff(inputs, mixup))"),
+})
+def rankmixup_mrl(
+    logits: Tensor,
+    target: Tensor,
+    mixed_logits: Tensor,
+    mixed_target: Tensor,
+    *,
+    alpha: float = 0.1,
+    margin: float = 2.0,
+    score: str = "logit",
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """RankMixup's mixup ranking loss ``CE + α · mean_m 1[mix m of two classes] · [s(z̃_m) − s(z) + m]_+``;
+    see :class:`lossatlas.losses.RankMixupMRLLoss`."""
+    z, y, w, out_dtype, mz, mt = _mixup_inputs(logits, target, mixed_logits, mixed_target, reduction, validate,
+                                                ignore_index)
+    ce = -log_prob_target(z, y)
+    if score == "logit":
+        raw, mixed = z.amax(1), mz.amax(2)
+    else:
+        raw, mixed = torch.softmax(z, 1).amax(1), torch.softmax(mz, 2).amax(2)
+    two_classes = (mt != 1.0).all(2).to(z.dtype)  # a mix of one class (or λ ∈ {0, 1}) has no order to keep
+    rank = (two_classes * torch.relu(mixed - raw.unsqueeze(1) + margin)).mean(1)
+    return reduce_loss(ce + alpha * rank, reduction, w, out_dtype)
+
+
+@loss_function(inputs=MIXUP, params={
+    "alpha": Param("weight α ≥ 0 of the 1 − M-NDCG term (added to the cross-entropy of the raw samples)", nonnegative,
+                   f"{RANKMIXUP_CODE} configs/loss/mndcg.yaml (alpha: 0.1)"),
+})
+def rankmixup_mndcg(
+    logits: Tensor,
+    target: Tensor,
+    mixed_logits: Tensor,
+    mixed_target: Tensor,
+    *,
+    alpha: float = 0.1,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """RankMixup's M-NDCG loss ``CE + α (1 − M-NDCG)``, the confidences of a raw sample and its mixes
+    ranked against their mixing coefficients; see :class:`lossatlas.losses.RankMixupMNDCGLoss`."""
+    z, y, w, out_dtype, mz, mt = _mixup_inputs(logits, target, mixed_logits, mixed_target, reduction, validate,
+                                                ignore_index)
+    ce = -log_prob_target(z, y)
+    return reduce_loss(ce + alpha * (1.0 - _mndcg(z, mz, mt)), reduction, w, out_dtype)
+
+
+def _mndcg(z: Tensor, mz: Tensor, mt: Tensor) -> Tensor:
+    """M-NDCG per row: the raw sample (relevance 1) first, then its mixes by descending mixing
+    coefficient ``max_k t̃_k``; DCG of the confidences over IDCG of the coefficients, or its inverse
+    where that is below 1 (so 1 is the best value)."""
+    lam, order = mt.amax(2).sort(dim=1, descending=True, stable=True)
+    conf = torch.softmax(mz, 2).amax(2).gather(1, order)
+    ones = torch.ones_like(lam[:, :1])
+    discount = torch.log2(torch.arange(2, lam.shape[1] + 3, device=z.device, dtype=z.dtype))
+    dcg = (torch.cat([torch.softmax(z, 1).amax(1, keepdim=True), conf], 1) / discount).sum(1)
+    idcg = (torch.cat([ones, lam], 1) / discount).sum(1)
+    return torch.where(idcg > dcg, dcg / idcg, idcg / dcg)

@@ -19,7 +19,8 @@ from .._validation import check_number
 from ..registry import Paper, register
 from ._base import FunctionalLoss, Loss
 
-__all__ = ["CALSLoss", "Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss"]
+__all__ = ["CALSLoss", "Poly1Loss", "EncouragingLoss", "SquentropyLoss", "SphericalZLoss", "LogZSquaredLoss", "AnyLoss",
+           "CorrectnessAwareLoss", "RankMixupMRLLoss", "RankMixupMNDCGLoss"]
 
 POLY_PAPER = Paper(
     "Z. Leng, M. Tan, C. Liu, E. D. Cubuk, X. Shi, S. Cheng, D. Anguelov",
@@ -436,3 +437,147 @@ class CALSLoss(Loss):
             self.rho = min(self.rho_max, self.rho * self.gamma)
         self.previous_penalty = val
         return self.rho
+
+
+CA_PAPER = Paper(
+    "Y. Liu, L. Wang, Y. Zou, J. Zou, L. Zheng",
+    "Optimizing Calibration by Gaining Aware of Prediction Correctness", "arXiv", 2024, "2404.13016",
+)
+RANKMIXUP_PAPER = Paper(
+    "J. Noh, H. Park, J. Lee, B. Ham",
+    "RankMixup: Ranking-Based Mixup Training for Network Calibration", "ICCV", 2023, "2308.11990",
+)
+
+
+@register(
+    "correctness_aware",
+    aliases=("ca_loss", "correctness_aware_loss"),
+    family="calibration",
+    kind="classification",
+    catalogue="C8",
+    formula="l_i = w_i (max_k p_ik - 1[argmax_k z_ik = y_i])²,  p = softmax(z);  w balances correct and wrong rows",
+    paper=CA_PAPER,
+    code="liuyvchi/Correctness-aware-calibration",
+)
+class CorrectnessAwareLoss(FunctionalLoss, function=LF.correctness_aware):
+    r"""Correctness-aware (CA) loss (Liu, Wang, Zou, Zou, Zheng, 2024, "Optimizing Calibration by
+    Gaining Aware of Prediction Correctness"): the objective of a post-hoc calibrator, which asks
+    for high confidence on correctly predicted samples and low confidence on wrong ones.
+
+    .. math:: \ell_i = w_i\,\big(\max_k p_{ik} - c_i\big)^2,\qquad
+              c_i = \mathbb{1}[\hat y_i = y_i],\ \hat y_i = \mathrm{argmax}_k\, z_{ik},\quad p_i = \mathrm{softmax}(z_i)
+
+    ``logits`` are the calibrated logits (e.g. the classifier's logits divided by a temperature
+    the calibrator predicts); the calibrator is accuracy-preserving, so the correctness ``c`` is
+    read from their argmax, as the official code reads it from the classifier's. Unlike
+    cross-entropy, a narrowly wrong sample is pushed to low confidence rather than towards its
+    true class. With ``balance=True`` (the official code's weights, 1 − accuracy on correct rows
+    and accuracy on wrong rows) the correct and the wrong rows of the batch weigh the same:
+    ``'mean'`` is ``½ (mean over correct rows + mean over wrong rows)``, or the plain mean when the
+    batch has only one kind; ``'none'`` gives ``w_i ℓ_i`` with the weights normalised to mean 1, so
+    ``'mean'`` is its mean. The paper's other ingredient, feeding the calibrator transformed copies
+    of each sample (rotation, greyscale, colour jitter), is the calibrator's input, not the loss.
+
+    {args}
+
+    Shapes: ``logits`` [N, C]; ``target`` int64 [N].
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("correctness_aware")
+        >>> round(float(crit(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))), 4)
+        0.395
+    """
+
+
+_MIXUP_USAGE = """\
+Shapes: ``logits`` [N, C] (the raw samples); ``target`` int64 [N]; ``mixed_logits`` [N, C] or
+[N, M, C] (row i: the logits of the M mixes of sample i, ``λ x_i + (1 − λ) x_π(i)``);
+``mixed_target`` of the same shape (their soft labels ``λ onehot(y_i) + (1 − λ) onehot(y_π(i))``).
+The official model returns the mixes as [M·N, C] (mix-major): pass
+``mixed.view(M, N, C).transpose(0, 1)``.
+"""
+
+
+@register(
+    "rankmixup_mrl",
+    aliases=("mrl", "rankmixup"),
+    family="calibration",
+    kind="classification",
+    catalogue="C9",
+    formula="l_i = CE(z_i, y_i) + α mean_m 1[t̃_im not one-hot] [max_k z̃_imk - max_k z_ik + m]_+",
+    paper=RANKMIXUP_PAPER,
+    code="cvlab-yonsei/RankMixup",
+)
+@fill_doc(usage=_MIXUP_USAGE)
+class RankMixupMRLLoss(FunctionalLoss, function=LF.rankmixup_mrl):
+    r"""RankMixup's mixup-based ranking loss, MRL (Noh, Park, Lee, Ham, 2023, "RankMixup:
+    Ranking-Based Mixup Training for Network Calibration", ICCV): cross-entropy on the raw samples,
+    plus a margin ranking term asking that a mixup-augmented sample be scored lower than the raw
+    sample it was mixed from (instead of supervising the mix with the mixture of labels).
+
+    .. math:: \ell_i = \mathrm{CE}(z_i, y_i) + \frac{\alpha}{M} \sum_{m=1}^{M} \mathbb{1}_{im}\,
+              \big[s(\tilde z_{im}) - s(z_i) + m\big]_+
+
+    ``s`` is the largest logit (``score='logit'``, the official code; margin 2 for CIFAR, 1 for
+    Tiny-ImageNet) or the largest softmax probability (``score='confidence'``, the paper's wording
+    and the official code's alternative; the margin is then a probability gap). ``𝟙_im`` leaves out
+    the mixes whose soft label is one-hot (two samples of one class, or λ ∈ {0, 1}), as the official
+    ``self_mixup_mask``. Difference from the official code: its mask multiplies the [N, 1] hinge
+    terms as a [N] row vector (an N x N broadcast: the mean of the mask times the mean of the hinges);
+    here each mix's mask multiplies its own hinge term; both agree when no mix is masked
+    (tests/losses/test_calibration.py). The mixes and their labels are inputs: draw them in the
+    training loop (the official code mixes the input images with λ ~ Beta(2, 2) on CIFAR, one mix
+    per sample for MRL).
+
+    {args}
+
+    {usage}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("rankmixup_mrl", margin=1.0)
+        >>> z, y = torch.tensor([[3.0, 0.0]]), torch.tensor([0])
+        >>> round(float(crit(z, y, torch.tensor([[2.5, 0.0]]), torch.tensor([[0.6, 0.4]])) - la.functional.cross_entropy(z, y)), 4)
+        0.05
+    """
+
+
+@register(
+    "rankmixup_mndcg",
+    aliases=("mndcg", "m_ndcg"),
+    family="calibration",
+    kind="classification",
+    catalogue="C9",
+    formula="l_i = CE(z_i, y_i) + α (1 - M-NDCG_i),  M-NDCG: DCG of (raw, mixed) confidences over IDCG of (1, λ's)",
+    paper=RANKMIXUP_PAPER,
+    code="cvlab-yonsei/RankMixup",
+)
+@fill_doc(usage=_MIXUP_USAGE)
+class RankMixupMNDCGLoss(FunctionalLoss, function=LF.rankmixup_mndcg):
+    r"""RankMixup's M-NDCG loss (Noh, Park, Lee, Ham, 2023, "RankMixup: Ranking-Based Mixup
+    Training for Network Calibration", ICCV): the confidences of a raw sample and of its M mixes
+    should be ordered as their mixing coefficients, scored with a normalised DCG.
+
+    .. math:: \ell_i = \mathrm{CE}(z_i, y_i) + \alpha\,(1 - \mathrm{NDCG}_i),\qquad
+              \mathrm{DCG}_i = \sum_{k=1}^{M+1} \frac{c_{ik}}{\log_2(k + 1)},\quad
+              \mathrm{IDCG}_i = \sum_{k=1}^{M+1} \frac{\lambda_{ik}}{\log_2(k + 1)}
+
+    Position 1 is the raw sample (confidence ``max_k p_ik``, coefficient 1), then the mixes in
+    descending order of their coefficient ``λ_im = max_k t̃_imk`` (a stable sort, so equal
+    coefficients keep their input order) with confidences ``max_k softmax(z̃_im)_k``.
+    ``NDCG = DCG / IDCG`` where that is below 1, else ``IDCG / DCG`` (the official code's rule, so
+    1 is the best value either way). The official configuration uses 3 mixes per sample and
+    α = 0.1.
+
+    {args}
+
+    {usage}
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("rankmixup_mndcg")
+        >>> z, y = torch.zeros(1, 2), torch.tensor([0])
+        >>> round(float(crit(z, y, torch.zeros(1, 2), torch.tensor([[0.5, 0.5]])) - la.functional.cross_entropy(z, y)), 4)
+        0.038
+    """
