@@ -872,7 +872,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "refresh_every": (None, "static hard negatives are mined once, before training (DPR, RocketQA, NV-Retriever)"),
     },
     "positive_aware_negatives": {
-        "ratio": (0.95, "Moreira et al. 2024 (NV-Retriever) Section 4: TopK-PercPos at 95 % of the positive score"),
+        "ratio": (0.95, "Moreira et al. 2024 (NV-Retriever): TopK-PercPos at 95 % of the positive score"),
         "margin": (None, "Moreira et al. 2024: TopK-MarginPos is the alternative, not combined"),
         "refresh_every": (None, "Moreira et al. 2024: negatives mined once with a teacher embedding model"),
     },

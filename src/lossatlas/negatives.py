@@ -668,7 +668,7 @@ class HardNegatives(NegativeMiner):
     catalogue="G11",
     formula="top num of {d : s(q, d) < ratio · s(q, d+)} (TopK-PercPos; margin: s(q, d) < s(q, d+) − margin)",
     paper=NV_PAPER,
-    code="NVIDIA NV-Retriever (paper, Section 3; no official code)",
+    code="NVIDIA NV-Retriever (the paper's positive-aware mining; no official code)",
     defaults_source={
         "ratio": "NV-Retriever (Moreira et al., 2024) TopK-PercPos with 95 % of the positive's score, their best",
         "margin": "None: TopK-MarginPos off (NV-Retriever's best method is TopK-PercPos)",

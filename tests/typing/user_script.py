@@ -34,6 +34,18 @@ def train_step(logits: Tensor, target: Tensor, embeddings: Tensor, labels: Tenso
     sampler2 = la.samplers.SquareRootSampler(target.tolist())
     assert len(sampler2) == target.numel()
 
+    # retrieval negatives: a miner over a corpus index, and NGAME's batches of whole clusters
+    index = la.negatives.CorpusIndex(lambda x: x, embeddings.detach())
+    miner = la.create("ance", num=2, depth=4, refresh_every=5)
+    negatives: Tensor = miner.mine(index, embeddings.detach()[:3], torch.arange(3))
+    assert negatives.shape == (3, 2)
+    refreshed: bool = miner.step(index)
+    assert not refreshed
+    ngame = la.create("ngame", embeddings=embeddings.detach(), batch_size=4, cluster_size=2)
+    ngame.set_epoch(1)
+    batches: list[list[int]] = list(ngame)
+    assert sorted(i for b in batches for i in b) == list(range(embeddings.shape[0]))
+
     acc = la.metrics.ShotAccuracy(num_classes=3, train_class_counts=counts)
     acc.update(logits.detach(), target)
     shots: dict[str, Tensor] = acc.compute()
