@@ -51,6 +51,15 @@ CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+# (id, kwargs) on shards of N and 0 rows; "mined": with a distributed batch-hard miner's indices
+EMPTY_SHARD: list[tuple[str, dict[str, Any]]] = [
+    ("contrastive", {"pos_margin": 0.3, "neg_margin": 0.8}),
+    ("triplet_margin", {"margin": 0.3}),
+    ("triplet_margin", {"margin": 0.3, "mined": True}),
+    ("multi_similarity", {"miner_epsilon": 0.1}),
+]
+
+
 def _miner(name: str, distributed: bool) -> Miner:
     """The miners of MINED, one process's (``distributed=False``) or mining across processes."""
     miners: dict[str, Callable[[], Miner]] = {
@@ -108,6 +117,11 @@ def _xbm(case: int, distributed: bool) -> MemoryLoss:
 
 
 XBM_CASES = 5
+
+
+def _queue(distributed: bool) -> MemoryLoss:
+    kw: dict[str, Any] = {"gather": True, "distributed": True} if distributed else {}
+    return MemoryLoss(la.create("supcon", temperature=0.1), 20, D, mode="queue", **kw).double()
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -189,10 +203,22 @@ def _worker(rank: int) -> dict[str, Any]:
         for s in range(STEPS):
             steps.append(_leaf(lambda z: xbm(z, ym[MICRO + s, sl]), _memory_batches()[s, sl]))
         out["xbm"].append(steps)
+    # a MoCo queue of instance ids (the keys: a fixed transform of the queries), SupCon over it
+    queue = _queue(True)
+    out["queue"] = [_leaf(lambda z: queue(z, keys=_memory_batches()[s, sl].flip(1)), _memory_batches()[s, sl])
+                    for s in range(STEPS)]
     # DDP with a memory and no_sync accumulation
     xbm = _xbm(0, True)
     out["xbm_ddp"] = ddp_accumulate(_encoder(), lambda ddp, m: xbm(ddp(x[m, sl]), ym[m, sl]), MICRO)
-    # 6. bad input inside a group: anchors of another process
+    # 6. an empty shard: rank 1 has no rows, rank 0 the whole batch
+    rows = slice(0, N) if rank == 0 else slice(N, N)
+    for id_, kw in EMPTY_SHARD:
+        kw = dict(kw)
+        idx = BatchHardMiner(block_size=3, distributed=True)(e[rows], y[rows]) if kw.pop("mined", False) else None
+        out.setdefault("empty", []).append(
+            _leaf(lambda z: _fn(id_)(z, y[rows], indices=idx, distributed=True, tiled=True, block_size=3, **kw),
+                  e[rows]))
+    # 7. bad input inside a group: anchors of another process
     other = torch.tensor([SIZES[0] if rank == 0 else 0])
     try:
         LF.triplet_margin(e[sl], y[sl], indices=(other, other, other), distributed=True)
@@ -289,6 +315,14 @@ def test_memory_filled_from_gathered_keys_gives_the_single_process_loss(gathered
             _assert_global([g["xbm"][case][s] for g in gathered], ref, ref_grad, case == 3, f"memory {case} step {s}")
 
 
+def test_queue_of_gathered_keys_gives_the_single_process_loss(gathered: list[dict[str, Any]]) -> None:
+    batches = _memory_batches()
+    single = _queue(False)
+    for s in range(STEPS):
+        ref, ref_grad = _leaf(lambda z: single(z, keys=batches[s].flip(1)), batches[s])
+        _assert_global([g["queue"][s] for g in gathered], ref, ref_grad, False, f"queue step {s}")
+
+
 def test_ddp_with_a_memory_equals_single_process(gathered: list[dict[str, Any]]) -> None:
     _, _, x, ym = _data()
     enc = _encoder()
@@ -298,6 +332,16 @@ def test_ddp_with_a_memory_equals_single_process(gathered: list[dict[str, Any]])
     for r in range(WORLD):
         for got, want in zip(gathered[r]["xbm_ddp"], _step_grads(enc)):
             torch.testing.assert_close(got, want, rtol=RTOL, atol=ATOL, msg=f"rank {r}")
+
+
+def test_an_empty_shard_is_a_process_without_anchors(gathered: list[dict[str, Any]]) -> None:
+    e, y, _, _ = _data()
+    for i, (id_, kw) in enumerate(EMPTY_SHARD):
+        kw = dict(kw)
+        idx = BatchHardMiner()(e, y) if kw.pop("mined", False) else None
+        ref, ref_grad = _leaf(lambda z: _fn(id_)(z, y, indices=idx, tiled=False, **kw), e)
+        _assert_global([g["empty"][i] for g in gathered], ref, ref_grad, False, f"{id_} {kw} empty shard")
+        assert gathered[1]["empty"][i][1].shape == (0, D)
 
 
 def test_anchors_of_another_process_are_a_clear_error(gathered: list[dict[str, Any]]) -> None:

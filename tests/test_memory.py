@@ -3,18 +3,15 @@ CrossBatchMemory, the MoCo queue mode, and filling from keys gathered over two g
 
 from __future__ import annotations
 
-import datetime
 import io
-import socket
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import lossatlas as la
+from gloo import run_gloo
 from lossatlas import distances as D
 from lossatlas import miners as M
 from lossatlas import reducers as R
@@ -178,46 +175,30 @@ WORLD = 2
 SIZES = (5, 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _global_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(9)
     n = sum(SIZES)
     return [(torch.randn(n, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)) for _ in range(4)]
 
 
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        sl = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
-        xbm = MemoryLoss(la.create("supcon", temperature=0.1), 20, 4, gather=True).double()
-        queue = MemoryLoss(la.create("supcon", temperature=0.1), 20, 4, mode="queue", gather=True).double()
-        out = []
-        for e, y in _global_batches():
-            x = e[sl].clone().requires_grad_()
-            loss = xbm(x, y[sl])
-            loss.backward()
-            qloss = queue(e[sl], keys=e[sl].flip(1))
-            out.append({"loss": loss.detach(), "grad": x.grad, "qloss": qloss.detach(),
-                        "bank": {k: v.clone() for k, v in xbm.bank.state_dict().items()},
-                        "qbank": {k: v.clone() for k, v in queue.bank.state_dict().items()}})
-        torch.save(out, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> list[dict[str, Any]]:
+    sl = slice(sum(SIZES[:rank]), sum(SIZES[: rank + 1]))
+    xbm = MemoryLoss(la.create("supcon", temperature=0.1), 20, 4, gather=True).double()
+    queue = MemoryLoss(la.create("supcon", temperature=0.1), 20, 4, mode="queue", gather=True).double()
+    out = []
+    for e, y in _global_batches():
+        x = e[sl].clone().requires_grad_()
+        loss = xbm(x, y[sl])
+        loss.backward()
+        qloss = queue(e[sl], keys=e[sl].flip(1))
+        out.append({"loss": loss.detach(), "grad": x.grad, "qloss": qloss.detach(),
+                    "bank": {k: v.clone() for k, v in xbm.bank.state_dict().items()},
+                    "qbank": {k: v.clone() for k, v in queue.bank.state_dict().items()}})
+    return out
 
 
 def test_bank_filled_from_gathered_keys_equals_the_single_process_bank(tmp_path: Any) -> None:
-    path = str(tmp_path / "out")
-    spawn: Any = getattr(mp, "spawn")
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    per_rank = [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    per_rank = run_gloo(_worker, tmp_path, WORLD)
     single = MemoryLoss(la.create("supcon", temperature=0.1), 20, 4).double()
     qsingle = MemoryLoss(la.create("supcon", temperature=0.1), 20, 4, mode="queue").double()
     for step, (e, y) in enumerate(_global_batches()):
