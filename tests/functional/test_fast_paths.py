@@ -306,7 +306,7 @@ def test_active_passive_pairs(active, passive, akw, pkw, ref):
         torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
 
 
-MIX_CASES = [c for c in ROW_CASES if c[0] in ("rce", "sce", "nce", "nce_rce", "nce_mae", "logitclip")]
+MIX_CASES = [c for c in ROW_CASES if c[0] in ("rce", "sce", "nce", "nce_rce", "nce_mae", "logitclip", "ngce")]
 
 
 @pytest.mark.parametrize("clamped", [False, True])
@@ -314,7 +314,7 @@ MIX_CASES = [c for c in ROW_CASES if c[0] in ("rce", "sce", "nce", "nce_rce", "n
 @pytest.mark.parametrize("loss_id, kw, ref", MIX_CASES, ids=[c[0] for c in MIX_CASES])
 def test_noise_mix_both_softmax_forms_and_both_rce_forms(loss_id, kw, ref, num_classes, clamped):
     # below 16 classes p comes from a log-softmax, from 16 on from a softmax; without a probability
-    # below 1e-7 RCE is computed as 1 − p_y, with one as the clamped sum (both checked here)
+    # below 1e-7 RCE is computed as 1 − p_y and NGCE keeps every p^q, with one the clamped forms run
     z, y = _inputs(9, num_classes, 14.0 if clamped else 0.5, seed=5)
     assert bool((torch.softmax(z, 1) < P_MIN).any()) == clamped
     keep = y != -100

@@ -529,12 +529,17 @@ def _normalised_out(ctx: Any, r: Tensor, inv: Tensor, row_w: Tensor | None, redu
 def _normalised_grad(ctx: Any, terms: Tensor, p: Tensor, idx: Tensor, at_y: Tensor, terms_sum: Tensor,
                      grad: Tensor) -> Tensor:
     """``terms (r/D) + p (t_y − r Σ terms)/D − e_y t_y/D``, scaled: the backward of ``r = num/D`` for the
-    normalised losses (``terms`` the per-class slopes, ``at_y`` their target entries)."""
+    normalised losses (``terms`` the per-class slopes, ``at_y`` their target entries). A scalar
+    upstream factor goes into the per-row coefficients (:func:`folded_scale`)."""
     r_inv, inv = ctx.r_inv, ctx.inv
+    k = folded_scale(ctx.k, grad, p.shape[1])
+    if k is not None and k != 1.0:
+        r_inv, inv = r_inv * k, inv * k
+    at_y_inv = (at_y * inv).unsqueeze_(1)
     gz = terms * r_inv.unsqueeze(1)
-    gz.addcmul_(p, (at_y * inv).sub_(r_inv * terms_sum).unsqueeze_(1))
-    gz.scatter_add_(1, idx, (at_y * inv).neg_().unsqueeze_(1))
-    return scale_grad(gz, ctx.k, grad)
+    gz.addcmul_(p, at_y_inv - (r_inv * terms_sum).unsqueeze_(1))
+    gz.scatter_add_(1, idx, at_y_inv.neg_())
+    return gz if k is not None else scale_grad(gz, ctx.k, grad)
 
 
 class _NormalisedGCE(torch.autograd.Function):
@@ -550,17 +555,22 @@ class _NormalisedGCE(torch.autograd.Function):
         p, lpy = softmax_and_log_target(z, idx)
         if q == 1.0:
             pq = p
-        else:  # p^q = softmax(q z) · p_y^q / softmax(q z)_y, without a power pass
-            sq, lsq = softmax_and_log_target(z * q, idx)
-            pq = sq.mul_(torch.exp(lpy * q - lsq).unsqueeze_(1))
+        else:  # p^q = exp(q (z − log Z)): one exponential pass, log Z = z_y − log p_y
+            log_z = z.gather(1, idx).squeeze_(1).sub_(lpy)
+            pq = z.sub(log_z.unsqueeze_(1)).mul_(q).exp_()
         floor = P_MIN**q
-        den = (num_classes - pq.clamp_min(floor).sum(1)) / q  # Σ_j (1 − max(p_j, 1e-7)^q)/q
+        if float(pq.amin()) >= floor:  # no clamp (one host read): every p^q is kept
+            kept = pq
+            kept_sum = clamped_sum = pq.sum(1)
+        else:
+            kept = F.threshold(pq, next_below(floor, pq.dtype), 0.0)  # p^q where the clamp passes, else 0
+            kept_sum = kept.sum(1)
+            clamped_sum = (pq.clamp_min_(floor) if pq is not p else pq.clamp_min(floor)).sum(1)
+        den = torch.rsub(clamped_sum, num_classes).div_(q)  # Σ_j (1 − max(p_j, 1e-7)^q)/q
         inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NGCE is undefined
         r = _box_cox(lpy.clamp_min(_LOG_P_MIN), q) * inv
-        kept = F.threshold(pq, next_below(floor, pq.dtype), 0.0)  # p^q where the clamp passes, else 0
-        kept_y = kept.gather(1, idx).squeeze_(1)
         out = _normalised_out(ctx, r, inv, row_w, reduction, scale)
-        ctx.kept_y, ctx.kept_sum = kept_y, kept.sum(1)
+        ctx.kept_y, ctx.kept_sum = kept.gather(1, idx).squeeze_(1), kept_sum
         ctx.save_for_backward(p, kept, idx)
         return out
 
@@ -611,9 +621,10 @@ _nfl_fused = cast(Callable[..., Tensor], _NormalisedFocal.apply)
 def _fused_normalised(kernel: Callable[..., Tensor], logits: Tensor, target: Tensor, reduction: str, validate: bool,
                       ignore_index: int, exponent: float, scale: float) -> Tensor | None:
     """NGCE / NFL on the fused path, or ``None`` where the plain one runs."""
-    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if not take_fused(z, FUSE_MIN_NUMEL):
+    prepared = _prepare_fused(logits, target, reduction, validate, ignore_index)
+    if prepared is None:
         return None
+    z, y, w, out_dtype = prepared
     return kernel(z, y.unsqueeze(1), exponent, scale, w, reduction).to(out_dtype)
 
 
