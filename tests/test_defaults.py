@@ -112,6 +112,10 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "lamda": (1.0, "amajee11us/SCoRe train_stage1.py --method fl: FacilityLocation(lamda=1.0)"),
         "reduction": ("mean", "amajee11us/SCoRe FL.py: loss.view(anchor_count, batch_size).mean()"),
     },
+    "score_logdet": {
+        "ridge": (0.5, "amajee11us/SCoRe objectives/combinatorial/logdet.py: torch.logdet(S + 0.5 * I)"),
+        "reduction": ("mean", "amajee11us/SCoRe logdet.py: one number per batch"),
+    },
     # --- G13. SBCL (Hou et al. 2023) ---------------------------------------------------------------------------
     "sbcl": {
         "temperature": (0.1, "JackHck/SBCL SimCLR/main.py --temperature default 0.1; loss.py SupConLoss_rank temperature=0.1"),

@@ -62,8 +62,9 @@ NOTES: dict[str, str] = {
     "J7": "Recall@k, MAP@R: lossatlas.metrics.retrieval; linear-probe accuracy: lossatlas.metrics.probe",
     "J8": "susceptibility: lossatlas.metrics.susceptibility (see B11)",
     # rows registered in part: the text says what of the row is still missing
-    "F11": "SCoRe's facility-location objective is registered (score_facility_location); its graph-cut and "
-           "log-determinant objectives are not implemented yet (issue 23)",
+    "F11": "SCoRe's facility-location and log-determinant objectives are registered (score_facility_location, "
+           "score_logdet); its graph-cut objective is not: the official GC.py takes the log of a ratio of cosine sums, "
+           "undefined (NaN) where a sum is not positive (issue 23)",
     "K1": "Hinton's KD, decoupled KD and dual-head KD are registered (kd, dkd, dual_head_kd); BD-KD (online KD with "
           "sample-wise forward / reverse KL weights guided by the teacher's and student's entropies, Amara et al. 2022) is "
           "not implemented: it has no official code and its weighting rule was not in the material available here "

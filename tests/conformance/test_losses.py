@@ -31,6 +31,7 @@ MEAN_IS_NOT_MEAN_OF_NONE = {
     "supcon": "mean over the anchors that have a positive (pytorch-metric-learning); 'none' gives 0 to the others",
     "ntxent": "mean over the positive pairs (pytorch-metric-learning); 'none' is the per-anchor sum of its pairs' terms",
     "icnn": "one loss per batch (-log of the batch's nearest-neighbour score); 'none' is that number as a tensor [1]",
+    "score_logdet": "one loss per batch (the classes' total correlation); 'none' is that number as a tensor [1]",
     "metrix": "mean of the non-zero positive terms plus mean of the non-zero negative terms (the official "
               "AvgNonZeroReducer per term); 'none' is each pair's λ-weighted sum of its two terms",
     # H1 / G12: pairwise AUC surrogates

@@ -75,3 +75,50 @@ def test_score_facility_location_gradcheck_module_and_bad_input():
         la.create("score_facility_location", lamda=0.0)
     with pytest.raises(ValueError, match="temperature"):
         la.functional.score_facility_location(e, y, temperature=-1.0)
+
+
+def _official_logdet(features, labels, ridge=0.5):
+    """amajee11us/SCoRe objectives/combinatorial/logdet.py (is_cf=True) written out: the dot-product kernel of the
+    view-major rows (unit rows, as the official model outputs), one log-determinant per class, minus the whole set's."""
+    views = features.shape[1]
+    x = F.normalize(torch.cat(torch.unbind(features, 1)), dim=1)
+    y = labels.repeat(views)
+    s = x @ x.T
+    total = 0.0
+    for c in torch.unique(y):
+        rows = (y == c).nonzero().squeeze(1)
+        total += torch.logdet(s[rows][:, rows] + ridge * torch.eye(rows.numel(), dtype=s.dtype))
+    return total - torch.logdet(s + ridge * torch.eye(s.shape[0], dtype=s.dtype))
+
+
+@pytest.mark.parametrize("ridge", [0.5, 0.1, 2.0])
+def test_score_logdet_is_the_official_total_correlation(ridge):
+    f = torch.randn(5, 2, 4, generator=G, dtype=torch.float64)
+    labels = torch.tensor([2, 0, 2, 1, 0])
+    got = la.functional.score_logdet(f, labels, ridge=ridge)
+    torch.testing.assert_close(got, _official_logdet(f, labels, ridge), rtol=1e-12, atol=1e-12)
+
+
+def test_score_logdet_is_nonnegative_and_zero_for_one_or_orthogonal_classes():
+    e = torch.randn(9, 5, generator=G, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    assert float(la.functional.score_logdet(e, y)) > 0  # Fischer's inequality, strict when classes correlate
+    assert abs(float(la.functional.score_logdet(e, torch.zeros(9, dtype=torch.long)))) < 1e-12
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=G, dtype=torch.float64))
+    blocks = torch.cat([q[:, :3] @ torch.randn(3, 4, generator=G, dtype=torch.float64), q[:, 3:] @
+                        torch.randn(3, 4, generator=G, dtype=torch.float64)], 1).T  # class 0 in one subspace, 1 in another
+    lab = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    assert abs(float(la.functional.score_logdet(blocks, lab))) < 1e-10
+    none = la.functional.score_logdet(e, y, reduction="none")
+    assert none.shape == (1,) and la.functional.score_logdet(e[:0], y[:0], reduction="none").shape == (0,)
+
+
+def test_score_logdet_gradcheck_module_and_bad_input():
+    e = torch.randn(6, 3, generator=G, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 2, 0, 2])
+    gradcheck_loss(lambda x: la.functional.score_logdet(x, y, ridge=0.3), e)
+    torch.testing.assert_close(la.create("score_logdet", ridge=0.3)(e, y), la.functional.score_logdet(e, y, ridge=0.3))
+    with pytest.raises(ValueError, match="ridge"):
+        la.create("score_logdet", ridge=0.0)
+    with pytest.raises(ValueError, match="labels"):
+        la.functional.score_logdet(e, y[:3])

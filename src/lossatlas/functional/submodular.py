@@ -16,7 +16,7 @@ from .._spec import Param, loss_function, positive
 from ._common import reduce_loss
 from .metric import EMBEDDING, _unit, _views
 
-__all__ = ["score_facility_location"]
+__all__ = ["score_facility_location", "score_logdet"]
 
 SCORE_CODE = "amajee11us/SCoRe"
 
@@ -52,3 +52,32 @@ def score_facility_location(
     flat, y_rows = _views(embeddings, labels, validate)
     u, y, out_dtype = _unit(flat, y_rows, validate)
     return reduce_loss(_facility_location(u, y, (temperature / base_temperature) * lamda), reduction, None, out_dtype)
+
+
+@loss_function(inputs=EMBEDDING, params={
+    "ridge": Param("ε > 0 added to the kernel's diagonal, ``log det(S + εI)``", positive,
+                   f"{SCORE_CODE} objectives/combinatorial/logdet.py: torch.logdet(S + 0.5 * I)"),
+})
+def score_logdet(
+    embeddings: Tensor,
+    labels: Tensor,
+    *,
+    ridge: float = 0.5,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """SCoRe's log-determinant total correlation ``Σ_k log det(S_{A_k} + εI) − log det(S + εI)``
+    of the batch; see :class:`lossatlas.losses.SCoReLogDetLoss`."""
+    flat, y_rows = _views(embeddings, labels, validate)
+    u, y, out_dtype = _unit(flat, y_rows, validate)
+    n = u.shape[0]
+    if n == 0:
+        return reduce_loss(u.sum(1), reduction, None, out_dtype)
+    s = u @ u.T
+    eye = ridge * torch.eye(n, dtype=u.dtype, device=u.device)
+    same = y.unsqueeze(1) == y.unsqueeze(0)
+    # the classes' blocks of S form a block-diagonal matrix (up to a permutation of the rows and
+    # columns, which leaves determinants alone): its log-determinant is the sum over the classes
+    within = torch.logdet(torch.where(same, s, torch.zeros((), dtype=s.dtype, device=s.device)) + eye)
+    loss = (within - torch.logdet(s + eye)).reshape(1)
+    return reduce_loss(loss, reduction, None, out_dtype)
