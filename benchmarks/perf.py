@@ -70,9 +70,16 @@ MISS_REASONS = {
                        "F.binary_cross_entropy_with_logits is only a scale here",
     "aldr": "LDR's normalisation and softmax plus the temperature update (a second softmax, a log and a KL over N×C, "
             "without gradient) and the composed ops of its per-sample state",
-    "ngce": "the normaliser Σ_j (1 − p_j^q)/q needs p^q over N×C: a second softmax (of q·z) and a rescale beside p, "
-            "and its clamp mask",
-    "nfl": "the normaliser Σ_j (1 − p_j)^γ log p_j needs a log-softmax beside the softmax and a power over N×C",
+    "ngce": "the normaliser Σ_j (1 − max(p_j, 1e-7)^q)/q needs p^q over N×C beside p: a second exponential pass "
+            "(exp(q(z − log Z))), and where a probability is below 1e-7 the clamp, its mask and a second row sum",
+    "nfl": "the normaliser Σ_j (1 − p_j)^γ log p_j needs the power (1 − p)^γ over N×C beside the softmax, and its "
+           "product with the logits; the backward one more pass through the factors",
+    "gumbel": "the Gumbel CDF and a BCE on every one of the N×C logits (the target's e^{−z_y}, the others' "
+              "−log(1 − exp(−e^{−z_j}))): two exponentials and a logarithm per element through autograd's composed "
+              "ops, where F.cross_entropy computes one exponential per element",
+    "entropy_maximization": "BCE on the observed labels plus the binary entropy H(σ(z)) of every unobserved one: "
+                            "sigmoids and log-sigmoids of z and −z over N×C through autograd's composed ops, where "
+                            "F.binary_cross_entropy_with_logits is one fused kernel",
     "anyloss": "the soft confusion matrix needs σ(L(p − 1/2)) over N×C beside the softmax, its column sums and its "
                "derivative; then the softmax's backward (C ≤ 100: ~30 small ops on [C] vectors for the metric)",
     "asymmetric_single_label": "the weights p^γ− and the smoothed target need a softmax and a log-softmax over N×C "

@@ -91,6 +91,30 @@ def test_entropy_maximization_identities():
     assert math.isfinite(out.item()) and bool(torch.isfinite(far.grad).all())
 
 
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize(("weighted", "ls"), [(False, 0.0), (True, 0.0), (False, 0.15), (True, 0.15)])
+def test_assume_negative_one_bce_equals_the_definition(weighted, ls, reduction):
+    # the loss runs as one BCE with logits (weight γ + (1 − γ) y, target A / w); here the definition
+    # term by term from log-sigmoids, differentiated by autograd, soft target entries included
+    z, y = _batch(n=7, c=6)
+    y[0, 2], y[3, 0] = 0.3, 0.8
+    gamma = 1 / (z.shape[1] - 1) if weighted else 1.0
+
+    def ref(x):
+        sp, sn = -F.logsigmoid(x), -F.logsigmoid(-x)
+        losses = y * ((1 - ls) * sp + ls * sn) + gamma * (1 - y) * ((1 - ls) * sn + ls * sp)
+        return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
+
+    def ours(x):
+        return la.functional.assume_negative(x, y, weighted=weighted, label_smoothing=ls, reduction=reduction)
+
+    z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+    v, rv = ours(z1), ref(z2)
+    torch.testing.assert_close(v, rv, rtol=1e-12, atol=1e-14)
+    (g,), (rg,) = torch.autograd.grad(v.sum(), z1), torch.autograd.grad(rv.sum(), z2)
+    torch.testing.assert_close(g, rg, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("fn", [la.functional.assume_negative, la.functional.entropy_maximization])
 def test_gradcheck(fn):
     z, y = _batch(n=3, c=4)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._spec import Param, as_bool, loss_function, positive, unit_interval
+from .._spec import Param, as_bool, fresh, loss_function, positive, unit_interval
 from .._validation import check_float, check_number, check_same_device, check_tensor, compiling
 from ._common import reduce_loss
 from .multilabel import MULTILABEL, MULTILABEL_IGNORE, _prepare_multilabel
@@ -55,14 +55,23 @@ def assume_negative(
     if weighted and z.shape[-1] < 2:
         raise ValueError(f"weighted=True needs at least 2 labels (γ = 1/(C − 1)), got logits {tuple(z.shape)}")
     gamma = 1.0 / (z.shape[-1] - 1) if weighted else 1.0
+    if m is None and reduction != "none" and z.numel():  # nothing masked: BCE's own reduction (the mean over every element)
+        return fresh(_assume_negative(z, y, gamma, label_smoothing, reduction).to(out_dtype))
     return reduce_loss(_assume_negative(z, y, gamma, label_smoothing), reduction, m, out_dtype)
 
 
-def _assume_negative(z: Tensor, y: Tensor, gamma: float, eps: float) -> Tensor:
-    pos, neg = -F.logsigmoid(z), -F.logsigmoid(-z)  # −log σ(z), −log(1 − σ(z))
-    on_pos = (1.0 - eps) * pos + eps * neg
-    on_neg = gamma * ((1.0 - eps) * neg + eps * pos)
-    return y * on_pos + (1.0 - y) * on_neg
+def _assume_negative(z: Tensor, y: Tensor, gamma: float, eps: float, reduction: str = "none") -> Tensor:
+    """``y [(1 − ε) s⁺ + ε s⁻] + γ (1 − y) [(1 − ε) s⁻ + ε s⁺]`` with ``s⁺ = −log σ(z)``,
+    ``s⁻ = −log(1 − σ(z))``, as ONE ``binary_cross_entropy_with_logits`` (one kernel forward and
+    backward): linear in ``s⁺`` and ``s⁻``, it is ``A s⁺ + B s⁻ = w [t s⁺ + (1 − t) s⁻]`` with
+    ``A = y (1 − ε) + γ (1 − y) ε``, ``w = A + B = γ + (1 − γ) y > 0`` and ``t = A / w``; for γ = 1
+    (AN, AN-LS) ``w = 1`` and ``t`` is the smoothed target."""
+    if gamma == 1.0:
+        t = y if eps == 0.0 else y * (1.0 - 2.0 * eps) + eps
+        return F.binary_cross_entropy_with_logits(z, t, reduction=reduction)
+    w = y * (1.0 - gamma) + gamma
+    a = y * (1.0 - eps - gamma * eps) + gamma * eps
+    return F.binary_cross_entropy_with_logits(z, a / w, weight=w, reduction=reduction)
 
 
 def _alpha(value: object, name: str) -> float:
