@@ -78,8 +78,9 @@ MISS_REASONS = {
               "−log(1 − exp(−e^{−z_j}))): two exponentials and a logarithm per element through autograd's composed "
               "ops, where F.cross_entropy computes one exponential per element",
     "entropy_maximization": "BCE on the observed labels plus the binary entropy H(σ(z)) of every unobserved one: "
-                            "sigmoids and log-sigmoids of z and −z over N×C through autograd's composed ops, where "
-                            "F.binary_cross_entropy_with_logits is one fused kernel",
+                            "log σ(z), log σ(−z) and their exponentials (four transcendental passes over N×C, exact "
+                            "far out; value and derivative from one pass each, no autograd graph), where "
+                            "F.binary_cross_entropy_with_logits is one fused kernel of two",
     "anyloss": "the soft confusion matrix needs σ(L(p − 1/2)) over N×C beside the softmax, its column sums and its "
                "derivative; then the softmax's backward (C ≤ 100: ~30 small ops on [C] vectors for the metric)",
     "asymmetric_single_label": "the weights p^γ− and the smoothed target need a softmax and a log-softmax over N×C "

@@ -40,7 +40,7 @@ from torch import Tensor
 from .._paths import compiling, take_fused
 from .._spec import mean_divisor
 
-__all__ = ["softmax_cross_entropy", "log_prob_target", "fused_or_traced", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
+__all__ = ["softmax_cross_entropy", "pointwise_loss", "log_prob_target", "fused_or_traced", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
 
 #: Logit tensors with fewer elements than this take the plain path: below it the cost of a
 #: Python ``autograd.Function`` exceeds the passes it saves. Measured at N=1024 on CPU:
@@ -390,6 +390,35 @@ def fused_grad(p: Tensor, idx: Tensor, coef_p: Tensor | float, coef_e: Tensor | 
     gz = p * col(coef_p)
     e = coef_e.unsqueeze(1) if isinstance(coef_e, Tensor) else torch.full((idx.shape[0], 1), coef_e, dtype=p.dtype)
     return scale_grad(gz.scatter_add_(1, idx, e), k, grad)
+
+
+class _Pointwise(torch.autograd.Function):
+    """A per-element loss ``ℓ(z)`` whose value and derivative ``dℓ/dz`` come from one function of
+    the input, computed without a graph; the backward is one multiply ``g · dℓ/dz``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, terms: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
+        loss, slope = terms(z)
+        ctx.save_for_backward(slope)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None
+
+
+_pointwise = cast(Callable[..., Tensor], _Pointwise.apply)
+
+
+def pointwise_loss(z: Tensor, terms: Callable[[Tensor], tuple[Tensor, Tensor]], *others: Tensor) -> Tensor | None:
+    """``ℓ(z)`` elementwise from ``terms(z) = (ℓ, dℓ/dz)`` (:class:`_Pointwise`: no autograd graph
+    of the terms), or ``None`` where the composed ops should run: the size-based choice of
+    :func:`~lossatlas._paths.take_fused`, and never when one of ``others`` (the target) needs a
+    gradient (``terms`` gives none for it)."""
+    if not take_fused(z, 1) or any(t.requires_grad for t in others):
+        return None
+    return _pointwise(z, terms)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from torch import Tensor
 from .._spec import Param, as_bool, fresh, loss_function, positive, unit_interval
 from .._validation import check_float, check_number, check_same_device, check_tensor, compiling
 from ._common import reduce_loss
+from ._fused import pointwise_loss
 from .multilabel import MULTILABEL, MULTILABEL_IGNORE, _prepare_multilabel
 
 __all__ = ["assume_negative", "entropy_maximization", "role", "binary_entropy_with_logits"]
@@ -95,8 +96,22 @@ def entropy_maximization(
     """Entropy-maximisation loss ``y·(−log σ(z)) − (1 − y)·α H(σ(z))``; see
     :class:`lossatlas.losses.EntropyMaximizationLoss`."""
     z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, None, ignore_index)
-    losses = y * -F.logsigmoid(z) - (1.0 - y) * (alpha * binary_entropy_with_logits(z))
+    losses = pointwise_loss(z, lambda x: _entropy_maximization_terms(x, y, alpha), y)
+    if losses is None:
+        losses = y * -F.logsigmoid(z) - (1.0 - y) * (alpha * binary_entropy_with_logits(z))
     return reduce_loss(losses, reduction, m, out_dtype)
+
+
+def _entropy_maximization_terms(z: Tensor, y: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """``(ℓ, dℓ/dz)`` elementwise: ``ℓ = −y log σ(z) − α (1 − y) H``, ``H = −(σ(z) log σ(z) + σ(−z) log σ(−z))``
+    (both log-sigmoids computed, exact far out), ``dℓ/dz = −y σ(−z) + α (1 − y) z σ(z) σ(−z)``
+    (``dH/dz = −z σ(z) σ(−z)``)."""
+    ls_pos, ls_neg = F.logsigmoid(z), F.logsigmoid(z.neg())
+    p, q = ls_pos.exp(), ls_neg.exp()
+    unobserved = torch.rsub(y, 1.0).mul_(alpha)  # α (1 − y)
+    loss = (p * ls_pos).addcmul_(q, ls_neg).mul_(unobserved).addcmul_(y, ls_pos, value=-1.0)
+    slope = (p * q).mul_(z).mul_(unobserved).addcmul_(y, q, value=-1.0)
+    return loss, slope
 
 
 def _role_rows(label_logits: Tensor, index: Tensor | None, z: Tensor, validate: bool) -> Tensor:
