@@ -425,6 +425,12 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "ignore_index": (-100, TORCH_II),
         "reduction": ("mean", TORCH_RED),
     },
+    "ensloss": {
+        "lam": (0.0, "statmlben/ensLoss losses.py ensLoss.__init__ (self.lam = 0.0); main_image.py "
+                     "'ensLoss_per_epochs': -1 never redraws it"),
+        "seed": (None, "lossatlas: torch's global RNG draws the derivatives (the official torch.randn)"),
+        "reduction": ("mean", "statmlben/ensLoss losses.py ensLoss.forward: loss.mean()"),
+    },
     # --- C. calibration / well-posed classification --------------------------------------------
     "cals": {
         "margin": (20.0, "by-liu/CALS configs/lag/aug_lagrangian_class.yaml (margin: 20)"),
@@ -906,6 +912,7 @@ MODULE_ONLY = {
     ("infonce", "max_scale"): "the clamp of the learned logit scale, module state",
     ("siglip", "learnable"): "learned scale and bias are module state (nn.Parameters); the function takes values",
     ("partial_fc", "seed"): "the module owns the torch.Generator; the function takes generator=",
+    ("ensloss", "seed"): "the module owns the torch.Generator; the function takes generator=",
     ("orthohash", "seed"): "the module draws its codebook buffer from it; the function takes the codebook",
     ("role", "seed"): "the module draws its initial estimate table (a parameter) from it; the function takes the table",
     ("absgd", "start_epoch"): "the two-stage schedule is module state (epochs); the function computes one step",
@@ -1114,6 +1121,7 @@ OTHER: dict[tuple[str, str], Any] = {
     ("supcon", "average_over"): "all_anchors",  # on a batch with an anchor that has no positive (see _setup)
     ("partial_fc", "margin_type"): "cosface",
     ("partial_fc", "sample_rate"): 0.5,  # with 40 classes (see _setup): 4 sampled centres → 20
+    ("ensloss", "seed"): 0,  # its own generator instead of the global RNG: other derivatives are drawn
     ("partial_fc", "seed"): 0,  # its own generator instead of the global RNG: other centres are sampled
     ("unpg", "margin_type"): "cosface",
     **{(i, "surrogate"): "hinge" for i in ("ap_soap", "pauc_cvar", "pauc_dro", "tpauc_kl", "multilabel_ap",

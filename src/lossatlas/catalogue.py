@@ -73,9 +73,7 @@ NOTES: dict[str, str] = {
 
 #: Rows not implemented yet: {row: what is missing and where it is tracked}. Remove a row when
 #: its id is registered or its note is written.
-PENDING: dict[str, str] = {
-    "B9": "issue 23: EnsLoss (statmlben/ensLoss: random calibrated loss-derivatives per batch), not implemented yet",
-}
+PENDING: dict[str, str] = {}
 
 
 def row_key(row: str) -> tuple[str, int]:

@@ -520,7 +520,7 @@ def test_nce_rce_registered_function_matches_module() -> None:
 
 # ========================================================================= the one core: function = definition
 NOISE_IDS = ["mae", "gce", "rce", "sce", "nce", "nfl", "ngce", "active_passive", "nce_rce", "nce_mae",
-             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss", "comp_sum", "smooth_adversarial_comp_sum"]
+             "logitclip", "ldr", "aldr", "taylor_ce", "alpha_loss", "comp_sum", "smooth_adversarial_comp_sum", "ensloss"]
 
 
 def test_every_noise_id_is_defined_by_its_function() -> None:
@@ -905,3 +905,95 @@ def test_smooth_adversarial_comp_sum_bad_input():
     crit = la.create("adv_comp_sum", tau=0.5, nu=0.2)
     adv = z + 0.1
     assert torch.equal(crit(z, y, adv), LF.smooth_adversarial_comp_sum(z, y, adv, tau=0.5, nu=0.2))
+
+
+# --- B9 EnsLoss (Dai 2025): random calibrated loss-derivatives per batch --------------------------
+
+def _ensloss_official_grad(output: Tensor, target: Tensor, lam: float) -> Tensor:
+    """statmlben/ensLoss losses.py::ensLoss.forward, written out (CPU, float32 as its torch.randn draws):
+    the gradient of mean(g.detach() * s) with respect to the output."""
+    t = 2.0 * target - 1.0
+    s = output.flatten() * t.flatten()
+    eps = torch.randn((len(t),))
+    inv = torch.exp(eps) if lam == 0.0 else torch.where(1.0 + lam * eps > 0.0, 1.0 + lam * eps, 0.0) ** (1.0 / lam)
+    rd = torch.sort(-inv)[0]
+    rd = torch.maximum(rd, torch.tensor(-1.0))
+    g = torch.zeros(len(t))
+    g[torch.sort(s)[1]] = rd
+    pos = s.detach() > 1.0
+    g[pos] *= 1 / s.detach()[pos]
+    g = g.detach() - 1e-6
+    return g * t / len(t)  # ∂ mean(g s) / ∂ output
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, -0.5])
+def test_ensloss_gradient_is_the_official_one_under_the_same_seed(lam):
+    g = torch.Generator().manual_seed(41)
+    scores = 2.0 * torch.randn(64, generator=g)
+    target = (torch.rand(64, generator=g) < 0.5).float()
+    x = scores.clone().requires_grad_()
+    torch.manual_seed(5)
+    (got,) = torch.autograd.grad(LF.ensloss(x, target, lam=lam), x)
+    torch.manual_seed(5)
+    torch.testing.assert_close(got, _ensloss_official_grad(scores, target, lam), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("lam", [-1.0, -0.3, 0.0, 0.4, 1.0, 2.0])
+def test_each_sampled_ensloss_is_convex_and_calibrated(lam):
+    """Bartlett et al.'s conditions on every draw: φ' non-decreasing in the margin (convex φ) and
+    φ'(0) < 0 (here every φ' < 0); also φ' ≥ −1 − 1e-6 (the official floor)."""
+    g = torch.Generator().manual_seed(42)
+    for seed in range(20):
+        z = 3.0 * torch.randn(50, generator=g, dtype=torch.float64)
+        d = LF.ensloss_derivatives(z, lam=lam, generator=torch.Generator().manual_seed(seed))
+        order = z.argsort()
+        assert bool((d[order].diff() >= 0).all()), (lam, seed)
+        assert bool((d < 0).all()) and bool((d >= -1.0 - 1e-6).all())
+        # the loss those derivatives define (the piecewise-linear integral through the sorted margins) is convex:
+        # its chords' slopes are non-decreasing
+        zs, ds = z[order], d[order]
+        phi = torch.cat([torch.zeros(1, dtype=z.dtype), torch.cumsum(0.5 * (ds[1:] + ds[:-1]) * zs.diff(), 0)])
+        slopes = phi.diff() / zs.diff()
+        assert bool((slopes.diff() >= -1e-12).all())
+
+
+def test_ensloss_value_gradient_and_determinism():
+    g = torch.Generator().manual_seed(43)
+    scores = 2.0 * torch.randn(12, generator=g, dtype=torch.float64)
+    target = torch.arange(12) % 2
+    z = (2.0 * target - 1.0) * scores
+    # the gradient of the value is the drawn derivative (the value is differentiated exactly: gradcheck)
+    x = scores.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(LF.ensloss(x, target, generator=torch.Generator().manual_seed(1), reduction="sum"), x)
+    d = LF.ensloss_derivatives(z, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(grad, d * (2.0 * target - 1.0), rtol=1e-12, atol=1e-15)
+    gradcheck_loss(lambda s: LF.ensloss(s, target, lam=0.5, generator=torch.Generator().manual_seed(2)), scores)
+    # the value: g ψ(z) − 1e-6 z, ψ continuous at z = 1
+    v = LF.ensloss(scores, target, generator=torch.Generator().manual_seed(1), reduction="none")
+    g_draw = torch.where(z > 1, (d + 1e-6) * z, d + 1e-6)
+    psi = torch.where(z > 1, 1 + torch.log(z.clamp_min(1)), z)
+    torch.testing.assert_close(v, g_draw * psi - 1e-6 * z, rtol=1e-12, atol=1e-15)
+    # reproducible under a seed, a fresh draw on every call
+    a, b = la.create("ensloss", seed=7), la.create("ensloss", seed=7)
+    first = a(scores, target)
+    assert torch.equal(first, b(scores, target))
+    assert not torch.equal(a(scores, target), first)
+    c = la.create("ensloss", seed=7)
+    kwargs = c.functional_kwargs()
+    assert torch.equal(LF.ensloss(scores, target, **kwargs), c(scores, target))
+
+
+def test_ensloss_bad_input():
+    s, y = torch.randn(4), torch.tensor([0, 1, 1, 0])
+    with pytest.raises(ValueError, match="target"):
+        LF.ensloss(s, torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="scores"):
+        LF.ensloss(torch.randn(4, 2), y)
+    with pytest.raises(ValueError, match="target"):
+        LF.ensloss(s, torch.tensor([0, 1, 1]))
+    with pytest.raises(TypeError, match="lam"):
+        LF.ensloss(s, y, lam="0")
+    with pytest.raises(TypeError, match="seed"):
+        la.create("ensloss", seed=True)
+    with pytest.raises(ValueError, match="scores"):
+        LF.ensloss(torch.tensor([0.0, float("nan"), 1.0, 2.0]), y)

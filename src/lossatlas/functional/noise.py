@@ -64,6 +64,8 @@ __all__ = [
     "alpha_loss",
     "comp_sum",
     "smooth_adversarial_comp_sum",
+    "ensloss_derivatives",
+    "ensloss",
 ]
 
 CLASSIFICATION = ("logits", "target")
@@ -1230,3 +1232,72 @@ def smooth_adversarial_comp_sum(
     adv = check_companion_logits(adv_logits, logits, "adv_logits", validate)
     losses = _box_cox(_log_p_y(z, y), tau - 1.0) + nu * _smooth_term(z, adv, y, vector)
     return reduce_loss(losses, reduction, w, out_dtype)
+
+
+# --------------------------------------------------------------------------------------
+# B9: EnsLoss, random calibrated loss-derivatives per batch (Dai 2025)
+# --------------------------------------------------------------------------------------
+ENSLOSS_CODE = "statmlben/ensLoss losses.py::ensLoss"
+#: the official code subtracts this from every derivative, so that each one is strictly negative
+ENSLOSS_SHIFT = 1e-6
+
+
+def _inverse_box_cox(eps: Tensor, lam: float) -> Tensor:
+    """``exp(ε)`` for λ = 0, else ``max(1 + λε, 0)^{1/λ}``: the inverse Box-Cox transform."""
+    if lam == 0.0:
+        return eps.exp()
+    return torch.clamp_min(1.0 + lam * eps, 0.0).pow(1.0 / lam)
+
+
+def _ensloss_draws(z: Tensor, lam: float, generator: torch.Generator | None) -> Tensor:
+    """The sorted draws ``max(−BoxCox⁻¹_λ(ε), −1)``, ε ~ N(0, 1), given to ``z`` [N] in its order."""
+    # float32 draws on the CPU, as the official torch.randn((N,)): the same seed gives the same derivatives
+    eps = torch.randn(z.shape, generator=generator, dtype=torch.float32,
+                      device=generator.device if generator is not None else "cpu").to(device=z.device, dtype=z.dtype)
+    draws = torch.clamp_min(-_inverse_box_cox(eps, lam), -1.0).sort().values
+    return torch.empty_like(z).scatter_(0, z.argsort(stable=True), draws)
+
+
+def ensloss_derivatives(margins: Tensor, *, lam: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    """One draw of EnsLoss's calibrated loss-derivatives at ``margins`` [N] (math only; no gradient).
+
+    ``N`` standard normal draws (from ``generator``, or torch's global RNG) go through
+    ``−BoxCox⁻¹_λ``, are sorted, floored at −1 and given to the margins in their order (the
+    smallest margin the most negative derivative), so the derivative is non-decreasing in the
+    margin (a convex loss); margins above 1 divide theirs by the margin (the official
+    "superlinear tail") and every one is lowered by 1e-6, so ``φ'(0) < 0`` (calibration).
+    """
+    z = margins.detach()
+    g = _ensloss_draws(z, lam, generator)
+    return torch.where(z > 1.0, g / torch.clamp_min(z, 1.0), g) - ENSLOSS_SHIFT
+
+
+def _ensloss_lambda(value: Any, name: str) -> float:
+    """A finite real number: the Box-Cox λ of the derivative distribution."""
+    return check_number(value, name)
+
+
+@loss_function(inputs=("scores", "target"), call=("generator",), params={
+    "lam": Param("λ of the inverse Box-Cox transform that maps N(0, 1) draws to derivative magnitudes (0: exp, a "
+                 "log-normal)", _ensloss_lambda, f"{ENSLOSS_CODE} (self.lam = 0.0; main_image.py keeps it: "
+                                                   "ensLoss_per_epochs = -1)"),
+})
+def ensloss(
+    scores: Tensor,
+    target: Tensor,
+    *,
+    lam: float = 0.0,
+    generator: torch.Generator | None = None,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> Tensor:
+    """EnsLoss: a loss whose derivative in the margin ``z = ±score`` is a fresh random calibrated
+    loss-derivative at each call; see :class:`lossatlas.losses.EnsLoss`."""
+    from .auc import _binary_inputs
+
+    s, y, out_dtype = _binary_inputs(scores, target, validate)
+    z = (2.0 * y - 1.0) * s
+    g = _ensloss_draws(z.detach(), lam, generator)
+    # g ψ(z) − 1e-6 z, ψ(z) = z up to 1 and 1 + log z above: its derivative in z is ensloss_derivatives(z)
+    psi = torch.where(z > 1.0, 1.0 + torch.log(torch.clamp_min(z, 1.0)), z)
+    return reduce_loss(g * psi - ENSLOSS_SHIFT * z, reduction, None, out_dtype)

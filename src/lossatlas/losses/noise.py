@@ -41,6 +41,7 @@ __all__ = [
     "AlphaLoss",
     "CompSumLoss",
     "SmoothAdversarialCompSumLoss",
+    "EnsLoss",
 ]
 
 APL_CODE = "HanxunH/Active-Passive-Losses loss.py"
@@ -53,6 +54,8 @@ LDR_PAPER = Paper("D. Zhu, Y. Ying, T. Yang", "Label Distributionally Robust Los
 TAYLOR_PAPER = Paper("L. Feng, S. Shu, Z. Lin, F. Lv, L. Li, B. An", "Can Cross Entropy Loss Be Robust to Label Noise?", "IJCAI", 2020)
 COMP_SUM_PAPER = Paper("A. Mao, M. Mohri, Y. Zhong", "Cross-Entropy Loss Functions: Theoretical Analysis and Applications",
                        "ICML", 2023, "2304.07288")
+ENSLOSS_PAPER = Paper("B. Dai", "EnsLoss: Stochastic Calibrated Loss Ensembles for Preventing Overfitting in Classification",
+                      "ICML 2025 (arXiv 2024)", 2024, "2409.00908")
 ALPHA_PAPER = Paper("T. Sypherd, M. Diaz, J. K. Cava, G. Dasarathy, P. Kairouz, L. Sankar", "A Tunable Loss Function for Robust Classification: Calibration, Landscape, and Generalization", "IEEE Trans. Inf. Theory 2022 (arXiv 2019)", 2019, "1906.02314")
 
 
@@ -747,3 +750,84 @@ class SmoothAdversarialCompSumLoss(FunctionalLoss, function=LF.smooth_adversaria
         >>> z = torch.zeros(2, 3); float(crit(z, torch.tensor([0, 1]), z)) == float(la.functional.comp_sum(z, torch.tensor([0, 1])))
         True
     """
+
+
+_ENS = spec_of(LF.ensloss)
+
+
+@register(
+    "ensloss",
+    aliases=("ens_loss", "ensloss_binary"),
+    family="noise",
+    kind="binary",
+    catalogue="B9",
+    formula="∂l_i/∂z_i = φ'(z_i), z_i = (2 y_i - 1) s_i: N draws -BoxCox⁻¹_λ(ε), ε ~ N(0, 1), floored at -1, sorted and "
+            "given to the margins in order (÷ z above 1, - 1e-6); l_i = g_i ψ(z_i) - 1e-6 z_i",
+    paper=ENSLOSS_PAPER,
+    code="statmlben/ensLoss",
+    function=LF.ensloss,
+    defaults_source={**_ENS.sources, "seed": "None = torch's global RNG"},
+)
+@fill_doc(args="\n".join([
+    *_ENS.args_doc().split("\n"),
+    "    seed: seed of a private generator for the derivative draws (``None``: torch's global RNG). Default ``None``.",
+]))
+class EnsLoss(Loss):
+    r"""EnsLoss (Dai, 2025, "EnsLoss: Stochastic Calibrated Loss Ensembles for Preventing
+    Overfitting in Classification", ICML; arXiv 2024): binary classification with a new random
+    convex calibrated surrogate loss at every batch, an ensemble of losses trained once (as
+    Dropout ensembles networks).
+
+    A margin loss ``φ(z)``, ``z = y f(x)`` with ``y = ±1``, is convex and classification-calibrated
+    iff its derivative is non-decreasing with ``φ'(0) < 0`` (Bartlett, Jordan & McAuliffe 2006).
+    EnsLoss never writes ``φ``: it draws the derivatives at the batch's margins directly,
+
+    .. math:: \varepsilon_k \sim N(0, 1),\quad d_k = \max\big(-\mathrm{BoxCox}_\lambda^{-1}(\varepsilon_k),\,-1\big),
+              \quad \varphi'(z_{(k)}) = d_{(k)} / \max(z_{(k)}, 1) - 10^{-6}
+
+    the k-th smallest draw going to the k-th smallest margin (non-decreasing: convexity; all
+    negative: calibration), divided by the margin above 1 (the official code's "superlinear
+    tail") and lowered by 1e-6 (strictly negative), as statmlben/ensLoss ``losses.py::ensLoss``
+    does (λ = 0: ``d = max(−e^ε, −1)``). The official loss has no value of its own (its
+    ``mean(g.detach() · z)`` is a device for the gradient); here the value is
+    ``g ψ(z) − 10⁻⁶ z`` with ``ψ(z) = z`` up to 1 and ``1 + log z`` above, whose derivative is exactly
+    the drawn ``φ'`` (so gradients equal the official code's, and the value is the sampled loss up
+    to a constant per sample). :func:`lossatlas.functional.ensloss_derivatives` returns a draw.
+    Reproducible under ``seed`` (a private ``torch.Generator``) or ``generator=`` of the function.
+
+    {args}
+
+    Shapes: ``scores`` [N] (or [N, 1]) real-valued logits; ``target`` [N] 0/1 labels (any dtype).
+
+    Example:
+        >>> import torch, lossatlas as la
+        >>> crit = la.create("ensloss", seed=0)
+        >>> crit(torch.randn(8), torch.randint(0, 2, (8,))).ndim
+        0
+    """
+
+    def __init__(self, lam: float = _ENS.defaults["lam"], seed: int | None = None,
+                 reduction: str = _ENS.defaults["reduction"], validate: bool = _ENS.defaults["validate"]) -> None:
+        checked = _ENS.check_all({"lam": lam, "reduction": reduction, "validate": validate})
+        super().__init__(checked["reduction"], checked["validate"])
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.lam: float = checked["lam"]
+        self.seed = seed
+        self._generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {"lam": self.lam, "seed": self.seed}
+
+    def functional_kwargs(self) -> dict[str, Any]:
+        """The hyper-parameters and a *copy* of the private generator: the function then draws
+        this module's next derivatives and leaves the module's draws as they were."""
+        copy = None
+        if self._generator is not None:
+            copy = torch.Generator()
+            copy.set_state(self._generator.get_state())
+        return {"lam": self.lam, "generator": copy, "reduction": self.reduction, "validate": self.validate}
+
+    def forward(self, scores: Tensor, target: Tensor) -> Tensor:
+        return fresh(_ENS.function(scores, target, lam=self.lam, generator=self._generator,
+                                   reduction=self.reduction, validate=self.validate))
