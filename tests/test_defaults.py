@@ -598,6 +598,8 @@ DEFAULTS: dict[str, dict[str, tuple[Any, str]]] = {
         "temperature": (0.07, PML + "ntxent_loss.py NTXentLoss(temperature=0.07)"),
         "tiled": (False, "lossatlas: the dense form (the row-block form is exact but recomputes in backward)"),
         "block_size": (None, BLOCK),
+        "distributed": (False, DIST),
+        "group": (None, GROUP),
         "reduction": ("mean", TORCH_RED),
     },
     "supcon": {
@@ -1175,7 +1177,7 @@ NOT_BEHAVIOURAL: dict[tuple[str, str], str] = {
        for n in ("margin", "k", "imratio", "version")},
     **{(i, n): "needs an initialised process group: tests/test_distributed_contrastive.py"
        for i in ("infonce", "siglip", "debiased_contrastive", "hard_negative_contrastive", "decoupled_contrastive",
-                 "barlow_twins", "supcon") for n in ("distributed", "group")},
+                 "barlow_twins", "supcon", "ntxent") for n in ("distributed", "group")},
     **{(i, n): "needs an initialised process group: tests/test_distributed_metric.py"
        for i in ("contrastive", "triplet_margin", "multi_similarity") for n in ("distributed", "group")},
     **{(i, "ignore_index"): "an ignore_index absent from the batch cannot change it: test_ignore_index_default"

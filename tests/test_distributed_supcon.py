@@ -1,9 +1,12 @@
 """Issue 22: SupCon across processes. Two gloo ranks with uneven shards must give the loss of
 the concatenated batch and its exact gradient, dense and tiled, under DDP with gradient
-accumulation over micro-batches (``no_sync``), and in the cached (GradCache) form."""
+accumulation over micro-batches (``no_sync``), and in the cached (GradCache) form. The other
+settings of the InfoNCE family (NT-Xent, CLIP one-way and symmetric) are checked the same way
+(``_family``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +28,25 @@ SETTINGS: list[dict[str, Any]] = [
     {"temperature": 0.2, "base_temperature": 0.07, "average_over": "all_anchors"},
     {"temperature": 0.1, "reduction": "sum"},
 ]
+
+
+def _family() -> list[tuple[str, Callable[..., torch.Tensor]]]:
+    """(name, fn(a, b, y, **kw)) of the other settings of the InfoNCE family; kw carries tiled / distributed."""
+    return [
+        ("ntxent", lambda a, b, y, **kw: LF.ntxent(a, y, temperature=0.2, **kw)),
+        ("ntxent_sum", lambda a, b, y, **kw: LF.ntxent(a, y, reduction="sum", **kw)),
+        ("clip", lambda a, b, y, **kw: LF.infonce(a, b, temperature=0.1, **kw)),
+        ("clip_one_way", lambda a, b, y, **kw: LF.infonce(a, b, symmetric=False, **kw)),
+    ]
+
+
+def _family_run(fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor, y: torch.Tensor,
+                **kw: Any) -> list[torch.Tensor]:
+    """The loss and its gradients in a and b."""
+    a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
+    loss = fn(a, b, y, **kw)
+    ga, gb = torch.autograd.grad(loss, [a, b], allow_unused=True)
+    return [loss.detach(), torch.zeros_like(a) if ga is None else ga, torch.zeros_like(b) if gb is None else gb]
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,6 +79,11 @@ def _worker(rank: int) -> dict[str, Any]:
             loss.backward()
             out["loss"].append(loss.detach())
             out["grad"].append(el.grad)
+    # 1b. the other settings of the family, on a second view b = e + noise
+    b = e + 0.5 * x[1, :, :D]
+    out["family"] = {f"{name} tiled={tiled}": _family_run(fn, e[sl], b[sl], y[0, sl], distributed=True,
+                                                          tiled=tiled, block_size=3)
+                     for name, fn in _family() for tiled in (False, True)}
     # 2. DDP, two micro-batches accumulated with no_sync, the module's tiled form
     crit = la.create("supcon", temperature=0.1, tiled=True, block_size=4, distributed=True)
     out["ddp"] = ddp_accumulate(_encoder(), lambda ddp, m: crit(ddp(x[m, sl]), y[m, sl]), MICRO)
@@ -92,6 +119,21 @@ def test_distributed_supcon_equals_single_process(gathered: list[dict[str, Any]]
             grad = torch.cat([gathered[r]["grad"][i] for r in range(WORLD)])
             torch.testing.assert_close(grad, ref_e.grad, rtol=1e-9, atol=1e-12, msg=label)
             i += 1
+
+
+@pytest.mark.parametrize("name", [c[0] for c in _family()])
+@pytest.mark.parametrize("tiled", [False, True])
+def test_distributed_family_equals_the_concatenated_batch(gathered: list[dict[str, Any]], name: str,
+                                                          tiled: bool) -> None:
+    e, x, y = _data()
+    b = e + 0.5 * x[1, :, :D]
+    loss, ga, gb = _family_run(dict(_family())[name], e, b, y[0], tiled=False)
+    key = f"{name} tiled={tiled}"
+    for r in range(WORLD):
+        torch.testing.assert_close(gathered[r]["family"][key][0], loss, rtol=1e-10, atol=1e-12, msg=key)
+    for i, want in ((1, ga), (2, gb)):
+        got = torch.cat([gathered[r]["family"][key][i] for r in range(WORLD)])
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12, msg=key)
 
 
 def _single_process_accumulated() -> tuple[list[torch.Tensor], list[torch.Tensor]]:

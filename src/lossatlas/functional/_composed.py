@@ -25,6 +25,7 @@ from .._validation import check_class_indices, check_finite, check_float, check_
 from ..distances import CosineSimilarity, Distance, LpDistance
 from ..reducers import AvgNonZeroReducer, MeanReducer, Reducer, Terms, reduce_terms
 from ._common import compute_dtype
+from ._infonce import nce_matrix
 
 EUCLIDEAN = LpDistance()
 COSINE = CosineSimilarity()
@@ -248,10 +249,9 @@ def supcon(embeddings: Tensor, labels: Tensor, *, ref_emb: Tensor | None, ref_la
     dist = distance or COSINE
     z = _logits(matrix(embeddings, ref, dist), dist, temperature)
     pos, neg = pair_masks(labels, ref_y, ref is None, indices, z.shape[1], validate)
-    denom = _masked_lse(z, pos | neg)
-    log_prob = torch.where(pos, z - denom.unsqueeze(1), torch.zeros_like(z))
+    per, _ = nce_matrix(z, pos, pos | neg)  # the InfoNCE family's kernel on these logits
     npos = pos.sum(1)
-    per_anchor = -(temperature / base_temperature) * log_prob.sum(1) / npos.clamp_min(1).to(z.dtype)
+    per_anchor = (temperature / base_temperature) * per
     nrows = embeddings.shape[0]
     anchors = torch.arange(nrows, device=z.device)
     if reducer is None and average_over == "anchors_with_positives":

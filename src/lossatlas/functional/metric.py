@@ -63,11 +63,12 @@ from .._validation import (
 )
 from ..distances import Distance
 from ..distributed.blocks import row_blocks
-from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed
-from ..distributed.tiled import pairwise_logsumexp
+from ..distributed.gather import _all_reduce_value, all_gather_with_grad, global_reduce, is_distributed
+from ..distributed.tiled import block_rows
 from ..reducers import Reducer
 from . import _composed
 from ._common import add_to_target, compute_dtype, reduce_loss, target_logit
+from ._infonce import nce, nce_matrix
 from .ssl import SHARED, _use_tiles, block_size_option, tiled_option
 
 __all__ = [
@@ -1173,11 +1174,12 @@ def supcon(
     (flattened view-major, row ``v·bsz + i`` = ``features[i, v]``; ``None``: SimCLR).
     ``"none"`` and ``indices`` refer to the rows of the flattened batch.
 
-    Tiled form (``tiled=True``, or ``"auto"`` above 4M matrix entries; not with a miner's
-    ``indices``, whose pair masks are N x N): the mean over positives of ``s_ip/τ`` is
-    ``u_i · (Σ_{y_p = y_i} u_p − u_i) / (τ |P_i|)`` from per-class sums, and the
-    denominators are a tiled row log-sum-exp with the anchor's own column excluded
-    (:func:`lossatlas.distributed.pairwise_logsumexp`), so memory is linear in N.
+    SupCon is the ``each=False`` setting of the positive-mask InfoNCE family
+    (:mod:`lossatlas.functional._infonce`): positives are the same-label rows, the
+    denominator every row but the anchor. Tiled form (``tiled=True``, or ``"auto"`` above 4M
+    matrix entries; not with a miner's ``indices``, whose pair masks are N x N): blocks of
+    anchor rows, each backward block recomputed with the analytic gradient, so memory is
+    linear in N.
     ``distributed=True``: every process's rows are keys (all-gather with gradients), each
     process returns the loss of the concatenated batch and gets its exact gradient.
 
@@ -1203,22 +1205,41 @@ def supcon(
     if indices is not None and (on or tiled is True):
         raise ValueError("indices (a miner's pairs) need the dense N x N form: pass tiled=False and distributed=False "
                          "with indices, or drop indices")
-    if on or (indices is None and _use_tiles(tiled, u.shape[0], u.shape[0])):
-        return _supcon_blocks(u, labels, temperature, base_temperature, average_over,
-                              _use_tiles(tiled, u.shape[0], u.shape[0]), block_size, on, group, reduction, out_dtype)
-    pos, neg = _pair_masks(labels, indices, validate)
-    z = (u @ u.T) / temperature
-    denom = _masked_lse(z, pos | neg)
-    log_prob = torch.where(pos, z - denom.unsqueeze(1), torch.zeros_like(z))
-    npos = pos.sum(1)
-    mean_log_prob_pos = log_prob.sum(1) / npos.clamp_min(1).to(z.dtype)
-    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
-    if average_over == "anchors_with_positives":
-        per_anchor = _zero_unless(pos.any() & neg.any(), per_anchor)
-        mean = _avg(per_anchor, npos > 0)
+    if indices is None:
+        per, counts = _embedding_nce(u, labels, 1.0 / temperature, False, tiled, block_rows(u.shape[0], block_size),
+                                     on, group)
     else:
-        mean = per_anchor.mean() if per_anchor.numel() else per_anchor.sum()
-    return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+        pos, neg = _pair_masks(labels, indices, validate)
+        per, counts = nce_matrix((u @ u.T) * (1.0 / temperature), pos, pos | neg)
+    per_anchor = (temperature / base_temperature) * per
+    if average_over == "anchors_with_positives":
+        per_anchor = _zero_unless(_has_pairs(counts, on, group), per_anchor)
+        count = (counts[:, 0] > 0).sum()
+    else:
+        count = counts.new_tensor(counts.shape[0])
+    return _reduce_anchors(per_anchor, lambda: _global_ratio(per_anchor.sum(), count, on, group), reduction,
+                           out_dtype, on, group)
+
+
+def _embedding_nce(u: Tensor, labels: Tensor, scale: float, each: bool, tiled: bool | str, block_size: int,
+                   on: bool, group: Any) -> tuple[Tensor, Tensor]:
+    """The InfoNCE family (:mod:`._infonce`) on one labelled batch: the local unit rows ``u``
+    against the rows of every process (``on``: all-gathered with gradients) or of this one,
+    each row's own column left out; per-anchor losses [n] and counts [n, 2]."""
+    ug, yg, off = _keys_of(u, labels, on, group)
+    own = torch.arange(u.shape[0], device=u.device) + off
+    per, counts, _ = nce(u, ug, scale, labels, yg, self_cols=own, each=each,
+                         tiled=_use_tiles(tiled, u.shape[0], ug.shape[0]), block_size=block_size)
+    return per, counts
+
+
+def _has_pairs(counts: Tensor, on: bool, group: Any) -> Tensor:
+    """Whether the batch (of every process, ``on``) has a positive and a negative pair, from the
+    kernel's per-row counts: a 0-d bool tensor without gradient (no host read)."""
+    c = torch.stack([(counts[:, 0] > 0).sum(), (counts[:, 1] > 0).sum()])
+    if on:
+        c = _all_reduce_value(c, group)
+    return (c[0] > 0) & (c[1] > 0)
 
 
 def _class_stats(labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -1235,51 +1256,15 @@ def _class_stats(labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return inv, cnt, has_pos, has_neg
 
 
-def _supcon_blocks(
-    u: Tensor, labels: Tensor, temperature: float, base_temperature: float, average_over: str, tiled: bool,
-    block_size: int | None, on: bool, group: Any, reduction: str, out_dtype: torch.dtype,
-) -> Tensor:
-    """SupCon of the local anchors ``u`` against the keys of every process (``on``) or of this
-    one, without the N x N masks: positives enter through per-class sums of the unit keys,
-    the denominators through a row log-sum-exp (tiled or dense) without the anchor's column.
-
-    Per anchor ``Σ_{p∈P_i} log p_ip = s_i·S_{y_i}/τ − |P_i| lse_i`` where
-    ``S_c = Σ_{y_k = c, k ≠ i} u_k``; the value is the dense form's (the sum over positives is
-    reordered, which changes the rounding only)."""
-    n = u.shape[0]
-    ug, yg, off = _keys_of(u, labels, on, group)
-    inv_g, cnt, has_pos, has_neg = _class_stats(yg)
-    inv = inv_g[off: off + n]
-    n_cls = cnt.numel()
-    sums = ug.new_zeros((n_cls, ug.shape[1])).index_add(0, inv_g, ug)
-    npos = (cnt[inv] - 1) if n else cnt[inv]
-    rows = torch.arange(n, device=u.device) + off
-    scale = 1.0 / temperature
-    lse, _ = pairwise_logsumexp(u, ug, scale, exclude=rows[:, None], tiled=tiled, block_size=block_size)
-    assert lse is not None
-    some = npos > 0
-    lse = torch.where(some, lse, torch.zeros_like(lse))  # an anchor alone in the batch: -inf, unused
-    pos_sim = scale * (u * (sums[inv] - ug[rows])).sum(1)
-    nf = npos.to(u.dtype)
-    mean_log_prob_pos = torch.where(some, (pos_sim - nf * lse) / nf.clamp_min(1.0), torch.zeros_like(lse))
-    per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
-    if average_over == "anchors_with_positives":
-        per_anchor = _zero_unless(has_pos & has_neg, per_anchor)
-        total = int((cnt[inv_g] > 1).sum()) if yg.numel() else 0
-    else:
-        total = yg.shape[0]
-    if reduction == "none":
-        return per_anchor.to(out_dtype)
-    return global_reduce(per_anchor, reduction, total, group, on).to(out_dtype)
-
-
 @loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "temperature": Param("τ > 0 of the softmax over similarities", positive, f"{PML} (0.07)"),
-    "tiled": Param("``True`` computes the loss in blocks of anchor rows, recomputed in backward "
-                   "(:func:`lossatlas.distributed.blocks.row_blocks`): the dense form's values and gradients, memory "
+    "tiled": Param("``True`` computes the loss in blocks of anchor rows with an analytic backward that recomputes "
+                   "each block (the InfoNCE family's kernel): the dense form's values and gradients, memory "
                    "linear in N; ``False`` builds the N x N matrices; ``'auto'`` tiles above 4M matrix entries",
                    tiled_option, "this library (dense: tiling pays in memory, not in time, at small N)"),
     "block_size": _ROW_BLOCK_SIZE,
+    "distributed": SHARED["distributed"],
+    "group": SHARED["group"],
 })
 def ntxent(
     embeddings: Tensor,
@@ -1289,6 +1274,8 @@ def ntxent(
     indices: Indices | None = None,
     tiled: bool | str = False,
     block_size: int | None = None,
+    distributed: bool = False,
+    group: Any = None,
     ref_emb: Tensor | None = None,
     ref_labels: Tensor | None = None,
     distance: Distance | None = None,
@@ -1326,36 +1313,21 @@ def ntxent(
                                 ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
                                 temperature=temperature, reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
-    if _use_tiles(tiled, u.shape[0], u.shape[0]):
-        if indices is not None:
-            raise ValueError("indices (a miner's pairs) need the dense form: pass tiled=False with indices")
-        return _ntxent_tiled(u, labels, temperature, block_size, reduction, out_dtype)
-    z = (u @ u.T) / temperature
-    wp, wn = _pair_weights(labels, indices, z.dtype, validate)
-    pos, neg = wp > 0, wn > 0
-    # Σ_n w_an e^{z_an}: a negative listed k times by a miner counts k times (PML)
-    lse_neg = _masked_lse(z + torch.log(wn.clamp_min(1.0)), neg).unsqueeze(1)
-    pair = torch.where(pos, torch.logaddexp(z, lse_neg) - z, torch.zeros_like(z))
-    pair = _zero_unless(pos.any() & neg.any(), pair)
-    per_anchor = (pair * wp).sum(1)
-    return _pairwise_reduce(per_anchor, _wavg(pair, wp), reduction, out_dtype)
-
-
-def _ntxent_tiled(u: Tensor, labels: Tensor, temperature: float, block_size: int | None, reduction: str,
-                  out_dtype: torch.dtype) -> Tensor:
-    """NT-Xent over blocks of anchor rows: each row's negative log-sum-exp, then its positive pairs."""
-    n = u.shape[0]
-    _, cnt, has_pos, has_neg = _class_stats(labels)
-
-    def rows(r0: int, r1: int, q: Tensor, k: Tensor) -> Tensor:
-        z = (q[r0:r1] @ k.T) / temperature
-        pos, neg = _label_rows(labels, r0, r1)
-        lse_neg = _masked_lse(z, neg).unsqueeze(1)
-        return torch.where(pos, torch.logaddexp(z, lse_neg) - z, torch.zeros_like(z)).sum(1)
-
-    per_anchor = _zero_unless(has_pos & has_neg, row_blocks(rows, n, _tile_rows(n, block_size), u, u))
-    n_pairs = int((cnt * (cnt - 1)).sum()) if n else 0
-    return _pairwise_reduce(per_anchor, per_anchor.sum() / max(n_pairs, 1), reduction, out_dtype)
+    on = distributed and is_distributed(group)
+    if indices is not None and (on or _use_tiles(tiled, u.shape[0], u.shape[0])):
+        raise ValueError("indices (a miner's pairs) need the dense form: pass tiled=False (and distributed=False) "
+                         "with indices")
+    if indices is None:
+        per_anchor, counts = _embedding_nce(u, labels, 1.0 / temperature, True, tiled,
+                                            _tile_rows(u.shape[0], block_size), on, group)
+    else:
+        # Σ_n w_an e^{z_an}: a negative listed k times by a miner counts k times (PML)
+        wp, wn = _pair_weights(labels, indices, u.dtype, validate)
+        per_anchor, counts = nce_matrix((u @ u.T) * (1.0 / temperature), wp, wn, each=True)
+    per_anchor = _zero_unless(_has_pairs(counts, on, group), per_anchor)
+    # "mean": over the (weighted) positive pairs
+    return _reduce_anchors(per_anchor, lambda: _global_ratio(per_anchor.sum(), counts[:, 0].sum(), on, group),
+                           reduction, out_dtype, on, group)
 
 
 # --------------------------------------------------------------------------------------

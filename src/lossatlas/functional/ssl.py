@@ -40,6 +40,7 @@ from .._validation import check_finite, check_float, check_int, check_number, ch
 from ..distributed.gather import all_gather_with_grad, global_reduce, is_distributed, replicated_loss
 from ..distributed.tiled import block_rows, pairwise_logsumexp, pairwise_softplus_sum
 from ._common import compute_dtype, reduce_loss
+from ._infonce import nce
 
 __all__ = [
     "infonce",
@@ -279,42 +280,30 @@ def infonce(
         return _no_pairs(a, b, reduction, out_dtype)
     ag, bg, off = _gather_pair(a, b, on, group)
     n_global = ag.shape[0]
-    if labels is None:
-        pos = pos_r = pos_c = scale * (a * b).sum(1)
-    else:
+    # the positive-mask InfoNCE family (:mod:`._infonce`): same-label keys are the positives;
+    # without labels each row's one positive is its pair in the other view
+    own = torch.arange(n, device=a.device) + off
+    y = yg = None
+    if labels is not None:
         y = _check_labels(labels, n, a.device, validate)
         yg, _ = _gather(y, on, group)
-        num = int(yg.max()) + 1
-        cnt = torch.bincount(yg, minlength=num).to(a.dtype)
-        sum_a = a.new_zeros((num, a.shape[1])).index_add(0, yg, ag)
-        sum_b = a.new_zeros((num, a.shape[1])).index_add(0, yg, bg)
-    if not intra_view_negatives:
-        if labels is not None:  # mean similarity to the same-label keys of the other view
-            pos_r = scale * (a * sum_b[y]).sum(1) / cnt[y]
-            pos_c = scale * (b * sum_a[y]).sum(1) / cnt[y]
+    if not intra_view_negatives:  # cross-view (CLIP): a -> b, and b -> a when symmetric
         use = _use_tiles(tiled, n, n_global)
-        if on:
-            lr, _ = pairwise_logsumexp(a, bg, scale, tiled=use, block_size=block_size)
-            lc = pairwise_logsumexp(b, ag, scale, tiled=use, block_size=block_size)[0] if symmetric else None
-        else:
-            lr, lc = pairwise_logsumexp(a, b, scale, rows=True, cols=symmetric, tiled=use, block_size=block_size)
-        assert lr is not None
-        per = lr - pos_r
+        bs = block_rows(n_global, block_size)
+        both = symmetric and not on  # one matrix serves both directions
+        per, _, back = nce(a, bg, scale, y, yg, partner=own, cols=both, tiled=use, block_size=bs)
         if symmetric:
-            assert lc is not None
-            per = 0.5 * (per + (lc - pos_c))
-    else:
-        q, keys, excl = _two_view_queries(a, b, ag, bg, off, symmetric, drop_positive=False)
-        lse = _lse(q, keys, scale, tiled, block_size, excl)
-        if labels is None:
-            pos_q = torch.cat([pos, pos])[: q.shape[0]]
-        else:  # SupCon: every other same-label row of either view, the anchor's own row excluded
-            yq = torch.cat([y, y])[: q.shape[0]]
-            others = (sum_a + sum_b)[yq] - keys[excl[:, 0]]
-            pos_q = scale * (q * others).sum(1) / (2 * cnt[yq] - 1)
-        per = lse[:n] - pos_q[:n]
-        if symmetric:
-            per = 0.5 * (per + (lse[n:] - pos_q[n:]))
+            if back is None:
+                back, _, _ = nce(b, ag, scale, y, yg, partner=own, tiled=use, block_size=bs)
+            per = 0.5 * (per + back)
+    else:  # SimCLR's 2N form: queries cat(a, b) against keys cat(ag, bg), the anchor's own row left out
+        q = torch.cat([a, b]) if symmetric else a
+        keys = torch.cat([ag, bg])
+        cols = _two_view_exclusion(n, off, n_global, a.device, drop_positive=True)[: q.shape[0]]
+        lq, _, _ = nce(q, keys, scale, None if y is None else torch.cat([y, y])[: q.shape[0]],
+                       None if yg is None else torch.cat([yg, yg]), partner=cols[:, 1], self_cols=cols[:, 0],
+                       tiled=_use_tiles(tiled, q.shape[0], keys.shape[0]), block_size=block_rows(keys.shape[0], block_size))
+        per = lq[:n] if not symmetric else 0.5 * (lq[:n] + lq[n:])
     return _finish(per, reduction, n_global, on, group, out_dtype)
 
 
