@@ -414,3 +414,24 @@ def test_faiss_backend_without_faiss_names_the_extra(monkeypatch: pytest.MonkeyP
     with pytest.raises(ImportError, match=r"lossatlas\[faiss\]"):
         N.CorpusIndex(lambda x: x, torch.eye(4), backend="faiss")
     assert N.CorpusIndex(lambda x: x, torch.eye(4)).search(torch.ones(1, 4), 2)[1].shape == (1, 2)  # torch needs none
+
+
+def test_the_positive_score_is_the_first_positive_id_not_a_pad() -> None:
+    # corpus = identity rows, so s(q, d_j) = q_j: the filter's threshold is the positive's own score
+    idx = N.CorpusIndex(lambda x: x, torch.eye(6, dtype=torch.float64), normalize=False)
+    q = torch.tensor([[0.1, 0.9, 0.5, 0.3, 0.8, 0.2]], dtype=torch.float64)
+    padded = idx.mine(q, torch.tensor([[-1, 4]]), 6, ratio=1.0)  # s⁺ = 0.8: keeps 0.5, 0.3, 0.2, 0.1
+    assert torch.equal(padded, idx.mine(q, torch.tensor([[4]]), 6, ratio=1.0))
+    assert padded[0].tolist() == [2, 3, 5, 0, -1, -1]
+    # item 0's score (0.1) as the threshold, the old behaviour, would keep no candidate at all
+    assert idx.mine(q, torch.tensor([[-1, 0]]), 6, ratio=1.0)[0].tolist() == [-1] * 6
+
+
+@pytest.mark.parametrize("kw", [{"ratio": 0.95}, {"margin": 0.0}, {"strategy": "simans"}])
+def test_a_query_without_positive_is_refused_where_its_score_is_needed(kw: dict[str, object]) -> None:
+    idx = N.CorpusIndex(lambda x: x, torch.eye(6, dtype=torch.float64), normalize=False)
+    q = torch.rand(2, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="positives: query 1 has no positive id"):
+        idx.mine(q, torch.tensor([[2, -1], [-1, -1]]), 2, **kw)  # type: ignore[arg-type]
+    # hard / ANCE / random negatives need no positive score: the row just excludes nothing
+    assert idx.mine(q, torch.tensor([[2, -1], [-1, -1]]), 2).shape == (2, 2)

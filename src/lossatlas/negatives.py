@@ -464,6 +464,20 @@ class CorpusIndex:
         return False
 
     @torch.no_grad()
+    def _positive_scores(self, q: Tensor, pos: Tensor, needed: bool) -> Tensor:
+        """s(q, d⁺) of each query's first positive id (−1 pads skipped). Where the strategy or
+        the false-negative filter measures negatives against it, every query must have one."""
+        valid = pos >= 0
+        has = valid.any(1)
+        if needed and not bool(has.all()):
+            row = int((~has).nonzero()[0, 0])
+            raise ValueError(f"positives: query {row} has no positive id (only -1 pads); SimANS and the "
+                             "false-negative filter (margin, ratio) measure each negative against its query's positive")
+        if pos.shape[1] == 0:
+            return q.new_zeros(q.shape[0])
+        first = pos.gather(1, valid.to(torch.uint8).argmax(1, keepdim=True)).squeeze(1).clamp_min(0)
+        return (q * self.embeddings[first]).sum(-1)
+
     def mine(self, query_emb: Tensor, positives: Tensor, num: int, *, strategy: str = "hard", depth: int = 200,
              margin: float | None = None, ratio: float | None = None, a: float = 1.0, b: float = 0.0,
              generator: torch.Generator | None = None) -> Tensor:
@@ -476,7 +490,7 @@ class CorpusIndex:
         assert pos is not None
         q = query_emb.detach().to(self.embeddings.device, self.embeddings.dtype)
         q = F.normalize(q, dim=1) if self.normalize else q
-        pos_scores = (q * self.embeddings[pos[:, 0].clamp_min(0)]).sum(-1) if pos.shape[1] else q.new_zeros(q.shape[0])
+        pos_scores = self._positive_scores(q, pos, strategy == "simans" or margin is not None or ratio is not None)
         if strategy == "random":
             scores = q @ self.embeddings.T
             is_pos = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, pos.clamp_min(0), pos >= 0)
