@@ -328,6 +328,33 @@ def test_noise_mix_both_softmax_forms_and_both_rce_forms(loss_id, kw, ref, num_c
     torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("loss_id, kw, ref", [c for c in MIX_CASES if c[0] not in ("logitclip", "ngce")],
+                         ids=[c[0] for c in MIX_CASES if c[0] not in ("logitclip", "ngce")])
+def test_noise_mix_traced_form_under_torch_compile(loss_id, kw, ref, reduction):
+    # torch.compile (Dynamo + AOTAutograd, no code generation) takes _TracedNoiseMix: against the
+    # float64 definition with an ignored row and logits that reach RCE's clamp, values and gradients
+    torch._dynamo.reset()
+    z, y = _inputs(9, 7, 14.0, seed=6)
+    assert bool((torch.softmax(z, 1) < P_MIN).any())
+    keep = y != -100
+    rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0), **kw), keep, reduction), z)
+    fn = torch.compile(lambda t: getattr(LF, loss_id)(t, y, reduction=reduction, validate=False, **kw),
+                       backend="aot_eager", fullgraph=True)
+    v, g = _value_and_grad(fn, z)
+    torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+    names = []
+    with torch._dynamo.config.patch(verbose=False):
+        from torch._dynamo.testing import CompileCounterWithBackend
+        counter = CompileCounterWithBackend("aot_eager")
+        torch._dynamo.reset()
+        out = torch.compile(lambda t: getattr(LF, loss_id)(t, y, validate=False, **kw), backend=counter,
+                            fullgraph=True)(z.clone().requires_grad_())
+        names = [str(n.target) for gm in counter.graphs for n in gm.graph.nodes]
+    assert out.requires_grad and any("TracedNoiseMix" in n or "autograd_function_apply" in n for n in names), names
+
+
 def test_noise_mix_without_ignored_rows_and_one_class():
     # nothing ignored: no mask is built (the lazy mask); one class: NCE is 0 with a zero gradient
     z, y = _inputs(6, 7, 2.0, ignore=False)

@@ -467,7 +467,7 @@ class _SoftmaxRowLoss(torch.autograd.Function):
 _softmax_row_loss = cast(Callable[..., Tensor], _SoftmaxRowLoss.apply)
 
 
-def _traced_reduce(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Tensor, Tensor | float]:
+def traced_reduce(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Tensor, Tensor | float]:
     """:func:`reduce_rows` without host reads (for ``torch.compile``): all-ones weights are kept."""
     if row_w is None:
         if reduction == "mean":
@@ -501,7 +501,7 @@ class _TracedRowLoss(torch.autograd.Function):
         lse = torch.logsumexp(z, 1)
         lpy = z.gather(1, idx).squeeze(1) - lse
         loss, a, b = row(lpy, lse if with_lse else None)
-        out, k = _traced_reduce(loss, row_w, reduction)
+        out, k = traced_reduce(loss, row_w, reduction)
         coef_p = (b - a) if b is not None else -a
         ctx.save_for_backward(z, idx, lse, _row_coefficient(coef_p * k, lpy), _row_coefficient(a * k, lpy))
         return out

@@ -40,6 +40,7 @@ from ._fused import (
     softmax_and_log_target,
     softmax_log_pieces,
     softmax_row_loss,
+    traced_reduce,
 )
 from .imbalance import cross_entropy
 
@@ -310,6 +311,70 @@ class _NoiseMix(torch.autograd.Function):
 _noise_mix = cast(Callable[..., Tensor], _NoiseMix.apply)
 
 
+class _TracedNoiseMix(torch.autograd.Function):
+    """:class:`_NoiseMix` for ``torch.compile``: no host reads, nothing in place. ``log Z`` from a
+    logsumexp, ``log p_y = z_y − log Z``, ``Σ_j log p_j = Σ_j z_j − C log Z``; RCE always in its
+    clamped form (no test of whether the clamp is reached). The per-row coefficients, times the
+    reduction's factor, are saved; the backward recomputes ``p = exp(z − log Z)`` (one pass over
+    [N, C]) and builds ``a e_y + b p + c`` (+ RCE's ``w (t − t_y e_y − p (Σ_j t_j − t_y))``, ``t = p
+    [p ≥ 1e-7]``), where autograd through the composed ops replays log-softmax, gathers and the
+    clamp."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
+                row_w: Tensor | None, reduction: str) -> Tensor:
+        num_classes = z.shape[1]
+        if num_classes == 1:
+            w_nce = 0.0
+        lse = torch.logsumexp(z, 1, keepdim=True)
+        lpy = z.gather(1, idx) - lse
+        loss = torch.zeros_like(lpy)
+        a: Tensor | float = -w_ce
+        b_more: Tensor | float = 0.0
+        c: Tensor | float = 0.0
+        if w_ce:
+            loss = loss - w_ce * lpy
+        if w_mae:
+            loss = loss - w_mae * torch.expm1(lpy)
+            a = a - w_mae * torch.exp(lpy)
+        if w_nce:
+            inv = 1.0 / (z.sum(1, keepdim=True) - num_classes * lse)  # 1 / Σ_j log p_j
+            r = lpy * inv
+            loss = loss + w_nce * r
+            a = a + w_nce * inv
+            b_more = (w_nce * num_classes) * (r * inv)
+            c = -w_nce * (r * inv)
+        if w_rce:
+            pc = torch.exp(z - lse).clamp_min(P_MIN)
+            loss = loss + w_rce * (pc.sum(1, keepdim=True) - pc.gather(1, idx))
+        out, k = traced_reduce(loss.squeeze(1), row_w, reduction)
+        kc = k.unsqueeze(1) if isinstance(k, Tensor) else k
+
+        def column(x: Tensor | float) -> Tensor:
+            return x * kc if isinstance(x, Tensor) else torch.full_like(lpy, x) * kc
+
+        ctx.rce = bool(w_rce)
+        ctx.save_for_backward(z, idx, lse, column(a), column(b_more - a), column(c), column(w_rce))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        z, idx, lse, a, b, c, w_rce = ctx.saved_tensors
+        g = grad.unsqueeze(1) if grad.dim() == 1 else grad
+        p = torch.exp(z - lse)
+        gz = p * (b * g) + c * g
+        if ctx.rce:  # RCE: w (t − t_y e_y − p (Σ_j t_j − t_y)), t = p where the clamp passes
+            t = torch.where(p >= P_MIN, p, 0.0)
+            t_y = t.gather(1, idx)
+            wg = w_rce * g
+            gz = gz + wg * t - p * (wg * (t.sum(1, keepdim=True) - t_y))
+            a = a - w_rce * t_y
+        return gz.scatter_add(1, idx, a * g), None, None, None, None, None, None, None
+
+
+_traced_noise_mix = cast(Callable[..., Tensor], _TracedNoiseMix.apply)
+
+
 def _prepare_fused(logits: Any, target: Any, reduction: str, validate: bool,
                    ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype] | None:
     """:func:`_prepare` for a fused path, or ``None`` where the plain one runs (nothing checked
@@ -321,7 +386,13 @@ def _prepare_fused(logits: Any, target: Any, reduction: str, validate: bool,
 
 def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None,
            w_ce: float = 0.0, w_mae: float = 0.0, w_nce: float = 0.0, w_rce: float = 0.0) -> Tensor | None:
-    """A combination of CE, MAE, NCE and RCE on the fused path, or ``None`` where the plain one runs."""
+    """A combination of CE, MAE, NCE and RCE on the fused path (under ``torch.compile`` its traced
+    form), or ``None`` where the plain one runs."""
+    if compiling():
+        z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+        if not fused_or_traced(z, FUSE_MIN_NUMEL):
+            return None
+        return _traced_noise_mix(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
     prepared = _prepare_fused(logits, target, reduction, validate, ignore_index)
     if prepared is None:
         return None
