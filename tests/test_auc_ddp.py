@@ -10,16 +10,13 @@ gradients of a, b, alpha, and its own scores get their slice of the single-proce
 
 from __future__ import annotations
 
-import datetime
-import socket
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import lossatlas as la
+from gloo import run_gloo, shard
 
 WORLD = 2
 SIZES = (7, 5)  # uneven shards; the second holds no positive
@@ -42,13 +39,6 @@ CASES: list[tuple[str, dict[str, Any], int]] = [
     ("compositional_auc", {"k": 1}, 3),
     ("compositional_auc", {"k": 1, "version": "v2", "reduction": "none"}, 2),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _inputs(id_: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,37 +73,25 @@ def _run(id_: str, kw: dict[str, Any], calls: int, rows: slice) -> list[dict[str
     return out
 
 
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        start = sum(SIZES[:rank])
-        rows = slice(start, start + SIZES[rank])
-        torch.save([_run(id_, kw, calls, rows) for id_, kw, calls in CASES], f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> list[list[dict[str, torch.Tensor]]]:
+    return [_run(id_, kw, calls, shard(rank, SIZES)) for id_, kw, calls in CASES]
 
 
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[list[list[dict[str, torch.Tensor]]]]:
-    path = str(tmp_path_factory.mktemp("auc_ddp") / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    return run_gloo(_worker, tmp_path_factory.mktemp("auc_ddp"), WORLD)
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_two_processes_equal_one_process_on_the_concatenated_batch(gathered, case: int) -> None:
     id_, kw, calls = CASES[case]
     ref = _run(id_, kw, calls, slice(None))
-    bounds = [sum(SIZES[:r]) for r in range(WORLD + 1)]
     for call in range(calls):
         per_rank = [gathered[r][case][call] for r in range(WORLD)]
         label = f"{id_} {kw} call {call}"
         if kw.get("reduction") == "none":  # each process: its rows of the single-process terms
             for r in range(WORLD):
-                torch.testing.assert_close(per_rank[r]["loss"], ref[call]["loss"][bounds[r]:bounds[r + 1]],
+                torch.testing.assert_close(per_rank[r]["loss"], ref[call]["loss"][shard(r, SIZES)],
                                            rtol=1e-12, atol=1e-14, msg=label)
         else:
             for r in range(WORLD):

@@ -8,9 +8,7 @@ torchmetrics (float32 curves: compared at 1e-6).
 
 from __future__ import annotations
 
-import datetime
 import math
-import socket
 from typing import Any
 
 import numpy as np
@@ -20,8 +18,6 @@ import torch
 pytest.importorskip("torchmetrics")
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
 from torchmetrics.functional.classification import (  # noqa: E402
     binary_auroc,
     binary_average_precision,
@@ -29,6 +25,7 @@ from torchmetrics.functional.classification import (  # noqa: E402
 )
 from torchmetrics.functional.retrieval import retrieval_normalized_dcg  # noqa: E402
 
+from gloo import run_gloo  # noqa: E402
 from lossatlas.metrics import (  # noqa: E402
     AUROC,
     AveragePrecision,
@@ -275,32 +272,17 @@ WORLD = 2
 SHARDS = (slice(0, 53), slice(53, 90))  # uneven
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        out = []
-        for metric, _, _, multilabel in _metrics():
-            s, t = _data(multilabel)
-            metric.update(s[SHARDS[rank]], t[SHARDS[rank]])
-            out.append(metric.compute())
-        torch.save(out, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> list[torch.Tensor]:
+    out = []
+    for metric, _, _, multilabel in _metrics():
+        s, t = _data(multilabel)
+        metric.update(s[SHARDS[rank]], t[SHARDS[rank]])
+        out.append(metric.compute())
+    return out
 
 
 def test_metric_classes_sync_across_processes(tmp_path):
-    path = str(tmp_path / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    results = [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    results = run_gloo(_worker, tmp_path, WORLD)
     for i, (_, function, options, multilabel) in enumerate(_metrics()):
         s, t = _data(multilabel)
         for r in range(WORLD):  # every rank computes the value of the whole data

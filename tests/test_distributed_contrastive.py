@@ -4,16 +4,13 @@ dense and in the tiled form."""
 
 from __future__ import annotations
 
-import datetime
-import socket
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import lossatlas as la
+from gloo import run_gloo, shard
 
 WORLD = 2
 SIZES = (7, 5)  # uneven shards
@@ -34,13 +31,6 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("hard_negative_contrastive", {}),
     ("barlow_twins", {}),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,32 +58,22 @@ def _run(crit: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, labels: torch.
     return out
 
 
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        a, b = _data()
-        start = sum(SIZES[:rank])
-        sl = slice(start, start + SIZES[rank])
-        results = []
-        for id_, kw in CASES:
-            kw, use_labels = _split(kw)
-            for tiled in ((False, True) if id_ != "barlow_twins" else (None,)):
-                extra = {} if tiled is None else {"tiled": tiled, "block_size": 3}
-                crit = la.create(id_, distributed=True, **kw, **extra).double()
-                results.append(_run(crit, a[sl], b[sl], LABELS[sl] if use_labels else None))
-        torch.save(results, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> list[dict[str, torch.Tensor]]:
+    a, b = _data()
+    sl = shard(rank, SIZES)
+    results = []
+    for id_, kw in CASES:
+        kw, use_labels = _split(kw)
+        for tiled in ((False, True) if id_ != "barlow_twins" else (None,)):
+            extra = {} if tiled is None else {"tiled": tiled, "block_size": 3}
+            crit = la.create(id_, distributed=True, **kw, **extra).double()
+            results.append(_run(crit, a[sl], b[sl], LABELS[sl] if use_labels else None))
+    return results
 
 
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, torch.Tensor]]]:
-    path = str(tmp_path_factory.mktemp("dist") / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    return run_gloo(_worker, tmp_path_factory.mktemp("dist"), WORLD)
 
 
 def test_distributed_loss_and_gradients_equal_single_process(gathered: list[list[dict[str, torch.Tensor]]]) -> None:

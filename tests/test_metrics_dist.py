@@ -3,23 +3,15 @@ shard, must compute exactly what one process computes on the whole data."""
 
 from __future__ import annotations
 
-import datetime
-import socket
-
 import pytest
 import torch
 
 pytest.importorskip("torchmetrics")
 import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
+
+from gloo import run_gloo  # noqa: E402
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _make_metrics(c: int, d: int, w: torch.Tensor, **kw):
@@ -63,43 +55,36 @@ def _as_float_dict(result):
     return out
 
 
-def _worker(rank: int, port: int) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60)
-    )
-    try:
-        torch.set_num_threads(1)
-        g = torch.Generator().manual_seed(0)
-        n, c, d = 70, 7, 5
-        target = torch.randint(0, c, (n,), generator=g)
-        feats = torch.randn(n, d, generator=g, dtype=torch.float64) + 2 * torch.randn(c, d, generator=g, dtype=torch.float64)[target]
-        w = torch.randn(c, d, generator=g, dtype=torch.float64)
-        logits = feats @ w.T
-        cut = 29  # uneven shards: 29 and 41 samples, each fed in two batches
-        lo, hi = (0, cut) if rank == 0 else (cut, n)
-        synced = _make_metrics(c, d, w)
-        single = _make_metrics(c, d, w, sync_on_compute=False)
-        for name, (metric, how) in synced.items():
-            mid = (lo + hi) // 2
-            for a, b in ((lo, mid), (mid, hi)):
-                _update(metric, how, logits[a:b], target[a:b], feats[a:b])
-            ref_metric, _ = single[name]
-            _update(ref_metric, how, logits, target, feats)
-            got, want = _as_float_dict(metric.compute()), _as_float_dict(ref_metric.compute())
-            assert got.keys() == want.keys(), name
-            for k in want:
-                torch.testing.assert_close(
-                    torch.tensor(got[k]), torch.tensor(want[k]), rtol=1e-9, atol=1e-12, equal_nan=True, msg=f"{name}.{k}"
-                )
-        # the local (unsynced) view of a shard really differs: the sync did something
-        local = _make_metrics(c, d, w, sync_on_compute=False)["shots"][0]
-        local.update(logits[lo:hi], target[lo:hi])
-        assert not torch.equal(local.compute()["per_class_accuracy"].nan_to_num(-1),
-                               single["shots"][0].compute()["per_class_accuracy"].nan_to_num(-1))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    n, c, d = 70, 7, 5
+    target = torch.randint(0, c, (n,), generator=g)
+    feats = torch.randn(n, d, generator=g, dtype=torch.float64) + 2 * torch.randn(c, d, generator=g, dtype=torch.float64)[target]
+    w = torch.randn(c, d, generator=g, dtype=torch.float64)
+    logits = feats @ w.T
+    cut = 29  # uneven shards: 29 and 41 samples, each fed in two batches
+    lo, hi = (0, cut) if rank == 0 else (cut, n)
+    synced = _make_metrics(c, d, w)
+    single = _make_metrics(c, d, w, sync_on_compute=False)
+    for name, (metric, how) in synced.items():
+        mid = (lo + hi) // 2
+        for a, b in ((lo, mid), (mid, hi)):
+            _update(metric, how, logits[a:b], target[a:b], feats[a:b])
+        ref_metric, _ = single[name]
+        _update(ref_metric, how, logits, target, feats)
+        got, want = _as_float_dict(metric.compute()), _as_float_dict(ref_metric.compute())
+        assert got.keys() == want.keys(), name
+        for k in want:
+            torch.testing.assert_close(
+                torch.tensor(got[k]), torch.tensor(want[k]), rtol=1e-9, atol=1e-12, equal_nan=True, msg=f"{name}.{k}"
+            )
+    # the local (unsynced) view of a shard really differs: the sync did something
+    local = _make_metrics(c, d, w, sync_on_compute=False)["shots"][0]
+    local.update(logits[lo:hi], target[lo:hi])
+    assert not torch.equal(local.compute()["per_class_accuracy"].nan_to_num(-1),
+                           single["shots"][0].compute()["per_class_accuracy"].nan_to_num(-1))
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
-def test_metrics_sync_across_two_gloo_processes():
-    mp.spawn(_worker, args=(_free_port(),), nprocs=WORLD, join=True)
+def test_metrics_sync_across_two_gloo_processes(tmp_path):
+    run_gloo(_worker, tmp_path, WORLD)

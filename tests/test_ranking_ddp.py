@@ -14,16 +14,13 @@ process's rows is the single-process gradient), ``"none"`` returns the process's
 
 from __future__ import annotations
 
-import datetime
-import socket
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import lossatlas as la
+from gloo import run_gloo, shard
 
 WORLD = 2
 DT = torch.float64
@@ -95,7 +92,7 @@ def _steps(loss_id: str) -> list[tuple[list[torch.Tensor], dict[str, torch.Tenso
 
 def _slices(loss_id: str) -> list[slice]:
     sizes = RANK_SIZES if loss_id in ("ndcg", "listwise_ce") else BIN_SIZES
-    return [slice(sum(sizes[:r]), sum(sizes[: r + 1])) for r in range(WORLD)]
+    return [shard(r, sizes) for r in range(WORLD)]
 
 
 #: cases run with every row on rank 0 and an empty shard on rank 1
@@ -128,31 +125,14 @@ def _run(loss_id: str, kw: dict[str, Any], part: slice | None) -> list[dict[str,
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        out = [_run(loss_id, kw, _slices(loss_id)[rank]) for loss_id, kw in CASES]
-        out += [_run(loss_id, kw, _all_on_rank_0(loss_id)[rank]) for loss_id, kw in EMPTY_SHARD_CASES]
-        torch.save(out, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> list[list[dict[str, torch.Tensor]]]:
+    out = [_run(loss_id, kw, _slices(loss_id)[rank]) for loss_id, kw in CASES]
+    return out + [_run(loss_id, kw, _all_on_rank_0(loss_id)[rank]) for loss_id, kw in EMPTY_SHARD_CASES]
 
 
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[list[list[dict[str, torch.Tensor]]]]:
-    path = str(tmp_path_factory.mktemp("ranking_ddp") / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    return run_gloo(_worker, tmp_path_factory.mktemp("ranking_ddp"), WORLD)
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{i}-{kw}" for i, kw in CASES])

@@ -5,17 +5,14 @@ concatenated batches (dense and tiled)."""
 
 from __future__ import annotations
 
-import datetime
-import socket
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import lossatlas as la
+from gloo import run_gloo, shard
 
 WORLD = 2
 SIZES = (7, 5)  # uneven shards
@@ -27,13 +24,6 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("sogclr", {"reduction": "none"}),
     ("isogclr_bimodal", {"reduction": "sum", "gamma": 0.5}),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _steps(id_: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -58,28 +48,18 @@ def _run(crit: Any, a: torch.Tensor, b: torch.Tensor, index: torch.Tensor) -> di
             "state": {k: v.clone() for k, v in crit.state().items()}}
 
 
-def _worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        start = sum(SIZES[:rank])
-        sl = slice(start, start + SIZES[rank])
-        results = []
-        for id_, kw in CASES:
-            crit = la.create(id_, data_len=DATA_LEN, **kw).double()
-            results.append([_run(crit, a[sl], b[sl], index[sl]) for a, b, index in _steps(id_)])
-        torch.save(results, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> list[list[dict[str, Any]]]:
+    sl = shard(rank, SIZES)
+    results = []
+    for id_, kw in CASES:
+        crit = la.create(id_, data_len=DATA_LEN, **kw).double()
+        results.append([_run(crit, a[sl], b[sl], index[sl]) for a, b, index in _steps(id_)])
+    return results
 
 
 @pytest.fixture(scope="module")
 def gathered(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    path = str(tmp_path_factory.mktemp("dist") / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    return run_gloo(_worker, tmp_path_factory.mktemp("dist"), WORLD)
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{i}-{kw}" for i, kw in CASES])

@@ -5,19 +5,16 @@ loss); memory is checked through the tensors autograd saves."""
 
 from __future__ import annotations
 
-import datetime
 import math
 import pickle
-import socket
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import lossatlas as la
+from gloo import run_gloo, shard
 from lossatlas._spec import spec_of
 from lossatlas.functional.chunked import resolve_hparams
 
@@ -449,51 +446,34 @@ SHARD = (6, 5)  # uneven class slices of C = 11
 DIST_CASES = CASES[:3] + CASES[4:6] + CASES[7:]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _dist_data() -> dict[str, torch.Tensor]:
     data = _data(n=sum(BATCH), seed=12)
     data["y"][1] = -100
     return data
 
 
-def _dist_worker(rank: int, port: int, path: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        data = _dist_data()
-        rows = slice(sum(BATCH[:rank]), sum(BATCH[: rank + 1]))
-        cls = slice(sum(SHARD[:rank]), sum(SHARD[: rank + 1]))
-        results = []
-        for loss, kw in DIST_CASES:
-            for reduction in ("mean", "none"):
-                x = data["x"][rows].clone().requires_grad_()
-                w = data["w"][cls].clone().requires_grad_()
-                extra = _extra(loss, data)
-                if "bias" in extra:
-                    extra["bias"] = data["b"][cls].clone().requires_grad_()
-                out = chunked(x, w, data["y"][rows], loss=loss, chunk_size=4, class_parallel=True,
-                              reduction=reduction, **extra, **kw)
-                (out * torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype)).sum().backward()
-                results.append({"loss": out.detach(), "x": x.grad, "w": w.grad,
-                                "b": extra["bias"].grad if "bias" in extra else None})
-        torch.save(results, f"{path}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _dist_worker(rank: int) -> list[dict[str, Any]]:
+    data = _dist_data()
+    rows, cls = shard(rank, BATCH), shard(rank, SHARD)
+    results = []
+    for loss, kw in DIST_CASES:
+        for reduction in ("mean", "none"):
+            x = data["x"][rows].clone().requires_grad_()
+            w = data["w"][cls].clone().requires_grad_()
+            extra = _extra(loss, data)
+            if "bias" in extra:
+                extra["bias"] = data["b"][cls].clone().requires_grad_()
+            out = chunked(x, w, data["y"][rows], loss=loss, chunk_size=4, class_parallel=True,
+                          reduction=reduction, **extra, **kw)
+            (out * torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype)).sum().backward()
+            results.append({"loss": out.detach(), "x": x.grad, "w": w.grad,
+                            "b": extra["bias"].grad if "bias" in extra else None})
+    return results
 
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, Any]]]:
-    path = str(tmp_path_factory.mktemp("chunked_dist") / "out")
-    spawn: Any = getattr(mp, "spawn")  # torch.multiprocessing re-exports spawn without annotations
-    spawn(_dist_worker, args=(_free_port(), path), nprocs=WORLD, join=True)
-    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+    return run_gloo(_dist_worker, tmp_path_factory.mktemp("chunked_dist"), WORLD)
 
 
 def test_class_parallel_equals_the_single_process_dense_loss(sharded: list[list[dict[str, Any]]]) -> None:
