@@ -230,17 +230,15 @@ class _NoiseMix(torch.autograd.Function):
     probability is below 1e-7 (one reduction and one host read), RCE is ``1 − p_y`` exactly,
     i.e. MAE with weight ``w_rce``, and is computed as such; otherwise its gradient
     ``t − t_y e_y − p (Σ_j t_j − t_y)`` with ``t = p [p ≥ 1e-7]`` (the clamp's mask) is rebuilt
-    in the backward from ``p`` by one threshold pass. ``C = 1`` gives NCE 0 with a zero
-    gradient, as :func:`lossatlas._spec.safe_ratio` does on the plain path (``S < 0`` for
-    ``C ≥ 2``; ``−∞`` with a masked class, where NCE is 0).
+    in the backward from ``p`` by one threshold pass. ``S < 0`` for ``C ≥ 2`` (``−∞`` with a
+    masked class, where NCE is 0); :func:`_mixed` drops NCE for ``C = 1`` (0 with a zero
+    gradient, as :func:`lossatlas._spec.safe_ratio` gives on the plain path).
     """
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
                 row_w: Tensor | None, reduction: str) -> Tensor:
         num_classes = z.shape[1]
-        if num_classes == 1:
-            w_nce = 0.0
         p, lpy, s = softmax_log_pieces(z, idx, log_sum=bool(w_nce))
         if w_rce and float(p.amin()) >= P_MIN:  # no clamp: Σ_{j≠y} p_j = 1 − p_y
             w_mae, w_rce = w_mae + w_rce, 0.0
@@ -324,8 +322,6 @@ class _TracedNoiseMix(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
                 row_w: Tensor | None, reduction: str) -> Tensor:
         num_classes = z.shape[1]
-        if num_classes == 1:
-            w_nce = 0.0
         lse = torch.logsumexp(z, 1, keepdim=True)
         lpy = z.gather(1, idx) - lse
         loss = torch.zeros_like(lpy)
@@ -390,14 +386,18 @@ def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignor
     form), or ``None`` where the plain one runs."""
     if compiling():
         z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+        kernel = _traced_noise_mix
         if not fused_or_traced(z, FUSE_MIN_NUMEL):
             return None
-        return _traced_noise_mix(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
-    prepared = _prepare_fused(logits, target, reduction, validate, ignore_index)
-    if prepared is None:
-        return None
-    z, y, w, out_dtype = prepared
-    return _noise_mix(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
+    else:
+        prepared = _prepare_fused(logits, target, reduction, validate, ignore_index)
+        if prepared is None:
+            return None
+        z, y, w, out_dtype = prepared
+        kernel = _noise_mix
+    if z.shape[1] == 1:  # NCE of one class: 0 with a zero gradient (S = Σ_j log p_j = 0)
+        w_nce = 0.0
+    return kernel(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
 
 
 # --------------------------------------------------------------------------------------
