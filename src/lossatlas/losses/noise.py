@@ -797,7 +797,9 @@ class EnsLoss(Loss):
 
     {args}
 
-    Shapes: ``scores`` [N] (or [N, 1]) real-valued logits; ``target`` [N] 0/1 labels (any dtype).
+    Shapes: ``scores`` [N] (or [N, 1]) real-valued logits, not probabilities (unlike the AUC losses
+    of the same input kind: on ``sigmoid`` outputs every margin lies in (−1, 1) and the model does
+    not learn); ``target`` [N] 0/1 labels (any dtype).
 
     Example:
         >>> import torch, lossatlas as la
