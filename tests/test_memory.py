@@ -94,25 +94,35 @@ XBM_CASES: list[tuple[str, str, dict[str, Any], Any, dict[str, Any], Any]] = [
 ]
 
 
+def _steps_equal_pml(ours: Any, theirs: Any, *, seed: int, steps: int, n: int, d: int, classes: int,
+                     every_step_has_a_gradient: bool = False) -> None:
+    """``steps`` random float64 batches ([n, d], labels < classes) through our memory loss and
+    PML's CrossBatchMemory: equal losses, and equal batch gradients wherever PML's loss has a
+    graph (at every step if ``every_step_has_a_gradient``; ours may then not leave one unset)."""
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        e = torch.randn(n, d, generator=g, dtype=torch.float64)
+        y = torch.randint(0, classes, (n,), generator=g)
+        e1, e2 = e.clone().requires_grad_(), e.clone().requires_grad_()
+        a, b = ours(e1, y), theirs(e2, y)
+        torch.testing.assert_close(a, b.to(a.dtype), rtol=1e-7, atol=1e-10, msg=f"step {step}")
+        assert b.requires_grad or not every_step_has_a_gradient, f"step {step}"
+        if b.requires_grad:
+            a.backward()
+            b.backward()
+            assert e1.grad is not None or not every_step_has_a_gradient, f"step {step}"
+            g1 = e1.grad if e1.grad is not None else torch.zeros_like(e)
+            assert e2.grad is not None
+            torch.testing.assert_close(g1, e2.grad, rtol=1e-6, atol=1e-9, msg=f"grad step {step}")
+
+
 @pytest.mark.parametrize("case", XBM_CASES, ids=[c[0] for c in XBM_CASES])
 def test_xbm_matches_pml_cross_batch_memory(case: Any) -> None:
     """Four batches through a memory of 20 (it fills and wraps): loss and batch gradient equal PML's."""
     _, our_id, our_kw, pml_cls, pml_kw, miners = case
     ours = MemoryLoss(la.create(our_id, **our_kw), 20, 5, miner=None if miners is None else miners[0]()).double()
     theirs = pl.CrossBatchMemory(pml_cls(**pml_kw), 5, memory_size=20, miner=None if miners is None else miners[1]())
-    g = torch.Generator().manual_seed(21)
-    for step in range(4):
-        e = torch.randn(8, 5, generator=g, dtype=torch.float64)
-        y = torch.randint(0, 3, (8,), generator=g)
-        e1, e2 = e.clone().requires_grad_(), e.clone().requires_grad_()
-        a, b = ours(e1, y), theirs(e2, y)
-        torch.testing.assert_close(a, b.to(a.dtype), rtol=1e-7, atol=1e-10, msg=f"step {step}")
-        if b.requires_grad:
-            a.backward()
-            b.backward()
-            g1 = e1.grad if e1.grad is not None else torch.zeros_like(e)
-            assert e2.grad is not None
-            torch.testing.assert_close(g1, e2.grad, rtol=1e-6, atol=1e-9, msg=f"grad step {step}")
+    _steps_equal_pml(ours, theirs, seed=21, steps=4, n=8, d=5, classes=3)
     torch.testing.assert_close(ours.bank.embeddings, theirs.embedding_memory.to(torch.float64))
     assert torch.equal(ours.bank.labels, theirs.label_memory)
 
@@ -125,16 +135,7 @@ def test_xbm_with_distance_and_reducer_matches_pml() -> None:
     theirs = pl.CrossBatchMemory(pl.ContrastiveLoss(pos_margin=0.9, neg_margin=0.2, distance=pd.CosineSimilarity(),
                                                     reducer=pr.MeanReducer()), 4, memory_size=24,
                                  miner=pm.MultiSimilarityMiner(epsilon=0.2, distance=pd.CosineSimilarity()))
-    g = torch.Generator().manual_seed(4)
-    for step in range(3):
-        e = torch.randn(10, 4, generator=g, dtype=torch.float64)
-        y = torch.randint(0, 4, (10,), generator=g)
-        e1, e2 = e.clone().requires_grad_(), e.clone().requires_grad_()
-        a, b = ours(e1, y), theirs(e2, y)
-        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10, msg=f"step {step}")
-        a.backward()
-        b.backward()
-        torch.testing.assert_close(e1.grad, e2.grad, rtol=1e-6, atol=1e-9)
+    _steps_equal_pml(ours, theirs, seed=4, steps=3, n=10, d=4, classes=4, every_step_has_a_gradient=True)
 
 
 # ----------------------------------------------------------------------------- the queue mode

@@ -111,8 +111,12 @@ def _train(model: nn.Module, crit: Any, opt: torch.optim.Optimizer, step: Callab
     return losses
 
 
-def _sgd(model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+def _fresh(make_model: Callable[[], nn.Module], make_loss: Callable[[], Any], seed: int
+           ) -> tuple[nn.Module, Any, torch.optim.Optimizer]:
+    """A new model (initialised under ``seed``), loss and SGD optimiser."""
+    torch.manual_seed(seed)
+    model, crit = make_model(), make_loss()
+    return model, crit, torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
 
 
 def _save(*objs: Any) -> bytes:
@@ -124,20 +128,15 @@ def _save(*objs: Any) -> bytes:
 @pytest.mark.parametrize(("loss_id", "kw"), CASES, ids=[c[0] for c in CASES])
 def test_resumed_run_is_bit_identical(loss_id: str, kw: dict[str, Any]) -> None:
     make_model, make_loss, step = _case(loss_id, kw)
-    torch.manual_seed(0)
-    model, full_crit = make_model(), make_loss()
-    opt = _sgd(model)
+    model, full_crit, opt = _fresh(make_model, make_loss, 0)
     full = _train(model, full_crit, opt, step, range(STEPS))
 
-    torch.manual_seed(0)
-    model, crit = make_model(), make_loss()
-    opt = _sgd(model)
+    model, crit, opt = _fresh(make_model, make_loss, 0)
     first = _train(model, crit, opt, step, range(K))
     blob = _save(model, crit, opt)
 
-    torch.manual_seed(1)  # fresh objects, another initialisation: everything must come from the checkpoint
-    model2, crit2 = make_model(), make_loss()
-    opt2 = _sgd(model2)
+    # fresh objects, another initialisation: everything must come from the checkpoint
+    model2, crit2, opt2 = _fresh(make_model, make_loss, 1)
     for obj, state in zip((model2, crit2, opt2), torch.load(io.BytesIO(blob), weights_only=True)):
         obj.load_state_dict(state)
     rest = _train(model2, crit2, opt2, step, range(K, STEPS))
@@ -151,13 +150,9 @@ def test_resumed_run_is_bit_identical(loss_id: str, kw: dict[str, Any]) -> None:
 def test_restarting_the_state_changes_the_trajectory(loss_id: str, kw: dict[str, Any]) -> None:
     # what LibAUC's resumed run does (its u tables are not in state_dict): model and optimiser restored, loss fresh
     make_model, make_loss, step = _case(loss_id, kw)
-    torch.manual_seed(0)
-    model, crit = make_model(), make_loss()
-    opt = _sgd(model)
+    model, crit, opt = _fresh(make_model, make_loss, 0)
     full = _train(model, crit, opt, step, range(STEPS))
-    torch.manual_seed(0)
-    model, crit = make_model(), make_loss()
-    opt = _sgd(model)
+    model, crit, opt = _fresh(make_model, make_loss, 0)
     _train(model, crit, opt, step, range(K))
     restarted = _train(model, make_loss(), opt, step, range(K, STEPS))
     assert any(not torch.equal(a, b) for a, b in zip(full[K:], restarted))
