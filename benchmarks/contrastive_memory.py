@@ -67,6 +67,35 @@ def _matmul_gflops() -> float:
     return 2 * 4096**3 / best / 1e9
 
 
+def _reference_lines(gflops: float, load_before: tuple[float, ...], load_after: tuple[float, ...]) -> list[str]:
+    """The report's lines on the machine's reference speed and the load around the run."""
+    return [
+        f"- 4096³ float32 matmul in this run: {gflops:.0f} GFLOP/s",
+        f"- load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
+        f"after: {', '.join(f'{x:.1f}' for x in load_after)}",
+    ]
+
+
+def _timing_row(lead: list[object], r: dict, value_key: str) -> str:
+    """A results-table row: the ``lead`` cells, then forward / backward / total seconds, peak and
+    baseline RSS and ``r[value_key]``; or, for a row that failed, its error in the total's cell."""
+    if "error" in r:
+        cells = [*lead, "–", "–", r["error"], "–", "–", "–"]
+    else:
+        cells = [*lead, f"{r['fwd_s']:.2f}", f"{r['bwd_s']:.2f}", f"{r['total_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                 f"{r['baseline_rss_mb']:.0f}", f"{r[value_key]:.6f}"]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _write_results(path: Path, header: str, text: str, append: bool) -> None:
+    """``header`` then ``text`` into ``path``, or ``text`` as a new section of it (``append``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if append and path.exists():
+        path.write_text(path.read_text().rstrip("\n") + "\n\n" + text)
+    else:
+        path.write_text(header + text)
+
+
 def _available_mb() -> float:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -140,21 +169,12 @@ def main() -> None:
         "",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch {torch.__version__}",
         f"- float32, D = {args.dim}, temperature 0.07, `lossatlas.functional.infonce(..., tiled=...)`",
-        f"- 4096³ float32 matmul in this run: {gflops:.0f} GFLOP/s",
-        f"- load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
-        f"after: {', '.join(f'{x:.1f}' for x in load_after)}",
+        *_reference_lines(gflops, load_before, load_after),
         "",
         "| N | form | forward s | backward s | total s | peak RSS MB | baseline RSS MB | loss |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['n']} | {r['mode']} | – | – | {r['error']} | – | – | – |")
-            continue
-        lines.append(
-            f"| {r['n']} | {r['mode']} | {r['fwd_s']:.2f} | {r['bwd_s']:.2f} | {r['total_s']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['baseline_rss_mb']:.0f} | {r['loss']:.6f} |"
-        )
+    lines += [_timing_row([r["n"], r["mode"]], r, "loss") for r in rows]
     lines.append("")
     if largest_dense is not None:
         d = next(r for r in rows if r["mode"] == "dense" and r["n"] == largest_dense)
@@ -170,11 +190,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        if args.append and RESULTS.exists():
-            RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)
-        else:
-            RESULTS.write_text("\n".join(header) + "\n" + text)
+        _write_results(RESULTS, "\n".join(header) + "\n", text, args.append)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-# the machine measurements of the contrastive memory benchmark, shared (run as scripts: benchmarks/ is on sys.path)
-from contrastive_memory import _available_mb, _matmul_gflops
+# the machine measurements and report pieces of the contrastive memory benchmark, shared (run as scripts: benchmarks/ is on sys.path)
+from contrastive_memory import _available_mb, _matmul_gflops, _reference_lines, _timing_row, _write_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "label_aware_memory.md"
@@ -192,21 +192,12 @@ def main() -> None:
         f"- float32, D = {args.dim}, labels: N / 16 classes; command: `python benchmarks/label_aware_memory.py "
         f"--losses {' '.join(args.losses)} --forms {' '.join(args.forms)} --sizes {' '.join(map(str, args.sizes))}"
         + (f" --threads {args.threads}" if args.threads else "") + "`",
-        f"- 4096³ float32 matmul in this run: {gflops:.0f} GFLOP/s",
-        f"- load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
-        f"after: {', '.join(f'{x:.1f}' for x in load_after)}",
+        *_reference_lines(gflops, load_before, load_after),
         "",
         "| loss | N | form | forward s | backward s | total s | peak RSS MB | baseline RSS MB | loss value |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['loss']} | {r['n']} | {r['form']} | – | – | {r['error']} | – | – | – |")
-            continue
-        lines.append(
-            f"| {r['loss']} | {r['n']} | {r['form']} | {r['fwd_s']:.2f} | {r['bwd_s']:.2f} | {r['total_s']:.2f} | "
-            f"{r['peak_rss_mb']:.0f} | {r['baseline_rss_mb']:.0f} | {r['value']:.6f} |"
-        )
+    lines += [_timing_row([r["loss"], r["n"], r["form"]], r, "value") for r in rows]
     lines.append("")
     for loss in args.losses:
         for n in args.sizes:
@@ -228,11 +219,7 @@ def main() -> None:
             "its `ru_maxrss`, which includes the Python + torch baseline shown separately). The CPU is shared\n"
             "with other jobs: compare rows within one run, not across runs.\n\n"
         )
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        if args.append and RESULTS.exists():
-            RESULTS.write_text(RESULTS.read_text().rstrip("\n") + "\n\n" + text)
-        else:
-            RESULTS.write_text(header + text)
+        _write_results(RESULTS, header, text, args.append)
 
 
 if __name__ == "__main__":
