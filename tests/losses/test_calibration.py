@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import lossatlas as la
 import lossatlas.functional as LF
 from helpers import assert_finite_extremes, gradcheck_loss
+from lossatlas._paths import force_path
 
 C = 6
 
@@ -689,3 +690,12 @@ def test_rankmixup_bad_input_and_modules():
         LF.rankmixup_mndcg(z, y, mz, mt, alpha=-0.1)
     assert torch.equal(la.create("mrl", margin=1.0)(z, y, mz, mt), LF.rankmixup_mrl(z, y, mz, mt, margin=1.0))
     assert torch.equal(la.create("mndcg")(z, y, mz, mt), LF.rankmixup_mndcg(z, y, mz, mt))
+
+
+def test_anyloss_fused_path_rejects_out_of_range_class_indices():
+    # the fused confusion matrices check the targets as the plain path does (validate=True)
+    z = torch.randn(8, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 4])
+    for path in ("fused", "plain"):
+        with force_path(path), pytest.raises(ValueError, match=r"target values must be in \[0, 4\)"):
+            LF.anyloss(z, y)

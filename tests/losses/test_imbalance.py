@@ -95,6 +95,20 @@ def test_ldam_margins_and_formula():
     torch.testing.assert_close(la.create("ldam", class_counts=COUNTS)(z, y), expected)
 
 
+
+def test_ldam_under_torch_func_grad_on_float32_logits():
+    # under torch.func the margins are converted to the logits' dtype without the cache
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(6, 4, generator=g) * 0.5
+    y = torch.randint(0, 4, (6,), generator=g)
+    counts = [50, 30, 20, 10]
+    m = LF.ldam_margins(counts, max_margin=0.5)
+    z64 = z.double().requires_grad_()
+    F.cross_entropy(2.0 * (z64 - m[y][:, None] * F.one_hot(y, 4)), y).backward()
+    got = torch.func.grad(lambda t: LF.ldam(t, y, counts, scale=2.0))(z)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, z64.grad.float(), rtol=1e-5, atol=1e-6)
+
 def test_vs_parameters_and_formula():
     delta, iota = LF.vs_parameters(COUNTS, gamma=0.3, tau=1.0)
     assert float(delta[0]) == 1.0 and bool((delta[1:] > 1).all())

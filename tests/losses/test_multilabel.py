@@ -245,6 +245,26 @@ def test_dice_multilabel_sigmoid_and_ignore_index():
         assert (la.create("dice", denominator=denom, reduction="none")(zc, y_ign)[~keep] == 0).all()
 
 
+
+def test_dice_non_tensor_target_is_named():
+    with pytest.raises(TypeError, match=r"^target must be a torch\.Tensor, got list$"):
+        LF.dice(torch.randn(3, 4), [0, 1, 2])
+
+
+def test_dice_validate_false_skips_the_range_check_of_soft_targets():
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    y = torch.rand(5, 3, generator=g, dtype=torch.float64) * 1.6 - 0.3  # outside [0, 1] somewhere
+    assert float(y.min()) < 0 and float(y.max()) > 1
+    with pytest.raises(ValueError, match=r"target values must lie in \[0, 1\]"):
+        LF.dice(z, y, activation="sigmoid")
+    p = torch.sigmoid(z)
+    expected = (1 - (2 * p * y + 1.0) / (p + y + 1.0)).sum(1)
+    got = LF.dice(z, y, alpha=0.0, smooth=1.0, denominator="element", activation="sigmoid", reduction="none",
+                  validate=False)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------- gradients, extremes, edge cases
 @pytest.mark.parametrize(
     "id,kwargs",
