@@ -37,7 +37,15 @@ def _family() -> list[tuple[str, Callable[..., torch.Tensor]]]:
         ("ntxent_sum", lambda a, b, y, **kw: LF.ntxent(a, y, reduction="sum", **kw)),
         ("clip", lambda a, b, y, **kw: LF.infonce(a, b, temperature=0.1, **kw)),
         ("clip_one_way", lambda a, b, y, **kw: LF.infonce(a, b, symmetric=False, **kw)),
+        ("supcon_multi_label", lambda a, b, y, **kw: LF.supcon(a, _multi_hot(y), temperature=0.2, **kw)),
+        ("supcon_multi_label_all", lambda a, b, y, **kw: LF.supcon(a, _multi_hot(y), average_over="all_anchors",
+                                                                   reduction="sum", **kw)),
     ]
+
+
+def _multi_hot(y: torch.Tensor) -> torch.Tensor:
+    """Multi-hot labels [N, 3] made row by row from integer ones (shards agree with the whole)."""
+    return torch.stack([y % 2 == 0, y % 3 == 0, y >= 2], dim=1)
 
 
 def _family_run(fn: Callable[..., torch.Tensor], a: torch.Tensor, b: torch.Tensor, y: torch.Tensor,

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
+import lossatlas as la
 import lossatlas.functional as LF
 from lossatlas.functional._infonce import label_weights, nce, nce_blocks, nce_matrix
 
@@ -115,6 +116,11 @@ def _value_and_grads(fn: Callable[..., Tensor], *xs: Tensor, **kw: Any) -> tuple
     return (out.detach(), *grads)
 
 
+def _multi_hot(y: Tensor) -> Tensor:
+    """Multi-hot labels [N, 4] made from integer ones (a row-wise function: shards agree)."""
+    return torch.stack([y % 2 == 0, y % 3 == 0, y >= 2, y == 5], dim=1)
+
+
 PRESETS: list[tuple[str, Callable[..., Tensor], dict[str, Any]]] = [
     ("supcon", lambda e, y, **kw: LF.supcon(e, y, temperature=0.2, **kw), {}),
     ("supcon_all_anchors", lambda e, y, **kw: LF.supcon(e, y, average_over="all_anchors", **kw), {}),
@@ -124,6 +130,9 @@ PRESETS: list[tuple[str, Callable[..., Tensor], dict[str, Any]]] = [
     ("clip", lambda e, y, **kw: LF.infonce(e[:9], e[9:18], temperature=0.1, **kw), {}),
     ("clip_one_way", lambda e, y, **kw: LF.infonce(e[:9], e[9:18], symmetric=False, **kw), {}),
     ("simclr_2n", lambda e, y, **kw: LF.infonce(e[:9], e[9:18], intra_view_negatives=True, **kw), {}),
+    ("supcon_multi_label", lambda e, y, **kw: LF.supcon(e, _multi_hot(y), temperature=0.2, **kw), {}),
+    ("supcon_multi_label_all", lambda e, y, **kw: LF.supcon(e, _multi_hot(y), average_over="all_anchors",
+                                                            base_temperature=0.1, **kw), {}),
     ("multi_positive", lambda e, y, **kw: LF.infonce(e[:9], e[9:18], labels=y[:9], **kw), {}),
     ("multi_positive_2n", lambda e, y, **kw: LF.infonce(e[:9], e[9:18], labels=y[:9], intra_view_negatives=True,
                                                         symmetric=False, **kw), {}),
@@ -183,3 +192,73 @@ def test_single_anchor_batch_is_zero_with_a_zero_gradient() -> None:
             out.backward()
             assert out.item() == 0.0
             assert x.grad is not None and torch.equal(x.grad, torch.zeros_like(x))
+
+
+# ------------------------------------------------------------------ multi-label SupCon (Jaccard-weighted positives)
+def _multi_label_supcon_from_the_definition(e: Tensor, y: Tensor, tau: float, tau_b: float) -> Tensor:
+    """Per anchor ``−(τ/τ_b) Σ_{j≠i} J_ij log p_ij / Σ_{j≠i} J_ij`` (0 without a positive),
+    ``J`` the Jaccard index of the label sets, ``p`` the softmax over every k ≠ i."""
+    u = torch.nn.functional.normalize(e, dim=1)
+    yf = y.to(e.dtype)
+    out = []
+    for i in range(e.shape[0]):
+        others = [j for j in range(e.shape[0]) if j != i]
+        s = torch.stack([u[i] @ u[j] / tau for j in others])
+        log_p = s - torch.logsumexp(s, 0)
+        inter = torch.stack([(yf[i] * yf[j]).sum() for j in others])
+        union = torch.stack([((yf[i] + yf[j]) > 0).sum().to(e.dtype) for j in others])
+        jac = torch.where(union > 0, inter / union.clamp_min(1.0), 0.0)
+        out.append(-(tau / tau_b) * (jac * log_p).sum() / jac.sum() if jac.sum() > 0 else e.new_zeros(()))
+    return torch.stack(out)
+
+
+def test_multi_label_supcon_matches_its_definition_at_non_default_temperatures() -> None:
+    e, y = _batch(11, 5, 6, seed=12)
+    mh = _multi_hot(y)
+    mh[3] = False  # a sample without labels: no positive, loss 0
+    ref = _multi_label_supcon_from_the_definition(e, mh, 0.2, 0.05)
+    for tiled in (False, True):
+        got = LF.supcon(e, mh, temperature=0.2, base_temperature=0.05, reduction="none", tiled=tiled, block_size=4)
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+        has = ref != 0
+        torch.testing.assert_close(LF.supcon(e, mh.long(), temperature=0.2, base_temperature=0.05, tiled=tiled),
+                                   ref.sum() / has.sum(), rtol=1e-10, atol=0)
+        torch.testing.assert_close(LF.supcon(e, mh, temperature=0.2, base_temperature=0.05, tiled=tiled,
+                                             average_over="all_anchors"), ref.mean(), rtol=1e-10, atol=0)
+
+
+def test_multi_label_supcon_with_one_hot_labels_is_supcon() -> None:
+    e, y = _batch(12, 4, 3, seed=13)
+    one_hot = torch.nn.functional.one_hot(y, 3)
+    for kw in ({}, {"average_over": "all_anchors", "temperature": 0.3}, {"reduction": "none"}):
+        torch.testing.assert_close(LF.supcon(e, one_hot, **kw), LF.supcon(e, y, **kw), rtol=1e-12, atol=1e-14)
+    # SupContrast's [bsz, n_views, D] layout: labels [bsz, C] tiled over the views
+    f = e.reshape(6, 2, 4)
+    torch.testing.assert_close(LF.supcon(f, one_hot[:6]), LF.supcon(f, y[:6]), rtol=1e-12, atol=1e-14)
+    # the module takes them too
+    torch.testing.assert_close(la.create("supcon", temperature=0.2)(e, one_hot.bool()),
+                               LF.supcon(e, y, temperature=0.2), rtol=1e-12, atol=1e-14)
+
+
+def test_multi_label_supcon_gradcheck_dense_and_tiled() -> None:
+    e, y = _batch(7, 3, 6, seed=14)
+    mh = _multi_hot(y)
+    x = e.clone().requires_grad_()
+    for tiled in (False, True):
+        assert torch.autograd.gradcheck(lambda t, tiled=tiled: LF.supcon(t, mh, temperature=0.5, tiled=tiled,
+                                                                         block_size=3), (x,))
+
+
+def test_multi_label_supcon_bad_input_names_the_argument() -> None:
+    e, y = _batch(6, 3, 6)
+    mh = _multi_hot(y)
+    with pytest.raises(ValueError, match="labels"):
+        LF.supcon(e, mh.long() * 2)  # not 0/1
+    with pytest.raises(ValueError, match="labels"):
+        LF.supcon(e, mh[:5])  # one row short
+    with pytest.raises(ValueError, match="labels"):
+        LF.supcon(e, mh, indices=(torch.tensor([0]), torch.tensor([1]), torch.tensor([2])))
+    with pytest.raises(ValueError, match="labels"):
+        LF.supcon(e.reshape(3, 2, 3), mh)  # features [bsz, n_views, D] take labels [bsz, C]
+    with pytest.raises(ValueError, match=r"labels.bool\(\)"):
+        LF.supcon(e, mh.double())  # a float [N, C] reads as a second view

@@ -212,7 +212,8 @@ def _views(embeddings: Any, labels: Any, validate: bool) -> tuple[Tensor, Tensor
         if labels.shape != e.shape:
             raise ValueError(
                 f"a floating-point second argument is the second view and must have the shape of embeddings "
-                f"{tuple(e.shape)}, got {tuple(labels.shape)}; class labels must be an integer tensor (labels.long())"
+                f"{tuple(e.shape)}, got {tuple(labels.shape)}; class labels must be an integer tensor (labels.long()), "
+                f"multi-hot labels [N, C] (supcon) a bool or integer one (labels.bool())"
             )
         check_same_device("embeddings", e, "the second view", labels)
         check_finite(labels, "the second view", validate)
@@ -1183,6 +1184,19 @@ def supcon(
     ``distributed=True``: every process's rows are keys (all-gather with gradients), each
     process returns the loss of the concatenated batch and gets its exact gradient.
 
+    Multi-label SupCon (``labels`` [N, C] multi-hot, a bool or integer 0/1 tensor; with
+    ``features`` [bsz, n_views, D], labels [bsz, C]): every other row is a positive weighted
+    by the Jaccard index of the two label sets, ``w_ij = |Y_i ∩ Y_j| / |Y_i ∪ Y_j|`` (the
+    weights of the Jaccard Similarity Contrastive Loss, JSCL, of Lin et al. 2023, "An
+    Effective Deployment of Contrastive Learning in Multi-label Text Classification",
+    Findings of ACL 2023, arXiv 2212.00552), and per anchor
+    ``ℓ_i = −(τ/τ_b) Σ_{j≠i} w_ij log p_ij / Σ_{j≠i} w_ij``, ``p_ij = e^{s_ij/τ} / Σ_{k≠i}
+    e^{s_ik/τ}``. The weighted mean (the normalisation by ``Σ_j w_ij``) is this library's
+    choice: one-hot labels give single-label SupCon exactly. A negative pair shares no label;
+    the averaging conventions, the tiled and the distributed forms are the single-label ones
+    (the Jaccard weights are formed block by block). Not with ``indices`` or the composed
+    keywords.
+
     {args}
 
     Example:
@@ -1191,7 +1205,17 @@ def supcon(
         0
         >>> la.functional.supcon(torch.randn(3, 2, 4), torch.tensor([0, 0, 1])).ndim  # [bsz, n_views, D]
         0
+        >>> multi_hot = torch.tensor([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0]])  # multi-label SupCon
+        >>> la.functional.supcon(torch.randn(4, 8), multi_hot).ndim
+        0
     """
+    if _is_multi_hot(labels):
+        if indices is not None or _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+            raise ValueError("labels: multi-hot labels [N, C] (Jaccard-weighted positives) take no indices, ref_emb, "
+                             "ref_labels, distance or reducer; pass integer labels [N] with them")
+        u, labels, out_dtype = _unit_multi_hot(embeddings, cast(Tensor, labels), validate)
+        return _supcon_reduce(u, labels, None, temperature, base_temperature, average_over, tiled, block_size,
+                              distributed, group, reduction, out_dtype)
     embeddings, labels = _views(embeddings, labels, validate)
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
         _no_distributed_pieces(distributed)
@@ -1201,6 +1225,15 @@ def supcon(
                                 temperature=temperature, base_temperature=base_temperature,
                                 average_over=average_over, reduction=reduction, validate=validate)
     u, labels, out_dtype = _unit(embeddings, labels, validate)
+    return _supcon_reduce(u, labels, indices, temperature, base_temperature, average_over, tiled, block_size,
+                          distributed, group, reduction, out_dtype, validate)
+
+
+def _supcon_reduce(u: Tensor, labels: Tensor, indices: Indices | None, temperature: float, base_temperature: float,
+                   average_over: str, tiled: bool | str, block_size: int | None, distributed: bool, group: Any,
+                   reduction: str, out_dtype: torch.dtype, validate: bool = True) -> Tensor:
+    """SupCon of the unit rows ``u`` (labels [N] or multi-hot [N, C]): the family's per-anchor
+    losses times τ/τ_b, reduced as ``average_over`` says."""
     on = distributed and is_distributed(group)
     if indices is not None and (on or tiled is True):
         raise ValueError("indices (a miner's pairs) need the dense N x N form: pass tiled=False and distributed=False "
@@ -1219,6 +1252,35 @@ def supcon(
         count = counts.new_tensor(counts.shape[0])
     return _reduce_anchors(per_anchor, lambda: _global_ratio(per_anchor.sum(), count, on, group), reduction,
                            out_dtype, on, group)
+
+
+def _is_multi_hot(labels: Any) -> bool:
+    """Multi-hot labels: a 2-D bool or integer tensor (a float [N, D] is a second view)."""
+    return isinstance(labels, Tensor) and labels.dim() == 2 and not labels.is_floating_point() and not labels.is_complex()
+
+
+def _unit_multi_hot(embeddings: Any, labels: Tensor, validate: bool) -> tuple[Tensor, Tensor, torch.dtype]:
+    """Unit rows [N, D] and multi-hot labels [N, C] as 0/1 floats (``features`` [bsz, n_views, D]
+    are flattened view-major, their labels [bsz, C] tiled), and the output dtype."""
+    e = check_float(embeddings, "embeddings")
+    if e.dim() == 3:
+        b, v, d = e.shape
+        if labels.shape[0] != b:
+            raise ValueError(f"labels must have shape [bsz, C] with bsz = {b} (embeddings [bsz, n_views, D] = "
+                             f"{tuple(e.shape)}), got {tuple(labels.shape)}")
+        e, labels = e.transpose(0, 1).reshape(v * b, d), labels.repeat(v, 1)
+    if e.dim() != 2 or e.shape[1] < 1:
+        raise ValueError(f"embeddings must have shape [N, D] or [bsz, n_views, D], got {tuple(e.shape)}")
+    if labels.shape[0] != e.shape[0] or labels.shape[1] < 1:
+        raise ValueError(f"labels must have shape [N, C] = [{e.shape[0]}, C >= 1] (multi-hot, one row per embedding), "
+                         f"got {tuple(labels.shape)}")
+    check_same_device("embeddings", e, "labels", labels)
+    check_finite(e, "embeddings", validate)
+    if validate and not compiling() and labels.dtype != torch.bool and labels.numel() and (
+            int(labels.min()) < 0 or int(labels.max()) > 1):
+        raise ValueError("labels: multi-hot labels [N, C] must hold 0 and 1 (or be a bool tensor)")
+    u = F.normalize(e.to(compute_dtype(e)), p=2.0, dim=1)
+    return u, labels.to(u.dtype), e.dtype
 
 
 def _embedding_nce(u: Tensor, labels: Tensor, scale: float, each: bool, tiled: bool | str, block_size: int,
@@ -1308,6 +1370,7 @@ def ntxent(
     """
     embeddings, labels = _views(embeddings, labels, validate)
     if _composed.wants_composed(ref_emb, ref_labels, distance, reducer):
+        _no_distributed_pieces(distributed)
         _composed.check_pieces(distance, reducer, reduction, tiled)
         return _composed.ntxent(embeddings, _check_embeddings(embeddings, labels, validate), ref_emb=ref_emb,
                                 ref_labels=ref_labels, indices=indices, distance=distance, reducer=reducer,
