@@ -278,7 +278,6 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
     curves: dict[str, list[float | None]] = {"epoch": [], "train_loss": [], "test_auroc": []}
     eval_time = 0.0
     for epoch in range(epochs):
-        run0, seen0 = running, seen
         model.train()
         criterion.train()
         for _ in range(decay_at.count(epoch)):
@@ -320,7 +319,7 @@ def _train_eval(r: dict[str, Any], seed: int, device: torch.device, gen: torch.G
         te = time.perf_counter()
         epoch_scores = torch.sigmoid(predict(model, x_test).reshape(-1).double()).numpy()
         curves["epoch"].append(epoch + 1)
-        curves["train_loss"].append((running - run0) / (seen - seen0) if seen > seen0 else None)
+        curves["train_loss"].append(running / seen if seen else None)  # the epoch's mean (running restarts per epoch)
         curves["test_auroc"].append(_scores_metrics(epoch_scores, y_te)["auroc"] if np.isfinite(epoch_scores).all() else None)
         eval_time += time.perf_counter() - te
         if progress is not None:
