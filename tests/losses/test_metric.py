@@ -1153,6 +1153,24 @@ def test_identical_points_are_at_distance_exactly_zero_with_zero_gradient(dtype:
 
 # ========================================================================= the one core: function = definition
 METRIC_IDS = PAIR_IDS + CLS_IDS
+# losses over a whole batch or episode (no pair indices, no class centres): few-shot (F8), Metrix (F9), SCoRe (F11)
+SET_IDS = {"icnn": ("embeddings", "labels"), "proto_triplet": ("embeddings", "labels"), "metrix": ("anchors", "mixed"),
+           "score_facility_location": ("embeddings", "labels"), "score_logdet": ("embeddings", "labels")}
+
+
+def test_every_set_level_metric_id_is_defined_by_its_function() -> None:
+    """The batch-level metric losses are FunctionalLoss twins of their registered functions,
+    with the function's defaults and sources."""
+    from lossatlas._spec import spec_of
+
+    for loss_id, inputs in SET_IDS.items():
+        entry = la.info(loss_id)
+        assert entry.family == "metric" and entry.function is getattr(LF, loss_id), loss_id
+        spec = spec_of(entry.function)
+        assert spec.inputs == inputs, loss_id
+        assert spec.defaults and all(entry.defaults[k] == v for k, v in spec.defaults.items()), loss_id
+        assert set(spec.sources) <= set(entry.defaults_source), loss_id
+        assert issubclass(entry.cls, la.FunctionalLoss), loss_id
 
 
 def test_every_metric_id_is_defined_by_its_function() -> None:
@@ -1161,7 +1179,7 @@ def test_every_metric_id_is_defined_by_its_function() -> None:
     centres check with the same spec."""
     from lossatlas._spec import spec_of
 
-    assert {e.id for e in la.list(family="metric")} == set(METRIC_IDS) | {"orthohash"}
+    assert {e.id for e in la.list(family="metric")} == set(METRIC_IDS) | set(SET_IDS) | {"orthohash"}
     hashing = la.info("orthohash")  # a fixed ±1 codebook in place of learnt class centres (tests/losses/test_hashing.py)
     assert hashing.function is LF.orthohash and spec_of(LF.orthohash).inputs == ("embeddings", "labels", "codebook")
     for loss_id in METRIC_IDS:
