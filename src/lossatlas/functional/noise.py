@@ -162,7 +162,10 @@ def _base(value: Any, name: str) -> str | Callable[..., Tensor]:
 def _prepare(
     logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None
 ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
-    return prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    """:func:`prepare_classification`; where a fused path can run (CPU, a gradient, not traced:
+    host reads are cheap there) the ignore mask is built only when some target is ``ignore_index``."""
+    lazy = isinstance(logits, Tensor) and take_fused(logits, FUSE_MIN_NUMEL)
+    return prepare_classification(logits, target, reduction, validate, None, ignore_index, lazy_mask=lazy)
 
 
 def _box_cox(logp: Tensor, q: float) -> Tensor:
@@ -377,7 +380,7 @@ def _prepare_fused(logits: Any, target: Any, reduction: str, validate: bool,
     then: the plain path does it); the ignore mask only when some target can be ignored."""
     if not isinstance(logits, Tensor) or not take_fused(logits, FUSE_MIN_NUMEL):
         return None
-    return prepare_classification(logits, target, reduction, validate, None, ignore_index, lazy_mask=True)
+    return _prepare(logits, target, reduction, validate, ignore_index)
 
 
 def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None,
