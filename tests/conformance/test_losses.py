@@ -102,6 +102,17 @@ def test_the_suite_covers_every_registered_loss():
     assert set(IDS) == {e.id for e in losses}
 
 
+def _assert_same(value, grads, ref_value, ref_grads, *, rtol, atol, grad_rtol=None, grad_atol=None):
+    """Equal values, and equal gradients wherever either side has one (the gradients to the
+    values' tolerances unless given their own)."""
+    torch.testing.assert_close(value, ref_value, rtol=rtol, atol=atol)
+    assert len(grads) == len(ref_grads)
+    for a, b in zip(grads, ref_grads):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=rtol if grad_rtol is None else grad_rtol,
+                                       atol=atol if grad_atol is None else grad_atol)
+
+
 @pytest.mark.parametrize("loss_id", IDS)
 def test_functional_twin_is_the_id_and_equals_the_module(loss_id):
     entry = _entry(loss_id)
@@ -116,10 +127,7 @@ def test_functional_twin_is_the_id_and_equals_the_module(loss_id):
     out = entry.function(*case2.inputs, **kwargs, **case2.call)
     leaves = [t for t in case2.inputs if t.requires_grad] + [p for p in crit.parameters() if p.requires_grad]
     g_fn = torch.autograd.grad(out.sum(), leaves, allow_unused=True)
-    torch.testing.assert_close(out.detach(), v_mod, rtol=1e-10, atol=1e-12)
-    for a, b in zip(g_fn, g_mod):
-        if a is not None or b is not None:
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    _assert_same(out.detach(), g_fn, v_mod, g_mod, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("loss_id", IDS)
@@ -273,19 +281,20 @@ def test_state_round_trips(loss_id, tmp_path):
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("loss_id", IDS)
-def test_every_path_gives_the_same_value_and_gradient(loss_id):
-    entry = _entry(loss_id)
-    case = K.make_case(entry, n=8)
+def _on_both_paths(entry, case, **kwargs):
+    """(value, gradients) of ``K.create(entry, **kwargs)`` on ``case``, on the plain and on the fused path."""
     results = []
     for path in ("plain", "fused"):
         with force_path(path):
-            results.append(K.value_and_grads(K.create(entry), case.clone()))
-    (v0, g0), (v1, g1) = results
-    torch.testing.assert_close(v0, v1, rtol=1e-10, atol=1e-12)
-    for a, b in zip(g0, g1):
-        if a is not None or b is not None:
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+            results.append(K.value_and_grads(K.create(entry, **kwargs), case.clone()))
+    return results
+
+
+@pytest.mark.parametrize("loss_id", IDS)
+def test_every_path_gives_the_same_value_and_gradient(loss_id):
+    entry = _entry(loss_id)
+    (v0, g0), (v1, g1) = _on_both_paths(entry, K.make_case(entry, n=8))
+    _assert_same(v0, g0, v1, g1, rtol=1e-10, atol=1e-12, grad_rtol=1e-9, grad_atol=1e-11)
 
 
 @pytest.mark.parametrize("loss_id", [i for i in IDS if "weight" in ENTRIES[i].parameters and ENTRIES[i].kind == "classification"])
@@ -293,17 +302,10 @@ def test_every_path_applies_class_weights_alike(loss_id):
     # weights whose smallest entry is 1 (a fused path once took "min == 1" for "all ones" and dropped them)
     entry = _entry(loss_id)
     case = K.make_case(entry, n=8)
-    results = []
-    for path in ("plain", "fused"):
-        with force_path(path):
-            results.append(K.value_and_grads(K.create(entry, weight=[1.0, 2.0, 3.0, 4.0]), case.clone()))
-    (v0, g0), (v1, g1) = results
+    (v0, g0), (v1, g1) = _on_both_paths(entry, case, weight=[1.0, 2.0, 3.0, 4.0])
     unweighted = K.value_and_grads(K.create(entry), case.clone())[0]
     assert not torch.allclose(v0, unweighted), "the class weights change nothing on this batch"
-    torch.testing.assert_close(v0, v1, rtol=1e-10, atol=1e-12)
-    for a, b in zip(g0, g1):
-        if a is not None or b is not None:
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    _assert_same(v0, g0, v1, g1, rtol=1e-10, atol=1e-12, grad_rtol=1e-9, grad_atol=1e-11)
 
 
 #: Ids traced with graph breaks allowed (fullgraph=False), with the reason.
@@ -321,10 +323,7 @@ def test_torch_compile_matches_eager(loss_id):
     v_ref, g_ref = K.value_and_grads(copy.deepcopy(crit), case.clone())
     compiled = torch.compile(crit, backend="aot_eager", fullgraph=loss_id not in COMPILE_GRAPH_BREAKS)
     v, g = K.value_and_grads(compiled, case.clone())
-    torch.testing.assert_close(v, v_ref, rtol=1e-9, atol=1e-11)
-    for a, b in zip(g, g_ref):
-        if a is not None or b is not None:
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    _assert_same(v, g, v_ref, g_ref, rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("loss_id", IDS)
