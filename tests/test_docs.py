@@ -70,3 +70,22 @@ def test_readme_python_examples_run():
     assert len(blocks) >= 2, "README should show the library and composition examples"
     for code in blocks:
         exec(compile(code, str(readme), "exec"), {"__name__": "readme"})
+
+
+def test_readme_counts_and_lists_every_registered_id():
+    """The README's "N registered ids" is the registry's size, and its family table names every
+    id (it went stale once: 62 written, 117 registered)."""
+    import pathlib
+    import re
+
+    import lossatlas as la
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r"^(\d+) registered ids", text, re.M)
+    assert m is not None, "README should say how many ids are registered"
+    ids = {e.id for e in la.list()}
+    assert int(m.group(1)) == len(ids)
+    table = text[text.index("| family | ids |"):]
+    table = table[:table.index("\n\n")]
+    named = set(re.findall(r"`([a-z0-9_]+)`", table))
+    assert ids - named == set(), f"ids missing from the README's family table: {sorted(ids - named)}"
