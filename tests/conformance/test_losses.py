@@ -253,6 +253,34 @@ def test_ignored_rows_leave_the_mean(loss_id):
     torch.testing.assert_close(K.call(K.create(entry, **kw), masked), K.call(K.create(entry, **kw), kept), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("loss_id", [i for i in _ignoring("") if ENTRIES[i].kind == "classification"])
+def test_an_ignored_row_with_minus_inf_logits_counts_for_nothing(loss_id, path):
+    # An ignored row's logits never reach the loss: -inf in every column but the last (its
+    # placeholder target, class 0, among them) gives the loss of the other rows, a finite
+    # gradient that is 0 on that row, and 0 in that row of reduction="none".
+    entry = _entry(loss_id)
+    case = K.make_case(entry)
+    with torch.no_grad():
+        case.inputs[0][0, :-1] = float("-inf")
+    case.inputs[1][0] = -100
+    keep = torch.arange(case.inputs[1].shape[0]) != 0
+    kept = K.Case([t[keep].detach().clone().requires_grad_(t.requires_grad) for t in case.inputs], dict(case.call))
+    if "index" in kept.call:
+        kept.call["index"] = kept.call["index"][keep]
+    kw = _ignore_kw(entry)
+    with force_path(path):
+        out, grads = K.value_and_grads(K.create(entry, **kw), case.clone())
+        ref, ref_grads = K.value_and_grads(K.create(entry, **kw), kept)
+        rows = K.call(K.create(entry, reduction="none", **kw), case.clone())
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    g = grads[0]
+    assert g is not None and bool(torch.isfinite(g).all()), g
+    assert bool((g[0] == 0).all()), g[0]
+    torch.testing.assert_close(g[1:], ref_grads[0], rtol=1e-10, atol=1e-12)
+    assert rows.shape == case.inputs[1].shape and float(rows[0]) == 0.0, rows
+
+
 @pytest.mark.parametrize("loss_id", IDS)
 def test_in_place_on_the_output_and_backward_after(loss_id):
     entry = _entry(loss_id)

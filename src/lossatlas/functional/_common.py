@@ -88,6 +88,10 @@ def prepare_classification(
         safe_target = torch.where(mask, target, torch.zeros_like(target))
     if masked:  # a -inf logit was seen: it must not be a target's
         check_unmasked_targets(logits, safe_target, mask)
+    if mask is not None and (masked or not validate or compiling()):
+        # an ignored row's logits may hold -inf (a masked class, maybe its placeholder target 0):
+        # every loss would be inf or NaN there, and ×0 keeps NaN in the value and the gradient
+        z = blank_rows(z, mask)
     w = as_class_weight(weight)
     if w is not None:
         check_num_classes(w, logits, "weight")
@@ -104,6 +108,13 @@ def none_ignored(target: Tensor, ignore_index: int) -> bool:
     if not target.numel():
         return False
     return int(target.amin()) > ignore_index if ignore_index < 0 else int(target.amax()) < ignore_index
+
+
+def blank_rows(z: Tensor, keep: Tensor) -> Tensor:
+    """``z`` [N, C] with the rows where ``keep`` [N] is False replaced by zeros (the ignored rows:
+    whatever they hold, -inf included, reaches neither the loss nor the gradient, which is 0
+    there). One pass over [N, C]; the callers run it only where such a row may hold -inf."""
+    return torch.where(keep.unsqueeze(1), z, 0.0)
 
 
 def check_finite_logits(logits: Any, validate: bool) -> bool:

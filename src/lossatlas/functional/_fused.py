@@ -39,6 +39,7 @@ from torch import Tensor
 
 from .._paths import compiling, take_fused
 from .._spec import mean_divisor
+from ._common import blank_rows
 
 __all__ = ["softmax_cross_entropy", "pointwise_loss", "log_prob_target", "fused_or_traced", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
 
@@ -148,19 +149,21 @@ def affine_logits(z: Tensor, scale: Tensor | float | None, bias: Tensor | None, 
     return z + bias if bias is not None else z
 
 
-def _rows(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-    """``(safe_target, row_weight)``: ignored rows point at class 0 and weigh 0; others weigh
-    ``weight[y_i]``. Without class weights and with no ignored row the weight is ``None``
-    (every row 1), which the kernel's plain mean is faster for; finding that out reads one
-    value on the host (the kernel is for CPU tensors)."""
+def _rows(z: Tensor, target: Tensor, ignore_index: int, weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(z, safe_target, row_weight)``: ignored rows point at class 0, weigh 0 and have their
+    logits replaced by zeros (:func:`blank_rows`: a -inf there would make the row's loss and
+    gradient NaN); others weigh ``weight[y_i]``. Without class weights and with no ignored row
+    the weight is ``None`` (every row 1), which the kernel's plain mean is faster for. Finding
+    out whether a row is ignored reads one value on the host (the kernel is for CPU tensors);
+    the logits are copied only when one is."""
     valid = target != ignore_index
-    if weight is None and bool(valid.all()):
-        return target, None
+    if bool(valid.all()):
+        return z, target, None if weight is None else weight.index_select(0, target)
     safe = target * valid
-    row_w = valid.to(dtype)
+    row_w = valid.to(z.dtype)
     if weight is not None:
         row_w = row_w * weight.index_select(0, safe)
-    return safe, row_w
+    return blank_rows(z, valid), safe, row_w
 
 
 def _adjusted_logits(z: Tensor, idx: Tensor, add: Tensor | None, scale: Tensor | float | None,
@@ -676,11 +679,12 @@ def _traced_cross_entropy(
     row weights ``w_{y_i}`` (0 on ignored rows) and ``α_{y_i}`` as :func:`_plain` applies them."""
     safe = _safe_target(target, ignore_index)
     idx = safe.unsqueeze(1)
-    u = affine_logits(z, scale, bias, divisor)
+    valid = target != ignore_index
+    u = affine_logits(blank_rows(z, valid), scale, bias, divisor)  # traced: fused into the kernel
     if col is not None:
         add = col.index_select(0, safe)
-        u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
-    row_w = (target != ignore_index).to(u.dtype)
+        u = u.scatter_add_(1, idx, add)
+    row_w = valid.to(u.dtype)
     if weight is not None:
         row_w = row_w * weight.index_select(0, safe)
     row_alpha = alpha.index_select(0, safe) if isinstance(alpha, Tensor) else alpha
@@ -726,7 +730,7 @@ def softmax_cross_entropy(
     if not label_smoothing and compiling() and z.requires_grad and torch.is_grad_enabled():
         return _traced_cross_entropy(z, target, col, scale, bias, divisor, weight, gamma, alpha, ignore_index, reduction)
     if not label_smoothing and take_fused(z, FUSE_MIN_NUMEL * (2 if plain_ce else 1)):
-        safe, row_w = _rows(target, ignore_index, weight, z.dtype)
+        z, safe, row_w = _rows(z, target, ignore_index, weight)
         add = None if col is None else col.index_select(0, safe)  # [N, 1]: each row's target shift
         row_scale = alpha.index_select(0, safe) if isinstance(alpha, Tensor) else alpha
         return _softmax_ce_fused(z, safe.unsqueeze(1), add, scale, bias, divisor, row_w, row_scale, gamma, reduction)
