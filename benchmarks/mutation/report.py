@@ -222,9 +222,11 @@ def report(run: Run, previous: Run | None) -> list[str]:
         f"{run.sampled - run.not_run} of them run. The seed was chosen before the run and the sample was not redrawn.",
         "- **Tests per mutant**: the tests that called the mutated function (mutmut's coverage map), from the fast",
         "  files listed in `setup.cfg` (no benchmark, gloo, integration, docs-site, subprocess or `torch.compile`",
-        "  tests), capped per function at 40 tests / ~12 s of recorded test time. Every mutant that survived the",
-        "  capped tests was re-run on all the tests that reach its function (`sample.py --uncap`); those it then",
-        "  killed count as killed by the suite of the run (the test is listed below).",
+        "  tests), capped per function at 40 tests / ~12 s of recorded test time. A mutant that survived the",
+        "  capped tests is re-run on all the tests that reach its function (`sample.py --uncap`), and on the suite's",
+        "  tests that mutmut leaves out (distributed, torch.compile) where they reach it; a test of the suite at the",
+        "  run that then fails counts as killed by the suite of the run (the test is listed below; the notes say",
+        "  which survivors were not re-run).",
         "- **Score** = killed / (run − equivalent); a timeout counts as killed. \"Score of the run's suite\" is the",
         f"  suite as it was at `{commit}`; \"score now\" adds the tests written since for this run's survivors (each",
         "  checked by running it under its mutant).",
@@ -268,7 +270,8 @@ def report(run: Run, previous: Run | None) -> list[str]:
         out += [notes.read_text().strip(), ""]
     titles = {"left": "Surviving mutants (why they are left)",
               "later": "Survivors killed by tests added since (the test)",
-              "capped": "Killed by an existing test once re-run without the per-function test cap (the test)",
+              "capped": "Killed by an existing test left out of mutmut's run: the per-function cap, the test selection or "
+                        "its coverage map (the test)",
               "equivalent": "Equivalent mutants (the reason)"}
     for st, title in titles.items():
         chosen = sorted(n for n, s2 in run.status.items() if s2 == st)

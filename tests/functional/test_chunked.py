@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 import lossatlas as la
@@ -453,6 +454,11 @@ def _dist_data() -> dict[str, torch.Tensor]:
 
 
 def _dist_worker(rank: int) -> list[dict[str, Any]]:
+    # one process more than the shards: the classes are sharded over a subgroup of WORLD processes,
+    # passed as process_group, which is not the default (world) group (mutation seed 27)
+    group = dist.new_group(list(range(WORLD)))
+    if rank == WORLD:
+        return []
     data = _dist_data()
     rows, cls = shard(rank, BATCH), shard(rank, SHARD)
     results = []
@@ -464,16 +470,26 @@ def _dist_worker(rank: int) -> list[dict[str, Any]]:
             if "bias" in extra:
                 extra["bias"] = data["b"][cls].clone().requires_grad_()
             out = chunked(x, w, data["y"][rows], loss=loss, chunk_size=4, class_parallel=True,
-                          reduction=reduction, **extra, **kw)
+                          process_group=group, reduction=reduction, **extra, **kw)
             (out * torch.linspace(0.5, 1.5, out.numel(), dtype=out.dtype)).sum().backward()
             results.append({"loss": out.detach(), "x": x.grad, "w": w.grad,
                             "b": extra["bias"].grad if "bias" in extra else None})
+    # the first case again under another default device (torch.set_default_device; "meta" on a
+    # CPU-only machine): every tensor the sharded path builds stays on the weight's device
+    loss, kw = DIST_CASES[0]
+    extra = _extra(loss, data)
+    if "bias" in extra:
+        extra["bias"] = data["b"][cls]
+    with torch.device("meta"):
+        out = chunked(data["x"][rows], data["w"][cls], data["y"][rows], loss=loss, chunk_size=4, class_parallel=True,
+                      process_group=group, reduction="mean", **extra, **kw)
+    results.append({"loss": out.detach(), "x": None, "w": None, "b": None})
     return results
 
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory: pytest.TempPathFactory) -> list[list[dict[str, Any]]]:
-    return run_gloo(_dist_worker, tmp_path_factory.mktemp("chunked_dist"), WORLD)
+    return run_gloo(_dist_worker, tmp_path_factory.mktemp("chunked_dist"), WORLD + 1)[:WORLD]
 
 
 def test_class_parallel_equals_the_single_process_dense_loss(sharded: list[list[dict[str, Any]]]) -> None:
@@ -500,6 +516,12 @@ def test_class_parallel_equals_the_single_process_dense_loss(sharded: list[list[
                 torch.testing.assert_close(torch.cat([p["b"] for p in per_rank]), grads[2], rtol=1e-10, atol=1e-12,
                                            msg=label)
             i += 1
+
+
+def test_class_parallel_builds_its_tensors_on_the_weights_device(sharded: list[list[dict[str, Any]]]) -> None:
+    for r in range(WORLD):  # the first case's "mean" is entry 0; the last entry is the same call under "meta"
+        assert sharded[r][-1]["loss"].device.type == "cpu"
+        torch.testing.assert_close(sharded[r][-1]["loss"], sharded[r][0]["loss"], rtol=1e-12, atol=1e-14)
 
 
 def test_class_parallel_without_a_process_group_is_single_process() -> None:

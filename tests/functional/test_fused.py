@@ -179,6 +179,31 @@ def test_public_losses_agree_on_both_paths(loss_id, monkeypatch):
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
 
 
+def _graph_nodes(out):
+    names, seen, stack = set(), set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and id(fn) not in seen:
+            seen.add(id(fn))
+            names.add(type(fn).__name__)
+            stack.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+def test_plain_cross_entropy_fuses_from_twice_the_size_of_the_others(monkeypatch):
+    # FUSE_MIN_NUMEL's note: focal / LA / VS / LDAM pay off fused from N·C = FUSE_MIN_NUMEL,
+    # plain cross-entropy from twice that (mutation seed 27: the factor of the others)
+    monkeypatch.setattr(_fused, "FUSE_MIN_NUMEL", 100)
+    g = torch.Generator().manual_seed(6)
+    for n in (9, 10, 15, 20):  # N·C = 90, 100, 150, 200 with C = 10
+        z = torch.randn(n, 10, generator=g, requires_grad=True)
+        y = torch.randint(0, 10, (n,), generator=g)
+        for loss_id, kw, start in (("focal", {}, 100), ("logit_adjusted", {"class_counts": list(range(3, 13))}, 100),
+                                   ("cross_entropy", {}, 200)):
+            names = _graph_nodes(la.create(loss_id, **kw)(z, y))
+            assert ("_SoftmaxCEBackward" in names) == (n * 10 >= start), (loss_id, n, names)
+
+
 def test_cast_constant_cache_sees_in_place_updates():
     buf = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     like = torch.zeros(2, 3)

@@ -191,6 +191,17 @@ def test_mw_without_a_positive_names_mw(shape):
         LF.mw(torch.randn(shape, dtype=F64), torch.zeros(shape, dtype=torch.long))
 
 
+def test_inputs_on_another_device_are_named():
+    # a "meta" tensor stands in for a second device on a CPU-only machine (mutation seed 27):
+    # the error names scores and the argument that is elsewhere (target, or a / b / alpha)
+    s, y = torch.rand(6, dtype=F64), torch.tensor([1, 0, 1, 0, 0, 1])
+    with pytest.raises(ValueError, match=r"^scores is on cpu but target is on meta; move them to the same device$"):
+        LF.aucm(s, y.to("meta"))
+    for name in ("a", "b", "alpha"):
+        with pytest.raises(ValueError, match=rf"^scores is on cpu but {name} is on meta; move them to the same device$"):
+            LF.aucm(s, y, **{name: torch.zeros((), dtype=F64, device="meta")})
+
+
 # ----------------------------------------------------------------------------- H2 aucm
 def _aucm_v1_ref(s, y, a, b, alpha, m, p):
     """LibAUC AUCMLoss v1, written from its docstring/code: every mean over all N rows."""

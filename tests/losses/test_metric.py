@@ -740,6 +740,21 @@ def test_bad_inputs_raise_clear_errors() -> None:
         la.create("multi_similarity", miner_epsilon=0.1)(e, y, indices=BatchHardMiner()(e, y))
 
 
+@pytest.mark.parametrize("id_", ["triplet_margin", "contrastive"])
+def test_mined_indices_must_lie_in_the_batch_up_to_its_last_row(id_: str) -> None:
+    # [0, N) exactly (mutation seed 27): N - 1 is the last row; N and -1 are refused, naming the tensor
+    e, y = _batch(n=6, c=3)
+    crit = la.create(id_)
+    last = crit(e, y, indices=(torch.tensor([0]), torch.tensor([3]), torch.tensor([5])))
+    assert torch.isfinite(last)
+    for k, bad in ((2, 6), (1, -1), (0, 6)):
+        idx = [torch.tensor([0]), torch.tensor([3]), torch.tensor([5])]
+        idx[k] = torch.tensor([bad])
+        with pytest.raises(ValueError, match=rf"^indices\[{k}\] must index the batch of 6 embeddings, found values "
+                                             r"outside \[0, 6\)$"):
+            crit(e, y, indices=tuple(idx))
+
+
 # ------------------------------------------------------------------ benchmark task `metric`
 def test_metric_task_validates_recipes() -> None:
     from lossatlas.bench.tasks import metric

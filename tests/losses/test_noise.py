@@ -121,6 +121,22 @@ def test_sce_and_active_passive_compose() -> None:
     torch.testing.assert_close(m2(z, y), (LF.ngce(z, y, q=0.1, reduction="none") + LF.mae(z, y, reduction="none")).mean())
 
 
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("num_classes, gamma", [(2, 2.0), (3, 5.0), (3, 0.5), (10, 2.0)])
+def test_nfl_and_nce_at_equal_logits_are_one_over_c(num_classes: int, gamma: float, path: str) -> None:
+    # p = 1/C for every class: numerator and each of the C terms of the normaliser are equal, so
+    # NFL = 1/C whatever γ, also where the normaliser C (1 − 1/C)^γ log C is below 1 (C = 2, γ = 2;
+    # C = 3, γ = 5; mutation seed 27)
+    from lossatlas._paths import force_path
+
+    z = torch.zeros(4, num_classes, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(4) % num_classes
+    with force_path(path):
+        for out in (LF.nfl(z, y, gamma=gamma, reduction="none"), LF.nce(z, y, reduction="none")):
+            torch.testing.assert_close(out.detach(), torch.full((4,), 1.0 / num_classes, dtype=torch.float64),
+                                       rtol=1e-14, atol=0.0)
+
+
 def test_nfl_gamma0_is_nce_and_detach_changes_only_gradient() -> None:
     z, y = _data()
     torch.testing.assert_close(LF.nfl(z, y, gamma=0.0), LF.nce(z, y))

@@ -395,6 +395,24 @@ def test_ndcg_follows_libauc_over_calls(kw: dict[str, Any]) -> None:
         torch.testing.assert_close(crit.s_q.value, ref.sq, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("kw", [{}, {"top_k": 2}, {"top_k": 2, "top_k_version": "prac"}])
+def test_ndcg_function_without_state_is_a_first_visit(kw: dict[str, Any]) -> None:
+    # the function's missing u, λ_q, s_q are the module's fresh (zero) state; the item counts may
+    # be given as floats (mutation seed 27: K-SONG's s_q and a float num_pos_items)
+    data_len, steps = _ranking_steps()
+    b = steps[0]
+    crit = la.create("ndcg", data_len=data_len, num_queries=6, num_items=40, num_pos=2, **kw).double()
+    call = {k: b[k] for k in ("index", "query_index", "num_pos_items", "ideal_dcg")}
+    s1, s2 = b["scores"].clone().requires_grad_(), b["scores"].clone().requires_grad_()
+    ref = crit(s1, b["rating"], **call)
+    out = LF.ndcg(s2, b["rating"], num_pos_items=b["num_pos_items"], ideal_dcg=b["ideal_dcg"], num_items=40, num_pos=2, **kw)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(torch.autograd.grad(out, s2)[0], torch.autograd.grad(ref, s1)[0], rtol=1e-12, atol=1e-15)
+    as_float = LF.ndcg(b["scores"], b["rating"], num_pos_items=b["num_pos_items"].double(), ideal_dcg=b["ideal_dcg"],
+                       num_items=40, num_pos=2, **kw)
+    torch.testing.assert_close(as_float, out.detach(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("kw", [{}, {"gamma": 0.3}, {"gamma": 1.0, "eps": 1e-3}])
 def test_listwise_ce_follows_libauc_over_calls(kw: dict[str, Any]) -> None:
     data_len, steps = _ranking_steps(num_pos=3, num_neg=4)

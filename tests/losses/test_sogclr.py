@@ -17,6 +17,7 @@ References written here in float64 from the papers' objectives and LibAUC's upda
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,59 @@ import lossatlas.functional as LF
 IDS = ["sogclr", "isogclr", "sogclr_bimodal", "isogclr_bimodal"]
 BIMODAL = {"sogclr_bimodal", "isogclr_bimodal"}
 ISOGCLR = {"isogclr", "isogclr_bimodal"}
+
+
+def _documented(id_: str) -> dict[str, str]:
+    """The Args lines of the module's docstring (written from the Param tables), by argument."""
+    doc = la.info(id_).cls.__doc__ or ""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^ {8}(\w+): (.*)$", doc, re.M)}
+
+
+@pytest.mark.parametrize("id_", IDS)
+def test_documented_ranges_and_sources_are_the_checked_ones(id_):
+    # The Param tables are built at import (mutation seed 27): each line of the docs states the
+    # range that la.create enforces, names the arguments as they are spelled, and the default's
+    # source is the one that goes with it.
+    lines = _documented(id_)
+    assert lines["gamma"].startswith("γ in [0, 1], the moving-average weight of the new batch estimate"), lines["gamma"]
+    for ok in (0.0, 1.0):
+        _create(id_, gamma=ok)
+    for bad in (-0.1, 1.1):
+        with pytest.raises(ValueError, match=r"^gamma must be"):
+            _create(id_, gamma=bad)
+    if id_ not in ISOGCLR:
+        return
+    assert lines["tau_min"].startswith("lower bound of the per-sample temperatures (> 0; tau_min <= tau_max). "
+                                       "Default ``"), lines["tau_min"]
+    with pytest.raises(ValueError, match=r"^tau_min must be > 0"):
+        _create(id_, tau_min=0.0)
+    with pytest.raises(ValueError, match=r"^tau_min must be <= tau_max"):
+        _create(id_, tau_min=0.5, tau_max=0.4)
+    source = la.info(id_).defaults_source["tau_min"]
+    assert source.startswith("LibAUC ") and source.endswith(f"tau_min={la.info(id_).defaults['tau_min']}"), source
+
+
+STATE_NAMES = {"sogclr": ("u",), "isogclr": ("u", "tau", "tau_grad"), "sogclr_bimodal": ("u_a", "max_a", "u_b", "max_b"),
+               "isogclr_bimodal": ("u_a", "max_a", "tau_a", "tau_grad_a", "u_b", "max_b", "tau_b", "tau_grad_b")}
+
+
+@pytest.mark.parametrize("id_", IDS)
+def test_a_state_given_in_part_or_of_the_wrong_length_is_named(id_):
+    # the function's state tensors go together; an error names the one missing or wrong (mutation seed 27)
+    fn = getattr(LF, id_)
+    a, b = _pair()
+    names = STATE_NAMES[id_]
+    full = {nm: torch.full((20,), 0.1 if nm in ("tau", "tau_a", "tau_b") else 0.0, dtype=torch.float64) for nm in names}
+    assert torch.isfinite(fn(a, b, index=torch.arange(6), **full))
+    for nm in names:
+        part = {k: v for k, v in full.items() if k != nm}
+        if part:
+            with pytest.raises(ValueError, match=rf"^the state is given in part: pass {', '.join(names)} together "
+                                                 rf"\(missing {nm}\)$"):
+                fn(a, b, index=torch.arange(6), **part)
+        if nm != names[0]:
+            with pytest.raises(ValueError, match=rf"^{nm} must have the length of {names[0]} \(20\), got 19$"):
+                fn(a, b, index=torch.arange(6), **{**full, nm: torch.zeros(19, dtype=torch.float64)})
 
 
 def _pair(n: int = 6, d: int = 4, seed: int = 0, unit: bool = False) -> tuple[Tensor, Tensor]:

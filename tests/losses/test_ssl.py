@@ -540,10 +540,11 @@ def _reference(a: Tensor, b: Tensor, negatives_of: Callable[[int], Tensor], temp
 
 
 # ----------------------------------------------------------------------------- values, gradients
+@pytest.mark.parametrize("s, s2", [(5, 3), (0, 1)])  # (0, 1): one query mixture only (mutation seed 27)
 @pytest.mark.parametrize("tiled", [False, True])
-def test_mochi_value_and_query_gradient_match_float64_reference(tiled: bool) -> None:
+def test_mochi_value_and_query_gradient_match_float64_reference(tiled: bool, s: int, s2: int) -> None:
     a, b, queue = _mochi_data()
-    num_hard, s, s2 = 4, 5, 3
+    num_hard = 4
     mix = _mix(len(a), num_hard, s, s2)
     x = a.clone().requires_grad_()
     got = LF.mochi(x, b, temperature=T, num_hard=num_hard, num_mix=s, num_query_mix=s2, queue=queue,
@@ -582,6 +583,19 @@ def test_mochi_without_queue_the_other_batch_keys_are_the_queue() -> None:
         got = LF.mochi(a, b, temperature=T, num_hard=num_hard, num_mix=s, num_query_mix=s2, tiled=tiled, block_size=3,
                        reduction="none", **mix)
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_mochi_tensors_follow_the_inputs_not_the_default_device(tiled: bool) -> None:
+    # torch.set_default_device (here a "meta" context on CPU inputs) moves no tensor the loss builds:
+    # the hard-negative search's own-column mask among them (mutation seed 27)
+    a, b, _ = _mochi_data(n=7)
+    kw: dict[str, Any] = {"num_hard": 3, "num_mix": 4, "num_query_mix": 2, "tiled": tiled, "block_size": 3}
+    ref = LF.mochi(a, b, generator=torch.Generator().manual_seed(0), **kw)
+    with torch.device("meta"):
+        out = LF.mochi(a, b, generator=torch.Generator().manual_seed(0), **kw)
+    assert out.device.type == "cpu"
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- the paper's structure
