@@ -202,7 +202,9 @@ def report(run: Run, previous: Run | None) -> list[str]:
     files = ", ".join(f"`{f}`" for f in r["files"])
     lo, hi = run.ci
     s, slo, shi = run.strat
-    verdict = "**yes**" if run.score >= 0.9 and s >= 0.9 else "**no**"
+    # both estimates at or above 90 %: yes; both below: no; one on each side: on the line (say which)
+    verdict = ("**yes**" if run.score >= 0.9 and s >= 0.9 else "**no**" if run.score < 0.9 and s < 0.9
+               else "**on the line**")
     out = [
         "# Mutation testing: `src/lossatlas/functional/` and the one core (`_spec.py`)",
         "",
@@ -252,8 +254,10 @@ def report(run: Run, previous: Run | None) -> list[str]:
          f"{run.denom} non-equivalent mutants that were run it is {pct(run.score)}"
          + (" (below 90 %)." if run.score < 0.9 else ".") if run.not_run else
         f"Is the score of the run's suite (before new tests) at least 90 %? {verdict}: the sample's ratio is "
-        f"{pct(run.score)} and the estimate over all mutants {pct(s)}"
-        + ("; the lower ends of the 95 % intervals are below 90 %, so this sample cannot rule out a score under "
+        f"{100 * run.score:.2f} % and the estimate over all mutants {100 * s:.2f} %"
+        + ("; the two estimates fall on either side of 90 %, and both 95 % intervals contain it: this sample "
+           "cannot tell whether the score over every mutant is above or below 90 %." if verdict == "**on the line**" else
+           "; the lower ends of the 95 % intervals are below 90 %, so this sample cannot rule out a score under "
            "90 % over every mutant." if verdict == "**yes**" and min(lo, slo) < 0.9 else
            "; the upper ends of the 95 % intervals are above 90 %, so this sample cannot rule out a score of 90 % "
            "or more either." if verdict == "**no**" and max(hi, shi) >= 0.9 else ".")),
