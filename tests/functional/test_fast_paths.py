@@ -541,3 +541,84 @@ def test_dice_where_p_rounds_to_one(alpha):
     if alpha >= 1.0:
         torch.testing.assert_close(v1, rv, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(g1, rg, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ sigmoid (multi-label) losses
+def ref_sigmoid_focal(z, y, alpha=0.25, gamma=2.0):
+    """Lin et al.'s α_t (1 − p_t)^γ · BCE, with 1 − p_t = y σ(−z) + (1 − y) σ(z)."""
+    ce = torch.logaddexp(torch.zeros_like(z), z) - y * z  # −[y log σ(z) + (1 − y) log σ(−z)]
+    q = y * torch.sigmoid(-z) + (1 - y) * torch.sigmoid(z)
+    out = ce * q**gamma
+    return out if alpha is None else out * (alpha * y + (1 - alpha) * (1 - y))
+
+
+def _multilabel_inputs(n: int, c: int, scale: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits with ±40 entries on both kinds of target, a multi-hot target with one soft row, a 0/1 mask."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=g, dtype=DT) * scale
+    y = (torch.rand(n, c, generator=g) < 0.4).to(DT)
+    z[0, :4] = torch.tensor([40.0, -40.0, 40.0, -40.0], dtype=DT)
+    y[0, :4] = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=DT)
+    y[2] = torch.rand(c, generator=g, dtype=DT)
+    m = (torch.rand(n, c, generator=g) < 0.8).to(DT)
+    return z, y, m
+
+
+def _masked_reduce(losses: torch.Tensor, m: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    if m is not None:
+        losses = losses * m
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.sum() / (losses.numel() if m is None else m.sum())
+
+
+FOCAL_KW = [dict(alpha=0.25, gamma=2.0), dict(alpha=None, gamma=0.0), dict(alpha=0.6, gamma=0.5),
+            dict(alpha=None, gamma=1.0), dict(alpha=0.9, gamma=3.5)]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+@pytest.mark.parametrize("kw", FOCAL_KW, ids=str)
+def test_sigmoid_focal_against_the_definition(kw, reduction, path, masked):
+    z, y, m = _multilabel_inputs(7, 9, 12.0)
+    mask = m if masked else None
+    with force_path(path):
+        v, g = _value_and_grad(lambda t: LF.sigmoid_focal(t, y, reduction=reduction, mask=mask, **kw), z)
+    rv, rg = _value_and_grad(lambda t: _masked_reduce(ref_sigmoid_focal(t, y, **kw), mask, reduction), z)
+    torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+    with force_path("plain" if path == "fused" else "fused"):  # the two paths: the same numbers
+        v2, g2 = _value_and_grad(lambda t: LF.sigmoid_focal(t, y, reduction=reduction, mask=mask, **kw), z)
+    torch.testing.assert_close(v, v2, rtol=1e-13, atol=0.0)
+    torch.testing.assert_close(g, g2, rtol=1e-13, atol=0.0)
+
+
+@pytest.mark.parametrize("kw", FOCAL_KW, ids=str)
+def test_sigmoid_focal_fused_gradcheck(kw):
+    z, y, m = _multilabel_inputs(5, 4, 2.0, seed=3)
+    z[0, :4] = torch.randn(4, dtype=DT)  # away from ±40, where finite differences mean nothing
+    with force_path("fused"):
+        for reduction, mask in (("mean", None), ("none", None), ("sum", m)):
+            assert torch.autograd.gradcheck(lambda t: LF.sigmoid_focal(t, y, reduction=reduction, mask=mask, **kw),
+                                            (z.clone().requires_grad_(),))
+
+
+def _node_names(out: torch.Tensor) -> set[str]:
+    names, visited, stack = set(), set(), [out.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None and id(fn) not in visited:
+            visited.add(id(fn))
+            names.add(type(fn).__name__)
+            stack.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("loss_id", ["sigmoid_focal"])
+def test_the_sigmoid_fused_path_is_the_default_with_a_gradient(loss_id):
+    z, y, _ = _multilabel_inputs(6, 5, 2.0)
+    z.requires_grad_()
+    assert "_PointwiseBackward" in _node_names(la.create(loss_id)(z, y))
+    y.requires_grad_()  # a target that needs a gradient: the composed ops (the fused path gives none for it)
+    assert "_PointwiseBackward" not in _node_names(la.create(loss_id)(z, y))

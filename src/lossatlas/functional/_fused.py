@@ -414,12 +414,14 @@ class _Pointwise(torch.autograd.Function):
 _pointwise = cast(Callable[..., Tensor], _Pointwise.apply)
 
 
-def pointwise_loss(z: Tensor, terms: Callable[[Tensor], tuple[Tensor, Tensor]], *others: Tensor) -> Tensor | None:
+def pointwise_loss(z: Tensor, terms: Callable[[Tensor], tuple[Tensor, Tensor]], *others: Tensor,
+                   cpu_only: bool = True) -> Tensor | None:
     """``ℓ(z)`` elementwise from ``terms(z) = (ℓ, dℓ/dz)`` (:class:`_Pointwise`: no autograd graph
     of the terms), or ``None`` where the composed ops should run: the size-based choice of
-    :func:`~lossatlas._paths.take_fused`, and never when one of ``others`` (the target) needs a
+    :func:`~lossatlas._paths.take_fused` (``cpu_only=False`` where ``terms`` reads nothing on the
+    host, so CUDA takes it too), and never when one of ``others`` (the target) needs a
     gradient (``terms`` gives none for it)."""
-    if not take_fused(z, 1) or any(t.requires_grad for t in others):
+    if not take_fused(z, 1, cpu_only=cpu_only) or any(t.requires_grad for t in others):
         return None
     return _pointwise(z, terms)
 

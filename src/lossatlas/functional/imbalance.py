@@ -46,7 +46,7 @@ from ._common import (
     reduce_loss,
     run_deferred,
 )
-from ._fused import affine_logits, cast_constant, derived, softmax_cross_entropy
+from ._fused import affine_logits, cast_constant, derived, pointwise_loss, softmax_cross_entropy
 
 __all__ = [
     "cross_entropy",
@@ -292,6 +292,15 @@ def sigmoid_focal(
     out_dtype = logits.dtype
     z = logits.to(compute_dtype(logits))
     y = target.to(z.dtype)
+    losses = pointwise_loss(z, lambda x: _sigmoid_focal_terms(x, y, alpha, gamma), y, cpu_only=False)
+    if losses is None:
+        losses = _sigmoid_focal_plain(z, y, alpha, gamma)
+    m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
+    return _unrows(reduce_loss(losses, reduction, m, out_dtype), shape, reduction)
+
+
+def _sigmoid_focal_plain(z: Tensor, y: Tensor, alpha: float | None, gamma: float) -> Tensor:
+    """The elementwise sigmoid focal loss from composed (differentiable) torch ops."""
     ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
     if gamma != 0.0:
         # 1 - p_t = p (1 - y) + (1 - p) y = y + p (1 - 2y), with p = σ(z): one fused op on the
@@ -306,8 +315,49 @@ def sigmoid_focal(
     if alpha is not None:
         # α y + (1 − α)(1 − y) = (1 − α) + (2α − 1) y, built without a gradient.
         losses = losses * y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
-    m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
-    return _unrows(reduce_loss(losses, reduction, m, out_dtype), shape, reduction)
+    return losses
+
+
+def _sigmoid_focal_terms(z: Tensor, y: Tensor, alpha: float | None, gamma: float) -> tuple[Tensor, Tensor]:
+    """``(ℓ, dℓ/dz)`` elementwise, no graph: ``ℓ = a · q^γ · ce`` with ``ce = (1 − y) z − log σ(z)``
+    (ATen's ``binary_cross_entropy_with_logits``), ``q = 1 − p_t = y + σ(z)(1 − 2y)`` (clamped at
+    the dtype's smallest normal for γ < 1, as :func:`_sigmoid_focal_plain`) and ``a = α y + (1 − α)(1 − y)``;
+    ``dℓ/dz = a [(σ(z) − y) q^γ + γ ce q^{γ−1} (1 − 2y) σ(z)(1 − σ(z))]`` (the clamp passes no
+    gradient below its floor)."""
+    # every buffer but the outputs is reused in place: a fresh [N, C] allocation costs about
+    # as much as a pass over it on CPU (page faults)
+    p = torch.sigmoid(z)
+    ce = F.logsigmoid(z).neg_()
+    s = torch.rsub(y, 1.0)
+    ce.addcmul_(s, z)  # (1 − y) z − log σ(z)
+    if gamma == 0.0:
+        slope = p.sub_(y)
+    else:
+        s.sub_(y)  # 1 − 2y
+        q = torch.addcmul(y, p, s)
+        dq = s.mul_(p)
+        dq.addcmul_(dq, p, value=-1.0).mul_(ce)  # ce · ∂q/∂z = ce (1 − 2y) σ(z)(1 − σ(z))
+        slope = p.sub_(y)  # ∂ce/∂z
+        if gamma == 1.0:
+            q_g = q
+        elif gamma == 2.0:
+            dq.mul_(q)
+            q_g = q.mul_(q)
+        else:
+            if gamma < 1.0:
+                tiny = torch.finfo(z.dtype).tiny
+                dq.mul_(q >= tiny)  # the clamp passes no gradient below its floor
+                q.clamp_min_(tiny)
+            q_g = q.pow(gamma - 1.0)
+            dq.mul_(q_g)
+            q_g.mul_(q)
+        slope.mul_(q_g).add_(dq, alpha=gamma)
+        ce.mul_(q_g)
+    if alpha is not None:
+        a = y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
+        ce.mul_(a)
+        slope.mul_(a)
+    return ce, slope
 
 
 def elementwise_rows(
