@@ -245,14 +245,7 @@ def test_fused_gradcheck(loss_id, kw, ref, num_classes):
 def test_the_fused_path_is_the_default_on_cpu(loss_id):
     z, y = _inputs(6, 5, 2.0, ignore=False)
     z.requires_grad_()
-    out = la.create(loss_id)(z, y)
-    names, visited, stack = set(), set(), [out.grad_fn]
-    while stack:  # the node may sit under the reduction (AnyLoss, Dice: their [C]-sized rest)
-        fn = stack.pop()
-        if fn is not None and id(fn) not in visited:
-            visited.add(id(fn))
-            names.add(type(fn).__name__)
-            stack.extend(f for f, _ in fn.next_functions)
+    names = _node_names(la.create(loss_id)(z, y))  # the node may sit under the reduction (AnyLoss, Dice)
     assert FUSED_NODE[loss_id] + "Backward" in names, names
     with torch.no_grad():  # no gradient wanted: the composed ops (nothing kept for a backward)
         assert la.create(loss_id)(z, y).grad_fn is None
@@ -572,6 +565,20 @@ def _masked_reduce(losses: torch.Tensor, m: torch.Tensor | None, reduction: str)
     return losses.sum() if reduction == "sum" else losses.sum() / (losses.numel() if m is None else m.sum())
 
 
+def _check_elementwise(fn: Callable[[torch.Tensor], torch.Tensor], ref: Callable[[torch.Tensor], torch.Tensor],
+                       z: torch.Tensor, path: str) -> None:
+    """``fn`` on ``path`` against the reference (values and gradients), and against the other path."""
+    with force_path(path):
+        v, g = _value_and_grad(fn, z)
+    rv, rg = _value_and_grad(ref, z)
+    torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+    with force_path("plain" if path == "fused" else "fused"):  # the two paths: the same numbers
+        v2, g2 = _value_and_grad(fn, z)
+    torch.testing.assert_close(v, v2, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g, g2, rtol=1e-12, atol=1e-14)
+
+
 FOCAL_KW = [dict(alpha=0.25, gamma=2.0), dict(alpha=None, gamma=0.0), dict(alpha=0.6, gamma=0.5),
             dict(alpha=None, gamma=1.0), dict(alpha=0.9, gamma=3.5)]
 
@@ -583,15 +590,8 @@ FOCAL_KW = [dict(alpha=0.25, gamma=2.0), dict(alpha=None, gamma=0.0), dict(alpha
 def test_sigmoid_focal_against_the_definition(kw, reduction, path, masked):
     z, y, m = _multilabel_inputs(7, 9, 12.0)
     mask = m if masked else None
-    with force_path(path):
-        v, g = _value_and_grad(lambda t: LF.sigmoid_focal(t, y, reduction=reduction, mask=mask, **kw), z)
-    rv, rg = _value_and_grad(lambda t: _masked_reduce(ref_sigmoid_focal(t, y, **kw), mask, reduction), z)
-    torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
-    with force_path("plain" if path == "fused" else "fused"):  # the two paths: the same numbers
-        v2, g2 = _value_and_grad(lambda t: LF.sigmoid_focal(t, y, reduction=reduction, mask=mask, **kw), z)
-    torch.testing.assert_close(v, v2, rtol=1e-13, atol=0.0)
-    torch.testing.assert_close(g, g2, rtol=1e-13, atol=0.0)
+    _check_elementwise(lambda t: LF.sigmoid_focal(t, y, reduction=reduction, mask=mask, **kw),
+                       lambda t: _masked_reduce(ref_sigmoid_focal(t, y, **kw), mask, reduction), z, path)
 
 
 @pytest.mark.parametrize("kw", FOCAL_KW, ids=str)
@@ -615,10 +615,64 @@ def _node_names(out: torch.Tensor) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("loss_id", ["sigmoid_focal"])
-def test_the_sigmoid_fused_path_is_the_default_with_a_gradient(loss_id):
+@pytest.mark.parametrize("loss_id, node", [("sigmoid_focal", "_PointwiseBackward"), ("asymmetric", "_AsymmetricBackward")])
+def test_the_sigmoid_fused_path_is_the_default_with_a_gradient(loss_id, node):
     z, y, _ = _multilabel_inputs(6, 5, 2.0)
     z.requires_grad_()
-    assert "_PointwiseBackward" in _node_names(la.create(loss_id)(z, y))
+    assert node in _node_names(la.create(loss_id)(z, y))
     y.requires_grad_()  # a target that needs a gradient: the composed ops (the fused path gives none for it)
-    assert "_PointwiseBackward" not in _node_names(la.create(loss_id)(z, y))
+    out = la.create(loss_id)(z, y)
+    assert node not in _node_names(out)
+    assert torch.autograd.grad(out.sum(), y)[0].abs().sum() > 0
+
+
+def ref_asymmetric(z, y, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1e-8):
+    """Ridnik et al.'s ASL with the reference's detached focusing weight: x⁺ = σ(z), x⁻ = min(σ(−z) + m, 1),
+    ℓ = −w [y log max(x⁺, ε) + (1 − y) log max(x⁻, ε)], w = (1 − p_t)^{γ₊ y + γ₋ (1 − y)}."""
+    x_pos = torch.sigmoid(z)
+    x_neg = torch.sigmoid(-z)
+    if clip:
+        x_neg = (x_neg + clip).clamp_max(1.0)
+    ce = y * x_pos.clamp_min(eps).log() + (1 - y) * x_neg.clamp_min(eps).log()
+    with torch.no_grad():
+        one_minus_neg = (torch.sigmoid(z) - clip).clamp_min(0.0) if clip else torch.sigmoid(z)
+        w = (y * torch.sigmoid(-z) + (1 - y) * one_minus_neg) ** (gamma_pos * y + gamma_neg * (1 - y))
+    return -ce * w
+
+
+ASL_KW = [dict(), dict(gamma_neg=2.0, gamma_pos=0.0, clip=0.0), dict(gamma_neg=2.5, gamma_pos=0.5, clip=0.3, eps=0.5),
+          dict(gamma_neg=0.0, gamma_pos=0.0, clip=None), dict(gamma_neg=3.0, gamma_pos=2.0, clip=0.1, eps=1e-3),
+          dict(gamma_neg=1.0, gamma_pos=4.0, clip=0.0, eps=0.2)]
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+@pytest.mark.parametrize("kw", ASL_KW, ids=str)
+def test_asymmetric_against_the_definition(kw, reduction, path, masked, soft):
+    z, y, m = _multilabel_inputs(7, 9, 12.0)
+    if not soft:  # the fused path's binary-target form (two scalar powers) and its general form
+        y[2] = (y[2] > 0.5).to(DT)
+    mask = m if masked else None
+    ref_kw = {**kw, "clip": kw.get("clip", 0.05) or 0.0}
+    _check_elementwise(lambda t: LF.asymmetric(t, y, reduction=reduction, mask=mask, **kw),
+                       lambda t: _masked_reduce(ref_asymmetric(t, y, **ref_kw), mask, reduction), z, path)
+
+
+@pytest.mark.parametrize("kw", ASL_KW, ids=str)
+def test_asymmetric_fused_gradcheck(kw):
+    # the weight is detached (the reference's default): gradcheck the loss at a fixed weight, i.e.
+    # that the fused gradient is the derivative of −w·ce, by checking against autograd of the reference
+    z, y, m = _multilabel_inputs(5, 4, 2.0, seed=3)
+    z[0, :4] = torch.randn(4, dtype=DT)
+    ref_kw = {**kw, "clip": kw.get("clip", 0.05) or 0.0}
+    with force_path("fused"):
+        for reduction, mask in (("mean", None), ("none", None), ("sum", m)):
+            v, g = _value_and_grad(lambda t: LF.asymmetric(t, y, reduction=reduction, mask=mask, **kw), z)
+            rv, rg = _value_and_grad(lambda t: _masked_reduce(ref_asymmetric(t, y, **ref_kw), mask, reduction), z)
+            torch.testing.assert_close(g, rg, rtol=1e-9, atol=1e-12)
+    # with no focusing weight the loss is a function of z alone: gradcheck proper
+    with force_path("fused"):
+        assert torch.autograd.gradcheck(lambda t: LF.asymmetric(t, y, gamma_neg=0.0, gamma_pos=0.0, clip=kw.get("clip", 0.05)),
+                                        (z.clone().requires_grad_(),))
