@@ -245,7 +245,13 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
         else:
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
-    if not math.isfinite(v):  # math, not numpy: torch.compile traces numpy calls as tensors
+    # Under torch.compile a hyper-parameter that changed between calls is traced as a symbolic
+    # float, which math.isfinite cannot take (a graph break, an error under fullgraph). v · 0 == 0
+    # holds exactly for finite v (inf · 0 and nan · 0 are nan), so a value dynamo keeps constant is
+    # still checked; a symbolic one is a real number to torch's symbolic shapes (the test folds to
+    # True), and only the interval checks below guard it.
+    finite = (v * 0.0 == 0.0) if torch.compiler.is_compiling() else math.isfinite(v)
+    if not finite:
         raise ValueError(f"{name} must be finite, got {v}")
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {v}")
