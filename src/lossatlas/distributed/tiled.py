@@ -97,7 +97,8 @@ def _shift_and_gain(lse: Tensor, g: Tensor) -> tuple[Tensor, Tensor | None]:
     ok = torch.isfinite(lse)
     lse = torch.where(ok, lse, 0)
     g = torch.where(ok, g, 0)
-    if bool((g > 0).all()):
+    # the fold needs one host read; under torch.compile the general form (a gain) keeps one graph
+    if not torch.compiler.is_compiling() and bool((g > 0).all()):
         return lse - torch.log(g), None
     return lse, g
 
@@ -134,7 +135,8 @@ class _TiledLSE(torch.autograd.Function):
         if cols:
             lse_c = acc.log().add_(_finite_or_zero(run_max))
             spread = _SAFE_SPREAD.get(q.dtype, 50.0)
-            if bool((lse_c < run_max - spread).any()):
+            # under torch.compile the exact second pass always runs (the check is a host read)
+            if torch.compiler.is_compiling() or bool((lse_c < run_max - spread).any()):
                 lse_c = _exact_col_lse(qs, k, exclude, bs, buf, work)
         else:
             lse_c = acc
@@ -276,6 +278,8 @@ def pairwise_logsumexp(
     bs = block_rows(k.shape[0], block_size)
     if exclude is not None:
         exclude = exclude.to(device=q.device, dtype=torch.long)
+    if k is q and torch.compiler.is_compiling():
+        k = k.view_as(k)  # dynamo traces an autograd.Function only without a tensor passed twice
     lr, lc = _tiled_lse(q, k, sc, exclude, rows, cols, bs)
     return (lr if rows else None, lc if cols else None)
 
