@@ -660,11 +660,12 @@ class HardNegatives(NegativeMiner):
 
     Deterministic: no randomness, the same index gives the same ids (ties go to the smaller id).
 
-    >>> import torch
-    >>> from lossatlas.negatives import CorpusIndex, HardNegatives
-    >>> idx = CorpusIndex(lambda x: x, torch.eye(5))
-    >>> HardNegatives(2).mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.0, 0.0]]), torch.tensor([0])).tolist()
-    [[1, 2]]
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import CorpusIndex, HardNegatives
+        >>> idx = CorpusIndex(lambda x: x, torch.eye(5))
+        >>> HardNegatives(2).mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.0, 0.0]]), torch.tensor([0])).tolist()
+        [[1, 2]]
     """
 
     strategy: ClassVar[str] = "hard"
@@ -701,12 +702,13 @@ class PositiveAwareNegatives(NegativeMiner):
     (``s(q, d) < s(q, d⁺) − margin``); both may be given. The positive's score is that of the
     first positive id of each row.
 
-    >>> import torch
-    >>> from lossatlas.negatives import CorpusIndex, PositiveAwareNegatives
-    >>> idx = CorpusIndex(lambda x: x, torch.eye(4), normalize=False)
-    >>> q = torch.tensor([[0.8, 0.9, 0.7, 0.1]])  # doc 1 beats the positive 0: a likely false negative
-    >>> PositiveAwareNegatives(2).mine(idx, q, torch.tensor([0])).tolist()
-    [[2, 3]]
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import CorpusIndex, PositiveAwareNegatives
+        >>> idx = CorpusIndex(lambda x: x, torch.eye(4), normalize=False)
+        >>> q = torch.tensor([[0.8, 0.9, 0.7, 0.1]])  # doc 1 beats the positive 0: a likely false negative
+        >>> PositiveAwareNegatives(2).mine(idx, q, torch.tensor([0])).tolist()
+        [[2, 3]]
     """
 
     strategy: ClassVar[str] = "hard"
@@ -747,12 +749,13 @@ class ANCENegatives(NegativeMiner):
     steps. Draws without replacement, seeded by ``seed`` (the generator's state is in
     :meth:`state_dict`).
 
-    >>> import torch
-    >>> from lossatlas.negatives import ANCENegatives, CorpusIndex
-    >>> idx = CorpusIndex(lambda x: x, torch.eye(6))
-    >>> ids = ANCENegatives(num=2, depth=3).mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.7, 0.0, 0.0]]), torch.tensor([0]))
-    >>> sorted(ids[0].tolist()) in ([1, 2], [1, 3], [2, 3])
-    True
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import ANCENegatives, CorpusIndex
+        >>> idx = CorpusIndex(lambda x: x, torch.eye(6))
+        >>> ids = ANCENegatives(num=2, depth=3).mine(idx, torch.tensor([[1.0, 0.9, 0.8, 0.7, 0.0, 0.0]]), torch.tensor([0]))
+        >>> sorted(ids[0].tolist()) in ([1, 2], [1, 3], [2, 3])
+        True
     """
 
     strategy: ClassVar[str] = "ance"
@@ -795,12 +798,13 @@ class SimANSNegatives(NegativeMiner):
     the index is re-encoded every ``refresh_every`` :meth:`step` calls (2,000 in the NQ
     script). Seeded by ``seed``.
 
-    >>> import torch
-    >>> from lossatlas.negatives import CorpusIndex, SimANSNegatives
-    >>> idx = CorpusIndex(lambda x: x, torch.eye(6), normalize=False)
-    >>> q = torch.tensor([[0.5, 0.9, 0.5, 0.1, -0.8, 0.3]])  # positive 0 scores 0.5, so does doc 2
-    >>> SimANSNegatives(num=1, depth=5, a=1e4).mine(idx, q, torch.tensor([0])).tolist()
-    [[2]]
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import CorpusIndex, SimANSNegatives
+        >>> idx = CorpusIndex(lambda x: x, torch.eye(6), normalize=False)
+        >>> q = torch.tensor([[0.5, 0.9, 0.5, 0.1, -0.8, 0.3]])  # positive 0 scores 0.5, so does doc 2
+        >>> SimANSNegatives(num=1, depth=5, a=1e4).mine(idx, q, torch.tensor([0])).tolist()
+        [[2]]
     """
 
     strategy: ClassVar[str] = "simans"
@@ -829,12 +833,13 @@ class RandomNegatives(NegativeMiner):
     positives excluded — the easy-negative baseline that ANCE (Xiong et al., 2021) contrasts
     its ANN negatives with. Seeded by ``seed``.
 
-    >>> import torch
-    >>> from lossatlas.negatives import CorpusIndex, RandomNegatives
-    >>> idx = CorpusIndex(lambda x: x, torch.eye(4))
-    >>> ids = RandomNegatives(3).mine(idx, torch.ones(1, 4), torch.tensor([2]))
-    >>> sorted(ids[0].tolist())
-    [0, 1, 3]
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import CorpusIndex, RandomNegatives
+        >>> idx = CorpusIndex(lambda x: x, torch.eye(4))
+        >>> ids = RandomNegatives(3).mine(idx, torch.ones(1, 4), torch.tensor([2]))
+        >>> sorted(ids[0].tolist())
+        [0, 1, 3]
     """
 
     strategy: ClassVar[str] = "random"
@@ -870,11 +875,12 @@ class GISTSelector:
     loss, InfoNCE over the kept candidates at ``temperature`` (:func:`gist_infonce`). The
     defaults are sentence-transformers' ``GISTEmbedLoss``'s. Deterministic; no state.
 
-    >>> import torch
-    >>> from lossatlas.negatives import GISTSelector
-    >>> g = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
-    >>> GISTSelector().mask(g[:1], g, torch.tensor([1])).tolist()
-    [[True, False, False]]
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import GISTSelector
+        >>> g = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+        >>> GISTSelector().mask(g[:1], g, torch.tensor([1])).tolist()
+        [[True, False, False]]
     """
 
     def __init__(self, margin: float = 0.0, margin_strategy: str = "absolute", temperature: float = 0.01) -> None:
@@ -1006,12 +1012,13 @@ class NGAMEBatchSampler(Sampler[list[int]]):
 
     Use it as ``DataLoader(dataset, batch_sampler=NGAMEBatchSampler(emb, 256, cluster_size=16))``.
 
-    >>> import torch
-    >>> from lossatlas.negatives import NGAMEBatchSampler
-    >>> emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
-    >>> sampler = NGAMEBatchSampler(emb, batch_size=2, cluster_size=2)
-    >>> sorted(sorted(b) for b in sampler)
-    [[0, 2], [1, 3]]
+    Example:
+        >>> import torch
+        >>> from lossatlas.negatives import NGAMEBatchSampler
+        >>> emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.1, 0.9]])
+        >>> sampler = NGAMEBatchSampler(emb, batch_size=2, cluster_size=2)
+        >>> sorted(sorted(b) for b in sampler)
+        [[0, 2], [1, 3]]
     """
 
     def __init__(self, embeddings: Tensor, batch_size: int, cluster_size: int = 1,
