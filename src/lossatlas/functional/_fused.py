@@ -348,15 +348,9 @@ def reduce_rows(loss: Tensor, row_w: Tensor | None, reduction: str) -> tuple[Ten
     that are all 1 (the usual ignore mask with nothing ignored; one host read) are dropped."""
     if row_w is not None and bool((row_w == 1.0).all()):
         row_w = None
-    if row_w is None:
-        if reduction == "mean":
-            return (loss.mean() if loss.numel() else loss.sum()), 1.0 / max(loss.shape[0], 1)
-        return (loss if reduction == "none" else loss.sum()), 1.0
-    loss = loss * row_w
-    if reduction != "mean":
-        return (loss if reduction == "none" else loss.sum()), row_w
-    denom = mean_divisor(row_w.sum())
-    return loss.sum() / denom, row_w / denom
+    if row_w is None and reduction == "mean":
+        return (loss.mean() if loss.numel() else loss.sum()), 1.0 / max(loss.shape[0], 1)
+    return traced_reduce(loss, row_w, reduction)
 
 
 def col(x: Tensor | float) -> Tensor | float:
