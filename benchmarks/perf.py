@@ -64,12 +64,14 @@ PLAIN = {"classification": "F.cross_entropy", "multilabel": "F.binary_cross_entr
 MISS_REASONS = {
     "dice": "q = (1 − p)^α p with the official α = 0.01: a power (a log and an exp per element) over N×C, and the "
             "softmax's backward through q's derivative; no term can be dropped",
-    "ldr": "softplus of every logit (a log and an exp per element) and its backward over N×C, beside the softmax "
-           "of the normalised logits: LDR's definition normalises softplus(z), which F.cross_entropy does not compute",
+    "ldr": "softplus of every logit (exp and log1p per element) and its slope σ(z) in the backward: three "
+           "transcendental passes over N×C beside the softmax of the normalised logits (F.cross_entropy: two in all); "
+           "LDR's definition normalises softplus(z), which F.cross_entropy does not compute",
     "multilabel_aucm": "an AUC surrogate on scores (issue 19's LibAUC losses), not a logit loss: "
                        "F.binary_cross_entropy_with_logits is only a scale here",
-    "aldr": "LDR's normalisation and softmax plus the temperature update (a second softmax, a log and a KL over N×C, "
-            "without gradient) and the composed ops of its per-sample state",
+    "aldr": "LDR's normalisation and softmax plus the temperature update, which needs softmax(z'/λ_old) and a "
+            "logarithm over N×C (its KL) before the loss's softmax at the new λ: three transcendental passes forward "
+            "where F.cross_entropy makes one (one fused autograd.Function; at C ≤ 100 its ~50 operator calls)",
     "ngce": "the normaliser Σ_j (1 − max(p_j, 1e-7)^q)/q needs p^q over N×C beside p: a second exponential pass "
             "(exp(q(z − log Z))), and where a probability is below 1e-7 the clamp, its mask and a second row sum",
     "nfl": "the normaliser Σ_j (1 − p_j)^γ log p_j needs the power (1 − p)^γ over N×C beside the softmax, and its "

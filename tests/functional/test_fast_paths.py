@@ -264,6 +264,92 @@ def test_ldr_per_sample_temperature():
         torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
 
 
+def ref_aldr(z, y, prev, margin=0.1, temperature=10.0, alpha=2.0, softplus=False):
+    """ALDR-KL from its definition: LDR's normalisation, the closed-form λ from the previous λ
+    (detached), LDR's loss at λ minus the KL penalty. Returns (per-sample loss, λ)."""
+    num_classes = z.shape[1]
+    f = F.softplus(z) if softplus else z
+    zn = f / (f.abs().sum(1, keepdim=True) / num_classes)
+    q = torch.softmax(zn.detach() / prev.unsqueeze(1), 1) + 1e-5
+    q = q / q.sum(1, keepdim=True)
+    kl = (q * torch.log(num_classes * q)).sum(1)
+    lam = (temperature - temperature * kl / (alpha * math.log(num_classes))).clamp_min(1e-6 * temperature)
+    oh = _onehot(z, y)
+    d = (zn - (zn * oh).sum(1, keepdim=True) + margin) * (1 - oh)
+    loss = lam * (torch.logsumexp(d / lam.unsqueeze(1), 1) - math.log(num_classes))
+    return loss - alpha * math.log(num_classes) / (2 * temperature) * (lam - temperature) ** 2, lam
+
+
+@pytest.mark.parametrize("path", ["plain", "fused"])
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+@pytest.mark.parametrize("softplus", [False, True])
+@pytest.mark.parametrize("num_classes", [5, 10, 23, 100, 1000])
+def test_aldr_value_gradient_and_state_against_the_definition(num_classes, softplus, reduction, path):
+    z, y = _inputs(6, num_classes, 3.0, seed=num_classes, ignore=False)
+    state = torch.linspace(0.5, 12.0, 9, dtype=DT)
+    index = torch.tensor([7, 0, 3, 8, 1, 5])
+    kw = {"margin": 0.3, "temperature": 7.0, "alpha": 1.5, "softplus": softplus}
+    rl, rlam = ref_aldr(z, y, state[index], **kw)
+    rv, rg = _value_and_grad(lambda t: _reduce(ref_aldr(t, y, state[index], **kw)[0], y >= 0, reduction), z)
+    new_state = state.clone()
+    with force_path(path):
+        v, g = _value_and_grad(lambda t: LF.aldr(t, y, index=index, sample_temperature=new_state, reduction=reduction,
+                                                 **kw), z)
+    torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+    expected = state.clone()
+    expected[index] = rlam
+    torch.testing.assert_close(new_state, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("softplus", [False, True])
+@pytest.mark.parametrize("num_classes", [4, 20])
+def test_ldr_fused_gradcheck(num_classes, softplus):
+    # (ALDR's gradient holds its λ fixed, detached as the definition does: not the derivative of
+    # its value, so it is checked against the reference above instead; at a fixed λ it is LDR's)
+    z, y = _inputs(5, num_classes, 2.0, seed=5, ignore=False)
+    with force_path("fused"):
+        for reduction in ("mean", "none"):
+            assert torch.autograd.gradcheck(lambda t: LF.ldr(t, y, softplus=softplus, reduction=reduction, margin=0.2,
+                                                             temperature=torch.linspace(0.5, 3.0, 5, dtype=DT)),
+                                            (z.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("softplus", [False, True])
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+def test_ldr_and_aldr_edge_rows_are_the_same_on_both_paths(num_classes, softplus):
+    # an all-zero row (without softplus LDR's 0/0: loss from 0 logits, zero gradient), exact zeros (|z|'s kink),
+    # logits above softplus's threshold 20 (z itself there), an ignored row (LDR), an empty batch
+    z, y = _inputs(6, num_classes, 3.0, seed=1)
+    z[2] = 0.0
+    z[3, :3] = 0.0
+    z[4, 1] = 25.0
+    z[5, 0] = 21.0
+    state = torch.linspace(0.5, 12.0, 6, dtype=DT)
+    ya = torch.where(y >= 0, y, 0)
+    for reduction in ("mean", "none"):
+        for n in (6, 0):
+            res = []
+            for path in ("plain", "fused"):
+                st = state[:n].clone()
+                with force_path(path):
+                    res.append(_value_and_grad(lambda t: LF.ldr(t, y[:n], softplus=softplus, reduction=reduction)
+                                               + 2.0 * LF.aldr(t, ya[:n], sample_temperature=st, softplus=softplus,
+                                                               reduction=reduction), z[:n]) + (st,))
+            for a, b in zip(*res):
+                torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+            if n and not softplus:  # the all-zero row: LDR's 0/0 has a zero gradient
+                assert torch.equal(res[1][1][2], torch.zeros(num_classes, dtype=DT))
+
+
+def test_aldr_fused_path_is_the_default_on_cpu():
+    z, y = _inputs(6, 5, 2.0, ignore=False)
+    z.requires_grad_()
+    crit = la.create("aldr", num_samples=6)
+    assert "_LDRBackward" in _node_names(crit(z, y, index=torch.arange(6)))
+    assert "_LDRBackward" in _node_names(la.create("ldr", softplus=False)(z, y))
+
+
 @pytest.mark.parametrize("loss_id", ["nce", "nce_rce", "rce", "ngce", "nfl", "asymmetric_single_label", "log_z_squared"])
 def test_a_masked_class_is_the_same_on_both_paths(loss_id):
     z, y = _inputs(5, 6, 2.0, ignore=False)

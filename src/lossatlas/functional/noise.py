@@ -40,6 +40,7 @@ from ._fused import (
     softmax_and_log_target,
     softmax_log_pieces,
     softmax_row_loss,
+    softmax_rows,
     traced_reduce,
 )
 from .imbalance import cross_entropy
@@ -1011,6 +1012,9 @@ def _per_sample_temperature(temperature: float | Tensor, z: Tensor, validate: bo
     return t
 
 
+#: torch's default softplus threshold (``F.softplus``: ``z`` itself above it), which LDR's normalisation uses.
+_SOFTPLUS_THRESHOLD = 20.0
+
 _MARGIN = Param("m, added to every non-target logit gap (reference ``threshold``)", any_number, LDR_CODE)
 
 
@@ -1038,50 +1042,95 @@ def ldr(
     """
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     lam = _per_sample_temperature(temperature, z, validate)
-    if softplus and take_fused(z, FUSE_MIN_NUMEL):
-        return _ldr_fused(z, y.unsqueeze(1), margin, lam, w, reduction).to(out_dtype)
+    if take_fused(z, FUSE_MIN_NUMEL):
+        return _ldr_fused(z, y.unsqueeze(1), margin, lam, w, reduction, softplus, None).to(out_dtype)
     return reduce_loss(_ldr_core(ldr_normalise(z, softplus), y, margin, lam), reduction, w, out_dtype)
 
 
 class _LDR(torch.autograd.Function):
-    """LDR with softplus normalisation from one softmax, hand-derived backward.
+    """LDR (and ALDR, ``adaptive=(Λ, α)``) from one normalisation and one softmax, hand-derived backward.
 
-    With ``f = softplus(z)``, ``v = C / Σ_j f_j`` (0 for an all-zero row) and ``u = (v f + m [j ≠ y])/λ``,
-    the loss ``λ (log Σ_j e^{u_j} − u_y − log C)`` is LDR's ``λ log mean_j exp(d_j/λ)``. Its gradient
-    w.r.t. ``f`` is ``v (q − e_y) − (v²/C)(⟨q, f⟩ − f_y)`` with ``q = softmax(u)``, then softplus's
-    own backward (``torch.ops.aten.softplus_backward``, the plain path's).
+    With ``f = softplus(z)`` (or ``z``), ``v = C / Σ_j |f_j|`` (0 for an all-zero row) and
+    ``u = v f / λ − (m/λ) e_y`` (softmax is shift-invariant: the margin added to every other
+    class is subtracted at the target instead, an N-element scatter rather than a pass), the loss
+    ``λ (−log q_y − log C)``, ``q = softmax(u)``, is LDR's ``λ log mean_j exp(d_j/λ)``. Its
+    gradient w.r.t. ``f`` is ``v (q − e_y) − (v²/C)(⟨q, f⟩ − f_y) sign(f)``, then softplus's own
+    backward (``torch.ops.aten.softplus_backward``, the plain path's). Softplus is ``log1p(exp(z))``
+    (two passes, faster than ATen's softplus kernel on CPU), ``z`` itself above 20 as torch's
+    threshold; that ``where`` pass runs only when some logit exceeds 20 (one host read).
+
+    ALDR: ``λ`` is computed here from the previous temperature ``λ_old`` [N] (given as ``lam``):
+    ``r = softmax(v f / λ_old) + 1e-5``, ``s = Σ_j r_j``, ``KL = Σ_j (r_j/s) log(C r_j/s) =
+    (Σ_j r_j log r_j)/s + log(C/s)`` (one logarithm pass and a dot product),
+    ``λ = max(Λ − Λ KL/(α log C), 1e-6 Λ)``, and the loss loses the (constant) penalty
+    ``α log C (λ − Λ)²/(2Λ)``; ``λ`` is returned too (no gradient), for the caller's state.
     """
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, margin: float, lam: Tensor | float, row_w: Tensor | None,
-                reduction: str) -> Tensor:
+                reduction: str, softplus: bool, adaptive: tuple[float, float] | None) -> Any:
         num_classes = z.shape[1]
-        f = F.softplus(z)
-        total = f.sum(1)  # Σ|f| (softplus ≥ 0)
-        v = torch.where(total > 0, total, math.inf).reciprocal_().mul_(num_classes)  # C/Σf, 0 for an all-zero row
+        log_c = math.log(num_classes)
+        if not softplus:
+            f = z
+            total = z.abs().sum(1, keepdim=True)
+        else:
+            if z.numel() and float(z.amax()) > _SOFTPLUS_THRESHOLD:
+                f = torch.where(z > _SOFTPLUS_THRESHOLD, z, z.clamp_max(_SOFTPLUS_THRESHOLD).exp_().log1p_())
+            else:
+                f = z.exp().log1p_()
+            total = f.sum(1, keepdim=True)  # Σ|f| (softplus ≥ 0)
+        v = torch.where(total > 0, total, math.inf).reciprocal_().mul_(num_classes)  # C/Σ|f|, 0 for an all-zero row
+        penalty = None
+        if adaptive is not None:
+            big, alpha = adaptive
+            assert isinstance(lam, Tensor)
+            r = softmax_rows(f * (v / lam.unsqueeze(1))).add(1e-5)
+            s = r.sum(1)
+            kl = torch.linalg.vecdot(r, r.log()).div_(s).sub_(s.log()).add_(log_c)
+            lam_new = kl.mul_(-big / (alpha * log_c)).add_(big).clamp_min_(1e-6 * big)
+            penalty = (lam_new - big).square_().mul_(alpha * log_c / (2.0 * big))
+            lam = lam_new
         lam_col = lam.unsqueeze(1) if isinstance(lam, Tensor) else lam
-        shift = margin / lam_col
-        u = (f * (v.unsqueeze(1) / lam_col)).add_(shift)  # (v f + m)/λ, then the target's margin removed
-        u.scatter_add_(1, idx, -shift if isinstance(shift, Tensor) else torch.full_like(total, -shift).unsqueeze_(1))
+        u = f * (v / lam_col)
+        u.scatter_add_(1, idx, lam_col.reciprocal().mul_(-margin) if isinstance(lam_col, Tensor) else
+                       torch.full_like(v, -margin / lam_col))
         q, lqy = softmax_and_log_target(u, idx)
-        loss = (lqy.neg_() - math.log(num_classes)) * lam
+        loss = (lqy.neg_() - log_c) * lam
+        if penalty is not None:
+            loss.sub_(penalty)
         out, ctx.k = reduce_rows(loss, row_w, reduction)
-        f_y = f.gather(1, idx).squeeze_(1)
+        f_y = f.gather(1, idx)
         ctx.v = v
-        ctx.coef_1 = (torch.linalg.vecdot(q, f) - f_y).mul_(v * v / -num_classes)
+        ctx.coef_1 = (torch.linalg.vecdot(q, f).unsqueeze_(1) - f_y).mul_(v * v / -num_classes)
+        ctx.softplus = softplus
         ctx.save_for_backward(z, q, idx)
-        return out
+        if adaptive is None:
+            return out
+        ctx.mark_non_differentiable(lam)
+        return out, lam
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
         z, q, idx = ctx.saved_tensors
-        v = ctx.v.unsqueeze(1)
-        g_f = q.mul(v).add_(ctx.coef_1.unsqueeze(1))
+        v, coef_1 = ctx.v, ctx.coef_1
+        k = folded_scale(ctx.k, grad, q.shape[1])
+        if k is not None and k != 1.0:
+            v, coef_1 = v * k, coef_1 * k
+        if ctx.softplus:  # f ≥ 0: sign(f) = 1 (where f = 0, softplus's slope σ(z) is 0 too)
+            g_f = torch.addcmul(coef_1, q, v)
+        else:
+            g_f = torch.sgn(z).mul_(coef_1).addcmul_(q, v)
         g_f.scatter_add_(1, idx, v.neg())
-        return torch.ops.aten.softplus_backward(scale_grad(g_f, ctx.k, grad), z, 1.0, 20.0), None, None, None, None, None
+        if k is None:
+            g_f = scale_grad(g_f, ctx.k, grad)
+        if ctx.softplus:
+            g_f = torch.ops.aten.softplus_backward(g_f, z, 1.0, _SOFTPLUS_THRESHOLD)
+        return g_f, None, None, None, None, None, None, None
 
 
 _ldr_fused = cast(Callable[..., Tensor], _LDR.apply)
+_aldr_fused = cast(Callable[..., tuple[Tensor, Tensor]], _LDR.apply)  # (loss, the new λ [N])
 
 
 def aldr_temperature(
@@ -1169,13 +1218,18 @@ def aldr(
                              f"of shape {tuple(sample_temperature.shape)}")
         rows = _aldr_index(index, n, sample_temperature, validate)
         prev = sample_temperature[rows]
-    zn = ldr_normalise(z, softplus)
-    lam = aldr_temperature(zn, prev, temperature=temperature, alpha=alpha)
+    if take_fused(z, FUSE_MIN_NUMEL) and z.shape[1] >= 2:
+        out, lam = _aldr_fused(z, y.unsqueeze(1), margin, prev, w, reduction, softplus, (temperature, alpha))
+        out = out.to(out_dtype)
+    else:
+        zn = ldr_normalise(z, softplus)
+        lam = aldr_temperature(zn, prev, temperature=temperature, alpha=alpha)
+        penalty = alpha * math.log(zn.shape[1]) / (2.0 * temperature) * (lam - temperature) ** 2
+        out = reduce_loss(_ldr_core(zn, y, margin, lam) - penalty, reduction, w, out_dtype)
     if sample_temperature is not None:
         with torch.no_grad():
             sample_temperature[rows] = lam.to(device=sample_temperature.device, dtype=sample_temperature.dtype)
-    penalty = alpha * math.log(zn.shape[1]) / (2.0 * temperature) * (lam - temperature) ** 2
-    return reduce_loss(_ldr_core(zn, y, margin, lam) - penalty, reduction, w, out_dtype)
+    return out
 
 
 # --------------------------------------------------------------------------------------
