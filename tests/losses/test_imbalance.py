@@ -604,6 +604,74 @@ def test_gumbel_gradcheck_weight_ignore_and_bad_input():
     assert_finite_extremes(lambda a, b: LF.gumbel(a, b), num_classes=4)
 
 
+def _gumbel_definition(z, y, lo, hi, w, ignore_index, reduction):
+    """The definition from composed autograd ops (float64): clamp, then e^{-z_y} for the target and
+    -log(1 - exp(-e^{-z_j})) for the others, summed per row, weighted and reduced as F.cross_entropy."""
+    zc = z.clamp(lo, hi) if (lo is not None or hi is not None) else z
+    keep = y != ignore_index
+    safe = torch.where(keep, y, 0)
+    e = torch.exp(-zc)
+    others = -torch.log(-torch.expm1(-e))
+    onehot = F.one_hot(safe, z.shape[1]).bool()
+    rows = torch.where(onehot, e, others).sum(1)
+    rw = keep.to(z.dtype) * (w[safe] if w is not None else 1.0)
+    if reduction == "none":
+        return rows * rw
+    if reduction == "sum":
+        return (rows * rw).sum()
+    return (rows * rw).sum() / rw.sum() if rw.sum() > 0 else (rows * rw).sum()
+
+
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+def test_gumbel_one_pass_function_equals_the_definition(num_classes):
+    """The hand-derived single-pass Gumbel function (taken when the logits need a gradient) gives
+    the composed definition's values and gradients in float64: clamps on both sides, one side or
+    none, logits far out (±100, and exactly on the clamp bounds, where the clamp still passes the
+    gradient), class weights, ignored rows, every reduction."""
+    from lossatlas._paths import force_path
+
+    g = torch.Generator().manual_seed(num_classes)
+    n = 12
+    z = torch.randn(n, num_classes, generator=g, dtype=torch.float64) * 4
+    z[0, :3] = torch.tensor([100.0, -100.0, 30.0], dtype=torch.float64)
+    z[1, :4] = torch.tensor([-4.0, 10.0, -4.0, 10.0], dtype=torch.float64)  # on the default bounds
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    y[0], y[1], y[2], y[3] = 0, 2, 1, -100
+    w = torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.5
+    cases = [dict(), dict(clamp_min=None, clamp_max=None), dict(clamp_min=-3.0, clamp_max=None),
+             dict(clamp_min=None, clamp_max=2.5)]
+    for kw in cases:
+        lo, hi = kw.get("clamp_min", -4.0), kw.get("clamp_max", 10.0)
+        zz = z if lo is not None else z.clamp_min(-30.0)  # unclamped: e^{-z} stays finite
+        for weight in (None, w):
+            for reduction in ("mean", "sum", "none"):
+                a = zz.clone().requires_grad_()
+                b = zz.clone().requires_grad_()
+                with force_path("fused"):
+                    out = LF.gumbel(a, y, weight=weight, reduction=reduction, validate=False, **kw)
+                ref = _gumbel_definition(b, y, lo, hi, weight, -100, reduction)
+                torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+                cot = torch.rand(out.shape, generator=g, dtype=torch.float64)
+                (out * cot).sum().backward()
+                (ref * cot).sum().backward()
+                torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-14)
+    # the path is taken (the gradient comes from the function) and gradcheck holds through it
+    with force_path("fused"):
+        small = z[:4, :5].clone()
+        yy = torch.tensor([0, 1, 4, 2])
+        assert "GumbelRows" in type(LF.gumbel(small.requires_grad_(), yy, reduction="none").grad_fn).__name__
+        assert "GumbelRows" in type(LF.gumbel(small, yy, reduction="none", validate=False).grad_fn).__name__
+        inner = torch.randn(4, 5, generator=g, dtype=torch.float64) * 2  # away from the clamp's kinks
+        gradcheck_loss(lambda x: LF.gumbel(x, yy, weight=[1.0, 2.0, 0.5, 1.0, 3.0]), inner)
+        gradcheck_loss(lambda x: LF.gumbel(x, yy, clamp_min=None, clamp_max=None), inner)
+        gradcheck_loss(lambda x: LF.gumbel(x, yy, clamp_min=-0.5, clamp_max=0.5), inner)
+        # an empty batch: 0 (mean), connected to the graph
+        empty = torch.zeros(0, 7, dtype=torch.float64, requires_grad=True)
+        out = LF.gumbel(empty, torch.zeros(0, dtype=torch.long))
+        out.backward()
+        assert out.item() == 0.0 and empty.grad.shape == (0, 7)
+
+
 def test_gumbel_scores_rare_classes_less_harshly_than_sigmoid_bce():
     """The Gumbel CDF's asymmetry (the paper's motivation): a negative class with a low score costs
     less than under the sigmoid, and a target with a low score costs more."""

@@ -13,6 +13,7 @@ unbatched ``[C]`` input with a 0-dim target. Optional per-class ``weight`` [C] f
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._paths import take_fused
 from .._spec import COMMON, Param, any_number, loss_function, nonnegative, positive, unit_interval
 from .._validation import (
     as_class_counts,
@@ -613,6 +615,54 @@ def _gumbel_terms(z: Tensor, y: Tensor) -> Tensor:
     return torch.where(onehot, e, negative).sum(dim=1)
 
 
+@functools.cache
+def _outward(value: float, dtype: torch.dtype, toward: float) -> float:
+    """The neighbour of ``value`` in ``dtype`` toward ``toward`` (±inf): ``hardtanh_backward``'s open
+    interval between the outward neighbours of ``lo`` and ``hi`` is the closed ``[lo, hi]`` where
+    ``torch.clamp`` passes its gradient."""
+    v = torch.tensor(value, dtype=dtype)
+    return float(torch.nextafter(v, torch.tensor(toward, dtype=dtype)))
+
+
+class _GumbelRows(torch.autograd.Function):
+    """:func:`_gumbel_terms` of ``clamp(z, lo, hi)`` per row in one pass, hand-derived backward.
+
+    With ``e = e^{−x}`` (``x`` the clamped logit) and ``w = 1 − exp(−e) = −expm1(−e)``, a
+    non-target term is ``−log w`` with ``d/dx = e exp(−e) / w = e/w − e``, the target's ``e`` has
+    ``d/dx = −e``; the clamp passes the gradient on ``[lo, hi]`` only. Three transcendental
+    passes (exp, expm1, log) over [N, C] and two [N, C] buffers (the second becomes the saved
+    derivative), where the composed ops replay ``exp``, ``expm1``, ``log``, ``where`` and the
+    clamp through autograd. The backward is one multiply.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, y: Tensor, lo: float | None, hi: float | None) -> Tensor:
+        idx = y.unsqueeze(1)
+        clamped = lo is not None or hi is not None
+        e = (torch.clamp(z, lo, hi).neg_() if clamped else z.neg()).exp_()
+        w = torch.neg(e).expm1_().neg_()  # 1 − exp(−e), in (0, 1]
+        ey = e.gather(1, idx)
+        slope = e.div_(w)
+        slope.addcmul_(slope, w, value=-1.0)  # e/w − e
+        slope.scatter_(1, idx, ey.neg())
+        # the target's −log w is replaced by its e (set to 0 first: w may be 0 there, far right)
+        rows = w.log_().scatter_(1, idx, 0.0).sum(1).neg_().add_(ey.squeeze(1))
+        if clamped:
+            a = -math.inf if lo is None else _outward(lo, z.dtype, -math.inf)
+            b = math.inf if hi is None else _outward(hi, z.dtype, math.inf)
+            slope = torch.ops.aten.hardtanh_backward.grad_input(slope, z, a, b, grad_input=slope)
+        ctx.save_for_backward(slope)
+        return rows
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (slope,) = ctx.saved_tensors
+        return slope * grad.unsqueeze(1), None, None, None
+
+
+_gumbel_rows = cast(Callable[..., Tensor], _GumbelRows.apply)
+
+
 @loss_function(inputs=CLASSIFICATION, params={
     "clamp_min": Param("lower clamp of the logits before the Gumbel CDF (``None``: none)", _optional_logit,
                        "kostas1515/GOL mmdet/models/losses/droploss.py: torch.clamp(cls_score, min=-4, max=10)"),
@@ -635,8 +685,12 @@ def gumbel(
     if clamp_min is not None and clamp_max is not None and clamp_min >= clamp_max:
         raise ValueError(f"clamp_min must be below clamp_max, got clamp_min={clamp_min}, clamp_max={clamp_max}")
     # the spec has turned weight into a tensor [C] (or None)
+    # on the fused CPU path the ignore mask is built only when some target can be ignore_index (one host read)
+    lazy = isinstance(logits, Tensor) and take_fused(logits, 1)
     z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, cast("Tensor | None", weight),
-                                                ignore_index)
+                                                ignore_index, lazy_mask=lazy)
+    if take_fused(z, 1, cpu_only=False):
+        return reduce_loss(_gumbel_rows(z, y, clamp_min, clamp_max), reduction, w, out_dtype)
     if clamp_min is not None or clamp_max is not None:
         z = torch.clamp(z, min=clamp_min, max=clamp_max)
     return reduce_loss(_gumbel_terms(z, y), reduction, w, out_dtype)
