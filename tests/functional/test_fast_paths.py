@@ -185,7 +185,8 @@ FUSED_NODE = {
     "rce": "_NoiseMix", "sce": "_NoiseMix", "nce": "_NoiseMix", "nce_rce": "_NoiseMix", "nce_mae": "_NoiseMix",
     "active_passive": "_NoiseMix", "ngce": "_NormalisedGCE", "nfl": "_NormalisedFocal", "ldr": "_LDR",
     "logitclip": "_ClippedCE", "squentropy": "_Squentropy", "spherical_z_loss": "_SphericalZ",
-    "asymmetric_single_label": "_AsymmetricSingleLabel", "dice": "_DiceSums", "anyloss": "_SoftConfusionSums",
+    "asymmetric_single_label": "_AsymmetricSingleLabel", "dice": "_DiceSums", "anyloss": "_AnyLoss",
+    "correctness_aware": "_CorrectnessAware",
 }
 
 
@@ -512,6 +513,129 @@ def test_anyloss_against_the_definition(metric, kw, num_classes):
         torch.testing.assert_close(gz, rg, rtol=1e-8, atol=1e-11)
     with force_path("fused"):
         assert torch.autograd.gradcheck(lambda t: LF.anyloss(t, y[:9], metric=metric, **kw), (z[:9].clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("num_classes, n, metrics", [
+    (10, 40, ("f_beta", "accuracy", "gmean", "balanced_accuracy")),
+    (100, 200, ("f_beta", "accuracy", "gmean", "balanced_accuracy")),
+    (1000, 48, ("f_beta", "accuracy")),  # most classes absent: F_β's and accuracy's denominators stay > 0
+])
+def test_anyloss_fused_at_the_benchmarked_widths(num_classes, n, metrics):
+    # _AnyLoss (the fused path, the default on CPU) against the definition at C = 10 / 100 / 1000, all
+    # reductions ("none": the batch loss per sample; "sum": N times it)
+    g = torch.Generator().manual_seed(num_classes)
+    z = torch.randn(n, num_classes, generator=g, dtype=DT) * 2
+    y = torch.arange(n) % num_classes
+    for metric in metrics:
+        rv, rg = _value_and_grad(lambda t: ref_anyloss(t, y, metric, beta=0.7), z)
+        for reduction, k in (("mean", 1), ("sum", n), ("none", n)):
+            v, gz = _value_and_grad(lambda t: LF.anyloss(t, y, metric=metric, beta=0.7, reduction=reduction), z)
+            torch.testing.assert_close(v.sum(), rv * k, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(gz, rg * k, rtol=1e-8, atol=1e-11)
+    zc = z[:6, :10].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: LF.anyloss(t, y[:6] % 10, metric="gmean", reduction="none"), (zc,))
+
+
+def test_anyloss_fused_absent_class_rates_are_zero():
+    # a class absent from the batch: TPR 0 / 0 is 0 with no gradient (safe_ratio), on both paths alike
+    g = torch.Generator().manual_seed(9)
+    z = torch.randn(12, 6, generator=g, dtype=DT) * 2
+    y = torch.arange(12) % 4  # classes 4 and 5 absent
+    for metric in ("gmean", "balanced_accuracy", "f_beta", "accuracy"):
+        with force_path("plain"):
+            rv, rg = _value_and_grad(lambda t: LF.anyloss(t, y, metric=metric), z)
+        with force_path("fused"):
+            v, gz = _value_and_grad(lambda t: LF.anyloss(t, y, metric=metric), z)
+        assert torch.isfinite(gz).all()
+        torch.testing.assert_close(v, rv, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(gz, rg, rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_anyloss_traced_form_under_torch_compile(reduction):
+    # torch.compile (Dynamo + AOTAutograd) takes _AnyLoss's traced form (class counts by index_add):
+    # against the float64 definition, a class absent from the batch included (F_β)
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(8)
+    z = torch.randn(14, 6, generator=g, dtype=DT) * 2
+    y = torch.arange(14) % 5
+    rv, rg = _value_and_grad(lambda t: ref_anyloss(t, y, "f_beta", beta=2.0), z)
+    fn = torch.compile(lambda t: LF.anyloss(t, y, beta=2.0, reduction=reduction, validate=False),
+                       backend="aot_eager", fullgraph=True)
+    v, gz = _value_and_grad(fn, z)
+    k = 14 if reduction == "none" else 1
+    torch.testing.assert_close(v.sum(), rv * k, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gz, rg * k, rtol=1e-8, atol=1e-11)
+
+
+# ------------------------------------------------------------------- correctness-aware
+def ref_correctness_aware(z, y, keep, balance, reduction):
+    """(max softmax − 1[argmax = y])², rows weighted n / (G n_group) (G non-empty groups) when balanced."""
+    conf = torch.softmax(z, 1).amax(1)
+    correct = (z.argmax(1) == y) & keep
+    losses = (conf - correct.double()) ** 2
+    n = int(keep.sum())
+    if balance:
+        n_c = int(correct.sum())
+        sizes = {True: n_c, False: n - n_c}
+        groups = sum(1 for v in sizes.values() if v)
+        w = torch.tensor([n / (groups * sizes[bool(c)]) if k else 0.0 for c, k in zip(correct, keep)], dtype=DT)
+    else:
+        w = keep.double()
+    if reduction == "none":
+        return w * losses
+    total = (w * losses).sum()
+    return total if reduction == "sum" else total / max(float(w.sum()), 1.0)
+
+
+@pytest.mark.parametrize("balance", [True, False])
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+def test_correctness_aware_fused_against_the_definition(num_classes, reduction, balance):
+    g = torch.Generator().manual_seed(num_classes + 1)
+    n = 30
+    z = torch.randn(n, num_classes, generator=g, dtype=DT) * 3
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    y[: n // 3] = z[: n // 3].argmax(1)  # a third correct
+    z[3] = 0.0  # all tied: amax splits the gradient over the C classes
+    z[4, :2] = z[4].max() + 1.0  # two tied largest logits
+    z[5, 7] = -math.inf  # a masked class
+    for ignored in (False, True):
+        yy = y.clone()
+        if ignored:
+            yy[[1, 8, 20]] = -100
+        keep = yy != -100
+        ys = torch.where(keep, yy, 0)
+        rv, rg = _value_and_grad(lambda t: ref_correctness_aware(t, ys, keep, balance, reduction), z)
+        for path in ("plain", "fused"):
+            with force_path(path):
+                v, gz = _value_and_grad(lambda t: LF.correctness_aware(t, yy, balance=balance, reduction=reduction), z)
+            torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(gz, rg, rtol=1e-8, atol=1e-11)
+
+
+def test_correctness_aware_fused_one_group_empty_batch_and_gradcheck():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(9, 5, generator=g, dtype=DT)
+    for y in (z.argmax(1), (z.argmax(1) + 1) % 5, torch.full((9,), -100)):  # all correct, all wrong, all ignored
+        keep = y != -100
+        ys = torch.where(keep, y, 0)
+        for reduction in ("mean", "sum", "none"):
+            rv, rg = _value_and_grad(lambda t: ref_correctness_aware(t, ys, keep, True, reduction), z)
+            with force_path("fused"):
+                v, gz = _value_and_grad(lambda t: LF.correctness_aware(t, y, reduction=reduction), z)
+            torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(gz, rg, rtol=1e-8, atol=1e-11)
+    with force_path("fused"):
+        empty = torch.zeros(0, 5, dtype=DT, requires_grad=True)
+        out = LF.correctness_aware(empty, torch.zeros(0, dtype=torch.long))
+        assert out.item() == 0.0
+        out.backward()
+        y = torch.randint(0, 5, (9,), generator=g)
+        for reduction in ("mean", "none"):
+            for balance in (True, False):
+                assert torch.autograd.gradcheck(
+                    lambda t: LF.correctness_aware(t, y, balance=balance, reduction=reduction), (z.clone().requires_grad_(),))
 
 
 # ---------------------------------------------------------------------------- Dice

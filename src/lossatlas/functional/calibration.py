@@ -25,7 +25,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._paths import take_fused
-from .._spec import COMMON, Param, any_number, as_bool, loss_function, nonnegative, positive, safe_ratio, unit_interval
+from .._spec import (
+    COMMON,
+    Param,
+    any_number,
+    as_bool,
+    loss_function,
+    mean_divisor,
+    nonnegative,
+    positive,
+    safe_ratio,
+    unit_interval,
+)
 from .._validation import (
     check_class_target,
     check_finite,
@@ -37,7 +48,17 @@ from .._validation import (
     compiling,
 )
 from ._common import check_companion_logits, compute_dtype, prepare_classification, reduce_loss, target_logit
-from ._fused import fused_or_traced, log_prob_target, reduce_rows, scale_grad, softmax_and_log_target, softmax_row_loss, softmax_rows
+from ._fused import (
+    as_dtype,
+    fused_or_traced,
+    log_prob_target,
+    reduce_rows,
+    scale_grad,
+    softmax_and_log_target,
+    softmax_row_loss,
+    softmax_rows,
+    traced_reduce,
+)
 
 __all__ = [
     "cals_constraints",
@@ -64,6 +85,15 @@ CLASSIFICATION = ("logits", "target")
 #: measured at N = 1024 on CPU, faster than the composed ops from C = 10 up.
 #: :func:`lossatlas._paths.force_path` picks either path for the tests.
 FUSE_MIN_NUMEL = 1
+
+
+def _prepare(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int,
+             weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
+    """:func:`prepare_classification`; where the fused path will run (CPU), the ignore mask is
+    built only when some target can be ``ignore_index`` (one host read; the usual batch then
+    skips the mask, its blanking pass over [N, C] and the later test that its weights are 1)."""
+    lazy = isinstance(logits, Tensor) and take_fused(logits, FUSE_MIN_NUMEL)
+    return prepare_classification(logits, target, reduction, validate, weight, ignore_index, lazy_mask=lazy)
 
 
 def _check_two_classes(logits: Tensor, loss: str, why: str) -> None:
@@ -104,8 +134,7 @@ def poly1(
     With label smoothing, ``CE`` is the smoothed cross-entropy and ``p_t = Σ_j t_j p_j`` for the
     smoothed target ``t`` (as in the paper's reference listing).
     """
-    z, y, sample_w, out_dtype = prepare_classification(
-        logits, target, reduction, validate, cast("Tensor | None", weight), ignore_index)
+    z, y, sample_w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, cast("Tensor | None", weight))
     if label_smoothing == 0.0 and fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             # ℓ = −log p_t + ε (1 − p_t); ∂ℓ/∂ log p_t = −1 − ε p_t
@@ -145,7 +174,7 @@ def encouraging(
 ) -> Tensor:
     """Encouraging loss ``−log p_y + log(1 − p_y)`` (linear above ``log_end``); see
     :class:`lossatlas.losses.EncouragingLoss`."""
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    z, y, sample_w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         return softmax_row_loss(z, y, lambda lpy, _: _encouraging_row(lpy, log_end), sample_w, reduction).to(out_dtype)
     logp_y = log_prob_target(z, y)
@@ -185,7 +214,7 @@ def squentropy(
 ) -> Tensor:
     """Squentropy ``CE + (1 / (C − 1)) Σ_{j≠y} z_j²``; see :class:`lossatlas.losses.SquentropyLoss`."""
     _check_two_classes(logits, "squentropy", "it averages over the C - 1 wrong ones")
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    z, y, sample_w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     if take_fused(z, FUSE_MIN_NUMEL):
         return _squentropy_fused(z, y.unsqueeze(1), sample_w, reduction).to(out_dtype)
     ce = -log_prob_target(z, y)
@@ -276,7 +305,7 @@ def spherical_z_loss(
     """de Brébisson & Vincent's Z-loss ``(1/a) softplus(a (b − (z_y − μ)/σ))``; see
     :class:`lossatlas.losses.SphericalZLoss`. Not the PaLM log-Z² penalty (:func:`log_z_squared`)."""
     _check_two_classes(logits, "spherical_z_loss", "it standardises over classes")
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    z, y, sample_w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     if take_fused(z, FUSE_MIN_NUMEL):
         return _spherical_z_fused(z, y.unsqueeze(1), a, b, eps, sample_w, reduction).to(out_dtype)
     centred = z - z.mean(1, keepdim=True)
@@ -329,7 +358,7 @@ def log_z_squared(
 ) -> Tensor:
     """PaLM / T5X ``CE + c (log Z)²`` with ``log Z = logsumexp_j z_j``; see
     :class:`lossatlas.losses.LogZSquaredLoss`. Not de Brébisson's Z-loss (:func:`spherical_z_loss`)."""
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    z, y, sample_w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, lse: Tensor | None) -> tuple[Tensor, float, Tensor]:
             assert lse is not None
@@ -396,33 +425,87 @@ def _soft_confusion(p: Tensor, y: Tensor, amplifier: float) -> Tensor:
     return _confusion(tp=(y * yhat).sum(0), pos=y.sum(0), pred=yhat.sum(0), n=y.shape[0])
 
 
-class _SoftConfusionSums(torch.autograd.Function):
-    """``(TP, Σ ŷ)`` [C] of AnyLoss's soft predictions ``ŷ = σ(L (softmax(z) − 1/2))`` for class
-    indices ``y``, with a hand-derived backward: ``∂ŷ/∂p = L ŷ (1 − ŷ)`` kept from the forward,
-    then the softmax's ``p ⊙ (g − ⟨g, p⟩)``. The [C]-sized metric after it stays with autograd."""
+def _anyloss_terms(tp: Tensor, pos: Tensor, pred: Tensor, n: int, metric: str, beta: float,
+                   scale: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """AnyLoss ``1 − mean_k score_k`` from the soft counts [C] (TP, positives, predicted
+    positives) of N rows, and its derivatives w.r.t. TP and Σ ŷ [C], written out: with
+    ``D = β² P + Σŷ`` (= (1+β²) TP + β² FN + FP), ``Q = N − P`` (= TN + FP) and ``TN = Q − Σŷ + TP``,
+
+    * accuracy ``(TP + TN) / N``: ∂/∂TP = 2/N, ∂/∂Σŷ = −1/N;
+    * F_β ``(1+β²) TP / D``: ∂/∂TP = (1+β²)/D, ∂/∂Σŷ = −score/D;
+    * balanced accuracy ``(TP/P + TN/Q)/2``: ∂/∂TP = (1/P + 1/Q)/2, ∂/∂Σŷ = −1/(2Q);
+    * G-mean ``√max(TPR·TNR, tiny)``: the chain rule through the product (0 where clamped);
+
+    a ratio with a zero denominator is 0 with a zero gradient, as :func:`safe_ratio`. The
+    derivatives come multiplied by ``scale`` (the caller's chain-rule factor)."""
+    k = tp.shape[0] / scale
+    if metric == "accuracy":
+        score = (pred.neg().add_(tp, alpha=2.0).add_(n).sub_(pos)).div_(n)
+        return 1.0 - score.mean(), torch.full_like(tp, -2.0 / (n * k)), torch.full_like(tp, 1.0 / (n * k))
+    if metric == "f_beta":
+        b2 = beta * beta
+        den = pos.mul(b2).add_(pred)
+        live = den > 0
+        inv = torch.where(live, den, 1.0).reciprocal_().masked_fill_(~live, 0.0)
+        score = tp.mul(1.0 + b2).mul_(inv)
+        loss = 1.0 - score.mean()
+        return loss, inv.mul(-(1.0 + b2) / k), score.mul_(inv).div_(k)
+    q = pos.neg().add_(n)  # TN + FP
+    inv_p = torch.where(pos > 0, pos, 1.0).reciprocal_().masked_fill_(pos == 0, 0.0)
+    inv_q = torch.where(q > 0, q, 1.0).reciprocal_().masked_fill_(q == 0, 0.0)
+    tpr = tp * inv_p
+    tnr = (q - pred + tp).mul_(inv_q)
+    if metric == "balanced_accuracy":
+        score = (tpr + tnr).mul_(0.5)
+        return 1.0 - score.mean(), (inv_p + inv_q).mul_(-0.5 / k), inv_q.mul(0.5 / k)
+    r = tpr * tnr
+    tiny = torch.finfo(r.dtype).tiny
+    score = r.clamp_min(tiny).sqrt_()
+    d_r = torch.where(r >= tiny, 0.5 / score, 0.0).div_(-k)  # ∂(−score/K)/∂r
+    return 1.0 - score.mean(), (tnr * inv_p).add_(tpr * inv_q).mul_(d_r), d_r.mul_(inv_q).mul_(tpr).neg_()
+
+
+class _AnyLoss(torch.autograd.Function):
+    """AnyLoss of multi-class logits ``z`` [N, C] (class indices ``idx`` [N, 1]) as one Function.
+
+    Forward: ``p = softmax(z)``, ``ŷ = σ(L (p − 1/2))``, the soft counts TP = Σ_{i: y_i = k} ŷ_ik
+    and Σ_i ŷ_ik, the metric and its derivatives ``a = ∂loss/∂TP``, ``b = ∂loss/∂Σŷ`` [C]
+    (:func:`_anyloss_terms`, no autograd graph). Backward: ``h = L p ŷ (1 − ŷ) ⊙ (b + a_y e_y)``
+    (``∂loss/∂p`` times ``p``), then the softmax's ``h − p Σ_k h_k``: one multiply over [N, C], an
+    N-element scatter, a row sum and a multiply-add. ``traced`` (``torch.compile``): class counts
+    by ``index_add`` (no ``bincount``, whose size inductor cannot know) and no host reads."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, idx: Tensor, amplifier: float) -> tuple[Tensor, Tensor]:
-        p = softmax_rows(z)
-        yhat = torch.sigmoid_(p.sub(0.5).mul_(amplifier))
-        pred = yhat.sum(0)
-        tp = torch.zeros_like(pred).index_add_(0, idx.squeeze(1), yhat.gather(1, idx).squeeze_(1))
-        s = torch.addcmul(yhat, yhat, yhat, value=-1.0).mul_(p)  # p ŷ (1 − ŷ) = p ∂ŷ/∂p / L
-        ctx.amplifier = amplifier
-        ctx.save_for_backward(p, s, idx)
-        return tp, pred
-
-    @staticmethod
-    def backward(ctx: Any, g_tp: Tensor, g_pred: Tensor) -> tuple[Tensor | None, ...]:
-        p, s, idx = ctx.saved_tensors
-        h = s * (g_pred * ctx.amplifier)  # p ⊙ ∂/∂p of Σ_ik ŷ_ik g_pred_k
+    def forward(ctx: Any, z: Tensor, idx: Tensor, amplifier: float, metric: str, beta: float,
+                traced: bool) -> Tensor:
+        n, num_classes = z.shape
         rows = idx.squeeze(1)
-        h.scatter_add_(1, idx, (s.gather(1, idx).squeeze_(1) * g_tp.index_select(0, rows)).mul_(ctx.amplifier).unsqueeze_(1))
-        total = h.sum(1, keepdim=True)
-        return h.addcmul_(p, total, value=-1.0), None, None  # softmax backward: p ⊙ (g − ⟨g, p⟩)
+        p = softmax_rows(z)
+        yhat = torch.sigmoid(p.sub(0.5).mul_(amplifier))
+        pred = yhat.sum(0)
+        yhat_y = yhat.gather(1, idx).squeeze_(1)
+        if traced:
+            tp = torch.zeros_like(pred).index_add_(0, rows, yhat_y)
+            pos = torch.zeros_like(pred).index_add_(0, rows, torch.ones_like(yhat_y))
+        else:
+            tp = torch.bincount(rows, weights=yhat_y, minlength=num_classes).to(z.dtype)
+            pos = torch.bincount(rows, minlength=num_classes).to(z.dtype)
+        loss, d_tp, d_pred = _anyloss_terms(tp, pos, pred, n, metric, beta, amplifier)  # derivatives × L
+        s = yhat.addcmul_(yhat, yhat, value=-1.0).mul_(p)  # p ŷ (1 − ŷ) = p ∂ŷ/∂p / L
+        # ∂loss/∂z through ŷ_{i,y_i}'s count in TP: s_{i,y_i} L a_{y_i}, one per row
+        e = s.gather(1, idx).mul_(d_tp.index_select(0, rows).unsqueeze_(1))
+        ctx.save_for_backward(p, s, idx, e, d_pred)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, s, idx, e, d_pred = ctx.saved_tensors
+        h = s * (d_pred * grad)
+        h.scatter_add_(1, idx, e * grad)
+        return h.addcmul_(p, h.sum(1, keepdim=True), value=-1.0), None, None, None, None, None
 
 
-_soft_confusion_sums = cast(Callable[..., "tuple[Tensor, Tensor]"], _SoftConfusionSums.apply)
+_anyloss_fused = cast(Callable[..., Tensor], _AnyLoss.apply)
 
 
 def _confusion(tp: Tensor, pos: Tensor, pred: Tensor, n: int) -> Tensor:
@@ -508,31 +591,31 @@ def anyloss(
     ``"none"`` gives it to each of the N samples ([N], for composition with per-sample code) and
     ``"sum"`` is N times it. An empty batch has loss 0.
     """
-    fused = _anyloss_fused_confusion(logits, target, validate, amplifier)
+    fused = _anyloss_fused_loss(logits, target, validate, amplifier, metric, beta)
     if fused is not None:
-        cm, n, out_dtype = fused
+        batch_loss, n, out_dtype = fused
     else:
         p, y, out_dtype = _anyloss_inputs(logits, target, validate)
-        cm, n = _soft_confusion(p, y, amplifier), p.shape[0]
-    batch_loss = _anyloss_scores(cm, metric, beta).mean()
+        batch_loss, n = _anyloss_scores(_soft_confusion(p, y, amplifier), metric, beta).mean(), p.shape[0]
+    if reduction == "mean" and n:
+        return as_dtype(batch_loss, out_dtype)
     return reduce_loss(batch_loss.expand(n), reduction, None, out_dtype)
 
 
-def _anyloss_fused_confusion(logits: Tensor, target: Tensor, validate: bool,
-                             amplifier: float) -> tuple[Tensor, int, torch.dtype] | None:
-    """The soft confusion matrices of multi-class input on the fused path (``None``: take the plain one)."""
-    if not (isinstance(logits, Tensor) and logits.dim() == 2 and logits.shape[1] > 1 and take_fused(logits, FUSE_MIN_NUMEL)):
+def _anyloss_fused_loss(logits: Tensor, target: Tensor, validate: bool, amplifier: float, metric: str,
+                        beta: float) -> tuple[Tensor, int, torch.dtype] | None:
+    """The batch loss of multi-class input from :class:`_AnyLoss` (``None``: take the plain path):
+    on the fused path, and under ``torch.compile`` with a gradient (its traced form)."""
+    if not (isinstance(logits, Tensor) and logits.dim() == 2 and logits.shape[1] > 1 and logits.shape[0] > 0
+            and fused_or_traced(logits, FUSE_MIN_NUMEL)):
         return None
     check_float(logits, "logits")
     check_tensor(target, "target")
     check_finite(logits, "logits", validate, allow_neg_inf=True)
     check_same_device("logits", logits, "target", target)
     check_class_target(target, logits, validate)
-    z = logits.to(compute_dtype(logits))
-    num_classes = z.shape[1]
-    tp, pred = _soft_confusion_sums(z, target.unsqueeze(1), amplifier)
-    pos = torch.bincount(target, minlength=num_classes).to(z.dtype)
-    return _confusion(tp, pos, pred, z.shape[0]), z.shape[0], logits.dtype
+    z = as_dtype(logits, compute_dtype(logits))
+    return _anyloss_fused(z, target.unsqueeze(1), amplifier, metric, beta, compiling()), z.shape[0], logits.dtype
 
 
 CALS_CODE = "by-liu/CALS"
@@ -631,7 +714,9 @@ def correctness_aware(
 ) -> Tensor:
     """Correctness-aware loss ``(max_k softmax(z)_k − 1[argmax z = y])²`` of a post-hoc calibrator's
     logits; see :class:`lossatlas.losses.CorrectnessAwareLoss`."""
-    z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    if take_fused(z, FUSE_MIN_NUMEL):
+        return as_dtype(_correctness_aware_fused(z, y.unsqueeze(1), w, balance, reduction), out_dtype)
     conf = torch.softmax(z, dim=1).amax(1)
     correct = z.argmax(1) == y
     losses = (conf - correct.to(z.dtype)).square()
@@ -639,6 +724,70 @@ def correctness_aware(
         valid = torch.ones_like(correct) if w is None else w > 0
         w = _group_balance(correct, valid).to(z.dtype)
     return reduce_loss(losses, reduction, w, out_dtype)
+
+
+class _CorrectnessAware(torch.autograd.Function):
+    """The correctness-aware loss from one softmax, hand-derived backward (CPU; host reads).
+
+    Forward: ``p = softmax(z)``, ``(conf, a) = max_k p`` (value and index), ``c = 1[a = y]``,
+    ``ℓ = (conf − c)²``, the group-balance weights from the two group sizes (read on the host)
+    and the reduction. Backward: ``∂ℓ/∂z = u conf (e_a − p)`` with ``u = 2 (conf − c)`` times the
+    row's factor: one multiply over [N, C] and an N-element scatter. Where a row's largest
+    probability is tied (equal logits), ``amax``'s even split of the gradient over the tied
+    classes, ``u conf (M/T − p)`` with ``M`` the tied classes and ``T`` their number, and the
+    first largest logit for ``argmax``, as the composed ops."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, row_w: Tensor | None, balance: bool, reduction: str) -> Tensor:
+        p = softmax_rows(z)
+        conf, top = p.max(1)
+        tied = p == conf.unsqueeze(1)
+        ctx.tied = int(tied.sum()) > z.shape[0]
+        if ctx.tied:  # the index of the first largest logit, and the tied classes' share of amax's gradient
+            top = z.argmax(1)
+            share = tied.to(z.dtype)
+            ctx.share = share.div_(share.sum(1, keepdim=True))
+        correct = top == idx.squeeze(1)
+        diff = conf - correct.to(z.dtype)
+        loss = diff * diff
+        weights, kept = _balanced_weights(correct, row_w, diff) if balance else (row_w, None)
+        k: Tensor | float
+        if weights is not None and reduction != "none":
+            # "mean": Σ w ℓ / Σ w, where Σ w is the number of rows kept when balanced
+            k = weights if reduction == "sum" else weights / (max(kept, 1) if kept is not None else mean_divisor(weights.sum()))
+            out = torch.dot(loss, k)
+        else:
+            out, k = traced_reduce(loss, weights, reduction)
+        coef = diff.mul_(conf).mul_(2.0)  # ∂ℓ/∂conf · conf
+        ctx.save_for_backward(p, top.unsqueeze_(1), coef * k if isinstance(k, Tensor) else coef.mul_(k))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        p, top, coef = ctx.saved_tensors
+        c = (coef * grad).unsqueeze_(1)
+        gz = p * c.neg()
+        if ctx.tied:
+            return gz.addcmul_(ctx.share, c), None, None, None, None
+        return gz.scatter_add_(1, top, c), None, None, None, None
+
+
+_correctness_aware_fused = cast(Callable[..., Tensor], _CorrectnessAware.apply)
+
+
+def _balanced_weights(correct: Tensor, row_w: Tensor | None, like: Tensor) -> tuple[Tensor, int]:
+    """:func:`_group_balance` from the two group sizes read on the host: ``n / (G n_c)`` on the
+    correct rows, ``n / (G n_w)`` on the wrong ones, 0 on ignored rows (``row_w`` 0); and ``n``,
+    the number of rows kept (the weights' sum)."""
+    kept = correct if row_w is None else correct & (row_w > 0)
+    n = correct.shape[0] if row_w is None else int(row_w.count_nonzero())
+    n_c = int(kept.count_nonzero())
+    n_w = n - n_c
+    groups = (n_c > 0) + (n_w > 0)
+    per_c = n / (groups * n_c) if n_c > 0 else 0.0
+    per_w = n / (groups * n_w) if n_w > 0 else 0.0
+    w = kept.to(like.dtype).mul_(per_c - per_w).add_(per_w)
+    return (w if row_w is None else w.mul_(row_w)), n
 
 
 # --------------------------------------------------------------------------------------
