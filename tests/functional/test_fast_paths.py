@@ -668,6 +668,87 @@ def test_dice_batch_denominator_against_the_definition(kw, num_classes, path):
         assert torch.autograd.gradcheck(lambda t: LF.dice(t, y, **kw), (z.clone().requires_grad_(),))
 
 
+# ------------------------------------------- Dice and single-label ASL under torch.compile
+TRACED_SOFTMAX_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("dice", {}, "_TracedDiceSums"),
+    ("dice", {"alpha": 0.0}, "_TracedDiceSums"),
+    ("dice", {"alpha": 1.5, "smooth": 0.1}, "_TracedDiceSums"),
+    ("dice", {"alpha": 0.3, "denominator": "batch", "square_denominator": True}, "_TracedDiceSums"),
+    ("asymmetric_single_label", {}, "_TracedAsymmetricSingleLabel"),
+    ("asymmetric_single_label", {"gamma_pos": 0.5, "gamma_neg": 2.5, "eps": 0.2}, "_TracedAsymmetricSingleLabel"),
+    ("asymmetric_single_label", {"gamma_pos": 2.0, "gamma_neg": 0.0, "eps": 0.0}, "_TracedAsymmetricSingleLabel"),
+    ("asymmetric_single_label", {"gamma_pos": 1.0, "gamma_neg": 3.0}, "_TracedAsymmetricSingleLabel"),
+]
+
+
+def _traced_softmax_reference(loss_id: str, kw: dict[str, Any]) -> Callable[..., torch.Tensor]:
+    if loss_id == "asymmetric_single_label":
+        return lambda t, ys, keep: ref_asl_single(t, ys, **kw)
+    return lambda t, ys, keep: ref_dice_batch(t, ys, keep.to(DT), kw.get("alpha", 0.01), kw.get("smooth", 1e-4),
+                                              kw.get("square_denominator", False))
+
+
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+@pytest.mark.parametrize("loss_id, kw, node", TRACED_SOFTMAX_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(TRACED_SOFTMAX_CASES)])
+def test_traced_softmax_forms_under_torch_compile(loss_id, kw, node, num_classes):
+    # torch.compile (Dynamo + AOTAutograd, no code generation) takes the traced Function: values
+    # and gradients against the float64 definition with an ignored row, every reduction
+    z, y = _inputs(12, num_classes, 3.0, seed=4)
+    keep = y != -100
+    ys = torch.where(keep, y, 0)
+    ref = _traced_softmax_reference(loss_id, kw)
+    for reduction in ("mean", "sum", "none"):
+        torch._dynamo.reset()
+        rv, rg = _value_and_grad(lambda t: _reduce(ref(t, ys, keep), keep, reduction), z)
+        fn = torch.compile(lambda t: getattr(LF, loss_id)(t, y, reduction=reduction, validate=False, **kw),
+                           backend="aot_eager", fullgraph=True)
+        v, g = _value_and_grad(fn, z)
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+    from torch._dynamo.testing import CompileCounterWithBackend
+    counter = CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    torch.compile(lambda t: getattr(LF, loss_id)(t, y, validate=False, **kw), backend=counter,
+                  fullgraph=True)(z.clone().requires_grad_())
+    names = [str(n.target) for gm in counter.graphs for n in gm.graph.nodes]
+    assert any(node in n or "autograd_function_apply" in n for n in names), names
+
+
+def test_traced_softmax_forms_without_an_ignore_index_and_with_a_masked_class():
+    # ignore_index=None (no row weights in the traced Dice sums) and a -inf logit (a masked class)
+    z, y = _inputs(9, 6, 2.0, seed=5, ignore=False)
+    z[0, (int(y[0]) + 1) % 6] = -math.inf
+    keep = torch.ones(9, dtype=torch.bool)
+    for loss_id, kw, _ in (TRACED_SOFTMAX_CASES[0], TRACED_SOFTMAX_CASES[4], TRACED_SOFTMAX_CASES[6]):
+        torch._dynamo.reset()
+        with force_path("plain"):
+            rv, rg = _value_and_grad(lambda t: getattr(LF, loss_id)(t, y, ignore_index=None, **kw), z)
+        fn = torch.compile(lambda t: getattr(LF, loss_id)(t, y, ignore_index=None, validate=False, **kw),
+                           backend="aot_eager", fullgraph=True)
+        v, g = _value_and_grad(fn, z)
+        assert torch.isfinite(v).all() and torch.isfinite(g).all()
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+    del keep
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_traced_softmax_functions_gradcheck(reduction):
+    # the traced Functions run eagerly too (their buffers are then plain tensors): float64 gradcheck
+    from lossatlas.functional import multilabel as ML
+    z, y = _inputs(6, 7, 2.0, seed=7, ignore=False)
+    idx = y.unsqueeze(1)
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 1.0], dtype=DT)
+    for alpha, square in ((0.01, False), (0.3, True), (1.5, False), (0.0, False)):
+        def sums(t, alpha=alpha, square=square):
+            s, qy = ML._traced_dice_sums(t, idx, keep, alpha, square)
+            return s.sum() * 0.7 + (qy * torch.linspace(0.5, 2.0, 6, dtype=DT)).sum()
+        assert torch.autograd.gradcheck(sums, (z.clone().requires_grad_(),))
+    for gp, gn, eps in ((0.0, 4.0, 0.1), (0.5, 2.5, 0.2), (2.0, 0.0, 0.0)):
+        assert torch.autograd.gradcheck(lambda t: ML._asl_single_traced(t, idx, gp, gn, eps, keep, reduction),
+                                        (z.clone().requires_grad_(),))
+
+
 # -------------------------------------------------------------- shared pieces
 @pytest.mark.parametrize("num_classes", [1, 3, 15, 16, 40])
 def test_softmax_rows_equal_torch(num_classes):

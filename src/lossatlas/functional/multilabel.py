@@ -39,7 +39,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
-from ._fused import log_softmax_rows, reduce_rows, scale_grad, softmax_rows
+from ._fused import fused_or_traced, log_softmax_rows, materialized, reduce_rows, scale_grad, softmax_rows, traced_reduce
 from .imbalance import elementwise_rows
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
@@ -374,8 +374,9 @@ def asymmetric_single_label(
     exact mpmath reference (tests/differential/test_peers.py).
     """
     z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
-    if take_fused(z, SOFTMAX_FUSE_MIN_NUMEL):
-        return _asl_single_fused(z, y.unsqueeze(1), gamma_pos, gamma_neg, eps, sample_w, reduction).to(out_dtype)
+    if fused_or_traced(z, SOFTMAX_FUSE_MIN_NUMEL):
+        fused = _asl_single_traced if compiling() else _asl_single_fused
+        return fused(z, y.unsqueeze(1), gamma_pos, gamma_neg, eps, sample_w, reduction).to(out_dtype)
     num_classes = z.shape[1]
     logp = torch.log_softmax(z, dim=1)
     idx = y.unsqueeze(1)
@@ -489,6 +490,72 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
 _asl_single_fused = cast(Callable[..., Tensor], _AsymmetricSingleLabel.apply)
 
 
+def _traced_power(x: Tensor, gamma: float, log_x: Tensor) -> Tensor:
+    """``x^γ`` under ``torch.compile``: products for the integer exponents 1 to 4 (inductor fuses
+    them into the pass that makes ``x``), ``exp(γ log x)`` otherwise."""
+    if gamma in (1.0, 2.0, 3.0, 4.0):
+        out = x
+        for _ in range(int(gamma) - 1):
+            out = out * x
+        return out
+    return torch.exp(log_x * gamma)
+
+
+class _TracedAsymmetricSingleLabel(torch.autograd.Function):
+    """:class:`_AsymmetricSingleLabel` for ``torch.compile``: no host reads, nothing in place.
+
+    The forward computes the loss and its whole gradient ``k (∂ℓ/∂ log p − p Σ_j ∂ℓ/∂ log p_j)``
+    (the same derivative as :class:`_AsymmetricSingleLabel`; ``k`` the reduction's row factor)
+    in the passes that make ``p``; the backward is one multiply. Autograd through the composed
+    ops has inductor recompute ``p^γ−`` for every class in the log-softmax's backward
+    (2.0–2.6× slower than eager at C = 100 to 1,000, issue 25).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, gamma_pos: float, gamma_neg: float, eps: float,
+                row_w: Tensor | None, reduction: str) -> Tensor:
+        num_classes = z.shape[1]
+        logp = z - torch.logsumexp(z, 1, keepdim=True)
+        p = torch.exp(logp)
+        hit = torch.arange(num_classes, device=z.device) == idx
+        if gamma_neg == 0.0:  # weight 1 except at a masked class (log p = −inf), which adds 0
+            finite = ~torch.isneginf(logp)
+            w = torch.where(hit, 0.0, finite.to(z.dtype))
+            logp = torch.where(finite, logp, 0.0)
+        else:  # a masked class has w = p^γ− = 0: log p made finite so that w·log p = 0
+            logp = logp.clamp_min(torch.finfo(z.dtype).min)
+            w = torch.where(hit, 0.0, _traced_power(p, gamma_neg, logp))
+        lp_y = logp.gather(1, idx).squeeze(1)
+        one_minus = -torch.expm1(lp_y)
+        tiny = torch.finfo(z.dtype).tiny
+        kept = one_minus >= tiny
+        if 0.0 < gamma_pos < 1.0:
+            one_minus = one_minus.clamp_min(tiny)
+        w_y = one_minus.pow(gamma_pos) if gamma_pos != 0.0 else torch.ones_like(one_minus)
+        off = eps / num_classes
+        t_y = off + 1.0 - eps
+        w_logp = w * logp
+        loss = -(w_logp.sum(1) * off + w_y * lp_y * t_y)
+        out, k = traced_reduce(loss, row_w, reduction)
+        slope_y = w_y  # ∂/∂ log p_y of (1 − p_y)^γ+ log p_y
+        if gamma_pos != 0.0:
+            term = one_minus.pow(gamma_pos - 1.0) * torch.exp(lp_y) * lp_y * gamma_pos
+            slope_y = slope_y - (term * kept if 0.0 < gamma_pos < 1.0 else term)
+        # −∂ℓ/∂ log p_j: (ε/C) w_j (1 + γ− log p_j) off the target, t_y slope_y at it
+        g_lp = torch.where(hit, (slope_y * t_y).unsqueeze(1), (w + w_logp * gamma_neg) * off)
+        gz = p * g_lp.sum(1, keepdim=True) - g_lp  # the log-softmax's backward
+        ctx.save_for_backward(gz * (k.unsqueeze(1) if isinstance(k, Tensor) else k))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (gz,) = ctx.saved_tensors
+        return gz * (grad.unsqueeze(1) if grad.dim() == 1 else grad), None, None, None, None, None, None
+
+
+_asl_single_traced = cast(Callable[..., Tensor], _TracedAsymmetricSingleLabel.apply)
+
+
 class _DiceSums(torch.autograd.Function):
     """The softmax Dice loss's batch sums from one softmax, hand-derived backward.
 
@@ -541,14 +608,65 @@ class _DiceSums(torch.autograd.Function):
 _dice_sums = cast(Callable[..., "tuple[Tensor, Tensor]"], _DiceSums.apply)
 
 
+class _TracedDiceSums(torch.autograd.Function):
+    """:class:`_DiceSums` for ``torch.compile``: no host reads, nothing in place on its inputs.
+
+    ``1 − p`` clamped at the smallest normal for α < 1 (``s`` takes no term where the clamp
+    binds), ``q = (1 − p)^(α−1) (1 − p) p`` and ``s = q − α p² (1 − p)^(α−1)``. ``p`` and ``s``
+    are kept as buffers (:func:`~lossatlas.functional._fused.materialized`): left to itself,
+    inductor's backward recomputes them from the logits (an exp, a log and an exp per element
+    again; 1.5× eager at C = 1,000, issue 25).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, idx: Tensor, keep: Tensor | None, alpha: float, square: bool) -> tuple[Tensor, Tensor]:
+        p = torch.exp(z - torch.logsumexp(z, 1, keepdim=True))
+        if alpha != 0.0:
+            tiny = torch.finfo(z.dtype).tiny
+            one_minus = 1.0 - p
+            base = one_minus.clamp_min(tiny) if alpha < 1.0 else one_minus
+            v = torch.exp(torch.log(base) * (alpha - 1.0)) if alpha != 1.0 else torch.ones_like(p)  # (1 − p)^(α−1)
+            q = v * base * p
+            pv = p * p * v
+            s = q - alpha * (torch.where(one_minus >= tiny, pv, 0.0) if alpha < 1.0 else pv)
+        else:
+            q = s = p
+        qk = q * q if square else q
+        sums = qk.sum(0) if keep is None else (qk * keep.unsqueeze(1)).sum(0)
+        ctx.square = square
+        ctx.save_for_backward(materialized(p), q if square else None, materialized(s), idx, keep)
+        return sums, q.gather(1, idx).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, g_sums: Tensor, g_qy: Tensor) -> tuple[Tensor | None, ...]:
+        p, q, s, idx, keep = ctx.saved_tensors
+        g = g_sums.unsqueeze(0)  # ∂L/∂q_nc through the sums, then the target entries
+        if ctx.square:
+            g = g * (2.0 * q)
+        if keep is not None:
+            g = g * keep.unsqueeze(1)
+        hit = torch.arange(p.shape[1], device=p.device) == idx
+        h = s * (g + torch.where(hit, g_qy.unsqueeze(1), 0.0))
+        return h - p * h.sum(1, keepdim=True), None, None, None, None  # softmax backward
+
+
+_traced_dice_sums = cast(Callable[..., "tuple[Tensor, Tensor]"], _TracedDiceSums.apply)
+
+
 def _dice_batch_fused(z: Tensor, y: Tensor, sample_w: Tensor | None, alpha: float, smooth: float, square: bool,
                       reduction: str) -> Tensor:
     """The softmax Dice loss with a batch denominator on the fused path: ``l_i = C − s Σ_c 1/D_c −
     2 q_{i,y_i}/D_{y_i}`` (the per-class sum of ``1 − (2 q y + s)/D`` with one-hot ``y``)."""
     num_classes = z.shape[1]
-    keep = None if sample_w is None or float(sample_w.min()) == 1.0 else sample_w
-    sums, q_y = _dice_sums(z, y.unsqueeze(1), keep, alpha, square)
-    counts = torch.bincount(y, weights=keep, minlength=num_classes).to(z.dtype)  # Σ_n y_nc (= Σ y² for 0/1)
+    if compiling():  # no host reads; bincount's length would be data-dependent
+        keep = sample_w
+        sums, q_y = _traced_dice_sums(z, y.unsqueeze(1), keep, alpha, square)
+        ones = keep if keep is not None else torch.ones(y.shape, dtype=z.dtype, device=z.device)
+        counts = torch.zeros(num_classes, dtype=z.dtype, device=z.device).index_add(0, y, ones)
+    else:
+        keep = None if sample_w is None or float(sample_w.min()) == 1.0 else sample_w
+        sums, q_y = _dice_sums(z, y.unsqueeze(1), keep, alpha, square)
+        counts = torch.bincount(y, weights=keep, minlength=num_classes).to(z.dtype)  # Σ_n y_nc (= Σ y² for 0/1)
     den = (sums + counts + smooth).clamp_min(torch.finfo(z.dtype).tiny)
     inv = den.reciprocal()
     if keep is not None:
@@ -607,7 +725,7 @@ def dice(
     per_element = denominator == "element" or (denominator == "reference" and square_denominator)
     if target.dim() == 1:
         z, yi, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
-        if activation == "softmax" and not per_element and take_fused(z, SOFTMAX_FUSE_MIN_NUMEL):
+        if activation == "softmax" and not per_element and fused_or_traced(z, SOFTMAX_FUSE_MIN_NUMEL):
             return _dice_batch_fused(z, yi, sample_w, alpha, smooth, square_denominator, reduction).to(out_dtype)
         y = F.one_hot(yi, z.shape[1]).to(z.dtype)
     else:
