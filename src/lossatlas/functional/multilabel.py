@@ -39,7 +39,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
-from ._fused import fused_or_traced, log_softmax_rows, materialized, reduce_rows, scale_grad, softmax_rows, traced_reduce
+from ._fused import fused_or_traced, log_softmax_rows, materialized, reduce_rows, softmax_rows, traced_reduce
 from .imbalance import elementwise_rows
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
@@ -373,7 +373,10 @@ def asymmetric_single_label(
     ``1 − (1 − p_j)`` to 0 (its weight 0, its gradient NaN), the value and gradient here match an
     exact mpmath reference (tests/differential/test_peers.py).
     """
-    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
+    # the ignore mask only where some target is ignore_index, where the fused path runs (one host read)
+    lazy = isinstance(logits, Tensor) and take_fused(logits, SOFTMAX_FUSE_MIN_NUMEL)
+    z, y, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index,
+                                                       lazy_mask=lazy)
     if fused_or_traced(z, SOFTMAX_FUSE_MIN_NUMEL):
         fused = _asl_single_traced if compiling() else _asl_single_fused
         return fused(z, y.unsqueeze(1), gamma_pos, gamma_neg, eps, sample_w, reduction).to(out_dtype)
@@ -410,32 +413,35 @@ def _power(x: Tensor, gamma: float, in_place: bool = False) -> Tensor:
     integer exponents 0 to 4 (``pow`` with a scalar 4 is a transcendental pass on CPU, ~30× a multiply)."""
     if gamma == 0.0:
         return x.fill_(1.0) if in_place else torch.ones_like(x)
-    if gamma in (1.0, 2.0, 4.0):
-        out = x if in_place else x.clone()
-        for _ in range(int(gamma).bit_length() - 1):
-            out.square_()
-        return out
+    if gamma == 1.0:
+        return x if in_place else x.clone()
+    if gamma in (2.0, 4.0):
+        out = x.square_() if in_place else torch.square(x)
+        return out.square_() if gamma == 4.0 else out
     if gamma == 3.0:
         return x.mul_(x.square()) if in_place else x.square().mul_(x)
     return x.pow_(gamma) if in_place else x.pow(gamma)
 
 
 class _AsymmetricSingleLabel(torch.autograd.Function):
-    """Single-label ASL from one softmax and one log-softmax, hand-derived backward.
+    """Single-label ASL from one log-softmax, hand-derived gradient computed in the forward.
 
     ``ℓ = −Σ_j t_j w_j log p_j`` with ``t = (1 − ε) e_y + ε/C``, ``w_j = p_j^{γ−}`` (j ≠ y) and
     ``w_y = (1 − p_y)^{γ+}`` (both differentiated, as the plain path): ``∂ℓ/∂ log p_j = −t_j
     w_j (1 + γ− log p_j)`` off the target and ``−t_y ((1 − p_y)^{γ+} − γ+ (1 − p_y)^{γ+−1} p_y log p_y)``
     at it, then the log-softmax's ``g − p Σ_j g_j``. A masked class (``log p_j = −inf``, ``w_j = 0``)
-    contributes 0 to both, as the plain path's guard does.
+    contributes 0 to both, as the plain path's guard does. The forward builds that gradient in
+    the buffers of ``w`` and ``w log p`` once the loss is summed (no buffer kept but the
+    gradient), so the backward is one multiply: at C = 1,000 most of the time is fresh [N, C]
+    allocations, and this needs four where the composed ops need eight.
     """
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, gamma_pos: float, gamma_neg: float, eps: float,
                 row_w: Tensor | None, reduction: str) -> Tensor:
         num_classes = z.shape[1]
-        p = softmax_rows(z)
         logp = log_softmax_rows(z)
+        p = logp.exp()
         if gamma_neg == 0.0:  # weight 1 except at a masked class (log p = −inf), which adds 0
             finite = ~torch.isneginf(logp)
             w = finite.to(z.dtype).scatter_(1, idx, 0.0)
@@ -452,39 +458,44 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
             one_minus = one_minus.clamp_min(tiny)
         w_y = one_minus.pow(gamma_pos) if gamma_pos != 0.0 else torch.ones_like(one_minus)
         off = eps / num_classes
+        t_y = off + 1.0 - eps
         w_logp = w * logp
         total = w_logp.sum(1)  # Σ_{j≠y} w_j log p_j
-        loss = (total * off + w_y * lp_y * (off + 1.0 - eps)).neg_()
+        loss = (total * off + w_y * lp_y * t_y).neg_()
         out, k = reduce_rows(loss, row_w, reduction)
         # ∂ℓ/∂ log p_y (without the factor −t_y): (1 − p_y)^γ+ − γ+ (1 − p_y)^(γ+−1) p_y log p_y
-        slope_y = w_y.clone()
+        slope_y = w_y
         if gamma_pos != 0.0:
             term = one_minus.pow(gamma_pos - 1.0) * p_y * lp_y * gamma_pos
-            if 0.0 < gamma_pos < 1.0:
-                term = term * kept
-            slope_y = slope_y - term
-        ctx.k = k
-        ctx.consts = (off, off + 1.0 - eps, gamma_neg)
-        ctx.slope_y = slope_y
-        ctx.save_for_backward(p, w, w_logp, idx)
+            slope_y = slope_y - (term * kept if 0.0 < gamma_pos < 1.0 else term)
+        # ∂ℓ/∂ log p_j: −(ε/C) w_j (1 + γ− log p_j) off the target (the factor −ε/C applied last),
+        # −t_y slope_y at it
+        if off:
+            g_lp = torch.add(w, w_logp, alpha=gamma_neg, out=w_logp) if gamma_neg != 0.0 else w
+            g_lp.scatter_(1, idx, (slope_y * (t_y / off)).unsqueeze_(1))
+            factor = -off
+        else:
+            g_lp = w_logp.zero_().scatter_(1, idx, (slope_y * -t_y).unsqueeze_(1))
+            factor = 1.0
+        gz = g_lp.addcmul_(p, g_lp.sum(1, keepdim=True), value=-1.0)  # log-softmax backward
+        ctx.k = k * factor
+        ctx.save_for_backward(gz)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        p, w, w_logp, idx = ctx.saved_tensors
-        off, t_y, gamma_neg = ctx.consts
-        # ∂ℓ/∂ log p_j: −(ε/C) w_j (1 + γ− log p_j) off the target (the factor −ε/C applied last),
-        # −t_y slope_y at it
-        if off:
-            g_lp = torch.add(w, w_logp, alpha=gamma_neg) if gamma_neg != 0.0 else w.clone()
-            g_lp.scatter_(1, idx, (ctx.slope_y * (t_y / off)).unsqueeze_(1))
-            factor = -off
-        else:
-            g_lp = torch.zeros_like(p).scatter_(1, idx, (ctx.slope_y * -t_y).unsqueeze_(1))
-            factor = 1.0
-        total = g_lp.sum(1, keepdim=True)
-        gz = g_lp.addcmul_(p, total, value=-1.0)  # log-softmax backward
-        return scale_grad(gz, ctx.k * factor, grad), None, None, None, None, None, None
+        (gz,) = ctx.saved_tensors
+        return _scaled(gz, ctx.k, grad), None, None, None, None, None, None
+
+
+def _scaled(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
+    """``gz · k · grad`` in a new tensor (``gz`` is a saved gradient, left as it is for a second
+    backward): ``k`` a float or per-row [N], ``grad`` 0-dim or [N] (``"none"``). CPU: a 0-dim
+    ``grad`` is read on the host."""
+    if grad.dim() == 0 and not isinstance(k, Tensor):
+        return gz * (float(grad) * k)
+    kg = k * grad if isinstance(k, Tensor) else grad * k
+    return gz * (kg.unsqueeze(1) if kg.dim() == 1 else kg)
 
 
 _asl_single_fused = cast(Callable[..., Tensor], _AsymmetricSingleLabel.apply)
@@ -576,7 +587,7 @@ class _DiceSums(torch.autograd.Function):
                 ratio = p / one_minus
                 w = one_minus.log_().mul_(alpha).exp_() if alpha != 1.0 else one_minus  # (1 − p)^α, in place
                 q = w.mul_(p)
-                s = torch.addcmul(q, q, ratio, value=-alpha)  # p ∂q/∂p = q (1 − α p/(1 − p))
+                s = torch.addcmul(q, q, ratio, value=-alpha, out=ratio)  # p ∂q/∂p = q (1 − α p/(1 − p))
             else:  # p rounds to 1 somewhere: (1 − p)^(α−1) by a power, the clamp (α < 1) with its zero gradient
                 kept = one_minus >= tiny
                 base = one_minus.clamp_min(tiny) if alpha < 1.0 else one_minus
@@ -724,8 +735,11 @@ def dice(
     sample_w = None
     per_element = denominator == "element" or (denominator == "reference" and square_denominator)
     if target.dim() == 1:
-        z, yi, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index)
-        if activation == "softmax" and not per_element and fused_or_traced(z, SOFTMAX_FUSE_MIN_NUMEL):
+        batch = activation == "softmax" and not per_element
+        lazy = batch and take_fused(logits, SOFTMAX_FUSE_MIN_NUMEL)  # the ignore mask only where needed (a host read)
+        z, yi, sample_w, out_dtype = prepare_classification(logits, target, reduction, validate, None, ignore_index,
+                                                            lazy_mask=lazy)
+        if batch and fused_or_traced(z, SOFTMAX_FUSE_MIN_NUMEL):
             return _dice_batch_fused(z, yi, sample_w, alpha, smooth, square_denominator, reduction).to(out_dtype)
         y = F.one_hot(yi, z.shape[1]).to(z.dtype)
     else:
