@@ -144,6 +144,45 @@ def test_entropy_maximization_both_paths_equal_the_definition(path, reduction):
         assert type(v.grad_fn if reduction == "none" else v.grad_fn.next_functions[0][0]).__name__ == "_PointwiseBackward"
 
 
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+def test_entropy_maximization_one_pass_terms_equal_the_definition_far_out(num_classes):
+    """The one-pass terms (sigmoid of −|z| and log1p) against the definition in float64 at the
+    suite's sizes: logits at ±100 and ±700 (where σ underflows to 1e-304), soft targets, an
+    ignore_index mask, every reduction; the fused path must be the one taken."""
+    from lossatlas._paths import force_path
+
+    g = torch.Generator().manual_seed(num_classes)
+    z = torch.randn(9, num_classes, generator=g, dtype=torch.float64) * 5
+    z[0, :4] = torch.tensor([100.0, -100.0, 700.0, -700.0], dtype=torch.float64)
+    y = (torch.rand(9, num_classes, generator=g) < 0.2).double()
+    y[0, :4] = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    y[1, :2] = torch.tensor([0.25, 0.7], dtype=torch.float64)
+    y[2, 3] = -1.0  # ignored
+    alpha = 0.2
+    keep = (y != -1.0).double()
+    yy = y * keep
+
+    def ref(x, reduction):
+        ls_p, ls_n = F.logsigmoid(x), F.logsigmoid(-x)
+        h = -(torch.sigmoid(x) * ls_p + torch.sigmoid(-x) * ls_n)
+        losses = (-yy * ls_p - alpha * (1 - yy) * h) * keep
+        return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.sum() / keep.sum()
+
+    for reduction in ("none", "sum", "mean"):
+        z1, z2 = z.clone().requires_grad_(), z.clone().requires_grad_()
+        with force_path("fused"):
+            v = la.functional.entropy_maximization(z1, y, alpha=alpha, ignore_index=-1.0, reduction=reduction,
+                                                   validate=False)
+        rv = ref(z2, reduction)
+        torch.testing.assert_close(v, rv, rtol=1e-12, atol=1e-300)
+        cot = torch.rand(v.shape, generator=g, dtype=torch.float64)
+        (gv,), (rg,) = torch.autograd.grad((v * cot).sum(), z1), torch.autograd.grad((rv * cot).sum(), z2)
+        torch.testing.assert_close(gv, rg, rtol=1e-10, atol=1e-300)
+    with force_path("fused"):
+        v = la.functional.entropy_maximization(z[3:].clone().requires_grad_(), y[3:], reduction="none")
+    assert type(v.grad_fn).__name__ == "_PointwiseBackward"
+
+
 @pytest.mark.parametrize("fn", [la.functional.assume_negative, la.functional.entropy_maximization])
 def test_gradcheck(fn):
     z, y = _batch(n=3, c=4)

@@ -103,14 +103,23 @@ def entropy_maximization(
 
 
 def _entropy_maximization_terms(z: Tensor, y: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """``(ℓ, dℓ/dz)`` elementwise: ``ℓ = −y log σ(z) − α (1 − y) H``, ``H = −(σ(z) log σ(z) + σ(−z) log σ(−z))``
-    (both log-sigmoids computed, exact far out), ``dℓ/dz = −y σ(−z) + α (1 − y) z σ(z) σ(−z)``
-    (``dH/dz = −z σ(z) σ(−z)``)."""
-    ls_pos, ls_neg = F.logsigmoid(z), F.logsigmoid(z.neg())
-    p, q = ls_pos.exp(), ls_neg.exp()
-    unobserved = torch.rsub(y, 1.0).mul_(alpha)  # α (1 − y)
-    loss = (p * ls_pos).addcmul_(q, ls_neg).mul_(unobserved).addcmul_(y, ls_pos, value=-1.0)
-    slope = (p * q).mul_(z).mul_(unobserved).addcmul_(y, q, value=-1.0)
+    """``(ℓ, dℓ/dz)`` elementwise: ``ℓ = −y log σ(z) − α (1 − y) H``, ``H = −(σ(z) log σ(z) + σ(−z) log σ(−z))``,
+    ``dℓ/dz = −y σ(−z) + α (1 − y) z σ(z) σ(−z)`` (``dH/dz = −z σ(z) σ(−z)``).
+
+    From ``r = σ(−|z|)`` and ``log(1 + e^{−|z|}) = −log1p(−r)`` (a sigmoid and a log1p, where the
+    definition's two log-sigmoids cost an exponential and a logarithm each and its sigmoids two
+    more): ``−log σ(z) = (|z| − z)/2 + log(1 + e^{−|z|})``, ``H = |z| r + log(1 + e^{−|z|})`` (sums of
+    nonnegative terms: exact far out on either side) and ``σ(z) σ(−z) = r (1 − r)``; ``σ(−z)`` is one
+    more sigmoid. Every buffer but the outputs is reused in place."""
+    a = z.abs()
+    r = torch.neg(a).sigmoid_()  # σ(−|z|) ∈ (0, 1/2]
+    nl = torch.neg(r).log1p_()  # log σ(|z|) = −log(1 + e^{−|z|})
+    u = torch.rsub(y, alpha, alpha=alpha)  # α (1 − y)
+    slope = torch.addcmul(r, r, r, value=-1.0).mul_(z).mul_(u)  # α (1 − y) z σ(z) σ(−z)
+    slope.addcmul_(y, torch.neg(z).sigmoid_(), value=-1.0)
+    h = r.mul_(a).sub_(nl)  # H
+    pos = a.sub_(z).mul_(0.5).sub_(nl)  # −log σ(z)
+    loss = h.mul_(u).neg_().addcmul_(y, pos)
     return loss, slope
 
 
