@@ -151,8 +151,8 @@ def mean_divisor(total: Tensor) -> Tensor:
     """The divisor of a ``"mean"`` over a total weight: ``total``, or 1 where it is 0 (nothing
     counted; the numerator is then 0 too). Not a floor at ``tiny``: that would scale the
     numerator's gradient by 1/tiny, which overflows under a loss weight and meets the zero
-    weights as inf · 0 = NaN."""
-    return torch.where(total > 0, total, torch.ones_like(total))
+    weights as inf · 0 = NaN. (A Python 1 keeps ``total``'s dtype: an integer count stays one.)"""
+    return torch.where(total > 0, total, 1)
 
 
 def safe_ratio(num: Tensor, den: Tensor) -> Tensor:

@@ -373,3 +373,52 @@ def test_value_checks_after_the_kernel(loss_id, threshold, monkeypatch):
         assert torch.isfinite(out).all()
         out.sum().backward()
         assert torch.isfinite(masked.grad).all() and float(masked.grad[0, 7]) == 0.0
+
+
+def _plain_path_reference(z, y, kw, reduction, num_classes):
+    """torch's cross-entropy of the adjusted logits (float64), or the focal formula; the mean over no
+    counted row is 0 (our rule where torch gives 0/0)."""
+    safe = torch.where(y == -100, 0, y)
+    u = z * kw["scale"] + F.one_hot(safe, num_classes).to(z.dtype) * kw["shift"][safe].unsqueeze(1) if "shift" in kw else z
+    if "gamma" in kw:
+        lpt = torch.log_softmax(u, 1).gather(1, safe.unsqueeze(1)).squeeze(1)
+        losses = -lpt * (1 - lpt.exp()) ** kw["gamma"] * (y != -100)
+        out = losses if reduction == "none" else losses.sum()
+        return out / (y != -100).sum().clamp_min(1) if reduction == "mean" else out
+    out = F.cross_entropy(u, y, weight=kw.get("weight"), label_smoothing=kw.get("label_smoothing", 0.0),
+                          reduction=reduction)
+    return torch.nan_to_num(out, nan=0.0) if reduction == "mean" and bool((y == -100).all()) else out
+
+
+@pytest.mark.parametrize("extra", ["ce", "weight", "smoothing", "ldam", "focal"])
+@pytest.mark.parametrize("ignored", ["none", "some", "all"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("num_classes", [5, 10, 100])
+def test_plain_path_against_torch_with_and_without_ignored_rows(num_classes, reduction, ignored, extra):
+    # the plain path reads on the CPU whether a row is ignored (ATen's own mean where some row counts,
+    # the target itself as the index where none is ignored): every case against the definition
+    g = torch.Generator().manual_seed(num_classes)
+    n = 9
+    z = torch.randn(n, num_classes, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(0, num_classes, (n,), generator=g)
+    y[{"none": [], "some": [1, 5], "all": list(range(n))}[ignored]] = -100
+    kw: dict = {
+        "ce": {}, "weight": {"weight": torch.rand(num_classes, generator=g, dtype=torch.float64) + 0.1},
+        "smoothing": {"label_smoothing": 0.2}, "focal": {"gamma": 2.0},
+        "ldam": {"scale": 3.0, "shift": -torch.rand(num_classes, generator=g, dtype=torch.float64)},
+    }[extra]
+    v_ref, g_ref = _value_and_grad(lambda t: _plain_path_reference(t, y, kw, reduction, num_classes), z)
+    v, gz = _value_and_grad(lambda t: affine_cross_entropy(t, y, reduction=reduction, fused=False, **kw), z)
+    torch.testing.assert_close(v, v_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gz, g_ref, rtol=1e-12, atol=1e-12)
+    assert float(gz[y == -100].abs().sum()) == 0.0  # ignored rows get no gradient
+
+
+def test_narrow_logits_take_the_transposed_kernels_below_narrow_c():
+    # the (log-)softmax of [N, C] along dim 0 of the transposed view below NARROW_C classes, the
+    # last-dim kernels from it on: same values either way
+    for num_classes in (_fused.NARROW_C - 1, _fused.NARROW_C):
+        z = torch.randn(6, num_classes, dtype=torch.float64)
+        assert _fused.log_softmax_rows(z).is_contiguous() == (num_classes >= _fused.NARROW_C)
+        torch.testing.assert_close(_fused.log_softmax_rows(z), torch.log_softmax(z, 1), rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(_fused.softmax_rows(z), torch.softmax(z, 1), rtol=1e-14, atol=1e-14)

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from .._paths import compiling, take_fused
 from .._spec import mean_divisor
-from ._common import blank_rows
+from ._common import blank_rows, none_ignored
 
 __all__ = ["softmax_cross_entropy", "pointwise_loss", "log_prob_target", "fused_or_traced", "affine_logits", "cast_constant", "derived", "as_dtype", "FUSE_MIN_NUMEL"]
 
@@ -176,22 +176,27 @@ def _adjusted_logits(z: Tensor, idx: Tensor, add: Tensor | None, scale: Tensor |
 
 
 #: Below this many classes ATen's last-dim (log-)softmax kernels take a scalar path on CPU
-#: (measured on AVX-512: ~15 ns per element at C = 10, 8× their vectorised speed at C = 16);
-#: along dim 0 of the transposed view they vectorise over the rows instead.
-NARROW_C = 16
+#: (narrower than one AVX2 vector of 8 floats); along dim 0 of the transposed view they
+#: vectorise over the rows instead. Measured with torch 2.13/2.14 at N = 1,024, 1 thread: at
+#: C = 4 the transposed softmax takes 0.5× the time, at C = 10 the last-dim kernels are the
+#: faster (log-softmax forward 33 against 37 µs, its backward 31 against 49 µs).
+NARROW_C = 8
+
+#: :func:`folded_scale` folds the scale into the per-row coefficients from this many classes on.
+FOLD_MIN_C = 16
 
 
 def softmax_rows(u: Tensor) -> Tensor:
     """``torch.softmax(u, 1)`` for [N, C] ``u``; narrow CPU inputs (C < :data:`NARROW_C`) are
     computed along dim 0 of ``u.t()`` (same values; the result is a transposed view)."""
-    if u.shape[1] < NARROW_C and u.device.type == "cpu":
+    if u.shape[1] < NARROW_C and u.is_cpu:
         return torch.softmax(u.t(), 0).t()
     return torch.softmax(u, 1)
 
 
 def log_softmax_rows(u: Tensor) -> Tensor:
     """``torch.log_softmax(u, 1)``, as :func:`softmax_rows` (differentiable: torch's own backward)."""
-    if u.shape[1] < NARROW_C and u.device.type == "cpu":
+    if u.shape[1] < NARROW_C and u.is_cpu:
         return torch.log_softmax(u.t(), 0).t()
     return torch.log_softmax(u, 1)
 
@@ -214,7 +219,7 @@ def _nll_rows(u: Tensor, target: Tensor, ignore_index: int) -> Tensor:
     """``−log p_{i,y_i}`` [N], 0 on ignored rows (``F.nll_loss(log_softmax(u), reduction="none")``);
     under ``torch.compile`` from :func:`log_prob_target`."""
     if not compiling():
-        return F.nll_loss(log_softmax_rows(u), target, ignore_index=ignore_index, reduction="none")
+        return _aten_ce(u, target, None, "none", ignore_index)
     lpy = log_prob_target(u, _safe_target(target, ignore_index))
     return torch.where(target != ignore_index, -lpy, 0.0)
 
@@ -373,9 +378,9 @@ def scale_grad(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
 def folded_scale(k: Tensor | float, grad: Tensor, num_classes: int) -> float | None:
     """``k · grad`` as a float where both are scalars (a reduced loss's backward; one host read),
     to be folded into a backward's per-row coefficients instead of a pass over [N, C]; ``None``
-    otherwise, and below :data:`NARROW_C` classes, where that pass costs one operator call
+    otherwise, and below :data:`FOLD_MIN_C` classes, where that pass costs one operator call
     and the coefficients several (then :func:`scale_grad` scales the result)."""
-    if grad.dim() == 0 and not isinstance(k, Tensor) and num_classes >= NARROW_C:
+    if grad.dim() == 0 and not isinstance(k, Tensor) and num_classes >= FOLD_MIN_C:
         return float(grad) * k
     return None
 
@@ -587,8 +592,9 @@ def _total_weight(target: Tensor, ignore_index: int, weight: Tensor | None) -> T
 
 
 def _denominator(target: Tensor, ignore_index: int, weight: Tensor | None, dtype: torch.dtype) -> Tensor:
-    """The ``"mean"``'s divisor (see :func:`_total_weight`)."""
-    return mean_divisor(_total_weight(target, ignore_index, weight))
+    """The ``"mean"``'s divisor (see :func:`_total_weight`; a count is at least 1 unless 0)."""
+    total = _total_weight(target, ignore_index, weight)
+    return total.clamp_min(1) if weight is None else mean_divisor(total)
 
 
 def _smoothed_weighted_ce(u: Tensor, target: Tensor, weight: Tensor, ignore_index: int, reduction: str, eps: float) -> Tensor:
@@ -611,43 +617,81 @@ def _smoothed_weighted_ce(u: Tensor, target: Tensor, weight: Tensor, ignore_inde
     return torch.where(counted > 0, total / mean_divisor(counted), 0.0)
 
 
+#: ATen's reduction enum (``torch.nn._reduction.get_enum``).
+_ENUM = {"none": 0, "mean": 1, "sum": _SUM}
+
+
+def _aten_ce(u: Tensor, target: Tensor, weight: Tensor | None, reduction: str, ignore_index: int,
+             label_smoothing: float = 0.0) -> Tensor:
+    """``F.cross_entropy`` without its Python wrapper (ATen's composite: a log-softmax, then the NLL);
+    narrow CPU logits (C < :data:`NARROW_C`) take :func:`log_softmax_rows` and ATen's NLL. (torch's
+    stubs type the reduction as a string; the bindings take ATen's enum, as ``F.cross_entropy`` passes it.)"""
+    enum: Any = _ENUM[reduction]
+    if not label_smoothing and u.shape[1] < NARROW_C and u.is_cpu:
+        return torch._C._nn.nll_loss_nd(log_softmax_rows(u), target, weight, enum, ignore_index)
+    return torch._C._nn.cross_entropy_loss(u, target, weight, enum, ignore_index, label_smoothing)
+
+
+def _host_rows(target: Tensor, ignore_index: int, counted: bool = True) -> tuple[bool, bool]:
+    """``(no row is ignored, some row is counted)``, read on the host for a CPU ``target`` (one
+    reduction, :func:`~lossatlas.functional._common.none_ignored`; where some row is ignored and
+    ``counted``, a second); ``(False, False)`` (nothing known) on other devices (the plain path
+    reads nothing there), under ``torch.compile`` and for an empty batch. A target out of range
+    reads as neither; the kernel rejects it."""
+    if not target.is_cpu or not target.numel() or compiling():
+        return False, False
+    if none_ignored(target, ignore_index):
+        return True, True
+    if not counted:
+        return False, False
+    return False, (int(target.amax()) > ignore_index if ignore_index < 0 else int(target.amin()) < ignore_index)
+
+
 def _plain(
     z: Tensor, target: Tensor, col: Tensor | None, scale: Tensor | float | None, bias: Tensor | None,
     divisor: Tensor | None, weight: Tensor | None, gamma: float, alpha: Tensor | float | None,
     ignore_index: int, reduction: str, label_smoothing: float = 0.0,
 ) -> Tensor:
-    """The plain path: composed torch operators, no host reads."""
+    """The plain path: composed torch operators, no host reads except :func:`_host_rows` on CPU.
+
+    A ``"mean"`` over no counted row is 0 with a zero gradient. Where ATen's own mean is that
+    mean (no class weights, some row counted: known on CPU from :func:`_host_rows`) it is
+    ATen's, as ``F.cross_entropy`` computes it; elsewhere the sum over its total weight."""
     u = affine_logits(z, scale, bias, divisor)
+    # under torch.compile the unsmoothed loss goes through _nll_rows (no log-softmax backward)
+    ce_only = gamma == 0.0 and not isinstance(alpha, Tensor) and (bool(label_smoothing) or not compiling())
+    unweighted_mean = reduction == "mean" and weight is None
+    indexed = col is not None or isinstance(alpha, Tensor) or (weight is not None and not ce_only)
+    every_row, counted = _host_rows(target, ignore_index, unweighted_mean) if unweighted_mean or indexed else (False, False)
     safe = None
-    if col is not None or isinstance(alpha, Tensor):
-        safe = _safe_target(target, ignore_index)
+    if indexed:
+        safe = target if every_row else _safe_target(target, ignore_index)
     if col is not None:
         assert safe is not None
         idx = safe.unsqueeze(1)
         add = col.index_select(0, safe)
         u = u.scatter_add(1, idx, add) if u is z else u.scatter_add_(1, idx, add)
-    # under torch.compile the unsmoothed loss goes through _nll_rows (no log-softmax backward)
-    if gamma == 0.0 and not isinstance(alpha, Tensor) and (label_smoothing or not compiling()):
+    if ce_only:
         if label_smoothing and weight is not None:
             out = _smoothed_weighted_ce(u, target, weight, ignore_index, reduction, label_smoothing)
-        elif reduction == "mean" and not label_smoothing:
+        elif reduction != "mean" or unweighted_mean and counted:
+            out = _aten_ce(u, target, weight, reduction, ignore_index, label_smoothing)
+        elif not label_smoothing:
             # ATen's NLL returns its total weight (the rows kept, or Σ w_{y_i}) beside the sum: the
-            # mean's divisor without another pass (1 where it is 0: an all-ignored batch gives 0).
+            # mean's divisor without another pass (1 where it is 0: an all-ignored batch gives 0;
+            # without class weights it is a count, ≥ 1 unless 0)
             nll: tuple[Tensor, Tensor] = torch.ops.aten.nll_loss_forward(log_softmax_rows(u), target, weight, _SUM,
                                                                           ignore_index)
-            out = nll[0] / mean_divisor(nll[1])
-        elif reduction == "mean":
-            out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction="sum",
-                                  label_smoothing=label_smoothing)
-            out = out / _denominator(target, ignore_index, weight, out.dtype)
-        elif not label_smoothing:
-            out = F.nll_loss(log_softmax_rows(u), target, weight=weight, ignore_index=ignore_index, reduction=reduction)
+            out = nll[0] / (nll[1].clamp_min(1) if weight is None else mean_divisor(nll[1]))
         else:
-            out = F.cross_entropy(u, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
-                                  label_smoothing=label_smoothing)
+            out = _aten_ce(u, target, None, "sum", ignore_index, label_smoothing)
+            out = out / _denominator(target, ignore_index, None, out.dtype)
         return out if alpha is None else out * alpha
     ce = _nll_rows(u, target, ignore_index)  # 0 on ignored rows
-    row = None if weight is None else weight.index_select(0, _safe_target(target, ignore_index) if safe is None else safe)
+    row = None
+    if weight is not None:
+        assert safe is not None
+        row = weight.index_select(0, safe)
     if isinstance(alpha, Tensor):
         assert safe is not None
         a = alpha.index_select(0, safe)
@@ -661,7 +705,9 @@ def _plain(
     if isinstance(alpha, float):
         total = total * alpha
     if reduction == "mean":
-        total = total / _denominator(target, ignore_index, weight, total.dtype)
+        # every row counted (CPU, read above): the divisor is N
+        total = total / (target.shape[0] if unweighted_mean and every_row else
+                         _denominator(target, ignore_index, weight, total.dtype))
     return total
 
 
