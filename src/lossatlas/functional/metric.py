@@ -651,9 +651,12 @@ def contrastive(
         return _contrastive_tiled(u, labels, pos_margin, neg_margin, average_nonzero, indices, block_size, reduction,
                                   out_dtype, validate, on, group, tiled)
     # the fused form lists the positive pairs with `nonzero` (a host read): CPU only unless
-    # forced, so that CUDA never synchronises; CUDA and torch.compile run the composed ops
+    # forced, so that CUDA never synchronises; torch.compile traces the same without host
+    # reads ([N, N] masks), CUDA runs the composed ops
     if indices is None and take_fused(u, CONTRASTIVE_FUSE_MIN_NUMEL):
         return _all_pair_contrastive(u, labels, pos_margin, neg_margin, reduction, average_nonzero).to(out_dtype)
+    if indices is None and compiling():  # the same without host reads
+        return _all_pair_contrastive_traced(u, labels, pos_margin, neg_margin, reduction, average_nonzero).to(out_dtype)
     return _contrastive_composed(u, labels, pos_margin, neg_margin, average_nonzero, indices, reduction, out_dtype, validate)
 
 
@@ -805,6 +808,63 @@ class _AllPairContrastive(torch.autograd.Function):
 
 
 _all_pair_contrastive = cast(Callable[..., Tensor], _AllPairContrastive.apply)  # Function.apply is unannotated in torch
+
+
+class _AllPairContrastiveTraced(torch.autograd.Function):
+    """:class:`_AllPairContrastive` without host reads, the form ``torch.compile`` traces.
+
+    The pairs are [N, N] masks rather than a gathered list of positives (whose length is a
+    host read), identical rows are found by the [N, N] key comparison of
+    :func:`_zero_distance_pairs` (no host check whether any exist) and every reduction's
+    backward is one or two matrix products with the saved coefficient matrix
+    ``C = ∂loss/∂(uᵢ·uⱼ)``: ``−a/d`` per pair, with ``a = ±1`` (times the mean's ``1/count``)
+    for an active positive / negative term and 0 where ``d = 0``. Inductor fuses the
+    elementwise [N, N] work of each direction into one or two loops; autograd's graph of the
+    composed form (distance chain, float pair weights, masked relus, representatives'
+    gather) compiled to about twice the eager fused time (perf table, N = 1024 – 4096).
+    Values and gradients are the composed form's (identical rows at distance 0, no gradient
+    there). No double backward.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, u: Tensor, labels: Tensor, pos_margin: float, neg_margin: float, reduction: str, average_nonzero: bool,
+    ) -> Tensor:
+        sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
+        zero, _ = _zero_distance_pairs(u, sq)
+        d = torch.where(zero, torch.zeros_like(sq), sq.sqrt())
+        pos, neg = _all_pair_masks(labels)
+        lp = torch.where(pos, F.relu(d - pos_margin), torch.zeros_like(d))
+        ln = torch.where(neg, F.relu(neg_margin - d), torch.zeros_like(d))
+        act_p, act_n = lp > 0, ln > 0
+        inv = torch.where(zero, torch.zeros_like(d), d.reciprocal())
+        if reduction == "mean":
+            cp, cn = (act_p.sum(), act_n.sum()) if average_nonzero else (pos.sum(), neg.sum())
+            kp = 1.0 / cp.clamp_min(1).to(u.dtype)
+            kn = 1.0 / cn.clamp_min(1).to(u.dtype)
+            out = lp.sum() * kp + ln.sum() * kn
+            # ∂/∂d = kp (positive) or −kn (negative); ∂d/∂(u·u') = −1/d
+            c = torch.where(act_n, inv * kn, torch.where(act_p, -inv * kp, torch.zeros_like(d)))
+        else:
+            per_anchor = lp.sum(1) + ln.sum(1)
+            out = per_anchor if reduction == "none" else per_anchor.sum()
+            c = torch.where(act_n, inv, torch.where(act_p, -inv, torch.zeros_like(d)))
+        ctx.save_for_backward(u, c)
+        ctx.reduction = reduction
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
+        u, c = ctx.saved_tensors
+        if ctx.reduction == "none":  # row i of the Gram gradient is grad_i · C_i; C is symmetric
+            gu = grad.unsqueeze(1) * (c @ u) + c @ (grad.unsqueeze(1) * u)
+        else:  # a scalar: (C + Cᵀ) u = 2 C u
+            gu = (c @ u) * (2.0 * grad)
+        return gu, None, None, None, None, None
+
+
+_all_pair_contrastive_traced = cast(Callable[..., Tensor], _AllPairContrastiveTraced.apply)
 
 
 def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
