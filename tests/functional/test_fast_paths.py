@@ -408,6 +408,34 @@ def test_noise_mix_both_softmax_forms_and_both_rce_forms(loss_id, kw, ref, num_c
     torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
 
 
+TRACED_ROW_CASES = [("mae", {"scale": 2.5}), ("gce", {"q": 0.4}), ("alpha_loss", {"alpha": 1.0}),
+                    ("alpha_loss", {"alpha": 0.6}), ("taylor_ce", {"order": 3}), ("nce", {}), ("rce", {}),
+                    ("sce", {}), ("nce_rce", {}), ("nce_mae", {}), ("active_passive", {})]
+
+
+@pytest.mark.parametrize("num_classes", [10, 1000])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("loss_id, kw", TRACED_ROW_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(TRACED_ROW_CASES)])
+def test_traced_forms_keep_unblanked_ignored_rows_out(loss_id, kw, reduction, num_classes):
+    # Under torch.compile the traced kernels take ignored rows' logits as they are (not blanked):
+    # all -inf, -inf but one column, a large logit there; values and gradients equal eager's
+    # (float64; eager blanks those rows), finite, 0 on the ignored rows
+    torch._dynamo.reset()
+    z, y = _inputs(9, num_classes, 3.0, seed=num_classes)
+    y[2], y[4], y[6] = -100, -100, -100
+    z[2] = -math.inf
+    z[4, :-1] = -math.inf
+    z[6, 1] = 60.0
+    fn = getattr(LF, loss_id)
+    rv, rg = _value_and_grad(lambda t: fn(t, y, reduction=reduction, validate=False, **kw), z)
+    compiled = torch.compile(lambda t: fn(t, y, reduction=reduction, validate=False, **kw), backend="aot_eager",
+                             fullgraph=True)
+    v, g = _value_and_grad(compiled, z)
+    torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=1e-10, atol=1e-12)
+    assert bool(torch.isfinite(g).all()) and bool((g[[2, 4, 6]] == 0).all())
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("loss_id, kw, ref", [c for c in MIX_CASES if c[0] not in ("logitclip", "ngce")],
                          ids=[c[0] for c in MIX_CASES if c[0] not in ("logitclip", "ngce")])

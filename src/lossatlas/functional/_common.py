@@ -64,6 +64,7 @@ def prepare_classification(
     weight: Tensor | None = None,
     ignore_index: int | None = None,
     lazy_mask: bool = False,
+    blank_ignored: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
     """Validate and normalise (logits, integer target) for a per-sample classification loss.
 
@@ -73,6 +74,8 @@ def prepare_classification(
     ``lazy_mask=True`` (fused CPU paths; one host read) builds the mask only when some target
     can be ``ignore_index``: the usual batch with nothing ignored then costs two operator
     calls instead of the mask's four and the later test that its weights are all 1.
+    ``blank_ignored=False``: ignored rows' logits are left as they are (the caller's kernel
+    keeps them out of the loss and the gradient itself, e.g. :func:`~._fused.sanitized_rows`).
     """
     check_reduction(reduction)
     masked = check_finite_logits(logits, validate)
@@ -88,7 +91,7 @@ def prepare_classification(
         safe_target = torch.where(mask, target, torch.zeros_like(target))
     if masked:  # a -inf logit was seen: it must not be a target's
         check_unmasked_targets(logits, safe_target, mask)
-    if mask is not None and (masked or not validate or compiling()):
+    if mask is not None and blank_ignored and (masked or not validate or compiling()):
         # an ignored row's logits may hold -inf (a masked class, maybe its placeholder target 0):
         # every loss would be inf or NaN there, and ×0 keeps NaN in the value and the gradient
         z = blank_rows(z, mask)

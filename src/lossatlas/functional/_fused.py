@@ -29,6 +29,7 @@ gradient when no row is left (empty or all-ignored batch). No one-hot matrix on 
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 from collections.abc import Callable
 from typing import Any, cast
@@ -504,7 +505,10 @@ class _TracedRowLoss(torch.autograd.Function):
                 reduction: str) -> Tensor:
         lse = torch.logsumexp(z, 1)
         lpy = z.gather(1, idx).squeeze(1) - lse
-        loss, a, b = row(lpy, lse if with_lse else None)
+        row_lse = lse
+        if row_w is not None:  # rows of weight 0 (ignored) may be unblanked: see sanitized_rows
+            lpy, row_lse, lse = sanitized_rows(row_w, lpy, lse)
+        loss, a, b = row(lpy, row_lse if with_lse else None)
         out, k = traced_reduce(loss, row_w, reduction)
         coef_p = (b - a) if b is not None else -a
         ctx.save_for_backward(z, idx, lse, _row_coefficient(coef_p * k, lpy), _row_coefficient(a * k, lpy))
@@ -520,6 +524,16 @@ class _TracedRowLoss(torch.autograd.Function):
 
 
 _traced_row_loss = cast(Callable[..., Tensor], _TracedRowLoss.apply)
+
+
+def sanitized_rows(row_w: Tensor, lpy: Tensor, lse: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(log p_y, log Z, log Z for exp(z − log Z))`` [N] with the rows of weight 0 made harmless
+    (``0, 0, +inf``), so that a traced kernel may take the logits of ignored rows as they are
+    (``-inf`` included) instead of a blanked copy (a pass over [N, C] that inductor keeps as a
+    buffer and differentiates through): their terms are then finite, times a zero weight, and
+    ``exp(z − ∞) = 0`` in the backward. Two N-element selects."""
+    keep = row_w != 0
+    return torch.where(keep, lpy, 0.0), torch.where(keep, lse, 0.0), torch.where(keep, lse, math.inf)
 
 
 def softmax_row_loss(z: Tensor, target: Tensor, row: RowFunction, row_w: Tensor | None, reduction: str,

@@ -36,6 +36,7 @@ from ._fused import (
     log_prob_target,
     next_below,
     reduce_rows,
+    sanitized_rows,
     scale_grad,
     softmax_and_log_target,
     softmax_log_pieces,
@@ -161,12 +162,19 @@ def _base(value: Any, name: str) -> str | Callable[..., Tensor]:
 # Kernels
 # --------------------------------------------------------------------------------------
 def _prepare(
-    logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None
+    logits: Tensor, target: Tensor, reduction: str, validate: bool, ignore_index: int | None, traced: bool = False
 ) -> tuple[Tensor, Tensor, Tensor | None, torch.dtype]:
     """:func:`prepare_classification`; where a fused path can run (CPU, a gradient, not traced:
-    host reads are cheap there) the ignore mask is built only when some target is ``ignore_index``."""
+    host reads are cheap there) the ignore mask is built only when some target is ``ignore_index``.
+    ``traced=True``: the caller runs a traced kernel under ``torch.compile`` when the logits need a
+    gradient, which keeps ignored rows out itself (:func:`~._fused.sanitized_rows`): their
+    logits are then not blanked (a [N, C] buffer and a pass in each direction, ~30 % of a
+    compiled call at C = 1,000)."""
     lazy = isinstance(logits, Tensor) and take_fused(logits, FUSE_MIN_NUMEL)
-    return prepare_classification(logits, target, reduction, validate, None, ignore_index, lazy_mask=lazy)
+    blank = not (traced and compiling() and isinstance(logits, Tensor) and logits.requires_grad
+                 and torch.is_grad_enabled())
+    return prepare_classification(logits, target, reduction, validate, None, ignore_index, lazy_mask=lazy,
+                                  blank_ignored=blank)
 
 
 def _box_cox(logp: Tensor, q: float) -> Tensor:
@@ -328,6 +336,8 @@ class _TracedNoiseMix(torch.autograd.Function):
         num_classes = z.shape[1]
         lse = torch.logsumexp(z, 1, keepdim=True)
         lpy = z.gather(1, idx) - lse
+        if row_w is not None:  # ignored rows' logits are not blanked (_prepare): their terms are made finite
+            lpy, _, lse = sanitized_rows(row_w.unsqueeze(1), lpy, lse)
         loss = torch.zeros_like(lpy)
         a: Tensor | float = -w_ce
         b_more: Tensor | float = 0.0
@@ -389,7 +399,7 @@ def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignor
     """A combination of CE, MAE, NCE and RCE on the fused path (under ``torch.compile`` its traced
     form), or ``None`` where the plain one runs."""
     if compiling():
-        z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+        z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
         kernel = _traced_noise_mix
         if not fused_or_traced(z, FUSE_MIN_NUMEL):
             return None
@@ -420,7 +430,7 @@ def mae(
     validate: bool = True,
 ) -> Tensor:
     """Mean absolute error on the softmax, ``scale · (1 − p_y)``; see :class:`lossatlas.losses.MAELoss`."""
-    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             return -torch.expm1(lpy) * scale, lpy.exp() * -scale, None
@@ -443,7 +453,7 @@ def gce(
     validate: bool = True,
 ) -> Tensor:
     """Generalised cross-entropy ``(1 − p_y^q)/q`` with ``p_y ≥ 1e-7``; see :class:`lossatlas.losses.GCELoss`."""
-    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             kept = lpy >= _LOG_P_MIN  # clamp_min's gradient mask
@@ -1249,7 +1259,7 @@ def taylor_ce(
     validate: bool = True,
 ) -> Tensor:
     """Taylor cross-entropy ``Σ_{k=1}^{t} (1 − p_y)^k / k``; see :class:`lossatlas.losses.TaylorCELoss`."""
-    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             u = -torch.expm1(lpy)  # 1 - p_y
@@ -1285,7 +1295,7 @@ def alpha_loss(
 ) -> Tensor:
     """α-loss ``α/(α−1) · (1 − p_y^{(α−1)/α})``; α = 1 is CE, α = ∞ is ``1 − p_y``. See :class:`lossatlas.losses.AlphaLoss`."""
     c = 1.0 if alpha == math.inf else (alpha - 1.0) / alpha
-    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
+    z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             return _box_cox(lpy, c), _box_cox_slope(lpy, c), None
