@@ -415,13 +415,20 @@ _pointwise = cast(Callable[..., Tensor], _Pointwise.apply)
 
 
 def pointwise_loss(z: Tensor, terms: Callable[[Tensor], tuple[Tensor, Tensor]], *others: Tensor,
-                   cpu_only: bool = True) -> Tensor | None:
+                   cpu_only: bool = True, traced: bool = False) -> Tensor | None:
     """``ℓ(z)`` elementwise from ``terms(z) = (ℓ, dℓ/dz)`` (:class:`_Pointwise`: no autograd graph
     of the terms), or ``None`` where the composed ops should run: the size-based choice of
     :func:`~lossatlas._paths.take_fused` (``cpu_only=False`` where ``terms`` reads nothing on the
     host, so CUDA takes it too), and never when one of ``others`` (the target) needs a
-    gradient (``terms`` gives none for it)."""
-    if not take_fused(z, 1, cpu_only=cpu_only) or any(t.requires_grad for t in others):
+    gradient (``terms`` gives none for it). ``traced=True`` takes it under ``torch.compile`` too
+    (where ``z`` needs a gradient; ``terms`` must read nothing on the host): inductor fuses the
+    terms into one kernel and the backward is one multiply, where autograd's graph of the
+    composed ops makes it recompute the transcendentals."""
+    if any(t.requires_grad for t in others):
+        return None
+    if traced and compiling():
+        return _pointwise(z, terms) if z.requires_grad and torch.is_grad_enabled() else None
+    if not take_fused(z, 1, cpu_only=cpu_only):
         return None
     return _pointwise(z, terms)
 

@@ -294,7 +294,7 @@ def sigmoid_focal(
     out_dtype = logits.dtype
     z = logits.to(compute_dtype(logits))
     y = target.to(z.dtype)
-    losses = pointwise_loss(z, lambda x: _sigmoid_focal_terms(x, y, alpha, gamma), y, cpu_only=False)
+    losses = pointwise_loss(z, lambda x: _sigmoid_focal_terms(x, y, alpha, gamma), y, cpu_only=False, traced=True)
     if losses is None:
         losses = _sigmoid_focal_plain(z, y, alpha, gamma)
     m = None if mask is None else check_mask(mask, logits, validate).to(z.dtype)
@@ -353,7 +353,8 @@ def _sigmoid_focal_terms(z: Tensor, y: Tensor, alpha: float | None, gamma: float
             q_g = q.pow(gamma - 1.0)
             dq.mul_(q_g)
             q_g.mul_(q)
-        slope.mul_(q_g).add_(dq, alpha=gamma)
+        # traced, a scalar keyword argument cannot be symbolic (inductor fails on it)
+        slope.mul_(q_g).add_(dq.mul_(gamma) if compiling() else dq, alpha=1.0 if compiling() else gamma)
         ce.mul_(q_g)
     if alpha is not None:
         a = y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)

@@ -96,7 +96,7 @@ def entropy_maximization(
     """Entropy-maximisation loss ``y·(−log σ(z)) − (1 − y)·α H(σ(z))``; see
     :class:`lossatlas.losses.EntropyMaximizationLoss`."""
     z, y, m, out_dtype = _prepare_multilabel(logits, target, validate, None, ignore_index)
-    losses = pointwise_loss(z, lambda x: _entropy_maximization_terms(x, y, alpha), y)
+    losses = pointwise_loss(z, lambda x: _entropy_maximization_terms(x, y, alpha), y, traced=True)
     if losses is None:
         losses = y * -F.logsigmoid(z) - (1.0 - y) * (alpha * binary_entropy_with_logits(z))
     return reduce_loss(losses, reduction, m, out_dtype)
@@ -114,7 +114,8 @@ def _entropy_maximization_terms(z: Tensor, y: Tensor, alpha: float) -> tuple[Ten
     a = z.abs()
     r = torch.neg(a).sigmoid_()  # σ(−|z|) ∈ (0, 1/2]
     nl = torch.neg(r).log1p_()  # log σ(|z|) = −log(1 + e^{−|z|})
-    u = torch.rsub(y, alpha, alpha=alpha)  # α (1 − y)
+    # α (1 − y) in one pass; traced, a scalar keyword argument cannot be symbolic (inductor fails on it)
+    u = torch.rsub(y, 1.0).mul_(alpha) if compiling() else torch.rsub(y, alpha, alpha=alpha)
     slope = torch.addcmul(r, r, r, value=-1.0).mul_(z).mul_(u)  # α (1 − y) z σ(z) σ(−z)
     slope.addcmul_(y, torch.neg(z).sigmoid_(), value=-1.0)
     h = r.mul_(a).sub_(nl)  # H
