@@ -979,6 +979,43 @@ def test_asymmetric_against_the_definition(kw, reduction, path, masked, soft):
                        lambda t: _masked_reduce(ref_asymmetric(t, y, **ref_kw), mask, reduction), z, path)
 
 
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+@pytest.mark.parametrize("kw", ASL_KW, ids=str)
+def test_asymmetric_traced_form_under_torch_compile(kw, num_classes):
+    # torch.compile (Dynamo + AOTAutograd, no code generation) takes _TracedAsymmetric: against the
+    # float64 definition, 0/1 and soft targets, with and without a mask, every reduction
+    z, y, m = _multilabel_inputs(6, num_classes, 12.0)
+    y[2] = (y[2] > 0.5).to(DT)
+    ref_kw = {**kw, "clip": kw.get("clip", 0.05) or 0.0}
+    for mask in (None, m):
+        for reduction in ("mean", "none", "sum"):
+            torch._dynamo.reset()
+            rv, rg = _value_and_grad(lambda t: _masked_reduce(ref_asymmetric(t, y, **ref_kw), mask, reduction), z)
+            fn = torch.compile(lambda t: LF.asymmetric(t, y, reduction=reduction, mask=mask, validate=False, **kw),
+                               backend="aot_eager", fullgraph=True)
+            v, g = _value_and_grad(fn, z)
+            torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+    from torch._dynamo.testing import CompileCounterWithBackend
+    counter = CompileCounterWithBackend("aot_eager")
+    torch._dynamo.reset()
+    torch.compile(lambda t: LF.asymmetric(t, y, validate=False, **kw), backend=counter, fullgraph=True)(z.clone().requires_grad_())
+    names = [str(n.target) for gm in counter.graphs for n in gm.graph.nodes]
+    assert any("TracedAsymmetric" in n or "autograd_function_apply" in n for n in names), names
+
+
+@pytest.mark.parametrize("kw", ASL_KW, ids=str)
+def test_asymmetric_traced_gradcheck(kw):
+    # the traced Function run eagerly: float64 gradcheck, masked, each reduction; γ = 0 (the
+    # focusing weight is detached, so with γ > 0 the gradient is not the value's derivative)
+    from lossatlas.functional import multilabel as ML
+    z, y, m = _multilabel_inputs(4, 5, 3.0)
+    margin = kw.get("clip", 0.05) or 0.0
+    for reduction in ("mean", "none", "sum"):
+        assert torch.autograd.gradcheck(lambda t: ML._asymmetric_traced(t, y, m, 0.0, 0.0, margin, kw.get("eps", 1e-8), reduction),
+                                        (z.clone().requires_grad_(),))
+
+
 @pytest.mark.parametrize("kw", ASL_KW, ids=str)
 def test_asymmetric_fused_gradcheck(kw):
     # the weight is detached (the reference's default): gradcheck the loss at a fixed weight, i.e.
