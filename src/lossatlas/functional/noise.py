@@ -642,9 +642,9 @@ class _NormalisedGCE(torch.autograd.Function):
         p, lpy = softmax_and_log_target(z, idx)
         if q == 1.0:
             pq = p
-        else:  # p^q = exp(q (z − log Z)): one exponential pass, log Z = z_y − log p_y
-            log_z = z.gather(1, idx).squeeze_(1).sub_(lpy)
-            pq = z.sub(log_z.unsqueeze_(1)).mul_(q).exp_()
+        else:  # p^q = exp(q z − q log Z): one affine and one exponential pass, log Z = z_y − log p_y
+            log_z = z.gather(1, idx).sub_(lpy.unsqueeze(1))
+            pq = torch.add(log_z.mul_(-q), z, alpha=q).exp_()
         floor = P_MIN**q
         if float(pq.amin()) >= floor:  # no clamp (one host read): every p^q is kept
             kept = pq
