@@ -642,6 +642,27 @@ def test_correctness_aware_fused_against_the_definition(num_classes, reduction, 
             torch.testing.assert_close(gz, rg, rtol=1e-8, atol=1e-11)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none", "sum"])
+def test_correctness_aware_traced_form_under_torch_compile(reduction):
+    # torch.compile (Dynamo + AOTAutograd) takes _CorrectnessAware's traced form (no host reads): against the
+    # float64 definition with a tied row, an ignored row and both balance settings
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(12)
+    z = torch.randn(16, 7, generator=g, dtype=DT) * 2
+    y = torch.randint(0, 7, (16,), generator=g)
+    y[:6] = z[:6].argmax(1)
+    z[2] = 0.5  # all tied
+    y[9] = -100
+    keep = y != -100
+    for balance in (True, False):
+        rv, rg = _value_and_grad(lambda t: ref_correctness_aware(t, torch.where(keep, y, 0), keep, balance, reduction), z)
+        fn = torch.compile(lambda t: LF.correctness_aware(t, y, balance=balance, reduction=reduction, validate=False),
+                           backend="aot_eager", fullgraph=True)
+        v, gz = _value_and_grad(fn, z)
+        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gz, rg, rtol=1e-8, atol=1e-11)
+
+
 def test_correctness_aware_fused_one_group_empty_batch_and_gradcheck():
     g = torch.Generator().manual_seed(4)
     z = torch.randn(9, 5, generator=g, dtype=DT)

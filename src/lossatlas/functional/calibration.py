@@ -481,7 +481,7 @@ class _AnyLoss(torch.autograd.Function):
         n, num_classes = z.shape
         rows = idx.squeeze(1)
         p = softmax_rows(z)
-        yhat = torch.sigmoid(p.sub(0.5).mul_(amplifier))
+        yhat = p.sub(0.5).mul_(amplifier).sigmoid_()
         pred = yhat.sum(0)
         yhat_y = yhat.gather(1, idx).squeeze_(1)
         if traced:
@@ -715,8 +715,8 @@ def correctness_aware(
     """Correctness-aware loss ``(max_k softmax(z)_k − 1[argmax z = y])²`` of a post-hoc calibrator's
     logits; see :class:`lossatlas.losses.CorrectnessAwareLoss`."""
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
-    if take_fused(z, FUSE_MIN_NUMEL):
-        return as_dtype(_correctness_aware_fused(z, y.unsqueeze(1), w, balance, reduction), out_dtype)
+    if fused_or_traced(z, FUSE_MIN_NUMEL):
+        return as_dtype(_correctness_aware_fused(z, y.unsqueeze(1), w, balance, reduction, compiling()), out_dtype)
     conf = torch.softmax(z, dim=1).amax(1)
     correct = z.argmax(1) == y
     losses = (conf - correct.to(z.dtype)).square()
@@ -729,26 +729,32 @@ def correctness_aware(
 class _CorrectnessAware(torch.autograd.Function):
     """The correctness-aware loss from one softmax, hand-derived backward (CPU; host reads).
 
-    Forward: ``p = softmax(z)``, ``(conf, a) = max_k p`` (value and index), ``c = 1[a = y]``,
-    ``ℓ = (conf − c)²``, the group-balance weights from the two group sizes (read on the host)
-    and the reduction. Backward: ``∂ℓ/∂z = u conf (e_a − p)`` with ``u = 2 (conf − c)`` times the
-    row's factor: one multiply over [N, C] and an N-element scatter. Where a row's largest
-    probability is tied (equal logits), ``amax``'s even split of the gradient over the tied
-    classes, ``u conf (M/T − p)`` with ``M`` the tied classes and ``T`` their number, and the
-    first largest logit for ``argmax``, as the composed ops."""
+    Forward: ``p = softmax(z)``, ``conf = max_k p``, the mask ``M = [p = conf]`` of each row's
+    largest probabilities (a float mask: float compares are several times faster than boolean
+    ones on CPU, and ``max``'s index several times slower than ``amax``), ``c = M_y`` (correct:
+    the target holds the row's only largest probability), ``ℓ = (conf − c)²``, the group-balance
+    weights from the two group sizes (read on the host) and the reduction. Backward:
+    ``∂ℓ/∂z = u conf (M − p)`` with ``u = 2 (conf − c)`` times the row's factor. Where a largest
+    probability is tied (equal logits; one host read), ``M`` is divided by the number ``T`` of
+    tied classes (``amax`` splits its gradient evenly) and ``c`` is ``1[argmax z = y]`` (the first
+    largest logit), as the composed ops."""
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, idx: Tensor, row_w: Tensor | None, balance: bool, reduction: str) -> Tensor:
+    def forward(ctx: Any, z: Tensor, idx: Tensor, row_w: Tensor | None, balance: bool, reduction: str,
+                traced: bool) -> Tensor:
+        if traced:
+            return _correctness_aware_traced(ctx, z, idx, row_w, balance, reduction)
         p = softmax_rows(z)
-        conf, top = p.max(1)
-        tied = p == conf.unsqueeze(1)
-        ctx.tied = int(tied.sum()) > z.shape[0]
-        if ctx.tied:  # the index of the first largest logit, and the tied classes' share of amax's gradient
-            top = z.argmax(1)
-            share = tied.to(z.dtype)
-            ctx.share = share.div_(share.sum(1, keepdim=True))
-        correct = top == idx.squeeze(1)
-        diff = conf - correct.to(z.dtype)
+        conf = p.amax(1)
+        top = p.sub(conf.unsqueeze(1)).eq_(0.0)
+        if float(top.sum()) > z.shape[0]:  # a tie: the first largest logit, and amax's share per tied class
+            correct = z.argmax(1) == idx.squeeze(1)
+            hit = correct.to(z.dtype)
+            top.div_(top.sum(1, keepdim=True))
+        else:
+            hit = top.gather(1, idx).squeeze_(1)
+            correct = hit > 0
+        diff = conf - hit
         loss = diff * diff
         weights, kept = _balanced_weights(correct, row_w, diff) if balance else (row_w, None)
         k: Tensor | float
@@ -759,17 +765,32 @@ class _CorrectnessAware(torch.autograd.Function):
         else:
             out, k = traced_reduce(loss, weights, reduction)
         coef = diff.mul_(conf).mul_(2.0)  # ∂ℓ/∂conf · conf
-        ctx.save_for_backward(p, top.unsqueeze_(1), coef * k if isinstance(k, Tensor) else coef.mul_(k))
+        ctx.save_for_backward(p, top, coef * k if isinstance(k, Tensor) else coef.mul_(k))
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         p, top, coef = ctx.saved_tensors
         c = (coef * grad).unsqueeze_(1)
-        gz = p * c.neg()
-        if ctx.tied:
-            return gz.addcmul_(ctx.share, c), None, None, None, None
-        return gz.scatter_add_(1, top, c), None, None, None, None
+        return (p * c.neg()).addcmul_(top, c), None, None, None, None, None
+
+
+def _correctness_aware_traced(ctx: Any, z: Tensor, idx: Tensor, row_w: Tensor | None, balance: bool,
+                              reduction: str) -> Tensor:
+    """:class:`_CorrectnessAware`'s forward for ``torch.compile`` (no host reads, nothing in place
+    on saved tensors): ``M / T`` for every row, ``argmax`` for correctness, :func:`_group_balance`."""
+    p = torch.softmax(z, 1)
+    conf = p.amax(1)
+    top = (p == conf.unsqueeze(1)).to(z.dtype)
+    top = top / top.sum(1, keepdim=True)
+    correct = z.argmax(1) == idx.squeeze(1)
+    diff = conf - correct.to(z.dtype)
+    weights = row_w
+    if balance:
+        weights = _group_balance(correct, torch.ones_like(correct) if row_w is None else row_w > 0).to(z.dtype)
+    out, k = traced_reduce(diff * diff, weights, reduction)
+    ctx.save_for_backward(p, top, diff * conf * 2.0 * k)
+    return out
 
 
 _correctness_aware_fused = cast(Callable[..., Tensor], _CorrectnessAware.apply)
