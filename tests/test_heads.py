@@ -130,6 +130,17 @@ def test_ldam_warns_once_on_logits_that_cannot_be_cosines(fresh_warning):
     assert rec[0].filename == __file__
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_ldam_peak_is_the_largest_magnitude_on_either_side(fresh_warning, masked):
+    # the peak comes from the logits' least and largest value (one aminmax); a masked class (-inf)
+    # sends it to the exact pass over the finite logits
+    z = torch.tensor([[0.2, -2.5, 0.5], [0.1, 0.0, -0.4]])
+    if masked:
+        z[1, 2] = -torch.inf
+    caught = _ldam_warnings(z)
+    assert len(caught) == 1 and "|z| = 2.5" in str(caught[0].message)
+
+
 @pytest.mark.parametrize("case", ["cosines", "scale_1", "no_validate", "masked_class", "bfloat16_cosines", "empty"])
 def test_ldam_does_not_warn_on_cosines_or_when_told_not_to(fresh_warning, case):
     torch.manual_seed(0)

@@ -452,7 +452,7 @@ def ldam(
     out = _class_ce(logits, target, weight, ignore_index, reduction, validate, {"class_counts": class_counts}, scale=scale,
                     shift=lambda z: cast_constant(margins, z, -scale, column=True))
     if peak is not None:
-        _warn_unnormalised(float(peak), float(scale))
+        _warn_unnormalised(_peak_value(logits, peak), float(scale))
     return out
 
 
@@ -461,11 +461,22 @@ LDAM_COSINE_TOLERANCE = 0.01
 _LDAM_WARNED = [False]  # warn once per process
 
 
-def _ldam_peak(logits: Tensor) -> Tensor | None:
-    """max |z| over the finite logits (a masked class's -inf is not a magnitude), on the device."""
+def _ldam_peak(logits: Tensor) -> tuple[Tensor, Tensor] | None:
+    """The logits' least and largest value, on the device (one pass; :func:`_peak_value` reads them)."""
     if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.numel() == 0:
         return None  # the checks of the call report bad logits
-    return logits.detach().abs().nan_to_num(0.0, 0.0, 0.0).amax()
+    lo, hi = torch.aminmax(logits.detach())
+    return lo, hi
+
+
+def _peak_value(logits: Tensor, extremes: tuple[Tensor, Tensor]) -> float:
+    """max |z| over the finite logits (a masked class's -inf is not a magnitude) from :func:`_ldam_peak`'s
+    extremes; where one is not finite (-inf, or NaN/+inf, which the deferred checks have reported when
+    ``validate``), from the exact pass over the finite entries."""
+    lo, hi = float(extremes[0]), float(extremes[1])
+    if math.isfinite(lo) and math.isfinite(hi):
+        return max(-lo, hi)
+    return float(logits.detach().abs().nan_to_num(0.0, 0.0, 0.0).amax())
 
 
 def _warn_unnormalised(peak: float, scale: float) -> None:
