@@ -82,3 +82,49 @@ def test_contrastive_traced_function_equals_composed_form_and_passes_gradcheck(c
     # gradcheck away from the identical rows (finite differences move them apart)
     e2, y2 = _batch(12, 5)
     assert torch.autograd.gradcheck(lambda x: traced(x, y2), (e2.requires_grad_(),))
+
+
+TRIPLET: dict[str, dict[str, Any]] = {
+    "mean": {},
+    "mean_all_triplets": {"average_nonzero": False, "margin": 0.5},
+    "sum": {"reduction": "sum", "margin": 0.1},
+    "none": {"reduction": "none", "margin": 0.3},
+    "zero_margin": {"margin": 0.0},
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRIPLET))
+def test_triplet_margin_compiles_in_one_graph_and_equals_eager(case: str) -> None:
+    kw = TRIPLET[case]
+
+    def fn(e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return LF.triplet_margin(e, y, validate=False, **kw)
+
+    torch._dynamo.reset()
+    compiled: Any = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for n, repeats in ((24, True), (40, False)):
+        e, y = _batch(n, n, repeats)
+        e.requires_grad_()
+        out = compiled(e, y)
+        ref = fn(e, y)  # eager CPU: the gathered [N, P, N] terms
+        w = torch.linspace(0.5, 2.0, n, dtype=torch.float64) if out.ndim else torch.tensor(1.0, dtype=torch.float64)
+        (grad,) = torch.autograd.grad((out * w).sum(), e)
+        (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.2, 0.7, -0.1])
+def test_sorted_triplets_equal_the_gathered_terms(margin: float) -> None:
+    e, y = _batch(30, 7, repeats=True)
+    e.requires_grad_()
+    d = M._unit_distances(F.normalize(e, dim=1))
+    per_anchor, active, n_valid = M._sorted_triplets(d, y, margin)
+    losses, ref, ref_valid = M._all_triplets(d, y, margin)
+    torch.testing.assert_close(per_anchor, ref, rtol=1e-12, atol=1e-12)
+    assert int(active) == int((losses > 0).sum()) and int(n_valid) == int(ref_valid)
+    w = torch.linspace(0.5, 2.0, 30, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((per_anchor * w).sum(), e, retain_graph=True)
+    (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    assert grad.abs().sum() > 0

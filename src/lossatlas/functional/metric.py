@@ -888,6 +888,31 @@ def _all_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Ten
     return losses, losses.sum((1, 2)), n_valid
 
 
+def _sorted_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Every valid triplet's ``relu(d_ap − d_an + margin)`` summed per anchor without the
+    [N, P, N] (or [N, N, N]) terms and without host reads: the form ``torch.compile`` traces.
+
+    For anchor a and positive p the active negatives are those with ``d_an < d_ap + margin``;
+    with the anchor's negative distances sorted, their number ``c_ap`` is a
+    ``searchsorted`` and their sum ``S_ap`` a prefix sum, so the anchor's loss is
+    ``Σ_p c_ap·(d_ap + margin) − S_ap`` (O(N² log N)). Autograd through the sort, the prefix
+    sum and the gather gives the dense form's gradient (``c_ap`` for ``d_ap``, minus the
+    number of positives that count ``n`` for ``d_an``). Values are the dense form's up to the
+    summation order; a term within rounding of the margin boundary may count on one side in
+    one form and on the other in the other. Returns the per-anchor sums [N], the number of
+    active triplets and of valid triplets (0-d).
+    """
+    pos, neg = _all_pair_masks(labels)
+    dn = torch.where(neg, d, torch.full_like(d, math.inf)).sort(1).values
+    prefix = F.pad(torch.where(neg.sum(1, keepdim=True) > torch.arange(d.shape[1], device=d.device),
+                               dn, torch.zeros_like(dn)).cumsum(1), (1, 0))  # [N, N + 1], sums of the first k
+    q = d + margin
+    c = torch.searchsorted(dn, q.detach().contiguous())  # negatives with d_an < d_ap + margin
+    terms = torch.where(pos, c.to(d.dtype) * q - prefix.gather(1, c), torch.zeros_like(d))
+    count = torch.where(pos, c, torch.zeros_like(c)).sum()
+    return terms.sum(1), count, (pos.sum(1) * neg.sum(1)).sum()
+
+
 @loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "margin": Param("α, the distance by which a negative must be farther than the positive", any_number,
                     f"FaceNet (α = 0.2); {PML}'s default is 0.05"),
@@ -959,7 +984,11 @@ def triplet_margin(
         losses, per_anchor, n_valid = _all_triplets(d, labels, margin)
         mean = _avg(losses, losses > 0) if average_nonzero else losses.sum() / n_valid.clamp_min(1).to(losses.dtype)
         return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
-    if indices is None:  # dense [a, p, n] form: no host read (CUDA, torch.compile)
+    if indices is None and compiling():  # sorted form: O(N² log N), no host read
+        per_anchor, active, n_valid = _sorted_triplets(d, labels, margin)
+        mean = per_anchor.sum() / (active if average_nonzero else n_valid).clamp_min(1).to(d.dtype)
+        return _pairwise_reduce(per_anchor, mean, reduction, out_dtype)
+    if indices is None:  # dense [a, p, n] form: no host read (CUDA)
         pos, neg = _all_pair_masks(labels)
         valid = pos.unsqueeze(2) & neg.unsqueeze(1)  # [a, p, n]
         t = d.unsqueeze(2) - d.unsqueeze(1) + margin
