@@ -88,8 +88,25 @@ MISS_REASONS = {
                             "log1p, σ(−z)) but ~20 elementwise passes over N×C (the entropy, the BCE and both "
                             "derivatives, each an ATen op), where F.binary_cross_entropy_with_logits makes ~8: at "
                             "C = 1000 the [N, C] buffers leave the cache and memory traffic sets the ratio",
-    "anyloss": "the soft confusion matrix needs σ(L(p − 1/2)) over N×C beside the softmax, its column sums and its "
-               "derivative; then the softmax's backward (C ≤ 100: ~30 small ops on [C] vectors for the metric)",
+    "anyloss": "the soft confusion matrix needs ŷ = σ(L(p − 1/2)) over N×C beside the softmax: a second exponential "
+               "pass (N×C = 10^6 on the table's CPU: softmax 1.3 ms, the sigmoid 1.0 ms, F.cross_entropy's forward + "
+               "backward 3.1-3.9 ms) and its derivative p ŷ(1 − ŷ); one autograd.Function, whose forward also counts "
+               "the classes (two bincounts) and takes the metric and its derivatives in TP and Σŷ as ~10 ops on [C] "
+               "vectors, the fixed cost at C ≤ 100",
+    "correctness_aware": "C = 10: the fixed cost of its one autograd.Function: the softmax (not a log-softmax), amax, a "
+                         "mask of each row's largest probability (amax's split gradient at ties; one host read), the "
+                         "two group sizes of the balance weights (two host reads) and the weighted mean",
+    "encouraging": "C = 10: the per-row terms of the bonus log(1 − p_y) with its 1e-5 clamp and the linear part "
+                   "above log_end (~14 ops on N-vectors) beside the fused per-row path's softmax, gather, log, "
+                   "underflow check (one host read) and the backward's multiply and scatter",
+    "spherical_z_loss": "C = 10: the standardisation over the classes (mean, norm, σ) and softplus / sigmoid of the "
+                        "target's score, each an op on N-vectors, plus the backward's three per-row coefficients; no "
+                        "softmax, but more operator calls than F.cross_entropy's ~8",
+    "poly1": "C = 10: the fused per-row path's fixed cost (one autograd.Function: softmax, gather, log, an underflow "
+             "check with one host read, the row terms, the backward's multiply and scatter) against F.cross_entropy's "
+             "two ATen kernels",
+    "squentropy": "C = 10: as poly1, plus the square of every logit with the target's zeroed (a scatter and a row sum)",
+    "log_z_squared": "C = 10: as poly1, plus log Z from log p_y (a gather and a subtraction) and its square",
     "asymmetric_single_label": "the weights p^γ− and the smoothed target need a softmax and a log-softmax over N×C "
                                "(F.cross_entropy: one log-softmax) and the log-softmax's backward",
     "asymmetric": "ASL's probability margin and focusing weight: two sigmoids, two logs and a power with a "
