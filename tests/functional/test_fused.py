@@ -422,3 +422,22 @@ def test_narrow_logits_take_the_transposed_kernels_below_narrow_c():
         assert _fused.log_softmax_rows(z).is_contiguous() == (num_classes >= _fused.NARROW_C)
         torch.testing.assert_close(_fused.log_softmax_rows(z), torch.log_softmax(z, 1), rtol=1e-14, atol=1e-14)
         torch.testing.assert_close(_fused.softmax_rows(z), torch.softmax(z, 1), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("loss_id", ["cross_entropy", "focal", "ldam", "vs"])
+def test_per_sample_gradients_under_vmap(loss_id):
+    # the plain path's host read (whether a row is ignored) is skipped under torch.func transforms:
+    # vmap(grad(loss)) gives each sample's gradient, as a loop over the samples does
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(6, 10, generator=g, dtype=torch.float64) * 0.3
+    y = torch.randint(0, 10, (6,), generator=g)
+    kw = {"class_counts": [50 - 4 * j for j in range(10)]} if loss_id in ("ldam", "vs") else {}
+    fn = getattr(la.functional, loss_id)
+
+    def one(zi, yi):
+        return fn(zi.unsqueeze(0), yi.unsqueeze(0), validate=False, **kw)
+
+    got = torch.func.vmap(torch.func.grad(one))(z, y)
+    want = torch.stack([torch.autograd.grad(one(zi, y[i]), zi)[0]
+                        for i, zi in enumerate(z.clone().requires_grad_().unbind(0))])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -657,9 +657,10 @@ def _host_rows(target: Tensor, ignore_index: int, counted: bool = True) -> tuple
     """``(no row is ignored, some row is counted)``, read on the host for a CPU ``target`` (one
     reduction, :func:`~lossatlas.functional._common.none_ignored`; where some row is ignored and
     ``counted``, a second); ``(False, False)`` (nothing known) on other devices (the plain path
-    reads nothing there), under ``torch.compile`` and for an empty batch. A target out of range
-    reads as neither; the kernel rejects it."""
-    if not target.is_cpu or not target.numel() or compiling():
+    reads nothing there), under ``torch.compile`` and ``torch.func`` transforms (``vmap`` cannot
+    read a value) and for an empty batch. A target out of range reads as neither; the kernel
+    rejects it."""
+    if not target.is_cpu or not target.numel() or compiling() or torch._C._are_functorch_transforms_active():
         return False, False
     if none_ignored(target, ignore_index):
         return True, True
