@@ -229,6 +229,28 @@ def test_value_and_gradient_against_the_definition(loss_id, kw, ref, num_classes
     torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
 
 
+CALIBRATION_ROWS = [("poly1", {"epsilon": 2.0}, ref_poly1), ("encouraging", {"log_end": 0.75}, ref_encouraging),
+                    ("encouraging", {"log_end": 0.99995}, ref_encouraging), ("squentropy", {}, ref_squentropy),
+                    ("spherical_z_loss", {"a": 1.5, "b": 0.3}, ref_spherical), ("log_z_squared", {"coefficient": 0.01},
+                                                                                  ref_log_z_squared)]
+
+
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+@pytest.mark.parametrize("loss_id, kw, ref", CALIBRATION_ROWS, ids=[f"{c[0]}-{i}" for i, c in enumerate(CALIBRATION_ROWS)])
+def test_calibration_fused_rows_at_the_benchmarked_widths(loss_id, kw, ref, num_classes):
+    # the default (fused) path at C = 10 / 100 / 1000 with an ignored row and rows whose p_y is within 1e-5 of 1
+    # (encouraging's clamp and linear part), every reduction, against the float64 definition
+    z, y = _inputs(12, num_classes, 4.0, seed=num_classes)
+    z[2, y[2]] = 40.0
+    z[3, y[3]] = z[3].max() + 12.0
+    keep = y != -100
+    for reduction in ("mean", "none", "sum"):
+        v, g = _value_and_grad(lambda t: getattr(LF, loss_id)(t, y, reduction=reduction, **kw), z)
+        rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0), **kw), keep, reduction), z)
+        torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+
+
 @pytest.mark.parametrize("num_classes", [4, 20])
 @pytest.mark.parametrize("loss_id, kw, ref", [c for c in ROW_CASES if c[0] != "nfl"],
                          ids=[f"{c[0]}-{i}" for i, c in enumerate(ROW_CASES) if c[0] != "nfl"])

@@ -187,9 +187,22 @@ def encouraging(
     return reduce_loss(bonus - logp_y, reduction, sample_w, out_dtype)
 
 
+#: Below this ``log_end`` the fused encouraging loss needs no clamp of ``1 − p`` (margin for float32's rounding of ``p``).
+_ENCOURAGING_UNCLAMPED = 0.9999
+
+
 def _encouraging_row(lpy: Tensor, log_end: float) -> tuple[Tensor, Tensor, None]:
     """Encouraging loss per row and its derivative w.r.t. ``log p_y`` (the fused path)."""
     p_y = lpy.exp()
+    if log_end < _ENCOURAGING_UNCLAMPED:
+        # every row that the 1e-5 clamp would touch (1 − p < 1e-5) lies in the linear part (p > log_end), so
+        # the clamp never decides anything: bonus log(1 − p) below log_end, with ∂/∂ log p − 1 = −1/(1 − p)
+        one_minus = torch.expm1(lpy).neg_()
+        above = p_y > log_end
+        linear = p_y.mul_(1.0 / (log_end - 1.0))
+        bonus = torch.where(above, linear + (math.log(1.0 - log_end) - log_end / (log_end - 1.0)), one_minus.log())
+        return bonus.sub_(lpy), torch.where(above, linear.sub_(1.0), one_minus.reciprocal_().neg_()), None
+
     one_minus = -torch.expm1(lpy)
     kept = one_minus >= 1e-5  # clamp_min's gradient mask
     one_minus_c = one_minus.clamp_min(1e-5)
