@@ -60,3 +60,23 @@ def test_traced_pointwise_function_equals_eager(case: str) -> None:
         torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-14)
     # the traced graph holds the hand-derived function, not the composed ops' autograd graph
     assert graphs and all("_Pointwise" in code or "autograd_function_apply" in code for code in graphs), graphs[-1]
+
+
+def test_gumbel_compiled_equals_eager() -> None:
+    """Gumbel's traced path (the composed ops, the one-hot as a comparison) in one fullgraph
+    compile: the eager values and gradients, the default clamp and none, an ignored row."""
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(6, 9, generator=g, dtype=torch.float64) * 4
+    y = torch.tensor([0, 8, 3, -100, 5, 5])
+
+    def fn(x: torch.Tensor, lo: float | None) -> torch.Tensor:
+        return LF.gumbel(x, y, clamp_min=lo, clamp_max=None if lo is None else 10.0, reduction="sum")
+
+    torch._dynamo.reset()
+    compiled: Any = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    for lo in (-4.0, None):
+        x = z.clone().requires_grad_()
+        out, ref = compiled(x, lo), fn(x, lo)
+        (gc,), (gr,) = torch.autograd.grad(out, x), torch.autograd.grad(ref, x)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(gc, gr, rtol=1e-10, atol=1e-14)

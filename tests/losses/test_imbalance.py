@@ -622,8 +622,9 @@ def _gumbel_definition(z, y, lo, hi, w, ignore_index, reduction):
     return (rows * rw).sum() / rw.sum() if rw.sum() > 0 else (rows * rw).sum()
 
 
+@pytest.mark.parametrize("path", ["plain", "fused"])
 @pytest.mark.parametrize("num_classes", [10, 100, 1000])
-def test_gumbel_one_pass_function_equals_the_definition(num_classes):
+def test_gumbel_one_pass_function_equals_the_definition(num_classes, path):
     """The hand-derived single-pass Gumbel function (taken when the logits need a gradient) gives
     the composed definition's values and gradients in float64: clamps on both sides, one side or
     none, logits far out (±100, and exactly on the clamp bounds, where the clamp still passes the
@@ -647,7 +648,7 @@ def test_gumbel_one_pass_function_equals_the_definition(num_classes):
             for reduction in ("mean", "sum", "none"):
                 a = zz.clone().requires_grad_()
                 b = zz.clone().requires_grad_()
-                with force_path("fused"):
+                with force_path(path):
                     out = LF.gumbel(a, y, weight=weight, reduction=reduction, validate=False, **kw)
                 ref = _gumbel_definition(b, y, lo, hi, weight, -100, reduction)
                 torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)

@@ -623,7 +623,9 @@ def _gumbel_terms(z: Tensor, y: Tensor) -> Tensor:
     for large ``z_j``, where it tends to ``z_j``)."""
     e = torch.exp(-z)
     negative = -torch.log(-torch.expm1(-e))
-    onehot = torch.zeros_like(z, dtype=torch.bool).scatter_(1, y.unsqueeze(1), True)
+    # a comparison, not a scatter into zeros, which inductor compiles to a slow kernel (under
+    # torch.compile this is the traced path)
+    onehot = torch.arange(z.shape[1], device=z.device) == y.unsqueeze(1)
     return torch.where(onehot, e, negative).sum(dim=1)
 
 
