@@ -741,10 +741,10 @@ def test_dice_batch_denominator_against_the_definition(kw, num_classes, path):
 
 # ------------------------------------------- Dice and single-label ASL under torch.compile
 TRACED_SOFTMAX_CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("dice", {}, "_TracedDiceSums"),
-    ("dice", {"alpha": 0.0}, "_TracedDiceSums"),
-    ("dice", {"alpha": 1.5, "smooth": 0.1}, "_TracedDiceSums"),
-    ("dice", {"alpha": 0.3, "denominator": "batch", "square_denominator": True}, "_TracedDiceSums"),
+    ("dice", {}, "_TracedDiceLoss"),
+    ("dice", {"alpha": 0.0}, "_TracedDiceLoss"),
+    ("dice", {"alpha": 1.5, "smooth": 0.1}, "_TracedDiceLoss"),
+    ("dice", {"alpha": 0.3, "denominator": "batch", "square_denominator": True}, "_TracedDiceLoss"),
     ("asymmetric_single_label", {}, "_TracedAsymmetricSingleLabel"),
     ("asymmetric_single_label", {"gamma_pos": 0.5, "gamma_neg": 2.5, "eps": 0.2}, "_TracedAsymmetricSingleLabel"),
     ("asymmetric_single_label", {"gamma_pos": 2.0, "gamma_neg": 0.0, "eps": 0.0}, "_TracedAsymmetricSingleLabel"),
@@ -815,6 +815,10 @@ def test_traced_softmax_functions_gradcheck(reduction):
             s, qy = ML._traced_dice_sums(t, idx, keep, alpha, square)
             return s.sum() * 0.7 + (qy * torch.linspace(0.5, 2.0, 6, dtype=DT)).sum()
         assert torch.autograd.gradcheck(sums, (z.clone().requires_grad_(),))
+        if reduction != "none":  # the reduced loss with its gradient built in the forward
+            for rows in (keep, None):
+                assert torch.autograd.gradcheck(lambda t, rows=rows, alpha=alpha, square=square: ML._traced_dice_loss(
+                    t, y, rows, alpha, 0.1, square, reduction), (z.clone().requires_grad_(),))
     for gp, gn, eps in ((0.0, 4.0, 0.1), (0.5, 2.5, 0.2), (2.0, 0.0, 0.0)):
         assert torch.autograd.gradcheck(lambda t: ML._asl_single_traced(t, idx, gp, gn, eps, keep, reduction),
                                         (z.clone().requires_grad_(),))
