@@ -231,7 +231,8 @@ def test_value_and_gradient_against_the_definition(loss_id, kw, ref, num_classes
 
 CALIBRATION_ROWS = [("poly1", {"epsilon": 2.0}, ref_poly1), ("encouraging", {"log_end": 0.75}, ref_encouraging),
                     ("encouraging", {"log_end": 0.99995}, ref_encouraging), ("squentropy", {}, ref_squentropy),
-                    ("spherical_z_loss", {"a": 1.5, "b": 0.3}, ref_spherical), ("log_z_squared", {"coefficient": 0.01},
+                    ("spherical_z_loss", {"a": 1.5, "b": 0.3}, ref_spherical),
+                    ("spherical_z_loss", {}, ref_spherical), ("log_z_squared", {"coefficient": 0.01},
                                                                                   ref_log_z_squared)]
 
 

@@ -276,8 +276,10 @@ class _SphericalZ(torch.autograd.Function):
         root = var.clamp_min(tiny).sqrt_()
         sigma = root + eps
         c_y = centred.gather(1, idx).squeeze_(1)
-        x = (b - c_y / sigma) * a
-        out, ctx.k = reduce_rows(F.softplus(x).div_(a), row_w, reduction)
+        x = torch.div(c_y, sigma).neg_().add_(b)
+        if a != 1.0:
+            x = x.mul_(a)
+        out, ctx.k = reduce_rows(F.softplus(x) if a == 1.0 else F.softplus(x).div_(a), row_w, reduction)
         s_over = torch.sigmoid(x).div_(sigma)  # −∂ℓ/∂c_y, s/σ
         # ∂ℓ/∂z = coef_c · c + coef_1 + coef_e · e_y
         ctx.coef_1 = s_over / num_classes
@@ -290,7 +292,7 @@ class _SphericalZ(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (idx,) = ctx.saved_tensors
-        gz = ctx.centred.mul(ctx.coef_c.unsqueeze(1)).add_(ctx.coef_1.unsqueeze(1))
+        gz = torch.addcmul(ctx.coef_1.unsqueeze(1), ctx.centred, ctx.coef_c.unsqueeze(1))
         gz.scatter_add_(1, idx, ctx.coef_e.unsqueeze(1))
         return scale_grad(gz, ctx.k, grad), None, None, None, None, None, None
 
