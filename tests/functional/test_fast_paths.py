@@ -770,20 +770,29 @@ def test_traced_softmax_forms_under_torch_compile(loss_id, kw, node, num_classes
     ys = torch.where(keep, y, 0)
     ref = _traced_softmax_reference(loss_id, kw)
     for reduction in ("mean", "sum", "none"):
-        torch._dynamo.reset()
-        rv, rg = _value_and_grad(lambda t: _reduce(ref(t, ys, keep), keep, reduction), z)
-        fn = torch.compile(lambda t: getattr(LF, loss_id)(t, y, reduction=reduction, validate=False, **kw),
-                           backend="aot_eager", fullgraph=True)
-        v, g = _value_and_grad(fn, z)
-        torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+        _compiled_matches(lambda t: getattr(LF, loss_id)(t, y, reduction=reduction, validate=False, **kw),
+                          lambda t: _reduce(ref(t, ys, keep), keep, reduction), z, 1e-10, 1e-8)
+    names = _compiled_graph_targets(lambda t: getattr(LF, loss_id)(t, y, validate=False, **kw), z)
+    assert any(node in n or "autograd_function_apply" in n for n in names), names
+
+
+def _compiled_matches(loss: Callable[[torch.Tensor], torch.Tensor], ref: Callable[[torch.Tensor], torch.Tensor],
+                      z: torch.Tensor, rtol: float, grad_rtol: float) -> None:
+    """``loss`` under torch.compile (Dynamo + AOTAutograd, fullgraph) against ``ref``: values and gradients."""
+    torch._dynamo.reset()
+    rv, rg = _value_and_grad(ref, z)
+    v, g = _value_and_grad(torch.compile(loss, backend="aot_eager", fullgraph=True), z)
+    torch.testing.assert_close(v, rv, rtol=rtol, atol=1e-12)
+    torch.testing.assert_close(g, rg, rtol=grad_rtol, atol=1e-10 if grad_rtol >= 1e-7 else 1e-11)
+
+
+def _compiled_graph_targets(loss: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> list[str]:
+    """The targets of the nodes of the graphs Dynamo captures for ``loss`` (fullgraph)."""
     from torch._dynamo.testing import CompileCounterWithBackend
     counter = CompileCounterWithBackend("aot_eager")
     torch._dynamo.reset()
-    torch.compile(lambda t: getattr(LF, loss_id)(t, y, validate=False, **kw), backend=counter,
-                  fullgraph=True)(z.clone().requires_grad_())
-    names = [str(n.target) for gm in counter.graphs for n in gm.graph.nodes]
-    assert any(node in n or "autograd_function_apply" in n for n in names), names
+    torch.compile(loss, backend=counter, fullgraph=True)(z.clone().requires_grad_())
+    return [str(n.target) for gm in counter.graphs for n in gm.graph.nodes]
 
 
 def test_traced_softmax_forms_without_an_ignore_index_and_with_a_masked_class():
@@ -1037,18 +1046,9 @@ def test_asymmetric_traced_form_under_torch_compile(kw, num_classes):
     ref_kw = {**kw, "clip": kw.get("clip", 0.05) or 0.0}
     for mask in (None, m):
         for reduction in ("mean", "none", "sum"):
-            torch._dynamo.reset()
-            rv, rg = _value_and_grad(lambda t: _masked_reduce(ref_asymmetric(t, y, **ref_kw), mask, reduction), z)
-            fn = torch.compile(lambda t: LF.asymmetric(t, y, reduction=reduction, mask=mask, validate=False, **kw),
-                               backend="aot_eager", fullgraph=True)
-            v, g = _value_and_grad(fn, z)
-            torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
-            torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
-    from torch._dynamo.testing import CompileCounterWithBackend
-    counter = CompileCounterWithBackend("aot_eager")
-    torch._dynamo.reset()
-    torch.compile(lambda t: LF.asymmetric(t, y, validate=False, **kw), backend=counter, fullgraph=True)(z.clone().requires_grad_())
-    names = [str(n.target) for gm in counter.graphs for n in gm.graph.nodes]
+            _compiled_matches(lambda t: LF.asymmetric(t, y, reduction=reduction, mask=mask, validate=False, **kw),
+                              lambda t: _masked_reduce(ref_asymmetric(t, y, **ref_kw), mask, reduction), z, 1e-9, 1e-7)
+    names = _compiled_graph_targets(lambda t: LF.asymmetric(t, y, validate=False, **kw), z)
     assert any("TracedAsymmetric" in n or "autograd_function_apply" in n for n in names), names
 
 

@@ -256,14 +256,14 @@ class _Asymmetric(torch.autograd.Function):
 _asymmetric_fused = cast(Callable[..., Tensor], _Asymmetric.apply)  # Function.apply is unannotated in torch
 
 
-class _TracedAsymmetric(torch.autograd.Function):
+class _TracedAsymmetric(_Asymmetric):
     """:class:`_Asymmetric` for ``torch.compile``: no host reads, nothing in place.
 
     The same loss and derivative, with the weight ``w = base^exponent`` of the composed ops
     (any target in [0, 1]; the eager Function reads on the host whether the targets are 0/1),
-    all elementwise for inductor to fuse into one pass; the backward is one multiply. Autograd
-    through the composed ops costs inductor a second pass recomputing the sigmoids and logs
-    (1.4–1.8× eager at C = 100 to 1,000, issue 25).
+    all elementwise for inductor to fuse into one pass; the backward is :class:`_Asymmetric`'s
+    multiply. Autograd through the composed ops costs inductor a second pass recomputing the
+    sigmoids and logs (1.4–1.8× eager at C = 100 to 1,000, issue 25).
     """
 
     @staticmethod
@@ -302,11 +302,6 @@ class _TracedAsymmetric(torch.autograd.Function):
                 grad = grad / denom
         ctx.save_for_backward(grad)
         return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        (grad,) = ctx.saved_tensors
-        return grad * g, None, None, None, None, None, None, None
 
 
 _asymmetric_traced = cast(Callable[..., Tensor], _TracedAsymmetric.apply)
