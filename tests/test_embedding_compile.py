@@ -128,3 +128,31 @@ def test_sorted_triplets_equal_the_gathered_terms(margin: float) -> None:
     (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
     assert grad.abs().sum() > 0
+
+
+SUPCON: dict[str, Any] = {
+    "supcon": lambda e, y: LF.supcon(e, y, validate=False),
+    "supcon_all_anchors": lambda e, y: LF.supcon(e, y, average_over="all_anchors", temperature=0.3, validate=False),
+    "supcon_none": lambda e, y: LF.supcon(e, y, reduction="none", validate=False),
+    "infonce_labels": lambda e, y: LF.infonce(e, e.flip(0), labels=y, validate=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUPCON))
+def test_label_sums_under_compile_equal_eager(name: str) -> None:
+    """The per-class positive sums of the InfoNCE family under compile (each class's sum in the
+    row of its first key) against eager's per-class index_add: classes of 1 (no positive), 2, 5."""
+    fn = SUPCON[name]
+    torch._dynamo.reset()
+    compiled: Any = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for n in (24, 40):
+        e, _ = _batch(n, n + 1)
+        y = torch.tensor([7, 3, 3, 9, 9, 9, 9, 9] + [10 + i % (n // 4) for i in range(n - 8)])
+        y = y[torch.randperm(n, generator=torch.Generator().manual_seed(n))]
+        e.requires_grad_()
+        out, ref = compiled(e, y), fn(e, y)
+        w = torch.linspace(0.5, 2.0, n, dtype=torch.float64) if out.ndim else torch.tensor(1.0, dtype=torch.float64)
+        (grad,) = torch.autograd.grad((out * w).sum(), e)
+        (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
