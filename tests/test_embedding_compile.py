@@ -27,6 +27,22 @@ def _batch(n: int, seed: int, repeats: bool = False) -> tuple[torch.Tensor, torc
     return e, y
 
 
+def _compiled_equals_eager(fn: Any, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``fn`` compiled in one graph (dynamic shapes) gives eager's values and gradients on each batch
+    (a weighted sum, so that the rows of a ``'none'`` reduction each get their own weight)."""
+    torch._dynamo.reset()
+    compiled: Any = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    for e, y in batches:
+        e.requires_grad_()
+        out, ref = compiled(e, y), fn(e, y)
+        n = e.shape[0]
+        w = torch.linspace(0.5, 2.0, n, dtype=torch.float64) if out.ndim else torch.tensor(1.0, dtype=torch.float64)
+        (grad,) = torch.autograd.grad((out * w).sum(), e)
+        (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+
+
 CONTRASTIVE: dict[str, dict[str, Any]] = {
     "mean": {},
     "mean_margins": {"pos_margin": 0.3, "neg_margin": 1.2},
@@ -43,19 +59,7 @@ def test_contrastive_compiles_in_one_graph_and_equals_eager(case: str) -> None:
     def fn(e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return LF.contrastive(e, y, validate=False, **kw)
 
-    torch._dynamo.reset()
-    compiled: Any = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
-    for n, repeats in ((24, True), (40, False)):
-        e, y = _batch(n, n, repeats)
-        e.requires_grad_()
-        out = compiled(e, y)
-        ref = fn(e, y)
-        # a weighted sum makes the 'none' rows' gradient depend on each row's weight
-        w = torch.linspace(0.5, 2.0, n, dtype=torch.float64) if out.ndim else torch.tensor(1.0, dtype=torch.float64)
-        (grad,) = torch.autograd.grad((out * w).sum(), e)
-        (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
-        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    _compiled_equals_eager(fn, [_batch(24, 24, True), _batch(40, 40)])
 
 
 @pytest.mark.parametrize("case", sorted(CONTRASTIVE))
@@ -100,18 +104,8 @@ def test_triplet_margin_compiles_in_one_graph_and_equals_eager(case: str) -> Non
     def fn(e: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return LF.triplet_margin(e, y, validate=False, **kw)
 
-    torch._dynamo.reset()
-    compiled: Any = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
-    for n, repeats in ((24, True), (40, False)):
-        e, y = _batch(n, n, repeats)
-        e.requires_grad_()
-        out = compiled(e, y)
-        ref = fn(e, y)  # eager CPU: the gathered [N, P, N] terms
-        w = torch.linspace(0.5, 2.0, n, dtype=torch.float64) if out.ndim else torch.tensor(1.0, dtype=torch.float64)
-        (grad,) = torch.autograd.grad((out * w).sum(), e)
-        (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
-        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+    # eager CPU: the gathered [N, P, N] terms
+    _compiled_equals_eager(fn, [_batch(24, 24, True), _batch(40, 40)])
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.2, 0.7, -0.1])
@@ -143,16 +137,9 @@ def test_label_sums_under_compile_equal_eager(name: str) -> None:
     """The per-class positive sums of the InfoNCE family under compile (each class's sum in the
     row of its first key) against eager's per-class index_add: classes of 1 (no positive), 2, 5."""
     fn = SUPCON[name]
-    torch._dynamo.reset()
-    compiled: Any = torch.compile(fn, fullgraph=True, dynamic=True, backend="aot_eager")
+    batches = []
     for n in (24, 40):
         e, _ = _batch(n, n + 1)
         y = torch.tensor([7, 3, 3, 9, 9, 9, 9, 9] + [10 + i % (n // 4) for i in range(n - 8)])
-        y = y[torch.randperm(n, generator=torch.Generator().manual_seed(n))]
-        e.requires_grad_()
-        out, ref = compiled(e, y), fn(e, y)
-        w = torch.linspace(0.5, 2.0, n, dtype=torch.float64) if out.ndim else torch.tensor(1.0, dtype=torch.float64)
-        (grad,) = torch.autograd.grad((out * w).sum(), e)
-        (grad_ref,) = torch.autograd.grad((ref * w).sum(), e)
-        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-12)
+        batches.append((e, y[torch.randperm(n, generator=torch.Generator().manual_seed(n))]))
+    _compiled_equals_eager(fn, batches)
