@@ -253,6 +253,28 @@ def softmax_and_log_target(u: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     return p, lpt
 
 
+def kept_probabilities(z: Tensor, lse: Tensor, p: Tensor | None, keep: Tensor | None) -> Tensor:
+    """``softmax(z)`` in a traced kernel's backward (:class:`_TracedRowLoss`, the noise mixes): ``exp(z − log Z)`` (``log Z = +∞`` on ignored rows:
+    0 there), or the saved ``p`` with ignored rows set to 0 (a row of -inf logits has NaN there)."""
+    if p is None:
+        return torch.exp(z - lse)
+    return p if keep is None else torch.where(keep, p, 0.0)
+
+
+@torch.library.custom_op("lossatlas::softmax_and_log_target", mutates_args=())
+def softmax_and_log_target_op(z: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """``(softmax(z), log p_y [N, 1])`` by :func:`softmax_and_log_target` (ATen's softmax: one
+    exponential pass; its exact fallback's host read is a CPU one), opaque to inductor, which
+    would compute the exponentials twice (once for ``log Z``, once for ``p``)."""
+    p, lpy = softmax_and_log_target(z, idx)
+    return p.contiguous(), lpy.unsqueeze_(1)
+
+
+@softmax_and_log_target_op.register_fake
+def _(z: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(z), z.new_empty((z.shape[0], 1))
+
+
 #: Below this many classes the fused losses that need ``p`` and ``log p_y`` (or ``Σ_j log p_j``)
 #: take them from one log-softmax and an exponential (:func:`softmax_log_pieces`): fewer operator
 #: calls, which is what a call costs at small C; from it on, from one softmax (an exponential
@@ -510,22 +532,32 @@ class _TracedRowLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, row: RowFunction, with_lse: bool, row_w: Tensor | None,
                 reduction: str) -> Tensor:
-        lse = torch.logsumexp(z, 1)
-        lpy = z.gather(1, idx).squeeze(1) - lse
-        row_lse = lse
+        p: Tensor | None = None
+        if z.device.type == "cpu":  # ATen's softmax, opaque to inductor: one exponential pass (inductor's: two)
+            p, lpy = softmax_and_log_target_op(z, idx)
+            lpy = lpy.squeeze(1)
+            lse = z.gather(1, idx).squeeze(1) - lpy
+        else:
+            lse = torch.logsumexp(z, 1)
+            lpy = z.gather(1, idx).squeeze(1) - lse
+        row_lse, keep = lse, None
         if row_w is not None:  # rows of weight 0 (ignored) may be unblanked: see sanitized_rows
+            keep = (row_w != 0).unsqueeze(1)
             lpy, row_lse, lse = sanitized_rows(row_w, lpy, lse)
         loss, a, b = row(lpy, row_lse if with_lse else None)
         out, k = traced_reduce(loss, row_w, reduction)
         coef_p = (b - a) if b is not None else -a
-        ctx.save_for_backward(z, idx, lse, _row_coefficient(coef_p * k, lpy), _row_coefficient(a * k, lpy))
+        ctx.saved_p = p is not None
+        ctx.save_for_backward(z if p is None else p, idx, lse.unsqueeze(1), _row_coefficient(coef_p * k, lpy),
+                              _row_coefficient(a * k, lpy), keep)
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        z, idx, lse, coef_p, coef_e = ctx.saved_tensors
+        z_or_p, idx, lse, coef_p, coef_e, keep = ctx.saved_tensors
         g = grad.unsqueeze(1) if grad.dim() == 1 else grad
-        gz = torch.exp(z - lse.unsqueeze(1)) * (coef_p.unsqueeze(1) * g)
+        p = kept_probabilities(z_or_p, lse, z_or_p if ctx.saved_p else None, keep)
+        gz = p * (coef_p.unsqueeze(1) * g)
         gz = gz.scatter_add(1, idx, coef_e.unsqueeze(1) * g)
         return gz, None, None, None, None, None
 

@@ -33,12 +33,14 @@ from ._common import check_companion_logits, compute_dtype, prepare_classificati
 from ._fused import (
     folded_scale,
     fused_or_traced,
+    kept_probabilities,
     log_prob_target,
     next_below,
     reduce_rows,
     sanitized_rows,
     scale_grad,
     softmax_and_log_target,
+    softmax_and_log_target_op,
     softmax_log_pieces,
     softmax_row_loss,
     softmax_rows,
@@ -336,7 +338,7 @@ class _TracedNoiseMix(torch.autograd.Function):
         num_classes = z.shape[1]
         if z.device.type == "cpu":  # ATen's softmax, opaque to inductor: one exponential pass (inductor's: two)
             p: Tensor | None
-            p, lpy = _softmax_and_log_target_op(z, idx)
+            p, lpy = softmax_and_log_target_op(z, idx)
             lse = z.gather(1, idx) - lpy
         else:
             p = None
@@ -363,7 +365,7 @@ class _TracedNoiseMix(torch.autograd.Function):
             b_more = (w_nce * num_classes) * (r * inv)
             c = -w_nce * (r * inv)
         if w_rce:
-            pc = _kept_probabilities(z, lse, p, keep).clamp_min(P_MIN)
+            pc = kept_probabilities(z, lse, p, keep).clamp_min(P_MIN)
             loss = loss + w_rce * (pc.sum(1, keepdim=True) - pc.gather(1, idx))
         out, k = traced_reduce(loss.squeeze(1), row_w, reduction)
         kc = k.unsqueeze(1) if isinstance(k, Tensor) else k
@@ -381,7 +383,7 @@ class _TracedNoiseMix(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         z_or_p, idx, lse, a, b, c, w_rce, keep = ctx.saved_tensors
         g = grad.unsqueeze(1) if grad.dim() == 1 else grad
-        p = _kept_probabilities(z_or_p, lse, z_or_p if ctx.saved_p else None, keep)
+        p = kept_probabilities(z_or_p, lse, z_or_p if ctx.saved_p else None, keep)
         gz = p * (b * g) + c * g
         if ctx.rce:  # RCE: w (t − t_y e_y − p (Σ_j t_j − t_y)), t = p where the clamp passes
             t = torch.where(p >= P_MIN, p, 0.0)
@@ -390,28 +392,6 @@ class _TracedNoiseMix(torch.autograd.Function):
             gz = gz + wg * t - p * (wg * (t.sum(1, keepdim=True) - t_y))
             a = a - w_rce * t_y
         return gz.scatter_add(1, idx, a * g), None, None, None, None, None, None, None
-
-
-def _kept_probabilities(z: Tensor, lse: Tensor, p: Tensor | None, keep: Tensor | None) -> Tensor:
-    """``softmax(z)`` for :class:`_TracedNoiseMix`: ``exp(z − log Z)`` (``log Z = +∞`` on ignored rows:
-    0 there), or the saved ``p`` with ignored rows set to 0 (a row of -inf logits has NaN there)."""
-    if p is None:
-        return torch.exp(z - lse)
-    return p if keep is None else torch.where(keep, p, 0.0)
-
-
-@torch.library.custom_op("lossatlas::softmax_and_log_target", mutates_args=())
-def _softmax_and_log_target_op(z: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-    """``(softmax(z), log p_y [N, 1])`` by :func:`~._fused.softmax_and_log_target` (ATen's softmax: one
-    exponential pass; its exact fallback's host read is a CPU one), opaque to inductor, which
-    would compute the exponentials twice (once for ``log Z``, once for ``p``)."""
-    p, lpy = softmax_and_log_target(z, idx)
-    return p.contiguous(), lpy.unsqueeze_(1)
-
-
-@_softmax_and_log_target_op.register_fake
-def _(z: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
-    return torch.empty_like(z), z.new_empty((z.shape[0], 1))
 
 
 _traced_noise_mix = cast(Callable[..., Tensor], _TracedNoiseMix.apply)
