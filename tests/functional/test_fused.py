@@ -441,3 +441,18 @@ def test_per_sample_gradients_under_vmap(loss_id):
     want = torch.stack([torch.autograd.grad(one(zi, y[i]), zi)[0]
                         for i, zi in enumerate(z.clone().requires_grad_().unbind(0))])
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_opaque_operators_pass_opcheck_and_match_their_definitions() -> None:
+    """The two custom operators the traced kernels hide from inductor: schema, fake tensor and
+    AOT dispatch checks (torch.library.opcheck), and their values against plain torch."""
+    torch.manual_seed(0)
+    z = torch.randn(6, 5, dtype=torch.float64)
+    idx = torch.tensor([[0], [4], [2], [2], [1], [3]])
+    torch.library.opcheck(_fused._materialize, (z,))
+    torch.library.opcheck(_fused.softmax_and_log_target_op, (z, idx))
+    assert torch.equal(_fused._materialize(z), z)
+    p, lpy = _fused.softmax_and_log_target_op(z, idx)
+    assert lpy.shape == (6, 1)
+    torch.testing.assert_close(p, torch.softmax(z, 1), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(lpy, torch.log_softmax(z, 1).gather(1, idx), rtol=1e-12, atol=1e-14)
