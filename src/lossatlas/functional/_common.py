@@ -75,7 +75,7 @@ def prepare_classification(
     can be ``ignore_index``: the usual batch with nothing ignored then costs two operator
     calls instead of the mask's four and the later test that its weights are all 1.
     ``blank_ignored=False``: ignored rows' logits are left as they are (the caller's kernel
-    keeps them out of the loss and the gradient itself, e.g. :func:`~._fused.sanitized_rows`).
+    keeps them out of the loss and the gradient itself, e.g. :func:`~._fused.traced_log_target`).
     """
     check_reduction(reduction)
     masked = check_finite_logits(logits, validate)

@@ -532,23 +532,13 @@ class _TracedRowLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, row: RowFunction, with_lse: bool, row_w: Tensor | None,
                 reduction: str) -> Tensor:
-        p: Tensor | None = None
-        if z.device.type == "cpu":  # ATen's softmax, opaque to inductor: one exponential pass (inductor's: two)
-            p, lpy = softmax_and_log_target_op(z, idx)
-            lpy = lpy.squeeze(1)
-            lse = z.gather(1, idx).squeeze(1) - lpy
-        else:
-            lse = torch.logsumexp(z, 1)
-            lpy = z.gather(1, idx).squeeze(1) - lse
-        row_lse, keep = lse, None
-        if row_w is not None:  # rows of weight 0 (ignored) may be unblanked: see sanitized_rows
-            keep = (row_w != 0).unsqueeze(1)
-            lpy, row_lse, lse = sanitized_rows(row_w, lpy, lse)
+        p, lpy_col, row_lse_col, lse, keep = traced_log_target(z, idx, row_w)
+        lpy, row_lse = lpy_col.squeeze(1), row_lse_col.squeeze(1)
         loss, a, b = row(lpy, row_lse if with_lse else None)
         out, k = traced_reduce(loss, row_w, reduction)
         coef_p = (b - a) if b is not None else -a
         ctx.saved_p = p is not None
-        ctx.save_for_backward(z if p is None else p, idx, lse.unsqueeze(1), _row_coefficient(coef_p * k, lpy),
+        ctx.save_for_backward(z if p is None else p, idx, lse, _row_coefficient(coef_p * k, lpy),
                               _row_coefficient(a * k, lpy), keep)
         return out
 
@@ -565,14 +555,30 @@ class _TracedRowLoss(torch.autograd.Function):
 _traced_row_loss = cast(Callable[..., Tensor], _TracedRowLoss.apply)
 
 
-def sanitized_rows(row_w: Tensor, lpy: Tensor, lse: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(log p_y, log Z, log Z for exp(z − log Z))`` [N] with the rows of weight 0 made harmless
-    (``0, 0, +inf``), so that a traced kernel may take the logits of ignored rows as they are
-    (``-inf`` included) instead of a blanked copy (a pass over [N, C] that inductor keeps as a
-    buffer and differentiates through): their terms are then finite, times a zero weight, and
-    ``exp(z − ∞) = 0`` in the backward. Two N-element selects."""
-    keep = row_w != 0
-    return torch.where(keep, lpy, 0.0), torch.where(keep, lse, 0.0), torch.where(keep, lse, math.inf)
+def traced_log_target(z: Tensor, idx: Tensor, row_w: Tensor | None
+                      ) -> tuple[Tensor | None, Tensor, Tensor, Tensor, Tensor | None]:
+    """The traced kernels' shared start (:class:`_TracedRowLoss`, the noise mixes), no host reads:
+    ``(p, log p_y, log Z, log Z for exp(z − log Z), keep)``, all but ``p`` as columns [N, 1].
+
+    On CPU ``p = softmax(z)`` from ATen behind an opaque operator (one exponential pass; inductor's
+    form makes two) and ``log Z = z_y − log p_y``; elsewhere ``p`` is ``None`` and ``log Z`` a
+    logsumexp. With row weights, the rows of weight 0 (``keep`` false) are made harmless
+    (``log p_y = 0``, ``log Z = 0`` for the row terms, ``+inf`` for the exponential), so that a
+    traced kernel may take the logits of ignored rows as they are (``-inf`` included) instead of
+    a blanked copy (a pass over [N, C] that inductor keeps as a buffer and differentiates
+    through): their terms are then finite, times a zero weight, and ``exp(z − ∞) = 0`` in the
+    backward (:func:`kept_probabilities`)."""
+    p: Tensor | None = None
+    if z.device.type == "cpu":
+        p, lpy = softmax_and_log_target_op(z, idx)
+        lse = z.gather(1, idx) - lpy
+    else:
+        lse = torch.logsumexp(z, 1, keepdim=True)
+        lpy = z.gather(1, idx) - lse
+    if row_w is None:
+        return p, lpy, lse, lse, None
+    keep = row_w.unsqueeze(1) != 0
+    return p, torch.where(keep, lpy, 0.0), torch.where(keep, lse, 0.0), torch.where(keep, lse, math.inf), keep
 
 
 def softmax_row_loss(z: Tensor, target: Tensor, row: RowFunction, row_w: Tensor | None, reduction: str,

@@ -37,13 +37,12 @@ from ._fused import (
     log_prob_target,
     next_below,
     reduce_rows,
-    sanitized_rows,
     scale_grad,
     softmax_and_log_target,
-    softmax_and_log_target_op,
     softmax_log_pieces,
     softmax_row_loss,
     softmax_rows,
+    traced_log_target,
     traced_reduce,
 )
 from .imbalance import cross_entropy
@@ -169,7 +168,7 @@ def _prepare(
     """:func:`prepare_classification`; where a fused path can run (CPU, a gradient, not traced:
     host reads are cheap there) the ignore mask is built only when some target is ``ignore_index``.
     ``traced=True``: the caller runs a traced kernel under ``torch.compile`` when the logits need a
-    gradient, which keeps ignored rows out itself (:func:`~._fused.sanitized_rows`): their
+    gradient, which keeps ignored rows out itself (:func:`~._fused.traced_log_target`): their
     logits are then not blanked (a [N, C] buffer and a pass in each direction, ~30 % of a
     compiled call at C = 1,000)."""
     lazy = isinstance(logits, Tensor) and take_fused(logits, FUSE_MIN_NUMEL)
@@ -336,18 +335,8 @@ class _TracedNoiseMix(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, idx: Tensor, w_ce: float, w_mae: float, w_nce: float, w_rce: float,
                 row_w: Tensor | None, reduction: str) -> Tensor:
         num_classes = z.shape[1]
-        if z.device.type == "cpu":  # ATen's softmax, opaque to inductor: one exponential pass (inductor's: two)
-            p: Tensor | None
-            p, lpy = softmax_and_log_target_op(z, idx)
-            lse = z.gather(1, idx) - lpy
-        else:
-            p = None
-            lse = torch.logsumexp(z, 1, keepdim=True)
-            lpy = z.gather(1, idx) - lse
-        keep = None
-        if row_w is not None:  # ignored rows' logits are not blanked (_prepare): their terms are made finite
-            keep = row_w.unsqueeze(1) != 0
-            lpy, _, lse = sanitized_rows(row_w.unsqueeze(1), lpy, lse)
+        # ignored rows' logits are not blanked (_prepare): traced_log_target makes their terms finite
+        p, lpy, _, lse, keep = traced_log_target(z, idx, row_w)
         loss = torch.zeros_like(lpy)
         a: Tensor | float = -w_ce
         b_more: Tensor | float = 0.0
