@@ -1080,3 +1080,75 @@ def test_asymmetric_fused_gradcheck(kw):
     with force_path("fused"):
         assert torch.autograd.gradcheck(lambda t: LF.asymmetric(t, y, gamma_neg=0.0, gamma_pos=0.0, clip=kw.get("clip", 0.05)),
                                         (z.clone().requires_grad_(),))
+
+
+# ----------------------------------------------------- gradients computed in the forward
+#: Fused Functions whose forward computes the gradient into a buffer of its own and whose
+#: backward hands it back (``_fused.handed_back``): (id, keywords, per-row reference or None
+#: for a batch loss with its reference in ``BATCH_REFS``).
+HANDED_BACK = [
+    ("ngce", {"q": 0.7}, ref_ngce),
+    ("ngce", {"q": 0.3, "scale": 2.0}, ref_ngce),
+    ("ngce", {"q": 1.0}, ref_ngce),
+    ("nfl", {"gamma": 0.5}, ref_nfl),
+    ("nfl", {"gamma": 2.0, "scale": 1.5}, ref_nfl),
+]
+
+
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+@pytest.mark.parametrize("logit_scale", [2.0, 12.0])  # 12: probabilities below NGCE's 1e-7 clamp at every width
+@pytest.mark.parametrize("loss_id, kw, ref", HANDED_BACK, ids=[f"{c[0]}-{i}" for i, c in enumerate(HANDED_BACK)])
+def test_handed_back_rows_at_the_benchmarked_widths(loss_id, kw, ref, logit_scale, num_classes):
+    # the default (fused) path at C = 10 / 100 / 1000 with ignored rows and a row far above the
+    # rest, every reduction, against the float64 definition; the node is the fused one
+    z, y = _inputs(24, num_classes, logit_scale, seed=num_classes)
+    y[5] = -100
+    z[3, y[3]] = z[3].max() + 30.0
+    keep = y != -100
+    fn = getattr(LF, loss_id)
+    assert FUSED_NODE[loss_id] + "Backward" in _node_names(fn(z.clone().requires_grad_(), y, **kw))
+    for reduction in ("mean", "none", "sum"):
+        v, g = _value_and_grad(lambda t: fn(t, y, reduction=reduction, **kw), z)
+        rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0), **kw), keep, reduction), z)
+        torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+    empty = torch.zeros(0, num_classes, dtype=DT, requires_grad=True)
+    for reduction in ("mean", "none", "sum"):
+        with force_path("plain"):
+            expected = fn(empty, y[:0], reduction=reduction, **kw)
+        torch.testing.assert_close(fn(empty, y[:0], reduction=reduction, **kw), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("loss_id, kw", [(c[0], c[1]) for c in HANDED_BACK] + [("anyloss", {"metric": "gmean"})],
+                         ids=lambda v: str(v))
+def test_handed_back_gradient_upstream_factors_and_retained_graphs(loss_id, kw):
+    # the gradient computed in the forward: an upstream factor (≠ 1) scales it, a retained graph's
+    # second backward gives it again (autograd copies the kept buffer, which stays unchanged), and
+    # the .grad autograd keeps is not changed by a later call
+    z, y = _inputs(20, 30, 3.0, seed=4, ignore=False)
+    fn = getattr(LF, loss_id)
+    _, once = _value_and_grad(lambda t: fn(t, y, **kw), z)
+    _, scaled = _value_and_grad(lambda t: fn(t, y, **kw) * -2.5, z)
+    torch.testing.assert_close(scaled, once * -2.5, rtol=1e-12, atol=1e-15)
+    t = z.clone().requires_grad_()
+    loss = fn(t, y, **kw)
+    loss.backward(retain_graph=True)
+    first = t.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(t.grad, 2 * first, rtol=1e-12, atol=1e-15)
+    t.grad = None
+    fn(t, y, **kw).backward()
+    kept = t.grad
+    torch.testing.assert_close(kept, once, rtol=1e-12, atol=1e-15)
+    fn(t * 1.0, y, **kw).backward()  # accumulates into .grad
+    torch.testing.assert_close(kept, 2 * once, rtol=1e-12, atol=1e-15)
+    # two losses of the same logits in one graph: their gradients add
+    _, both = _value_and_grad(lambda t: fn(t, y, **kw) + fn(t, y, **kw), z)
+    torch.testing.assert_close(both, 2 * once, rtol=1e-12, atol=1e-15)
+    # a graph of the backward (create_graph): the gradient still equals, and is differentiable in the upstream factor
+    w = torch.tensor(1.0, dtype=DT, requires_grad=True)
+    t = z.clone().requires_grad_()
+    (g,) = torch.autograd.grad(fn(t, y, **kw) * w, t, create_graph=True)
+    torch.testing.assert_close(g.detach(), once, rtol=1e-12, atol=1e-15)
+    (dw,) = torch.autograd.grad((g * z).sum(), w)
+    torch.testing.assert_close(dw, (once * z).sum(), rtol=1e-10, atol=1e-12)

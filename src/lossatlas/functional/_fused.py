@@ -398,6 +398,21 @@ def scale_grad(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
     return gz.mul_(kg.unsqueeze(1) if kg.dim() == 1 else kg)
 
 
+def handed_back(gz: Tensor, grad: Tensor) -> Tensor:
+    """The backward of a fused Function whose forward already computed ``∂L/∂z`` into ``gz``, a
+    buffer of its own (the loss's gradient for an upstream gradient of 1): ``gz`` itself where the
+    upstream gradient is exactly 1 (one host read) and no graph of the backward is being built,
+    else ``gz · grad`` (``grad`` 0-dim, or [N] for ``"none"``). Handed back as it is, autograd keeps
+    it as ``.grad`` without a copy (the Function's saved reference is released before the
+    gradient is accumulated; with ``retain_graph`` it is kept, and autograd copies ``gz``): the
+    fresh [N, C] buffer and the pass of a backward that computes the gradient are saved."""
+    if grad.dim() == 0:
+        if not grad.requires_grad and float(grad) == 1.0:
+            return gz
+        return gz * grad
+    return gz * grad.unsqueeze(1)
+
+
 def folded_scale(k: Tensor | float, grad: Tensor, num_classes: int) -> float | None:
     """``k · grad`` as a float where both are scalars (a reduced loss's backward; one host read),
     to be folded into a backward's per-row coefficients instead of a pass over [N, C]; ``None``

@@ -51,6 +51,7 @@ from ._common import check_companion_logits, compute_dtype, prepare_classificati
 from ._fused import (
     as_dtype,
     fused_or_traced,
+    handed_back,
     log_prob_target,
     reduce_rows,
     scale_grad,
@@ -485,10 +486,11 @@ class _AnyLoss(torch.autograd.Function):
 
     Forward: ``p = softmax(z)``, ``ŷ = σ(L (p − 1/2))``, the soft counts TP = Σ_{i: y_i = k} ŷ_ik
     and Σ_i ŷ_ik, the metric and its derivatives ``a = ∂loss/∂TP``, ``b = ∂loss/∂Σŷ`` [C]
-    (:func:`_anyloss_terms`, no autograd graph). Backward: ``h = L p ŷ (1 − ŷ) ⊙ (b + a_y e_y)``
-    (``∂loss/∂p`` times ``p``), then the softmax's ``h − p Σ_k h_k``: one multiply over [N, C], an
-    N-element scatter, a row sum and a multiply-add. ``traced`` (``torch.compile``): class counts
-    by ``index_add`` (no ``bincount``, whose size inductor cannot know) and no host reads."""
+    (:func:`_anyloss_terms`, no autograd graph), and the gradient: ``h = L p ŷ (1 − ŷ) ⊙ (b + a_y e_y)``
+    (``∂loss/∂p`` times ``p``), then the softmax's ``h − p Σ_k h_k``, all in ``ŷ``'s buffer (one
+    fresh [N, C] buffer beside ``p``: ``L p − L/2`` in one pass); the backward hands it back
+    (:func:`handed_back`). ``traced`` (``torch.compile``): class counts by ``index_add`` (no
+    ``bincount``, whose size inductor cannot know), no host reads, the gradient in the backward."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, amplifier: float, metric: str, beta: float,
@@ -496,7 +498,10 @@ class _AnyLoss(torch.autograd.Function):
         n, num_classes = z.shape
         rows = idx.squeeze(1)
         p = softmax_rows(z)
-        yhat = p.sub(0.5).mul_(amplifier).sigmoid_()
+        if traced:
+            yhat = p.sub(0.5).mul_(amplifier).sigmoid_()
+        else:  # L p − L/2: one pass
+            yhat = torch.add(p.new_full((), -0.5 * amplifier), p, alpha=amplifier).sigmoid_()
         pred = yhat.sum(0)
         yhat_y = yhat.gather(1, idx).squeeze_(1)
         if traced:
@@ -509,11 +514,18 @@ class _AnyLoss(torch.autograd.Function):
         s = yhat.addcmul_(yhat, yhat, value=-1.0).mul_(p)  # p ŷ (1 − ŷ) = p ∂ŷ/∂p / L
         # ∂loss/∂z through ŷ_{i,y_i}'s count in TP: s_{i,y_i} L a_{y_i}, one per row
         e = s.gather(1, idx).mul_(d_tp.index_select(0, rows).unsqueeze_(1))
-        ctx.save_for_backward(p, s, idx, e, d_pred)
+        if traced:
+            ctx.save_for_backward(p, s, idx, e, d_pred)
+        else:
+            h = s.mul_(d_pred).scatter_add_(1, idx, e)
+            ctx.save_for_backward(h.addcmul_(p, h.sum(1, keepdim=True), value=-1.0))
+        ctx.traced = traced
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        if not ctx.traced:
+            return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None
         p, s, idx, e, d_pred = ctx.saved_tensors
         h = s * (d_pred * grad)
         h.scatter_add_(1, idx, e * grad)

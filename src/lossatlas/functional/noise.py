@@ -33,6 +33,7 @@ from ._common import check_companion_logits, compute_dtype, prepare_classificati
 from ._fused import (
     folded_scale,
     fused_or_traced,
+    handed_back,
     kept_probabilities,
     log_prob_target,
     next_below,
@@ -606,35 +607,32 @@ def ngce(
     return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
 
 
-def _normalised_out(ctx: Any, r: Tensor, inv: Tensor, row_w: Tensor | None, reduction: str, scale: float) -> Tensor:
-    """Reduce ``scale · r``; keep the backward's factors ``r/D`` and ``1/D`` and the row factor."""
+def _normalised_grad(ctx: Any, r: Tensor, inv: Tensor, row_w: Tensor | None, reduction: str, scale: float,
+                     terms: Tensor, p: Tensor, idx: Tensor, at_y: Tensor, terms_sum: Tensor) -> Tensor:
+    """Reduce ``scale · r`` (``r = num/D`` per row, ``inv = 1/D``) and compute its gradient in the
+    forward, in place in ``terms`` (the per-class slopes, a buffer of the caller's own; ``at_y``
+    their target entries): ``k (terms (r/D) + p (t_y − r Σ terms)/D − e_y t_y/D)``, ``k`` the
+    reduction's row factor times ``scale``; the backward hands it back (:func:`handed_back`)."""
     out, k = reduce_rows(r * scale if scale != 1.0 else r, row_w, reduction)
-    ctx.k = k * scale if scale != 1.0 else k
-    ctx.r_inv, ctx.inv = r * inv, inv
-    return out
-
-
-def _normalised_grad(ctx: Any, terms: Tensor, p: Tensor, idx: Tensor, at_y: Tensor, terms_sum: Tensor,
-                     grad: Tensor) -> Tensor:
-    """``terms (r/D) + p (t_y − r Σ terms)/D − e_y t_y/D``, scaled: the backward of ``r = num/D`` for the
-    normalised losses (``terms`` the per-class slopes, ``at_y`` their target entries). A scalar
-    upstream factor goes into the per-row coefficients (:func:`folded_scale`)."""
-    r_inv, inv = ctx.r_inv, ctx.inv
-    k = folded_scale(ctx.k, grad, p.shape[1])
-    if k is not None and k != 1.0:
+    k = k * scale if scale != 1.0 else k
+    r_inv = r * inv
+    if isinstance(k, Tensor) or k != 1.0:
         r_inv, inv = r_inv * k, inv * k
     at_y_inv = (at_y * inv).unsqueeze_(1)
-    gz = terms * r_inv.unsqueeze(1)
+    gz = terms.mul_(r_inv.unsqueeze(1))
     gz.addcmul_(p, at_y_inv - (r_inv * terms_sum).unsqueeze_(1))
-    gz.scatter_add_(1, idx, at_y_inv.neg_())
-    return gz if k is not None else scale_grad(gz, ctx.k, grad)
+    ctx.save_for_backward(gz.scatter_add_(1, idx, at_y_inv.neg_()))
+    return out
 
 
 class _NormalisedGCE(torch.autograd.Function):
     """NGCE ``r = t_y / Σ_j t_j``, ``t_j = (1 − max(p_j, 1e-7)^q)/q`` (q > 0), from two softmaxes
     (``p`` and ``softmax(q z)``, whose rescaling is ``p^q`` without a power pass), with a
-    hand-derived backward: with ``c_j = p_j^q [p_j ≥ 1e-7]`` (the clamp's mask),
-    ``∂r/∂z = c (r/D) + p (c_y − r Σc)/D − e_y c_y/D``, ``D = Σ_j t_j`` (0 where ``D = 0``)."""
+    hand-derived gradient, computed in the forward (:func:`_normalised_grad`): with
+    ``c_j = p_j^q [p_j ≥ 1e-7]`` (the clamp's mask),
+    ``∂r/∂z = c (r/D) + p (c_y − r Σc)/D − e_y c_y/D``, ``D = Σ_j t_j`` (0 where ``D = 0``).
+    Below the clamp ``p^q`` is changed in place (``Σ_j max(p_j^q, 1e-7^q)`` from a row sum with
+    −1e-7^q there, then ``c``): three fresh [N, C] buffers in all (``p``, ``p^q``, no gradient's)."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, q: float, scale: float, row_w: Tensor | None,
@@ -648,30 +646,34 @@ class _NormalisedGCE(torch.autograd.Function):
             pq = torch.add(log_z.mul_(-q), z, alpha=q).exp_()
         floor = P_MIN**q
         if float(pq.amin()) >= floor:  # no clamp (one host read): every p^q is kept
-            kept = pq
-            kept_sum = clamped_sum = pq.sum(1)
-        else:
+            kept = pq.clone() if pq is p else pq  # the gradient's buffer
+            kept_sum = clamped_sum = kept.sum(1)
+        elif pq is p:
             kept = F.threshold(pq, next_below(floor, pq.dtype), 0.0)  # p^q where the clamp passes, else 0
             kept_sum = kept.sum(1)
-            clamped_sum = (pq.clamp_min_(floor) if pq is not p else pq.clamp_min(floor)).sum(1)
+            clamped_sum = pq.clamp_min(floor).sum(1)
+        else:  # pq is this function's own buffer: changed in place (no fresh N×C buffer)
+            # p^q below the floor set to −floor: its row sum is Σ kept − n_below·floor; then 0 there
+            signed_sum = torch.threshold_(pq, next_below(floor, pq.dtype), -floor).sum(1)
+            kept = pq.clamp_min_(0.0)
+            kept_sum = kept.sum(1)
+            clamped_sum = kept_sum * 2.0 - signed_sum  # Σ_j max(p_j^q, floor) = Σ kept + n_below·floor
         den = torch.rsub(clamped_sum, num_classes).div_(q)  # Σ_j (1 − max(p_j, 1e-7)^q)/q
         inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NGCE is undefined
         r = _box_cox(lpy.clamp_min(_LOG_P_MIN), q) * inv
-        out = _normalised_out(ctx, r, inv, row_w, reduction, scale)
-        ctx.kept_y, ctx.kept_sum = kept.gather(1, idx).squeeze_(1), kept_sum
-        ctx.save_for_backward(p, kept, idx)
-        return out
+        kept_y = kept.gather(1, idx).squeeze_(1)
+        return _normalised_grad(ctx, r, inv, row_w, reduction, scale, kept, p, idx, kept_y, kept_sum)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        p, kept, idx = ctx.saved_tensors
-        return _normalised_grad(ctx, kept, p, idx, ctx.kept_y, ctx.kept_sum, grad), None, None, None, None, None
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None
 
 
 class _NormalisedFocal(torch.autograd.Function):
     """NFL ``r = FL_y / Σ_j FL_j``, ``FL_j = −w_j log p_j`` with the factors ``w = (1 − p)^γ``
-    detached (the reference's convention), with a hand-derived backward:
-    ``∂r/∂z = w (r/D) + p (w_y − r Σw)/D − e_y w_y/D``, ``D = Σ_j FL_j`` (0 where ``D = 0``)."""
+    detached (the reference's convention), with a hand-derived gradient computed in the forward
+    (:func:`_normalised_grad`): ``∂r/∂z = w (r/D) + p (w_y − r Σw)/D − e_y w_y/D``,
+    ``D = Σ_j FL_j`` (0 where ``D = 0``)."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, gamma: float, scale: float, row_w: Tensor | None,
@@ -691,15 +693,11 @@ class _NormalisedFocal(torch.autograd.Function):
         inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where NFL is undefined
         w_y = w.gather(1, idx).squeeze_(1)
         r = w_y * lpy * -inv
-        out = _normalised_out(ctx, r, inv, row_w, reduction, scale)
-        ctx.w_y, ctx.w_sum = w_y, w_sum
-        ctx.save_for_backward(p, w, idx)
-        return out
+        return _normalised_grad(ctx, r, inv, row_w, reduction, scale, w, p, idx, w_y, w_sum)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        p, w, idx = ctx.saved_tensors
-        return _normalised_grad(ctx, w, p, idx, ctx.w_y, ctx.w_sum, grad), None, None, None, None, None
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None
 
 
 _ngce_fused = cast(Callable[..., Tensor], _NormalisedGCE.apply)
