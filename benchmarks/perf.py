@@ -101,6 +101,11 @@ MISS_REASONS = {
                "same run): C = 1000 1.58-1.62× before, 1.48-1.50× after; at C ≤ 100 the fixed cost: the forward "
                "counts the classes (two bincounts) and takes the metric and its derivatives in TP and Σŷ as ~10 ops "
                "on [C] vectors, ~40 operator calls against 8",
+    "logitclip": "C = 10: the clip's row norm, its where / reciprocal and the clipped rows' gradient coefficient "
+                 "(⟨p − e_y, z⟩ / (‖z‖ (‖z‖ + ε))) are ~15 ops on N-vectors beside the softmax; from C = 16 the "
+                 "softmax is written over the clipped logits and the gradient over it (one fresh N×C buffer in all; "
+                 "C = 100 1.94-2.02× before, 1.83-1.92× after, C = 1000 1.04-1.50× before, 0.79-1.17× after, "
+                 "same runs, issue 25 session 31)",
     "correctness_aware": "C = 10: the fixed cost of its one autograd.Function: the softmax (not a log-softmax), amax, a "
                          "mask of each row's largest probability (amax's split gradient at ties; one host read), the "
                          "two group sizes of the balance weights (two host reads) and the weighted mean",
@@ -115,10 +120,12 @@ MISS_REASONS = {
              "two ATen kernels",
     "squentropy": "C = 10: as poly1, plus the square of every logit with the target's zeroed (a scatter and a row sum)",
     "log_z_squared": "C = 10: as poly1, plus log Z from log p_y (a gather and a subtraction) and its square",
-    "asymmetric_single_label": "a log-softmax, its exp, the weights p^γ− and the gradient of Σ_j t_j w_j log p_j "
-                               "(its own row sum and log-softmax backward) over N×C: about 11 passes and 5 fresh N×C "
-                               "buffers against F.cross_entropy's 3 passes and 2 buffers; the fresh buffers (page "
-                               "faults) are most of the time on a loaded machine",
+    "asymmetric_single_label": "a log-softmax, its exp and the weights p^γ− (three fresh N×C buffers, as "
+                               "F.cross_entropy) plus ~9 in-place passes over N×C (the masked-class clamp, w log p, "
+                               "its row sum, the gradient of Σ_j t_j w_j log p_j and its log-softmax backward, the "
+                               "reduction's factor), the gradient built in the forward and handed back. Measured "
+                               "(issue 25, session 31, same run, load ~3): C = 1000 1.76-1.80× before, 1.33-1.69× "
+                               "after; C = 100 ~2.05× before and after (~30 operator calls against 8)",
     "asymmetric": "ASL's probability margin and focusing weight: two sigmoids, two logs and (targets not 0/1) a power "
                   "over N×C, and a host-read check that the targets are 0/1, where "
                   "F.binary_cross_entropy_with_logits is one fused kernel forward and one backward",

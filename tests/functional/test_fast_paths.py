@@ -1092,6 +1092,11 @@ HANDED_BACK = [
     ("ngce", {"q": 1.0}, ref_ngce),
     ("nfl", {"gamma": 0.5}, ref_nfl),
     ("nfl", {"gamma": 2.0, "scale": 1.5}, ref_nfl),
+    ("logitclip", {"tau": 0.5, "eps": 1e-3}, ref_logitclip),  # every row clipped
+    ("logitclip", {"tau": 1e-3}, ref_logitclip),  # no row clipped: p_y below exp(-700) in row 4 (the exact fallback)
+    ("asymmetric_single_label", {"gamma_pos": 0.5, "gamma_neg": 4.0, "eps": 0.1}, ref_asl_single),
+    ("asymmetric_single_label", {"gamma_pos": 1.0, "gamma_neg": 2.5, "eps": 0.0}, ref_asl_single),
+    ("asymmetric_single_label", {"gamma_pos": 0.0, "gamma_neg": 0.0, "eps": 0.2}, ref_asl_single),
 ]
 
 
@@ -1099,19 +1104,21 @@ HANDED_BACK = [
 @pytest.mark.parametrize("logit_scale", [2.0, 12.0])  # 12: probabilities below NGCE's 1e-7 clamp at every width
 @pytest.mark.parametrize("loss_id, kw, ref", HANDED_BACK, ids=[f"{c[0]}-{i}" for i, c in enumerate(HANDED_BACK)])
 def test_handed_back_rows_at_the_benchmarked_widths(loss_id, kw, ref, logit_scale, num_classes):
-    # the default (fused) path at C = 10 / 100 / 1000 with ignored rows and a row far above the
-    # rest, every reduction, against the float64 definition; the node is the fused one
-    z, y = _inputs(24, num_classes, logit_scale, seed=num_classes)
-    y[5] = -100
+    # the default (fused) path at C = 10 / 100 / 1000 with ignored rows, a row far above the rest
+    # and one whose target probability is below exp(-700), every reduction, against the float64
+    # definition; the node is the fused one
+    z, y = _inputs(24, num_classes, logit_scale, seed=num_classes, ignore=False)
     z[3, y[3]] = z[3].max() + 30.0
-    keep = y != -100
+    z[4, y[4]] = z[4].max() - 800.0
     fn = getattr(LF, loss_id)
     assert FUSED_NODE[loss_id] + "Backward" in _node_names(fn(z.clone().requires_grad_(), y, **kw))
-    for reduction in ("mean", "none", "sum"):
-        v, g = _value_and_grad(lambda t: fn(t, y, reduction=reduction, **kw), z)
-        rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0), **kw), keep, reduction), z)
-        torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+    for y in (y, torch.where(torch.arange(24) % 7 == 5, -100, y)):  # without and with ignored rows
+        keep = y != -100
+        for reduction in ("mean", "none", "sum"):
+            v, g = _value_and_grad(lambda t: fn(t, y, reduction=reduction, **kw), z)
+            rv, rg = _value_and_grad(lambda t: _reduce(ref(t, torch.where(keep, y, 0), **kw), keep, reduction), z)
+            torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
     empty = torch.zeros(0, num_classes, dtype=DT, requires_grad=True)
     for reduction in ("mean", "none", "sum"):
         with force_path("plain"):

@@ -243,14 +243,33 @@ def softmax_and_log_target(u: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     """``(p, log p_{i,y_i})`` [N, C] and [N] from one softmax, with :func:`_softmax_and_nll`'s
     exact fallback for target probabilities too small for their logarithm (one host read)."""
     p = softmax_rows(u)
+    return p, _log_target(p, idx, lambda: u)
+
+
+def _log_target(p: Tensor, idx: Tensor, logits: Callable[[], Tensor]) -> Tensor:
+    """``log p_{i,y_i}`` [N] of ``p = softmax(u)``, exact where ``p_y`` is too small for its logarithm
+    (``logits()`` gives ``u``, called only then)."""
     pt = p.gather(1, idx)
     lpt = pt.log().squeeze_(1)
     floor = torch.finfo(p.dtype).tiny * 2.0**24
     if float(pt.amin()) < floor:
-        low = pt.squeeze(1) < floor
+        u = logits()
         exact = u.gather(1, idx).squeeze_(1).sub_(u.amax(1)).add_(p.amax(1).log_())
-        lpt = torch.where(low, exact, lpt)
-    return p, lpt
+        lpt = torch.where(pt.squeeze(1) < floor, exact, lpt)
+    return lpt
+
+
+def softmax_and_log_target_(u: Tensor, idx: Tensor, recompute: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
+    """:func:`softmax_and_log_target` with ``p`` written over ``u``, a buffer of the caller's own
+    (no fresh [N, C] buffer): ATen's CPU softmax with ``out=u`` (its row kernel reads each
+    element before writing it: the same values as :func:`torch.softmax`, which the fused
+    losses' float64 tests check), where ``u`` is a contiguous CPU tensor of at least
+    :data:`NARROW_C` classes; else as :func:`softmax_and_log_target` (then ``u`` is unchanged).
+    ``recompute()`` gives ``u`` again, for the exact fallback of tiny target probabilities only."""
+    if not (u.is_cpu and u.shape[1] >= NARROW_C and u.is_contiguous()):
+        return softmax_and_log_target(u, idx)
+    p = torch._softmax(u, 1, False, out=u)
+    return p, _log_target(p, idx, recompute)
 
 
 def kept_probabilities(z: Tensor, lse: Tensor, p: Tensor | None, keep: Tensor | None) -> Tensor:

@@ -39,7 +39,7 @@ from .._validation import (
     compiling,
 )
 from ._common import compute_dtype, prepare_classification, reduce_loss
-from ._fused import fused_or_traced, log_softmax_rows, materialized, reduce_rows, softmax_rows, traced_reduce
+from ._fused import fused_or_traced, handed_back, log_softmax_rows, materialized, reduce_rows, softmax_rows, traced_reduce
 from .imbalance import elementwise_rows
 
 __all__ = ["bce", "asymmetric", "asymmetric_single_label", "dice"]
@@ -483,10 +483,11 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
     ``w_y = (1 − p_y)^{γ+}`` (both differentiated, as the plain path): ``∂ℓ/∂ log p_j = −t_j
     w_j (1 + γ− log p_j)`` off the target and ``−t_y ((1 − p_y)^{γ+} − γ+ (1 − p_y)^{γ+−1} p_y log p_y)``
     at it, then the log-softmax's ``g − p Σ_j g_j``. A masked class (``log p_j = −inf``, ``w_j = 0``)
-    contributes 0 to both, as the plain path's guard does. The forward builds that gradient in
-    the buffers of ``w`` and ``w log p`` once the loss is summed (no buffer kept but the
-    gradient), so the backward is one multiply: at C = 1,000 most of the time is fresh [N, C]
-    allocations, and this needs four where the composed ops need eight.
+    contributes 0 to both, as the plain path's guard does. The forward builds that gradient,
+    the reduction's factor included, in ``log p``'s buffer once the loss is summed (no buffer
+    kept but the gradient), and the backward hands it back (:func:`handed_back`): at C = 1,000
+    most of the time is fresh [N, C] allocations, and this needs three (``log p``, ``p``, ``w``)
+    where the composed ops need eight.
     """
 
     @staticmethod
@@ -512,7 +513,7 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
         w_y = one_minus.pow(gamma_pos) if gamma_pos != 0.0 else torch.ones_like(one_minus)
         off = eps / num_classes
         t_y = off + 1.0 - eps
-        w_logp = w * logp
+        w_logp = logp.mul_(w)  # log p is not needed after this
         total = w_logp.sum(1)  # Σ_{j≠y} w_j log p_j
         loss = (total * off + w_y * lp_y * t_y).neg_()
         out, k = reduce_rows(loss, row_w, reduction)
@@ -531,24 +532,13 @@ class _AsymmetricSingleLabel(torch.autograd.Function):
             g_lp = w_logp.zero_().scatter_(1, idx, (slope_y * -t_y).unsqueeze_(1))
             factor = 1.0
         gz = g_lp.addcmul_(p, g_lp.sum(1, keepdim=True), value=-1.0)  # log-softmax backward
-        ctx.k = k * factor
-        ctx.save_for_backward(gz)
+        kf = k * factor
+        ctx.save_for_backward(gz.mul_(kf.unsqueeze(1) if isinstance(kf, Tensor) else kf))
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (gz,) = ctx.saved_tensors
-        return _scaled(gz, ctx.k, grad), None, None, None, None, None, None
-
-
-def _scaled(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
-    """``gz · k · grad`` in a new tensor (``gz`` is a saved gradient, left as it is for a second
-    backward): ``k`` a float or per-row [N], ``grad`` 0-dim or [N] (``"none"``). CPU: a 0-dim
-    ``grad`` is read on the host."""
-    if grad.dim() == 0 and not isinstance(k, Tensor):
-        return gz * (float(grad) * k)
-    kg = k * grad if isinstance(k, Tensor) else grad * k
-    return gz * (kg.unsqueeze(1) if kg.dim() == 1 else kg)
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None, None
 
 
 _asl_single_fused = cast(Callable[..., Tensor], _AsymmetricSingleLabel.apply)

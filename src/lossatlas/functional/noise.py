@@ -31,6 +31,8 @@ from .._spec import Param, any_number, as_bool, loss_function, nonnegative, posi
 from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import check_companion_logits, compute_dtype, prepare_classification, reduce_loss, target_logit
 from ._fused import (
+    LOG_PIECES_MAX_C,
+    col,
     folded_scale,
     fused_or_traced,
     handed_back,
@@ -40,6 +42,7 @@ from ._fused import (
     reduce_rows,
     scale_grad,
     softmax_and_log_target,
+    softmax_and_log_target_,
     softmax_log_pieces,
     softmax_row_loss,
     softmax_rows,
@@ -898,9 +901,11 @@ def _plain_cross_entropy(base: Any, base_kwargs: Mapping[str, Any] | None, base_
 
 class _ClippedCE(torch.autograd.Function):
     """Cross-entropy of LogitClip's L2-clipped logits ``u = s z``, ``s = 1/(τ(‖z‖ + ε))`` where that
-    is below 1 (else 1), from one softmax, hand-derived backward: with ``g_u = p − e_y``,
-    ``∂ℓ/∂z = s g_u − [clipped] s/(‖z‖ (‖z‖ + ε)) ⟨g_u, z⟩ z`` (per-row factors as [N, 1]
-    columns; a zero row, clipped only when ``ε > 1/τ``, has no second term)."""
+    is below 1 (else 1), from one softmax, with a hand-derived gradient computed in the forward:
+    with ``g_u = p − e_y``, ``∂ℓ/∂z = s g_u − [clipped] s/(‖z‖ (‖z‖ + ε)) ⟨g_u, z⟩ z`` (per-row
+    factors as [N, 1] columns; a zero row, clipped only when ``ε > 1/τ``, has no second term).
+    ``u``, ``p`` and the gradient share one fresh [N, C] buffer (the softmax in place,
+    :func:`softmax_and_log_target_`); the backward hands the gradient back (:func:`handed_back`)."""
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, idx: Tensor, tau: float, eps: float, row_w: Tensor | None, reduction: str) -> Tensor:
@@ -910,25 +915,25 @@ class _ClippedCE(torch.autograd.Function):
         clipped = padded > bound
         ratio = padded.reciprocal().mul_(bound)
         s = torch.where(clipped, ratio, 1.0)
-        p, lpy, _ = softmax_log_pieces(z * s, idx)
-        out, ctx.k = reduce_rows(lpy.squeeze(1).neg(), row_w, reduction)
+        if z.shape[1] < LOG_PIECES_MAX_C:  # few classes: from one log-softmax (fewer operator calls)
+            p, lpy_col, _ = softmax_log_pieces(z * s, idx)
+            lpy = lpy_col.squeeze(1)
+        else:
+            p, lpy = softmax_and_log_target_(z * s, idx, lambda: z * s)
+        out, k = reduce_rows(lpy.neg(), row_w, reduction)
         dot = torch.linalg.vecdot(p, z).unsqueeze_(1).sub_(z.gather(1, idx))  # ⟨p − e_y, z⟩
         # −[clipped] s ⟨g_u, z⟩ / (‖z‖ (‖z‖ + ε)), with ‖z‖ floored at the smallest normal (z = 0 there)
-        ctx.coef_z = torch.where(clipped, ratio.div_(norm.clamp_min_(torch.finfo(z.dtype).tiny)), 0.0).mul_(dot).div_(padded).neg_()
-        ctx.s = s
-        ctx.save_for_backward(z, p, idx)
+        coef_z = torch.where(clipped, ratio.div_(norm.clamp_min_(torch.finfo(z.dtype).tiny)), 0.0).mul_(dot).div_(padded).neg_()
+        if isinstance(k, Tensor) or k != 1.0:
+            kc = col(k)
+            s, coef_z = s * kc, coef_z.mul_(kc)
+        gz = p.mul_(s).addcmul_(z, coef_z)  # p's buffer: the softmax is not needed after this
+        ctx.save_for_backward(gz.scatter_add_(1, idx, s.neg()))
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        z, p, idx = ctx.saved_tensors
-        s, coef_z = ctx.s, ctx.coef_z
-        k = folded_scale(ctx.k, grad, p.shape[1])
-        if k is not None and k != 1.0:
-            s, coef_z = s * k, coef_z * k
-        gz = (p * s).addcmul_(z, coef_z)
-        gz.scatter_add_(1, idx, s.neg())
-        return (gz if k is not None else scale_grad(gz, ctx.k, grad)), None, None, None, None, None
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None
 
 
 _clipped_ce_fused = cast(Callable[..., Tensor], _ClippedCE.apply)
