@@ -66,14 +66,20 @@ MISS_REASONS = {
             "derivative; those three transcendental passes alone take about what F.cross_entropy's whole forward + "
             "backward takes (per 10^6 floats, 1 thread: exp_ 1.2 ms, log_ 1.35 ms, softmax 1.3 ms against log_softmax "
             "1.5 ms); measured 1.6-2.6× at C = 1000 after the fused rewrite (issue 25, load 2-6)",
-    "ldr": "softplus of every logit (exp and log1p per element) and its slope σ(z) in the backward: three "
-           "transcendental passes over N×C beside the softmax of the normalised logits (F.cross_entropy: two in all); "
-           "LDR's definition normalises softplus(z), which F.cross_entropy does not compute",
+    "ldr": "softplus of every logit: exp and log1p per element (log1p ~1.5-2× an exp on this CPU) beside the softmax "
+           "of the normalised logits, three transcendental passes against F.cross_entropy's two, and three fresh N×C "
+           "buffers (exp(z), softplus, the normalised logits, over which the softmax and the gradient are written; six before; "
+           "softplus's slope E/(1 + E) from the kept exp(z), no exponential in the backward). Measured (issue 25, "
+           "session 31, same run, load ~3): C = 1000 2.37-2.50× before, 2.01-2.13× after; C = 100 3.38-3.49× before, "
+           "3.00-3.11× after (~40 operator calls against 8)",
     "multilabel_aucm": "an AUC surrogate on scores (issue 19's LibAUC losses), not a logit loss: "
                        "F.binary_cross_entropy_with_logits is only a scale here",
     "aldr": "LDR's normalisation and softmax plus the temperature update, which needs softmax(z'/λ_old) and a "
-            "logarithm over N×C (its KL) before the loss's softmax at the new λ: three transcendental passes forward "
-            "where F.cross_entropy makes one (one fused autograd.Function; at C ≤ 100 its ~50 operator calls)",
+            "logarithm over N×C (its KL) before the loss's softmax at the new λ: four transcendental passes forward "
+            "(exp, log1p, two softmaxes, the KL's log) where F.cross_entropy makes two in all; both softmaxes and "
+            "the KL's r log r are written over buffers of their own (four fresh N×C buffers, eleven before). "
+            "Measured (issue 25, session 31, same run, load 3-5): C = 1000 2.54/4.28× before, 2.23/3.71× after; "
+            "C = 100 4.53/6.26× before, 4.24/5.05× after (~60 operator calls against 8)",
     "ngce": "the normaliser Σ_j (1 − max(p_j, 1e-7)^q)/q needs p^q over N×C beside p: a second exponential pass "
             "(exp(q(z − log Z)), an affine pass and exp_: ~1.2 ms of F.cross_entropy's ~3.3 ms at C = 1000) and a "
             "second fresh N×C buffer; the clamp is in place and the gradient is computed in the forward into p^q's "

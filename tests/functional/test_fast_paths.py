@@ -1097,6 +1097,8 @@ HANDED_BACK = [
     ("asymmetric_single_label", {"gamma_pos": 0.5, "gamma_neg": 4.0, "eps": 0.1}, ref_asl_single),
     ("asymmetric_single_label", {"gamma_pos": 1.0, "gamma_neg": 2.5, "eps": 0.0}, ref_asl_single),
     ("asymmetric_single_label", {"gamma_pos": 0.0, "gamma_neg": 0.0, "eps": 0.2}, ref_asl_single),
+    ("ldr", {}, ref_ldr),  # row 3 has a logit above softplus's threshold 20 (its where pass and slope 1)
+    ("ldr", {"margin": 0.3, "temperature": 2.0}, ref_ldr),
 ]
 
 

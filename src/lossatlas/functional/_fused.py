@@ -266,10 +266,20 @@ def softmax_and_log_target_(u: Tensor, idx: Tensor, recompute: Callable[[], Tens
     losses' float64 tests check), where ``u`` is a contiguous CPU tensor of at least
     :data:`NARROW_C` classes; else as :func:`softmax_and_log_target` (then ``u`` is unchanged).
     ``recompute()`` gives ``u`` again, for the exact fallback of tiny target probabilities only."""
-    if not (u.is_cpu and u.shape[1] >= NARROW_C and u.is_contiguous()):
+    if not _in_place_softmax(u):
         return softmax_and_log_target(u, idx)
     p = torch._softmax(u, 1, False, out=u)
     return p, _log_target(p, idx, recompute)
+
+
+def _in_place_softmax(u: Tensor) -> bool:
+    return u.is_cpu and u.shape[1] >= NARROW_C and u.is_contiguous()
+
+
+def softmax_rows_(u: Tensor) -> Tensor:
+    """:func:`softmax_rows` written over ``u`` (a buffer of the caller's own) where
+    :func:`softmax_and_log_target_` would (else a new tensor)."""
+    return torch._softmax(u, 1, False, out=u) if _in_place_softmax(u) else softmax_rows(u)
 
 
 def kept_probabilities(z: Tensor, lse: Tensor, p: Tensor | None, keep: Tensor | None) -> Tensor:

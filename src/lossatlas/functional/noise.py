@@ -45,7 +45,7 @@ from ._fused import (
     softmax_and_log_target_,
     softmax_log_pieces,
     softmax_row_loss,
-    softmax_rows,
+    softmax_rows_,
     traced_log_target,
     traced_reduce,
 )
@@ -1062,20 +1062,24 @@ def ldr(
 
 
 class _LDR(torch.autograd.Function):
-    """LDR (and ALDR, ``adaptive=(Λ, α)``) from one normalisation and one softmax, hand-derived backward.
+    """LDR (and ALDR, ``adaptive=(Λ, α)``) from one normalisation and one softmax, hand-derived gradient
+    computed in the forward and handed back (:func:`handed_back`).
 
     With ``f = softplus(z)`` (or ``z``), ``v = C / Σ_j |f_j|`` (0 for an all-zero row) and
     ``u = v f / λ − (m/λ) e_y`` (softmax is shift-invariant: the margin added to every other
     class is subtracted at the target instead, an N-element scatter rather than a pass), the loss
     ``λ (−log q_y − log C)``, ``q = softmax(u)``, is LDR's ``λ log mean_j exp(d_j/λ)``. Its
-    gradient w.r.t. ``f`` is ``v (q − e_y) − (v²/C)(⟨q, f⟩ − f_y) sign(f)``, then softplus's own
-    backward (``torch.ops.aten.softplus_backward``, the plain path's). Softplus is ``log1p(exp(z))``
-    (two passes, faster than ATen's softplus kernel on CPU), ``z`` itself above 20 as torch's
-    threshold; that ``where`` pass runs only when some logit exceeds 20 (one host read).
+    gradient w.r.t. ``f`` is ``h = v (q − e_y) − (v²/C)(⟨q, f⟩ − f_y) sign(f)``, then softplus's
+    slope ``σ(z) = E/(1 + E)``, ``E = exp(z)``: ``h σ = h − h/(1 + E)`` (1 above torch's softplus
+    threshold 20, where softplus is ``z``). Softplus is ``log1p(E)`` (two passes, faster than
+    ATen's softplus kernel on CPU), ``E`` kept for the slope (no exponential pass in the
+    backward); the ``where`` pass of the threshold runs only when some logit exceeds 20 (one
+    host read). The softmax is written over ``u`` and the gradient over it; ``⟨q, f⟩`` is summed
+    from ``f``'s own buffer (three fresh [N, C] buffers with softplus: ``E``, ``f``, ``u``).
 
     ALDR: ``λ`` is computed here from the previous temperature ``λ_old`` [N] (given as ``lam``):
     ``r = softmax(v f / λ_old) + 1e-5``, ``s = Σ_j r_j``, ``KL = Σ_j (r_j/s) log(C r_j/s) =
-    (Σ_j r_j log r_j)/s + log(C/s)`` (one logarithm pass and a dot product),
+    (Σ_j r_j log r_j)/s + log(C/s)`` (one logarithm pass, in ``r``'s buffer),
     ``λ = max(Λ − Λ KL/(α log C), 1e-6 Λ)``, and the loss loses the (constant) penalty
     ``α log C (λ − Λ)²/(2Λ)``; ``λ`` is returned too (no gradient), for the caller's state.
     """
@@ -1085,40 +1089,58 @@ class _LDR(torch.autograd.Function):
                 reduction: str, softplus: bool, adaptive: tuple[float, float] | None) -> Any:
         num_classes = z.shape[1]
         log_c = math.log(num_classes)
+        big_z = None
         if not softplus:
             f = z
             total = z.abs().sum(1, keepdim=True)
         else:
             if z.numel() and float(z.amax()) > _SOFTPLUS_THRESHOLD:
-                f = torch.where(z > _SOFTPLUS_THRESHOLD, z, z.clamp_max(_SOFTPLUS_THRESHOLD).exp_().log1p_())
+                big_z = z > _SOFTPLUS_THRESHOLD
+                e_z = z.clamp_max(_SOFTPLUS_THRESHOLD).exp_()
+                f = torch.where(big_z, z, torch.log1p(e_z))
             else:
-                f = z.exp().log1p_()
+                e_z = z.exp()
+                f = torch.log1p(e_z)
             total = f.sum(1, keepdim=True)  # Σ|f| (softplus ≥ 0)
         v = torch.where(total > 0, total, math.inf).reciprocal_().mul_(num_classes)  # C/Σ|f|, 0 for an all-zero row
         penalty = None
         if adaptive is not None:
             big, alpha = adaptive
             assert isinstance(lam, Tensor)
-            r = softmax_rows(f * (v / lam.unsqueeze(1))).add(1e-5)
+            r = softmax_rows_(f * (v / lam.unsqueeze(1))).add_(1e-5)
             s = r.sum(1)
-            kl = torch.linalg.vecdot(r, r.log()).div_(s).sub_(s.log()).add_(log_c)
+            kl = r.xlogy_(r).sum(1).div_(s).sub_(s.log()).add_(log_c)  # Σ_j r_j log r_j in r's buffer
             lam_new = kl.mul_(-big / (alpha * log_c)).add_(big).clamp_min_(1e-6 * big)
             penalty = (lam_new - big).square_().mul_(alpha * log_c / (2.0 * big))
             lam = lam_new
         lam_col = lam.unsqueeze(1) if isinstance(lam, Tensor) else lam
-        u = f * (v / lam_col)
-        u.scatter_add_(1, idx, lam_col.reciprocal().mul_(-margin) if isinstance(lam_col, Tensor) else
-                       torch.full_like(v, -margin / lam_col))
-        q, lqy = softmax_and_log_target(u, idx)
+        shift = (lam_col.reciprocal().mul_(-margin) if isinstance(lam_col, Tensor) else
+                 torch.full_like(v, -margin / lam_col))
+
+        def logits() -> Tensor:
+            return (f * (v / lam_col)).scatter_add_(1, idx, shift)
+
+        q, lqy = softmax_and_log_target_(logits(), idx, logits)
         loss = (lqy.neg_() - log_c) * lam
         if penalty is not None:
             loss.sub_(penalty)
-        out, ctx.k = reduce_rows(loss, row_w, reduction)
+        out, k = reduce_rows(loss, row_w, reduction)
         f_y = f.gather(1, idx)
-        ctx.v = v
-        ctx.coef_1 = (torch.linalg.vecdot(q, f).unsqueeze_(1) - f_y).mul_(v * v / -num_classes)
-        ctx.softplus = softplus
-        ctx.save_for_backward(z, q, idx)
+        # ⟨q, f⟩: in f's buffer when it is this function's own (f is not needed after)
+        dot = (f.mul_(q) if f is not z else f * q).sum(1, keepdim=True)
+        coef_1 = dot.sub_(f_y).mul_(v * v / -num_classes)
+        if isinstance(k, Tensor) or k != 1.0:
+            kc = col(k)
+            v, coef_1 = v * kc, coef_1.mul_(kc)
+        if softplus:  # f ≥ 0: sign(f) = 1 (where f = 0, softplus's slope σ(z) is 0 too)
+            h = q.mul_(v).add_(coef_1).scatter_add_(1, idx, v.neg())
+            one_minus = torch.div(h, e_z.add_(1.0), out=e_z)  # h (1 − σ(z))
+            if big_z is not None:
+                one_minus.masked_fill_(big_z, 0.0)  # slope 1 above the threshold, as softplus_backward
+            gz = h.sub_(one_minus)
+        else:
+            gz = q.mul_(v).addcmul_(torch.sgn(z), coef_1).scatter_add_(1, idx, v.neg())
+        ctx.save_for_backward(gz)
         if adaptive is None:
             return out
         ctx.mark_non_differentiable(lam)
@@ -1126,21 +1148,7 @@ class _LDR(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
-        z, q, idx = ctx.saved_tensors
-        v, coef_1 = ctx.v, ctx.coef_1
-        k = folded_scale(ctx.k, grad, q.shape[1])
-        if k is not None and k != 1.0:
-            v, coef_1 = v * k, coef_1 * k
-        if ctx.softplus:  # f ≥ 0: sign(f) = 1 (where f = 0, softplus's slope σ(z) is 0 too)
-            g_f = torch.addcmul(coef_1, q, v)
-        else:
-            g_f = torch.sgn(z).mul_(coef_1).addcmul_(q, v)
-        g_f.scatter_add_(1, idx, v.neg())
-        if k is None:
-            g_f = scale_grad(g_f, ctx.k, grad)
-        if ctx.softplus:
-            g_f = torch.ops.aten.softplus_backward(g_f, z, 1.0, _SOFTPLUS_THRESHOLD)
-        return g_f, None, None, None, None, None, None, None
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None, None, None
 
 
 _ldr_fused = cast(Callable[..., Tensor], _LDR.apply)
