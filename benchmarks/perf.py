@@ -92,7 +92,10 @@ MISS_REASONS = {
               "−log(1 − exp(−e^{−z_j}))): one hand-derived pass, but three transcendentals per element (exp, expm1, "
               "log; measured at N×C = 1024×1000, 1 thread: ~1.0, ~2.4 and ~1.3 ms, together ~1.5× all of "
               "F.cross_entropy's forward + backward, whose softmax needs one exp per element each way) and the clamp's "
-              "gradient mask. Compiled it stays ~1.3-1.5× this eager path: inductor's fused kernels (the composed ops, "
+              "gradient mask; the reduction and the gradient's row factor are in the Function and the gradient is "
+              "handed back (two fresh N×C buffers, three before: C = 1000 2.46/1.56/1.53× before, 2.38/1.51/1.51× "
+              "after in three runs, main and this side by side, issue 25 session 31, load ~4: within noise). "
+              "Compiled it stays ~1.3-1.5× this eager path: inductor's fused kernels (the composed ops, "
               "which recompute exp and expm1 in the backward, or the same hand-derived Function traced) measured "
               "no faster than the three separate ATen transcendental passes here",
     "entropy_maximization": "BCE on the observed labels plus the binary entropy H(σ(z)) of every unobserved one: "

@@ -1128,7 +1128,8 @@ def test_handed_back_rows_at_the_benchmarked_widths(loss_id, kw, ref, logit_scal
         torch.testing.assert_close(fn(empty, y[:0], reduction=reduction, **kw), expected, equal_nan=True)
 
 
-@pytest.mark.parametrize("loss_id, kw", [(c[0], c[1]) for c in HANDED_BACK] + [("anyloss", {"metric": "gmean"})],
+@pytest.mark.parametrize("loss_id, kw", [(c[0], c[1]) for c in HANDED_BACK] + [
+    ("anyloss", {"metric": "gmean"}), ("gumbel", {}), ("gumbel", {"clamp_min": None, "clamp_max": None})],
                          ids=lambda v: str(v))
 def test_handed_back_gradient_upstream_factors_and_retained_graphs(loss_id, kw):
     # the gradient computed in the forward: an upstream factor (≠ 1) scales it, a retained graph's

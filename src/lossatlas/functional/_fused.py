@@ -434,9 +434,10 @@ def handed_back(gz: Tensor, grad: Tensor) -> Tensor:
     else ``gz · grad`` (``grad`` 0-dim, or [N] for ``"none"``). Handed back as it is, autograd keeps
     it as ``.grad`` without a copy (the Function's saved reference is released before the
     gradient is accumulated; with ``retain_graph`` it is kept, and autograd copies ``gz``): the
-    fresh [N, C] buffer and the pass of a backward that computes the gradient are saved."""
+    fresh [N, C] buffer and the pass of a backward that computes the gradient are saved. On a
+    GPU (no host read, no synchronisation) always ``gz · grad``."""
     if grad.dim() == 0:
-        if not grad.requires_grad and float(grad) == 1.0:
+        if gz.is_cpu and not grad.requires_grad and float(grad) == 1.0:
             return gz
         return gz * grad
     return gz * grad.unsqueeze(1)

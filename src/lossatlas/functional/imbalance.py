@@ -48,7 +48,17 @@ from ._common import (
     reduce_loss,
     run_deferred,
 )
-from ._fused import affine_logits, cast_constant, derived, pointwise_loss, softmax_cross_entropy
+from ._fused import (
+    affine_logits,
+    as_dtype,
+    cast_constant,
+    col,
+    derived,
+    handed_back,
+    pointwise_loss,
+    reduce_rows,
+    softmax_cross_entropy,
+)
 
 __all__ = [
     "cross_entropy",
@@ -639,18 +649,21 @@ def _outward(value: float, dtype: torch.dtype, toward: float) -> float:
 
 
 class _GumbelRows(torch.autograd.Function):
-    """:func:`_gumbel_terms` of ``clamp(z, lo, hi)`` per row in one pass, hand-derived backward.
+    """:func:`_gumbel_terms` of ``clamp(z, lo, hi)`` per row, reduced, in one pass, with a hand-derived
+    gradient computed in the forward.
 
     With ``e = e^{−x}`` (``x`` the clamped logit) and ``w = 1 − exp(−e) = −expm1(−e)``, a
     non-target term is ``−log w`` with ``d/dx = e exp(−e) / w = e/w − e``, the target's ``e`` has
     ``d/dx = −e``; the clamp passes the gradient on ``[lo, hi]`` only. Three transcendental
-    passes (exp, expm1, log) over [N, C] and two [N, C] buffers (the second becomes the saved
-    derivative), where the composed ops replay ``exp``, ``expm1``, ``log``, ``where`` and the
-    clamp through autograd. The backward is one multiply.
+    passes (exp, expm1, log) over [N, C] and two [N, C] buffers (the second becomes the
+    gradient, the reduction's row factor included), where the composed ops replay ``exp``,
+    ``expm1``, ``log``, ``where`` and the clamp through autograd. The backward hands the
+    gradient back (:func:`~lossatlas.functional._fused.handed_back`).
     """
 
     @staticmethod
-    def forward(ctx: Any, z: Tensor, y: Tensor, lo: float | None, hi: float | None) -> Tensor:
+    def forward(ctx: Any, z: Tensor, y: Tensor, lo: float | None, hi: float | None, row_w: Tensor | None,
+                reduction: str) -> Tensor:
         idx = y.unsqueeze(1)
         clamped = lo is not None or hi is not None
         e = (torch.clamp(z, lo, hi).neg_() if clamped else z.neg()).exp_()
@@ -661,17 +674,19 @@ class _GumbelRows(torch.autograd.Function):
         slope.scatter_(1, idx, ey.neg())
         # the target's −log w is replaced by its e (set to 0 first: w may be 0 there, far right)
         rows = w.log_().scatter_(1, idx, 0.0).sum(1).neg_().add_(ey.squeeze(1))
+        out, k = reduce_rows(rows, row_w, reduction)
+        if isinstance(k, Tensor) or k != 1.0:
+            slope.mul_(col(k))
         if clamped:
             a = -math.inf if lo is None else _outward(lo, z.dtype, -math.inf)
             b = math.inf if hi is None else _outward(hi, z.dtype, math.inf)
             slope = torch.ops.aten.hardtanh_backward.grad_input(slope, z, a, b, grad_input=slope)
         ctx.save_for_backward(slope)
-        return rows
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        (slope,) = ctx.saved_tensors
-        return slope * grad.unsqueeze(1), None, None, None
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None
 
 
 _gumbel_rows = cast(Callable[..., Tensor], _GumbelRows.apply)
@@ -704,7 +719,7 @@ def gumbel(
     z, y, w, out_dtype = prepare_classification(logits, target, reduction, validate, cast("Tensor | None", weight),
                                                 ignore_index, lazy_mask=lazy)
     if take_fused(z, 1, cpu_only=False):
-        return reduce_loss(_gumbel_rows(z, y, clamp_min, clamp_max), reduction, w, out_dtype)
+        return as_dtype(_gumbel_rows(z, y, clamp_min, clamp_max, w, reduction), out_dtype)
     if clamp_min is not None or clamp_max is not None:
         z = torch.clamp(z, min=clamp_min, max=clamp_max)
     return reduce_loss(_gumbel_terms(z, y), reduction, w, out_dtype)
