@@ -1162,3 +1162,70 @@ def test_handed_back_gradient_upstream_factors_and_retained_graphs(loss_id, kw):
     torch.testing.assert_close(g.detach(), once, rtol=1e-12, atol=1e-15)
     (dw,) = torch.autograd.grad((g * z).sum(), w)
     torch.testing.assert_close(dw, (once * z).sum(), rtol=1e-10, atol=1e-12)
+
+
+# Issue 25, small C: at NARROW_C <= C < LOG_PIECES_MAX_C on CPU the fused softmax losses take p and
+# log p_y from one log-softmax (no host read), and _SoftmaxRowLoss's backward folds the scalar factor
+# of a reduced loss into the [N, 1] coefficient. Both against the float64 definitions, with an
+# upstream gradient that is not 1 (the folded factor), with and without an ignored row (with one, or
+# with class weights, the factor is a tensor: fused_grad's general form), a target probability far
+# below float32's normal range (exp(-90)) and, where the loss takes them, class weights.
+SMALL_C_ROWS = [c for c in ROW_CASES if c[0] in ("mae", "gce", "alpha_loss", "taylor_ce", "poly1", "encouraging",
+                                                  "log_z_squared", "squentropy", "ngce", "nfl", "nce", "sce")]
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("num_classes", [8, 10, 15, 16, 100])
+@pytest.mark.parametrize("loss_id, kw, ref", SMALL_C_ROWS, ids=[f"{c[0]}-{i}" for i, c in enumerate(SMALL_C_ROWS)])
+def test_small_c_fused_rows_against_the_definition(loss_id, kw, ref, num_classes, ignore):
+    z, y = _inputs(9, num_classes, 3.0, seed=num_classes, ignore=ignore)
+    z[0] = 0.0
+    z[0, y[0]] = -90.0  # p_y ≈ e^-90
+    keep = y != -100
+    ys = torch.where(keep, y, 0)
+    fn = getattr(LF, loss_id)
+    weighted = "weight" in la.info(loss_id).parameters
+    w = torch.linspace(0.5, 2.0, num_classes, dtype=DT)
+    for reduction in ("mean", "sum", "none"):
+        for weight in ((None, w) if weighted else (None,)):
+            extra = {} if weight is None else {"weight": weight}
+            row_w = keep.to(DT) if weight is None else keep * weight[ys]
+            v, g = _value_and_grad(lambda t: 2.5 * fn(t, y, reduction=reduction, **kw, **extra), z)
+
+            def definition(t):
+                losses = ref(t, ys, **kw) * row_w
+                if reduction == "none":
+                    return 2.5 * losses
+                return 2.5 * (losses.sum() if reduction == "sum" else losses.sum() / row_w.sum())
+
+            rv, rg = _value_and_grad(definition, z)
+            assert v.grad_fn is None and fn(z.clone().requires_grad_(), y).grad_fn.name() == FUSED_NODE[loss_id] + "Backward"
+            torch.testing.assert_close(v, rv, rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(g, rg, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("loss_id, kw, ref", SMALL_C_ROWS, ids=[f"{c[0]}-{i}" for i, c in enumerate(SMALL_C_ROWS)])
+def test_small_c_fused_rows_empty_batch(loss_id, kw, ref):
+    fn = getattr(LF, loss_id)
+    for reduction in ("mean", "sum", "none"):
+        z = torch.zeros(0, 10, dtype=DT, requires_grad=True)
+        out = fn(z, torch.zeros(0, dtype=torch.long), reduction=reduction, **kw)
+        (g,) = torch.autograd.grad(out.sum(), z)
+        assert out.shape == ((0,) if reduction == "none" else ()) and float(out.detach().sum()) == 0.0 and g.shape == (0, 10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("num_classes", [4, 8, 10, 15, 16, 100])
+def test_softmax_and_log_target_against_log_softmax(num_classes, dtype):
+    from lossatlas.functional._fused import softmax_and_log_target
+
+    z, y = _inputs(64, num_classes, 5.0, seed=3, ignore=False)
+    z[0] = 0.0
+    z[0, y[0]] = -200.0  # p_y underflows float32: log p_y must still be exact
+    z = z.to(dtype)
+    p, lpy = softmax_and_log_target(z, y.unsqueeze(1))
+    ref = torch.log_softmax(z.double(), 1)
+    tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {"rtol": 2e-6, "atol": 1e-6}
+    torch.testing.assert_close(lpy.double(), ref.gather(1, y.unsqueeze(1)).squeeze(1), **tol)
+    torch.testing.assert_close(p.double(), ref.exp(), **tol)
+    assert p.shape == z.shape and lpy.shape == (64,) and p.dtype == lpy.dtype == dtype
