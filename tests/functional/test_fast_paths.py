@@ -1171,7 +1171,13 @@ def test_handed_back_gradient_upstream_factors_and_retained_graphs(loss_id, kw):
 # with class weights, the factor is a tensor: fused_grad's general form), a target probability far
 # below float32's normal range (exp(-90)) and, where the loss takes them, class weights.
 SMALL_C_ROWS = [c for c in ROW_CASES if c[0] in ("mae", "gce", "alpha_loss", "taylor_ce", "poly1", "encouraging",
-                                                  "log_z_squared", "squentropy", "ngce", "nfl", "nce", "sce")]
+                                                  "log_z_squared", "squentropy", "ngce", "nfl", "nce", "sce")] + [
+    # the row terms rewritten for fewer operator calls (Horner's rule, one shared q log p, ε (1 − p_t)):
+    # every branch of each (t = 1, 2, 3; α = 1, i.e. q = 0; ε = −1, where ∂ℓ/∂ log p_t → 0 as p_t → 1)
+    ("mae", {}, ref_mae), ("taylor_ce", {"order": 1}, ref_taylor), ("taylor_ce", {"order": 2}, ref_taylor),
+    ("taylor_ce", {"order": 3}, ref_taylor), ("alpha_loss", {"alpha": 1.0}, ref_alpha),
+    ("alpha_loss", {"alpha": 2.0}, ref_alpha), ("gce", {"q": 1.0}, ref_gce), ("gce", {"q": 0.7}, ref_gce),
+    ("poly1", {"epsilon": 1.0}, ref_poly1), ("poly1", {"epsilon": -1.0}, ref_poly1)]
 
 
 @pytest.mark.parametrize("ignore", [False, True])

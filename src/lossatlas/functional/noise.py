@@ -32,6 +32,7 @@ from .._validation import check_logits, check_number, check_tensor, compiling
 from ._common import check_companion_logits, compute_dtype, prepare_classification, reduce_loss, target_logit
 from ._fused import (
     LOG_PIECES_MAX_C,
+    as_dtype,
     col,
     folded_scale,
     fused_or_traced,
@@ -194,6 +195,15 @@ def _box_cox_slope(logp: Tensor, q: float) -> Tensor:
     if q == 0.0:
         return torch.full_like(logp, -1.0)
     return torch.exp(q * logp).neg_()
+
+
+def _box_cox_and_slope(logp: Tensor, q: float) -> tuple[Tensor, Tensor]:
+    """``(_box_cox(logp, q), _box_cox_slope(logp, q))`` from one product ``q log p``, in place: five
+    operator calls where the two functions make seven (the fused rows of GCE and the α-loss)."""
+    if q == 0.0:
+        return _box_cox(logp, q), _box_cox_slope(logp, q)
+    t = logp * q
+    return torch.expm1(t).mul_(-1.0 / q), t.exp_().neg_()
 
 
 def _tiny(x: Tensor) -> float:
@@ -416,7 +426,7 @@ def _mixed(logits: Tensor, target: Tensor, reduction: str, validate: bool, ignor
         kernel = _noise_mix
     if z.shape[1] == 1:  # NCE of one class: 0 with a zero gradient (S = Σ_j log p_j = 0)
         w_nce = 0.0
-    return kernel(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction).to(out_dtype)
+    return as_dtype(kernel(z, y.unsqueeze(1), w_ce, w_mae, w_nce, w_rce, w, reduction), out_dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -438,9 +448,9 @@ def mae(
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
-            return -torch.expm1(lpy) * scale, lpy.exp() * -scale, None
+            return torch.expm1(lpy).mul_(-scale), lpy.exp().mul_(-scale), None
 
-        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
+        return as_dtype(softmax_row_loss(z, y, row, w, reduction), out_dtype)
     return reduce_loss(_mae_terms(z, y) * scale, reduction, w, out_dtype)
 
 
@@ -462,10 +472,10 @@ def gce(
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
             kept = lpy >= _LOG_P_MIN  # clamp_min's gradient mask
-            lpc = lpy.clamp_min(_LOG_P_MIN)
-            return _box_cox(lpc, q), _box_cox_slope(lpc, q).mul_(kept), None
+            loss, slope = _box_cox_and_slope(lpy.clamp_min(_LOG_P_MIN), q)
+            return loss, slope.mul_(kept), None
 
-        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
+        return as_dtype(softmax_row_loss(z, y, row, w, reduction), out_dtype)
     logp_y = _log_p_y(z, y).clamp_min(_LOG_P_MIN)
     return reduce_loss(_box_cox(logp_y, q), reduction, w, out_dtype)
 
@@ -714,7 +724,7 @@ def _fused_normalised(kernel: Callable[..., Tensor], logits: Tensor, target: Ten
     if prepared is None:
         return None
     z, y, w, out_dtype = prepared
-    return kernel(z, y.unsqueeze(1), exponent, scale, w, reduction).to(out_dtype)
+    return as_dtype(kernel(z, y.unsqueeze(1), exponent, scale, w, reduction), out_dtype)
 
 
 def _registered_function(id: str, name: str) -> Callable[..., Tensor]:
@@ -979,7 +989,7 @@ def logitclip(
     if plain_ce is not None and take_fused(logits, FUSE_MIN_NUMEL):
         ignore, check_target = plain_ce  # the cross-entropy's own checks, on the logits it would see clipped
         z, y, w, out_dtype = prepare_classification(logits, target, reduction, check_target, None, ignore, lazy_mask=True)
-        return _clipped_ce_fused(z, y.unsqueeze(1), tau, eps, w, reduction).to(out_dtype)
+        return as_dtype(_clipped_ce_fused(z, y.unsqueeze(1), tau, eps, w, reduction), out_dtype)
     z = _clip(logits.to(compute_dtype(logits)), tau, p, eps)
     if isinstance(base, nn.Module):
         _same_reduction(base, reduction)
@@ -1057,7 +1067,7 @@ def ldr(
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index)
     lam = _per_sample_temperature(temperature, z, validate)
     if take_fused(z, FUSE_MIN_NUMEL):
-        return _ldr_fused(z, y.unsqueeze(1), margin, lam, w, reduction, softplus, None).to(out_dtype)
+        return as_dtype(_ldr_fused(z, y.unsqueeze(1), margin, lam, w, reduction, softplus, None), out_dtype)
     return reduce_loss(_ldr_core(ldr_normalise(z, softplus), y, margin, lam), reduction, w, out_dtype)
 
 
@@ -1274,15 +1284,21 @@ def taylor_ce(
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
-            u = -torch.expm1(lpy)  # 1 - p_y
-            loss, power, slope = torch.zeros_like(u), torch.ones_like(u), torch.zeros_like(u)
-            for k in range(1, order + 1):  # Σ u^k / k and its derivative Σ u^(k−1) (t terms of N values)
-                slope = slope + power
-                power = power * u
-                loss = loss + power / k
-            return loss, slope.mul_(lpy.exp()).neg_(), None  # ∂u/∂ log p_y = −p_y
+            # Σ_{k=1}^{t} u^k / k and its derivative Σ_{k<t} u^k by Horner's rule (two operator calls a
+            # term, in place: at C = 10 each call costs about what the softmax's pass does), u = 1 − p_y
+            u = torch.expm1(lpy).neg_()
+            loss = u * (1.0 / order)
+            for k in range(order - 1, 0, -1):
+                loss.add_(1.0 / k).mul_(u)
+            p_y = lpy.exp()
+            if order == 1:
+                return loss, p_y.neg_(), None
+            slope = u + 1.0
+            for _k in range(order - 2):
+                slope.mul_(u).add_(1.0)
+            return loss, slope.mul_(p_y).neg_(), None  # ∂u/∂ log p_y = −p_y
 
-        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
+        return as_dtype(softmax_row_loss(z, y, row, w, reduction), out_dtype)
     u = _mae_terms(z, y)  # 1 - p_y
     losses = torch.zeros_like(u)
     power = torch.ones_like(u)
@@ -1310,9 +1326,9 @@ def alpha_loss(
     z, y, w, out_dtype = _prepare(logits, target, reduction, validate, ignore_index, traced=True)
     if fused_or_traced(z, FUSE_MIN_NUMEL):
         def row(lpy: Tensor, _: Tensor | None) -> tuple[Tensor, Tensor, None]:
-            return _box_cox(lpy, c), _box_cox_slope(lpy, c), None
+            return (*_box_cox_and_slope(lpy, c), None)
 
-        return softmax_row_loss(z, y, row, w, reduction).to(out_dtype)
+        return as_dtype(softmax_row_loss(z, y, row, w, reduction), out_dtype)
     return reduce_loss(_box_cox(_log_p_y(z, y), c), reduction, w, out_dtype)
 
 
