@@ -27,6 +27,7 @@ from . import (
     two_stage,
     weighting,
 )
+from ._opaque import traced_kernels
 from .losses import FunctionalLoss, Loss
 from .registry import Entry, Paper, create, families, info, list_entries
 
@@ -40,7 +41,7 @@ list = list_entries  # noqa: A001 - the documented public name is lossatlas.list
 __all__ = [
     "create", "list", "info", "families", "Entry", "Paper", "Loss", "FunctionalLoss",
     "functional", "losses", "heads", "weighting", "samplers", "miners", "distances", "reducers", "memory", "negatives",
-    "two_stage",
+    "two_stage", "traced_kernels",
     "distributed", "data", "metrics", "optim",
     "__version__",
 ]

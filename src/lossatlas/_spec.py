@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
+from ._opaque import routed
 from ._validation import as_class_counts, as_class_weight, check_number, check_reduction
 
 __all__ = [
@@ -233,6 +234,7 @@ def loss_function(
     inputs: tuple[str, ...],
     call: tuple[str, ...] = (),
     params: Mapping[str, Param] | None = None,
+    compile_opaque: bool = False,
 ) -> Callable[[F], F]:
     """Decorator that makes a loss function the one definition of its method.
 
@@ -243,6 +245,10 @@ def loss_function(
     given (its defaults were checked here, once), calls the body and returns a fresh tensor;
     ``function.unchecked`` is the body, which modules call with values checked at
     construction.
+
+    ``compile_opaque=True`` (a loss whose traced form inductor compiles slower than its eager
+    kernels on CPU, measured in ``benchmarks/perf.py``): under ``torch.compile`` on CPU, large
+    calls run the body's eager code as one opaque custom operator (:mod:`lossatlas._opaque`).
     """
 
     def decorate(body: F) -> F:
@@ -262,14 +268,17 @@ def loss_function(
         unknown = set(params or {}) - set(merged)
         if unknown:
             raise TypeError(f"{body.__qualname__}: Params for unknown arguments {sorted(unknown)}")
-        spec = FunctionSpec(body, inputs, call, merged, sig)
+        reduction = sig.parameters.get("reduction")
+        run = routed(f"{body.__module__}.{body.__qualname__}", body, call,
+                     None if reduction is None else reduction.default, compile_opaque)
+        spec = FunctionSpec(run, inputs, call, merged, sig)
         for n, default in spec.defaults.items():  # the defaults must pass their own checks
             spec.check(n, default)
         positional = names  # a positional argument is matched by name (e.g. class_counts)
         n_positional = len([p for p in sig.parameters.values()
                             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
 
-        @functools.wraps(body)
+        @functools.wraps(run)
         def checked(*args: Any, **kwargs: Any) -> Tensor:
             if len(args) > n_positional:
                 raise TypeError(f"{body.__name__}() takes {n_positional} positional arguments but {len(args)} were given")
@@ -279,10 +288,10 @@ def loss_function(
             for k, v in kwargs.items():
                 if k in merged:
                     kwargs[k] = spec.check(k, v)
-            return fresh(body(*args_list, **kwargs))
+            return fresh(run(*args_list, **kwargs))
 
         checked.spec = spec  # type: ignore[attr-defined]
-        checked.unchecked = body  # type: ignore[attr-defined]
+        checked.unchecked = run  # type: ignore[attr-defined]
         if checked.__doc__ and "{args}" in checked.__doc__:
             checked.__doc__ = fill_args(checked.__doc__, spec)
         return checked  # type: ignore[return-value]

@@ -167,9 +167,14 @@ def call(crit: Any, case: Case) -> Tensor:
     return out
 
 
+def leaves_of(crit: Any, case: Case) -> list[Tensor]:
+    """The tensors :func:`value_and_grads` differentiates: the inputs, then the parameters."""
+    return [t for t in case.inputs if t.requires_grad] + [p for p in getattr(crit, "parameters", lambda: [])() if p.requires_grad]
+
+
 def value_and_grads(crit: Any, case: Case, reduce: bool = True) -> tuple[Tensor, list[Tensor | None]]:
     out = call(crit, case)
     total = out.sum() if reduce else out
-    leaves = [t for t in case.inputs if t.requires_grad] + [p for p in getattr(crit, "parameters", lambda: [])() if p.requires_grad]
+    leaves = leaves_of(crit, case)
     grads = torch.autograd.grad(total, leaves, allow_unused=True) if total.requires_grad else [None] * len(leaves)
     return out.detach(), list(grads)

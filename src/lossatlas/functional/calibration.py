@@ -600,7 +600,7 @@ def anyloss_per_class(
     return _anyloss_scores(_soft_confusion(p, y, amplifier), metric, beta).to(out_dtype)
 
 
-@loss_function(inputs=CLASSIFICATION, params={**_ANYLOSS_PARAMS, "reduction": Param(
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION, params={**_ANYLOSS_PARAMS, "reduction": Param(
     "``'mean'`` (the batch loss) | ``'sum'`` (N times it) | ``'none'`` (the batch loss for each sample, [N])",
     COMMON["reduction"].check, "torch")})
 def anyloss(
@@ -727,7 +727,7 @@ def _group_balance(correct: Tensor, valid: Tensor) -> Tensor:
     return torch.where(c > 0, per_correct, per_wrong) * v
 
 
-@loss_function(inputs=CLASSIFICATION, params={
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION, params={
     "balance": Param("weight the correctly and the wrongly predicted rows of the batch equally (the official "
                      "weights 1 − accuracy and accuracy); ``False``: the plain mean of (conf − correct)²", as_bool,
                      f"{CA_CODE} (weights[correctness] = 1 - weight_correct)"),

@@ -692,7 +692,7 @@ class _GumbelRows(torch.autograd.Function):
 _gumbel_rows = cast(Callable[..., Tensor], _GumbelRows.apply)
 
 
-@loss_function(inputs=CLASSIFICATION, params={
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION, params={
     "clamp_min": Param("lower clamp of the logits before the Gumbel CDF (``None``: none)", _optional_logit,
                        "kostas1515/GOL mmdet/models/losses/droploss.py: torch.clamp(cls_score, min=-4, max=10)"),
     "clamp_max": Param("upper clamp of the logits before the Gumbel CDF (``None``: none)", _optional_logit,

@@ -797,7 +797,7 @@ def _choice(*options: str) -> Callable[[Any, str], str]:
     return check
 
 
-@loss_function(inputs=("logits", "target"), params={
+@loss_function(compile_opaque=True, inputs=("logits", "target"), params={
     "alpha": Param("α ≥ 0, the self-adjusting exponent of ``q = (1 − p)^α p`` (0 = plain soft Dice)", nonnegative,
                    "ShannonAI utils/get_parser.py --dice_alpha (0.01); the class default is 0"),
     "smooth": Param("s ≥ 0 added to numerator and denominator", nonnegative, "ShannonAI utils/get_parser.py --dice_smooth (1e-4)"),

@@ -557,7 +557,7 @@ def nce(
     return reduce_loss(_nce_terms(z, y) * scale, reduction, w, out_dtype)
 
 
-@loss_function(inputs=CLASSIFICATION, params={
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION, params={
     "gamma": Param("focusing parameter γ ≥ 0 (γ = 0 is NCE)", nonnegative, f"{APL} configs"),
     "scale": Param("s, multiplies the loss", any_number, "no scaling, as the other normalised losses; the APL CIFAR-10 config uses 10 for NFL alone"),
     "detach": Param("stop the gradient through the modulating factors (1 − p)^γ, as the reference does", as_bool,
@@ -596,7 +596,7 @@ def nfl(
     return reduce_loss(_normalised(terms, y) * scale, reduction, w, out_dtype)
 
 
-@loss_function(inputs=CLASSIFICATION, params={
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION, params={
     "q": Param("the exponent q ∈ [0, 1]", unit_interval, "GCE's q; the APL CIFAR-10 config uses 0.1"),
     "scale": Param("s, multiplies the loss", any_number, APL),
 })
@@ -1042,7 +1042,7 @@ _SOFTPLUS_THRESHOLD = 20.0
 _MARGIN = Param("m, added to every non-target logit gap (reference ``threshold``)", any_number, LDR_CODE)
 
 
-@loss_function(inputs=CLASSIFICATION, params={
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION, params={
     "margin": _MARGIN,
     "temperature": Param("λ > 0 (reference ``Lambda``), or a float tensor [N] of per-sample values", _temperature,
                          LDR_CODE),
