@@ -119,8 +119,10 @@ MISS_REASONS = {
                          "mask of each row's largest probability (amax's split gradient at ties; one host read), the "
                          "two group sizes of the balance weights (two host reads) and the weighted mean",
     "encouraging": "C = 10: the per-row terms of the bonus log(1 − p_y) with its 1e-5 clamp and the linear part "
-                   "above log_end (~14 ops on N-vectors) beside the fused per-row path's softmax, gather, log, "
-                   "underflow check (one host read) and the backward's multiply and scatter",
+                   "above log_end (~13 ops on N-vectors) beside the fused per-row path's log-softmax, gather, exp, "
+                   "the ignore test (one host read) and the backward's multiply and scatter; the log-softmax form "
+                   "and folded backward scale measured 2.02 -> 1.90x in an interleaved same-process run (issue 25, "
+                   "session 31; that harness reads lower than this table)",
     "spherical_z_loss": "C = 10: the standardisation over the classes (mean, norm, σ) and softplus / sigmoid of the "
                         "target's score, each an op on N-vectors, plus the backward's three per-row coefficients; no "
                         "softmax, but more operator calls than F.cross_entropy's ~8",
@@ -144,7 +146,10 @@ MISS_REASONS = {
     "focal": "(1 − p_t)^γ on the per-row cross-entropy: the negation, expm1, a product, a dot and the mean's division "
              "are five autograd nodes beside F.cross_entropy's two (its own log-softmax and NLL, which focal reuses); at "
              "C = 10 a node is ~10-15 µs of a ~160 µs forward + backward. One hand-derived Function over a log-softmax "
-             "measured 2.10× against the plain path's 2.32× (same run, load ~5): within this machine's noise, not landed",
+             "measured 2.10× against the plain path's 2.32× (same run, load ~5): within this machine's noise, not landed. "
+             "Session 31, same-process interleaved (plain forced vs default in one run): _SoftmaxRowLoss with the γ = 2 "
+             "row (10 ops on N-vectors) after the log-softmax route was slower at C = 4 / 10 / 16 / 32 (+4 / +5 / "
+             "+10 / +4 %), even at 64, faster only at C = 100 (−11 %): not landed",
     "ldam": "s·z and the shift −s·m_y at the target are two autograd nodes (a product, a scatter) beside "
             "F.cross_entropy's two, and the target indexes the margins (one more ATen call); at C = 10 a node is "
             "~10-15 µs of a ~160 µs forward + backward (a one-Function form measured slower: 3.0× against 2.6×)",

@@ -1171,7 +1171,8 @@ def test_handed_back_gradient_upstream_factors_and_retained_graphs(loss_id, kw):
 # with class weights, the factor is a tensor: fused_grad's general form), a target probability far
 # below float32's normal range (exp(-90)) and, where the loss takes them, class weights.
 SMALL_C_ROWS = [c for c in ROW_CASES if c[0] in ("mae", "gce", "alpha_loss", "taylor_ce", "poly1", "encouraging",
-                                                  "log_z_squared", "squentropy", "ngce", "nfl", "nce", "sce")] + [
+                                                  "log_z_squared", "squentropy", "ngce", "nfl", "nce", "sce",
+                                                  "rce", "nce_rce", "nce_mae")] + [
     # the row terms rewritten for fewer operator calls (Horner's rule, one shared q log p, ε (1 − p_t)):
     # every branch of each (t = 1, 2, 3; α = 1, i.e. q = 0; ε = −1, where ∂ℓ/∂ log p_t → 0 as p_t → 1)
     ("mae", {}, ref_mae), ("taylor_ce", {"order": 1}, ref_taylor), ("taylor_ce", {"order": 2}, ref_taylor),
@@ -1180,13 +1181,17 @@ SMALL_C_ROWS = [c for c in ROW_CASES if c[0] in ("mae", "gce", "alpha_loss", "ta
     ("poly1", {"epsilon": 1.0}, ref_poly1), ("poly1", {"epsilon": -1.0}, ref_poly1)]
 
 
+@pytest.mark.parametrize("tiny", [False, True])
 @pytest.mark.parametrize("ignore", [False, True])
 @pytest.mark.parametrize("num_classes", [8, 10, 15, 16, 100])
 @pytest.mark.parametrize("loss_id, kw, ref", SMALL_C_ROWS, ids=[f"{c[0]}-{i}" for i, c in enumerate(SMALL_C_ROWS)])
-def test_small_c_fused_rows_against_the_definition(loss_id, kw, ref, num_classes, ignore):
-    z, y = _inputs(9, num_classes, 3.0, seed=num_classes, ignore=ignore)
-    z[0] = 0.0
-    z[0, y[0]] = -90.0  # p_y ≈ e^-90
+def test_small_c_fused_rows_against_the_definition(loss_id, kw, ref, num_classes, ignore, tiny):
+    # without the tiny probability (logits 0.5 randn: every p_j far above RCE's 1e-7 clamp) the noise
+    # mixes' RCE is 1 − p_y and their gradient a (e_y − p) (its scale folded into the column)
+    z, y = _inputs(9, num_classes, 3.0 if tiny else 0.5, seed=num_classes, ignore=ignore)
+    if tiny:
+        z[0] = 0.0
+        z[0, y[0]] = -90.0  # p_y ≈ e^-90
     keep = y != -100
     ys = torch.where(keep, y, 0)
     fn = getattr(LF, loss_id)
