@@ -185,7 +185,7 @@ FUSED_NODE = {
     "rce": "_NoiseMix", "sce": "_NoiseMix", "nce": "_NoiseMix", "nce_rce": "_NoiseMix", "nce_mae": "_NoiseMix",
     "active_passive": "_NoiseMix", "ngce": "_NormalisedGCE", "nfl": "_NormalisedFocal", "ldr": "_LDR",
     "logitclip": "_ClippedCE", "squentropy": "_Squentropy", "spherical_z_loss": "_SphericalZ",
-    "asymmetric_single_label": "_AsymmetricSingleLabel", "dice": "_DiceSums", "anyloss": "_AnyLoss",
+    "asymmetric_single_label": "_AsymmetricSingleLabel", "dice": "_DiceLoss", "anyloss": "_AnyLoss",
     "correctness_aware": "_CorrectnessAware",
 }
 
@@ -1240,3 +1240,44 @@ def test_softmax_and_log_target_against_log_softmax(num_classes, dtype):
     torch.testing.assert_close(lpy.double(), ref.gather(1, y.unsqueeze(1)).squeeze(1), **tol)
     torch.testing.assert_close(p.double(), ref.exp(), **tol)
     assert p.shape == z.shape and lpy.shape == (64,) and p.dtype == lpy.dtype == dtype
+
+
+@pytest.mark.parametrize("num_classes", [10, 100, 1000])
+@pytest.mark.parametrize("kw", [{}, {"alpha": 0.0}, {"alpha": 1.0}, {"alpha": 1.5, "smooth": 0.1},
+                                {"alpha": 0.3, "denominator": "batch", "square_denominator": True}], ids=str)
+def test_dice_whole_loss_function_at_the_benchmarked_widths(kw, num_classes):
+    # _DiceLoss (the eager CPU path for "mean" / "sum": the gradient built in the forward and handed
+    # back) against the float64 definition at C = 10 / 100 / 1000, with and without ignored rows, a
+    # row whose 1 − p rounds to 0 (the clamped terms' branch; α ≥ 1 there, where the definition's
+    # derivative is the clamp-free one) and the upstream-factor / retained-graph checks
+    alpha, smooth = kw.get("alpha", 0.01), kw.get("smooth", 1e-4)
+    z, y = _inputs(20, num_classes, 3.0, seed=num_classes, ignore=False)
+    variants = [(z, y), (z, torch.where(torch.arange(20) % 6 == 1, -100, y))]
+    if alpha >= 1.0:
+        z1 = z.clone()
+        z1[0] = -800.0
+        z1[0, y[0]] = 0.0
+        variants.append((z1, y))
+    for zz, yy in variants:
+        keep = yy != -100
+        ys = torch.where(keep, yy, 0)
+        zr = zz.clone().requires_grad_()
+        assert "_DiceLossBackward" in _node_names(LF.dice(zr, yy, **kw))
+        for reduction in ("mean", "sum"):
+            rv, rg = _value_and_grad(lambda t: _reduce(ref_dice_batch(t, ys, keep.to(DT), alpha, smooth,
+                                                                      kw.get("square_denominator", False)),
+                                                       keep, reduction), zz)
+            v, g = _value_and_grad(lambda t: LF.dice(t, yy, reduction=reduction, **kw), zz)
+            torch.testing.assert_close(v, rv, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(g, rg, rtol=1e-8, atol=1e-11)
+            _, g3 = _value_and_grad(lambda t: LF.dice(t, yy, reduction=reduction, **kw) * 3.0, zz)
+            torch.testing.assert_close(g3, 3.0 * rg, rtol=1e-8, atol=1e-11)
+    t = z.clone().requires_grad_()
+    loss = LF.dice(t, y, **kw)
+    loss.backward(retain_graph=True)
+    first = t.grad.clone()
+    loss.backward()
+    torch.testing.assert_close(t.grad, 2 * first, rtol=1e-12, atol=1e-15)
+    with force_path("fused"):
+        assert torch.autograd.gradcheck(lambda t: LF.dice(t, y[:6] % 17, reduction="sum", **kw),
+                                        (z[:6, :17].clone().requires_grad_(),))

@@ -610,6 +610,18 @@ class _TracedAsymmetricSingleLabel(torch.autograd.Function):
 _asl_single_traced = cast(Callable[..., Tensor], _TracedAsymmetricSingleLabel.apply)
 
 
+def _clamped_dice_terms(p: Tensor, one_minus: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """``(q, s)`` where ``1 − p`` rounds below the smallest normal somewhere: ``(1 − p)^(α−1)`` by a
+    power, the clamp (α < 1) with its zero gradient: ``q = (1 − p)^(α−1) (1 − p) p``,
+    ``s = q − α p² (1 − p)^(α−1)``."""
+    kept = one_minus >= torch.finfo(p.dtype).tiny
+    base = one_minus.clamp_min(torch.finfo(p.dtype).tiny) if alpha < 1.0 else one_minus
+    v = base.pow(alpha - 1.0)
+    q = v * base * p
+    pv = p * p * v
+    return q, q - alpha * (pv * kept if alpha < 1.0 else pv)
+
+
 class _DiceSums(torch.autograd.Function):
     """The softmax Dice loss's batch sums from one softmax, hand-derived backward.
 
@@ -631,13 +643,8 @@ class _DiceSums(torch.autograd.Function):
                 w = one_minus.log_().mul_(alpha).exp_() if alpha != 1.0 else one_minus  # (1 − p)^α, in place
                 q = w.mul_(p)
                 s = torch.addcmul(q, q, ratio, value=-alpha, out=ratio)  # p ∂q/∂p = q (1 − α p/(1 − p))
-            else:  # p rounds to 1 somewhere: (1 − p)^(α−1) by a power, the clamp (α < 1) with its zero gradient
-                kept = one_minus >= tiny
-                base = one_minus.clamp_min(tiny) if alpha < 1.0 else one_minus
-                v = base.pow(alpha - 1.0)
-                q = v * base * p
-                pv = p * p * v
-                s = q - alpha * (pv * kept if alpha < 1.0 else pv)
+            else:
+                q, s = _clamped_dice_terms(p, one_minus, alpha)
         else:
             q, s = p, p
         qk = q * q if square else q
@@ -737,20 +744,13 @@ class _TracedDiceLoss(torch.autograd.Function):
         qk = q * q if square else q
         sums = qk.sum(0) if keep is None else (qk * keep.unsqueeze(1)).sum(0)
         counts = torch.zeros(num_classes, dtype=z.dtype, device=z.device).index_add(0, y, rows)
-        tiny = torch.finfo(z.dtype).tiny
-        den = sums + counts + smooth
-        inv = den.clamp_min(tiny).reciprocal()
-        inv_y = inv.index_select(0, y)
-        q_y = q.gather(1, idx).squeeze(1) * rows
-        out, k = traced_reduce((num_classes - smooth * inv.sum()) - 2.0 * q_y * inv_y, keep, reduction)
-        k_rows = k * rows if isinstance(k, Tensor) else rows * k
-        a = torch.zeros(num_classes, dtype=z.dtype, device=z.device).index_add(0, y, k_rows * q_y)
-        g_den = (k_rows.sum() * smooth + 2.0 * a) * inv * inv * (den >= tiny)  # ∂L/∂D_c
+        out, g_den, g_y = _dice_batch_terms(sums, counts, q.gather(1, idx).squeeze(1), y, keep, rows, smooth,
+                                            reduction, traced_reduce)
         g = g_den.unsqueeze(0) * (2.0 * q if square else 1.0)
         if keep is not None:
             g = g * keep.unsqueeze(1)
         hit = torch.arange(num_classes, device=z.device) == idx
-        h = s * (g + torch.where(hit, (-2.0 * k_rows * inv_y).unsqueeze(1), 0.0))
+        h = s * (g + torch.where(hit, g_y.unsqueeze(1), 0.0))
         ctx.save_for_backward(h - p * h.sum(1, keepdim=True))  # softmax backward
         return out
 
@@ -763,6 +763,90 @@ class _TracedDiceLoss(torch.autograd.Function):
 _traced_dice_loss = cast(Callable[..., Tensor], _TracedDiceLoss.apply)
 
 
+def _dice_batch_terms(sums: Tensor, counts: Tensor, q_y: Tensor, y: Tensor, keep: Tensor | None, rows: Tensor,
+                      smooth: float, reduction: str,
+                      reduce: Callable[[Tensor, Tensor | None, str], tuple[Tensor, Tensor | float]]
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(L, ∂L/∂D_c [C], ∂L/∂q_{i,y_i} [N])`` of the batch-denominator Dice loss from the class sums
+    ``Σ_n m_n q_nc^κ``, the class counts, the target entries ``q_{i,y_i}`` and the row weights ``rows``
+    (``keep``, or ones): see :class:`_TracedDiceLoss`; ``reduce`` is ``traced_reduce`` (no host
+    reads) or ``reduce_rows``."""
+    tiny = torch.finfo(sums.dtype).tiny
+    den = sums + counts + smooth
+    inv = den.clamp_min(tiny).reciprocal()
+    inv_y = inv.index_select(0, y)
+    q_y = q_y * rows
+    out, k = reduce((sums.shape[0] - smooth * inv.sum()) - 2.0 * q_y * inv_y, keep, reduction)
+    k_rows = k * rows if isinstance(k, Tensor) else rows * k
+    a = torch.zeros_like(sums).index_add(0, y, k_rows * q_y)
+    g_den = (k_rows.sum() * smooth + 2.0 * a) * inv * inv * (den >= tiny)
+    return out, g_den, -2.0 * k_rows * inv_y
+
+
+class _DiceLoss(torch.autograd.Function):
+    """The softmax Dice loss with a batch denominator, reduced (``"mean"`` or ``"sum"``), eager on the
+    CPU: :class:`_TracedDiceLoss`'s math with in-place buffers, the gradient handed back
+    (:func:`~lossatlas.functional._fused.handed_back`). With ``B = (1 − p)^(α−1) p`` (a logarithm
+    and an exponential pass over ``1 − p``, in its buffer) and ``s = p ∂q/∂p = B (1 − (1 + α) p)``
+    (in place), ``q = B (1 − p) = (α B + s)/(1 + α)``: the class sums and target entries of ``q``
+    come from ``B``'s and ``s``'s (``q`` itself is built only for ``square_denominator``), and the
+    gradient ``H − p Σ_j H_j``, ``H = s ⊙ ∂L/∂q``, is written over ``s``: two fresh [N, C] buffers
+    (:class:`_DiceSums` with autograd's rest: four). Where ``1 − p`` rounds below the smallest
+    normal, :class:`_DiceSums`' clamped terms (:func:`_clamped_dice_terms`)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, y: Tensor, keep: Tensor | None, alpha: float, smooth: float, square: bool,
+                reduction: str) -> Tensor:
+        idx = y.unsqueeze(1)
+
+        def column_sums(t: Tensor) -> Tensor:  # Σ_n m_n t_nc
+            return t.sum(0) if keep is None else torch.mv(t.t(), keep)
+
+        p = softmax_rows(z)
+        b = torch.rsub(p, 1.0)
+        q: Tensor | None = None
+        if alpha == 0.0:  # q = p
+            q, s = p, b.copy_(p)
+        elif float(b.amin()) >= torch.finfo(z.dtype).tiny:
+            if alpha != 1.0:
+                b.log_().mul_(alpha - 1.0).exp_()  # (1 − p)^(α−1)
+            else:
+                b.fill_(1.0)
+            b.mul_(p)
+            if square:
+                q = torch.addcmul(b, b, p, value=-1.0)  # (1 − p)^α p
+            else:  # q = (α B + s)/(1 + α): its class sums and target entries from B's and s's, no q buffer
+                b_sums, b_y = column_sums(b), b.gather(1, idx).squeeze(1)
+            s = b.addcmul_(b, p, value=-(1.0 + alpha))  # (1 − p)^(α−1) p (1 − (1 + α) p)
+        else:
+            q, s = _clamped_dice_terms(p, b, alpha)
+        if q is not None:
+            sums, q_y = column_sums(q * q if square else q), q.gather(1, idx).squeeze(1)
+        else:
+            sums = column_sums(s).add_(b_sums, alpha=alpha).div_(1.0 + alpha)
+            q_y = s.gather(1, idx).squeeze_(1).add_(b_y, alpha=alpha).div_(1.0 + alpha)
+        counts = torch.bincount(y, weights=keep, minlength=z.shape[1]).to(z.dtype)
+        rows = keep if keep is not None else torch.ones(y.shape, dtype=z.dtype)
+        out, g_den, g_y = _dice_batch_terms(sums, counts, q_y, y, keep, rows, smooth, reduction, reduce_rows)
+        g_y = g_y.mul_(s.gather(1, idx).squeeze_(1)).unsqueeze_(1)  # s_{i,y_i} ∂L/∂q_{i,y_i}
+        h = s.mul_(g_den)
+        if square:
+            assert q is not None
+            h.mul_(q).mul_(2.0)
+        if keep is not None:
+            h.mul_(keep.unsqueeze(1))
+        h.scatter_add_(1, idx, g_y)
+        ctx.save_for_backward(h.addcmul_(p, h.sum(1, keepdim=True), value=-1.0))  # softmax backward
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return handed_back(ctx.saved_tensors[0], grad), None, None, None, None, None, None
+
+
+_dice_loss = cast(Callable[..., Tensor], _DiceLoss.apply)
+
+
 def _dice_batch_fused(z: Tensor, y: Tensor, sample_w: Tensor | None, alpha: float, smooth: float, square: bool,
                       reduction: str) -> Tensor:
     """The softmax Dice loss with a batch denominator on the fused path: ``l_i = C − s Σ_c 1/D_c −
@@ -770,6 +854,9 @@ def _dice_batch_fused(z: Tensor, y: Tensor, sample_w: Tensor | None, alpha: floa
     num_classes = z.shape[1]
     if compiling() and reduction != "none":
         return _traced_dice_loss(z, y, sample_w, alpha, smooth, square, reduction)
+    if reduction != "none" and z.is_cpu and not compiling():
+        keep = None if sample_w is None or float(sample_w.min()) == 1.0 else sample_w
+        return _dice_loss(z, y, keep, alpha, smooth, square, reduction)
     if compiling():  # no host reads; bincount's length would be data-dependent
         keep = sample_w
         sums, q_y = _traced_dice_sums(z, y.unsqueeze(1), keep, alpha, square)
