@@ -1146,6 +1146,11 @@ def test_handed_back_gradient_upstream_factors_and_retained_graphs(loss_id, kw):
     first = t.grad.clone()
     loss.backward()
     torch.testing.assert_close(t.grad, 2 * first, rtol=1e-12, atol=1e-15)
+    loss = fn(t, y, **kw)  # torch.autograd.grad with a retained graph: the result is the caller's to change
+    (g1,) = torch.autograd.grad(loss, t, retain_graph=True)
+    g1.mul_(0.0)
+    (g2,) = torch.autograd.grad(loss, t)
+    torch.testing.assert_close(g2, once, rtol=1e-12, atol=1e-15)
     t.grad = None
     fn(t, y, **kw).backward()
     kept = t.grad

@@ -445,17 +445,24 @@ def scale_grad(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
     return gz.mul_(kg.unsqueeze(1) if kg.dim() == 1 else kg)
 
 
+#: Whether the running backward keeps its graph (``retain_graph``); absent from a torch: never hand back.
+_KEEP_GRAPH: Callable[[], bool] | None = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+
+
 def handed_back(gz: Tensor, grad: Tensor) -> Tensor:
     """The backward of a fused Function whose forward already computed ``∂L/∂z`` into ``gz``, a
     buffer of its own (the loss's gradient for an upstream gradient of 1): ``gz`` itself where the
-    upstream gradient is exactly 1 (one host read) and no graph of the backward is being built,
-    else ``gz · grad`` (``grad`` 0-dim, or [N] for ``"none"``). Handed back as it is, autograd keeps
-    it as ``.grad`` without a copy (the Function's saved reference is released before the
-    gradient is accumulated; with ``retain_graph`` it is kept, and autograd copies ``gz``): the
-    fresh [N, C] buffer and the pass of a backward that computes the gradient are saved. On a
-    GPU (no host read, no synchronisation) always ``gz · grad``."""
+    upstream gradient is exactly 1 (one host read), no graph of the backward is being built and
+    the backward does not retain its graph, else ``gz · grad`` (``grad`` 0-dim, or [N] for
+    ``"none"``). Handed back as it is, autograd keeps it as ``.grad`` without a copy (the
+    Function's saved reference is released before the gradient is accumulated): the fresh
+    [N, C] buffer and the pass of a backward that computes the gradient are saved. With
+    ``retain_graph`` the buffer stays saved for the next backward, so a new tensor is returned
+    (``torch.autograd.grad`` hands its result to the caller as it is, who may change it in
+    place). On a GPU (no host read, no synchronisation) always ``gz · grad``."""
     if grad.dim() == 0:
-        if gz.is_cpu and not grad.requires_grad and float(grad) == 1.0:
+        if (gz.is_cpu and not grad.requires_grad and _KEEP_GRAPH is not None and not _KEEP_GRAPH()
+                and float(grad) == 1.0):
             return gz
         return gz * grad
     return gz * grad.unsqueeze(1)
