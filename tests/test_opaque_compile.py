@@ -145,7 +145,7 @@ def test_the_route_needs_plain_constant_arguments(route_all: None) -> None:
 
 #: The losses that opted in (``loss_function(compile_opaque=True)``): their traced forms
 #: compiled slower than their eager kernels on CPU (benchmarks/perf.py).
-OPTED_IN = ["gumbel", "dice", "ldr", "nfl", "ngce", "anyloss", "correctness_aware"]
+OPTED_IN = ["gumbel", "dice", "ldr", "nfl", "ngce", "anyloss", "correctness_aware", "triplet_margin", "normalized_softmax"]
 
 
 def test_the_losses_that_opted_in_are_these() -> None:
@@ -235,3 +235,18 @@ def test_the_operators_pass_torch_library_opcheck(route_all: None) -> None:
 def test_cuda_inputs_never_take_the_route(route_all: None) -> None:
     z, t = _inputs()
     assert _opaque.opaque_call_key(CE, (z.cuda(), t.cuda()), {}, (), "mean") is None
+
+
+def test_a_loss_may_set_its_own_threshold(counted: list[str]) -> None:
+    # triplet_margin's cost grows with the pairs of the batch, not its elements: it routes at every size
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(3)
+    emb = torch.randn(24, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 4, (24,), generator=g)
+    out = torch.compile(LF.triplet_margin, fullgraph=True, dynamic=True, backend="aot_eager")(emb, labels)
+    (grad,) = torch.autograd.grad(out, emb)
+    ref = LF.triplet_margin(emb, labels)
+    (g_ref,) = torch.autograd.grad(ref, emb)
+    assert len(counted) == 1 and "triplet_margin" in counted[0]
+    _close(out, ref)
+    _close(grad, g_ref)

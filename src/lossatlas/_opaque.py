@@ -140,14 +140,14 @@ _LEAVES = ("T", "I", "F")
 
 
 def opaque_call_key(name: str, args: Sequence[Any], kwargs: dict[str, Any], call: Sequence[str],
-                    default_reduction: str | None) -> OpaqueCall | None:
+                    default_reduction: str | None, min_numel: int | None = None) -> OpaqueCall | None:
     """The :class:`OpaqueCall` for :func:`run_opaque` where a call of the loss ``name`` may run as
     the opaque operator (see the module's docstring), else ``None``."""
     if _TRACED_ONLY or name not in _BODIES or not torch.is_grad_enabled():
         return None
     if not args or not isinstance(args[0], Tensor) or args[0].dtype not in _FLOAT_DTYPES:
         return None
-    if args[0].numel() < OPAQUE_MIN_NUMEL:
+    if args[0].numel() < (OPAQUE_MIN_NUMEL if min_numel is None or _ROUTE_EVERY_LOSS else min_numel):
         return None
     if kwargs.get("reduction", default_reduction) not in ("mean", "sum"):
         return None
@@ -287,15 +287,16 @@ def run_opaque(call: OpaqueCall) -> Tensor:
 
 
 def routed(name: str, body: Callable[..., Tensor], call: Sequence[str], default_reduction: str | None,
-           opted_in: bool) -> Callable[..., Tensor]:
+           opted_in: bool, min_numel: int | None = None) -> Callable[..., Tensor]:
     """``body``, run as the opaque operator while compiling where the loss opted in (``opted_in``;
-    every loss while :data:`_ROUTE_EVERY_LOSS`, for the tests) and :func:`opaque_call_key` allows it."""
+    every loss while :data:`_ROUTE_EVERY_LOSS`, for the tests) and :func:`opaque_call_key` allows
+    it, from ``min_numel`` elements of the first input (``None``: :data:`OPAQUE_MIN_NUMEL`)."""
     register_body(name, body)
 
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Tensor:
         if torch.compiler.is_compiling() and (opted_in or _ROUTE_EVERY_LOSS):
-            found = opaque_call_key(name, args, kwargs, call, default_reduction)
+            found = opaque_call_key(name, args, kwargs, call, default_reduction, min_numel)
             if found is not None:
                 return run_opaque(found)
         return body(*args, **kwargs)

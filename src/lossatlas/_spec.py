@@ -235,6 +235,7 @@ def loss_function(
     call: tuple[str, ...] = (),
     params: Mapping[str, Param] | None = None,
     compile_opaque: bool = False,
+    opaque_min_numel: int | None = None,
 ) -> Callable[[F], F]:
     """Decorator that makes a loss function the one definition of its method.
 
@@ -248,7 +249,10 @@ def loss_function(
 
     ``compile_opaque=True`` (a loss whose traced form inductor compiles slower than its eager
     kernels on CPU, measured in ``benchmarks/perf.py``): under ``torch.compile`` on CPU, large
-    calls run the body's eager code as one opaque custom operator (:mod:`lossatlas._opaque`).
+    calls run the body's eager code as one opaque custom operator (:mod:`lossatlas._opaque`):
+    from ``opaque_min_numel`` elements of the first input (default
+    :data:`lossatlas._opaque.OPAQUE_MIN_NUMEL`; a loss whose cost grows faster than its input,
+    e.g. over all pairs of a batch, sets its own).
     """
 
     def decorate(body: F) -> F:
@@ -270,7 +274,7 @@ def loss_function(
             raise TypeError(f"{body.__qualname__}: Params for unknown arguments {sorted(unknown)}")
         reduction = sig.parameters.get("reduction")
         run = routed(f"{body.__module__}.{body.__qualname__}", body, call,
-                     None if reduction is None else reduction.default, compile_opaque)
+                     None if reduction is None else reduction.default, compile_opaque, opaque_min_numel)
         spec = FunctionSpec(run, inputs, call, merged, sig)
         for n, default in spec.defaults.items():  # the defaults must pass their own checks
             spec.check(n, default)

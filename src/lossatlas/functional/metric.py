@@ -913,7 +913,7 @@ def _sorted_triplets(d: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, 
     return terms.sum(1), count, (pos.sum(1) * neg.sum(1)).sum()
 
 
-@loss_function(inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
+@loss_function(compile_opaque=True, opaque_min_numel=0, inputs=EMBEDDING, call=("indices", "ref_emb", "ref_labels", "distance", "reducer"), params={
     "margin": Param("α, the distance by which a negative must be farther than the positive", any_number,
                     f"FaceNet (α = 0.2); {PML}'s default is 0.05"),
     "average_nonzero": Param("``'mean'`` averages only the triplets with a non-zero loss (else every triplet)",
@@ -1595,7 +1595,7 @@ def _ce(logits: Tensor, labels: Tensor, reduction: str, out_dtype: torch.dtype) 
     return reduce_loss(losses, reduction, None, out_dtype)
 
 
-@loss_function(inputs=CLASSIFIER, params={
+@loss_function(compile_opaque=True, inputs=CLASSIFIER, params={
     "temperature": Param("T > 0: the logits are cos θ / T", positive, f"{PML} / Zhai & Wu 2018 (0.05, i.e. scale 20)"),
 })
 def normalized_softmax(
