@@ -145,7 +145,8 @@ def test_the_route_needs_plain_constant_arguments(route_all: None) -> None:
 
 #: The losses that opted in (``loss_function(compile_opaque=True)``): their traced forms
 #: compiled slower than their eager kernels on CPU (benchmarks/perf.py).
-OPTED_IN = ["gumbel", "dice", "ldr", "nfl", "ngce", "anyloss", "correctness_aware", "triplet_margin", "normalized_softmax"]
+OPTED_IN = ["gumbel", "dice", "ldr", "nfl", "ngce", "anyloss", "correctness_aware", "triplet_margin", "normalized_softmax",
+             "squentropy"]
 
 
 def test_the_losses_that_opted_in_are_these() -> None:

@@ -176,16 +176,13 @@ def _run_body(key: str, tensors: Sequence[Tensor], ints: Sequence[int], floats: 
                 **{k: _decode(v, tensors, ints, floats) for k, v in kwargs})
 
 
-@contextmanager
-def _autograd_on() -> Iterator[None]:
-    """Autograd inside a custom operator's kernel, where the dispatcher has turned it off (the
-    kernel runs below the autograd keys): the thread's excluded dispatch keys without autograd's,
-    and grad mode on."""
-    include = torch._C._dispatch_tls_local_include_set()
+def _autograd_keys_on() -> Any:
+    """A guard that turns autograd back on inside a custom operator's kernel, where the dispatcher
+    has turned it off (the kernel runs below the autograd keys): the thread's excluded dispatch
+    keys without autograd's (grad mode is set separately)."""
     exclude = torch._C._dispatch_tls_local_exclude_set()
     exclude = exclude.remove(torch._C.DispatchKey.AutogradCPU).remove(torch._C.DispatchKey.ADInplaceOrView)
-    with torch._C._ForceDispatchKeyGuard(include, exclude), torch.enable_grad():
-        yield
+    return torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), exclude)
 
 
 @torch.library.custom_op("lossatlas::eager_loss", mutates_args=())
@@ -195,14 +192,14 @@ def _eager_loss(key: str, tensors: list[Tensor], ints: list[int], floats: list[f
     _, _, _, needs = _parse(key)
     leaves = [t.detach().requires_grad_() if need else t for t, need in zip(tensors, needs)]
     versions = [t._version for t in tensors]
-    with _autograd_on():
+    with _autograd_keys_on(), torch.enable_grad():
         out = _run_body(key, leaves, ints, floats)
     if [t._version for t in tensors] != versions:
         raise RuntimeError(f"{_parse(key)[0].__qualname__} wrote into one of its inputs, which an opaque "
                            "operator may not do; compile it inside lossatlas.traced_kernels()")
     if out.dim() != 0:
         raise RuntimeError(f"{_parse(key)[0].__qualname__} returned shape {tuple(out.shape)} for a reduced loss")
-    handle = torch.zeros(1, dtype=torch.int8)
+    handle = torch.empty(1, dtype=torch.int8)
     handle.lossatlas_graph = (out, [t for t, need in zip(leaves, needs) if need])  # type: ignore[attr-defined]
     out = out.detach()
     return [out if out.dtype == tensors[0].dtype else out.to(tensors[0].dtype), handle]
@@ -220,6 +217,9 @@ def _keep_graph() -> bool:
     return True if query is None else bool(query())
 
 
+_ENGINE: Any = torch.autograd.Variable._execution_engine
+
+
 def _storage(t: Tensor) -> int:
     return t.untyped_storage().data_ptr()
 
@@ -234,9 +234,10 @@ def _eager_loss_backward(handle: Tensor, grad: Tensor, like: list[Tensor]) -> li
                            "through a compiled loss needs retain_graph=True on the first)")
     out, leaves = graph
     keep = _keep_graph()
-    with _autograd_on():
-        grads = torch.autograd.grad(out, leaves, grad if grad.dtype == out.dtype else grad.to(out.dtype),
-                                    retain_graph=keep, allow_unused=True)
+    # the engine directly (what torch.autograd.grad runs after its argument checks): the nested
+    # backward of a graph this module built, with the inputs it recorded
+    grads = _ENGINE.run_backward((out,), (grad if grad.dtype == out.dtype else grad.to(out.dtype),), keep, False,
+                                 tuple(leaves), True, False)
     if not keep:  # freed now, not with the handle: its buffers' memory is then reused at once
         del handle.lossatlas_graph  # type: ignore[attr-defined]
     taken = {_storage(grad), *(_storage(t) for t in like)}

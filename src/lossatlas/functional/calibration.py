@@ -219,7 +219,7 @@ def _encouraging_row(lpy: Tensor, log_end: float) -> tuple[Tensor, Tensor, None]
     return bonus - lpy, slope.sub_(1.0), None
 
 
-@loss_function(inputs=CLASSIFICATION)
+@loss_function(compile_opaque=True, inputs=CLASSIFICATION)
 def squentropy(
     logits: Tensor,
     target: Tensor,
