@@ -463,8 +463,7 @@ def _anyloss_terms(tp: Tensor, pos: Tensor, pred: Tensor, n: int, metric: str, b
     if metric == "f_beta":
         b2 = beta * beta
         den = pos.mul(b2).add_(pred)
-        live = den > 0
-        inv = torch.where(live, den, 1.0).reciprocal_().masked_fill_(~live, 0.0)
+        inv = torch.where(den > 0, den, math.inf).reciprocal_()  # 0 where D = 0
         score = tp.mul(1.0 + b2).mul_(inv)
         loss = 1.0 - score.mean()
         return loss, inv.mul(-(1.0 + b2) / k), score.mul_(inv).div_(k)
