@@ -47,6 +47,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ._paths import backward_keeps_graph
+
 __all__ = ["OpaqueCall", "opaque_call_key", "run_opaque", "register_body", "traced_kernels", "routed"]
 
 #: The loss bodies that may run behind the operator, by name (filled when they are defined).
@@ -210,13 +212,6 @@ def _(key: str, tensors: list[Tensor], ints: list[int], floats: list[float]) -> 
     return [tensors[0].new_empty(()), tensors[0].new_empty(1, dtype=torch.int8)]
 
 
-def _keep_graph() -> bool:
-    """Whether the backward now running keeps its graph (``retain_graph=True``); True where this
-    torch cannot say."""
-    query = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-    return True if query is None else bool(query())
-
-
 _ENGINE: Any = torch.autograd.Variable._execution_engine
 
 
@@ -233,7 +228,7 @@ def _eager_loss_backward(handle: Tensor, grad: Tensor, like: list[Tensor]) -> li
         raise RuntimeError("lossatlas::eager_loss_backward: the forward's graph is gone (a second backward "
                            "through a compiled loss needs retain_graph=True on the first)")
     out, leaves = graph
-    keep = _keep_graph()
+    keep = backward_keeps_graph() is not False  # kept where torch cannot say
     # the engine directly (what torch.autograd.grad runs after its argument checks): the nested
     # backward of a graph this module built, with the inputs it recorded
     grads = _ENGINE.run_backward((out,), (grad if grad.dtype == out.dtype else grad.to(out.dtype),), keep, False,

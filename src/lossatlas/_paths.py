@@ -24,7 +24,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["PATHS", "force_path", "take_fused", "compiling"]
+__all__ = ["PATHS", "force_path", "take_fused", "compiling", "backward_keeps_graph"]
 
 PATHS: tuple[str, ...] = ("plain", "fused")
 _FORCED: ContextVar[str | None] = ContextVar("lossatlas_forced_path", default=None)
@@ -33,6 +33,16 @@ _FORCED: ContextVar[str | None] = ContextVar("lossatlas_forced_path", default=No
 def compiling() -> bool:
     """True while ``torch.compile`` (dynamo) traces the caller."""
     return bool(torch.compiler.is_compiling())
+
+
+_KEEP_GRAPH = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+
+
+def backward_keeps_graph() -> bool | None:
+    """Inside a backward: whether it keeps its graph (``retain_graph=True``), so that a saved
+    buffer must stay as it is; ``None`` where this torch cannot say (a private query of the
+    autograd engine, present in torch 2.13 and 2.14)."""
+    return None if _KEEP_GRAPH is None else bool(_KEEP_GRAPH())
 
 
 @contextmanager

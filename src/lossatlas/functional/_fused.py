@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._paths import compiling, take_fused
+from .._paths import backward_keeps_graph, compiling, take_fused
 from .._spec import mean_divisor
 from ._common import blank_rows, none_ignored
 
@@ -445,10 +445,6 @@ def scale_grad(gz: Tensor, k: Tensor | float, grad: Tensor) -> Tensor:
     return gz.mul_(kg.unsqueeze(1) if kg.dim() == 1 else kg)
 
 
-#: Whether the running backward keeps its graph (``retain_graph``); absent from a torch: never hand back.
-_KEEP_GRAPH: Callable[[], bool] | None = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-
-
 def handed_back(gz: Tensor, grad: Tensor) -> Tensor:
     """The backward of a fused Function whose forward already computed ``∂L/∂z`` into ``gz``, a
     buffer of its own (the loss's gradient for an upstream gradient of 1): ``gz`` itself where the
@@ -461,7 +457,7 @@ def handed_back(gz: Tensor, grad: Tensor) -> Tensor:
     (``torch.autograd.grad`` hands its result to the caller as it is, who may change it in
     place). On a GPU (no host read, no synchronisation) always ``gz · grad``."""
     if grad.dim() == 0:
-        if (gz.is_cpu and not grad.requires_grad and _KEEP_GRAPH is not None and not _KEEP_GRAPH()
+        if (gz.is_cpu and not grad.requires_grad and backward_keeps_graph() is False
                 and float(grad) == 1.0):
             return gz
         return gz * grad
