@@ -291,7 +291,7 @@ def routed(name: str, body: Callable[..., Tensor], call: Sequence[str], default_
 
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Tensor:
-        if torch.compiler.is_compiling() and (opted_in or _ROUTE_EVERY_LOSS):
+        if (opted_in or _ROUTE_EVERY_LOSS) and torch.compiler.is_compiling():  # eager: no call for the others
             found = opaque_call_key(name, args, kwargs, call, default_reduction, min_numel)
             if found is not None:
                 return run_opaque(found)

@@ -253,8 +253,14 @@ def softmax_and_log_target(u: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     if NARROW_C <= u.shape[1] < LOG_PIECES_MAX_C and u.is_cpu:
         logp = torch.log_softmax(u, 1)
         lpt = logp.gather(1, idx).squeeze_(1)
-        return (logp.exp() if u.requires_grad and torch.is_grad_enabled() else logp.exp_()), lpt
+        return _exp_outside_autograd(logp, u), lpt
     return _softmax_then_log_target(u, idx)
+
+
+def _exp_outside_autograd(logp: Tensor, u: Tensor) -> Tensor:
+    """``exp(logp)`` for ``logp = log_softmax(u)``: in place where autograd does not record ``u``'s
+    graph (a fused Function's forward), else a new tensor (``logp`` may be saved for a backward)."""
+    return logp.exp() if u.requires_grad and torch.is_grad_enabled() else logp.exp_()
 
 
 def _softmax_then_log_target(u: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -340,7 +346,7 @@ def softmax_log_pieces(z: Tensor, idx: Tensor, log_sum: bool = False) -> tuple[T
     if z.shape[1] < LOG_PIECES_MAX_C:
         logp = log_softmax_rows(z)
         lpy, s = logp.gather(1, idx), (logp.sum(1, keepdim=True) if log_sum else None)
-        return (logp.exp() if z.requires_grad and torch.is_grad_enabled() else logp.exp_()), lpy, s
+        return _exp_outside_autograd(logp, z), lpy, s
     p, lpy = softmax_and_log_target(z, idx)
     lpy = lpy.unsqueeze_(1)
     if not log_sum:
